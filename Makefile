@@ -1,0 +1,63 @@
+# collab: PGXS build, plus the project's set-up, test, demo and bench entry points.
+
+EXTENSION = collab
+EXTVERSION = 0.1.0
+
+MODULE_big = collab
+OBJS = \
+	src/collab.o \
+	src/errors.o \
+	src/events.o \
+	src/lock_path.o \
+	src/resource_id.o \
+	src/resource_id_sql.o \
+	src/tokens.o
+
+DATA = sql/collab--0.1.0.sql
+PGFILEDESC = "collab - collaborative editing with fenced editor locks"
+
+REGRESS = resource_id documents locks saves events privileges
+REGRESS_OPTS = --inputdir=test --load-extension=collab
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release
+ISOLATION_OPTS = --inputdir=test --load-extension=collab
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lwebsockets -lssl -lcrypto
+EXTRA_CLEAN = results output_iso test/unit/*.o
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+# A fresh machine has no server headers yet: only the set-up targets work.
+all install installcheck:
+	@echo "postgresql-server-dev-15 is missing: run 'make deps' (or 'make test' / 'make demo')" >&2; exit 1
+else
+include $(PGXS)
+endif
+
+override CFLAGS += -Wall -Wmissing-prototypes
+
+.PHONY: deps test demo demo-stop bench unit
+
+# Installs every system and npm package the project needs (idempotent).
+deps:
+	bash scripts/deps.sh
+
+# Everything CI runs: set-up, build, install, a throwaway cluster, every suite.
+test: deps
+	$(MAKE) all
+	$(MAKE) install
+	bash scripts/run-tests.sh
+
+demo: deps
+	$(MAKE) all
+	$(MAKE) install
+	bash scripts/demo.sh start
+
+demo-stop:
+	bash scripts/demo.sh stop
+
+bench: deps
+	$(MAKE) all
+	$(MAKE) install
+	bash test/bench/run.sh

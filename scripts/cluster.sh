@@ -1,0 +1,74 @@
+#!/bin/bash
+# Throwaway PostgreSQL clusters for tests, demos and benchmarks.
+#
+#   cluster.sh start DIR [CONF_LINE...]   initdb + start; prints PORT=... on stdout
+#   cluster.sh stop DIR [MODE]            stop (MODE: fast|immediate), keep the data
+#   cluster.sh restart DIR                start an existing, stopped cluster again
+#   cluster.sh destroy DIR                stop and remove
+#
+# PostgreSQL refuses to run as root, so the cluster runs as the 'postgres' system
+# user; the data directory is owned by it. Connections use the Unix socket in DIR
+# and trust authentication: the cluster is local to this machine and short-lived.
+set -euo pipefail
+
+PGBIN=${PGBIN:-$(pg_config --bindir)}
+RUN_AS=${RUN_AS:-postgres}
+
+as_pg() {
+	if [ "$(id -un)" = "$RUN_AS" ]; then "$@"; else runuser -u "$RUN_AS" -- "$@"; fi
+}
+
+free_port() {
+	perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
+		print $s->sockport, "\n";'
+}
+
+cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR}
+dir=${2:?data directory}
+
+case "$cmd" in
+start)
+	shift 2
+	mkdir -p "$dir"
+	chown "$RUN_AS": "$dir"
+	chmod 700 "$dir"
+	as_pg "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync \
+		--encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; exit 1; }
+	port=${PGPORT_WANTED:-$(free_port)}
+	{
+		echo "port = $port"
+		echo "listen_addresses = '127.0.0.1'"
+		echo "unix_socket_directories = '$dir'"
+		echo "shared_preload_libraries = 'collab'"
+		echo "max_connections = 200"
+		echo "log_line_prefix = '%m [%p] %q%a '"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	echo "$port" >"$dir/port"
+	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+		{ tail -50 "$dir/server.log" >&2; exit 1; }
+	echo "PORT=$port"
+	;;
+restart)
+	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+		{ tail -50 "$dir/server.log" >&2; exit 1; }
+	;;
+stop)
+	mode=${3:-fast}
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
+	fi
+	;;
+destroy)
+	if [ -f "$dir/data/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$dir/data" -m immediate -w -t 60 stop >/dev/null || true
+	fi
+	rm -rf "$dir"
+	;;
+*)
+	echo "usage: cluster.sh start|stop|restart|destroy DIR" >&2
+	exit 2
+	;;
+esac

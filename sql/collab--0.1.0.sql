@@ -1,0 +1,683 @@
+/* collab--0.1.0.sql: documents and tabs, fenced editor locks, guarded saves */
+
+\echo Use "CREATE EXTENSION collab" to load this file. \quit
+
+COMMENT ON SCHEMA collab IS 'collab: collaborative editing with fenced editor locks';
+
+CREATE FUNCTION collab._check_preloaded() RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_check_preloaded' LANGUAGE C;
+SELECT collab._check_preloaded();
+
+/* ------------------------------------------------------------------------
+ * Roles.  Cluster-wide, so they are created only if missing and outlive
+ * DROP EXTENSION; see docs/sql-api.md for what each may do.
+ * ------------------------------------------------------------------------ */
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'collab_app') THEN
+		CREATE ROLE collab_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'collab_admin') THEN
+		CREATE ROLE collab_admin NOLOGIN;
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * C helpers
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION collab._raise(code text, message text, detail text DEFAULT NULL, hint text DEFAULT NULL)
+	RETURNS void AS 'MODULE_PATHNAME', 'collab_raise' LANGUAGE C;
+CREATE FUNCTION collab.error_codes(OUT code text, OUT sqlstate text, OUT meaning text)
+	RETURNS SETOF record AS 'MODULE_PATHNAME', 'collab_error_codes' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION collab.error_code(sqlstate text) RETURNS text
+	AS 'MODULE_PATHNAME', 'collab_error_code_of' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION collab.resource_id_valid(resource_id text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'collab_resource_id_valid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION collab.check_resource_id(resource_id text) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_check_resource_id' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION collab.parent_id(resource_id text) RETURNS text
+	AS 'MODULE_PATHNAME', 'collab_parent_id' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION collab.ancestors(resource_id text) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'collab_ancestors' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION collab.lock_key(resource_id text) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_lock_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION collab.lock_ttl() RETURNS interval
+	AS 'MODULE_PATHNAME', 'collab_lock_ttl' LANGUAGE C STABLE;
+CREATE FUNCTION collab.max_content_size() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_max_content_size_sql' LANGUAGE C STABLE;
+CREATE FUNCTION collab._next_token() RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_next_token' LANGUAGE C;
+CREATE FUNCTION collab._lock_path(resource_id text) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_lock_path' LANGUAGE C STRICT;
+CREATE FUNCTION collab._publish(event text) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_publish' LANGUAGE C STRICT;
+CREATE FUNCTION collab.pending_events() RETURNS SETOF text
+	AS 'MODULE_PATHNAME', 'collab_pending_events' LANGUAGE C;
+
+/* ------------------------------------------------------------------------
+ * Resources: a document row and one row per tab, ids are paths.
+ * ------------------------------------------------------------------------ */
+CREATE TABLE collab.resources (
+	id			text COLLATE "C" PRIMARY KEY CHECK (collab.resource_id_valid(id)),
+	parent_id	text COLLATE "C" REFERENCES collab.resources (id) ON DELETE CASCADE,
+	kind		text NOT NULL,
+	title		text,
+	content		text NOT NULL DEFAULT '',
+	version		bigint NOT NULL DEFAULT 0,
+	saved_by	text,
+	saved_by_name text,
+	saved_at	timestamptz,
+	created_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	CONSTRAINT resources_parent_matches_id
+		CHECK (parent_id IS NOT DISTINCT FROM collab.parent_id(id)),
+	CONSTRAINT resources_kind_matches_id
+		CHECK (kind = split_part(substr(id, length(id) - strpos(reverse(id), '/') + 2), ':', 1)
+			   OR (strpos(id, '/') = 0 AND kind = split_part(id, ':', 1)))
+);
+CREATE INDEX resources_parent_idx ON collab.resources (parent_id);
+COMMENT ON TABLE collab.resources IS 'Documents and their tabs; content changes only through the lock guard';
+
+/* ------------------------------------------------------------------------
+ * Leases: at most one live editor lock per resource, none overlapping on
+ * a path.  Tokens come from a sequence: strictly increasing, never reused.
+ * ------------------------------------------------------------------------ */
+CREATE SEQUENCE collab.fencing_token_seq AS bigint NO CYCLE;
+
+CREATE TABLE collab.leases (
+	resource_id	text COLLATE "C" PRIMARY KEY REFERENCES collab.resources (id) ON DELETE CASCADE,
+	token		bigint NOT NULL UNIQUE,
+	user_id		text NOT NULL,
+	username	text NOT NULL,
+	holder_id	text NOT NULL,
+	acquired_at	timestamptz NOT NULL,
+	renewed_at	timestamptz NOT NULL,
+	expires_at	timestamptz NOT NULL
+);
+CREATE INDEX leases_expires_idx ON collab.leases (expires_at);
+CREATE INDEX leases_holder_idx ON collab.leases (holder_id);
+
+CREATE TABLE collab.audit (
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
+	action		text NOT NULL CHECK (action IN ('grant', 'deny', 'renew', 'release', 'expire', 'force_release')),
+	resource_id	text COLLATE "C" NOT NULL,
+	token		bigint,
+	user_id		text,
+	username	text,
+	holder_id	text,
+	actor		name NOT NULL DEFAULT session_user,
+	reason		text,
+	detail		jsonb
+);
+CREATE INDEX audit_token_idx ON collab.audit (token) WHERE token IS NOT NULL;
+CREATE INDEX audit_resource_idx ON collab.audit (resource_id, at);
+
+/* ------------------------------------------------------------------------
+ * Internal helpers
+ * ------------------------------------------------------------------------ */
+
+-- Lock decisions read other transactions' committed leases after waiting
+-- for their advisory locks; a snapshot taken earlier would miss them.
+CREATE FUNCTION collab._require_read_committed() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		PERFORM collab._raise('BAD_REQUEST',
+			'collab lock functions must run in a READ COMMITTED transaction',
+			format('The transaction isolation level is %s.', current_setting('transaction_isolation')),
+			'Call them in their own transaction or with SET TRANSACTION ISOLATION LEVEL READ COMMITTED.');
+	END IF;
+END
+$$;
+
+CREATE FUNCTION collab._check_user(p_user_id text, p_username text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_user_id IS NULL OR p_user_id = '' OR octet_length(p_user_id) > 256 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'user_id must be a non-empty string of at most 256 bytes');
+	END IF;
+	IF p_username IS NULL OR p_username = '' OR octet_length(p_username) > 256 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'username must be a non-empty string of at most 256 bytes');
+	END IF;
+END
+$$;
+
+CREATE FUNCTION collab._check_resource(p_resource_id text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	IF NOT EXISTS (SELECT FROM collab.resources WHERE id = p_resource_id) THEN
+		PERFORM collab._raise('RESOURCE_NOT_FOUND',
+			format('resource "%s" does not exist', p_resource_id),
+			NULL, 'Create it with collab.create_document() or collab.add_tab().');
+	END IF;
+END
+$$;
+
+CREATE FUNCTION collab._ts(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+
+CREATE FUNCTION collab._user_ref(p_user_id text, p_username text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT jsonb_build_object('userId', p_user_id, 'username', p_username)
+$$;
+
+-- Removes an expired lease, records it and announces lock:expired.
+CREATE FUNCTION collab._expire_lease(l collab.leases) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM collab.leases WHERE token = l.token;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
+		VALUES ('expire', l.resource_id, l.token, l.user_id, l.username, l.holder_id, 'ttl');
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'lock:expired',
+		'resourceId', l.resource_id,
+		'previousHolder', collab._user_ref(l.user_id, l.username),
+		'holderId', l.holder_id,
+		'expiredAt', collab._ts(l.expires_at))::text);
+END
+$$;
+
+-- Raises the right error for a token that is not live (on p_resource_id,
+-- when the caller names one).
+CREATE FUNCTION collab._token_error(p_token bigint, p_resource_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	l collab.leases;
+	v_on text := coalesce(format(' on "%s"', p_resource_id), '');
+BEGIN
+	IF p_token IS NULL THEN
+		PERFORM collab._raise('LOCK_NOT_HELD', 'no lock token presented' || v_on,
+			NULL, 'Acquire the editor lock and present its token.');
+	END IF;
+	SELECT * INTO l FROM collab.leases WHERE token = p_token;
+	IF FOUND AND l.expires_at <= clock_timestamp() THEN
+		PERFORM collab._raise('LOCK_EXPIRED',
+			format('the lock on "%s" expired', l.resource_id),
+			format('It expired at %s.', collab._ts(l.expires_at)),
+			'Acquire the lock again; renew it before collab.lock_ttl passes.');
+	ELSIF FOUND THEN
+		PERFORM collab._raise('LOCK_NOT_HELD',
+			format('the presented token is the lock of "%s", not of "%s"', l.resource_id, p_resource_id));
+	ELSIF EXISTS (SELECT FROM collab.audit WHERE token = p_token AND action = 'expire') THEN
+		PERFORM collab._raise('LOCK_EXPIRED', 'the presented lock expired' || v_on,
+			NULL, 'Acquire the lock again; renew it before collab.lock_ttl passes.');
+	ELSE
+		PERFORM collab._raise('LOCK_NOT_HELD', 'the presented token is not a live lock' || v_on,
+			'The lock was released, taken over, or never granted.',
+			'Acquire the editor lock and present its token.');
+	END IF;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Documents and tabs
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION collab._insert_resource(p_id text, p_title text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	v_parent text := collab.parent_id(p_id);
+	v_last text := coalesce(substr(p_id, length(v_parent) + 2), p_id);
+BEGIN
+	IF p_title IS NOT NULL AND octet_length(p_title) > 1024 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'title must be at most 1024 bytes');
+	END IF;
+	IF v_parent IS NOT NULL AND NOT EXISTS (SELECT FROM collab.resources WHERE id = v_parent) THEN
+		PERFORM collab._raise('RESOURCE_NOT_FOUND', format('parent resource "%s" does not exist', v_parent));
+	END IF;
+	INSERT INTO collab.resources (id, parent_id, kind, title)
+		VALUES (p_id, v_parent, split_part(v_last, ':', 1), p_title);
+EXCEPTION WHEN unique_violation THEN
+	PERFORM collab._raise('RESOURCE_EXISTS', format('resource "%s" already exists', p_id));
+END
+$$;
+
+CREATE FUNCTION collab.create_document(p_key text, p_title text DEFAULT NULL, p_tabs text[] DEFAULT '{}')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id text;
+	v_tab text;
+BEGIN
+	IF p_key IS NULL THEN
+		PERFORM collab._raise('BAD_REQUEST', 'a document key is required');
+	END IF;
+	IF strpos(p_key, '/') > 0 THEN
+		PERFORM collab._raise('RESOURCE_ID_INVALID', 'a document key must not contain ''/''');
+	END IF;
+	v_id := 'document:' || p_key;
+	PERFORM collab.check_resource_id(v_id);
+	PERFORM collab._insert_resource(v_id, p_title);
+	FOREACH v_tab IN ARRAY coalesce(p_tabs, '{}') LOOP
+		PERFORM collab.add_tab(v_id, v_tab);
+	END LOOP;
+	RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION collab.add_tab(p_document_id text, p_tab_key text, p_title text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id text;
+BEGIN
+	PERFORM collab.check_resource_id(p_document_id);
+	IF p_tab_key IS NULL OR strpos(p_tab_key, '/') > 0 THEN
+		PERFORM collab._raise('RESOURCE_ID_INVALID', 'a tab key must be non-empty and must not contain ''/''');
+	END IF;
+	v_id := p_document_id || '/tab:' || p_tab_key;
+	PERFORM collab.check_resource_id(v_id);
+	PERFORM collab._insert_resource(v_id, p_title);
+	RETURN v_id;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Locks
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION collab.acquire(
+	p_resource_id text, p_user_id text, p_username text, p_holder_id text DEFAULT NULL,
+	OUT granted boolean, OUT token bigint, OUT resource_id text,
+	OUT holder_user_id text, OUT holder_username text, OUT holder_id text,
+	OUT holder_resource_id text, OUT acquired_at timestamptz, OUT expires_at timestamptz,
+	OUT renewed boolean)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_holder text := coalesce(p_holder_id, p_user_id);
+	v_now timestamptz;
+	v_conflict collab.leases;
+	v_mine collab.leases;
+	l collab.leases;
+BEGIN
+	PERFORM collab._require_read_committed();
+	PERFORM collab._check_user(p_user_id, p_username);
+	IF octet_length(v_holder) > 256 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'holder_id must be at most 256 bytes');
+	END IF;
+	PERFORM collab._check_resource(p_resource_id);
+	PERFORM collab._lock_path(p_resource_id);
+
+	resource_id := p_resource_id;
+	v_now := clock_timestamp();
+	FOR l IN
+		SELECT * FROM collab.leases c
+		 WHERE c.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
+			OR (c.resource_id > p_resource_id || '/' AND c.resource_id < p_resource_id || '0')
+		 ORDER BY c.resource_id
+		   FOR UPDATE
+	LOOP
+		IF l.expires_at <= v_now THEN
+			PERFORM collab._expire_lease(l);
+		ELSIF l.resource_id = p_resource_id AND l.holder_id = v_holder AND l.user_id = p_user_id THEN
+			v_mine := l;
+		ELSIF v_conflict.token IS NULL THEN
+			v_conflict := l;
+		END IF;
+	END LOOP;
+
+	IF v_conflict.token IS NOT NULL THEN
+		granted := false;
+		renewed := false;
+		holder_user_id := v_conflict.user_id;
+		holder_username := v_conflict.username;
+		holder_id := v_conflict.holder_id;
+		holder_resource_id := v_conflict.resource_id;
+		acquired_at := v_conflict.acquired_at;
+		expires_at := v_conflict.expires_at;
+		INSERT INTO collab.audit (action, resource_id, user_id, username, holder_id, reason, detail)
+			VALUES ('deny', p_resource_id, p_user_id, p_username, v_holder, 'held',
+					jsonb_build_object('heldBy', v_conflict.user_id, 'heldOn', v_conflict.resource_id));
+		PERFORM collab._publish(jsonb_build_object(
+			'event', 'lock:denied',
+			'resourceId', p_resource_id,
+			'requester', collab._user_ref(p_user_id, p_username),
+			'requesterHolderId', v_holder,
+			'holder', collab._user_ref(v_conflict.user_id, v_conflict.username),
+			'holderResourceId', v_conflict.resource_id,
+			'expiresAt', collab._ts(v_conflict.expires_at),
+			'reason', 'held')::text);
+		RETURN;
+	END IF;
+
+	holder_user_id := p_user_id;
+	holder_username := p_username;
+	holder_id := v_holder;
+	holder_resource_id := p_resource_id;
+	granted := true;
+	v_now := clock_timestamp();
+	expires_at := v_now + collab.lock_ttl();
+
+	IF v_mine.token IS NOT NULL THEN
+		-- The same holder asking again: a renewal, same token.
+		UPDATE collab.leases SET renewed_at = v_now, expires_at = acquire.expires_at, username = p_username
+		 WHERE collab.leases.token = v_mine.token;
+		token := v_mine.token;
+		acquired_at := v_mine.acquired_at;
+		renewed := true;
+		INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
+			VALUES ('renew', p_resource_id, token, p_user_id, p_username, v_holder, 'reacquire');
+		RETURN;
+	END IF;
+
+	token := collab._next_token();
+	acquired_at := v_now;
+	renewed := false;
+	INSERT INTO collab.leases (resource_id, token, user_id, username, holder_id, acquired_at, renewed_at, expires_at)
+		VALUES (p_resource_id, token, p_user_id, p_username, v_holder, v_now, v_now, expires_at);
+	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id)
+		VALUES ('grant', p_resource_id, token, p_user_id, p_username, v_holder);
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'lock:acquired',
+		'resourceId', p_resource_id,
+		'holder', collab._user_ref(p_user_id, p_username),
+		'holderId', v_holder,
+		'acquiredAt', collab._ts(v_now),
+		'expiresAt', collab._ts(expires_at))::text);
+END
+$$;
+
+CREATE FUNCTION collab.renew(p_token bigint,
+	OUT resource_id text, OUT token bigint, OUT expires_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	PERFORM collab._require_read_committed();
+	IF p_token IS NULL THEN
+		PERFORM collab._raise('LOCK_NOT_HELD', 'no lock token presented');
+	END IF;
+	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token;
+	IF NOT FOUND THEN
+		PERFORM collab._token_error(p_token, NULL);
+	END IF;
+	PERFORM collab._lock_path(l.resource_id);
+	UPDATE collab.leases c
+	   SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + collab.lock_ttl()
+	 WHERE c.token = p_token AND c.expires_at > clock_timestamp()
+	RETURNING c.resource_id, c.token, c.expires_at INTO resource_id, token, expires_at;
+	IF NOT FOUND THEN
+		PERFORM collab._token_error(p_token, l.resource_id);
+	END IF;
+	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
+		VALUES ('renew', l.resource_id, p_token, l.user_id, l.username, l.holder_id, 'renew');
+END
+$$;
+
+-- Shared by release, release_holder and force_release.
+CREATE FUNCTION collab._drop_lease(l collab.leases, p_action text, p_reason text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM collab.leases WHERE token = l.token;
+	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
+		VALUES (p_action, l.resource_id, l.token, l.user_id, l.username, l.holder_id, p_reason);
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'lock:released',
+		'resourceId', l.resource_id,
+		'previousHolder', collab._user_ref(l.user_id, l.username),
+		'holderId', l.holder_id,
+		'reason', CASE WHEN p_action = 'force_release' THEN 'forced' ELSE p_reason END,
+		'releasedAt', collab._ts(clock_timestamp()))::text);
+END
+$$;
+
+CREATE FUNCTION collab.release(p_token bigint, p_reason text DEFAULT 'released')
+RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	PERFORM collab._require_read_committed();
+	IF p_reason IS NULL OR p_reason NOT IN ('released', 'left', 'disconnected') THEN
+		PERFORM collab._raise('BAD_REQUEST', 'reason must be one of released, left, disconnected',
+			NULL, 'Administrators use collab.force_release() to take a lock away.');
+	END IF;
+	IF p_token IS NULL THEN
+		PERFORM collab._raise('LOCK_NOT_HELD', 'no lock token presented');
+	END IF;
+	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token;
+	IF NOT FOUND THEN
+		PERFORM collab._token_error(p_token, NULL);
+	END IF;
+	PERFORM collab._lock_path(l.resource_id);
+	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token FOR UPDATE;
+	IF NOT FOUND OR l.expires_at <= clock_timestamp() THEN
+		IF FOUND THEN
+			PERFORM collab._expire_lease(l);
+			-- the expiry must commit even though this call fails
+			RETURN NULL;
+		END IF;
+		PERFORM collab._token_error(p_token, l.resource_id);
+	END IF;
+	PERFORM collab._drop_lease(l, 'release', p_reason);
+	RETURN l.resource_id;
+END
+$$;
+
+CREATE FUNCTION collab.release_holder(p_holder_id text, p_reason text DEFAULT 'disconnected')
+RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	v_id text;
+BEGIN
+	PERFORM collab._require_read_committed();
+	IF p_reason IS NULL OR p_reason NOT IN ('released', 'left', 'disconnected') THEN
+		PERFORM collab._raise('BAD_REQUEST', 'reason must be one of released, left, disconnected');
+	END IF;
+	FOR v_id IN SELECT c.resource_id FROM collab.leases c WHERE c.holder_id = p_holder_id ORDER BY 1 LOOP
+		PERFORM collab._lock_path(v_id);
+		SELECT * INTO l FROM collab.leases c WHERE c.resource_id = v_id AND c.holder_id = p_holder_id FOR UPDATE;
+		CONTINUE WHEN NOT FOUND;
+		IF l.expires_at <= clock_timestamp() THEN
+			PERFORM collab._expire_lease(l);
+		ELSE
+			PERFORM collab._drop_lease(l, 'release', p_reason);
+			RETURN NEXT v_id;
+		END IF;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION collab.force_release(p_resource_id text, p_reason text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	PERFORM collab._require_read_committed();
+	IF p_reason IS NULL OR btrim(p_reason) = '' OR octet_length(p_reason) > 1024 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'force_release needs a reason (1 to 1024 bytes); it is recorded in the audit trail');
+	END IF;
+	PERFORM collab._check_resource(p_resource_id);
+	PERFORM collab._lock_path(p_resource_id);
+	SELECT * INTO l FROM collab.leases c WHERE c.resource_id = p_resource_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	IF l.expires_at <= clock_timestamp() THEN
+		PERFORM collab._expire_lease(l);
+		RETURN false;
+	END IF;
+	PERFORM collab._drop_lease(l, 'force_release', p_reason);
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION collab.sweep(
+	OUT resource_id text, OUT token bigint, OUT user_id text, OUT username text,
+	OUT holder_id text, OUT expired_at timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	PERFORM collab._require_read_committed();
+	FOR l IN
+		SELECT * FROM collab.leases c WHERE c.expires_at <= clock_timestamp()
+		 ORDER BY c.expires_at
+		   FOR UPDATE SKIP LOCKED
+	LOOP
+		-- the row lock keeps renewals out; re-read in case one committed first
+		SELECT * INTO l FROM collab.leases c WHERE c.token = l.token;
+		CONTINUE WHEN NOT FOUND OR l.expires_at > clock_timestamp();
+		PERFORM collab._expire_lease(l);
+		resource_id := l.resource_id;
+		token := l.token;
+		user_id := l.user_id;
+		username := l.username;
+		holder_id := l.holder_id;
+		expired_at := l.expires_at;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Saves.  The guard trigger is the only way content changes: it checks the
+ * token presented in collab.lock_token against the live lease of the row or
+ * of an ancestor, renews that lease, bumps the version and announces the save.
+ * ------------------------------------------------------------------------ */
+CREATE FUNCTION collab._guard_update() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_token_text text := current_setting('collab.lock_token', true);
+	v_base_text text := current_setting('collab.base_version', true);
+	v_token bigint;
+	v_base bigint;
+	v_now timestamptz;
+	l collab.leases;
+BEGIN
+	IF NEW.id IS DISTINCT FROM OLD.id OR NEW.parent_id IS DISTINCT FROM OLD.parent_id
+	   OR NEW.kind IS DISTINCT FROM OLD.kind OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+		PERFORM collab._raise('BAD_REQUEST', 'resource ids, parents, kinds and creation times cannot change');
+	END IF;
+	IF NEW.content IS NOT DISTINCT FROM OLD.content AND coalesce(v_token_text, '') = '' THEN
+		-- Title-only changes need no lock.  An UPDATE that presents a token
+		-- is a save even with unchanged content: a bad token never passes.
+		NEW.version := OLD.version;
+		NEW.saved_by := OLD.saved_by;
+		NEW.saved_by_name := OLD.saved_by_name;
+		NEW.saved_at := OLD.saved_at;
+		RETURN NEW;
+	END IF;
+
+	BEGIN
+		v_token := nullif(v_token_text, '')::bigint;
+		v_base := nullif(v_base_text, '')::bigint;
+	EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+		PERFORM collab._raise('BAD_REQUEST', 'collab.lock_token and collab.base_version must be integers');
+	END;
+	IF v_token IS NULL THEN
+		PERFORM collab._raise('LOCK_NOT_HELD',
+			format('no lock token presented for resource "%s"', OLD.id),
+			'Content changes only with the live editor lock''s fencing token.',
+			'Use collab.save(), or SET LOCAL collab.lock_token before the UPDATE.');
+	END IF;
+	IF octet_length(NEW.content) > collab.max_content_size() THEN
+		PERFORM collab._raise('PAYLOAD_TOO_LARGE',
+			format('content of %s bytes exceeds collab.max_content_size (%s bytes)',
+				   octet_length(NEW.content), collab.max_content_size()));
+	END IF;
+
+	PERFORM collab._lock_path(OLD.id);
+	v_now := clock_timestamp();
+	UPDATE collab.leases c
+	   SET renewed_at = v_now, expires_at = v_now + collab.lock_ttl()
+	 WHERE c.token = v_token
+	   AND c.resource_id = ANY (collab.ancestors(OLD.id) || OLD.id)
+	   AND c.expires_at > v_now
+	RETURNING * INTO l;
+	IF NOT FOUND THEN
+		PERFORM collab._token_error(v_token, OLD.id);
+	END IF;
+	IF v_base IS NOT NULL AND v_base <> OLD.version THEN
+		PERFORM collab._raise('VERSION_CONFLICT',
+			format('resource "%s" is at version %s, not %s', OLD.id, OLD.version, v_base),
+			format('It was last saved by %s at %s.', coalesce(OLD.saved_by_name, 'nobody'), coalesce(collab._ts(OLD.saved_at), 'never')),
+			'Reload the current content and apply your change to it.');
+	END IF;
+
+	NEW.version := OLD.version + 1;
+	NEW.saved_by := l.user_id;
+	NEW.saved_by_name := l.username;
+	NEW.saved_at := v_now;
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'doc:saved',
+		'resourceId', OLD.id,
+		'version', NEW.version,
+		'savedBy', collab._user_ref(l.user_id, l.username),
+		'holderId', l.holder_id,
+		'savedAt', collab._ts(v_now))::text);
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER resources_guard BEFORE UPDATE ON collab.resources
+	FOR EACH ROW EXECUTE FUNCTION collab._guard_update();
+
+CREATE FUNCTION collab.save(p_resource_id text, p_token bigint, p_content text, p_base_version bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_version bigint;
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	IF p_content IS NULL THEN
+		PERFORM collab._raise('BAD_REQUEST', 'content must not be null');
+	END IF;
+	IF p_token IS NULL THEN
+		PERFORM collab._token_error(NULL, p_resource_id);
+	END IF;
+	PERFORM set_config('collab.lock_token', p_token::text, true);
+	PERFORM set_config('collab.base_version', coalesce(p_base_version::text, ''), true);
+	UPDATE collab.resources SET content = p_content WHERE id = p_resource_id
+	RETURNING version INTO v_version;
+	IF NOT FOUND THEN
+		PERFORM collab._raise('RESOURCE_NOT_FOUND', format('resource "%s" does not exist', p_resource_id));
+	END IF;
+	-- the function's SET clause scopes both settings to this call
+	RETURN v_version;
+END
+$$;
+
+/* ------------------------------------------------------------------------
+ * Views: never the token.
+ * ------------------------------------------------------------------------ */
+CREATE VIEW collab.locks AS
+	SELECT resource_id, user_id, username, holder_id, acquired_at, renewed_at, expires_at
+	  FROM collab.leases
+	 WHERE expires_at > clock_timestamp();
+
+CREATE VIEW collab.audit_log AS
+	SELECT id, at, action, resource_id, user_id, username, holder_id, actor, reason, detail
+	  FROM collab.audit;
+
+/* ------------------------------------------------------------------------
+ * Privileges: nothing for PUBLIC; collab_app runs the application API,
+ * collab_admin adds force_release and the audit trail.
+ * ------------------------------------------------------------------------ */
+REVOKE ALL ON ALL TABLES IN SCHEMA collab FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA collab FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA collab FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA collab TO collab_app, collab_admin;
+GRANT EXECUTE ON FUNCTION
+	collab.error_codes(), collab.error_code(text), collab.resource_id_valid(text),
+	collab.check_resource_id(text), collab.parent_id(text), collab.ancestors(text),
+	collab.lock_ttl(),
+	collab.create_document(text, text, text[]), collab.add_tab(text, text, text),
+	collab.acquire(text, text, text, text), collab.renew(bigint),
+	collab.release(bigint, text), collab.release_holder(text, text),
+	collab.save(text, bigint, text, bigint)
+	TO collab_app, collab_admin;
+GRANT SELECT ON collab.resources, collab.locks TO collab_app, collab_admin;
+GRANT UPDATE (content, title) ON collab.resources TO collab_app;
+GRANT EXECUTE ON FUNCTION collab.force_release(text, text), collab.sweep(), collab.pending_events()
+	TO collab_admin;
+GRANT SELECT ON collab.audit_log TO collab_admin;

@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * collab.c
+ *	  Module entry point: defines the collab.* settings and registers the
+ *	  WebSocket background worker when loaded by shared_preload_libraries.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "collab.h"
+
+PG_MODULE_MAGIC;
+
+int			collab_port = 8080;
+char	   *collab_listen_addresses = NULL;
+char	   *collab_database = NULL;
+char	   *collab_jwt_secret = NULL;
+char	   *collab_jwt_public_key_file = NULL;
+char	   *collab_jwt_issuer = NULL;
+char	   *collab_jwt_audience = NULL;
+int			collab_jwt_leeway = 30;
+int			collab_lock_ttl_ms = 5 * 60 * 1000;
+int			collab_max_message_size = 1024 * 1024;
+int			collab_max_connections = 10000;
+int			collab_max_content_size = 4 * 1024 * 1024;
+char	   *collab_allowed_origins = NULL;
+char	   *collab_ssl_cert_file = NULL;
+char	   *collab_ssl_key_file = NULL;
+int			collab_workers = 1;
+int			collab_ping_interval_ms = 25000;
+int			collab_ping_timeout_ms = 20000;
+int			collab_sweep_interval_ms = 1000;
+int			collab_rate_limit = 50;
+char	   *collab_lock_token = NULL;
+char	   *collab_base_version = NULL;
+
+/* True in every process forked from a postmaster that preloaded us. */
+static bool collab_preloaded = false;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("collab.port",
+							"TCP port the collab WebSocket worker listens on.",
+							NULL, &collab_port, 8080, 1, 65535,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.listen_addresses",
+							   "Addresses the collab worker listens on ('*' for all).",
+							   "A comma-separated list of IP addresses.",
+							   &collab_listen_addresses, "127.0.0.1",
+							   PGC_POSTMASTER, GUC_LIST_INPUT, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.database",
+							   "Database the collab worker serves.",
+							   NULL, &collab_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.jwt_secret",
+							   "Shared secret for HS256 JSON Web Tokens.",
+							   "Readable by superusers only; empty disables HS256.",
+							   &collab_jwt_secret, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.jwt_public_key_file",
+							   "PEM file with the RSA or EC P-256 public key for RS256/ES256 tokens.",
+							   NULL, &collab_jwt_public_key_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.jwt_issuer",
+							   "Required iss claim of tokens (empty: not checked).",
+							   NULL, &collab_jwt_issuer, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.jwt_audience",
+							   "Required aud claim of tokens (empty: not checked).",
+							   NULL, &collab_jwt_audience, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.jwt_leeway",
+							"Clock skew allowed when checking exp and nbf.",
+							NULL, &collab_jwt_leeway, 30, 0, 600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.lock_ttl",
+							"Time an editor lock lives without renewal.",
+							NULL, &collab_lock_ttl_ms, 5 * 60 * 1000, 100, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_message_size",
+							"Largest WebSocket message the worker accepts.",
+							NULL, &collab_max_message_size, 1024 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_connections",
+							"Most WebSocket connections one worker serves at once.",
+							NULL, &collab_max_connections, 10000, 1, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_content_size",
+							"Largest resource content a save may store.",
+							NULL, &collab_max_content_size, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.allowed_origins",
+							   "Origins allowed to open WebSocket connections (empty: any).",
+							   "A comma-separated list of exact origins such as https://ui.example.org.",
+							   &collab_allowed_origins, "",
+							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.ssl_cert_file",
+							   "PEM certificate for wss:// (empty: plain ws://).",
+							   NULL, &collab_ssl_cert_file, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.ssl_key_file",
+							   "PEM private key for wss://.",
+							   NULL, &collab_ssl_key_file, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.workers",
+							"Number of WebSocket worker processes (0 disables the worker).",
+							NULL, &collab_workers, 1, 0, 16,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.ping_interval",
+							"Engine.IO ping interval.",
+							NULL, &collab_ping_interval_ms, 25000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.ping_timeout",
+							"Time to wait for a pong before a connection is considered dead.",
+							NULL, &collab_ping_timeout_ms, 20000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.sweep_interval",
+							"How often the worker frees expired locks.",
+							NULL, &collab_sweep_interval_ms, 1000, 50, 60 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.rate_limit",
+							"Messages per second one connection may send (0: unlimited).",
+							NULL, &collab_rate_limit, 50, 0, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	/*
+	 * Per-transaction inputs to the save guard, set with SET LOCAL by an
+	 * application that writes content with a plain UPDATE.
+	 */
+	DefineCustomStringVariable("collab.lock_token",
+							   "Fencing token presented by this transaction's content updates.",
+							   NULL, &collab_lock_token, "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.base_version",
+							   "Version this transaction's content updates expect to replace (empty: any).",
+							   NULL, &collab_base_version, "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("collab");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	collab_preloaded = true;
+}
+
+/*
+ * collab._check_preloaded(): the install script calls this so that a
+ * missing shared_preload_libraries entry is a clear error, not a silent
+ * absence of the worker.
+ */
+PG_FUNCTION_INFO_V1(collab_check_preloaded);
+Datum
+collab_check_preloaded(PG_FUNCTION_ARGS)
+{
+	if (!collab_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("collab must be loaded via shared_preload_libraries"),
+				 errhint("Add collab to shared_preload_libraries in postgresql.conf and restart the server.")));
+	PG_RETURN_VOID();
+}
+
+/* collab.lock_ttl(): the effective lock TTL as an interval. */
+PG_FUNCTION_INFO_V1(collab_lock_ttl);
+Datum
+collab_lock_ttl(PG_FUNCTION_ARGS)
+{
+	Interval   *ttl = palloc0(sizeof(Interval));
+
+	ttl->time = (int64) collab_lock_ttl_ms * 1000;
+	PG_RETURN_INTERVAL_P(ttl);
+}
+
+/* collab.max_content_size(): the effective content limit in bytes. */
+PG_FUNCTION_INFO_V1(collab_max_content_size_sql);
+Datum
+collab_max_content_size_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64((int64) collab_max_content_size);
+}

@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * collab.h
+ *	  Declarations shared by the collab extension's backend modules:
+ *	  settings (GUC variables) and the error-code table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COLLAB_H
+#define COLLAB_H
+
+/* Settings, defined in collab.c */
+extern int	collab_port;
+extern char *collab_listen_addresses;
+extern char *collab_database;
+extern char *collab_jwt_secret;
+extern char *collab_jwt_public_key_file;
+extern char *collab_jwt_issuer;
+extern char *collab_jwt_audience;
+extern int	collab_jwt_leeway;
+extern int	collab_lock_ttl_ms;
+extern int	collab_max_message_size;
+extern int	collab_max_connections;
+extern int	collab_max_content_size;
+extern char *collab_allowed_origins;
+extern char *collab_ssl_cert_file;
+extern char *collab_ssl_key_file;
+extern int	collab_workers;
+extern int	collab_ping_interval_ms;
+extern int	collab_ping_timeout_ms;
+extern int	collab_sweep_interval_ms;
+extern int	collab_rate_limit;
+extern char *collab_lock_token;
+extern char *collab_base_version;
+
+/* Notification channel carrying every event the browsers must hear about. */
+#define COLLAB_EVENT_CHANNEL "collab_events"
+
+/*
+ * Error codes (errors.c).  Each product error code of the contract has one
+ * stable SQLSTATE in the user-defined class "CL".
+ */
+typedef enum CollabErrorCode
+{
+	CE_AUTH_TOKEN_MISSING,
+	CE_AUTH_TOKEN_INVALID,
+	CE_AUTH_TOKEN_EXPIRED,
+	CE_AUTH_SIGNATURE_INVALID,
+	CE_AUTH_ALGORITHM_UNSUPPORTED,
+	CE_AUTH_CLAIM_INVALID,
+	CE_FORBIDDEN,
+	CE_BAD_REQUEST,
+	CE_RESOURCE_ID_INVALID,
+	CE_RESOURCE_NOT_FOUND,
+	CE_RESOURCE_EXISTS,
+	CE_NOT_JOINED,
+	CE_LOCK_HELD,
+	CE_LOCK_NOT_HELD,
+	CE_LOCK_EXPIRED,
+	CE_VERSION_CONFLICT,
+	CE_PAYLOAD_TOO_LARGE,
+	CE_RATE_LIMITED,
+	CE_INTERNAL,
+	CE_NUM_CODES
+} CollabErrorCode;
+
+typedef struct CollabErrorInfo
+{
+	const char *code;			/* e.g. "LOCK_NOT_HELD" */
+	const char *sqlstate;		/* e.g. "CL011" */
+	const char *meaning;		/* one sentence, for docs and tooling */
+} CollabErrorInfo;
+
+extern const CollabErrorInfo collab_errors[CE_NUM_CODES];
+
+extern int	collab_errcode(CollabErrorCode code);
+extern const CollabErrorInfo *collab_error_by_sqlstate(int sqlerrcode);
+extern const CollabErrorInfo *collab_error_by_code(const char *code);
+
+#endif							/* COLLAB_H */

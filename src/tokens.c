@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * tokens.c
+ *	  Issuing fencing tokens that are never reissued.
+ *
+ * Tokens come from the sequence collab.fencing_token_seq, which only moves
+ * forward and whose WAL record precedes any use of a value.  That record is
+ * durable once the granting transaction's commit is flushed, but a session
+ * running with synchronous_commit = off gets its commit acknowledged before
+ * the flush; after a crash the sequence could then hand out a token that a
+ * client already holds.  So a transaction that issued tokens flushes WAL
+ * before it commits whenever its commit would not.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "fmgr.h"
+#include "utils/lsyscache.h"
+
+#include "collab.h"
+
+static bool issued_in_xact = false;
+static bool callback_registered = false;
+
+static void
+tokens_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT)
+	{
+		if (issued_in_xact && synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+			XLogFlush(GetXLogInsertRecPtr());
+		issued_in_xact = false;
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+			 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PRE_PREPARE)
+	{
+		/* an aborted grant's token is simply never used */
+		if (event == XACT_EVENT_PRE_PREPARE && issued_in_xact)
+			XLogFlush(GetXLogInsertRecPtr());
+		issued_in_xact = false;
+	}
+}
+
+/* collab._next_token(): the next fencing token */
+PG_FUNCTION_INFO_V1(collab_next_token);
+Datum
+collab_next_token(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("collab", false);
+	Oid			seq = get_relname_relid("fencing_token_seq", nsp);
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence collab.fencing_token_seq does not exist");
+	if (!callback_registered)
+	{
+		RegisterXactCallback(tokens_xact_callback, NULL);
+		callback_registered = true;
+	}
+	issued_in_xact = true;
+	PG_RETURN_INT64(nextval_internal(seq, false));
+}

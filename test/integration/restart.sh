@@ -1,0 +1,63 @@
+#!/bin/bash
+# Crash and restart: fencing tokens are never reissued, committed leases
+# survive, and a token from before the crash cannot save after a takeover.
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./lib.sh
+CLUSTER="$COLLAB_TEST_WORK/cluster"
+export TESTDB=restart_test
+
+TESTDB=postgres q "DROP DATABASE IF EXISTS $TESTDB" >/dev/null
+TESTDB=postgres q "CREATE DATABASE $TESTDB" >/dev/null
+TESTDB=postgres q "ALTER DATABASE $TESTDB SET lc_messages = 'C'" >/dev/null
+q "CREATE EXTENSION collab" >/dev/null
+q "SELECT collab.create_document('crash', NULL, ARRAY['diagnosis', 'notes'])" >/dev/null
+
+# A lease committed synchronously before the crash.
+held=$(q "SELECT token FROM collab.acquire('document:crash/tab:diagnosis', 'u-anna', 'Anna', 'c1')")
+q "SELECT collab.save('document:crash/tab:diagnosis', $held, 'before the crash')" >/dev/null
+
+# Many grants committed asynchronously, the last ones right before the crash:
+# their commits may be lost, their tokens must still never come back.
+max=$("${PSQL[@]}" -d $TESTDB <<'SQL'
+SET synchronous_commit = off;
+SELECT max(token) FROM (
+	SELECT (collab.acquire('document:crash/tab:notes', 'u-ben', 'Ben', 'c2')).token
+) s;
+SQL
+)
+for i in $(seq 1 60); do
+	t=$("${PSQL[@]}" -d $TESTDB -c "SET synchronous_commit = off" \
+		-c "SELECT collab.release_holder('c2', 'released')" \
+		-c "SELECT token FROM collab.acquire('document:crash/tab:notes', 'u-ben', 'Ben', 'c2')" | tail -1)
+	[ "$t" -gt "$max" ] && max=$t
+done
+echo "highest token handed out before the crash: $max"
+
+bash ../../scripts/cluster.sh stop "$CLUSTER" immediate
+bash ../../scripts/cluster.sh restart "$CLUSTER"
+
+expect_eq "the committed lease survived the crash" \
+	"$(q "SELECT username FROM collab.locks WHERE resource_id = 'document:crash/tab:diagnosis'")" "Anna"
+expect_eq "its content survived" \
+	"$(q "SELECT content || ' v' || version FROM collab.resources WHERE id = 'document:crash/tab:diagnosis'")" \
+	"before the crash v1"
+
+q "SELECT collab.force_release('document:crash/tab:diagnosis', 'holder lost in the crash')" >/dev/null
+new=$(q "SELECT token FROM collab.acquire('document:crash/tab:diagnosis', 'u-cleo', 'Cleo', 'c3')")
+expect_eq "the first token after restart ($new) is greater than every earlier one ($max)" \
+	"$([ "$new" -gt "$max" ] && echo yes || echo no)" "yes"
+
+err=$(q "SELECT collab.save('document:crash/tab:diagnosis', $held, 'stale writer')" 2>&1 || true)
+expect_eq "a save with the pre-crash token is rejected" \
+	"$(echo "$err" | grep -o 'not a live lock' | head -1)" "not a live lock"
+expect_eq "and changed nothing" \
+	"$(q "SELECT content || ' v' || version FROM collab.resources WHERE id = 'document:crash/tab:diagnosis'")" \
+	"before the crash v1"
+expect_eq "the new holder saves" \
+	"$(q "SELECT collab.save('document:crash/tab:diagnosis', $new, 'after the crash')")" "2"
+expect_eq "the audit trail kept every grant across the crash" \
+	"$(q "SELECT count(DISTINCT token) = count(*) FROM collab.audit WHERE action = 'grant'")" "t"
+
+TESTDB=postgres q "DROP DATABASE $TESTDB" >/dev/null
+finish
