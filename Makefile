@@ -8,9 +8,12 @@ OBJS = \
 	src/collab.o \
 	src/errors.o \
 	src/events.o \
+	src/json_object.o \
+	src/jwt.o \
 	src/lock_path.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
+	src/sio_codec.o \
 	src/tokens.o
 
 DATA = sql/collab--0.1.0.sql

@@ -49,6 +49,7 @@ regress() {
 	}
 }
 
+suite "unit (C modules, no server)" make -s -C test/unit check
 suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
