@@ -32,16 +32,19 @@ tokens_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT)
 	{
-		if (issued_in_xact && synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
-			XLogFlush(GetXLogInsertRecPtr());
+		/*
+		 * Our own last WAL record (the lease row) follows the sequence
+		 * record that covers the token, so flushing up to it suffices.
+		 */
+		if (issued_in_xact && synchronous_commit == SYNCHRONOUS_COMMIT_OFF &&
+			XactLastRecEnd != InvalidXLogRecPtr)
+			XLogFlush(XactLastRecEnd);
 		issued_in_xact = false;
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
-			 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PRE_PREPARE)
+			 event == XACT_EVENT_PREPARE)
 	{
 		/* an aborted grant's token is simply never used */
-		if (event == XACT_EVENT_PRE_PREPARE && issued_in_xact)
-			XLogFlush(GetXLogInsertRecPtr());
 		issued_in_xact = false;
 	}
 }
