@@ -647,12 +647,350 @@ END
 $$;
 
 /* ------------------------------------------------------------------------
+ * WebSocket connections and presence, maintained by the worker.  Each
+ * function runs one client command and returns the JSON the worker sends
+ * back: the acknowledgement, and what only the caller may see (its token).
+ * ------------------------------------------------------------------------ */
+CREATE TABLE collab.ws_connections (
+	connection_id text PRIMARY KEY,
+	worker		text NOT NULL,
+	worker_pid	integer NOT NULL,
+	user_id		text NOT NULL,
+	username	text NOT NULL,
+	address		text,
+	origin		text,
+	connected_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
+
+CREATE TABLE collab.ws_presence (
+	connection_id text NOT NULL REFERENCES collab.ws_connections ON DELETE CASCADE,
+	resource_id	text COLLATE "C" NOT NULL REFERENCES collab.resources (id) ON DELETE CASCADE,
+	user_id		text NOT NULL,
+	username	text NOT NULL,
+	role		text NOT NULL CHECK (role IN ('editor', 'viewer')),
+	joined_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (connection_id, resource_id)
+);
+CREATE INDEX ws_presence_resource_idx ON collab.ws_presence (resource_id);
+
+CREATE FUNCTION collab._presence_user(p collab.ws_presence) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT jsonb_build_object('userId', p.user_id, 'username', p.username,
+		'connectionId', p.connection_id, 'role', p.role,
+		'joinedAt', collab._ts(p.joined_at), 'resourceId', p.resource_id)
+$$;
+
+-- Everyone in the room of p_resource_id or of one of its descendants.
+CREATE FUNCTION collab._room_users(p_resource_id text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT coalesce(jsonb_agg(collab._presence_user(p) ORDER BY p.joined_at, p.connection_id), '[]')
+	  FROM collab.ws_presence p
+	 WHERE p.resource_id = p_resource_id
+		OR (p.resource_id > p_resource_id || '/' AND p.resource_id < p_resource_id || '0')
+$$;
+
+CREATE FUNCTION collab._ws_conn(p_conn text) RETURNS collab.ws_connections
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	c collab.ws_connections;
+BEGIN
+	SELECT * INTO c FROM collab.ws_connections WHERE connection_id = p_conn;
+	IF NOT FOUND THEN
+		PERFORM collab._raise('INTERNAL', 'unknown connection');
+	END IF;
+	RETURN c;
+END
+$$;
+
+CREATE FUNCTION collab._ws_presence(p_conn text, p_resource_id text) RETURNS collab.ws_presence
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	p collab.ws_presence;
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	SELECT * INTO p FROM collab.ws_presence WHERE connection_id = p_conn AND resource_id = p_resource_id;
+	IF NOT FOUND THEN
+		PERFORM collab._raise('NOT_JOINED', format('not joined to "%s"', p_resource_id),
+			NULL, 'Send presence:join first.');
+	END IF;
+	RETURN p;
+END
+$$;
+
+-- The lock description of an acquire result, with the token for its holder only.
+CREATE FUNCTION collab._lock_json(a record, p_with_token boolean) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	j jsonb;
+BEGIN
+	j := jsonb_build_object('resourceId', a.holder_resource_id,
+		'holder', collab._user_ref(a.holder_user_id, a.holder_username),
+		'acquiredAt', collab._ts(a.acquired_at), 'expiresAt', collab._ts(a.expires_at));
+	IF p_with_token THEN
+		j := j || jsonb_build_object('token', a.token);
+	END IF;
+	RETURN j;
+END
+$$;
+
+CREATE FUNCTION collab.ws_connect(p_conn text, p_worker text, p_worker_pid integer,
+	p_user_id text, p_username text, p_address text, p_origin text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM collab._check_user(p_user_id, p_username);
+	INSERT INTO collab.ws_connections (connection_id, worker, worker_pid, user_id, username, address, origin)
+		VALUES (p_conn, p_worker, p_worker_pid, p_user_id, p_username, p_address, left(p_origin, 256));
+END
+$$;
+
+CREATE FUNCTION collab.ws_join(p_conn text, p_resource_id text, p_mode text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	p collab.ws_presence;
+	a record;
+	v_role text := 'viewer';
+	v_lock jsonb := 'null';
+	v_token bigint;
+	l collab.leases;
+BEGIN
+	IF p_mode IS NULL OR p_mode NOT IN ('editor', 'viewer') THEN
+		PERFORM collab._raise('BAD_REQUEST', 'mode must be "editor" or "viewer"');
+	END IF;
+	PERFORM collab._check_resource(p_resource_id);
+	c := collab._ws_conn(p_conn);
+
+	IF p_mode = 'editor' THEN
+		SELECT * INTO a FROM collab.acquire(p_resource_id, c.user_id, c.username, p_conn);
+		IF a.granted THEN
+			v_role := 'editor';
+			v_token := a.token;
+		END IF;
+		v_lock := collab._lock_json(a, a.granted);
+	ELSE
+		-- a viewer still learns who holds the lock, if anyone does
+		SELECT * INTO l FROM collab.leases WHERE resource_id = p_resource_id AND expires_at > clock_timestamp();
+		IF FOUND THEN
+			v_lock := jsonb_build_object('resourceId', l.resource_id,
+				'holder', collab._user_ref(l.user_id, l.username),
+				'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at));
+			v_role := CASE WHEN l.holder_id = p_conn THEN 'editor' ELSE 'viewer' END;
+		END IF;
+	END IF;
+
+	INSERT INTO collab.ws_presence (connection_id, resource_id, user_id, username, role)
+		VALUES (p_conn, p_resource_id, c.user_id, c.username, v_role)
+	ON CONFLICT (connection_id, resource_id) DO UPDATE SET role = EXCLUDED.role
+	RETURNING * INTO p;
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'presence:joined',
+		'resourceId', p_resource_id,
+		'user', collab._presence_user(p))::text);
+
+	RETURN jsonb_build_object(
+		'ack', jsonb_build_object('ok', true, 'role', v_role, 'lock', v_lock,
+			'users', collab._room_users(p_resource_id)),
+		'token', v_token);
+END
+$$;
+
+CREATE FUNCTION collab.ws_acquire(p_conn text, p_resource_id text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	a record;
+BEGIN
+	PERFORM collab._ws_presence(p_conn, p_resource_id);
+	c := collab._ws_conn(p_conn);
+	SELECT * INTO a FROM collab.acquire(p_resource_id, c.user_id, c.username, p_conn);
+	IF NOT a.granted THEN
+		RETURN jsonb_build_object('ack', jsonb_build_object('ok', false,
+			'error', jsonb_build_object('code', 'LOCK_HELD',
+				'message', format('%s holds the lock on "%s"', a.holder_username, a.holder_resource_id)),
+			'lock', collab._lock_json(a, false)));
+	END IF;
+	UPDATE collab.ws_presence SET role = 'editor' WHERE connection_id = p_conn AND resource_id = p_resource_id;
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', collab._lock_json(a, true)),
+		'token', a.token);
+END
+$$;
+
+-- The connection's own lease on p_resource_id (or, with p_or_ancestor, on
+-- an ancestor, whose lock covers the resource).
+CREATE FUNCTION collab._ws_lease(p_conn text, p_resource_id text, p_or_ancestor boolean)
+RETURNS collab.leases
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	SELECT * INTO l FROM collab.leases
+	 WHERE holder_id = p_conn
+	   AND (resource_id = p_resource_id
+			OR (p_or_ancestor AND resource_id = ANY (collab.ancestors(p_resource_id))))
+	 ORDER BY length(resource_id) DESC LIMIT 1;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT FROM collab.audit
+					WHERE holder_id = p_conn AND resource_id = p_resource_id AND action = 'expire'
+					  AND NOT EXISTS (SELECT FROM collab.audit a2
+									   WHERE a2.holder_id = p_conn AND a2.resource_id = p_resource_id
+										 AND a2.action IN ('grant', 'release', 'force_release')
+										 AND a2.id > audit.id)) THEN
+			PERFORM collab._raise('LOCK_EXPIRED', format('your lock on "%s" expired', p_resource_id),
+				NULL, 'Acquire the lock again with lock:acquire.');
+		END IF;
+		PERFORM collab._raise('LOCK_NOT_HELD', format('you do not hold the lock on "%s"', p_resource_id),
+			NULL, 'Acquire it with lock:acquire first.');
+	END IF;
+	RETURN l;
+END
+$$;
+
+CREATE FUNCTION collab.ws_renew(p_conn text, p_resource_id text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	r record;
+BEGIN
+	PERFORM collab._ws_presence(p_conn, p_resource_id);
+	l := collab._ws_lease(p_conn, p_resource_id, false);
+	SELECT * INTO r FROM collab.renew(l.token);
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', jsonb_build_object(
+		'resourceId', l.resource_id, 'holder', collab._user_ref(l.user_id, l.username),
+		'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(r.expires_at),
+		'token', l.token)), 'token', l.token);
+END
+$$;
+
+CREATE FUNCTION collab.ws_release(p_conn text, p_resource_id text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	PERFORM collab._ws_presence(p_conn, p_resource_id);
+	l := collab._ws_lease(p_conn, p_resource_id, false);
+	PERFORM collab.release(l.token, 'released');
+	UPDATE collab.ws_presence SET role = 'viewer' WHERE connection_id = p_conn AND resource_id = p_resource_id;
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true));
+END
+$$;
+
+CREATE FUNCTION collab.ws_save(p_conn text, p_resource_id text, p_content text,
+	p_base_version bigint DEFAULT NULL, p_token bigint DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	v_version bigint;
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	IF NOT EXISTS (SELECT FROM collab.ws_presence
+				    WHERE connection_id = p_conn
+					  AND resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)) THEN
+		PERFORM collab._raise('NOT_JOINED', format('not joined to "%s"', p_resource_id),
+			NULL, 'Send presence:join first.');
+	END IF;
+	l := collab._ws_lease(p_conn, p_resource_id, true);
+	-- a client that names its token is fenced by it: a save prepared under
+	-- an earlier lock of the same connection is not accepted under a later one
+	IF p_token IS NOT NULL AND p_token <> l.token THEN
+		PERFORM collab._token_error(p_token, p_resource_id);
+	END IF;
+	v_version := collab.save(p_resource_id, l.token, p_content, p_base_version);
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'version', v_version));
+END
+$$;
+
+-- Shared by leave and disconnect: drops one presence row, releasing the
+-- connection's lease on that resource first.
+CREATE FUNCTION collab._ws_drop_presence(p collab.ws_presence, p_lock_reason text, p_presence_reason text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	FOR l IN SELECT * FROM collab.leases WHERE holder_id = p.connection_id AND resource_id = p.resource_id LOOP
+		IF l.expires_at > clock_timestamp() THEN
+			PERFORM collab.release(l.token, p_lock_reason);
+		ELSE
+			PERFORM collab._lock_path(l.resource_id);
+			PERFORM collab._expire_lease(l);
+		END IF;
+	END LOOP;
+	DELETE FROM collab.ws_presence WHERE connection_id = p.connection_id AND resource_id = p.resource_id;
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'presence:left',
+		'resourceId', p.resource_id,
+		'user', collab._presence_user(p),
+		'reason', p_presence_reason)::text);
+END
+$$;
+
+CREATE FUNCTION collab.ws_leave(p_conn text, p_resource_id text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM collab._ws_drop_presence(collab._ws_presence(p_conn, p_resource_id), 'left', 'left');
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true));
+END
+$$;
+
+-- A connection closed (reason 'disconnected', or 'timeout' for a dead peer):
+-- everything it held is released and everyone it was with is told.
+CREATE FUNCTION collab.ws_disconnect(p_conn text, p_reason text DEFAULT 'disconnected')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	p collab.ws_presence;
+BEGIN
+	FOR p IN SELECT * FROM collab.ws_presence WHERE connection_id = p_conn ORDER BY resource_id DESC LOOP
+		PERFORM collab._ws_drop_presence(p, 'disconnected', p_reason);
+	END LOOP;
+	PERFORM collab.release_holder(p_conn, 'disconnected');
+	DELETE FROM collab.ws_connections WHERE connection_id = p_conn;
+END
+$$;
+
+-- A worker (re)starting: connections of its previous incarnation are gone.
+CREATE FUNCTION collab.ws_worker_start(p_worker text)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_conn text;
+	n integer := 0;
+BEGIN
+	FOR v_conn IN SELECT connection_id FROM collab.ws_connections WHERE worker = p_worker ORDER BY connected_at LOOP
+		PERFORM collab.ws_disconnect(v_conn, 'disconnected');
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+/* ------------------------------------------------------------------------
  * Views: never the token.
  * ------------------------------------------------------------------------ */
 CREATE VIEW collab.locks AS
 	SELECT resource_id, user_id, username, holder_id, acquired_at, renewed_at, expires_at
 	  FROM collab.leases
 	 WHERE expires_at > clock_timestamp();
+
+CREATE VIEW collab.connections AS
+	SELECT c.connection_id, c.user_id, c.username, c.address, c.origin, c.connected_at,
+		   c.worker, c.worker_pid,
+		   coalesce(array_agg(p.resource_id ORDER BY p.resource_id) FILTER (WHERE p.resource_id IS NOT NULL), '{}') AS rooms
+	  FROM collab.ws_connections c
+	  LEFT JOIN collab.ws_presence p USING (connection_id)
+	 GROUP BY c.connection_id;
+
+CREATE VIEW collab.presence AS
+	SELECT resource_id, connection_id, user_id, username, role, joined_at
+	  FROM collab.ws_presence;
 
 CREATE VIEW collab.audit_log AS
 	SELECT id, at, action, resource_id, user_id, username, holder_id, actor, reason, detail
@@ -676,7 +1014,7 @@ GRANT EXECUTE ON FUNCTION
 	collab.release(bigint, text), collab.release_holder(text, text),
 	collab.save(text, bigint, text, bigint)
 	TO collab_app, collab_admin;
-GRANT SELECT ON collab.resources, collab.locks TO collab_app, collab_admin;
+GRANT SELECT ON collab.resources, collab.locks, collab.connections, collab.presence TO collab_app, collab_admin;
 GRANT UPDATE (content, title) ON collab.resources TO collab_app;
 GRANT EXECUTE ON FUNCTION collab.force_release(text, text), collab.sweep(), collab.pending_events()
 	TO collab_admin;
