@@ -13,8 +13,11 @@ OBJS = \
 	src/lock_path.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
+	src/rooms.o \
 	src/sio_codec.o \
-	src/tokens.o
+	src/tokens.o \
+	src/worker.o \
+	src/ws_session.o
 
 DATA = sql/collab--0.1.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
@@ -25,8 +28,8 @@ ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lwebsockets -lssl -lcrypto
+PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
+SHLIB_LINK = -lwebsockets -lpq -lssl -lcrypto
 EXTRA_CLEAN = results output_iso test/unit/*.o
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -16,11 +16,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+free_port() {
+	perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
+}
+WS_PORT=$(free_port)
+export COLLAB_JWT_SECRET="regress-secret-$(openssl rand -hex 16)"
 bash scripts/cluster.sh start "$CLUSTER" \
-	"collab.jwt_secret = 'regress-secret-not-for-production'" \
-	"collab.workers = 0" >/dev/null || exit 1
+	"collab.jwt_secret = '$COLLAB_JWT_SECRET'" \
+	"collab.port = $WS_PORT" \
+	"collab.ping_interval = 1s" \
+	"collab.ping_timeout = 1s" \
+	"collab.sweep_interval = 200ms" \
+	"collab.jwt_leeway = 0" \
+	"collab.max_message_size = 64kB" \
+	"collab.rate_limit = 50" >/dev/null || exit 1
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
-echo "test cluster: $CLUSTER (port $PGPORT)"
+export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT"
+psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" || exit 1
+echo "test cluster: $CLUSTER (port $PGPORT), worker on $COLLAB_WS_URL"
 
 passed=0
 failed=0
@@ -53,6 +66,9 @@ suite "unit (C modules, no server)" make -s -C test/unit check
 suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
+if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
+	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
+fi
 
 echo
 echo "suites: ${failures[*]:-none failed}"

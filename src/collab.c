@@ -18,6 +18,8 @@
 
 #include "collab.h"
 
+extern void collab_register_workers(void);
+
 PG_MODULE_MAGIC;
 
 int			collab_port = 8080;
@@ -156,6 +158,7 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	collab_preloaded = true;
+	collab_register_workers();
 }
 
 /*

@@ -1,0 +1,640 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The collab background worker: process lifecycle, the main loop, the
+ *	  SQL job runner and the NOTIFY listener.
+ *
+ * The main loop alternates lws_service(), which runs libwebsockets
+ * callbacks (ws_session.c) that only parse, validate and queue jobs, with
+ * running the queued jobs.  A batch of jobs runs in one transaction with a
+ * subtransaction per job, so one commit (and one WAL flush) serves many
+ * clients and one failing job cannot harm the others.  Events reach the
+ * worker as NOTIFY on a libpq connection whose socket libwebsockets polls
+ * (a background worker cannot LISTEN through SPI).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "collab.h"
+#include "worker.h"
+
+PGDLLEXPORT void collab_worker_main(Datum main_arg);
+
+/* Jobs run in one transaction at most this many at a time. */
+#define JOB_BATCH_MAX	64
+
+struct lws_context *worker_context = NULL;
+MemoryContext worker_jobs_cxt = NULL;
+JwtConfig	worker_jwt;
+char	   *worker_name = NULL;
+
+static volatile sig_atomic_t got_sigterm = false;
+static volatile sig_atomic_t got_sighup = false;
+static volatile bool notify_readable = false;
+static volatile bool postmaster_gone = false;
+
+static Job *job_head = NULL;
+static Job *job_tail = NULL;
+static bool sweep_queued = false;
+
+static PGconn *listen_conn = NULL;
+static char *listen_user = NULL;
+static lws_sorted_usec_list_t sweep_sul;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	if (worker_context)
+		lws_cancel_service(worker_context);
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+worker_sighup(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sighup = true;
+	if (worker_context)
+		lws_cancel_service(worker_context);
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Register the worker(s).  Called from _PG_init in the postmaster.
+ */
+void		collab_register_workers(void);
+
+void
+collab_register_workers(void)
+{
+	BackgroundWorker worker;
+
+	for (int i = 1; i <= collab_workers; i++)
+	{
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "collab");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "collab_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "collab worker %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "collab worker");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+int64
+worker_now_unix(void)
+{
+	return (int64) time(NULL);
+}
+
+void
+worker_queue_job(Job *job)
+{
+	job->next = NULL;
+	if (job->conn)
+		job->conn->pending_jobs++;
+	if (job_tail)
+		job_tail->next = job;
+	else
+		job_head = job;
+	job_tail = job;
+}
+
+/* (Re)load the JWT verification settings. */
+static void
+load_jwt_config(void)
+{
+	if (worker_jwt.public_key)
+		EVP_PKEY_free(worker_jwt.public_key);
+	memset(&worker_jwt, 0, sizeof(worker_jwt));
+	worker_jwt.hs_secret = collab_jwt_secret;
+	worker_jwt.hs_secret_len = collab_jwt_secret ? strlen(collab_jwt_secret) : 0;
+	if (worker_jwt.hs_secret_len == 0)
+		worker_jwt.hs_secret = NULL;
+	else if (worker_jwt.hs_secret_len < JWT_HS256_MIN_SECRET_LEN)
+		ereport(WARNING,
+				(errmsg("collab.jwt_secret is shorter than %d bytes", JWT_HS256_MIN_SECRET_LEN),
+				 errhint("Use a random secret of at least 32 bytes.")));
+	worker_jwt.issuer = (collab_jwt_issuer && *collab_jwt_issuer) ? collab_jwt_issuer : NULL;
+	worker_jwt.audience = (collab_jwt_audience && *collab_jwt_audience) ? collab_jwt_audience : NULL;
+	worker_jwt.leeway_s = collab_jwt_leeway;
+	if (collab_jwt_public_key_file && *collab_jwt_public_key_file)
+	{
+		char	   *perr = NULL;
+
+		worker_jwt.public_key = jwt_load_public_key_pem(collab_jwt_public_key_file, &perr);
+		if (worker_jwt.public_key == NULL)
+			ereport(WARNING,
+					(errmsg("could not load collab.jwt_public_key_file \"%s\": %s",
+							collab_jwt_public_key_file, perr ? perr : "unknown error"),
+					 errdetail("RS256 and ES256 tokens are refused until the key loads.")));
+	}
+	if (worker_jwt.hs_secret == NULL && worker_jwt.public_key == NULL)
+		ereport(WARNING,
+				(errmsg("neither collab.jwt_secret nor collab.jwt_public_key_file is set"),
+				 errdetail("Every WebSocket connection will be refused.")));
+}
+
+/* ----------------------------------------------------------------
+ * SQL jobs
+ * ---------------------------------------------------------------- */
+
+/* Runs one job's statement; called inside its subtransaction. */
+static void
+run_one_job(Job *job)
+{
+	Oid			types[JOB_MAX_ARGS];
+	Datum		values[JOB_MAX_ARGS];
+	char		nulls[JOB_MAX_ARGS];
+	int			rc;
+
+	for (int i = 0; i < job->nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = job->args[i] ? CStringGetTextDatum(job->args[i]) : (Datum) 0;
+		nulls[i] = job->args[i] ? ' ' : 'n';
+	}
+	rc = SPI_execute_with_args(job->sql, job->nargs, types, values, nulls, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "collab worker statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			job->result = MemoryContextStrdup(worker_jobs_cxt, v);
+	}
+}
+
+static void
+job_failed(Job *job, ErrorData *edata)
+{
+	const CollabErrorInfo *info = collab_error_by_sqlstate(edata->sqlerrcode);
+
+
+	if (info)
+	{
+		job->err_code = info->code;
+		job->err_message = MemoryContextStrdup(worker_jobs_cxt, edata->message);
+	}
+	else
+	{
+		/* unexpected: log it in full, tell the client nothing internal */
+		ereport(LOG,
+				(errmsg("collab worker job failed: %s", edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		job->err_code = "INTERNAL";
+		job->err_message = MemoryContextStrdup(worker_jobs_cxt,
+											   "internal error; the request had no effect");
+	}
+}
+
+static void
+run_jobs(void)
+{
+	Job		   *batch = job_head;
+	Job		   *last = NULL;
+	int			n = 0;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (batch == NULL)
+		return;
+	/* take up to JOB_BATCH_MAX jobs off the queue */
+	for (Job *j = batch; j && n < JOB_BATCH_MAX; j = j->next)
+	{
+		last = j;
+		n++;
+	}
+	job_head = last->next;
+	if (job_head == NULL)
+		job_tail = NULL;
+	last->next = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
+
+		for (Job *j = batch; j; j = j->next)
+		{
+			ResourceOwner oldowner = CurrentResourceOwner;
+			MemoryContext jobcxt = CurrentMemoryContext;
+
+			if (j->sql == NULL)
+				continue;
+			BeginInternalSubTransaction(NULL);
+			MemoryContextSwitchTo(jobcxt);
+			PG_TRY();
+			{
+				run_one_job(j);
+				ReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(jobcxt);
+				CurrentResourceOwner = oldowner;
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(worker_jobs_cxt);
+				edata = CopyErrorData();
+				FlushErrorState();
+				RollbackAndReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(jobcxt);
+				CurrentResourceOwner = oldowner;
+				job_failed(j, edata);
+			}
+			PG_END_TRY();
+		}
+
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(worker_jobs_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG, (errmsg("collab worker batch of %d requests failed: %s", n, edata->message)));
+		for (Job *j = batch; j; j = j->next)
+		{
+			if (j->sql == NULL)
+				continue;
+			j->result = NULL;
+			j->err_code = "INTERNAL";
+			j->err_message = "internal error; the request had no effect";
+		}
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* replies, after commit: only what is durable is acknowledged */
+	for (Job *j = batch; j; j = j->next)
+	{
+		if (j->kind == JOB_SWEEP)
+			sweep_queued = false;
+		/* ws_job_done may free a closed connection once nothing refers to it */
+		if (j->conn)
+			j->conn->pending_jobs--;
+		PG_TRY();
+		{
+			ws_job_done(j);
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+	if (job_head == NULL)
+		MemoryContextReset(worker_jobs_cxt);
+}
+
+/* ----------------------------------------------------------------
+ * Timers and foreign descriptors
+ * ---------------------------------------------------------------- */
+
+static void
+sweep_timer_cb(lws_sorted_usec_list_t *sul)
+{
+	if (!sweep_queued)
+	{
+		Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+
+		job->kind = JOB_SWEEP;
+		job->sql = "SELECT count(*)::text FROM collab.sweep()";
+		job->ack_id = -1;
+		worker_queue_job(job);
+		sweep_queued = true;
+	}
+	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
+					 (lws_usec_t) collab_sweep_interval_ms * 1000);
+}
+
+/* Callback for the adopted descriptors: the libpq socket and the postmaster pipe. */
+int
+collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
+			void *user, void *in, size_t len)
+{
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_RX_FILE:
+			if (lws_get_opaque_user_data(wsi) == (void *) 1)
+				notify_readable = true;
+			else
+				postmaster_gone = true;
+			break;
+		case LWS_CALLBACK_RAW_CLOSE_FILE:
+			if (lws_get_opaque_user_data(wsi) != (void *) 1)
+				postmaster_gone = true;
+			break;
+		default:
+			break;
+	}
+	return 0;
+}
+
+static void
+adopt_fd(struct lws_vhost *vh, int fd, void *tag)
+{
+	lws_sock_file_fd_type u;
+	struct lws *wsi;
+
+	/* lws closes what it adopts: give it a duplicate */
+	u.filefd = dup(fd);
+	if (u.filefd < 0)
+		elog(ERROR, "could not duplicate descriptor: %m");
+	wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, "collab-fd", NULL);
+	if (wsi == NULL)
+		elog(ERROR, "could not adopt descriptor into the event loop");
+	lws_set_opaque_user_data(wsi, tag);
+}
+
+/* Connects to our own database with libpq and LISTENs for events. */
+static void
+start_listener(struct lws_vhost *vh)
+{
+	char		conninfo[1024];
+	char	   *sockdir;
+	char	   *comma;
+	PGresult   *res;
+
+	sockdir = pstrdup(Unix_socket_directories ? Unix_socket_directories : "/tmp");
+	if ((comma = strchr(sockdir, ',')) != NULL)
+		*comma = '\0';
+	snprintf(conninfo, sizeof(conninfo),
+			 "host='%s' port=%d dbname='%s' user='%s' application_name='collab listener'",
+			 sockdir, PostPortNumber, collab_database, listen_user);
+	listen_conn = PQconnectdb(conninfo);
+	if (PQstatus(listen_conn) != CONNECTION_OK)
+		ereport(ERROR,
+				(errmsg("collab worker could not connect to database \"%s\" to listen for events: %s",
+						collab_database, PQerrorMessage(listen_conn)),
+				 errhint("The worker connects through the Unix socket as the bootstrap superuser; pg_hba.conf must allow it (peer or trust).")));
+	res = PQexec(listen_conn, "LISTEN " COLLAB_EVENT_CHANNEL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		ereport(ERROR, (errmsg("collab worker could not LISTEN: %s", PQerrorMessage(listen_conn))));
+	PQclear(res);
+	if (PQsetnonblocking(listen_conn, 1) != 0)
+		elog(ERROR, "could not make the listener connection non-blocking");
+	adopt_fd(vh, PQsocket(listen_conn), (void *) 1);
+}
+
+static void
+drain_notifications(void)
+{
+	PGnotify   *n;
+
+	notify_readable = false;
+	if (!PQconsumeInput(listen_conn))
+		ereport(ERROR,
+				(errmsg("collab worker lost its listener connection: %s", PQerrorMessage(listen_conn))));
+	while ((n = PQnotifies(listen_conn)) != NULL)
+	{
+		PG_TRY();
+		{
+			rooms_dispatch_notification(n->extra);
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+		PQfreemem(n);
+	}
+}
+
+/* Waits until CREATE EXTENSION collab has run in our database. */
+static void
+wait_for_extension(void)
+{
+	bool		logged = false;
+
+	for (;;)
+	{
+		bool		found;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'collab'", true, 1);
+		found = SPI_processed == 1;
+		if (found)
+			listen_user = MemoryContextStrdup(TopMemoryContext,
+											  GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (found)
+			return;
+		if (!logged)
+			ereport(LOG,
+					(errmsg("collab worker waits for CREATE EXTENSION collab in database \"%s\"",
+							collab_database)));
+		logged = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 2000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (got_sigterm)
+			proc_exit(0);
+		if (got_sighup)
+		{
+			got_sighup = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/* Connections of our previous incarnation are gone: release what they held. */
+static void
+release_previous_incarnation(void)
+{
+	int			n = 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(worker_name)};
+
+		if (SPI_execute_with_args("SELECT collab.ws_worker_start($1)", 1, types, values,
+								  NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			n = isnull ? 0 : DatumGetInt32(d);
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (n > 0)
+		ereport(LOG, (errmsg("collab worker released %d connection(s) of its previous run", n)));
+}
+
+static struct lws_context *
+create_context(void)
+{
+	struct lws_context_creation_info info;
+	struct lws_context *ctx;
+	const char *iface = collab_listen_addresses;
+
+	memset(&info, 0, sizeof(info));
+	info.port = collab_port;
+	if (iface == NULL || *iface == '\0' || strcmp(iface, "*") == 0)
+		info.iface = NULL;
+	else if (strchr(iface, ',') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("collab.listen_addresses takes one address or '*'")));
+	else
+		info.iface = iface;
+	info.protocols = ws_protocols();
+	info.gid = -1;
+	info.uid = -1;
+	info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL) |
+		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+	info.max_http_header_pool = 64;
+	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 64;
+	info.timeout_secs = 10;
+	if (collab_ssl_cert_file && *collab_ssl_cert_file)
+	{
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = collab_ssl_cert_file;
+		info.ssl_private_key_filepath = collab_ssl_key_file;
+	}
+	lws_set_log_level(LLL_ERR, NULL);
+	ctx = lws_create_context(&info);
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errmsg("collab worker could not listen on %s:%d",
+						info.iface ? info.iface : "*", collab_port),
+				 errhint("Check collab.listen_addresses, collab.port and the TLS files; another process may use the port.")));
+	return ctx;
+}
+
+void
+collab_worker_main(Datum main_arg)
+{
+	struct lws_vhost *vh;
+	MemoryContext loopcxt;
+
+	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGHUP, worker_sighup);
+	BackgroundWorkerUnblockSignals();
+
+	worker_name = psprintf("collab worker %d", DatumGetInt32(main_arg));
+	BackgroundWorkerInitializeConnection(collab_database, NULL, 0);
+	SetConfigOption("application_name", "collab worker", PGC_USERSET, PGC_S_SESSION);
+	pgstat_report_appname("collab worker");
+
+	worker_jobs_cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
+											ALLOCSET_DEFAULT_SIZES);
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
+									ALLOCSET_DEFAULT_SIZES);
+	rooms_init();
+
+	wait_for_extension();
+	release_previous_incarnation();
+	load_jwt_config();
+
+	worker_context = create_context();
+	vh = lws_get_vhost_by_name(worker_context, "default");
+	if (vh == NULL)
+		elog(ERROR, "libwebsockets created no vhost");
+	start_listener(vh);
+	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
+	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
+					 (lws_usec_t) collab_sweep_interval_ms * 1000);
+
+	ereport(LOG,
+			(errmsg("collab worker listening on %s port %d for database \"%s\"",
+					(collab_listen_addresses && *collab_listen_addresses) ? collab_listen_addresses : "*",
+					collab_port, collab_database)));
+
+	while (!got_sigterm && !postmaster_gone)
+	{
+		MemoryContextSwitchTo(loopcxt);
+		lws_service(worker_context, 1000);
+		MemoryContextSwitchTo(loopcxt);
+
+		if (got_sighup)
+		{
+			got_sighup = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			load_jwt_config();
+		}
+		if (notify_readable)
+			drain_notifications();
+		while (job_head != NULL && !got_sigterm)
+			run_jobs();
+		MemoryContextReset(loopcxt);
+	}
+
+	if (postmaster_gone)
+		proc_exit(1);
+
+	/* Clean shutdown: close every socket, then release what they held. */
+	lws_context_destroy(worker_context);
+	worker_context = NULL;
+	PG_TRY();
+	{
+		release_previous_incarnation();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (listen_conn)
+		PQfinish(listen_conn);
+	proc_exit(0);
+}
