@@ -480,7 +480,7 @@ wait_for_extension(void)
 						 2000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (got_sigterm)
-			proc_exit(0);
+			proc_exit(1);
 		if (got_sighup)
 		{
 			got_sighup = false;
@@ -636,5 +636,6 @@ collab_worker_main(Datum main_arg)
 	PG_END_TRY();
 	if (listen_conn)
 		PQfinish(listen_conn);
-	proc_exit(0);
+	/* exit code 1: the postmaster restarts us unless it is shutting down */
+	proc_exit(1);
 }
