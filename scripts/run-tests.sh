@@ -66,6 +66,7 @@ suite "unit (C modules, no server)" make -s -C test/unit check
 suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
+suite "install, dump and restore" bash test/integration/install.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
 fi

@@ -60,7 +60,9 @@ CREATE FUNCTION collab.pending_events() RETURNS SETOF text
  * ------------------------------------------------------------------------ */
 CREATE TABLE collab.resources (
 	id			text COLLATE "C" PRIMARY KEY CHECK (collab.resource_id_valid(id)),
-	parent_id	text COLLATE "C" REFERENCES collab.resources (id) ON DELETE CASCADE,
+	-- deferred: pg_dump restores the rows in one COPY, tabs maybe first
+	parent_id	text COLLATE "C" REFERENCES collab.resources (id) ON DELETE CASCADE
+				DEFERRABLE INITIALLY DEFERRED,
 	kind		text NOT NULL,
 	title		text,
 	content		text NOT NULL DEFAULT '',
@@ -97,8 +99,9 @@ CREATE TABLE collab.leases (
 CREATE INDEX leases_expires_idx ON collab.leases (expires_at);
 CREATE INDEX leases_holder_idx ON collab.leases (holder_id);
 
+CREATE SEQUENCE collab.audit_id_seq AS bigint;
 CREATE TABLE collab.audit (
-	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id			bigint PRIMARY KEY DEFAULT nextval('collab.audit_id_seq'),
 	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
 	action		text NOT NULL CHECK (action IN ('grant', 'deny', 'renew', 'release', 'expire', 'force_release')),
 	resource_id	text COLLATE "C" NOT NULL,
@@ -110,6 +113,7 @@ CREATE TABLE collab.audit (
 	reason		text,
 	detail		jsonb
 );
+ALTER SEQUENCE collab.audit_id_seq OWNED BY collab.audit.id;
 CREATE INDEX audit_token_idx ON collab.audit (token) WHERE token IS NOT NULL;
 CREATE INDEX audit_resource_idx ON collab.audit (resource_id, at);
 
@@ -131,15 +135,23 @@ BEGIN
 END
 $$;
 
+-- Identities are bounded and free of control characters, so that every
+-- event that names them fits a notification.
+CREATE FUNCTION collab._check_identity(p_what text, p_value text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF p_value IS NULL OR p_value = '' OR octet_length(p_value) > 256 OR p_value ~ '[[:cntrl:]]' THEN
+		PERFORM collab._raise('BAD_REQUEST',
+			format('%s must be a non-empty string of at most 256 bytes without control characters', p_what));
+	END IF;
+END
+$$;
+
 CREATE FUNCTION collab._check_user(p_user_id text, p_username text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-	IF p_user_id IS NULL OR p_user_id = '' OR octet_length(p_user_id) > 256 THEN
-		PERFORM collab._raise('BAD_REQUEST', 'user_id must be a non-empty string of at most 256 bytes');
-	END IF;
-	IF p_username IS NULL OR p_username = '' OR octet_length(p_username) > 256 THEN
-		PERFORM collab._raise('BAD_REQUEST', 'username must be a non-empty string of at most 256 bytes');
-	END IF;
+	PERFORM collab._check_identity('user_id', p_user_id);
+	PERFORM collab._check_identity('username', p_username);
 END
 $$;
 
@@ -190,7 +202,7 @@ CREATE FUNCTION collab._token_error(p_token bigint, p_resource_id text) RETURNS 
 LANGUAGE plpgsql AS $$
 DECLARE
 	l collab.leases;
-	v_on text := coalesce(format(' on "%s"', p_resource_id), '');
+	v_on text := CASE WHEN p_resource_id IS NULL THEN '' ELSE format(' on "%s"', p_resource_id) END;
 BEGIN
 	IF p_token IS NULL THEN
 		PERFORM collab._raise('LOCK_NOT_HELD', 'no lock token presented' || v_on,
@@ -271,6 +283,10 @@ BEGIN
 	IF p_tab_key IS NULL OR strpos(p_tab_key, '/') > 0 THEN
 		PERFORM collab._raise('RESOURCE_ID_INVALID', 'a tab key must be non-empty and must not contain ''/''');
 	END IF;
+	IF collab.parent_id(p_document_id) IS NOT NULL THEN
+		PERFORM collab._raise('BAD_REQUEST', 'tabs belong to documents: the parent must be a top-level resource',
+			format('"%s" is itself inside "%s".', p_document_id, collab.parent_id(p_document_id)));
+	END IF;
 	v_id := p_document_id || '/tab:' || p_tab_key;
 	PERFORM collab.check_resource_id(v_id);
 	PERFORM collab._insert_resource(v_id, p_title);
@@ -297,9 +313,7 @@ DECLARE
 BEGIN
 	PERFORM collab._require_read_committed();
 	PERFORM collab._check_user(p_user_id, p_username);
-	IF octet_length(v_holder) > 256 THEN
-		PERFORM collab._raise('BAD_REQUEST', 'holder_id must be at most 256 bytes');
-	END IF;
+	PERFORM collab._check_identity('holder_id', v_holder);
 	PERFORM collab._check_resource(p_resource_id);
 	PERFORM collab._lock_path(p_resource_id);
 
@@ -447,11 +461,7 @@ BEGIN
 	PERFORM collab._lock_path(l.resource_id);
 	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token FOR UPDATE;
 	IF NOT FOUND OR l.expires_at <= clock_timestamp() THEN
-		IF FOUND THEN
-			PERFORM collab._expire_lease(l);
-			-- the expiry must commit even though this call fails
-			RETURN NULL;
-		END IF;
+		-- an expired lease is the sweep's to record
 		PERFORM collab._token_error(p_token, l.resource_id);
 	END IF;
 	PERFORM collab._drop_lease(l, 'release', p_reason);
@@ -1019,3 +1029,13 @@ GRANT UPDATE (content, title) ON collab.resources TO collab_app;
 GRANT EXECUTE ON FUNCTION collab.force_release(text, text), collab.sweep(), collab.pending_events()
 	TO collab_admin;
 GRANT SELECT ON collab.audit_log TO collab_admin;
+GRANT collab_app TO collab_admin;
+
+-- pg_dump keeps documents, leases, the audit trail and the token sequence
+-- (so that tokens keep increasing after a restore); connections and
+-- presence are runtime state.
+SELECT pg_catalog.pg_extension_config_dump('collab.resources', '');
+SELECT pg_catalog.pg_extension_config_dump('collab.leases', '');
+SELECT pg_catalog.pg_extension_config_dump('collab.audit', '');
+SELECT pg_catalog.pg_extension_config_dump('collab.fencing_token_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('collab.audit_id_seq', '');

@@ -49,9 +49,30 @@ char	   *collab_base_version = NULL;
 static bool collab_preloaded = false;
 
 void		_PG_init(void);
+static void define_postmaster_settings(void);
+static void define_reloadable_settings(void);
 
 void
 _PG_init(void)
+{
+	/*
+	 * Without preloading, defining the restart-only settings would fail the
+	 * session; skip them so that CREATE EXTENSION can say what is wrong.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		define_postmaster_settings();
+
+	define_reloadable_settings();
+	MarkGUCPrefixReserved("collab");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	collab_preloaded = true;
+	collab_register_workers();
+}
+
+static void
+define_postmaster_settings(void)
 {
 	DefineCustomIntVariable("collab.port",
 							"TCP port the collab WebSocket worker listens on.",
@@ -66,6 +87,27 @@ _PG_init(void)
 							   "Database the collab worker serves.",
 							   NULL, &collab_database, "postgres",
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_connections",
+							"Most WebSocket connections one worker serves at once.",
+							NULL, &collab_max_connections, 10000, 1, 1000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.ssl_cert_file",
+							   "PEM certificate for wss:// (empty: plain ws://).",
+							   NULL, &collab_ssl_cert_file, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.ssl_key_file",
+							   "PEM private key for wss://.",
+							   NULL, &collab_ssl_key_file, "",
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.workers",
+							"Number of WebSocket worker processes (0 disables the worker).",
+							NULL, &collab_workers, 1, 0, 1,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+}
+
+static void
+define_reloadable_settings(void)
+{
 	DefineCustomStringVariable("collab.jwt_secret",
 							   "Shared secret for HS256 JSON Web Tokens.",
 							   "Readable by superusers only; empty disables HS256.",
@@ -96,10 +138,6 @@ _PG_init(void)
 							"Largest WebSocket message the worker accepts.",
 							NULL, &collab_max_message_size, 1024 * 1024, 1024, 64 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
-	DefineCustomIntVariable("collab.max_connections",
-							"Most WebSocket connections one worker serves at once.",
-							NULL, &collab_max_connections, 10000, 1, 1000000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.max_content_size",
 							"Largest resource content a save may store.",
 							NULL, &collab_max_content_size, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024,
@@ -109,18 +147,6 @@ _PG_init(void)
 							   "A comma-separated list of exact origins such as https://ui.example.org.",
 							   &collab_allowed_origins, "",
 							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
-	DefineCustomStringVariable("collab.ssl_cert_file",
-							   "PEM certificate for wss:// (empty: plain ws://).",
-							   NULL, &collab_ssl_cert_file, "",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("collab.ssl_key_file",
-							   "PEM private key for wss://.",
-							   NULL, &collab_ssl_key_file, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
-	DefineCustomIntVariable("collab.workers",
-							"Number of WebSocket worker processes (0 disables the worker).",
-							NULL, &collab_workers, 1, 0, 16,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.ping_interval",
 							"Engine.IO ping interval.",
 							NULL, &collab_ping_interval_ms, 25000, 100, 3600 * 1000,
@@ -152,13 +178,6 @@ _PG_init(void)
 							   NULL, &collab_base_version, "",
 							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
-
-	MarkGUCPrefixReserved("collab");
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	collab_preloaded = true;
-	collab_register_workers();
 }
 
 /*

@@ -60,9 +60,13 @@ static int
 invisible_code_point(unsigned int cp)
 {
 	return cp <= 0xA0 ||		/* C1 controls, no-break space */
-		cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) ||
-		cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-		cp == 0x3000 || cp == 0xFEFF;
+		cp == 0xAD ||			/* soft hyphen */
+		cp == 0x61C || cp == 0x1680 || cp == 0x180E ||
+		(cp >= 0x2000 && cp <= 0x200F) ||	/* spaces, zero-width, marks */
+		(cp >= 0x2028 && cp <= 0x202F) ||	/* separators, bidi embedding */
+		(cp >= 0x205F && cp <= 0x206F) ||	/* word joiner, bidi isolates */
+		cp == 0x3000 || cp == 0xFEFF ||
+		(cp >= 0xFFF9 && cp <= 0xFFFB);	/* interlinear annotation */
 }
 
 ResourceIdError

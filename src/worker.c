@@ -519,45 +519,67 @@ release_previous_incarnation(void)
 		ereport(LOG, (errmsg("collab worker released %d connection(s) of its previous run", n)));
 }
 
-static struct lws_context *
+/*
+ * One vhost per address of collab.listen_addresses ('*': all interfaces),
+ * all on collab.port.  Returns the first vhost, which also owns the
+ * adopted descriptors.
+ */
+static struct lws_vhost *
 create_context(void)
 {
 	struct lws_context_creation_info info;
-	struct lws_context *ctx;
-	const char *iface = collab_listen_addresses;
+	struct lws_vhost *first = NULL;
+	char	   *addrs = pstrdup(collab_listen_addresses ? collab_listen_addresses : "*");
+	char	   *save = NULL;
+	char	   *addr;
 
 	memset(&info, 0, sizeof(info));
-	info.port = collab_port;
-	if (iface == NULL || *iface == '\0' || strcmp(iface, "*") == 0)
-		info.iface = NULL;
-	else if (strchr(iface, ',') != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("collab.listen_addresses takes one address or '*'")));
-	else
-		info.iface = iface;
-	info.protocols = ws_protocols();
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
 	info.gid = -1;
 	info.uid = -1;
-	info.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (info.iface != NULL) |
-		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
 	info.max_http_header_pool = 64;
 	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 64;
 	info.timeout_secs = 10;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)
-	{
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		info.ssl_cert_filepath = collab_ssl_cert_file;
-		info.ssl_private_key_filepath = collab_ssl_key_file;
-	}
 	lws_set_log_level(LLL_ERR, NULL);
-	ctx = lws_create_context(&info);
-	if (ctx == NULL)
+	worker_context = lws_create_context(&info);
+	if (worker_context == NULL)
+		ereport(ERROR, (errmsg("collab worker could not create its event loop")));
+
+	for (addr = strtok_r(addrs, ", ", &save); addr; addr = strtok_r(NULL, ", ", &save))
+	{
+		struct lws_context_creation_info vinfo = info;
+		struct lws_vhost *vh;
+		bool		any = strcmp(addr, "*") == 0;
+
+		vinfo.options &= ~LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+		vinfo.port = collab_port;
+		vinfo.iface = any ? NULL : addr;
+		vinfo.vhost_name = addr;
+		vinfo.protocols = ws_protocols();
+		/* an IPv4 address binds an IPv4 socket */
+		if (!any && strchr(addr, ':') == NULL)
+			vinfo.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+		if (collab_ssl_cert_file && *collab_ssl_cert_file)
+		{
+			vinfo.ssl_cert_filepath = collab_ssl_cert_file;
+			vinfo.ssl_private_key_filepath = collab_ssl_key_file;
+		}
+		vh = lws_create_vhost(worker_context, &vinfo);
+		if (vh == NULL)
+			ereport(ERROR,
+					(errmsg("collab worker could not listen on %s port %d", addr, collab_port),
+					 errhint("Check collab.listen_addresses, collab.port and the TLS files; another process may use the port.")));
+		if (first == NULL)
+			first = vh;
+	}
+	if (first == NULL)
 		ereport(ERROR,
-				(errmsg("collab worker could not listen on %s:%d",
-						info.iface ? info.iface : "*", collab_port),
-				 errhint("Check collab.listen_addresses, collab.port and the TLS files; another process may use the port.")));
-	return ctx;
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("collab.listen_addresses is empty")));
+	return first;
 }
 
 void
@@ -585,10 +607,7 @@ collab_worker_main(Datum main_arg)
 	release_previous_incarnation();
 	load_jwt_config();
 
-	worker_context = create_context();
-	vh = lws_get_vhost_by_name(worker_context, "default");
-	if (vh == NULL)
-		elog(ERROR, "libwebsockets created no vhost");
+	vh = create_context();
 	start_listener(vh);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,

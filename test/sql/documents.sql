@@ -28,6 +28,7 @@ SELECT pg_temp.try($$SELECT collab.add_tab('document:op-1', NULL)$$);
 SELECT pg_temp.try($$SELECT collab.add_tab('document:op-1', '')$$);
 SELECT pg_temp.try($$SELECT collab.add_tab('document:op-1', repeat('k', 125))$$);
 SELECT pg_temp.try($$SELECT collab.add_tab('not an id', 'x')$$);
+SELECT pg_temp.try($$SELECT collab.add_tab('document:op-1/tab:diagnosis', 'x')$$);
 
 -- a failed creation left nothing behind (op-3 and its first tab rolled back)
 SELECT count(*) AS rows, count(*) FILTER (WHERE id LIKE 'document:op-3%') AS op3 FROM collab.resources;

@@ -47,6 +47,8 @@ SELECT pg_temp.try($$SHOW collab.jwt_secret$$);
 SELECT collab.save('document:priv/tab:t', :tk, 'saved by the app role');
 RESET ROLE;
 
+-- the administrator can do everything the application can
+SELECT pg_has_role('collab_admin', 'collab_app', 'MEMBER') AS admin_is_app;
 SET ROLE collab_test_admin;
 SELECT collab.force_release('document:priv/tab:t', 'supervisor override');
 SELECT action, resource_id, actor, reason FROM collab.audit_log

@@ -18,7 +18,8 @@ SELECT encode(convert_to(left(id, 40), 'UTF8'), 'escape') AS id, octet_length(id
                ('x:' || repeat('k', 127)),
                ('a:1/b:2/c:3/d:4/e:5/f:6/g:7/h:8/i:9'),
                (E'document:\u00a0x'), (E'document:\u200bx'), (E'document:\u2028x'),
-               (E'document:\ufeffx'), (E'document:\u0085x'), (E'doc\u007fument:1')) AS t(id);
+               (E'document:\ufeffx'), (E'document:\u0085x'), (E'doc\u007fument:1'),
+               (E'document:\u00adx'), (E'document:\u202ex'), (E'document:\u2066x'), (E'document:\u2060x')) AS t(id);
 
 -- the error code and message of each rule (the id itself is never echoed)
 CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
