@@ -860,24 +860,36 @@ conn_timer(struct lws *wsi, Conn *conn)
 	return 0;
 }
 
-/* Upgrade requests must be Engine.IO v4 over the WebSocket transport. */
+/*
+ * Upgrade requests must be Engine.IO v4 over the WebSocket transport;
+ * others get an HTTP error instead of the switch of protocols.
+ */
 static int
 filter_upgrade(struct lws *wsi)
 {
 	char		uri[256];
 	char		arg[64];
 	const char *v;
+	const char *why = NULL;
 
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 		strcmp(uri, "/socket.io/") != 0)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 		return 1;
+	}
 	/* the returned pointer is to the value, inside arg */
 	v = lws_get_urlarg_by_name(wsi, "EIO=", arg, sizeof(arg));
 	if (v == NULL || strcmp(v, "4") != 0)
+		why = "unsupported protocol version: collab speaks Engine.IO v4 (EIO=4)";
+	else if ((v = lws_get_urlarg_by_name(wsi, "transport=", arg, sizeof(arg))) == NULL ||
+			 strcmp(v, "websocket") != 0)
+		why = "transport unknown: collab serves the websocket transport only";
+	if (why)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, why);
 		return 1;
-	v = lws_get_urlarg_by_name(wsi, "transport=", arg, sizeof(arg));
-	if (v == NULL || strcmp(v, "websocket") != 0)
-		return 1;
+	}
 	return 0;
 }
 
