@@ -1,0 +1,492 @@
+// Shared helpers for the WebSocket worker's end-to-end tests (ws_*.test.mjs).
+//
+// Environment (set by scripts/run-tests.sh or test/integration/run-ws.sh):
+//   PGHOST, PGPORT, PGUSER   the test cluster; database postgres runs the worker
+//   COLLAB_WS_URL            http://127.0.0.1:<collab.port>
+//   COLLAB_JWT_SECRET        the cluster's collab.jwt_secret (HS256)
+//   COLLAB_TEST_WORK         a scratch directory readable by the postgres user
+//
+// Every socket a test opens is logged from its first packet on (onAny), so
+// waitFor() finds an event whether it arrived before or after the call.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+
+for (const v of ['COLLAB_WS_URL', 'COLLAB_JWT_SECRET', 'COLLAB_TEST_WORK', 'PGHOST']) {
+  if (!process.env[v]) throw new Error(`${v} is not set: run the WebSocket tests with test/integration/run-ws.sh`);
+}
+
+export const WS_URL = process.env.COLLAB_WS_URL.replace(/\/+$/, '');
+export const RAW_WS_URL = WS_URL.replace(/^http/, 'ws') + '/socket.io/?EIO=4&transport=websocket';
+export const SECRET = process.env.COLLAB_JWT_SECRET;
+export const WORK = process.env.COLLAB_TEST_WORK;
+export const DEFAULT_TIMEOUT = 5000;
+export const DEFAULT_TTL_MS = 5 * 60 * 1000;
+
+export const ISO_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$/;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const nowSec = () => Math.floor(Date.now() / 1000);
+
+let seq = 0;
+const runTag = `${process.pid.toString(36)}${crypto.randomBytes(2).toString('hex')}`;
+/** A string unique to this test run: prefix-<run>-<n>. */
+export function uniq(prefix = 'x') {
+  seq += 1;
+  return `${prefix}-${runTag}-${seq}`;
+}
+
+/* ------------------------------------------------------------------------
+ * Tokens
+ * ------------------------------------------------------------------------ */
+const b64u = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
+
+/** A user: a unique sub and a display name. */
+export function newUser(name = 'User', extra = {}) {
+  return { sub: uniq('u-' + name.toLowerCase().replace(/[^a-z0-9]/g, '')), name, ...extra };
+}
+
+/**
+ * A signed JWT. claims are merged over {iat, exp: now+1h}; a claim given as
+ * undefined is left out. opts: alg ('HS256' default, 'HS512', 'RS256',
+ * 'ES256', 'none', or any string with opts.sign), secret (HS*), key (a
+ * private KeyObject for RS256/ES256), header (merged into the header),
+ * sign (input string => Buffer signature, overrides everything).
+ */
+export function makeToken(claims = {}, opts = {}) {
+  const alg = opts.alg ?? 'HS256';
+  const header = { alg, typ: 'JWT', ...(opts.header ?? {}) };
+  const body = { iat: nowSec(), exp: nowSec() + 3600, ...claims };
+  const input = `${b64u(header)}.${b64u(body)}`;
+  let sig;
+  if (opts.sign) sig = opts.sign(input);
+  else if (alg === 'HS256') sig = crypto.createHmac('sha256', opts.secret ?? SECRET).update(input).digest();
+  else if (alg === 'HS512') sig = crypto.createHmac('sha512', opts.secret ?? SECRET).update(input).digest();
+  else if (alg === 'RS256') sig = crypto.sign('sha256', Buffer.from(input), opts.key);
+  else if (alg === 'ES256') sig = crypto.sign('sha256', Buffer.from(input), { key: opts.key, dsaEncoding: 'ieee-p1363' });
+  else sig = Buffer.alloc(0);
+  return `${input}.${Buffer.from(sig).toString('base64url')}`;
+}
+
+/** Token for a user made by newUser(). */
+export const tokenFor = (user, extra = {}, opts = {}) => makeToken({ ...user, ...extra }, opts);
+
+/** Writes a PEM into COLLAB_TEST_WORK (readable by the server) and returns its path. */
+export function writeWorkFile(name, text) {
+  const p = path.join(WORK, name);
+  fs.writeFileSync(p, text, { mode: 0o644 });
+  fs.chmodSync(p, 0o644);
+  return p;
+}
+
+/* ------------------------------------------------------------------------
+ * PostgreSQL
+ * ------------------------------------------------------------------------ */
+export const pool = new pg.Pool({ database: 'postgres', max: 4 });
+pool.on('error', () => {});
+
+export async function q(sql, params = []) {
+  return (await pool.query(sql, params)).rows;
+}
+
+const created = [];
+/** Creates document:<unique key> with the given tabs. */
+export async function createDocument(tabs = ['a', 'b'], prefix = 'ws') {
+  const key = uniq(prefix);
+  const [{ id }] = await q('SELECT collab.create_document($1, NULL, $2::text[]) AS id', [key, tabs]);
+  created.push(id);
+  const doc = {
+    id,
+    tab: (t) => `${id}/tab:${t}`,
+  };
+  return doc;
+}
+
+/** The row of collab.resources, for "nothing changed" checks. */
+export async function resourceRow(id) {
+  const rows = await q('SELECT content, version, saved_by, saved_by_name FROM collab.resources WHERE id = $1', [id]);
+  assert.equal(rows.length, 1, `resource ${id} exists`);
+  return rows[0];
+}
+
+/** Rows of collab.locks (live leases) on one resource. */
+export async function locksOn(id) {
+  return q('SELECT resource_id, user_id, username, holder_id, expires_at FROM collab.locks WHERE resource_id = $1', [id]);
+}
+
+function literal(v) {
+  return `'${String(v).replace(/'/g, "''")}'`;
+}
+
+/** ALTER SYSTEM SET name = value; reload. Remember to resetConf() in a finally. */
+export async function setConf(name, value) {
+  await q(`ALTER SYSTEM SET ${name} = ${literal(value)}`);
+  await q('SELECT pg_reload_conf()');
+}
+
+export async function resetConf(...names) {
+  for (const n of names) await q(`ALTER SYSTEM RESET ${n}`);
+  await q('SELECT pg_reload_conf()');
+}
+
+/**
+ * Retries fn until it returns a truthy value (which is returned); rejects
+ * with `what` and the last value/error after timeout ms.
+ */
+export async function eventually(fn, what, timeout = 6000, interval = 150) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      throw new Error(`not true within ${timeout} ms: ${what}; last result: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    }
+    await sleep(interval);
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Socket.IO clients
+ * ------------------------------------------------------------------------ */
+const sockets = new Set();
+
+function attachLog(socket, label) {
+  socket.__label = label;
+  socket.__log = [];
+  socket.__waiters = new Set();
+  socket.__disconnects = [];
+  const push = (entry) => {
+    socket.__log.push(entry);
+    for (const w of [...socket.__waiters]) w(entry);
+  };
+  socket.onAny((event, ...args) => push({ event, payload: args[0], args }));
+  socket.on('disconnect', (reason) => {
+    socket.__disconnects.push(reason);
+    push({ event: '$disconnect', payload: reason, args: [reason] });
+  });
+  socket.on('connect', () => push({ event: '$connect', payload: socket.id, args: [] }));
+}
+
+function socketOptions(auth, opts) {
+  const { reconnection = false, nsp = '', label, ...rest } = opts;
+  return {
+    url: WS_URL + nsp,
+    label,
+    options: {
+      transports: ['websocket'],
+      ...(auth === undefined ? {} : { auth }),
+      reconnection,
+      forceNew: true,
+      timeout: 5000,
+      ...rest,
+    },
+  };
+}
+
+/**
+ * Connects as user (from newUser(): a token is made for it), or with an
+ * explicit auth object ({ token }) when user is a string token or has
+ * .auth. Resolves with the connected socket; rejects with the
+ * connect_error (err.message, err.data) otherwise.
+ */
+export function connect(user, opts = {}) {
+  let auth;
+  let label;
+  if (typeof user === 'string') { auth = { token: user }; label = 'token'; }
+  else if (user && 'auth' in user) { auth = user.auth; label = 'custom'; }
+  else { auth = { token: tokenFor(user) }; label = user.name; }
+  const { url, options } = socketOptions(auth, opts);
+  const socket = io(url, options);
+  attachLog(socket, opts.label ?? label);
+  sockets.add(socket);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanupListeners();
+      reject(new Error(`${socket.__label}: no connect or connect_error within 6000 ms`));
+    }, 6000);
+    const onConnect = () => { cleanupListeners(); resolve(socket); };
+    const onError = (err) => {
+      cleanupListeners();
+      socket.close();
+      const e = new Error(`${socket.__label}: connect_error: ${err.message} ${JSON.stringify(err.data ?? null)}`);
+      e.connectError = err;
+      reject(e);
+    };
+    function cleanupListeners() {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('connect_error', onError);
+    }
+    socket.on('connect', onConnect);
+    socket.on('connect_error', onError);
+  });
+}
+
+/**
+ * Connects with auth (undefined: no auth payload at all) expecting a
+ * refusal; resolves with the connect_error Error (message, data), or with
+ * null if it connected (the socket is closed again).
+ */
+export function tryConnect(auth, opts = {}) {
+  const { url, options } = socketOptions(auth, opts);
+  const socket = io(url, options);
+  sockets.add(socket);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { socket.close(); resolve({ message: 'timeout', data: { code: '(no answer within 6000 ms)' } }); }, 6000);
+    socket.on('connect', () => { clearTimeout(timer); socket.close(); resolve(null); });
+    socket.on('connect_error', (err) => { clearTimeout(timer); socket.close(); resolve(err); });
+  });
+}
+
+/** The refusal of tryConnect() as "CODE" (or "connected"). */
+export async function refusalCode(auth, opts = {}) {
+  const err = await tryConnect(auth, opts);
+  return err === null ? 'connected' : (err.data?.code ?? `(no code; message "${err.message}")`);
+}
+
+function describeLog(socket, n = 12) {
+  return JSON.stringify(socket.__log.slice(-n).map((e) => [e.event, e.payload]));
+}
+
+/** Index into the socket's log: waitFor(..., { since }) only looks after it. */
+export const mark = (socket) => socket.__log.length;
+
+/**
+ * Resolves with the payload of the first event named `event` (since the
+ * optional mark) for which predicate(payload) is true; rejects with a
+ * message naming the socket, the event and what it did receive.
+ */
+export function waitFor(socket, event, predicate = () => true, timeoutOrOpts = DEFAULT_TIMEOUT) {
+  const opts = typeof timeoutOrOpts === 'number' ? { timeout: timeoutOrOpts } : timeoutOrOpts;
+  const timeout = opts.timeout ?? DEFAULT_TIMEOUT;
+  const since = opts.since ?? 0;
+  const test = (e) => e.event === event && predicate(e.payload);
+  const found = socket.__log.slice(since).find(test);
+  if (found) return Promise.resolve(found.payload);
+  return new Promise((resolve, reject) => {
+    const waiter = (e) => {
+      if (test(e)) { clearTimeout(timer); socket.__waiters.delete(waiter); resolve(e.payload); }
+    };
+    const timer = setTimeout(() => {
+      socket.__waiters.delete(waiter);
+      reject(new Error(`${socket.__label}: no "${event}" matching ${predicate.toString().slice(0, 160)} within ${timeout} ms; last received: ${describeLog(socket)}`));
+    }, timeout);
+    socket.__waiters.add(waiter);
+  });
+}
+
+/** Every logged event `event` matching predicate (since the optional mark). */
+export function received(socket, event, predicate = () => true, since = 0) {
+  return socket.__log.slice(since).filter((e) => e.event === event && predicate(e.payload)).map((e) => e.payload);
+}
+
+/** Resolves with the reason of the next (or an already logged) disconnect. */
+export function waitDisconnect(socket, timeout = DEFAULT_TIMEOUT, since = 0) {
+  return waitFor(socket, '$disconnect', () => true, { timeout, since });
+}
+
+/** Emits with an acknowledgement; rejects if none arrives in time. */
+export async function emitAck(socket, event, payload, timeout = DEFAULT_TIMEOUT) {
+  try {
+    return payload === undefined
+      ? await socket.timeout(timeout).emitWithAck(event)
+      : await socket.timeout(timeout).emitWithAck(event, payload);
+  } catch (e) {
+    throw new Error(`${socket.__label}: no acknowledgement for ${event} ${JSON.stringify(payload)?.slice(0, 200)} within ${timeout} ms (${e.message}); last received: ${describeLog(socket)}`);
+  }
+}
+
+/** Asserts a successful ack and returns it. */
+export function ok(ack, what = '') {
+  assert.ok(ack && ack.ok === true, `expected {ok:true}${what ? ' for ' + what : ''}, got ${JSON.stringify(ack)}`);
+  return ack;
+}
+
+/** Asserts a failed ack with error.code === code and a message; returns it. */
+export function fails(ack, code, what = '') {
+  assert.ok(ack && ack.ok === false && ack.error && typeof ack.error === 'object',
+    `expected {ok:false, error:{code:${code}}}${what ? ' for ' + what : ''}, got ${JSON.stringify(ack)}`);
+  assert.equal(ack.error.code, code, `error code${what ? ' for ' + what : ''}: ${JSON.stringify(ack)}`);
+  assert.equal(typeof ack.error.message, 'string', `error.message is a string: ${JSON.stringify(ack)}`);
+  assert.ok(ack.error.message.length > 0, 'error.message is not empty');
+  return ack;
+}
+
+export const join = (s, resourceId, mode = 'viewer') => emitAck(s, 'presence:join', { resourceId, mode });
+export const leave = (s, resourceId) => emitAck(s, 'presence:leave', { resourceId });
+export const acquire = (s, resourceId) => emitAck(s, 'lock:acquire', { resourceId });
+export const renew = (s, resourceId) => emitAck(s, 'lock:renew', { resourceId });
+export const release = (s, resourceId) => emitAck(s, 'lock:release', { resourceId });
+export const save = (s, resourceId, content, extra = {}) => emitAck(s, 'doc:save', { resourceId, content, ...extra });
+
+/** UserRef of a newUser() */
+export const ref = (user) => ({ userId: user.sub, username: user.name });
+
+/** Closes the TCP connection under a socket.io-client socket, without a close frame. */
+export function killSocket(socket) {
+  const ws = socket.io.engine.transport.ws;
+  assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
+  ws._socket.destroy();
+}
+
+/* ------------------------------------------------------------------------
+ * Raw Engine.IO / WebSocket clients (wire-level tests)
+ * ------------------------------------------------------------------------ */
+const raws = new Set();
+
+/**
+ * Opens ws://.../socket.io/?<query>. Resolves with a client whose .frames
+ * are the text frames received (strings; binary frames as Buffers), and
+ * .closed a promise of {code, reason}. Rejects on a refused upgrade with
+ * err.statusCode. autoPong answers the server's "2" pings with "3".
+ */
+export function rawOpen({ query = 'EIO=4&transport=websocket', autoPong = false, headers } = {}) {
+  const url = WS_URL.replace(/^http/, 'ws') + '/socket.io/?' + query;
+  const ws = new WebSocket(url, { headers, handshakeTimeout: 5000 });
+  raws.add(ws);
+  const client = {
+    ws,
+    frames: [],
+    waiters: new Set(),
+    isClosed: false,
+    closeInfo: null,
+  };
+  client.closed = new Promise((resolve) => {
+    ws.on('close', (code, reason) => {
+      client.isClosed = true;
+      client.closeInfo = { code, reason: reason.toString() };
+      for (const w of [...client.waiters]) w(null);
+      resolve(client.closeInfo);
+    });
+  });
+  ws.on('message', (data, isBinary) => {
+    const f = isBinary ? data : data.toString('utf8');
+    client.frames.push(f);
+    if (autoPong && f === '2') ws.send('3');
+    for (const w of [...client.waiters]) w(f);
+  });
+  ws.on('error', () => {});
+  client.send = (data, opts) => ws.send(data, opts);
+  /** First frame (since index `since`) matching pred (a RegExp, string prefix or function). */
+  client.waitFrame = (pred, timeout = DEFAULT_TIMEOUT, since = 0) => {
+    const test = typeof pred === 'function' ? pred
+      : pred instanceof RegExp ? (f) => typeof f === 'string' && pred.test(f)
+        : (f) => typeof f === 'string' && f.startsWith(pred);
+    const found = client.frames.slice(since).find(test);
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const waiter = (f) => {
+        if (f === null) {
+          client.waiters.delete(waiter); clearTimeout(timer);
+          reject(new Error(`raw socket closed (${JSON.stringify(client.closeInfo)}) before a frame matching ${pred}; frames: ${JSON.stringify(client.frames.slice(-10))}`));
+        } else if (test(f)) { client.waiters.delete(waiter); clearTimeout(timer); resolve(f); }
+      };
+      const timer = setTimeout(() => {
+        client.waiters.delete(waiter);
+        reject(new Error(`no raw frame matching ${pred} within ${timeout} ms; frames: ${JSON.stringify(client.frames.slice(-10).map(String))}`));
+      }, timeout);
+      client.waiters.add(waiter);
+    });
+  };
+  client.waitClosed = (timeout = DEFAULT_TIMEOUT) => Promise.race([
+    client.closed,
+    sleep(timeout).then(() => { throw new Error(`raw socket not closed within ${timeout} ms; frames: ${JSON.stringify(client.frames.slice(-10).map(String))}`); }),
+  ]);
+  /** Socket.IO EVENT with an ack id; resolves with the ack's first argument. */
+  client.emitAck = async (id, event, payload, timeout = DEFAULT_TIMEOUT) => {
+    const since = client.frames.length;
+    ws.send(`42${id}${JSON.stringify([event, payload])}`);
+    const f = await client.waitFrame((x) => typeof x === 'string' && x.startsWith(`43${id}[`), timeout, since);
+    return JSON.parse(f.slice(2 + String(id).length))[0];
+  };
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(client));
+    ws.once('unexpected-response', (req, res) => {
+      const e = new Error(`upgrade refused with HTTP ${res.statusCode}`);
+      e.statusCode = res.statusCode;
+      res.resume();
+      ws.terminate?.();
+      reject(e);
+    });
+    ws.once('error', (e) => reject(e));
+  });
+}
+
+/** Raw client through the Socket.IO CONNECT: resolves with {client, sid, open}. */
+export async function rawConnect(token, opts = {}) {
+  const client = await rawOpen(opts);
+  const openFrame = await client.waitFrame('0{');
+  client.send(`40${JSON.stringify({ token })}`);
+  const f = await client.waitFrame(/^4[04]/);
+  if (!f.startsWith('40')) throw new Error(`raw CONNECT refused: ${f}`);
+  return { client, sid: JSON.parse(f.slice(2)).sid, open: JSON.parse(openFrame.slice(1)) };
+}
+
+/** Kills the TCP connection of a raw client without a close frame. */
+export function killRaw(client) {
+  client.ws._socket.destroy();
+}
+
+/**
+ * The worker still serves: a fresh client connects, joins a resource and
+ * gets its ack. Used after each malformed-frame test.
+ */
+export async function assertWorkerServes(resourceId) {
+  const u = newUser('Probe');
+  const s = await connect(u, { label: 'probe' });
+  try {
+    const ack = ok(await join(s, resourceId, 'viewer'), 'probe join');
+    assert.ok(ack.users.some((p) => p.connectionId === s.id), 'probe is in its own presence list');
+    ok(await leave(s, resourceId), 'probe leave');
+  } finally {
+    s.close();
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Teardown: call from after() in every test file.
+ * ------------------------------------------------------------------------ */
+export async function closeAll() {
+  for (const s of sockets) s.close();
+  sockets.clear();
+  for (const ws of raws) ws.terminate();
+  raws.clear();
+}
+
+export async function teardown() {
+  await closeAll();
+  try {
+    // let the worker finish its disconnect work before the rows go away
+    await eventually(async () => {
+      const [{ n }] = await q(
+        'SELECT count(*)::int AS n FROM collab.ws_presence WHERE resource_id = ANY ($1)', [created]);
+      return n === 0;
+    }, 'presence of this file\'s resources is gone', 3000).catch(() => {});
+    if (created.length) await q('DELETE FROM collab.resources WHERE id = ANY ($1)', [created]);
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * Asserts a PresenceUser: exact userId, username, connectionId, role and
+ * resourceId, and an ISO joinedAt.
+ */
+export function assertPresenceUser(p, { user, socket, connectionId, role, resourceId }, what = 'PresenceUser') {
+  assert.ok(p && typeof p === 'object', `${what}: ${JSON.stringify(p)}`);
+  assert.deepEqual(
+    { userId: p.userId, username: p.username, connectionId: p.connectionId, role: p.role, resourceId: p.resourceId },
+    { userId: user.sub, username: user.name, connectionId: connectionId ?? socket.id, role, resourceId },
+    `${what}: ${JSON.stringify(p)}`);
+  assert.match(p.joinedAt, ISO_RE, `${what}.joinedAt`);
+}

@@ -1,0 +1,74 @@
+#!/bin/bash
+# Runs the WebSocket worker's end-to-end tests (integration/ws_*.test.mjs)
+# with Node's test runner, one file at a time (they change cluster-wide
+# settings with ALTER SYSTEM).
+#
+# Inside scripts/run-tests.sh the environment names the test cluster:
+#   PGHOST PGPORT PGUSER COLLAB_WS_URL COLLAB_JWT_SECRET COLLAB_TEST_WORK
+# Run by hand without COLLAB_WS_URL, it starts a throwaway cluster with the
+# settings the tests expect, runs the tests against it and removes it.
+#
+#   bash test/integration/run-ws.sh [test files...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TEST_DIR=$(pwd)
+ROOT=$(cd .. && pwd)
+
+if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/ws ] || [ ! -d node_modules/pg ]; then
+	npm install --no-audit --no-fund >/dev/null
+fi
+
+files=("$@")
+if [ ${#files[@]} -eq 0 ]; then
+	files=(integration/ws_*.test.mjs)
+fi
+
+own_cluster=
+if [ -z "${COLLAB_WS_URL:-}" ]; then
+	own_cluster=1
+	WORK=$(mktemp -d /tmp/collab-ws-test.XXXXXX)
+	chmod 755 "$WORK"
+	CLUSTER="$WORK/cluster"
+	SECRET="ws-test-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+	WSPORT=$(perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
+		print $s->sockport, "\n";')
+	cleanup() {
+		if [ "${KEEP_TEST_WORK:-}" = "" ]; then
+			bash "$ROOT/scripts/cluster.sh" destroy "$CLUSTER" >/dev/null 2>&1 || true
+			rm -rf "$WORK"
+		else
+			echo "kept $WORK (cluster still running; stop it with scripts/cluster.sh destroy $CLUSTER)"
+		fi
+	}
+	trap cleanup EXIT
+	bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
+		"collab.jwt_secret = '$SECRET'" \
+		"collab.port = $WSPORT" \
+		"collab.database = 'postgres'" \
+		"collab.ping_interval = '1s'" \
+		"collab.ping_timeout = '1s'" \
+		"collab.sweep_interval = '200ms'" \
+		"collab.jwt_leeway = 0" \
+		"collab.max_message_size = '64kB'" \
+		"collab.rate_limit = 50" >/dev/null
+	export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
+	export COLLAB_WS_URL="http://127.0.0.1:$WSPORT" COLLAB_JWT_SECRET="$SECRET" COLLAB_TEST_WORK="$WORK"
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" >/dev/null
+	echo "ws test cluster: $CLUSTER (pg port $PGPORT, worker $COLLAB_WS_URL)"
+	# the worker must be listening before the first test
+	for _ in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+fi
+
+: "${PGHOST:?}" "${COLLAB_WS_URL:?}" "${COLLAB_JWT_SECRET:?}" "${COLLAB_TEST_WORK:?}"
+
+status=0
+node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || status=$?
+if [ -n "$own_cluster" ] && [ $status -ne 0 ]; then
+	echo "--- server log (last 80 lines)"
+	tail -80 "$CLUSTER/server.log" || true
+fi
+exit $status
