@@ -50,6 +50,7 @@ static bool collab_preloaded = false;
 
 void		_PG_init(void);
 static void define_postmaster_settings(void);
+static bool check_listen_addresses(char **newval, void **extra, GucSource source);
 static void define_reloadable_settings(void);
 
 void
@@ -82,7 +83,7 @@ define_postmaster_settings(void)
 							   "Addresses the collab worker listens on ('*' for all).",
 							   "A comma-separated list of IP addresses.",
 							   &collab_listen_addresses, "127.0.0.1",
-							   PGC_POSTMASTER, GUC_LIST_INPUT, NULL, NULL, NULL);
+							   PGC_POSTMASTER, GUC_LIST_INPUT, check_listen_addresses, NULL, NULL);
 	DefineCustomStringVariable("collab.database",
 							   "Database the collab worker serves.",
 							   NULL, &collab_database, "postgres",
@@ -100,7 +101,7 @@ define_postmaster_settings(void)
 							   NULL, &collab_ssl_key_file, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.workers",
-							"Number of WebSocket worker processes (0 disables the worker).",
+							"Whether the WebSocket worker runs (1) or not (0).",
 							NULL, &collab_workers, 1, 0, 1,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
@@ -178,6 +179,22 @@ define_reloadable_settings(void)
 							   NULL, &collab_base_version, "",
 							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
+}
+
+/* An empty list would leave the worker nothing to listen on. */
+static bool
+check_listen_addresses(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	while (p && (*p == ' ' || *p == ','))
+		p++;
+	if (p == NULL || *p == '\0')
+	{
+		GUC_check_errdetail("collab.listen_addresses needs at least one address, or '*' for all; set collab.workers = 0 to run without the worker.");
+		return false;
+	}
+	return true;
 }
 
 /*

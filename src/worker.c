@@ -615,7 +615,7 @@ collab_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("collab worker listening on %s port %d for database \"%s\"",
-					(collab_listen_addresses && *collab_listen_addresses) ? collab_listen_addresses : "*",
+					collab_listen_addresses,
 					collab_port, collab_database)));
 
 	while (!got_sigterm && !postmaster_gone)
