@@ -7,6 +7,7 @@ MODULE_big = collab
 OBJS = \
 	src/collab.o \
 	src/errors.o \
+	src/event_queue.o \
 	src/events.o \
 	src/json_object.o \
 	src/jwt.o \
@@ -28,8 +29,8 @@ ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir)
-SHLIB_LINK = -lwebsockets -lpq -lssl -lcrypto
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lwebsockets -lssl -lcrypto
 EXTRA_CLEAN = results output_iso test/unit/*.o
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "collab.h"
+#include "event_queue.h"
 
 extern void collab_register_workers(void);
 
@@ -69,6 +70,7 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	collab_preloaded = true;
+	event_queue_init();
 	collab_register_workers();
 }
 

@@ -4,15 +4,17 @@
  *	  Transaction-scoped event publication.
  *
  * Functions that change what browsers must hear about (locks, saves,
- * presence) queue one JSON event each with collab._publish().  Just before
- * commit the queue is sent as one NOTIFY on channel collab_events:
+ * presence) queue one JSON event each with collab._publish().  At commit
+ * the queue becomes one payload on channel collab_events:
  *
  *     {"v":1,"events":[{...},{...}]}
  *
- * so a transaction costs at most one notification (NOTIFY serializes
- * committing notifiers on a cluster-wide lock), and a queue that would
- * not fit the 8000-byte payload limit is split.  Events of a rolled-back
- * subtransaction or transaction are dropped: only what commits is heard.
+ * (split when it would not fit NOTIFY's 8000-byte limit).  While the worker
+ * runs, payloads go through the shared-memory queue (event_queue.c), which
+ * avoids NOTIFY's cluster-wide commit lock, and the worker forwards them to
+ * NOTIFY listeners; otherwise they are sent with NOTIFY directly.  Events
+ * of a rolled-back subtransaction or transaction are dropped: only what
+ * commits is heard.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +30,7 @@
 #include "utils/memutils.h"
 
 #include "collab.h"
+#include "event_queue.h"
 
 /* Largest payload we hand to NOTIFY (the server's limit is 8000 bytes). */
 #define EVENT_PAYLOAD_MAX	7900
@@ -44,12 +47,18 @@ typedef struct PendingEvent
 static List *pending_events = NIL;	/* in TopTransactionContext */
 static bool callbacks_registered = false;
 
-static void
-flush_events(void)
+/* Payloads handed to the shared queue at commit, and the room reserved. */
+static List *queued_payloads = NIL;
+static Size queued_reserved = 0;
+
+/* The pending events as envelopes, each under the payload limit. */
+static List *
+build_payloads(void)
 {
 	StringInfoData buf;
 	ListCell   *lc;
 	int			in_batch = 0;
+	List	   *payloads = NIL;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, EVENT_ENVELOPE_HEAD);
@@ -61,8 +70,8 @@ flush_events(void)
 			buf.len + 1 + ev->len + strlen(EVENT_ENVELOPE_TAIL) > EVENT_PAYLOAD_MAX)
 		{
 			appendStringInfoString(&buf, EVENT_ENVELOPE_TAIL);
-			Async_Notify(COLLAB_EVENT_CHANNEL, buf.data);
-			resetStringInfo(&buf);
+			payloads = lappend(payloads, buf.data);
+			initStringInfo(&buf);
 			appendStringInfoString(&buf, EVENT_ENVELOPE_HEAD);
 			in_batch = 0;
 		}
@@ -72,8 +81,26 @@ flush_events(void)
 		in_batch++;
 	}
 	appendStringInfoString(&buf, EVENT_ENVELOPE_TAIL);
-	Async_Notify(COLLAB_EVENT_CHANNEL, buf.data);
-	pfree(buf.data);
+	return lappend(payloads, buf.data);
+}
+
+static void
+flush_events(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	List	   *payloads = build_payloads();
+	Size		reserved = event_queue_reserve(payloads);
+	ListCell   *lc;
+
+	MemoryContextSwitchTo(old);
+	if (reserved > 0)
+	{
+		queued_payloads = payloads;
+		queued_reserved = reserved;
+		return;
+	}
+	foreach(lc, payloads)
+		Async_Notify(COLLAB_EVENT_CHANNEL, (char *) lfirst(lc));
 }
 
 static void
@@ -93,7 +120,19 @@ events_xact_callback(XactEvent event, void *arg)
 						 errmsg("cannot PREPARE a transaction that changed collab locks, saves or presence")));
 			break;
 		case XACT_EVENT_COMMIT:
+			if (queued_payloads != NIL)
+				event_queue_append(queued_payloads, queued_reserved);
+			queued_payloads = NIL;
+			queued_reserved = 0;
+			pending_events = NIL;
+			break;
 		case XACT_EVENT_ABORT:
+			if (queued_reserved > 0)
+				event_queue_unreserve(queued_reserved);
+			queued_payloads = NIL;
+			queued_reserved = 0;
+			pending_events = NIL;
+			break;
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -8,9 +8,10 @@
  * callbacks (ws_session.c) that only parse, validate and queue jobs, with
  * running the queued jobs.  A batch of jobs runs in one transaction with a
  * subtransaction per job, so one commit (and one WAL flush) serves many
- * clients and one failing job cannot harm the others.  Events reach the
- * worker as NOTIFY on a libpq connection whose socket libwebsockets polls
- * (a background worker cannot LISTEN through SPI).
+ * clients and one failing job cannot harm the others.  Committed events
+ * reach the worker through the shared-memory event queue (event_queue.c),
+ * whose eventfd libwebsockets polls; the worker fans them out to its rooms
+ * and forwards them to NOTIFY listeners in its next batch.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,7 +24,6 @@
 #include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "libpq-fe.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -40,6 +40,7 @@
 #include "utils/wait_event.h"
 
 #include "collab.h"
+#include "event_queue.h"
 #include "worker.h"
 
 PGDLLEXPORT void collab_worker_main(Datum main_arg);
@@ -54,15 +55,13 @@ char	   *worker_name = NULL;
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
-static volatile bool notify_readable = false;
+static volatile bool events_readable = false;
 static volatile bool postmaster_gone = false;
 
 static Job *job_head = NULL;
 static Job *job_tail = NULL;
 static bool sweep_queued = false;
 
-static PGconn *listen_conn = NULL;
-static char *listen_user = NULL;
 static lws_sorted_usec_list_t sweep_sul;
 
 static void
@@ -362,7 +361,7 @@ collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
 			if (lws_get_opaque_user_data(wsi) == (void *) 1)
-				notify_readable = true;
+				events_readable = true;
 			else
 				postmaster_gone = true;
 			break;
@@ -392,59 +391,61 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
 	lws_set_opaque_user_data(wsi, tag);
 }
 
-/* Connects to our own database with libpq and LISTENs for events. */
+/* Fans out one committed payload and queues it for NOTIFY listeners. */
 static void
-start_listener(struct lws_vhost *vh)
+dispatch_payload(const char *payload, void *arg)
 {
-	char		conninfo[1024];
-	char	   *sockdir;
-	char	   *comma;
-	PGresult   *res;
+	Job		   *job;
 
-	sockdir = pstrdup(Unix_socket_directories ? Unix_socket_directories : "/tmp");
-	if ((comma = strchr(sockdir, ',')) != NULL)
-		*comma = '\0';
-	snprintf(conninfo, sizeof(conninfo),
-			 "host='%s' port=%d dbname='%s' user='%s' application_name='collab listener'",
-			 sockdir, PostPortNumber, collab_database, listen_user);
-	listen_conn = PQconnectdb(conninfo);
-	if (PQstatus(listen_conn) != CONNECTION_OK)
-		ereport(ERROR,
-				(errmsg("collab worker could not connect to database \"%s\" to listen for events: %s",
-						collab_database, PQerrorMessage(listen_conn)),
-				 errhint("The worker connects through the Unix socket as the bootstrap superuser; pg_hba.conf must allow it (peer or trust).")));
-	res = PQexec(listen_conn, "LISTEN " COLLAB_EVENT_CHANNEL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		ereport(ERROR, (errmsg("collab worker could not LISTEN: %s", PQerrorMessage(listen_conn))));
-	PQclear(res);
-	if (PQsetnonblocking(listen_conn, 1) != 0)
-		elog(ERROR, "could not make the listener connection non-blocking");
-	adopt_fd(vh, PQsocket(listen_conn), (void *) 1);
+	PG_TRY();
+	{
+		rooms_dispatch_notification(payload);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+	job->kind = JOB_NOTIFY;
+	job->ack_id = -1;
+	job->sql = "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text";
+	job->nargs = 1;
+	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, payload);
+	worker_queue_job(job);
 }
 
 static void
-drain_notifications(void)
+drain_events(void)
 {
-	PGnotify   *n;
-
-	notify_readable = false;
-	if (!PQconsumeInput(listen_conn))
-		ereport(ERROR,
-				(errmsg("collab worker lost its listener connection: %s", PQerrorMessage(listen_conn))));
-	while ((n = PQnotifies(listen_conn)) != NULL)
+	events_readable = false;
+	(void) event_queue_drain(dispatch_payload, NULL);
+	if (event_queue_take_overflow())
 	{
-		PG_TRY();
+		/*
+		 * Events went past the full queue: our clients missed some.  Close
+		 * every connection; clients reconnect and join again with fresh state.
+		 */
+		dlist_iter	it;
+
+		ereport(WARNING,
+				(errmsg("collab event queue overflowed; closing %d connections so that they resynchronize",
+						ws_conn_count)));
+		dlist_foreach(it, &ws_all_conns)
 		{
-			rooms_dispatch_notification(n->extra);
+			Conn	   *conn = dlist_container(Conn, all_node, it.cur);
+
+			ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
 		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-		}
-		PG_END_TRY();
-		PQfreemem(n);
 	}
+}
+
+static void
+detach_event_queue(int code, Datum arg)
+{
+	event_queue_detach();
 }
 
 /* Waits until CREATE EXTENSION collab has run in our database. */
@@ -463,9 +464,6 @@ wait_for_extension(void)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'collab'", true, 1);
 		found = SPI_processed == 1;
-		if (found)
-			listen_user = MemoryContextStrdup(TopMemoryContext,
-											  GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -608,7 +606,9 @@ collab_worker_main(Datum main_arg)
 	load_jwt_config();
 
 	vh = create_context();
-	start_listener(vh);
+	before_shmem_exit(detach_event_queue, (Datum) 0);
+	event_queue_attach();
+	adopt_fd(vh, event_queue_wake_fd(), (void *) 1);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -630,10 +630,13 @@ collab_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			load_jwt_config();
 		}
-		if (notify_readable)
-			drain_notifications();
+		/* events of other sessions, then our own jobs and their events */
+		drain_events();
 		while (job_head != NULL && !got_sigterm)
+		{
 			run_jobs();
+			drain_events();
+		}
 		MemoryContextReset(loopcxt);
 	}
 
@@ -653,8 +656,6 @@ collab_worker_main(Datum main_arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-	if (listen_conn)
-		PQfinish(listen_conn);
 	/* exit code 1: the postmaster restarts us unless it is shutting down */
 	proc_exit(1);
 }

@@ -112,7 +112,8 @@ typedef enum JobKind
 	JOB_CONNECT,
 	JOB_CALL,
 	JOB_DISCONNECT,
-	JOB_SWEEP
+	JOB_SWEEP,
+	JOB_NOTIFY
 } JobKind;
 
 typedef enum JobAfter

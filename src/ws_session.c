@@ -1084,6 +1084,11 @@ ws_job_done(Job *job)
 			if (job->err_code)
 				ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
 			return;
+		case JOB_NOTIFY:
+			if (job->err_code)
+				ereport(LOG, (errmsg("collab worker could not forward events to NOTIFY listeners: %s",
+									 job->err_message)));
+			return;
 		case JOB_DISCONNECT:
 			if (job->err_code)
 				ereport(LOG, (errmsg("collab worker could not clean up connection %s: %s",

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_queue.h
+ *	  The shared-memory queue of committed events (event_queue.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COLLAB_EVENT_QUEUE_H
+#define COLLAB_EVENT_QUEUE_H
+
+#include "nodes/pg_list.h"
+
+extern void event_queue_init(void);
+
+/* Backends: reserve before commit (0: use NOTIFY), append after it. */
+extern Size event_queue_reserve(List *payloads);
+extern void event_queue_unreserve(Size reserved);
+extern void event_queue_append(List *payloads, Size reserved);
+
+/* The worker */
+extern int	event_queue_wake_fd(void);
+extern void event_queue_attach(void);
+extern void event_queue_detach(void);
+extern bool event_queue_take_overflow(void);
+extern int	event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg);
+
+#endif							/* COLLAB_EVENT_QUEUE_H */
