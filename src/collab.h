@@ -36,6 +36,13 @@ extern char *collab_base_version;
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 
+/* resource_id_sql.c */
+struct varlena;
+extern void collab_require_resource_id(struct varlena *t);
+
+/* events.c */
+extern void collab_publish_event(const char *json, int len);
+
 /*
  * Error codes (errors.c).  Each product error code of the contract has one
  * stable SQLSTATE in the user-defined class "CL".

@@ -174,13 +174,10 @@ events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* collab._publish(event text): queue one event (a JSON object) */
-PG_FUNCTION_INFO_V1(collab_publish);
-Datum
-collab_publish(PG_FUNCTION_ARGS)
+/* Queues one event (a JSON object) for publication at commit. */
+void
+collab_publish_event(const char *json, int len)
 {
-	text	   *t = PG_GETARG_TEXT_PP(0);
-	int			len = VARSIZE_ANY_EXHDR(t);
 	MemoryContext old;
 	PendingEvent *ev;
 
@@ -199,9 +196,19 @@ collab_publish(PG_FUNCTION_ARGS)
 	ev = palloc(sizeof(PendingEvent));
 	ev->subid = GetCurrentSubTransactionId();
 	ev->len = len;
-	ev->json = pnstrdup(VARDATA_ANY(t), len);
+	ev->json = pnstrdup(json, len);
 	pending_events = lappend(pending_events, ev);
 	MemoryContextSwitchTo(old);
+}
+
+/* collab._publish(event text) */
+PG_FUNCTION_INFO_V1(collab_publish);
+Datum
+collab_publish(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	collab_publish_event(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	PG_RETURN_VOID();
 }
 

@@ -42,6 +42,15 @@ check_text(text *t)
 		raise_invalid(err, offset);
 }
 
+/* For C callers: raises RESOURCE_ID_INVALID unless t (maybe NULL) is valid. */
+void
+collab_require_resource_id(text *t)
+{
+	if (t == NULL)
+		raise_invalid(RID_EMPTY, 0);
+	check_text(t);
+}
+
 /* collab.resource_id_valid(text) returns boolean */
 PG_FUNCTION_INFO_V1(collab_resource_id_valid);
 Datum

@@ -171,30 +171,78 @@ load_jwt_config(void)
  * SQL jobs
  * ---------------------------------------------------------------- */
 
+/*
+ * Prepared plans of the worker's statements, keyed by the statement text
+ * (each is a string constant, so the pointer identifies it).
+ */
+typedef struct JobPlan
+{
+	const char *sql;
+	int			nargs;
+	SPIPlanPtr	plan;
+} JobPlan;
+
+static JobPlan plan_cache[16];
+static int	plan_cache_len = 0;
+
+static SPIPlanPtr
+job_plan(Job *job)
+{
+	Oid			types[JOB_MAX_ARGS];
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < plan_cache_len; i++)
+		if (plan_cache[i].sql == job->sql && plan_cache[i].nargs == job->nargs)
+			return plan_cache[i].plan;
+	for (int i = 0; i < job->nargs; i++)
+		types[i] = TEXTOID;
+	plan = SPI_prepare(job->sql, job->nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "collab worker could not prepare \"%s\": %s",
+			 job->sql, SPI_result_code_string(SPI_result));
+	if (plan_cache_len < lengthof(plan_cache))
+	{
+		SPI_keepplan(plan);
+		plan_cache[plan_cache_len].sql = job->sql;
+		plan_cache[plan_cache_len].nargs = job->nargs;
+		plan_cache[plan_cache_len].plan = plan;
+		plan_cache_len++;
+	}
+	return plan;
+}
+
 /* Runs one job's statement; called inside its subtransaction. */
 static void
 run_one_job(Job *job)
 {
-	Oid			types[JOB_MAX_ARGS];
 	Datum		values[JOB_MAX_ARGS];
 	char		nulls[JOB_MAX_ARGS];
 	int			rc;
 
 	for (int i = 0; i < job->nargs; i++)
 	{
-		types[i] = TEXTOID;
 		values[i] = job->args[i] ? CStringGetTextDatum(job->args[i]) : (Datum) 0;
 		nulls[i] = job->args[i] ? ' ' : 'n';
 	}
-	rc = SPI_execute_with_args(job->sql, job->nargs, types, values, nulls, false, 1);
+	rc = SPI_execute_plan(job_plan(job), values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "collab worker statement failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 	{
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *v = SPI_getvalue(tup, desc, 1);
 
 		if (v)
 			job->result = MemoryContextStrdup(worker_jobs_cxt, v);
+		if (desc->natts >= 3)
+		{
+			char	   *t = SPI_getvalue(tup, desc, 2);
+			char	   *u = SPI_getvalue(tup, desc, 3);
+
+			job->token = t ? MemoryContextStrdup(worker_jobs_cxt, t) : NULL;
+			job->users = u ? MemoryContextStrdup(worker_jobs_cxt, u) : NULL;
+		}
 	}
 }
 
@@ -537,6 +585,8 @@ create_context(void)
 	info.gid = -1;
 	info.uid = -1;
 	info.max_http_header_pool = 64;
+	/* large replies (a room's user list) go out in big chunks */
+	info.pt_serv_buf_size = 64 * 1024;
 	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 64;
 	info.timeout_secs = 10;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)

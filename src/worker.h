@@ -135,8 +135,10 @@ typedef struct Job
 	int			nargs;
 	char	   *args[JOB_MAX_ARGS];	/* text, NULL for SQL NULL */
 	char	   *resource_id;	/* for error events */
-	/* results */
+	/* results: one text column, or (ack, token, users) */
 	char	   *result;
+	char	   *token;			/* second column, when there is one */
+	char	   *users;			/* third column, when there is one */
 	const char *err_code;
 	char	   *err_message;
 	struct Job *next;

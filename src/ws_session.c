@@ -526,7 +526,7 @@ typedef struct EventSpec
 } EventSpec;
 
 static const EventSpec event_specs[] = {
-	{"presence:join", "SELECT collab.ws_join($1, $2, $3)::text", AFTER_JOIN, true, false},
+	{"presence:join", "SELECT ack, token::text, users FROM collab.ws_join($1, $2, $3)", AFTER_JOIN, true, false},
 	{"presence:leave", "SELECT collab.ws_leave($1, $2)::text", AFTER_LEAVE, false, false},
 	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
@@ -784,12 +784,16 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 	return 0;
 }
 
+/*
+ * Writes queued frames while the socket takes them: one syscall per frame,
+ * but one trip through the event loop for the whole queue.
+ */
 static int
 conn_writeable(struct lws *wsi, Conn *conn)
 {
-	OutItem    *item = conn->out_head;
+	OutItem    *item;
 
-	if (item != NULL)
+	while ((item = conn->out_head) != NULL)
 	{
 		OutFrame   *f = item->frame;
 		int			n;
@@ -804,7 +808,8 @@ conn_writeable(struct lws *wsi, Conn *conn)
 		pfree(item);
 		if (n < (int) f->len)
 			return -1;
-		if (conn->out_head != NULL)
+		/* lws keeps what the kernel did not take; wait until it is out */
+		if (conn->out_head != NULL && lws_send_pipe_choked(wsi))
 		{
 			lws_callback_on_writable(wsi);
 			return 0;
@@ -980,6 +985,16 @@ ws_protocols(void)
  * Replies to SQL jobs
  * ---------------------------------------------------------------- */
 
+static bool
+parse_token(const char *s, int64 *out)
+{
+	char	   *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0';
+}
+
 static void
 store_token(Conn *conn, const char *resource_id, int64 token)
 {
@@ -996,6 +1011,37 @@ store_token(Conn *conn, const char *resource_id, int64 token)
 	h->token = token;
 	h->next = conn->locks;
 	conn->locks = h;
+}
+
+/* presence:join: the ack and the room's users come as separate columns. */
+static void
+join_done(Job *job)
+{
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+	int64		token;
+
+	if (job->result == NULL || job->users == NULL)
+	{
+		ws_send_error(conn, job->ack_id, "INTERNAL", "internal error: malformed reply", job->resource_id);
+		return;
+	}
+	if (job->token && parse_token(job->token, &token))
+		store_token(conn, job->resource_id, token);
+	rooms_join(conn, job->resource_id);
+	if (job->ack_id >= 0)
+		send_ack_raw(conn, job->ack_id, job->result, strlen(job->result));
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, "{\"resourceId\":");
+	sio_json_escape(&buf, job->resource_id);
+	appendStringInfoString(&buf, ",\"users\":");
+	appendStringInfoString(&buf, job->users);
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	send_buf(conn, &buf);
+	pfree(buf.data);
 }
 
 static void
@@ -1015,6 +1061,11 @@ call_done(Job *job)
 		ws_send_error(conn, job->ack_id, job->err_code, job->err_message, job->resource_id);
 		return;
 	}
+	if (job->after == AFTER_JOIN)
+	{
+		join_done(job);
+		return;
+	}
 	if (job->result == NULL || !json_object_parse(job->result, strlen(job->result), &result, &perr) ||
 		(ackm = json_object_get(&result, "ack")) == NULL || ackm->kind != JSON_KIND_OBJECT ||
 		!json_object_parse(ackm->value, ackm->len, &ack, &perr))
@@ -1027,30 +1078,6 @@ call_done(Job *job)
 	if (tokm && json_member_int64(tokm, &token) == JSON_GET_OK)
 		store_token(conn, job->resource_id, token);
 
-	if (ok && job->after == AFTER_JOIN)
-	{
-		const JsonMember *users = json_object_get(&ack, "users");
-		StringInfoData buf;
-
-		rooms_join(conn, job->resource_id);
-		initStringInfo(&buf);
-		sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
-		sio_arg_begin(&buf);
-		appendStringInfoString(&buf, "{\"resourceId\":");
-		sio_json_escape(&buf, job->resource_id);
-		appendStringInfoString(&buf, ",\"users\":");
-		if (users && users->kind == JSON_KIND_ARRAY)
-			appendBinaryStringInfo(&buf, users->value, users->len);
-		else
-			appendStringInfoString(&buf, "[]");
-		appendStringInfoChar(&buf, '}');
-		sio_packet_end(&buf);
-		if (job->ack_id >= 0)
-			send_ack_raw(conn, job->ack_id, ackm->value, ackm->len);
-		send_buf(conn, &buf);
-		pfree(buf.data);
-		return;
-	}
 	if (ok && job->after == AFTER_LEAVE)
 		rooms_leave(conn, job->resource_id);
 

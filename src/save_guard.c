@@ -1,0 +1,408 @@
+/*-------------------------------------------------------------------------
+ *
+ * save_guard.c
+ *	  The guard on resource content, and collab.save().
+ *
+ * Every UPDATE of collab.resources fires collab._guard_update().  An UPDATE
+ * that changes content, or presents a token, is a save: the token (from
+ * collab.save(), or SET LOCAL collab.lock_token) must be the live lease of
+ * the row or of an ancestor; the lease is renewed, the version bumped, the
+ * saver recorded and doc:saved published.  Anything else only changes the
+ * title.  This is the hot path of the product, so it is C: no PL/pgSQL
+ * frames, no SET clauses, plans prepared once per backend.  Rare failures
+ * whose diagnosis needs the tables (which error a dead token deserves) are
+ * left to the SQL helper collab._token_error().
+ *
+ * The lease and the helpers belong to the extension owner; the guard and
+ * collab.save() switch to that role around their own queries, as SECURITY
+ * DEFINER would, and qualify every name and operator so that the caller's
+ * search_path cannot redirect them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "collab.h"
+
+extern Datum collab_lock_path(PG_FUNCTION_ARGS);
+
+static SPIPlanPtr renew_plan = NULL;
+static SPIPlanPtr save_plan = NULL;
+
+/* collab.save() hands its token to the guard here rather than via settings */
+static bool save_active = false;
+static int64 save_token;
+static bool save_has_base;
+static int64 save_base;
+
+typedef struct OwnerContext
+{
+	Oid			saved_uid;
+	int			saved_ctx;
+} OwnerContext;
+
+static void
+become_owner(Oid fn, OwnerContext *oc)
+{
+	HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for function %u", fn);
+	owner = ((Form_pg_proc) GETSTRUCT(tp))->proowner;
+	ReleaseSysCache(tp);
+	GetUserIdAndSecContext(&oc->saved_uid, &oc->saved_ctx);
+	SetUserIdAndSecContext(owner, oc->saved_ctx | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+restore_user(OwnerContext *oc)
+{
+	SetUserIdAndSecContext(oc->saved_uid, oc->saved_ctx);
+}
+
+/* Raises the error collab._token_error() picks; runs as the owner. */
+pg_attribute_noreturn()
+static void
+token_error(bool has_token, int64 token, Datum resource_id)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(token), resource_id};
+	char		nulls[2] = {has_token ? ' ' : 'n', ' '};
+
+	SPI_connect();
+	SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, values, nulls, false, 0);
+	elog(ERROR, "collab._token_error did not raise");
+}
+
+static bool
+parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+static void
+append_ts(StringInfo buf, TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+					 (int) (fsec / 1000));
+}
+
+static bool
+column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int att)
+{
+	bool		na,
+				nb;
+	Datum		va = heap_getattr(a, att, desc, &na);
+	Datum		vb = heap_getattr(b, att, desc, &nb);
+	Form_pg_attribute fa = TupleDescAttr(desc, att - 1);
+
+	if (na || nb)
+		return na == nb;
+	return datum_image_eq(va, vb, fa->attbyval, fa->attlen);
+}
+
+static int
+attnum(TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	if (n <= 0)
+		elog(ERROR, "collab.resources has no column \"%s\"", name);
+	return n;
+}
+
+/* collab._guard_update(): BEFORE UPDATE FOR EACH ROW on collab.resources */
+PG_FUNCTION_INFO_V1(collab_guard_update);
+Datum
+collab_guard_update(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	oldt,
+				newt;
+	int			a_content,
+				a_version,
+				a_by,
+				a_byname,
+				a_at;
+	int64		token = 0,
+				base = 0;
+	bool		has_token,
+				has_base,
+				isnull;
+	Datum		id;
+	char	   *id_str;
+	int64		old_version;
+	TimestampTz now;
+	char	   *uid = NULL,
+			   *uname = NULL,
+			   *hid = NULL;
+	int			cols[4];
+	Datum		vals[4];
+	bool		nulls[4] = {false, false, false, false};
+	StringInfoData ev;
+	MemoryContext upper = CurrentMemoryContext;
+	OwnerContext oc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "collab._guard_update() must be a BEFORE UPDATE row trigger");
+	desc = td->tg_relation->rd_att;
+	oldt = td->tg_trigtuple;
+	newt = td->tg_newtuple;
+	a_content = attnum(desc, "content");
+	a_version = attnum(desc, "version");
+	a_by = attnum(desc, "saved_by");
+	a_byname = attnum(desc, "saved_by_name");
+	a_at = attnum(desc, "saved_at");
+
+	if (!column_unchanged(oldt, newt, desc, attnum(desc, "id")) ||
+		!column_unchanged(oldt, newt, desc, attnum(desc, "parent_id")) ||
+		!column_unchanged(oldt, newt, desc, attnum(desc, "kind")) ||
+		!column_unchanged(oldt, newt, desc, attnum(desc, "created_at")))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_BAD_REQUEST)),
+				 errmsg("resource ids, parents, kinds and creation times cannot change")));
+
+	if (save_active)
+	{
+		has_token = true;
+		token = save_token;
+		has_base = save_has_base;
+		base = save_base;
+	}
+	else
+	{
+		has_token = collab_lock_token && *collab_lock_token;
+		has_base = collab_base_version && *collab_base_version;
+		if ((has_token && !parse_int64(collab_lock_token, &token)) ||
+			(has_base && !parse_int64(collab_base_version, &base)))
+			ereport(ERROR,
+					(errcode(collab_errcode(CE_BAD_REQUEST)),
+					 errmsg("collab.lock_token and collab.base_version must be integers")));
+	}
+
+	id = heap_getattr(oldt, attnum(desc, "id"), desc, &isnull);
+	id_str = TextDatumGetCString(id);
+
+	if (!has_token)
+	{
+		/*
+		 * Title-only changes need no lock.  An UPDATE that presents a token
+		 * is a save even with unchanged content: a bad token never passes.
+		 */
+		if (column_unchanged(oldt, newt, desc, a_content))
+		{
+			int			c[4] = {a_version, a_by, a_byname, a_at};
+			Datum		v[4];
+			bool		n[4];
+
+			for (int i = 0; i < 4; i++)
+				v[i] = heap_getattr(oldt, c[i], desc, &n[i]);
+			return PointerGetDatum(heap_modify_tuple_by_cols(newt, desc, 4, c, v, n));
+		}
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_LOCK_NOT_HELD)),
+				 errmsg("no lock token presented for resource \"%s\"", id_str),
+				 errdetail("Content changes only with the live editor lock's fencing token."),
+				 errhint("Use collab.save(), or SET LOCAL collab.lock_token before the UPDATE.")));
+	}
+
+	{
+		Datum		c = heap_getattr(newt, a_content, desc, &isnull);
+		Size		size = isnull ? 0 : toast_raw_datum_size(c) - VARHDRSZ;
+
+		if (size > (Size) collab_max_content_size)
+			ereport(ERROR,
+					(errcode(collab_errcode(CE_PAYLOAD_TOO_LARGE)),
+					 errmsg("content of %zu bytes exceeds collab.max_content_size (%d bytes)",
+							size, collab_max_content_size)));
+	}
+
+	old_version = DatumGetInt64(heap_getattr(oldt, a_version, desc, &isnull));
+	DirectFunctionCall1(collab_lock_path, id);
+	now = GetCurrentTimestamp();
+
+	/* renew the live lease of this resource or an ancestor, as the owner */
+	become_owner(fcinfo->flinfo->fn_oid, &oc);
+	PG_TRY();
+	{
+		Datum		v[3] = {Int64GetDatum(token), TimestampTzGetDatum(now), id};
+		int			rc;
+
+		SPI_connect();
+		if (renew_plan == NULL)
+		{
+			Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TEXTOID};
+
+			renew_plan = SPI_prepare(
+									 "UPDATE collab.leases c "
+									 "   SET renewed_at = $2, expires_at = $2 OPERATOR(pg_catalog.+) collab.lock_ttl() "
+									 " WHERE c.token OPERATOR(pg_catalog.=) $1 "
+									 "   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
+									 "   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
+									 "RETURNING c.user_id, c.username, c.holder_id", 3, types);
+			if (renew_plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(renew_plan);
+		}
+		rc = SPI_execute_plan(renew_plan, v, NULL, false, 1);
+		if (rc != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed != 1)
+			token_error(true, token, id);
+		uid = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		uname = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		hid = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		restore_user(&oc);
+	}
+	PG_END_TRY();
+
+	if (has_base && base != old_version)
+	{
+		Datum		by = heap_getattr(oldt, a_byname, desc, &isnull);
+		char	   *by_str = isnull ? "nobody" : TextDatumGetCString(by);
+		Datum		at = heap_getattr(oldt, a_at, desc, &isnull);
+		StringInfoData ts;
+
+		initStringInfo(&ts);
+		if (isnull)
+			appendStringInfoString(&ts, "never");
+		else
+		{
+			append_ts(&ts, DatumGetTimestampTz(at));
+			/* without the JSON quotes */
+			memmove(ts.data, ts.data + 1, ts.len - 2);
+			ts.data[ts.len - 2] = '\0';
+		}
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_VERSION_CONFLICT)),
+				 errmsg("resource \"%s\" is at version " INT64_FORMAT ", not " INT64_FORMAT,
+						id_str, old_version, base),
+				 errdetail("It was last saved by %s at %s.", by_str, ts.data),
+				 errhint("Reload the current content and apply your change to it.")));
+	}
+
+	cols[0] = a_version;
+	vals[0] = Int64GetDatum(old_version + 1);
+	cols[1] = a_by;
+	vals[1] = CStringGetTextDatum(uid);
+	cols[2] = a_byname;
+	vals[2] = CStringGetTextDatum(uname);
+	cols[3] = a_at;
+	vals[3] = TimestampTzGetDatum(now);
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"doc:saved\",\"resourceId\":");
+	escape_json(&ev, id_str);
+	appendStringInfo(&ev, ",\"version\":" INT64_FORMAT ",\"savedBy\":{\"userId\":", old_version + 1);
+	escape_json(&ev, uid);
+	appendStringInfoString(&ev, ",\"username\":");
+	escape_json(&ev, uname);
+	appendStringInfoString(&ev, "},\"holderId\":");
+	escape_json(&ev, hid);
+	appendStringInfoString(&ev, ",\"savedAt\":");
+	append_ts(&ev, now);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+
+	return PointerGetDatum(heap_modify_tuple_by_cols(newt, desc, 4, cols, vals, nulls));
+}
+
+/* collab.save(resource_id, token, content, base_version): the new version */
+PG_FUNCTION_INFO_V1(collab_save);
+Datum
+collab_save(PG_FUNCTION_ARGS)
+{
+	OwnerContext oc;
+	int64		version = 0;
+	uint64		processed = 0;
+
+	collab_require_resource_id(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_BAD_REQUEST)),
+				 errmsg("content must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_LOCK_NOT_HELD)),
+				 errmsg("no lock token presented on \"%s\"", TextDatumGetCString(PG_GETARG_DATUM(0))),
+				 errhint("Acquire the editor lock and present its token.")));
+
+	become_owner(fcinfo->flinfo->fn_oid, &oc);
+	save_active = true;
+	save_token = PG_GETARG_INT64(1);
+	save_has_base = !PG_ARGISNULL(3);
+	save_base = save_has_base ? PG_GETARG_INT64(3) : 0;
+	PG_TRY();
+	{
+		Datum		v[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(2)};
+		bool		isnull;
+
+		SPI_connect();
+		if (save_plan == NULL)
+		{
+			Oid			types[2] = {TEXTOID, TEXTOID};
+
+			save_plan = SPI_prepare("UPDATE collab.resources SET content = $2 "
+									"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version", 2, types);
+			if (save_plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(save_plan);
+		}
+		if (SPI_execute_plan(save_plan, v, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "collab.save: UPDATE failed");
+		processed = SPI_processed;
+		if (processed == 1)
+			version = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		save_active = false;
+		restore_user(&oc);
+	}
+	PG_END_TRY();
+	if (processed != 1)
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_RESOURCE_NOT_FOUND)),
+				 errmsg("resource \"%s\" does not exist", TextDatumGetCString(PG_GETARG_DATUM(0)))));
+	PG_RETURN_INT64(version);
+}

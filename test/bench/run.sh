@@ -1,0 +1,416 @@
+#!/bin/bash
+# SQL-core benchmark for collab (what `make bench` runs).
+#
+#   1. Fenced saves (collab.save through the guard trigger) against plain
+#      UPDATEs of a table of the same shape, A/B interleaved rounds.
+#   2. Lock acquire + release latency with 10^3 and with 10^6 resource rows,
+#      interleaved rounds on two databases of the same cluster.
+#
+# Everything runs on one throwaway cluster (scripts/cluster.sh), destroyed on
+# exit.  The WebSocket worker serves the save database, as in production, so
+# that committed events travel through the shared-memory event queue rather
+# than NOTIFY (whose commit lock would serialize the saves).  The machine is shared and noisy: only ratios
+# measured within one run mean anything, so a missed target prints MISS and
+# the script still exits 0.  It exits non-zero only when something broke
+# (a pgbench error, a failed query, a save that did not advance a version).
+#
+# Environment:
+#   BENCH_SECONDS      whole seconds per save round (default 10); the latency
+#                      rounds use 0.8 x that.  A run takes about 11 x it plus
+#                      30 s of set-up and loading (about 2.5 min by default).
+#   BENCH_ROUNDS       A/B rounds per comparison (default 3)
+#   BENCH_CLIENTS      pgbench clients for the save comparison (default 4)
+#   BENCH_LAT_CLIENTS  pgbench clients for the latency runs (default 1)
+#   BENCH_BIG_ROWS     resource rows of the large database (default 1000000)
+#   BENCH_KEEP=1       keep the work directory (pgbench logs, server log)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+SECS=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CLIENTS=${BENCH_CLIENTS:-4}
+LAT_CLIENTS=${BENCH_LAT_CLIENTS:-1}
+BIG_ROWS=${BENCH_BIG_ROWS:-1000000}
+SMALL_ROWS=1000
+TABS_PER_DOC=9                  # a document row + 9 tabs = 10 rows per document
+CONTENT_BYTES=2048
+LAT_SECS=$(awk -v s="$SECS" 'BEGIN { v = s * 0.8; if (v < 1) v = 1; printf "%d", v }')
+SAVE_TARGET=0.8
+LAT_TOLERANCE=0.20
+
+die() { echo "bench: ERROR: $*" >&2; exit 1; }
+[[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a whole number of seconds"
+[ "$CLIENTS" -le 64 ] || die "BENCH_CLIENTS must be at most 64 (one tab per client)"
+[ $((BIG_ROWS % 10)) -eq 0 ] && [ "$BIG_ROWS" -gt "$SMALL_ROWS" ] ||
+	die "BENCH_BIG_ROWS must be a multiple of 10 above $SMALL_ROWS"
+
+WORK=$(mktemp -d /tmp/collab-bench.XXXXXX)
+chmod 755 "$WORK"
+CLUSTER="$WORK/cluster"
+cleanup() {
+	bash "$ROOT/scripts/cluster.sh" destroy "$CLUSTER" >/dev/null 2>&1 || true
+	if [ "${BENCH_KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "bench: kept $WORK" >&2; fi
+}
+trap cleanup EXIT
+
+t_start=$(date +%s)
+WS_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport')
+bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
+	"collab.workers = 1" \
+	"collab.database = 'bench_save'" \
+	"collab.port = $WS_PORT" \
+	"collab.jwt_secret = '$(openssl rand -hex 32)'" \
+	"collab.lock_ttl = '1h'" \
+	"shared_buffers = '256MB'" \
+	"max_wal_size = '4GB'" \
+	"checkpoint_timeout = '30min'" \
+	"autovacuum_naptime = '10s'" >/dev/null || die "cluster start failed"
+export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
+echo "bench: cluster $CLUSTER (port $PGPORT), $(nproc) cores, save rounds ${SECS}s, latency rounds ${LAT_SECS}s"
+
+PSQL=(psql -X -q -t -A -v ON_ERROR_STOP=1)
+q() { local db=$1; shift; "${PSQL[@]}" -d "$db" "$@"; }
+
+# ---------------------------------------------------------------------------
+# pgbench helpers
+# ---------------------------------------------------------------------------
+# run_pgbench OUTFILE ARGS...: runs pgbench, fails loudly on errors or aborted
+# clients, and on any failed transaction.
+run_pgbench() {
+	local out=$1; shift
+	if ! pgbench "$@" >"$out" 2>&1; then
+		cat "$out" >&2
+		die "pgbench failed (script ${*: -2:1}, database ${*: -1})"
+	fi
+	local failed
+	failed=$(awk -F': ' '/^number of failed transactions/ { split($2, a, " "); print a[1] }' "$out")
+	if [ "${failed:-0}" != "0" ] || grep -q 'aborted' "$out"; then
+		cat "$out" >&2
+		die "pgbench reported failed transactions"
+	fi
+}
+pgb_tps() { awk '/^tps = / { print $3; exit }' "$1"; }
+pgb_txns() { awk -F': ' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1] + 0 }' "$1"; }
+pgb_latavg() { awk '/^latency average = / { print $4; exit }' "$1"; }
+# average latency (ms) of the first -r statement line matching a pattern
+pgb_stmt() { awk -v pat="$2" 'started && index($0, pat) { print $1; exit } /^statement latencies/ { started = 1 }' "$1"; }
+
+# WAL position and full-page-image count, to report WAL per transaction.
+# pg_stat_wal is flushed when a backend exits: wait for pgbench's to go.
+wal_mark() {
+	local i
+	for i in $(seq 1 50); do
+		[ "$(q postgres -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" -eq 0 ] && break
+		sleep 0.1
+	done
+	q postgres -c "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, wal_fpi FROM pg_stat_wal" | tr '|' ' '
+}
+# wal_per TXNS "BYTES0 FPI0" "BYTES1 FPI1" -> "bytes fpi" per transaction
+wal_per() {
+	awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { split(a, x, " "); split(b, y, " ");
+		printf "%.0f %.2f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
+}
+# sample_waits DB SECONDS: what pgbench's backends wait on, sampled every
+# 50 ms; prints the three most frequent ("CPU" = not waiting).
+sample_waits() {
+	q "$1" -c "CREATE TEMP TABLE w (ev text)" -c "DO \$\$ BEGIN
+		FOR i IN 1..($2 * 20) LOOP
+			INSERT INTO w SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+			 WHERE application_name = 'pgbench' AND state = 'active' AND backend_type = 'client backend';
+			PERFORM pg_sleep(0.05);
+		END LOOP; END \$\$" \
+		-c "SELECT string_agg(format('%s %s%%', ev, pct), ', ' ORDER BY n DESC) FROM (
+			SELECT ev, count(*) AS n, round(100.0 * count(*) / sum(count(*)) OVER ()) AS pct
+			  FROM w GROUP BY ev ORDER BY n DESC LIMIT 3) t"
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.3f", a / b }'; }
+
+# ---------------------------------------------------------------------------
+# 1. Fenced saves vs plain UPDATEs
+# ---------------------------------------------------------------------------
+SDB=bench_save
+q postgres -c "CREATE DATABASE $SDB"
+q $SDB -c "CREATE EXTENSION collab"
+# the worker attaches to the event queue once it sees the extension
+for _ in $(seq 1 100); do
+	grep -q 'collab worker listening' "$CLUSTER/server.log" && break
+	sleep 0.2
+done
+grep -q 'collab worker listening' "$CLUSTER/server.log" || die "the worker did not start"
+q $SDB <<SQL
+\o /dev/null
+SELECT collab.create_document('bench', 'Operation report (bench)',
+	array(SELECT g::text FROM generate_series(0, 63) g));
+\o
+
+-- One lock per pgbench client: client N holds document:bench/tab:N.
+CREATE TABLE bench_tokens (client int PRIMARY KEY, resource_id text NOT NULL, token bigint NOT NULL);
+INSERT INTO bench_tokens
+SELECT g, a.resource_id, a.token
+  FROM generate_series(0, 63) g,
+	   LATERAL collab.acquire('document:bench/tab:' || g, 'user-' || g, 'Dr. Bench ' || g, 'bench-conn-' || g) a
+ WHERE a.granted;
+DO \$\$ BEGIN
+	IF (SELECT count(*) FROM bench_tokens) <> 64 THEN RAISE 'not every bench lock was granted'; END IF;
+END \$\$;
+
+-- The baseline: the same shape and rows, no guard trigger.
+CREATE TABLE bench_plain (LIKE collab.resources INCLUDING ALL);
+ALTER TABLE bench_plain ADD FOREIGN KEY (parent_id) REFERENCES bench_plain (id) ON DELETE CASCADE;
+INSERT INTO bench_plain SELECT * FROM collab.resources ORDER BY id;
+VACUUM ANALYZE;
+SQL
+
+# A realistic 2 kB tab: clinical prose (compressible like real text).
+RANDOM=42
+words=(patient presented with acute abdominal pain laparoscopic appendectomy was performed under
+	general anesthesia the appendix inflamed without perforation hemostasis achieved irrigation
+	trocar sites closed with absorbable sutures estimated blood loss minimal no complications
+	postoperative course uneventful diagnosis confirmed histology pending antibiotics continued
+	for hours vital signs stable discharge planned follow-up in clinic days wound care instructions
+	given allergies none known medication paracetamol ibuprofen mobilisation encouraged)
+content=""
+while [ ${#content} -lt $CONTENT_BYTES ]; do content+="${words[RANDOM % ${#words[@]}]} "; done
+content=${content:0:$CONTENT_BYTES}
+
+cat >"$WORK/save_plain.sql" <<'EOF'
+\if :tok = 0
+SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
+\endif
+\set r random(1, 1000000000)
+UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid;
+EOF
+cat >"$WORK/save_fenced.sql" <<'EOF'
+\if :tok = 0
+SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
+\endif
+\set r random(1, 1000000000)
+SELECT collab.save(:rid, :tok, :r::text || :content::text);
+EOF
+
+# sum of the versions of the tabs the clients write
+version_sum() {
+	local table=$1
+	q $SDB -c "SELECT coalesce(sum(version), 0) FROM $table WHERE id IN (SELECT resource_id FROM bench_tokens WHERE client < $CLIENTS)"
+}
+
+declare -A save_tps=() save_walb=() save_fpi=() save_waits=()
+save_round() {
+	local variant=$1 round=$2 table out before after txns tps wal0 sampler
+	table=$([ "$variant" = plain ] && echo bench_plain || echo collab.resources)
+	q $SDB -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE collab.resources" \
+		-c "VACUUM ANALYZE collab.leases" -c "CHECKPOINT"
+	before=$(version_sum "$table")
+	wal0=$(wal_mark)
+	out="$WORK/save_${variant}_$round.out"
+	( sleep 1; sample_waits $SDB $((SECS > 3 ? SECS - 2 : 1)) >"$WORK/waits_${variant}_$round" ) &
+	sampler=$!
+	run_pgbench "$out" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" \
+		-D tok=0 -D content="$content" -f "$WORK/save_$variant.sql" $SDB
+	wait $sampler || die "wait-event sampling failed"
+	after=$(version_sum "$table")
+	txns=$(pgb_txns "$out")
+	tps=$(pgb_tps "$out")
+	[ "$txns" -gt 0 ] || die "$variant round $round processed no transactions"
+	[ $((after - before)) -eq "$txns" ] ||
+		die "$variant round $round: versions advanced by $((after - before)), pgbench processed $txns transactions"
+	read -r save_walb[$variant,$round] save_fpi[$variant,$round] < <(wal_per "$txns" "$wal0" "$(wal_mark)")
+	save_waits[$variant,$round]=$(cat "$WORK/waits_${variant}_$round")
+	save_tps[$variant,$round]=$(printf '%.1f' "$tps")
+	printf '  round %d  %-6s  tps %9.1f  (%d saves, versions +%d; WAL %s B/save; waits: %s)\n' "$round" "$variant" "$tps" \
+		"$txns" $((after - before)) "${save_walb[$variant,$round]}" "${save_waits[$variant,$round]}"
+}
+
+echo
+echo "== 1. fenced saves vs plain UPDATEs ($CLIENTS clients, $CONTENT_BYTES-byte content, ${SECS}s x $ROUNDS rounds)"
+for r in $(seq 1 "$ROUNDS"); do
+	if [ $((r % 2)) -eq 1 ]; then order="plain fenced"; else order="fenced plain"; fi
+	for v in $order; do save_round "$v" "$r"; done
+done
+# the guard must still hold: another tab's live token changes nothing
+bad=$(q $SDB -c "SELECT collab.save('document:bench/tab:0', (SELECT token FROM bench_tokens WHERE client = 1), 'x')" 2>&1 || true)
+echo "$bad" | grep -q 'LOCK_NOT_HELD\|not the lock\|not a live lock' ||
+	die "a save with a wrong token was not rejected: $bad"
+
+plain_list=""; fenced_list=""
+for r in $(seq 1 "$ROUNDS"); do
+	plain_list+="${save_tps[plain,$r]} "; fenced_list+="${save_tps[fenced,$r]} "
+done
+plain_med=$(echo "$plain_list" | median)
+fenced_med=$(echo "$fenced_list" | median)
+save_ratio=$(ratio "$fenced_med" "$plain_med")
+pair_list=""
+for r in $(seq 1 "$ROUNDS"); do pair_list+="$(ratio "${save_tps[fenced,$r]}" "${save_tps[plain,$r]}") "; done
+pair_med=$(echo "$pair_list" | median)
+save_verdict=$(awk -v r="$save_ratio" -v t="$SAVE_TARGET" 'BEGIN { print (r >= t) ? "PASS" : "MISS" }')
+echo "  median tps: plain $plain_med, fenced $fenced_med; fenced/plain = $save_ratio (target >= $SAVE_TARGET): $save_verdict; median of per-round ratios $pair_med"
+
+# ---------------------------------------------------------------------------
+# 2. Lock acquire latency with 10^3 and 10^6 resource rows
+# ---------------------------------------------------------------------------
+# load_docs DB FIRST LAST: documents FIRST..LAST, each with tabs tab:1..tab:9;
+# 1% of the resources held (tab:9 of every tenth document), and an audit
+# trail of four earlier grants/releases per document plus the live grants.
+load_docs() {
+	local db=$1 lo=$2 hi=$3
+	q "$db" <<SQL
+INSERT INTO collab.resources (id, parent_id, kind, title)
+SELECT 'document:' || d, NULL, 'document', 'Operation report ' || d
+  FROM generate_series($lo, $hi) d;
+INSERT INTO collab.resources (id, parent_id, kind, title)
+SELECT 'document:' || d || '/tab:' || t, 'document:' || d, 'tab', NULL
+  FROM generate_series($lo, $hi) d, generate_series(1, $TABS_PER_DOC) t;
+WITH h AS (
+	SELECT d, t, nextval('collab.fencing_token_seq') AS token,
+		   now() - interval '30 days' + d * interval '1 second' AS at
+	  FROM generate_series($lo, $hi) d, generate_series(1, 2) t)
+INSERT INTO collab.audit (at, action, resource_id, token, user_id, username, holder_id, reason)
+SELECT at + x * interval '10 minutes', CASE x WHEN 0 THEN 'grant' ELSE 'release' END,
+	   'document:' || d || '/tab:' || t, token, 'user-' || d % 500, 'Dr. User ' || d % 500,
+	   'conn-' || d, CASE x WHEN 1 THEN 'released' END
+  FROM h, generate_series(0, 1) x;
+INSERT INTO collab.leases (resource_id, token, user_id, username, holder_id, acquired_at, renewed_at, expires_at)
+SELECT 'document:' || d || '/tab:9', nextval('collab.fencing_token_seq'), 'holder-' || d % 500,
+	   'Dr. Holder ' || d % 500, 'conn-h' || d, now(), now(), now() + interval '1 day'
+  FROM generate_series($lo, $hi) d WHERE d % 10 = 0;
+INSERT INTO collab.audit (at, action, resource_id, token, user_id, username, holder_id)
+SELECT acquired_at, 'grant', resource_id, token, user_id, username, holder_id
+  FROM collab.leases WHERE token > (SELECT coalesce(max(token), 0) FROM collab.audit);
+SQL
+}
+
+# One round trip: acquire a free tab (each client draws from its own documents,
+# never tab:9, so every acquire is granted), then release it.  Note: pgbench
+# substitutes :name even inside string literals, so no literal has a ':x'.
+cat >"$WORK/acquire.sql" <<'EOF'
+\set d :client_id + 1 + :nclients * random(0, :ndocs / :nclients - 1)
+\set tabno random(1, 8)
+SELECT token AS tok FROM collab.acquire('document:' || :d::text || '/tab:' || :tabno::text, 'user-' || :client_id::text, 'Dr. Bench ' || :client_id::text, 'bench-conn-' || :client_id::text) \gset
+SELECT collab.release(:tok);
+EOF
+
+echo
+echo "== 2. lock acquire + release latency vs collab.resources size ($LAT_CLIENTS client(s), ${LAT_SECS}s x $ROUNDS rounds)"
+small_docs=$((SMALL_ROWS / 10))
+big_docs=$((BIG_ROWS / 10))
+t_load=$(date +%s)
+for size in small big; do
+	db=bench_lat_$size
+	q postgres -c "CREATE DATABASE $db"
+	q $db -c "CREATE EXTENSION collab"
+	load_docs $db 1 $small_docs
+done
+# grow the large one from 10^3 to BIG_ROWS rows in chunks of 100k documents
+lo=$((small_docs + 1))
+while [ $lo -le $big_docs ]; do
+	hi=$((lo + 99999)); [ $hi -le $big_docs ] || hi=$big_docs
+	load_docs bench_lat_big $lo $hi
+	lo=$((hi + 1))
+done
+for size in small big; do q bench_lat_$size -c "VACUUM ANALYZE"; done
+declare -A rows=() leases=() audit=()
+for size in small big; do
+	IFS='|' read -r rows[$size] leases[$size] audit[$size] < <(q bench_lat_$size -c \
+		"SELECT (SELECT count(*) FROM collab.resources), (SELECT count(*) FROM collab.leases), (SELECT count(*) FROM collab.audit)")
+	echo "  bench_lat_$size: ${rows[$size]} resources, ${leases[$size]} leases, ${audit[$size]} audit rows"
+done
+echo "  loaded in $(( $(date +%s) - t_load ))s"
+
+declare -A lat_avg=() lat_p50=() lat_p99=() lat_acq=() lat_rel=() lat_tps=() lat_walb=() lat_fpi=()
+lat_round() {
+	local size=$1 round=$2 db=bench_lat_$1 ndocs out prefix grants0 grants1 denies denies1 txns wal0
+	ndocs=$([ "$size" = small ] && echo $small_docs || echo $big_docs)
+	q $db -c "VACUUM ANALYZE collab.leases" -c "VACUUM ANALYZE collab.audit" -c "CHECKPOINT"
+	IFS='|' read -r grants0 denies < <(q $db -c \
+		"SELECT count(*) FILTER (WHERE action = 'grant'), count(*) FILTER (WHERE action = 'deny') FROM collab.audit")
+	out="$WORK/lat_${size}_$round.out"
+	prefix="$WORK/lat_${size}_$round"
+	wal0=$(wal_mark)
+	(cd "$WORK" && run_pgbench "$out" -n -M prepared -c "$LAT_CLIENTS" -j "$LAT_CLIENTS" -T "$LAT_SECS" -r \
+		--log --log-prefix="$prefix" -D ndocs=$ndocs -D nclients="$LAT_CLIENTS" -f "$WORK/acquire.sql" $db)
+	txns=$(pgb_txns "$out")
+	IFS='|' read -r grants1 denies1 < <(q $db -c \
+		"SELECT count(*) FILTER (WHERE action = 'grant'), count(*) FILTER (WHERE action = 'deny') FROM collab.audit")
+	[ $((grants1 - grants0)) -eq "$txns" ] && [ "$denies1" -eq "$denies" ] ||
+		die "latency $size round $round: $((grants1 - grants0)) grants and $((denies1 - denies)) denials for $txns transactions"
+	read -r lat_walb[$size,$round] lat_fpi[$size,$round] < <(wal_per "$txns" "$wal0" "$(wal_mark)")
+	[ "$(q $db -c "SELECT count(*) FROM collab.leases WHERE holder_id LIKE 'bench-conn-%'")" -eq 0 ] ||
+		die "latency $size round $round: locks were left behind"
+	# per-transaction latencies (microseconds, 3rd column) of every client
+	read -r lat_p50[$size,$round] lat_p99[$size,$round] < <(cat "$prefix".* | awk '{ print $3 }' | sort -n |
+		awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); if (i50 < 1) i50 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1;
+			printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }')
+	lat_avg[$size,$round]=$(pgb_latavg "$out")
+	lat_tps[$size,$round]=$(pgb_tps "$out")
+	lat_acq[$size,$round]=$(pgb_stmt "$out" "collab.acquire(")
+	lat_rel[$size,$round]=$(pgb_stmt "$out" "collab.release(")
+	printf '  round %d  %-5s  avg %6.3f ms  p50 %6.3f  p99 %6.3f  (acquire %s, release %s ms; %d round trips; WAL %s B, %s FPI each)\n' \
+		"$round" "$size" "${lat_avg[$size,$round]}" "${lat_p50[$size,$round]}" "${lat_p99[$size,$round]}" \
+		"${lat_acq[$size,$round]}" "${lat_rel[$size,$round]}" "$txns" "${lat_walb[$size,$round]}" "${lat_fpi[$size,$round]}"
+}
+for r in $(seq 1 "$ROUNDS"); do
+	if [ $((r % 2)) -eq 1 ]; then order="small big"; else order="big small"; fi
+	for s in $order; do lat_round "$s" "$r"; done
+done
+
+declare -A med=()
+for s in small big; do
+	for m in avg p50 p99 acq rel walb fpi; do
+		list=""
+		for r in $(seq 1 "$ROUNDS"); do
+			eval "list+=\"\${lat_$m[$s,$r]} \""
+		done
+		med[$m,$s]=$(echo "$list" | median)
+	done
+done
+declare -A lat_ratio=()
+for m in avg p50 p99 acq rel walb fpi; do lat_ratio[$m]=$(ratio "${med[$m,big]}" "${med[$m,small]}"); done
+lat_verdict=$(awk -v a="${lat_ratio[avg]}" -v p="${lat_ratio[p50]}" -v t="$LAT_TOLERANCE" \
+	'BEGIN { print (a >= 1 - t && a <= 1 + t && p >= 1 - t && p <= 1 + t) ? "PASS" : "MISS" }')
+echo "  median avg latency: small ${med[avg,small]} ms, big ${med[avg,big]} ms; big/small = ${lat_ratio[avg]} (target 1 +/- $LAT_TOLERANCE): $lat_verdict"
+
+# ---------------------------------------------------------------------------
+# 3. Summary
+# ---------------------------------------------------------------------------
+mkdir -p "$ROOT/test/bench/results"
+report="$ROOT/test/bench/results/sql-core.md"
+{
+	echo "# collab SQL core benchmark"
+	echo
+	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, PostgreSQL $(q postgres -c 'SHOW server_version' | awk '{print $1}'); rounds: $ROUNDS x ${SECS}s (saves), $ROUNDS x ${LAT_SECS}s (latency)"
+	echo
+	echo "| saves ($CLIENTS clients, $CONTENT_BYTES B) | $(for r in $(seq 1 "$ROUNDS"); do printf 'round %d | ' "$r"; done)median |"
+	echo "|---|$(for r in $(seq 1 "$ROUNDS"); do printf -- '---:|'; done)---:|"
+	echo "| plain UPDATE tps | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[plain,$r]}"; done)$plain_med |"
+	echo "| collab.save tps | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[fenced,$r]}"; done)$fenced_med |"
+	for v in plain fenced; do
+		list=""
+		for r in $(seq 1 "$ROUNDS"); do list+="${save_walb[$v,$r]} "; done
+		echo "| $v WAL per save, bytes (FPI) | $(for r in $(seq 1 "$ROUNDS"); do printf '%s (%s) | ' "${save_walb[$v,$r]}" "${save_fpi[$v,$r]}"; done)$(echo "$list" | median) |"
+	done
+	echo "| **fenced / plain** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[plain,$r]}")"; done)**$save_ratio** (target >= $SAVE_TARGET: **$save_verdict**); median of round ratios $pair_med |"
+	echo
+	echo "Wait events of the bench backends, round 1 (sampled every 50 ms; CPU = not waiting; Lock:object = the cluster-wide lock NOTIFY takes at commit):"
+	echo "plain: ${save_waits[plain,1]}; fenced: ${save_waits[fenced,1]}."
+	echo
+	echo "| acquire+release ($LAT_CLIENTS client), medians of $ROUNDS rounds, ms | ${rows[small]} rows | ${rows[big]} rows | big / small |"
+	echo "|---|---:|---:|---:|"
+	echo "| round trip, average | ${med[avg,small]} | ${med[avg,big]} | **${lat_ratio[avg]}** |"
+	echo "| round trip, p50 | ${med[p50,small]} | ${med[p50,big]} | **${lat_ratio[p50]}** |"
+	echo "| round trip, p99 | ${med[p99,small]} | ${med[p99,big]} | ${lat_ratio[p99]} |"
+	echo "| acquire statement, average | ${med[acq,small]} | ${med[acq,big]} | ${lat_ratio[acq]} |"
+	echo "| release statement, average | ${med[rel,small]} | ${med[rel,big]} | ${lat_ratio[rel]} |"
+	echo "| WAL per round trip, bytes | ${med[walb,small]} | ${med[walb,big]} | ${lat_ratio[walb]} |"
+	echo "| full-page images per round trip | ${med[fpi,small]} | ${med[fpi,big]} | ${lat_ratio[fpi]} |"
+	echo "| tables (resources / leases / audit at load) | ${rows[small]} / ${leases[small]} / ${audit[small]} | ${rows[big]} / ${leases[big]} / ${audit[big]} | |"
+	echo
+	echo "Each round starts right after a CHECKPOINT, so first touches of pages write full-page images (as after every checkpoint in production)."
+	echo "Latency flat within +/-$(awk -v t=$LAT_TOLERANCE 'BEGIN { print t * 100 }')% (average and p50): **$lat_verdict**. Total run $(( $(date +%s) - t_start ))s."
+} >"$report"
+echo
+cat "$report"
+echo
+echo "bench: written to ${report#$ROOT/}"
