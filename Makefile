@@ -15,6 +15,7 @@ OBJS = \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/rooms.o \
+	src/save_guard.o \
 	src/sio_codec.o \
 	src/tokens.o \
 	src/worker.o \
@@ -64,7 +65,9 @@ demo: deps
 demo-stop:
 	bash scripts/demo.sh stop
 
+# Benchmarks (not part of 'make test'): the SQL core, then the WebSocket worker.
 bench: deps
 	$(MAKE) all
 	$(MAKE) install
 	bash test/bench/run.sh
+	bash test/bench/ws/run.sh

@@ -279,9 +279,16 @@ run_jobs(void)
 
 	if (batch == NULL)
 		return;
-	/* take up to JOB_BATCH_MAX jobs off the queue */
+	/*
+	 * Take up to JOB_BATCH_MAX jobs off the queue.  Forwarding to NOTIFY
+	 * listeners runs in transactions of its own: a full notification queue
+	 * (a listener that stopped reading) fails them at commit, and must not
+	 * fail client requests with them.
+	 */
 	for (Job *j = batch; j && n < JOB_BATCH_MAX; j = j->next)
 	{
+		if ((j->kind == JOB_NOTIFY) != (batch->kind == JOB_NOTIFY))
+			break;
 		last = j;
 		n++;
 	}
