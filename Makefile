@@ -12,6 +12,7 @@ OBJS = \
 	src/json_object.o \
 	src/jwt.o \
 	src/lock_path.o \
+	src/metrics.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/rooms.o \

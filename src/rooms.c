@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "json_object.h"
+#include "metrics.h"
 #include "resource_id.h"
 #include "sio_codec.h"
 #include "worker.h"
@@ -252,6 +253,7 @@ dispatch_event(const char *json, size_t len)
 		return;
 	}
 	rlen = (int) l;
+	metrics_count_event(name);
 	(void) json_object_get_string(&ev, "holderId", &holder, &l);
 	(void) json_object_get_string(&ev, "requesterHolderId", &requester, &l);
 	presence = strncmp(name, "presence:", 9) == 0;

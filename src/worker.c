@@ -26,6 +26,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "postmaster/postmaster.h"
@@ -41,6 +42,7 @@
 
 #include "collab.h"
 #include "event_queue.h"
+#include "metrics.h"
 #include "worker.h"
 
 PGDLLEXPORT void collab_worker_main(Datum main_arg);
@@ -317,7 +319,15 @@ run_jobs(void)
 			MemoryContextSwitchTo(jobcxt);
 			PG_TRY();
 			{
+				instr_time	t0,
+							t1;
+
+				INSTR_TIME_SET_CURRENT(t0);
 				run_one_job(j);
+				INSTR_TIME_SET_CURRENT(t1);
+				INSTR_TIME_SUBTRACT(t1, t0);
+				if (j->kind == JOB_CALL || j->kind == JOB_CONNECT)
+					metrics_observe_sql(INSTR_TIME_GET_MILLISEC(t1));
 				ReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(jobcxt);
 				CurrentResourceOwner = oldowner;
@@ -340,6 +350,7 @@ run_jobs(void)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		collab_metrics.last_commit_us = lws_now_usecs();
 	}
 	PG_CATCH();
 	{
@@ -660,6 +671,7 @@ collab_worker_main(Datum main_arg)
 
 	wait_for_extension();
 	release_previous_incarnation();
+	collab_metrics.last_commit_us = lws_now_usecs();
 	load_jwt_config();
 
 	vh = create_context();

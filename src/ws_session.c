@@ -23,6 +23,7 @@
 
 #include "collab.h"
 #include "json_object.h"
+#include "metrics.h"
 #include "resource_id.h"
 #include "sio_codec.h"
 #include "worker.h"
@@ -133,6 +134,7 @@ ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
 {
 	StringInfoData buf;
 
+	collab_metrics.requests_failed++;
 	initStringInfo(&buf);
 	if (ack_id >= 0)
 	{
@@ -288,6 +290,7 @@ conn_established(struct lws *wsi)
 	*slot = conn;
 	dlist_push_tail(&ws_all_conns, &conn->all_node);
 	ws_conn_count++;
+	collab_metrics.connections_total++;
 
 	initStringInfo(&buf);
 	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
@@ -354,6 +357,8 @@ reject_connect(Conn *conn, const char *nsp, const char *code, const char *messag
 {
 	StringInfoData buf;
 
+	if (code != NULL && strncmp(code, "AUTH_", 5) == 0)
+		collab_metrics.auth_failures++;
 	initStringInfo(&buf);
 	sio_encode_connect_error(&buf, nsp, message, code);
 	send_buf(conn, &buf);
@@ -772,6 +777,7 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 	appendBinaryStringInfo(&conn->rx, in, len);
 	if (!complete)
 		return 0;
+	collab_metrics.messages_in++;
 	handle_message(conn, conn->rx.data, conn->rx.len);
 	/* keep small buffers, give back large ones */
 	if (conn->rx.maxlen > 64 * 1024)
@@ -799,6 +805,7 @@ conn_writeable(struct lws *wsi, Conn *conn)
 		int			n;
 
 		n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+		collab_metrics.messages_out++;
 		conn->out_head = item->next;
 		if (conn->out_head == NULL)
 			conn->out_tail = NULL;
@@ -901,6 +908,10 @@ filter_upgrade(struct lws *wsi)
 static int
 http_request(struct lws *wsi, const char *uri)
 {
+	int			rc = metrics_http(wsi, uri);
+
+	if (rc != -2)
+		return rc;
 	if (strncmp(uri, "/socket.io/", 11) == 0)
 		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
 							   "collab serves Engine.IO v4 over the WebSocket transport only: "
@@ -1058,6 +1069,8 @@ call_done(Job *job)
 
 	if (job->err_code)
 	{
+		if (job->sql == event_specs[lengthof(event_specs) - 1].sql)
+			collab_metrics.saves_rejected++;
 		ws_send_error(conn, job->ack_id, job->err_code, job->err_message, job->resource_id);
 		return;
 	}

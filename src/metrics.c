@@ -1,0 +1,155 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *	  The worker's counters, and its HTTP endpoints /healthz and /metrics
+ *	  (Prometheus text format) on the WebSocket port.
+ *
+ * Counters live in the worker process: they restart from zero with it,
+ * which Prometheus handles as a counter reset.  Health is judged from what
+ * the worker last achieved, not by running SQL from the HTTP callback:
+ * the database is reachable when a transaction of the worker committed
+ * within the last few sweep intervals (the sweep commits every interval).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "collab.h"
+#include "metrics.h"
+#include "worker.h"
+
+CollabMetrics collab_metrics;
+
+/* Upper bounds of the SQL latency histogram, in milliseconds. */
+static const double latency_bounds_ms[METRICS_LATENCY_BUCKETS] =
+{0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000};
+
+void
+metrics_observe_sql(double ms)
+{
+	for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+		if (ms <= latency_bounds_ms[i])
+			collab_metrics.sql_latency_buckets[i]++;
+	collab_metrics.sql_latency_count++;
+	collab_metrics.sql_latency_sum_ms += ms;
+}
+
+/* Counts the events the worker fans out, by kind. */
+void
+metrics_count_event(const char *name)
+{
+	if (strcmp(name, "lock:acquired") == 0)
+		collab_metrics.lock_grants++;
+	else if (strcmp(name, "lock:denied") == 0)
+		collab_metrics.lock_denials++;
+	else if (strcmp(name, "lock:expired") == 0)
+		collab_metrics.lock_expiries++;
+	else if (strcmp(name, "lock:released") == 0)
+		collab_metrics.lock_releases++;
+	else if (strcmp(name, "doc:saved") == 0)
+		collab_metrics.saves_accepted++;
+}
+
+bool
+metrics_database_ok(void)
+{
+	int64		now = lws_now_usecs();
+	int64		horizon = (int64) Max(collab_sweep_interval_ms * 5, 5000) * 1000;
+
+	return collab_metrics.last_commit_us > 0 && now - collab_metrics.last_commit_us <= horizon;
+}
+
+static void
+metric(StringInfo buf, const char *name, const char *type, const char *help, double value)
+{
+	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, value);
+}
+
+void
+metrics_render(StringInfo buf)
+{
+	const CollabMetrics *m = &collab_metrics;
+
+	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", ws_conn_count);
+	metric(buf, "collab_connections_total", "counter", "WebSocket connections accepted.", m->connections_total);
+	metric(buf, "collab_rooms", "gauge", "Rooms with at least one member.", rooms_count());
+	metric(buf, "collab_messages_in_total", "counter", "WebSocket messages received.", m->messages_in);
+	metric(buf, "collab_messages_out_total", "counter", "WebSocket messages sent.", m->messages_out);
+	metric(buf, "collab_auth_failures_total", "counter", "Connections refused at authentication.", m->auth_failures);
+	metric(buf, "collab_lock_grants_total", "counter", "Editor locks granted.", m->lock_grants);
+	metric(buf, "collab_lock_denials_total", "counter", "Editor lock requests denied.", m->lock_denials);
+	metric(buf, "collab_lock_releases_total", "counter", "Editor locks released (any reason).", m->lock_releases);
+	metric(buf, "collab_lock_expiries_total", "counter", "Editor locks expired.", m->lock_expiries);
+	metric(buf, "collab_saves_accepted_total", "counter", "Saves committed.", m->saves_accepted);
+	metric(buf, "collab_saves_rejected_total", "counter", "doc:save requests rejected.", m->saves_rejected);
+	metric(buf, "collab_requests_failed_total", "counter", "Client requests answered with an error.", m->requests_failed);
+
+	appendStringInfoString(buf,
+						   "# HELP collab_sql_duration_ms Time the worker spends on the SQL of one client request.\n"
+						   "# TYPE collab_sql_duration_ms histogram\n");
+	/* buckets are cumulative, as Prometheus wants: see metrics_observe_sql() */
+	for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+		appendStringInfo(buf, "collab_sql_duration_ms_bucket{le=\"%g\"} " UINT64_FORMAT "\n",
+						 latency_bounds_ms[i], m->sql_latency_buckets[i]);
+	appendStringInfo(buf, "collab_sql_duration_ms_bucket{le=\"+Inf\"} " UINT64_FORMAT "\n",
+					 m->sql_latency_count);
+	appendStringInfo(buf, "collab_sql_duration_ms_sum %.17g\n", m->sql_latency_sum_ms);
+	appendStringInfo(buf, "collab_sql_duration_ms_count " UINT64_FORMAT "\n", m->sql_latency_count);
+	metric(buf, "collab_database_up", "gauge",
+		   "1 when a worker transaction committed recently.", metrics_database_ok() ? 1 : 0);
+}
+
+/* Writes a complete HTTP response; returns what the lws callback returns. */
+static int
+http_reply(struct lws *wsi, unsigned int status, const char *type, StringInfo body)
+{
+	unsigned char hdr[LWS_PRE + 1024];
+	unsigned char *start = hdr + LWS_PRE;
+	unsigned char *p = start;
+	unsigned char *end = hdr + sizeof(hdr) - 1;
+	StringInfoData out;
+
+	if (lws_add_http_common_headers(wsi, status, type, body->len, &p, end) ||
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+									 (unsigned char *) "no-store", 8, &p, end) ||
+		lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	initStringInfo(&out);
+	enlargeStringInfo(&out, LWS_PRE + body->len);
+	out.len = LWS_PRE;
+	appendBinaryStringInfo(&out, body->data, body->len);
+	if (lws_write(wsi, (unsigned char *) out.data + LWS_PRE, body->len, LWS_WRITE_HTTP_FINAL) < body->len)
+		return -1;
+	pfree(out.data);
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* GET /healthz and /metrics; -2 when the path is not ours. */
+int
+metrics_http(struct lws *wsi, const char *uri)
+{
+	StringInfoData body;
+	int			rc;
+
+	initStringInfo(&body);
+	if (strcmp(uri, "/healthz") == 0)
+	{
+		bool		db = metrics_database_ok();
+
+		appendStringInfo(&body, "{\"status\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
+						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", ws_conn_count);
+		rc = http_reply(wsi, db ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+						"application/json", &body);
+	}
+	else if (strcmp(uri, "/metrics") == 0)
+	{
+		metrics_render(&body);
+		rc = http_reply(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4", &body);
+	}
+	else
+		rc = -2;
+	pfree(body.data);
+	return rc;
+}

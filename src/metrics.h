@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.h
+ *	  The worker's counters and HTTP endpoints (metrics.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef COLLAB_METRICS_H
+#define COLLAB_METRICS_H
+
+#include <libwebsockets.h>
+
+#include "lib/stringinfo.h"
+
+#define METRICS_LATENCY_BUCKETS 10
+
+typedef struct CollabMetrics
+{
+	uint64		connections_total;
+	uint64		messages_in;
+	uint64		messages_out;
+	uint64		auth_failures;
+	uint64		lock_grants;
+	uint64		lock_denials;
+	uint64		lock_releases;
+	uint64		lock_expiries;
+	uint64		saves_accepted;
+	uint64		saves_rejected;
+	uint64		requests_failed;
+	uint64		sql_latency_buckets[METRICS_LATENCY_BUCKETS];
+	uint64		sql_latency_count;
+	double		sql_latency_sum_ms;
+	int64		last_commit_us;	/* lws_now_usecs() of the last commit */
+} CollabMetrics;
+
+extern CollabMetrics collab_metrics;
+
+extern void metrics_observe_sql(double ms);
+extern void metrics_count_event(const char *name);
+extern bool metrics_database_ok(void);
+extern void metrics_render(StringInfo buf);
+extern int	metrics_http(struct lws *wsi, const char *uri);
+
+#endif							/* COLLAB_METRICS_H */
