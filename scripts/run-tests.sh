@@ -67,6 +67,7 @@ suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
 suite "install, dump and restore" bash test/integration/install.sh
+suite "wss with a self-signed certificate" bash test/integration/tls.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
 fi

@@ -18,7 +18,11 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
@@ -584,6 +588,61 @@ release_previous_incarnation(void)
 }
 
 /*
+ * Checks the TLS files before libwebsockets sees them, so that a mistake is
+ * reported in PostgreSQL's terms.  These settings need a server restart, so
+ * a worker restarted every second could only fill the log: on a mistake it
+ * stops for good (exit code 0) until the server is restarted.
+ */
+static void
+check_tls_files(void)
+{
+	const char *cert = collab_ssl_cert_file;
+	const char *key = collab_ssl_key_file;
+	const char *problem = NULL;
+	struct stat st;
+	SSL_CTX    *ctx;
+	char		sslerr[256] = "";
+
+	if (cert == NULL || *cert == '\0')
+	{
+		if (key && *key)
+			problem = "collab.ssl_key_file is set but collab.ssl_cert_file is not";
+	}
+	else if (key == NULL || *key == '\0')
+		problem = "collab.ssl_cert_file is set but collab.ssl_key_file is not";
+	else if (stat(key, &st) != 0)
+		problem = psprintf("could not access collab.ssl_key_file \"%s\": %m", key);
+	else if (!S_ISREG(st.st_mode))
+		problem = psprintf("collab.ssl_key_file \"%s\" is not a regular file", key);
+	/* as PostgreSQL's own ssl_key_file: private to us, or root's and 0640 */
+	else if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+			 (st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		problem = psprintf("collab.ssl_key_file \"%s\" has group or world access", key);
+	else if ((ctx = SSL_CTX_new(TLS_server_method())) != NULL)
+	{
+		if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+			problem = psprintf("could not load collab.ssl_cert_file \"%s\"", cert);
+		else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+			problem = psprintf("could not load collab.ssl_key_file \"%s\"", key);
+		else if (SSL_CTX_check_private_key(ctx) != 1)
+			problem = "collab.ssl_key_file does not match collab.ssl_cert_file";
+		if (problem)
+			ERR_error_string_n(ERR_get_error(), sslerr, sizeof(sslerr));
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+	}
+	if (problem == NULL)
+		return;
+	ereport(LOG,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
+			 errmsg("collab worker cannot serve wss: %s", problem),
+			 sslerr[0] ? errdetail("%s", sslerr) : 0,
+			 errhint("Fix the TLS settings and restart the server; the worker stays stopped until then."),
+			 errhidestmt(true)));
+	proc_exit(0);
+}
+
+/*
  * One vhost per address of collab.listen_addresses ('*': all interfaces),
  * all on collab.port.  Returns the first vhost, which also owns the
  * adopted descriptors.
@@ -673,6 +732,7 @@ collab_worker_main(Datum main_arg)
 	release_previous_incarnation();
 	collab_metrics.last_commit_us = lws_now_usecs();
 	load_jwt_config();
+	check_tls_files();
 
 	vh = create_context();
 	before_shmem_exit(detach_event_queue, (Datum) 0);
