@@ -46,6 +46,9 @@ endif
 
 override CFLAGS += -Wall -Wmissing-prototypes
 
+# PGXS does not track headers: rebuild every object when one changes.
+$(OBJS): $(wildcard src/*.h)
+
 .PHONY: deps test demo demo-stop bench unit
 
 # Installs every system and npm package the project needs (idempotent).

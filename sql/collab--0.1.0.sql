@@ -442,6 +442,33 @@ BEGIN
 		'holderId', l.holder_id,
 		'reason', CASE WHEN p_action = 'force_release' THEN 'forced' ELSE p_reason END,
 		'releasedAt', collab._ts(clock_timestamp()))::text);
+	PERFORM collab._hand_off(l.resource_id);
+END
+$$;
+
+-- Offers a freed lock to the first viewer who asked for it and is still in
+-- the room (edit hand-off); requests of people who left are dropped.
+CREATE FUNCTION collab._hand_off(p_resource_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+	a record;
+BEGIN
+	FOR r IN
+		SELECT q.connection_id, p.user_id, p.username
+		  FROM collab.ws_lock_requests q
+		  JOIN collab.ws_presence p ON p.connection_id = q.connection_id AND p.resource_id = q.resource_id
+		 WHERE q.resource_id = p_resource_id
+		 ORDER BY q.requested_at, q.connection_id
+	LOOP
+		DELETE FROM collab.ws_lock_requests WHERE resource_id = p_resource_id AND connection_id = r.connection_id;
+		SELECT * INTO a FROM collab.acquire(p_resource_id, r.user_id, r.username, r.connection_id);
+		IF a.granted THEN
+			UPDATE collab.ws_presence SET role = 'editor'
+			 WHERE connection_id = r.connection_id AND resource_id = p_resource_id;
+		END IF;
+		RETURN;
+	END LOOP;
 END
 $$;
 
@@ -598,6 +625,14 @@ CREATE TABLE collab.ws_presence (
 	PRIMARY KEY (connection_id, resource_id)
 );
 CREATE INDEX ws_presence_resource_idx ON collab.ws_presence (resource_id);
+
+-- Edit hand-off: viewers who asked the holder for the lock, in order.
+CREATE TABLE collab.ws_lock_requests (
+	resource_id	text COLLATE "C" NOT NULL REFERENCES collab.resources (id) ON DELETE CASCADE,
+	connection_id text NOT NULL REFERENCES collab.ws_connections ON DELETE CASCADE,
+	requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (resource_id, connection_id)
+);
 
 CREATE FUNCTION collab._presence_user(p collab.ws_presence) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -759,6 +794,47 @@ BEGIN
 END
 $$;
 
+-- lock:request: a viewer asks the holder for the lock.  A free lock is
+-- simply granted; a held one gets the request queued and the holder told.
+CREATE FUNCTION collab.ws_request(p_conn text, p_resource_id text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	l collab.leases;
+	v_at timestamptz;
+BEGIN
+	PERFORM collab._ws_presence(p_conn, p_resource_id);
+	c := collab._ws_conn(p_conn);
+	PERFORM collab._lock_path(p_resource_id);
+	SELECT * INTO l FROM collab.leases x
+	 WHERE (x.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
+			OR (x.resource_id > p_resource_id || '/' AND x.resource_id < p_resource_id || '0'))
+	   AND x.expires_at > clock_timestamp()
+	 ORDER BY x.resource_id LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN collab.ws_acquire(p_conn, p_resource_id);
+	END IF;
+	IF l.holder_id = p_conn THEN
+		PERFORM collab._raise('BAD_REQUEST', 'you hold this lock already');
+	END IF;
+	v_at := clock_timestamp();
+	INSERT INTO collab.ws_lock_requests (resource_id, connection_id, requested_at)
+		VALUES (p_resource_id, p_conn, v_at)
+	ON CONFLICT (resource_id, connection_id) DO UPDATE SET requested_at = EXCLUDED.requested_at;
+	PERFORM collab._publish(jsonb_build_object(
+		'event', 'lock:requested',
+		'resourceId', p_resource_id,
+		'requester', collab._user_ref(c.user_id, c.username),
+		'requestedAt', collab._ts(v_at),
+		'to', l.holder_id)::text);
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'requested', true,
+		'lock', jsonb_build_object('resourceId', l.resource_id,
+			'holder', collab._user_ref(l.user_id, l.username),
+			'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at))));
+END
+$$;
+
 -- The connection's own lease on p_resource_id (or, with p_or_ancestor, on
 -- an ancestor, whose lock covers the resource).
 CREATE FUNCTION collab._ws_lease(p_conn text, p_resource_id text, p_or_ancestor boolean)
@@ -863,6 +939,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	DELETE FROM collab.ws_presence WHERE connection_id = p.connection_id AND resource_id = p.resource_id;
+	DELETE FROM collab.ws_lock_requests WHERE connection_id = p.connection_id AND resource_id = p.resource_id;
 	PERFORM collab._publish(jsonb_build_object(
 		'event', 'presence:left',
 		'resourceId', p.resource_id,

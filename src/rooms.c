@@ -256,6 +256,9 @@ dispatch_event(const char *json, size_t len)
 	metrics_count_event(name);
 	(void) json_object_get_string(&ev, "holderId", &holder, &l);
 	(void) json_object_get_string(&ev, "requesterHolderId", &requester, &l);
+	/* events for one connection only name it in "to" */
+	if (requester == NULL)
+		(void) json_object_get_string(&ev, "to", &requester, &l);
 	presence = strncmp(name, "presence:", 9) == 0;
 	acquired = strcmp(name, "lock:acquired") == 0;
 	drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
@@ -275,7 +278,7 @@ dispatch_event(const char *json, size_t len)
 		JsonMember *m = &ev.members[i];
 
 		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
-			strcmp(m->key, "requesterHolderId") == 0)
+			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
 			continue;
 		if (payload.len > 1)
 			appendStringInfoChar(&payload, ',');
@@ -321,7 +324,16 @@ dispatch_event(const char *json, size_t len)
 				continue;
 			if (drops_lock && is_holder)
 				forget_lock(conn, rid);
-			if (acquired && is_holder && held_token(conn, rid) >= 0)
+			if (acquired && is_holder && held_token(conn, rid) < 0)
+			{
+				/*
+				 * Granted on this connection's behalf (an edit hand-off): its
+				 * copy must carry the token, which we look up first.
+				 */
+				ws_queue_holder_event(conn, rid, name, payload.data, payload.len);
+				continue;
+			}
+			if (acquired && is_holder)
 			{
 				StringInfoData own;
 

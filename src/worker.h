@@ -113,7 +113,8 @@ typedef enum JobKind
 	JOB_CALL,
 	JOB_DISCONNECT,
 	JOB_SWEEP,
-	JOB_NOTIFY
+	JOB_NOTIFY,
+	JOB_HOLDER_TOKEN
 } JobKind;
 
 typedef enum JobAfter
@@ -135,6 +136,8 @@ typedef struct Job
 	int			nargs;
 	char	   *args[JOB_MAX_ARGS];	/* text, NULL for SQL NULL */
 	char	   *resource_id;	/* for error events */
+	char	   *event_name;		/* JOB_HOLDER_TOKEN: the event to complete */
+	char	   *event_payload;	/* ... its payload without the closing brace */
 	/* results: one text column, or (ack, token, users) */
 	char	   *result;
 	char	   *token;			/* second column, when there is one */
@@ -164,6 +167,8 @@ extern void ws_close_after_flush(Conn *conn, int status);
 extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
 						  const char *message, const char *resource_id);
 extern void ws_job_done(Job *job);
+extern void ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
+								  const char *payload, int len);
 extern OutFrame *outframe_make(const char *data, size_t len);
 extern void outframe_release(OutFrame *frame);
 extern dlist_head ws_all_conns;

@@ -536,6 +536,7 @@ static const EventSpec event_specs[] = {
 	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:release", "SELECT collab.ws_release($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:request", "SELECT collab.ws_request($1, $2)::text", AFTER_NOTHING, false, false},
 	{"doc:save", "SELECT collab.ws_save($1, $2, $3, $4::bigint, $5::bigint)::text", AFTER_NOTHING, false, true},
 };
 
@@ -1113,6 +1114,53 @@ call_done(Job *job)
 	}
 }
 
+/* Looks up the token of a lock granted on conn's behalf, then sends it the event. */
+void
+ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
+					  const char *payload, int len)
+{
+	Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+
+	job->kind = JOB_HOLDER_TOKEN;
+	job->conn = conn;
+	job->ack_id = SIO_NO_ACK;
+	job->sql = "SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2";
+	job->nargs = 2;
+	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, conn->id);
+	job->args[1] = MemoryContextStrdup(worker_jobs_cxt, resource_id);
+	job->resource_id = job->args[1];
+	job->event_name = MemoryContextStrdup(worker_jobs_cxt, name);
+	job->event_payload = MemoryContextAlloc(worker_jobs_cxt, len + 1);
+	memcpy(job->event_payload, payload, len);
+	job->event_payload[len] = '\0';
+	worker_queue_job(job);
+}
+
+static void
+holder_event_done(Job *job)
+{
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+	int64		token;
+	bool		have = job->result && parse_token(job->result, &token);
+
+	if (have)
+		store_token(conn, job->resource_id, token);
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, job->event_name, SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, job->event_payload);
+	if (have)
+	{
+		appendStringInfoString(&buf, ",\"token\":");
+		sio_append_int64(&buf, token);
+	}
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	send_buf(conn, &buf);
+	pfree(buf.data);
+}
+
 void
 ws_job_done(Job *job)
 {
@@ -1158,6 +1206,10 @@ ws_job_done(Job *job)
 		case JOB_CALL:
 			if (conn->state == CONN_CONNECTED)
 				call_done(job);
+			break;
+		case JOB_HOLDER_TOKEN:
+			if (conn->state == CONN_CONNECTED)
+				holder_event_done(job);
 			break;
 	}
 	if (conn && conn->state == CONN_CLOSED)
