@@ -63,6 +63,7 @@ regress() {
 }
 
 suite "unit (C modules, no server)" make -s -C test/unit check
+suite "TypeScript types (tsc --strict, derived from the code)" bash test/types/run.sh
 suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh

@@ -509,7 +509,7 @@ handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
 	{
 		char		ts[64];
 
-		pg_strftime(ts, sizeof(ts), "\"%Y-%m-%dT%H:%M:%SZ\"", pg_gmtime(&exp));
+		pg_strftime(ts, sizeof(ts), "\"%Y-%m-%dT%H:%M:%S.000Z\"", pg_gmtime(&exp));
 		appendStringInfoString(&buf, ts);
 	}
 	appendStringInfoChar(&buf, '}');
