@@ -17,6 +17,7 @@ OBJS = \
 	src/resource_id_sql.o \
 	src/rooms.o \
 	src/save_guard.o \
+	src/static_files.o \
 	src/sio_codec.o \
 	src/tokens.o \
 	src/worker.o \
@@ -45,6 +46,20 @@ include $(PGXS)
 endif
 
 override CFLAGS += -Wall -Wmissing-prototypes
+
+ifneq ($(PGXS),)
+# The demo UI, served by the worker from SHAREDIR/extension/collab_ui.
+UI_DIR = $(DESTDIR)$(datadir)/extension/collab_ui
+install: install-ui
+install-ui:
+	$(MKDIR_P) '$(UI_DIR)/vendor'
+	$(INSTALL_DATA) $(wildcard ui/*.html ui/*.js ui/*.css) '$(UI_DIR)/'
+	$(INSTALL_DATA) $(wildcard ui/vendor/*) '$(UI_DIR)/vendor/'
+uninstall: uninstall-ui
+uninstall-ui:
+	rm -rf '$(UI_DIR)'
+.PHONY: install-ui uninstall-ui
+endif
 
 # PGXS does not track headers: rebuild every object when one changes.
 $(OBJS): $(wildcard src/*.h)

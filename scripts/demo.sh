@@ -67,6 +67,11 @@ print_worker_info() {
 
 	cat <<EOF
 
+Demo UI: open these two URLs side by side (two users; each takes the token from the URL):
+
+  Dr. Anna Berg : $url/?doc=op-2026-0042&token=$anna
+  Dr. Ben Kaya  : $url/?doc=op-2026-0042&token=$ben
+
 WebSocket worker (Socket.IO, protocol in docs/protocol.md):
 
   URL            : $url  (ws://127.0.0.1:$worker_port/socket.io/?EIO=4&transport=websocket)

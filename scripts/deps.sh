@@ -9,6 +9,7 @@ PACKAGES=(
 	libwebsockets-dev libssl-dev
 	gcc make perl openssl
 	nodejs
+	chromium
 )
 
 missing=()

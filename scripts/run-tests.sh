@@ -72,6 +72,7 @@ suite "wss with a self-signed certificate" bash test/integration/tls.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
 fi
+suite "browser demo (Chromium)" bash test/browser/run.sh
 
 echo
 echo "suites: ${failures[*]:-none failed}"

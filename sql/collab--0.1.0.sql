@@ -391,6 +391,8 @@ BEGIN
 		VALUES (p_resource_id, token, p_user_id, p_username, v_holder, v_now, v_now, expires_at);
 	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id)
 		VALUES ('grant', p_resource_id, token, p_user_id, p_username, v_holder);
+	-- a request for a lock one now holds is answered
+	DELETE FROM collab.ws_lock_requests r WHERE r.connection_id = v_holder AND r.resource_id = p_resource_id;
 	PERFORM collab._publish(jsonb_build_object(
 		'event', 'lock:acquired',
 		'resourceId', p_resource_id,
@@ -569,6 +571,7 @@ BEGIN
 		SELECT * INTO l FROM collab.leases c WHERE c.token = l.token;
 		CONTINUE WHEN NOT FOUND OR l.expires_at > clock_timestamp();
 		PERFORM collab._expire_lease(l);
+		PERFORM collab._hand_off(l.resource_id);
 		resource_id := l.resource_id;
 		token := l.token;
 		user_id := l.user_id;

@@ -45,6 +45,10 @@ int			collab_sweep_interval_ms = 1000;
 int			collab_rate_limit = 50;
 char	   *collab_lock_token = NULL;
 char	   *collab_base_version = NULL;
+char	   *collab_ui_directory = NULL;
+
+/* default of collab.ui_directory: SHAREDIR/extension/collab_ui */
+static char default_ui_directory[MAXPGPATH];
 
 /* True in every process forked from a postmaster that preloaded us. */
 static bool collab_preloaded = false;
@@ -162,6 +166,12 @@ define_reloadable_settings(void)
 							"How often the worker frees expired locks.",
 							NULL, &collab_sweep_interval_ms, 1000, 50, 60 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	get_share_path(my_exec_path, default_ui_directory);
+	strlcat(default_ui_directory, "/extension/collab_ui", sizeof(default_ui_directory));
+	DefineCustomStringVariable("collab.ui_directory",
+							   "Directory of the demo UI the worker serves at / (empty: none).",
+							   NULL, &collab_ui_directory, default_ui_directory,
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.rate_limit",
 							"Messages per second one connection may send (0: unlimited).",
 							NULL, &collab_rate_limit, 50, 0, 100000,

@@ -691,6 +691,8 @@ create_context(void)
 		{
 			vinfo.ssl_cert_filepath = collab_ssl_cert_file;
 			vinfo.ssl_private_key_filepath = collab_ssl_key_file;
+			/* HTTP/1.1 only: lws 4.1 truncates large single writes on h2 streams */
+			vinfo.alpn = "http/1.1";
 		}
 		vh = lws_create_vhost(worker_context, &vinfo);
 		if (vh == NULL)

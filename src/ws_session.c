@@ -24,6 +24,7 @@
 #include "collab.h"
 #include "json_object.h"
 #include "metrics.h"
+#include "static_files.h"
 #include "resource_id.h"
 #include "sio_codec.h"
 #include "worker.h"
@@ -911,6 +912,8 @@ http_request(struct lws *wsi, const char *uri)
 {
 	int			rc = metrics_http(wsi, uri);
 
+	if (rc == -2)
+		rc = static_http(wsi, uri);
 	if (rc != -2)
 		return rc;
 	if (strncmp(uri, "/socket.io/", 11) == 0)

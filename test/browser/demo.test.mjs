@@ -1,0 +1,333 @@
+// The demo UI end to end, in Chromium: three people on one operation report.
+//
+// The page is loaded from the worker itself (GET / and /ui/… on collab.port),
+// so this also checks that the worker serves the UI. Every assertion is about
+// what the page shows (text, attributes); the database is used to create the
+// report, to take one lock as an application backend would, and to check that
+// what the page shows is what was stored.
+//
+// Environment: that of test/integration/run-ws.sh (PGHOST…, COLLAB_WS_URL,
+// COLLAB_JWT_SECRET, COLLAB_TEST_WORK); CHROMIUM overrides /usr/bin/chromium,
+// COLLAB_BROWSER_OUTPUT the screenshot directory (default test/browser/output).
+// Run with test/browser/run.sh.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import {
+  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf,
+} from '../integration/helpers.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUTPUT = process.env.COLLAB_BROWSER_OUTPUT || path.join(HERE, 'output');
+const DEMO_TABS = ['patient-info', 'diagnosis', 'procedure-notes', 'anesthesia'];
+const WAIT = 8000;
+
+let browser;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM)`);
+  // playwright starts Chromium with a fresh, temporary --user-data-dir of its own
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--disable-quic',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await teardown();
+});
+
+/** Retries an assertion (an async function that throws) until it passes. */
+async function until(what, fn, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > end) {
+        e.message = `${what}: ${e.message}`;
+        throw e;
+      }
+      await sleep(100);
+    }
+  }
+}
+
+/** A person in their own browser context, on the demo page of the document. */
+async function openDemo(user, docKey) {
+  // ignoreHTTPSErrors: a wss:// test cluster has a self-signed certificate
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${user.name}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${user.name}: console: ${m.text()}`); });
+  const url = `${WS_URL}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}`;
+  const res = await page.goto(url);
+  assert.equal(res.status(), 200, 'the worker serves the page');
+  const p = { user, context, page, id: (testid) => page.getByTestId(testid) };
+  await until(`${user.name} is connected`, async () => {
+    assert.equal(await p.id('connection-status').textContent(), 'Connected');
+  });
+  return p;
+}
+
+async function openTab(p, key) {
+  await p.id(`tab-${key}`).click();
+  await until(`${p.user.name} has ${key} on screen`, async () => {
+    assert.equal(await p.id(`tab-${key}`).getAttribute('aria-selected'), 'true');
+    assert.notEqual(await p.id('lock-badge').getAttribute('data-state'), 'unknown');
+  });
+}
+
+const badgeText = async (p) => (await p.id('lock-badge').textContent()).replace(/\s+/g, ' ').trim();
+
+async function expectEditing(p) {
+  await until(`${p.user.name} holds the lock`, async () => {
+    assert.equal(await p.id('lock-badge').getAttribute('data-state'), 'mine');
+    assert.match(await badgeText(p), new RegExp(`${p.user.name} \\(you\\) is editing · \\d+:\\d\\d left`));
+    assert.equal(await p.id('editor').getAttribute('readonly'), null, 'text area is editable');
+    assert.equal(await p.id('btn-save').isVisible(), true);
+    assert.equal(await p.id('btn-release').isVisible(), true);
+  });
+}
+
+async function expectViewing(p, holder) {
+  await until(`${p.user.name} sees ${holder.name} editing`, async () => {
+    assert.equal(await p.id('lock-badge').getAttribute('data-state'), 'held');
+    assert.match(await badgeText(p), new RegExp(`${holder.name} is editing · \\d+:\\d\\d left`));
+    assert.notEqual(await p.id('editor').getAttribute('readonly'), null, 'text area is read-only');
+    assert.equal(await p.id('btn-request').isVisible(), true);
+    assert.equal(await p.id('btn-edit').isVisible(), false);
+    assert.equal(await p.id('btn-save').isVisible(), false);
+  });
+}
+
+/** The notice whose text contains `text`. */
+const notice = (p, text) => p.page.getByTestId('notice').filter({ hasText: text });
+
+async function avatarNames(p, testid) {
+  return p.id(testid).getByTestId('avatar').evaluateAll((els) => els.map((e) => e.dataset.name));
+}
+
+async function screenshot(p, name) {
+  fs.mkdirSync(OUTPUT, { recursive: true });
+  const file = path.join(OUTPUT, name);
+  await p.page.screenshot({ path: file, fullPage: true, animations: 'disabled' });
+  console.log(`screenshot: ${file}`);
+  return file;
+}
+
+test('two doctors hand the diagnosis tab over while a third edits procedure notes', async () => {
+  const doc = await createDocument(DEMO_TABS, 'op');
+  const docKey = doc.id.slice('document:'.length);
+  const diagnosis = doc.tab('diagnosis');
+  const notes = doc.tab('procedure-notes');
+  const anna = newUser('Dr. Anna Berg');
+  const ben = newUser('Dr. Ben Kaya');
+  const cleo = newUser('Dr. Cleo Lind');
+
+  // --- everyone opens the report; the tabs are the document's
+  const a = await openDemo(anna, docKey);
+  const b = await openDemo(ben, docKey);
+  const c = await openDemo(cleo, docKey);
+  for (const p of [a, b, c]) {
+    assert.equal(await p.id('doc-title').textContent(), docKey.toUpperCase());
+    assert.match(await p.id('me').textContent(), new RegExp(`Signed in as ${p.user.name}`));
+    for (const key of DEMO_TABS) assert.equal(await p.id(`tab-${key}`).isVisible(), true, `${key} tab shown`);
+  }
+
+  // --- Anna takes the diagnosis tab
+  await openTab(a, 'diagnosis');
+  await until('the diagnosis tab is free', async () => {
+    assert.equal(await a.id('lock-badge').getAttribute('data-state'), 'free');
+    assert.notEqual(await a.id('editor').getAttribute('readonly'), null, 'read-only before Edit');
+  });
+  await a.id('btn-edit').click();
+  await expectEditing(a);
+
+  // --- Ben, on the same tab, sees her lock and cannot type
+  await openTab(b, 'diagnosis');
+  await expectViewing(b, anna);
+  await b.id('editor').focus();
+  await b.page.keyboard.type('Ben tries to type');
+  assert.equal(await b.id('editor').inputValue(), '', 'typing into a read-only text area changes nothing');
+  await until('presence shows who is where', async () => {
+    const inTab = await avatarNames(b, 'presence-tab');
+    assert.ok(inTab.includes(`${anna.name}, editing`), `Anna in the tab, editing: ${inTab}`);
+    assert.ok(inTab.includes(`${ben.name} (you)`), `Ben in the tab: ${inTab}`);
+    const inDoc = await avatarNames(b, 'presence-document');
+    for (const u of [anna, ben, cleo]) {
+      assert.ok(inDoc.some((n) => n.startsWith(u.name)), `${u.name} in the report: ${inDoc}`);
+    }
+  });
+
+  // --- at the same time, Cleo edits procedure notes
+  await openTab(c, 'procedure-notes');
+  await c.id('btn-edit').click();
+  await expectEditing(c);
+  await c.id('editor').fill('Laparoscopic appendectomy, three ports. No complications.');
+  await until('Anna sees both locks in the tab strip', async () => {
+    assert.match(await a.id('tab-lock-procedure-notes').textContent(), new RegExp(cleo.name));
+    assert.equal(await a.id('tab-lock-diagnosis').getAttribute('data-state'), 'mine');
+  });
+
+  // --- Ben asks for the lock; Anna is told and releases
+  await b.id('btn-request').click();
+  await until('Ben sees his request acknowledged', async () => {
+    assert.equal(await notice(b, `You asked ${anna.name} for Diagnosis`).count(), 1);
+    assert.equal(await b.id('btn-request').textContent(), 'Edit requested');
+    assert.equal(await b.id('btn-request').isDisabled(), true);
+  });
+  const request = notice(a, `${ben.name} asks to edit Diagnosis`);
+  await request.waitFor({ timeout: WAIT });
+  await request.getByTestId('notice-release').click();
+
+  // --- the lock goes to Ben: his name on both badges, his text area editable
+  await expectEditing(b);
+  await expectViewing(a, ben);
+  await until('Ben is told who released', async () => {
+    assert.equal(await notice(b, `${anna.name} released Diagnosis (finished editing)`).count(), 1);
+    assert.equal(await notice(b, 'You can edit Diagnosis now').count(), 1);
+  });
+  assert.equal(await notice(a, 'released').count(), 0, 'Anna is not told about her own release');
+  assert.equal(await notice(a, `${ben.name} asks to edit`).count(), 0, 'the request notice is gone');
+
+  // --- Ben and Cleo save at the same moment, each their own tab
+  const benText = 'Acute appendicitis, perforated.';
+  await b.id('editor').fill(benText);
+  await Promise.all([b.id('btn-save').click(), c.id('btn-save').click()]);
+
+  const [dRow] = await until('the diagnosis save is stored', async () => {
+    const rows = await q('SELECT version, content, saved_by_name FROM collab.resources WHERE id = $1', [diagnosis]);
+    assert.equal(rows[0].content, benText);
+    return rows;
+  });
+  assert.equal(dRow.saved_by_name, ben.name);
+  const [nRow] = await until('the procedure notes save is stored', async () => {
+    const rows = await q('SELECT version, content FROM collab.resources WHERE id = $1', [notes]);
+    assert.equal(rows[0].content, 'Laparoscopic appendectomy, three ports. No complications.');
+    return rows;
+  });
+
+  await until('both doctors on the diagnosis tab see the new version', async () => {
+    assert.match(await b.id('version').textContent(), new RegExp(`^Version ${dRow.version} · saved by you`));
+    assert.match(await a.id('version').textContent(), new RegExp(`^Version ${dRow.version} · saved by ${ben.name}`));
+    assert.equal(await notice(a, `A new version (${dRow.version}) of Diagnosis was saved by ${ben.name}`).count(), 1);
+    assert.equal(await notice(b, `Diagnosis: version ${dRow.version} saved.`).count(), 1);
+  });
+  await until('Cleo sees her version', async () => {
+    assert.match(await c.id('version').textContent(), new RegExp(`^Version ${nRow.version} · saved by you`));
+    assert.equal(await c.id('editor').inputValue(), 'Laparoscopic appendectomy, three ports. No complications.');
+  });
+  // Ben keeps what he typed; Anna's page does not pretend to show it
+  assert.equal(await b.id('editor').inputValue(), benText);
+  assert.match(await a.id('content-note').textContent(), /cannot be loaded/);
+
+  await screenshot(a, 'demo-anna.png');
+  await screenshot(c, 'demo-cleo.png');
+  const shot = await screenshot(b, 'demo-ben.png');
+  assert.ok(fs.statSync(shot).size > 10_000, 'the screenshot is a real picture');
+  assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+
+  // --- a dropped connection: the page says so, reconnects and joins again
+  await b.context.setOffline(true);
+  await until('Ben sees the connection drop', async () => {
+    assert.equal(await b.id('connection-status').getAttribute('data-state'), 'reconnecting');
+    assert.notEqual(await b.id('editor').getAttribute('readonly'), null, 'read-only while offline');
+  }, 15000);
+  await until('Anna sees the lock go with the dropped connection', async () => {
+    assert.equal(await a.id('lock-badge').getAttribute('data-state'), 'free');
+  }, 15000);
+  await b.context.setOffline(false);
+  await until('Ben is back', async () => {
+    assert.equal(await b.id('connection-status').textContent(), 'Connected');
+    assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'free');
+    assert.equal(await notice(b, 'The connection dropped while you were editing Diagnosis').count(), 1);
+    const inTab = await avatarNames(a, 'presence-tab');
+    assert.ok(inTab.includes(ben.name), `Ben in the tab again, seen by Anna: ${inTab}`);
+  }, 20000);
+  assert.equal(await b.id('editor').inputValue(), benText, 'his text is still on screen');
+
+  for (const p of [a, b, c]) await p.context.close();
+});
+
+test('an open editor keeps its lock alive; a lock nobody renews expires on every screen', async () => {
+  await setConf('collab.lock_ttl', '4s');
+  try {
+    const doc = await createDocument(DEMO_TABS, 'op');
+    const docKey = doc.id.slice('document:'.length);
+    const anna = newUser('Dr. Anna Berg');
+    const ben = newUser('Dr. Ben Kaya');
+    const a = await openDemo(anna, docKey);
+    const b = await openDemo(ben, docKey);
+
+    await openTab(a, 'anesthesia');
+    await a.id('btn-edit').click();
+    await expectEditing(a);
+    await until('the countdown starts from the short TTL', async () => {
+      assert.match(await a.id('lock-time').textContent(), /· 0:0[0-4] left/);
+    });
+
+    // an application backend takes patient-info through SQL and never renews it
+    const [{ granted }] = await q(
+      "SELECT granted FROM collab.acquire($1, 'u-admission', 'Admission desk', 'backend-1')", [doc.tab('patient-info')]);
+    assert.equal(granted, true);
+    await openTab(b, 'patient-info');
+    await until('Ben sees the backend\'s lock', async () => {
+      assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'held');
+      assert.match(await badgeText(b), /Admission desk is editing/);
+    });
+    await until('the backend\'s lock expires on Ben\'s screen', async () => {
+      assert.equal(await notice(b, 'The editing lock of Admission desk on Patient information expired').count(), 1);
+      assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'free');
+      assert.equal(await b.id('btn-edit').isVisible(), true);
+    }, 12000);
+
+    // two TTLs later, Anna's page has renewed her lock all along
+    await sleep(8000);
+    assert.equal(await a.id('lock-badge').getAttribute('data-state'), 'mine');
+    assert.deepEqual((await q('SELECT username FROM collab.locks WHERE resource_id = $1', [doc.tab('anesthesia')]))
+      .map((r) => r.username), [anna.name], 'her lock is live in the database');
+    await a.id('editor').fill('General anaesthesia, uneventful.');
+    await a.id('btn-save').click();
+    await until('her save is accepted', async () => {
+      assert.match(await a.id('version').textContent(), /^Version \d+ · saved by you/);
+    });
+    assert.equal(await notice(a, 'expired').count(), 0, 'no expiry notice for Anna');
+    assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+    for (const p of [a, b]) await p.context.close();
+  } finally {
+    await resetConf('collab.lock_ttl');
+  }
+});
+
+test('a refused sign-in and an unknown report are said plainly', async () => {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  const res = await page.goto(`${WS_URL}/?token=not-a-jwt&doc=whatever`);
+  assert.equal(res.status(), 200, 'the worker serves the page');
+  await until('the refusal is shown', async () => {
+    assert.equal(await page.getByTestId('connection-status').getAttribute('data-state'), 'failed');
+    const text = await page.getByTestId('notice').filter({ hasText: 'The server refused the sign-in' }).textContent();
+    assert.match(text, /AUTH_TOKEN_INVALID/);
+  });
+  assert.doesNotMatch(page.url(), /token=/, 'the token is taken out of the address bar');
+
+  await page.goto(`${WS_URL}/?token=${encodeURIComponent(tokenFor(newUser('Dr. Anna Berg')))}&doc=no-such-report`);
+  await until('the missing report is named', async () => {
+    assert.equal(await page.getByTestId('notice').filter({ hasText: 'There is no report "no-such-report"' }).count(), 1);
+  });
+  await context.close();
+});

@@ -1,0 +1,1125 @@
+// collab demo UI: one operation report, its tabs, who is where, who edits what.
+//
+//   /?token=<JWT>&doc=<document key>[&tab=<tab key>]
+//
+// Speaks the worker's Socket.IO protocol (docs/protocol.md) with the stock
+// socket.io-client (window.io, from /ui/vendor/socket.io.min.js). The page
+// joins the document as a viewer (presence of every tab, and every tab's lock
+// and save events), plus the tab on screen; it stays in a tab's room while it
+// holds that tab's lock or waits for it (lock:request), so switching tabs does
+// not give a lock away.
+//
+// The protocol has no way to read content: the text area shows what this page
+// typed or saved itself, and otherwise says that the saved text is not shown.
+
+const DEMO_TABS = [
+  ['patient-info', 'Patient information'],
+  ['diagnosis', 'Diagnosis'],
+  ['procedure-notes', 'Procedure notes'],
+  ['anesthesia', 'Anesthesia'],
+];
+const RENEW_EVERY_MS = 60_000;
+const ACK_TIMEOUT_MS = 10_000;
+const NOTICE_LINGER_MS = 12_000;
+const TOKEN_KEY = 'collab.token';
+
+const RELEASE_REASONS = {
+  released: 'finished editing',
+  left: 'left the section',
+  disconnected: 'lost the connection',
+  forced: 'the lock was released by an administrator',
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined && c !== false) node.append(c);
+  }
+  return node;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const ICONS = {
+  lock: ['M7 11V8a5 5 0 0 1 10 0v3', 'M5 11h14v10H5z'],
+  unlock: ['M7 11V8a5 5 0 0 1 9.6-2', 'M5 11h14v10H5z'],
+  pencil: ['M4 20h4L19 9l-4-4L4 16z', 'M13.5 6.5l4 4'],
+};
+
+/** A small line icon (decorative: hidden from assistive technology). */
+function icon(name) {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', `icon icon-${name}`);
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  for (const d of ICONS[name]) {
+    const path = document.createElementNS(SVG_NS, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/** The JWT's claims, for a first guess at who we are (the worker decides). */
+function jwtClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = decodeURIComponent(Array.from(atob(part), (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
+    return JSON.parse(json);
+  } catch {
+    return {};
+  }
+}
+
+/** Display name as the worker derives it: name, preferred_username, sub; never an e-mail. */
+function displayNameOf(claims) {
+  for (const k of ['name', 'preferred_username']) {
+    if (typeof claims[k] === 'string' && claims[k] && !claims[k].includes('@')) return claims[k];
+  }
+  return typeof claims.sub === 'string' ? claims.sub.split('@')[0] : '';
+}
+
+function initials(name) {
+  const words = String(name).trim().split(/\s+/).filter(Boolean);
+  const real = words.filter((w) => !/\.$/.test(w)); // drop titles such as "Dr."
+  const use = real.length ? real : words;
+  if (!use.length) return '?';
+  const first = use[0][0];
+  const last = use.length > 1 ? use[use.length - 1][0] : '';
+  return (first + last).toUpperCase();
+}
+
+function colourClass(userId) {
+  let h = 0;
+  for (const ch of String(userId)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return 'c' + (h % 8);
+}
+
+function humanTitle(key) {
+  const s = key.replace(/[-_]+/g, ' ');
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+function clock(iso) {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? timeFmt.format(new Date(t - state.skewMs)) : '';
+}
+
+function formatLeft(ms) {
+  if (ms <= 0) return 'expiring';
+  const s = Math.ceil(ms / 1000);
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, '0')} left`;
+}
+
+/* -------------------------------------------------------------------- state */
+
+const params = new URLSearchParams(location.search);
+const docKey = params.get('doc') || 'op-2026-0042';
+const docId = `document:${docKey}`;
+const tabId = (key) => `${docId}/tab:${key}`;
+
+const state = {
+  token: null,
+  me: { userId: null, username: '' },
+  tabs: new Map(),          // key -> Tab
+  activeKey: null,
+  previousKey: null,
+  presence: new Map(),      // `${connectionId}|${resourceId}` -> PresenceUser
+  locks: new Map(),         // resourceId -> { holder, acquiredAt, expiresAt, token? }
+  requested: new Set(),     // resourceIds this connection asked for (lock:request)
+  ownEnds: new Set(),       // resourceIds whose lock this page gave up (release, dropped connection)
+  rooms: new Map(),         // resourceId -> 'joining' | 'joined' | 'leaving'
+  connected: false,
+  epoch: 0,                 // bumped on every connect and disconnect: stale acks are ignored
+  skewMs: 0,                // client clock minus server clock, estimated
+  skewSamples: [],
+};
+
+function tabOf(key) {
+  let t = state.tabs.get(key);
+  if (!t) {
+    const demo = DEMO_TABS.find(([k]) => k === key);
+    t = {
+      key,
+      id: tabId(key),
+      title: demo ? demo[1] : humanTitle(key),
+      text: '',             // what this page shows (typed or saved here)
+      textVersion: null,    // the version `text` is, when this page saved it
+      dirty: false,         // typed since the last save of this page
+      version: null,        // newest version known (doc:saved, save acks)
+      savedBy: null,
+      savedAt: null,
+      busy: false,
+      missing: false,       // a demo tab this document does not have
+    };
+    state.tabs.set(key, t);
+  }
+  return t;
+}
+
+/** Tab key of a resource id in this document, or null. */
+function tabKeyOf(resourceId) {
+  const prefix = `${docId}/tab:`;
+  if (typeof resourceId !== 'string' || !resourceId.startsWith(prefix)) return null;
+  const rest = resourceId.slice(prefix.length);
+  return rest && !rest.includes('/') ? rest : null;
+}
+
+function noteServerTime(iso) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return;
+  state.skewSamples.push(Date.now() - t);
+  if (state.skewSamples.length > 10) state.skewSamples.shift();
+  // delivery only ever adds delay: the smallest sample is the best estimate
+  state.skewMs = Math.min(...state.skewSamples);
+}
+
+const serverNow = () => Date.now() - state.skewMs;
+
+/** The lock that governs a tab: its own, or the whole document's. */
+function lockFor(key) {
+  return state.locks.get(tabId(key)) || state.locks.get(docId) || null;
+}
+
+const isMine = (lock) => Boolean(lock && lock.token !== undefined && lock.token !== null);
+const isMyUser = (ref) => Boolean(ref && state.me.userId && ref.userId === state.me.userId);
+
+/* ------------------------------------------------------------------ socket */
+
+let socket = null;
+
+function emit(event, payload) {
+  return new Promise((resolve) => {
+    if (!socket || !state.connected) {
+      resolve({ ok: false, error: { code: 'OFFLINE', message: 'Not connected to the server.' } });
+      return;
+    }
+    socket.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, ack) => {
+      if (err) resolve({ ok: false, error: { code: 'TIMEOUT', message: 'The server did not answer in time.' } });
+      else resolve(ack && typeof ack === 'object' ? ack : { ok: false, error: { code: 'INTERNAL', message: 'Malformed answer.' } });
+    });
+  });
+}
+
+function errorText(ack) {
+  const e = ack && ack.error ? ack.error : {};
+  return `${e.message || 'The request failed.'}${e.code ? ` (${e.code})` : ''}`;
+}
+
+function start() {
+  const fromUrl = params.get('token');
+  if (fromUrl) {
+    state.token = fromUrl;
+    try { sessionStorage.setItem(TOKEN_KEY, fromUrl); } catch { /* private mode */ }
+    // keep the token out of the address bar, history and bookmarks
+    params.delete('token');
+    const q = params.toString();
+    history.replaceState(null, '', location.pathname + (q ? `?${q}` : '') + location.hash);
+  } else {
+    try { state.token = sessionStorage.getItem(TOKEN_KEY); } catch { state.token = null; }
+  }
+
+  $('#doc-title').textContent = docKey.toUpperCase();
+  document.title = `${docKey.toUpperCase()} · Operation report`;
+  for (const [key] of DEMO_TABS) tabOf(key);
+  const wanted = params.get('tab');
+  state.activeKey = wanted && /^[^/]+$/.test(wanted) ? tabOf(wanted).key : DEMO_TABS[0][0];
+
+  wireControls();
+  render();
+  setInterval(tick, 1000);
+
+  if (!state.token) {
+    setConnection('failed', 'Not signed in');
+    notify({ key: 'no-token', kind: 'error', sticky: true,
+      text: 'This page needs a sign-in token: open it as /?token=<JWT>&doc=<document key>.' });
+    return;
+  }
+  if (typeof window.io !== 'function') {
+    setConnection('failed', 'Client library missing');
+    notify({ key: 'no-io', kind: 'error', sticky: true, text: 'The Socket.IO client (/ui/vendor/socket.io.min.js) did not load.' });
+    return;
+  }
+
+  const claims = jwtClaims(state.token);
+  state.me = { userId: typeof claims.sub === 'string' ? claims.sub : null, username: displayNameOf(claims) };
+  renderMe();
+
+  socket = window.io(location.origin, {
+    transports: ['websocket'],
+    auth: { token: state.token },
+  });
+  socket.on('connect', onConnect);
+  socket.on('disconnect', onDisconnect);
+  socket.on('connect_error', onConnectError);
+  socket.io.on('reconnect_attempt', (n) => setConnection('reconnecting', `Reconnecting (attempt ${n})…`));
+
+  socket.on('presence:state', onPresenceState);
+  socket.on('presence:joined', onPresenceJoined);
+  socket.on('presence:left', onPresenceLeft);
+  socket.on('lock:acquired', onLockAcquired);
+  socket.on('lock:denied', onLockDenied);
+  socket.on('lock:released', onLockReleased);
+  socket.on('lock:expired', onLockExpired);
+  socket.on('lock:requested', onLockRequested);
+  socket.on('doc:saved', onDocSaved);
+  socket.on('error', onServerError);
+}
+
+function setConnection(stateName, text) {
+  const node = $('[data-testid="connection-status"]');
+  node.dataset.state = stateName;
+  node.textContent = text;
+}
+
+async function onConnect() {
+  state.connected = true;
+  const epoch = ++state.epoch;
+  setConnection('connected', 'Connected');
+  dismiss('connection');
+  // a new connection starts from nothing: rooms, presence and locks are re-learned
+  state.rooms.clear();
+  state.presence.clear();
+  state.locks.clear();
+  state.requested.clear();
+  render();
+
+  const ack = await emit('presence:join', { resourceId: docId, mode: 'viewer' });
+  if (epoch !== state.epoch) return;
+  if (!ack.ok) {
+    notify({ key: 'doc-join', kind: 'error', sticky: true,
+      text: ack.error && ack.error.code === 'RESOURCE_NOT_FOUND'
+        ? `There is no report "${docKey}".`
+        : `Could not open the report: ${errorText(ack)}` });
+    return;
+  }
+  dismiss('doc-join');
+  state.rooms.set(docId, 'joined');
+  applyUsers(docId, ack.users);
+  setLock(docId, ack.lock);
+  await syncRooms();
+  render();
+}
+
+function onDisconnect(reason) {
+  state.connected = false;
+  state.epoch++;
+  const lost = [];
+  for (const [rid, lock] of state.locks) {
+    if (isMine(lock)) lost.push(rid);
+  }
+  state.rooms.clear();
+  // the server forgets this connection's requests with it
+  for (const rid of state.requested) dismiss(`requested:${rid}`);
+  state.requested.clear();
+  for (const rid of lost) {
+    state.locks.delete(rid);
+    state.ownEnds.add(rid); // its lock:released (reason disconnected) is no news
+    const key = tabKeyOf(rid);
+    const t = key ? tabOf(key) : null;
+    notify({ key: `lost:${rid}`, kind: 'warning', sticky: true,
+      text: `The connection dropped while you were editing ${t ? t.title : 'the report'}, so your lock on it is given up. `
+        + (t && t.dirty ? 'Your unsaved text is still here: click Edit to take the lock again, then Save.' : 'Click Edit to continue.') });
+  }
+  stopRenewals();
+  if (reason === 'io server disconnect' || reason === 'io client disconnect') {
+    setConnection('failed', 'Disconnected');
+    notify({ key: 'connection', kind: 'error', sticky: true,
+      text: 'The server ended this session (for example because the sign-in token expired). Reload the page with a new token.' });
+  } else {
+    setConnection('reconnecting', 'Connection lost — reconnecting…');
+    notify({ key: 'connection', kind: 'warning', sticky: true, text: 'Connection lost. Reconnecting…' });
+  }
+  render();
+}
+
+function onConnectError(err) {
+  const code = err && err.data && err.data.code;
+  if (code || (socket && !socket.active)) {
+    // refused by the server (authentication, origin): socket.io does not retry
+    setConnection('failed', 'Sign-in refused');
+    notify({ key: 'connection', kind: 'error', sticky: true,
+      text: `The server refused the sign-in: ${err.message}${code ? ` (${code})` : ''}. Reload the page with a valid token.` });
+  } else {
+    setConnection('reconnecting', 'Server not reachable — retrying…');
+  }
+}
+
+/* ------------------------------------------------------------------- rooms */
+
+/** Rooms this page wants besides the document: the tab on screen, and the tabs it holds or waits for. */
+function wantedRooms() {
+  const want = new Set();
+  if (state.activeKey) want.add(tabId(state.activeKey));
+  for (const [rid, lock] of state.locks) if (isMine(lock) && tabKeyOf(rid)) want.add(rid);
+  for (const rid of state.requested) want.add(rid);
+  return want;
+}
+
+let syncing = null;
+async function syncRooms() {
+  if (syncing) {
+    // serialise; run once more after the current pass
+    syncing.again = true;
+    return syncing.done;
+  }
+  const run = { again: false };
+  syncing = run;
+  run.done = (async () => {
+    do {
+      run.again = false;
+      if (!state.connected || state.rooms.get(docId) !== 'joined') break;
+      const want = wantedRooms();
+      for (const rid of want) {
+        if (!state.rooms.has(rid)) await joinRoom(rid);
+      }
+      for (const [rid, st] of [...state.rooms]) {
+        if (rid !== docId && st === 'joined' && !wantedRooms().has(rid)) await leaveRoom(rid);
+      }
+    } while (run.again);
+    syncing = null;
+  })();
+  return run.done;
+}
+
+async function joinRoom(rid) {
+  const epoch = state.epoch;
+  state.rooms.set(rid, 'joining');
+  const ack = await emit('presence:join', { resourceId: rid, mode: 'viewer' });
+  if (epoch !== state.epoch) return;
+  if (!ack.ok) {
+    state.rooms.delete(rid);
+    const key = tabKeyOf(rid);
+    if (key && ack.error && ack.error.code === 'RESOURCE_NOT_FOUND') {
+      // a demo tab this report does not have: drop it, show another
+      tabOf(key).missing = true;
+      if (state.activeKey === key) {
+        const back = state.previousKey && !tabOf(state.previousKey).missing ? tabOf(state.previousKey) : null;
+        const other = back || [...state.tabs.values()].find((t) => !t.missing);
+        if (other) state.activeKey = other.key;
+        syncRooms();
+      }
+    } else {
+      notify({ key: `join:${rid}`, kind: 'error',
+        text: `Could not open ${key ? tabOf(key).title : rid}: ${errorText(ack)}` });
+    }
+    render();
+    return;
+  }
+  dismiss(`join:${rid}`);
+  state.rooms.set(rid, 'joined');
+  applyUsers(rid, ack.users);
+  setLock(rid, ack.lock);
+  render();
+}
+
+async function leaveRoom(rid) {
+  const epoch = state.epoch;
+  state.rooms.set(rid, 'leaving');
+  await emit('presence:leave', { resourceId: rid });
+  if (epoch !== state.epoch) return;
+  state.rooms.delete(rid);
+  render();
+}
+
+/* ---------------------------------------------------------------- presence */
+
+const presenceKey = (p) => `${p.connectionId}|${p.resourceId}`;
+
+function within(rid, root) {
+  return rid === root || rid.startsWith(`${root}/`);
+}
+
+/** Replaces what we know of a room (and, for the document, its tabs) with a users list. */
+function applyUsers(rid, users) {
+  if (!Array.isArray(users)) return;
+  for (const [k, p] of [...state.presence]) {
+    if (within(p.resourceId, rid)) state.presence.delete(k);
+  }
+  for (const p of users) addPresence(p, rid);
+}
+
+function addPresence(p, fallbackRid) {
+  if (!p || typeof p !== 'object' || !p.connectionId) return;
+  const user = { ...p, resourceId: p.resourceId || fallbackRid };
+  state.presence.set(presenceKey(user), user);
+  const key = tabKeyOf(user.resourceId);
+  if (key) tabOf(key).missing = false;
+  if (socket && user.connectionId === socket.id) {
+    state.me = { userId: user.userId, username: user.username };
+    renderMe();
+  }
+}
+
+function onPresenceState({ resourceId, users } = {}) {
+  applyUsers(resourceId, users);
+  render();
+}
+
+function onPresenceJoined({ resourceId, user } = {}) {
+  if (user) {
+    addPresence(user, resourceId);
+    if (user.joinedAt) noteServerTime(user.joinedAt);
+  }
+  render();
+}
+
+function onPresenceLeft({ resourceId, user } = {}) {
+  if (user) state.presence.delete(presenceKey({ ...user, resourceId: user.resourceId || resourceId }));
+  render();
+}
+
+/** People (one entry per user) in a room, or in the document and all its tabs. */
+function peopleIn(rid, withDescendants) {
+  const byUser = new Map();
+  for (const p of state.presence.values()) {
+    if (withDescendants ? within(p.resourceId, rid) : p.resourceId === rid) {
+      if (!byUser.has(p.userId)) byUser.set(p.userId, p);
+    }
+  }
+  return [...byUser.values()].sort((a, b) => String(a.joinedAt).localeCompare(String(b.joinedAt)));
+}
+
+/* ------------------------------------------------------------------- locks */
+
+/** Records a lock (null: none on rid). A lock is filed under its own resourceId. */
+function setLock(rid, lock) {
+  if (lock && lock.holder) {
+    const at = lock.resourceId || rid;
+    const old = state.locks.get(at);
+    const merged = { ...lock, resourceId: at };
+    // a room's copy of our own grant has no token: keep ours
+    if (!isMine(merged) && isMine(old) && old.holder.userId === lock.holder.userId) merged.token = old.token;
+    state.locks.set(at, merged);
+    if (isMine(merged)) {
+      state.requested.delete(at);
+      state.requested.delete(rid);
+      scheduleRenewal(at);
+    }
+  } else {
+    clearLock(rid);
+  }
+}
+
+function clearLock(rid) {
+  state.locks.delete(rid);
+  cancelRenewal(rid);
+}
+
+function onLockAcquired(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid || !ev.holder) return;
+  noteServerTime(ev.acquiredAt);
+  const wasRequested = state.requested.has(rid);
+  const hadIt = isMine(state.locks.get(rid));
+  setLock(rid, ev);
+  const key = tabKeyOf(rid);
+  if (isMine(ev) && !hadIt && wasRequested) {
+    // the hand-off: the holder released and the lock came to us
+    dismiss(`requested:${rid}`);
+    notify({ key: `granted:${rid}`, kind: 'success',
+      text: `You can edit ${key ? tabOf(key).title : 'the report'} now.` });
+    if (key === state.activeKey) focusEditorSoon();
+  }
+  syncRooms();
+  render();
+}
+
+function onLockDenied(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid || !ev.holder) return;
+  const holderRid = ev.holderResourceId || rid;
+  setLock(holderRid, { resourceId: holderRid, holder: ev.holder, expiresAt: ev.expiresAt });
+  const key = tabKeyOf(rid);
+  const where = holderRid === docId ? ' (the whole report is locked)' : '';
+  notify({ key: `denied:${rid}`, kind: 'warning',
+    text: `${ev.holder.username} is editing ${key ? tabOf(key).title : 'this'}${where} until ${clock(ev.expiresAt)}. `
+      + 'Use "Request edit" to ask for it.' });
+  render();
+}
+
+function onLockReleased(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid) return;
+  noteServerTime(ev.releasedAt);
+  const lock = state.locks.get(rid);
+  // ours, whether or not the ack of our lock:release came first
+  const wasMine = isMine(lock) || (isMyUser(ev.previousHolder) && state.ownEnds.has(rid));
+  state.ownEnds.delete(rid);
+  clearLock(rid);
+  dismiss(`request-from:${rid}`);
+  const key = tabKeyOf(rid);
+  const title = key ? tabOf(key).title : 'the report';
+  const who = ev.previousHolder ? ev.previousHolder.username : 'Someone';
+  if (wasMine) {
+    if (ev.reason === 'forced') {
+      notify({ key: `released:${rid}`, kind: 'warning', sticky: true,
+        text: `An administrator released your lock on ${title}.`
+          + (key && tabOf(key).dirty ? ' Your unsaved text is still here but can no longer be saved.' : '') });
+    }
+  } else if (key === state.activeKey || rid === docId || state.requested.has(rid)) {
+    const why = RELEASE_REASONS[ev.reason] || ev.reason || 'released';
+    notify({ key: `released:${rid}`, kind: 'info',
+      text: isMyUser(ev.previousHolder)
+        ? `Your lock on ${title} from another connection was released (${why}).`
+        : `${who} released ${title} (${why}).` });
+  }
+  syncRooms();
+  render();
+}
+
+function onLockExpired(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid) return;
+  noteServerTime(ev.expiredAt);
+  const wasMine = isMine(state.locks.get(rid));
+  clearLock(rid);
+  const key = tabKeyOf(rid);
+  const title = key ? tabOf(key).title : 'the report';
+  if (wasMine) {
+    notify({ key: `expired:${rid}`, kind: 'warning', sticky: true,
+      text: `Your editing lock on ${title} expired at ${clock(ev.expiredAt)}.`
+        + (key && tabOf(key).dirty ? ' Your unsaved text is still here: click Edit to take the lock again, then Save.' : '') });
+  } else if (key === state.activeKey || rid === docId || state.requested.has(rid)) {
+    const who = ev.previousHolder ? ev.previousHolder.username : 'Someone';
+    notify({ key: `expired:${rid}`, kind: 'info',
+      text: `The editing lock of ${who} on ${title} expired.${state.requested.has(rid) ? ' It is free: use Edit to take it.' : ''}` });
+  }
+  // an expired lock is not handed on: a request for it is over
+  if (state.requested.delete(rid)) dismiss(`requested:${rid}`);
+  syncRooms();
+  render();
+}
+
+function onLockRequested(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid || !ev.requester) return;
+  noteServerTime(ev.requestedAt);
+  const key = tabKeyOf(rid);
+  const title = key ? tabOf(key).title : 'the report';
+  const dirty = key ? tabOf(key).dirty : false;
+  // our lock may be the whole document's, covering the tab asked for
+  const held = [rid, docId].find((r) => isMine(state.locks.get(r))) || rid;
+  const actions = dirty
+    ? [
+      { label: 'Save and release', testid: 'notice-save-release', primary: true, run: () => saveAndRelease(rid, held) },
+      { label: 'Release without saving', testid: 'notice-release', run: () => release(held) },
+      { label: 'Keep editing', testid: 'notice-keep', run: () => {} },
+    ]
+    : [
+      { label: 'Release', testid: 'notice-release', primary: true, run: () => release(held) },
+      { label: 'Keep editing', testid: 'notice-keep', run: () => {} },
+    ];
+  notify({ key: `request-from:${rid}`, kind: 'request', sticky: true,
+    text: `${ev.requester.username} asks to edit ${title}.`, actions });
+}
+
+/* ------------------------------------------------------------------- saves */
+
+function onDocSaved(ev = {}) {
+  const key = tabKeyOf(ev.resourceId);
+  if (!key) return;
+  noteServerTime(ev.savedAt);
+  const t = tabOf(key);
+  const mine = isMine(lockFor(key));
+  if (!(typeof t.version === 'number' && ev.version < t.version)) {
+    t.version = ev.version;
+    t.savedBy = ev.savedBy || null;
+    t.savedAt = ev.savedAt || null;
+  }
+  if (!mine && key === state.activeKey) {
+    notify({ key: `saved:${ev.resourceId}`, kind: 'info',
+      text: `A new version (${ev.version}) of ${t.title} was saved by ${ev.savedBy ? ev.savedBy.username : 'someone'} at ${clock(ev.savedAt)}.` });
+  }
+  render();
+}
+
+function saveFailureHint(code) {
+  switch (code) {
+    case 'TIMEOUT':
+      return ' It may or may not have reached the server: check the version shown, then save again if needed.';
+    case 'VERSION_CONFLICT':
+      return ' A newer version was saved before you took the lock.';
+    case 'LOCK_EXPIRED':
+    case 'LOCK_NOT_HELD':
+      return ' You no longer hold the lock; your text is still here.';
+    default:
+      return '';
+  }
+}
+
+async function save(rid, { replace = false } = {}) {
+  const key = tabKeyOf(rid);
+  const t = tabOf(key);
+  const lock = lockFor(key);
+  if (!isMine(lock) || t.busy) return false;
+  t.busy = true;
+  render();
+  const content = t.text;
+  const payload = { resourceId: rid, content, token: lock.token };
+  // the version this page last saw: a save by anyone else since then is a conflict
+  if (typeof t.version === 'number' && !replace) payload.baseVersion = t.version;
+  const ack = await emit('doc:save', payload);
+  t.busy = false;
+  if (ack.ok) {
+    t.version = ack.version;
+    t.textVersion = ack.version;
+    t.savedBy = { ...state.me };
+    t.savedAt = new Date(serverNow()).toISOString();
+    if (t.text === content) t.dirty = false;
+    dismiss(`save-failed:${rid}`);
+    notify({ key: `saved:${rid}`, kind: 'success', text: `${t.title}: version ${ack.version} saved.` });
+    renew(lock.resourceId || rid); // the save renewed the lock on the server: learn the new expiry
+  } else {
+    const code = ack.error && ack.error.code;
+    const hint = saveFailureHint(code);
+    const actions = code === 'VERSION_CONFLICT' && isMine(lockFor(key))
+      ? [{ label: 'Replace it with my text', testid: 'notice-replace', run: () => save(rid, { replace: true }) }]
+      : [];
+    notify({ key: `save-failed:${rid}`, kind: 'error', sticky: true, actions,
+      text: `${t.title}: ${code === 'TIMEOUT' ? 'the save was not confirmed' : 'not saved'}. ${errorText(ack)}.${hint}` });
+    if (code === 'LOCK_EXPIRED' || code === 'LOCK_NOT_HELD') clearLock(lock.resourceId || rid);
+  }
+  render();
+  return ack.ok;
+}
+
+/* -------------------------------------------------------- lock commands */
+
+async function acquire(rid) {
+  const ack = await emit('lock:acquire', { resourceId: rid });
+  if (ack.ok) {
+    dismiss(`denied:${rid}`);
+    setLock(rid, ack.lock);
+    focusEditorSoon();
+  } else if (ack.error && ack.error.code === 'LOCK_HELD') {
+    if (ack.lock) setLock(ack.lock.resourceId || rid, ack.lock);
+    // the lock:denied event tells the user who holds it
+  } else {
+    notify({ key: `acquire:${rid}`, kind: 'error', text: `Could not start editing: ${errorText(ack)}` });
+  }
+  await syncRooms();
+  render();
+}
+
+async function request(rid) {
+  const key = tabKeyOf(rid);
+  const title = key ? tabOf(key).title : 'the report';
+  const ack = await emit('lock:request', { resourceId: rid });
+  if (!ack.ok) {
+    notify({ key: `request:${rid}`, kind: 'error', text: `Could not ask for ${title}: ${errorText(ack)}` });
+  } else if (ack.requested) {
+    state.requested.add(rid);
+    if (ack.lock) setLock(ack.lock.resourceId || rid, ack.lock);
+    const holder = ack.lock && ack.lock.holder ? ack.lock.holder.username : 'the editor';
+    dismiss(`denied:${rid}`);
+    notify({ key: `requested:${rid}`, kind: 'info', sticky: true,
+      text: `You asked ${holder} for ${title}. You will get the lock as soon as it is released.` });
+  } else if (ack.lock) {
+    // the lock was free and is ours
+    setLock(rid, ack.lock);
+    notify({ key: `granted:${rid}`, kind: 'success', text: `You can edit ${title} now.` });
+    focusEditorSoon();
+  }
+  await syncRooms();
+  render();
+}
+
+async function release(rid) {
+  state.ownEnds.add(rid);
+  const ack = await emit('lock:release', { resourceId: rid });
+  dismiss(`request-from:${rid}`);
+  if (ack.ok) {
+    clearLock(rid);
+  } else {
+    state.ownEnds.delete(rid);
+    notify({ key: `release:${rid}`, kind: 'error', text: `Could not release: ${errorText(ack)}` });
+    if (ack.error && (ack.error.code === 'LOCK_NOT_HELD' || ack.error.code === 'LOCK_EXPIRED')) clearLock(rid);
+  }
+  await syncRooms();
+  render();
+}
+
+async function saveAndRelease(rid, lockRid = rid) {
+  if (await save(rid)) await release(lockRid);
+}
+
+/* ----------------------------------------------------------------- renewals */
+
+const renewTimers = new Map();
+
+function scheduleRenewal(rid) {
+  cancelRenewal(rid);
+  const lock = state.locks.get(rid);
+  if (!isMine(lock)) return;
+  const left = Date.parse(lock.expiresAt) - serverNow();
+  // every minute, or sooner when the lock's TTL is short
+  const wait = Number.isFinite(left) ? Math.max(1000, Math.min(RENEW_EVERY_MS, left / 2)) : RENEW_EVERY_MS;
+  renewTimers.set(rid, setTimeout(() => renew(rid), wait));
+}
+
+function cancelRenewal(rid) {
+  clearTimeout(renewTimers.get(rid));
+  renewTimers.delete(rid);
+}
+
+function stopRenewals() {
+  for (const rid of [...renewTimers.keys()]) cancelRenewal(rid);
+}
+
+async function renew(rid) {
+  const lock = state.locks.get(rid);
+  if (!isMine(lock)) return;
+  const ack = await emit('lock:renew', { resourceId: rid });
+  if (ack.ok && ack.lock) {
+    setLock(rid, { ...ack.lock, token: ack.lock.token ?? lock.token });
+  } else if (ack.error && (ack.error.code === 'LOCK_EXPIRED' || ack.error.code === 'LOCK_NOT_HELD')) {
+    clearLock(rid);
+    const key = tabKeyOf(rid);
+    notify({ key: `expired:${rid}`, kind: 'warning', sticky: true,
+      text: `You no longer hold the lock on ${key ? tabOf(key).title : 'the report'} (${ack.error.code}).`
+        + (key && tabOf(key).dirty ? ' Your unsaved text is still here.' : '') });
+    syncRooms();
+  } else {
+    scheduleRenewal(rid); // offline or slow: try again later
+  }
+  render();
+}
+
+/* ----------------------------------------------------------------- notices */
+
+const notices = new Map(); // key -> { node, timer }
+
+function notify({ key, kind = 'info', text, actions = [], sticky = false }) {
+  dismiss(key);
+  const node = el('div', {
+    class: `notice notice--${kind}`,
+    'data-testid': 'notice',
+    'data-kind': kind,
+    'data-key': key,
+    role: kind === 'error' ? 'alert' : undefined,
+  });
+  node.append(el('p', { class: 'text', 'data-testid': 'notice-text', text }));
+  if (actions.length) {
+    node.append(el('div', { class: 'notice-actions' }, actions.map((a) => el('button', {
+      type: 'button',
+      class: a.primary ? 'primary' : undefined,
+      'data-testid': a.testid,
+      text: a.label,
+      onclick: () => { dismiss(key); a.run(); },
+    }))));
+  }
+  node.append(el('button', {
+    type: 'button', class: 'dismiss', 'aria-label': 'Dismiss notification', 'data-testid': 'notice-dismiss',
+    text: '×', onclick: () => dismiss(key),
+  }));
+  const container = $('[data-testid="notices"]');
+  container.prepend(node);
+  const timer = sticky ? null : setTimeout(() => dismiss(key), NOTICE_LINGER_MS);
+  notices.set(key, { node, timer });
+  // keep the list short: drop the oldest non-sticky ones
+  const all = [...notices.entries()];
+  for (const [k, n] of all.slice(0, Math.max(0, all.length - 6))) if (n.timer) dismiss(k);
+}
+
+function dismiss(key) {
+  const n = notices.get(key);
+  if (!n) return;
+  clearTimeout(n.timer);
+  n.node.remove();
+  notices.delete(key);
+}
+
+function onServerError(ev = {}) {
+  notify({ key: `error:${ev.code}:${ev.resourceId || ''}`, kind: 'error',
+    text: `${ev.message || 'Error'}${ev.code ? ` (${ev.code})` : ''}` });
+}
+
+/* ------------------------------------------------------------------ render */
+
+function avatarList(people, { max = 8, editingUserId = null, tag = 'li' } = {}) {
+  const items = people.slice(0, max).map((p) => {
+    const me = isMyUser(p);
+    const editing = editingUserId && p.userId === editingUserId;
+    const label = `${p.username}${me ? ' (you)' : ''}${editing ? ', editing' : ''}`;
+    return el(tag, {
+      class: `avatar ${colourClass(p.userId)}${me ? ' me' : ''}${editing ? ' editing' : ''}`,
+      'data-testid': 'avatar',
+      'data-user-id': p.userId,
+      'data-name': label,
+    }, el('span', { 'aria-hidden': 'true', text: initials(p.username) }),
+    el('span', { class: 'visually-hidden', text: label }));
+  });
+  if (people.length > max) {
+    const rest = people.slice(max).map((p) => p.username).join(', ');
+    items.push(el(tag, { class: 'avatar more', 'data-name': rest },
+      el('span', { 'aria-hidden': 'true', text: `+${people.length - max}` }),
+      el('span', { class: 'visually-hidden', text: rest })));
+  }
+  return items;
+}
+
+function renderMe() {
+  $('[data-testid="me"]').textContent = state.me.username ? `Signed in as ${state.me.username}` : '';
+}
+
+function lockSummary(key) {
+  const lock = lockFor(key);
+  if (!lock) return { state: 'free', short: '', long: 'Available — nobody is editing' };
+  const whole = lock.resourceId === docId || (!state.locks.get(tabId(key)) && state.locks.get(docId));
+  if (isMine(lock)) {
+    return { state: 'mine', holder: lock.holder.username,
+      short: 'You',
+      long: whole ? `${lock.holder.username} (you) has the whole report` : `${lock.holder.username} (you) is editing` };
+  }
+  const who = isMyUser(lock.holder) ? `${lock.holder.username} (you, on another connection)` : lock.holder.username;
+  return { state: 'held', holder: lock.holder.username,
+    short: lock.holder.username,
+    long: whole ? `Whole report locked by ${who}` : `${who} is editing` };
+}
+
+const tabNodes = new Map(); // key -> { button, lock, avatars }
+
+/** The tab strip, updated in place (buttons keep focus and identity). */
+function renderTabs() {
+  const strip = $('[data-testid="tabs"]');
+  for (const t of state.tabs.values()) {
+    let n = tabNodes.get(t.key);
+    if (!n) {
+      // a button holds phrasing content only: spans, with one spoken summary
+      n = {
+        lock: el('span', { class: 'tab-lock', 'data-testid': `tab-lock-${t.key}` }),
+        avatars: el('span', { class: 'avatars small', 'data-testid': `tab-presence-${t.key}` }),
+        summary: el('span', { class: 'visually-hidden' }),
+      };
+      n.button = el('button', {
+        type: 'button', role: 'tab', class: 'tab', id: `tab-${t.key}`,
+        'data-testid': `tab-${t.key}`, 'data-tab-key': t.key, 'aria-controls': 'panel',
+        onclick: () => selectTab(t.key), onkeydown: onTabKey,
+      }, el('span', { class: 'tab-title', text: t.title }), n.summary,
+      el('span', { class: 'tab-meta', 'aria-hidden': 'true' }, n.lock, n.avatars));
+      strip.append(n.button);
+      tabNodes.set(t.key, n);
+    }
+    n.button.hidden = t.missing;
+    const selected = t.key === state.activeKey;
+    n.button.setAttribute('aria-selected', selected ? 'true' : 'false');
+    n.button.tabIndex = selected ? 0 : -1;
+    const sum = lockSummary(t.key);
+    n.lock.dataset.state = sum.state;
+    n.lock.replaceChildren(...(sum.state === 'free' ? [] : [icon(sum.state === 'mine' ? 'pencil' : 'lock'), sum.short]));
+    n.lock.title = sum.state === 'free' ? '' : sum.long;
+    const people = peopleIn(t.id, false);
+    n.avatars.replaceChildren(...avatarList(people, { max: 3, tag: 'span', editingUserId: lockFor(t.key)?.holder?.userId }));
+    n.summary.textContent = `, ${sum.state === 'free' ? 'nobody is editing' : sum.long}, `
+      + `${people.length} ${people.length === 1 ? 'person' : 'people'} here`;
+  }
+}
+
+function onTabKey(e) {
+  const keys = [...state.tabs.values()].filter((t) => !t.missing).map((t) => t.key);
+  const i = keys.indexOf(e.currentTarget.dataset.tabKey);
+  let next = null;
+  if (e.key === 'ArrowRight') next = keys[(i + 1) % keys.length];
+  else if (e.key === 'ArrowLeft') next = keys[(i - 1 + keys.length) % keys.length];
+  else if (e.key === 'Home') next = keys[0];
+  else if (e.key === 'End') next = keys[keys.length - 1];
+  if (next) {
+    e.preventDefault();
+    selectTab(next);
+    const b = document.getElementById(`tab-${next}`);
+    if (b) b.focus();
+  }
+}
+
+function renderPanel() {
+  const t = tabOf(state.activeKey);
+  const lock = lockFor(t.key);
+  const mine = isMine(lock);
+  const held = Boolean(lock) && !mine;
+  const joined = state.rooms.get(t.id) === 'joined';
+  const online = state.connected && joined;
+
+  $('#panel').setAttribute('aria-labelledby', `tab-${t.key}`);
+  $('[data-testid="panel-title"]').textContent = t.title;
+
+  const badge = $('[data-testid="lock-badge"]');
+  const sum = lockSummary(t.key);
+  badge.dataset.state = online ? sum.state : 'unknown';
+  badge.dataset.holder = sum.holder || '';
+  badge.replaceChildren(
+    icon(sum.state === 'free' ? 'unlock' : sum.state === 'mine' ? 'pencil' : 'lock'),
+    el('span', { class: 'holder', 'data-testid': 'lock-holder', text: online ? sum.long : 'Loading…' }),
+    ' ', // for textContent and screen readers; a flex container does not render it
+    el('span', { class: 'time', 'data-testid': 'lock-time' }),
+  );
+  renderCountdown();
+
+  $('[data-testid="presence-tab"]').replaceChildren(
+    ...avatarList(peopleIn(t.id, false), { editingUserId: lock?.holder?.userId }));
+
+  const editor = $('#editor');
+  if (editor.dataset.tabKey !== t.key) {
+    editor.dataset.tabKey = t.key;
+    editor.value = t.text;
+  }
+  editor.readOnly = !(mine && online);
+  editor.setAttribute('aria-readonly', editor.readOnly ? 'true' : 'false');
+  $('#editor-label').textContent = `Text of ${t.title}`;
+
+  $('[data-testid="content-note"]').textContent = contentNote(t, mine);
+
+  const show = (id, visible, enabled = true) => {
+    const b = $(`[data-testid="${id}"]`);
+    b.hidden = !visible;
+    b.disabled = !enabled;
+  };
+  const waiting = state.requested.has(t.id);
+  show('btn-edit', !lock, online);
+  show('btn-request', held, online && !waiting);
+  $('[data-testid="btn-request"]').textContent = waiting ? 'Edit requested' : 'Request edit';
+  show('btn-save', mine, online && !t.busy);
+  $('[data-testid="btn-save"]').textContent = t.busy ? 'Saving…' : 'Save';
+  show('btn-release', mine, online && !t.busy);
+
+  $('[data-testid="version"]').textContent = versionLine(t);
+}
+
+function contentNote(t, mine) {
+  const newer = typeof t.version === 'number' && t.version !== t.textVersion;
+  if (mine) {
+    if (t.textVersion === null) {
+      return 'You are editing. The text saved so far cannot be loaded in this demo: saving replaces this section with the text below.';
+    }
+    return newer
+      ? `Version ${t.version} was saved after your copy (version ${t.textVersion}); saving replaces it with the text below.`
+      : 'You are editing. Save often; the lock renews itself while this page is open.';
+  }
+  if (t.textVersion === null) {
+    return t.dirty
+      ? 'Read only. The text below is your unsaved draft; it was not saved.'
+      : 'Read only. The saved text of this section cannot be loaded in this demo.';
+  }
+  if (newer) {
+    return `Read only. A newer version (${t.version}) exists; the text below is version ${t.textVersion}, the one you saved.`;
+  }
+  return t.dirty
+    ? 'Read only. The text below includes changes you did not save.'
+    : `Read only. The text below is version ${t.textVersion}, the one you saved.`;
+}
+
+function versionLine(t) {
+  if (typeof t.version !== 'number') return 'No saves seen since this page opened';
+  const by = t.savedBy ? ` by ${isMyUser(t.savedBy) ? 'you' : t.savedBy.username}` : '';
+  const at = t.savedAt ? ` at ${clock(t.savedAt)}` : '';
+  return `Version ${t.version} · saved${by}${at}`;
+}
+
+function renderPresence() {
+  $('[data-testid="presence-document"]').replaceChildren(...avatarList(peopleIn(docId, true), { max: 10 }));
+}
+
+let renderQueued = false;
+function render() {
+  if (renderQueued) return;
+  renderQueued = true;
+  queueMicrotask(() => {
+    renderQueued = false;
+    renderTabs();
+    renderPanel();
+    renderPresence();
+  });
+}
+
+/** The time left on the lock of the tab on screen (every second). */
+function renderCountdown() {
+  const node = $('[data-testid="lock-time"]');
+  if (!node) return;
+  const lock = lockFor(state.activeKey);
+  const online = state.connected && state.rooms.get(tabId(state.activeKey)) === 'joined';
+  const left = lock ? Date.parse(lock.expiresAt) - serverNow() : NaN;
+  node.textContent = online && Number.isFinite(left) ? `· ${formatLeft(left)}` : '';
+  node.classList.toggle('soon', Number.isFinite(left) && left < 60_000);
+}
+
+function tick() {
+  renderCountdown();
+}
+
+function focusEditorSoon() {
+  setTimeout(() => {
+    const editor = $('#editor');
+    if (!editor.readOnly) editor.focus();
+  }, 0);
+}
+
+/* ---------------------------------------------------------------- controls */
+
+function selectTab(key) {
+  if (key === state.activeKey) return;
+  state.previousKey = state.activeKey;
+  state.activeKey = key;
+  const p = new URLSearchParams(location.search);
+  p.set('tab', key);
+  history.replaceState(null, '', `${location.pathname}?${p}${location.hash}`);
+  render();
+  syncRooms();
+}
+
+function wireControls() {
+  const editor = $('#editor');
+  editor.addEventListener('input', () => {
+    const t = tabOf(editor.dataset.tabKey);
+    if (!isMine(lockFor(t.key))) return;
+    t.text = editor.value;
+    t.dirty = true;
+    render();
+  });
+  editor.addEventListener('keydown', (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === 's') {
+      e.preventDefault();
+      save(tabId(state.activeKey));
+    }
+  });
+  $('[data-testid="btn-edit"]').addEventListener('click', () => acquire(tabId(state.activeKey)));
+  $('[data-testid="btn-request"]').addEventListener('click', () => request(tabId(state.activeKey)));
+  $('[data-testid="btn-save"]').addEventListener('click', () => save(tabId(state.activeKey)));
+  $('[data-testid="btn-release"]').addEventListener('click', () => {
+    const rid = tabId(state.activeKey);
+    const lock = lockFor(state.activeKey);
+    const target = lock && lock.resourceId ? lock.resourceId : rid;
+    const t = tabOf(state.activeKey);
+    if (t.dirty) {
+      notify({ key: `confirm-release:${target}`, kind: 'warning', sticky: true,
+        text: `${t.title} has unsaved changes.`,
+        actions: [
+          { label: 'Save and release', testid: 'notice-save-release', primary: true, run: () => saveAndRelease(rid, target) },
+          { label: 'Release without saving', testid: 'notice-release', run: () => release(target) },
+          { label: 'Keep editing', testid: 'notice-keep', run: () => {} },
+        ] });
+      return;
+    }
+    release(target);
+  });
+  window.addEventListener('beforeunload', (e) => {
+    if ([...state.tabs.values()].some((t) => t.dirty && isMine(lockFor(t.key)))) {
+      e.preventDefault();
+      e.returnValue = '';
+    }
+  });
+}
+
+start();
