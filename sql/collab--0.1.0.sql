@@ -710,6 +710,31 @@ BEGIN
 END
 $$;
 
+-- What a joiner needs to show the resource: its content and version.
+CREATE FUNCTION collab._resource_json(p_resource_id text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT jsonb_build_object('resourceId', r.id, 'kind', r.kind, 'title', r.title,
+		'version', r.version, 'content', r.content,
+		'savedBy', CASE WHEN r.saved_by IS NULL THEN NULL ELSE collab._user_ref(r.saved_by, r.saved_by_name) END,
+		'savedAt', collab._ts(r.saved_at))
+	  FROM collab.resources r WHERE r.id = p_resource_id
+$$;
+
+-- The children of a resource (a document's tabs) with their versions and
+-- live locks, for a UI that lists them.
+CREATE FUNCTION collab._children_json(p_resource_id text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT coalesce(jsonb_agg(jsonb_build_object('resourceId', r.id, 'kind', r.kind, 'title', r.title,
+		'version', r.version,
+		'lock', CASE WHEN l.token IS NULL THEN NULL ELSE jsonb_build_object('resourceId', l.resource_id,
+			'holder', collab._user_ref(l.user_id, l.username),
+			'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at)) END)
+		ORDER BY r.created_at, r.id), '[]')
+	  FROM collab.resources r
+	  LEFT JOIN collab.leases l ON l.resource_id = r.id AND l.expires_at > clock_timestamp()
+	 WHERE r.parent_id = p_resource_id
+$$;
+
 CREATE FUNCTION collab.ws_connect(p_conn text, p_worker text, p_worker_pid integer,
 	p_user_id text, p_username text, p_address text, p_origin text)
 RETURNS void
@@ -771,7 +796,9 @@ BEGIN
 	users := collab._room_users(p_resource_id);
 	token := v_token;
 	ack := '{"ok":true,"role":' || to_json(v_role)::text || ',"lock":' || v_lock::text
-		|| ',"users":' || users || '}';
+		|| ',"users":' || users
+		|| ',"resource":' || collab._resource_json(p_resource_id)::text
+		|| ',"children":' || collab._children_json(p_resource_id)::text || '}';
 END
 $$;
 

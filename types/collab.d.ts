@@ -267,6 +267,42 @@ export interface JoinAck {
 	lock: LockInfo | null;
 	/** Everyone in the room of the resource and of its descendants, this connection included. */
 	users: PresenceUser[];
+	/** *Extension*: the resource as stored now, with its content. */
+	resource: ResourceState;
+	/** *Extension*: the resource's children (a document's tabs), oldest first, with their versions and live locks. */
+	children: ChildResource[];
+}
+
+/** *Extension*: a resource as stored, in a `presence:join` acknowledgement. */
+export interface ResourceState {
+	/** Its id. */
+	resourceId: ResourceId;
+	/** The kind of its last segment, e.g. `"document"` or `"tab"`. */
+	kind: string;
+	/** Its title, if it has one. */
+	title: string | null;
+	/** The current version: 0 before the first save, then one more per save. */
+	version: number;
+	/** The current content (what the last save stored; empty before the first). */
+	content: string;
+	/** Who saved it last, or `null` before the first save. */
+	savedBy: UserRef | null;
+	/** When it was saved last (ISO 8601, UTC), or `null`. */
+	savedAt: string | null;
+}
+
+/** *Extension*: a child resource (a tab) in a `presence:join` acknowledgement. */
+export interface ChildResource {
+	/** Its id. */
+	resourceId: ResourceId;
+	/** The kind of its last segment, e.g. `"tab"`. */
+	kind: string;
+	/** Its title, if it has one. */
+	title: string | null;
+	/** Its current version. */
+	version: number;
+	/** The live lock on it (without token), or `null`. */
+	lock: LockInfo | null;
 }
 
 /** `lock:acquire` succeeded. */

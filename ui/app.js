@@ -310,6 +310,25 @@ async function onConnect() {
   state.rooms.set(docId, 'joined');
   applyUsers(docId, ack.users);
   setLock(docId, ack.lock);
+  // the report's own tab list, with their versions and locks
+  if (Array.isArray(ack.children) && ack.children.length) {
+    const present = new Set();
+    for (const child of ack.children) {
+      const key = tabKeyOf(child.resourceId);
+      if (!key) continue;
+      present.add(key);
+      const t = tabOf(key);
+      if (child.title) t.title = child.title;
+      t.missing = false;
+      if (typeof child.version === 'number') t.version = child.version;
+      if (child.lock) setLock(child.resourceId, child.lock);
+    }
+    for (const t of state.tabs.values()) if (!present.has(t.key)) t.missing = true;
+    if (tabOf(state.activeKey).missing) {
+      const first = [...state.tabs.values()].find((t) => !t.missing);
+      if (first) state.activeKey = first.key;
+    }
+  }
   await syncRooms();
   render();
 }
@@ -423,6 +442,18 @@ async function joinRoom(rid) {
   state.rooms.set(rid, 'joined');
   applyUsers(rid, ack.users);
   setLock(rid, ack.lock);
+  // the content as stored now, unless this page has unsaved typing
+  const key = tabKeyOf(rid);
+  if (key && ack.resource) {
+    const t = tabOf(key);
+    t.version = ack.resource.version;
+    t.savedBy = ack.resource.savedBy || null;
+    t.savedAt = ack.resource.savedAt || null;
+    if (!t.dirty) {
+      t.text = ack.resource.content;
+      t.textVersion = ack.resource.version;
+    }
+  }
   render();
 }
 
@@ -1002,7 +1033,7 @@ function contentNote(t, mine) {
   const newer = typeof t.version === 'number' && t.version !== t.textVersion;
   if (mine) {
     if (t.textVersion === null) {
-      return 'You are editing. The text saved so far cannot be loaded in this demo: saving replaces this section with the text below.';
+      return 'You are editing. Saving replaces this section with the text below.';
     }
     return newer
       ? `Version ${t.version} was saved after your copy (version ${t.textVersion}); saving replaces it with the text below.`
@@ -1011,14 +1042,14 @@ function contentNote(t, mine) {
   if (t.textVersion === null) {
     return t.dirty
       ? 'Read only. The text below is your unsaved draft; it was not saved.'
-      : 'Read only. The saved text of this section cannot be loaded in this demo.';
+      : 'Read only. Loading the saved text…';
   }
   if (newer) {
-    return `Read only. A newer version (${t.version}) exists; the text below is version ${t.textVersion}, the one you saved.`;
+    return `Read only. A newer version (${t.version}) exists; the text below is version ${t.textVersion}. Open the tab again to load the new one.`;
   }
   return t.dirty
     ? 'Read only. The text below includes changes you did not save.'
-    : `Read only. The text below is version ${t.textVersion}, the one you saved.`;
+    : `Read only. The text below is version ${t.textVersion}.`;
 }
 
 function versionLine(t) {

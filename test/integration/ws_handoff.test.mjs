@@ -89,3 +89,26 @@ test('a free lock is simply granted; bad requests are refused', async () => {
   fails(await request(a, 'not an id'), 'RESOURCE_ID_INVALID');
   assert.ok(anna);
 });
+
+test('a join returns the stored content and version, and a document its tabs with their locks', async () => {
+  const doc = await createDocument(['diagnosis', 'notes']);
+  const rid = doc.tab('diagnosis');
+  const [anna, ben] = [newUser('Anna'), newUser('Ben')];
+  const a = await connect(anna);
+  const b = await connect(ben);
+  const first = ok(await join(a, rid, 'editor'));
+  assert.deepEqual(first.resource, {
+    resourceId: rid, kind: 'tab', title: null, version: 0, content: '', savedBy: null, savedAt: null,
+  });
+  ok(await save(a, rid, 'Acute appendicitis'));
+  const later = ok(await join(b, rid, 'viewer'));
+  assert.equal(later.resource.version, 1);
+  assert.equal(later.resource.content, 'Acute appendicitis');
+  assert.deepEqual(later.resource.savedBy, ref(anna));
+  assert.match(later.resource.savedAt, ISO_RE);
+  assert.deepEqual(later.children, []);
+  const whole = ok(await join(b, doc.id, 'viewer'));
+  assert.deepEqual(whole.children.map((c) => [c.resourceId, c.kind, c.version, c.lock && c.lock.holder.userId]),
+    [[rid, 'tab', 1, anna.sub], [doc.tab('notes'), 'tab', 0, null]]);
+  assert.equal('token' in whole.children[0].lock, false, 'no token in the tab list');
+});
