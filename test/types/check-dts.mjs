@@ -622,5 +622,14 @@ for (const ev of [...clientEvents].sort()) {
 			...unused.map((m) => `${m.name} {${fmt(m.fields.keys())}} is never sent`)].join("; ") || "no success ack found");
 }
 
+// docs/protocol.md carries a copy of the .d.ts: it must be the same text
+{
+	const md = readFileSync(join(root, "docs/protocol.md"), "utf8");
+	const m = md.match(/<!-- collab\.d\.ts -->\n```ts\n([\s\S]*?)```\n<!-- \/collab\.d\.ts -->/);
+	const dtsText = readFileSync(join(root, "types/collab.d.ts"), "utf8");
+	check(m !== null && m[1] === dtsText, "docs/protocol.md's copy of types/collab.d.ts is up to date",
+		m ? "the copy differs: paste types/collab.d.ts into docs/protocol.md again" : "no copy found");
+}
+
 console.log(`types: ${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);
