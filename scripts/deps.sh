@@ -9,7 +9,7 @@ PACKAGES=(
 	libwebsockets-dev libssl-dev
 	gcc make perl openssl
 	nodejs
-	chromium
+	chromium fonts-dejavu-core
 )
 
 missing=()
