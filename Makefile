@@ -64,7 +64,7 @@ endif
 # PGXS does not track headers: rebuild every object when one changes.
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: deps test demo demo-stop bench unit
+.PHONY: deps test demo demo-stop bench unit fuzz
 
 # Installs every system and npm package the project needs (idempotent).
 deps:
@@ -83,6 +83,11 @@ demo: deps
 
 demo-stop:
 	bash scripts/demo.sh stop
+
+# libFuzzer runs of the network-facing parsers (FUZZ_SECONDS each, default 600).
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	$(MAKE) -C test/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # Benchmarks (not part of 'make test'): the SQL core, then the WebSocket worker.
 bench: deps

@@ -8,6 +8,7 @@ PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libwebsockets-dev libssl-dev
 	gcc make perl openssl
+	clang libclang-rt-14-dev
 	nodejs
 	chromium fonts-dejavu-core
 )
