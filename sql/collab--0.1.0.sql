@@ -697,17 +697,21 @@ $$;
 -- The lock description of an acquire result, with the token for its holder only.
 CREATE FUNCTION collab._lock_json(a record, p_with_token boolean) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-	j jsonb;
 BEGIN
-	j := jsonb_build_object('resourceId', a.holder_resource_id,
-		'holder', collab._user_ref(a.holder_user_id, a.holder_username),
-		'acquiredAt', collab._ts(a.acquired_at), 'expiresAt', collab._ts(a.expires_at));
-	IF p_with_token THEN
-		j := j || jsonb_build_object('token', a.token);
-	END IF;
-	RETURN j;
+	RETURN collab._lease_json(ROW(a.holder_resource_id, a.token, a.holder_user_id, a.holder_username,
+		a.holder_id, a.acquired_at, a.acquired_at, a.expires_at)::collab.leases, p_with_token);
 END
+$$;
+
+-- A lease as the LockInfo of the protocol (NULL for no lease); the token
+-- only for its holder's own eyes.
+CREATE FUNCTION collab._lease_json(l collab.leases, p_with_token boolean DEFAULT false) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT CASE WHEN l.resource_id IS NULL THEN NULL ELSE
+		jsonb_build_object('resourceId', l.resource_id,
+			'holder', collab._user_ref(l.user_id, l.username),
+			'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at))
+		|| CASE WHEN p_with_token THEN jsonb_build_object('token', l.token) ELSE '{}' END END
 $$;
 
 -- What a joiner needs to show the resource: its content and version.
@@ -726,9 +730,7 @@ CREATE FUNCTION collab._children_json(p_resource_id text) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
 	SELECT coalesce(jsonb_agg(jsonb_build_object('resourceId', r.id, 'kind', r.kind, 'title', r.title,
 		'version', r.version,
-		'lock', CASE WHEN l.token IS NULL THEN NULL ELSE jsonb_build_object('resourceId', l.resource_id,
-			'holder', collab._user_ref(l.user_id, l.username),
-			'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at)) END)
+		'lock', collab._lease_json(l))
 		ORDER BY r.created_at, r.id), '[]')
 	  FROM collab.resources r
 	  LEFT JOIN collab.leases l ON l.resource_id = r.id AND l.expires_at > clock_timestamp()
@@ -777,9 +779,7 @@ BEGIN
 		-- a viewer still learns who holds the lock, if anyone does
 		SELECT * INTO l FROM collab.leases WHERE resource_id = p_resource_id AND expires_at > clock_timestamp();
 		IF FOUND THEN
-			v_lock := jsonb_build_object('resourceId', l.resource_id,
-				'holder', collab._user_ref(l.user_id, l.username),
-				'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at));
+			v_lock := collab._lease_json(l);
 			v_role := CASE WHEN l.holder_id = p_conn THEN 'editor' ELSE 'viewer' END;
 		END IF;
 	END IF;
@@ -859,9 +859,7 @@ BEGIN
 		'requestedAt', collab._ts(v_at),
 		'to', l.holder_id)::text);
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'requested', true,
-		'lock', jsonb_build_object('resourceId', l.resource_id,
-			'holder', collab._user_ref(l.user_id, l.username),
-			'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(l.expires_at))));
+		'lock', collab._lease_json(l)));
 END
 $$;
 
@@ -900,15 +898,12 @@ RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
-	r record;
 BEGIN
 	PERFORM collab._ws_presence(p_conn, p_resource_id);
 	l := collab._ws_lease(p_conn, p_resource_id, false);
-	SELECT * INTO r FROM collab.renew(l.token);
-	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', jsonb_build_object(
-		'resourceId', l.resource_id, 'holder', collab._user_ref(l.user_id, l.username),
-		'acquiredAt', collab._ts(l.acquired_at), 'expiresAt', collab._ts(r.expires_at),
-		'token', l.token)), 'token', l.token);
+	SELECT expires_at INTO l.expires_at FROM collab.renew(l.token);
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', collab._lease_json(l, true)),
+		'token', l.token);
 END
 $$;
 

@@ -335,18 +335,8 @@ dispatch_event(const char *json, size_t len)
 			}
 			if (acquired && is_holder)
 			{
-				StringInfoData own;
-
-				initStringInfo(&own);
-				sio_event_begin(&own, NULL, name, SIO_NO_ACK);
-				sio_arg_begin(&own);
-				appendBinaryStringInfo(&own, payload.data, payload.len);
-				appendStringInfoString(&own, ",\"token\":");
-				sio_append_int64(&own, held_token(conn, rid));
-				appendStringInfoChar(&own, '}');
-				sio_packet_end(&own);
-				ws_send_text(conn, own.data, own.len);
-				pfree(own.data);
+				ws_send_holder_event(conn, name, payload.data, payload.len,
+									 held_token(conn, rid));
 				continue;
 			}
 			ws_send_frame(conn, shared);

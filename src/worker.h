@@ -167,6 +167,8 @@ extern void ws_close_after_flush(Conn *conn, int status);
 extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
 						  const char *message, const char *resource_id);
 extern void ws_job_done(Job *job);
+extern void ws_send_holder_event(Conn *conn, const char *name, const char *payload,
+								 int len, int64 token);
 extern void ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
 								  const char *payload, int len);
 extern OutFrame *outframe_make(const char *data, size_t len);

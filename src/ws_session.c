@@ -1139,21 +1139,20 @@ ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
 	worker_queue_job(job);
 }
 
-static void
-holder_event_done(Job *job)
+/*
+ * Sends the holder's own copy of an event: payload is the shared payload
+ * without its closing brace, and the token (if >= 0) is added.
+ */
+void
+ws_send_holder_event(Conn *conn, const char *name, const char *payload, int len, int64 token)
 {
-	Conn	   *conn = job->conn;
 	StringInfoData buf;
-	int64		token;
-	bool		have = job->result && parse_token(job->result, &token);
 
-	if (have)
-		store_token(conn, job->resource_id, token);
 	initStringInfo(&buf);
-	sio_event_begin(&buf, NULL, job->event_name, SIO_NO_ACK);
+	sio_event_begin(&buf, NULL, name, SIO_NO_ACK);
 	sio_arg_begin(&buf);
-	appendStringInfoString(&buf, job->event_payload);
-	if (have)
+	appendBinaryStringInfo(&buf, payload, len);
+	if (token >= 0)
 	{
 		appendStringInfoString(&buf, ",\"token\":");
 		sio_append_int64(&buf, token);
@@ -1162,6 +1161,19 @@ holder_event_done(Job *job)
 	sio_packet_end(&buf);
 	send_buf(conn, &buf);
 	pfree(buf.data);
+}
+
+static void
+holder_event_done(Job *job)
+{
+	int64		token = -1;
+
+	if (job->result && parse_token(job->result, &token))
+		store_token(job->conn, job->resource_id, token);
+	else
+		token = -1;
+	ws_send_holder_event(job->conn, job->event_name, job->event_payload,
+						 strlen(job->event_payload), token);
 }
 
 void

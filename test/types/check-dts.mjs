@@ -475,9 +475,12 @@ compareSets("ServerToClientEvents has exactly the events the code can emit",
  * 4. Server event payloads
  * ------------------------------------------------------------------------ */
 console.log("# server event payloads");
-// rooms.c adds the holder's token to its own copy of one event
+// rooms.c sends the holder its own copy of one event through
+// ws_send_holder_event(), which adds the token
 const tokenEvent = /\w+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*acquired/.test(roomsC) &&
-	/\\"token\\":/.test(roomsC) ? /acquired\s*=\s*strcmp\(name,\s*"([^"]+)"\)/.exec(roomsC)?.[1] : null;
+	/ws_send_holder_event\(/.test(roomsC) &&
+	/ws_send_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(wsC)
+	? /acquired\s*=\s*strcmp\(name,\s*"([^"]+)"\)/.exec(roomsC)?.[1] : null;
 check(tokenEvent !== null, `src/rooms.c adds the holder's token to ${tokenEvent ?? "?"}`);
 const payloadType = (ev) => /^\(\s*\w+\s*:\s*(\w+)\s*\)\s*=>\s*void$/.exec(s2c.get(ev)?.type ?? "")?.[1];
 for (const ev of [...serverEvents].sort()) {
@@ -514,14 +517,14 @@ if (userRef) compareShape("UserRef matches collab._user_ref()", shape(userRef), 
 const presenceUser = builtBy("_presence_user", "PresenceUser");
 if (presenceUser) compareShape("PresenceUser matches collab._presence_user()", shape(presenceUser), fieldsOf("PresenceUser"), "PresenceUser");
 {
-	const body = sqlFunction("_lock_json") ?? "";
+	const body = sqlFunction("_lease_json") ?? "";
 	const objs = jsonbObjects(body).map((o) => jsonbKeys(o.args));
 	if (objs.length >= 1 && objs.every(Boolean)) {
 		const [always, ...conditional] = objs;
 		const extra = conditional.flat();
-		compareShape("LockInfo matches collab._lock_json() (token only with p_with_token)",
+		compareShape("LockInfo matches collab._lease_json() (token only with p_with_token)",
 			shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
-	} else check(false, "LockInfo can be read from collab._lock_json()");
+	} else check(false, "LockInfo can be read from collab._lease_json()");
 	// lock objects built inline by the ws_* functions
 	const lockInfo = fieldsOf("LockInfo") ?? new Map();
 	const wsFunctions = [...new Set(specs.map((s) => /collab\.(\w+)\(/.exec(s.sql)?.[1]).filter(Boolean))];
