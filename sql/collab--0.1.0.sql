@@ -627,7 +627,8 @@ CREATE TABLE collab.ws_presence (
 	user_json	text,			-- the PresenceUser object, kept by a trigger
 	PRIMARY KEY (connection_id, resource_id)
 );
-CREATE INDEX ws_presence_resource_idx ON collab.ws_presence (resource_id);
+-- in the order of a room's user list, which an index scan then gives unsorted
+CREATE INDEX ws_presence_resource_idx ON collab.ws_presence (resource_id, joined_at, connection_id);
 
 -- Edit hand-off: viewers who asked the holder for the lock, in order.
 CREATE TABLE collab.ws_lock_requests (
@@ -657,13 +658,28 @@ CREATE TRIGGER ws_presence_json BEFORE INSERT OR UPDATE ON collab.ws_presence
 	FOR EACH ROW EXECUTE FUNCTION collab._ws_presence_json();
 
 -- Everyone in the room of p_resource_id or of one of its descendants, as a
--- JSON array.
+-- JSON array.  A room without descendants in it (a tab) needs no sort of
+-- the rooms of the whole document, and can be read in index order.
 CREATE FUNCTION collab._room_users(p_resource_id text) RETURNS text
-LANGUAGE sql STABLE AS $$
-	SELECT '[' || coalesce(string_agg(p.user_json, ',' ORDER BY p.joined_at, p.connection_id), '') || ']'
-	  FROM collab.ws_presence p
-	 WHERE p.resource_id = p_resource_id
-		OR (p.resource_id > p_resource_id || '/' AND p.resource_id < p_resource_id || '0')
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	v text;
+BEGIN
+	IF EXISTS (SELECT FROM collab.ws_presence p
+				WHERE p.resource_id > p_resource_id || '/' AND p.resource_id < p_resource_id || '0') THEN
+		SELECT string_agg(u.user_json, ',') INTO v
+		  FROM (SELECT p.user_json FROM collab.ws_presence p
+				 WHERE p.resource_id = p_resource_id
+					OR (p.resource_id > p_resource_id || '/' AND p.resource_id < p_resource_id || '0')
+				 ORDER BY p.joined_at, p.connection_id) u;
+	ELSE
+		SELECT string_agg(u.user_json, ',') INTO v
+		  FROM (SELECT p.user_json FROM collab.ws_presence p
+				 WHERE p.resource_id = p_resource_id
+				 ORDER BY p.joined_at, p.connection_id) u;
+	END IF;
+	RETURN '[' || coalesce(v, '') || ']';
+END
 $$;
 
 CREATE FUNCTION collab._ws_conn(p_conn text) RETURNS collab.ws_connections
@@ -877,10 +893,16 @@ BEGIN
 			OR (p_or_ancestor AND resource_id = ANY (collab.ancestors(p_resource_id))))
 	 ORDER BY length(resource_id) DESC LIMIT 1;
 	IF NOT FOUND THEN
+		-- the lock that expired may be an ancestor's (a document lock
+		-- covering a save to one of its tabs)
 		IF EXISTS (SELECT FROM collab.audit
-					WHERE holder_id = p_conn AND resource_id = p_resource_id AND action = 'expire'
+					WHERE holder_id = p_conn AND action = 'expire'
+					  AND (resource_id = p_resource_id
+						   OR (p_or_ancestor AND resource_id = ANY (collab.ancestors(p_resource_id))))
 					  AND NOT EXISTS (SELECT FROM collab.audit a2
-									   WHERE a2.holder_id = p_conn AND a2.resource_id = p_resource_id
+									   WHERE a2.holder_id = p_conn
+										 AND (a2.resource_id = p_resource_id
+											  OR (p_or_ancestor AND a2.resource_id = ANY (collab.ancestors(p_resource_id))))
 										 AND a2.action IN ('grant', 'release', 'force_release')
 										 AND a2.id > audit.id)) THEN
 			PERFORM collab._raise('LOCK_EXPIRED', format('your lock on "%s" expired', p_resource_id),

@@ -4,9 +4,9 @@
  *	  The collab background worker: process lifecycle, the main loop, the
  *	  SQL job runner and the NOTIFY listener.
  *
- * The main loop alternates lws_service(), which runs libwebsockets
- * callbacks (ws_session.c) that only parse, validate and queue jobs, with
- * running the queued jobs.  A batch of jobs runs in one transaction with a
+ * The main loop alternates one pass of the event loop (libev, which
+ * libwebsockets joins), whose libwebsockets callbacks (ws_session.c) only
+ * parse, validate and queue jobs, with running the queued jobs.  A batch of jobs runs in one transaction with a
  * subtransaction per job, so one commit (and one WAL flush) serves many
  * clients and one failing job cannot harm the others.  Committed events
  * reach the worker through the shared-memory event queue (event_queue.c),
@@ -18,9 +18,11 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -55,6 +57,7 @@ PGDLLEXPORT void collab_worker_main(Datum main_arg);
 #define JOB_BATCH_MAX	64
 
 struct lws_context *worker_context = NULL;
+struct ev_loop *worker_loop = NULL;
 MemoryContext worker_jobs_cxt = NULL;
 JwtConfig	worker_jwt;
 char	   *worker_name = NULL;
@@ -69,6 +72,7 @@ static Job *job_tail = NULL;
 static bool sweep_queued = false;
 
 static lws_sorted_usec_list_t sweep_sul;
+static ev_timer tick_timer;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -280,6 +284,8 @@ run_jobs(void)
 {
 	Job		   *batch = job_head;
 	Job		   *last = NULL;
+	Job		   *deferred = NULL;
+	Job		   *deferred_prev = NULL;
 	int			n = 0;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -306,19 +312,45 @@ run_jobs(void)
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
+		char	   *saved_lock_timeout = NULL;
+
 		StartTransactionCommand();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
+		/*
+		 * Forwarded events are already committed; a NOTIFY lost in a crash
+		 * is lost to its listeners anyway.  Not waiting for the WAL flush
+		 * keeps the forwarding off the clients' path.
+		 */
+		if (batch->kind == JOB_NOTIFY)
+			(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 
-		for (Job *j = batch; j; j = j->next)
+		for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
 		{
 			ResourceOwner oldowner = CurrentResourceOwner;
 			MemoryContext jobcxt = CurrentMemoryContext;
 
 			if (j->sql == NULL)
 				continue;
+
+			/*
+			 * Path locks are transaction locks: the jobs of a batch keep
+			 * theirs until the batch commits.  A later job that waited for a
+			 * lock could then close a cycle with any other transaction
+			 * deciding about a path (a deadlock, the worker stalled until
+			 * deadlock_timeout).  So only the first job may wait; a later
+			 * one that would is put back at the head of the queue and runs
+			 * first in the next batch.
+			 */
+			if (j != batch && saved_lock_timeout == NULL)
+			{
+				saved_lock_timeout = pstrdup(GetConfigOption("lock_timeout", false, false));
+				(void) set_config_option("lock_timeout", "1", PGC_SUSET,
+										 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+			}
 			BeginInternalSubTransaction(NULL);
 			MemoryContextSwitchTo(jobcxt);
 			PG_TRY();
@@ -346,9 +378,32 @@ run_jobs(void)
 				RollbackAndReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(jobcxt);
 				CurrentResourceOwner = oldowner;
-				job_failed(j, edata);
+				if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && j != batch)
+				{
+					deferred = j;
+					deferred_prev = prev;
+				}
+				else
+					job_failed(j, edata);
 			}
 			PG_END_TRY();
+			if (deferred)
+				break;
+		}
+		if (saved_lock_timeout != NULL)
+			(void) set_config_option("lock_timeout", saved_lock_timeout, PGC_SUSET,
+									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		if (deferred)
+		{
+			Job		   *tail = deferred;
+
+			while (tail->next)
+				tail = tail->next;
+			deferred_prev->next = NULL;
+			tail->next = job_head;
+			job_head = deferred;
+			if (job_tail == NULL)
+				job_tail = tail;
 		}
 
 		SPI_finish();
@@ -420,6 +475,20 @@ sweep_timer_cb(lws_sorted_usec_list_t *sul)
 	}
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
+}
+
+/*
+ * libwebsockets 4.1 re-arms its libev timer only after I/O callbacks, and
+ * not reliably when an earlier deadline is added: this tick wakes its loop
+ * (through its cancel pipe, an I/O callback) so that connection timers and
+ * the sweep run at most TICK_MS late.
+ */
+#define TICK_MS		50
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	lws_cancel_service(worker_context);
 }
 
 /* Callback for the adopted descriptors: the libpq socket and the postmaster pipe. */
@@ -643,6 +712,29 @@ check_tls_files(void)
 }
 
 /*
+ * Each connection is a descriptor.  The postmaster's soft limit is often
+ * 1024 (systemd's default) under a much higher hard limit: raise ours to what
+ * collab.max_connections needs, as far as the hard limit allows.
+ */
+static void
+raise_descriptor_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		want = (rlim_t) collab_max_connections + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		ereport(WARNING,
+				(errmsg("collab.max_connections (%d) needs about %lu descriptors, the worker may open %lu",
+						collab_max_connections, (unsigned long) want, (unsigned long) rl.rlim_max),
+				 errhint("Raise the server's hard limit on open files (LimitNOFILE in its systemd unit).")));
+	rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		ereport(WARNING, (errmsg("could not raise the worker's limit on open files: %m")));
+}
+
+/*
  * One vhost per address of collab.listen_addresses ('*': all interfaces),
  * all on collab.port.  Returns the first vhost, which also owns the
  * adopted descriptors.
@@ -656,12 +748,31 @@ create_context(void)
 	char	   *save = NULL;
 	char	   *addr;
 
+	/*
+	 * An epoll loop (libev) of our own rather than lws's poll() loop:
+	 * poll() scans every connection on every pass, which with thousands of
+	 * connections costs each request more than its SQL.  The loop is
+	 * "foreign" to lws, so that we run it one pass at a time.
+	 */
+	worker_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOSIGMASK);
+	if (worker_loop == NULL)
+		worker_loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (worker_loop == NULL)
+		ereport(ERROR, (errmsg("collab worker could not create its event loop")));
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+		LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+		LWS_SERVER_OPTION_LIBEV;
+	info.foreign_loops = (void **) &worker_loop;
 	info.gid = -1;
 	info.uid = -1;
-	info.max_http_header_pool = 64;
+	/*
+	 * A header buffer for every connection that may be upgrading, and a
+	 * short deadline for its headers: with a small fixed pool, a few dozen
+	 * sockets sending their request slowly would block every new client.
+	 */
+	info.max_http_header_pool2 = (unsigned int) Min(collab_max_connections, 4096);
+	info.timeout_secs_ah_idle = 5;
 	/* large replies (a room's user list) go out in big chunks */
 	info.pt_serv_buf_size = 64 * 1024;
 	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 64;
@@ -736,6 +847,7 @@ collab_worker_main(Datum main_arg)
 	load_jwt_config();
 	check_tls_files();
 
+	raise_descriptor_limit();
 	vh = create_context();
 	before_shmem_exit(detach_event_queue, (Datum) 0);
 	event_queue_attach();
@@ -743,6 +855,8 @@ collab_worker_main(Datum main_arg)
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
+	ev_timer_init(&tick_timer, tick_cb, TICK_MS / 1000.0, TICK_MS / 1000.0);
+	ev_timer_start(worker_loop, &tick_timer);
 
 	ereport(LOG,
 			(errmsg("collab worker listening on %s port %d for database \"%s\"",
@@ -751,8 +865,11 @@ collab_worker_main(Datum main_arg)
 
 	while (!got_sigterm && !postmaster_gone)
 	{
+		bool		worked;
+
 		MemoryContextSwitchTo(loopcxt);
-		lws_service(worker_context, 1000);
+		/* one pass: wait for some I/O or timer, run its callbacks */
+		ev_run(worker_loop, EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);
 
 		if (got_sighup)
@@ -762,12 +879,16 @@ collab_worker_main(Datum main_arg)
 			load_jwt_config();
 		}
 		/* events of other sessions, then our own jobs and their events */
+		worked = events_readable || job_head != NULL;
 		drain_events();
 		while (job_head != NULL && !got_sigterm)
 		{
 			run_jobs();
 			drain_events();
 		}
+		/* timers that job replies set out here: let lws arm its timer */
+		if (worked)
+			lws_cancel_service(worker_context);
 		MemoryContextReset(loopcxt);
 	}
 
@@ -777,6 +898,9 @@ collab_worker_main(Datum main_arg)
 	/* Clean shutdown: close every socket, then release what they held. */
 	lws_context_destroy(worker_context);
 	worker_context = NULL;
+	ev_timer_stop(worker_loop, &tick_timer);
+	ev_loop_destroy(worker_loop);
+	worker_loop = NULL;
 	PG_TRY();
 	{
 		release_previous_incarnation();

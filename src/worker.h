@@ -15,6 +15,7 @@
 #ifndef COLLAB_WORKER_H
 #define COLLAB_WORKER_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "lib/ilist.h"
@@ -90,7 +91,12 @@ struct Conn
 	bool		close_after_flush;
 	int			close_status;
 
-	/* deadlines in lws_now_usecs() time */
+	/*
+	 * Deadlines in lws_now_usecs() time, served by one libev timer per
+	 * connection (a heap): lws 4.1's timers are a sorted list, whose every
+	 * insertion walks all connections.
+	 */
+	ev_timer	timer;
 	int64		connect_deadline;
 	int64		next_ping;
 	int64		pong_deadline;	/* 0: not waiting */
@@ -149,6 +155,7 @@ typedef struct Job
 
 /* worker.c */
 extern struct lws_context *worker_context;
+extern struct ev_loop *worker_loop;
 extern MemoryContext worker_jobs_cxt;
 extern JwtConfig worker_jwt;
 extern char *worker_name;

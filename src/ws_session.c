@@ -7,9 +7,10 @@
  * Everything here runs inside libwebsockets callbacks, each wrapped in a
  * PG_TRY boundary (ws_callback): an error closes that one connection and
  * the worker lives on.  Client commands become SQL jobs (worker.c); their
- * replies come back through ws_job_done().  Outgoing frames are queued per
- * connection and written one per WRITEABLE callback, so a slow client only
- * delays itself; one whose queue grows past a limit is disconnected.
+ * replies come back through ws_job_done().  Outgoing frames go straight to
+ * the socket when it takes them, and otherwise are queued per connection and
+ * written from WRITEABLE callbacks, so a slow client only delays itself; one
+ * whose queue grows past a limit is disconnected.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +42,9 @@ dlist_head	ws_all_conns = DLIST_STATIC_INIT(ws_all_conns);
 int			ws_conn_count = 0;
 
 static MemoryContext conns_cxt = NULL;
+
+/* Inside a libwebsockets callback (where frames are only queued)? */
+static int	in_callback = 0;
 
 /* ----------------------------------------------------------------
  * Outgoing frames
@@ -84,6 +88,32 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 			ereport(LOG, (errmsg("collab worker closes connection %s: outgoing queue full", conn->id)));
 			conn->close_after_flush = true;
 			conn->close_status = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		}
+		return;
+	}
+	/*
+	 * Outside lws callbacks (replies after a commit, fan-out), a frame for a
+	 * connection with nothing pending goes straight to the socket: no
+	 * writable request, no extra pass of the event loop per member.  What
+	 * the kernel does not take, lws keeps and sends when it can; until then
+	 * the pipe counts as choked and frames queue here.  (lws 4.1 must not be
+	 * given a frame while it still holds part of an earlier one, so the check
+	 * is made for every frame.)
+	 */
+	if (!in_callback && conn->out_head == NULL && !conn->close_after_flush &&
+		!lws_send_pipe_choked(conn->wsi))
+	{
+		int			n;
+
+		n = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len, LWS_WRITE_TEXT);
+
+		collab_metrics.messages_out++;
+		if (n < (int) frame->len)
+		{
+			/* the socket failed: lws closes it on its next pass */
+			conn->close_after_flush = true;
+			conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
 			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		}
 		return;
@@ -251,9 +281,37 @@ schedule_timer(Conn *conn)
 
 		next = Min(next, exp_us);
 	}
+	ev_timer_stop(worker_loop, &conn->timer);
 	if (next == INT64_MAX)
 		return;
-	lws_set_timer_usecs(conn->wsi, Max(next - now, 1000));
+	ev_timer_set(&conn->timer, Max(next - now, 1000) / 1e6, 0.0);
+	ev_timer_start(worker_loop, &conn->timer);
+}
+
+static int	conn_timer(struct lws *wsi, Conn *conn);
+
+/* A connection's deadline passed; runs in the event loop, outside lws callbacks. */
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	Conn	   *conn = (Conn *) w->data;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (conn->wsi == NULL)
+		return;
+	PG_TRY();
+	{
+		if (conn_timer(conn->wsi, conn) < 0)
+			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	PG_END_TRY();
 }
 
 static int
@@ -278,6 +336,8 @@ conn_established(struct lws *wsi)
 	conn = MemoryContextAllocZero(cxt, sizeof(Conn));
 	conn->cxt = cxt;
 	conn->wsi = wsi;
+	ev_init(&conn->timer, conn_timer_cb);
+	conn->timer.data = conn;
 	conn->state = CONN_OPEN;
 	make_conn_id(conn->id);
 	lws_get_peer_simple(wsi, conn->address, sizeof(conn->address));
@@ -323,6 +383,7 @@ conn_closed(struct lws *wsi)
 	if (conn == NULL)
 		return;
 	*slot = NULL;
+	ev_timer_stop(worker_loop, &conn->timer);
 	rooms_leave_all(conn);
 	for (item = conn->out_head; item; item = item->next)
 		outframe_release(item->frame);
@@ -781,8 +842,11 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 		return 0;
 	collab_metrics.messages_in++;
 	handle_message(conn, conn->rx.data, conn->rx.len);
-	/* keep small buffers, give back large ones */
-	if (conn->rx.maxlen > 64 * 1024)
+	/*
+	 * Keep a small buffer, give back a large one: ten thousand idle clients
+	 * that each once sent a big save must not keep that memory.
+	 */
+	if (conn->rx.maxlen > 8 * 1024)
 	{
 		pfree(conn->rx.data);
 		conn->rx.data = NULL;
@@ -945,9 +1009,6 @@ ws_callback_inner(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			conn = ws_conn_of(wsi);
 			return conn ? conn_writeable(wsi, conn) : -1;
-		case LWS_CALLBACK_TIMER:
-			conn = ws_conn_of(wsi);
-			return conn ? conn_timer(wsi, conn) : 0;
 		case LWS_CALLBACK_CLOSED:
 			conn_closed(wsi);
 			return 0;
@@ -966,13 +1027,16 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	volatile int rc = 0;
 	MemoryContext oldcxt = CurrentMemoryContext;
+	int			outer = in_callback;
 
+	in_callback = outer + 1;
 	PG_TRY();
 	{
 		rc = ws_callback_inner(wsi, reason, user, in, len);
 	}
 	PG_CATCH();
 	{
+		in_callback = outer;
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
@@ -980,6 +1044,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		rc = (reason == LWS_CALLBACK_CLOSED) ? 0 : -1;
 	}
 	PG_END_TRY();
+	in_callback = outer;
 	return rc;
 }
 

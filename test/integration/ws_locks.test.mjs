@@ -296,6 +296,7 @@ describe('TTL', () => {
 
   test('expiry: lock:expired to the room and the former holder; its save and renew: LOCK_EXPIRED; a renewing holder keeps its lock', async () => {
     const doc = await createDocument(['probe', 'a', 'b']);
+    const doc2 = await createDocument(['x']);
     const [anna, ben, cleo] = [newUser('Anna'), newUser('Ben'), newUser('Cleo')];
     const a = await connect(anna);
     const b = await connect(ben);
@@ -316,6 +317,9 @@ describe('TTL', () => {
       const aj = ok(await join(a, rid, 'editor'));
       assert.equal(Date.parse(aj.lock.expiresAt) - Date.parse(aj.lock.acquiredAt), 2000);
       assert.deepEqual(await save(a, rid, 'before expiry'), { ok: true, version: 1 });
+      // Anna also locks a whole document, which covers its tabs
+      const dj = ok(await join(a, doc2.id, 'editor'));
+      assert.equal(dj.role, 'editor');
 
       // Cleo renews tab:b every 500 ms, past the TTL
       const rb = doc.tab('b');
@@ -332,6 +336,12 @@ describe('TTL', () => {
       fails(await save(a, rid, 'after expiry'), 'LOCK_EXPIRED', 'save after expiry');
       fails(await save(a, rid, 'after expiry', { token: aj.lock.token }), 'LOCK_EXPIRED', 'save with the expired token');
       fails(await renew(a, rid), 'LOCK_EXPIRED', 'renew after expiry');
+      // a save to a tab under the expired document lock is LOCK_EXPIRED as well
+      await waitFor(a, 'lock:expired', (e) => e.resourceId === doc2.id, 8000);
+      fails(await save(a, doc2.tab('x'), 'after the document lock expired'), 'LOCK_EXPIRED', 'tab save under an expired document lock');
+      fails(await save(a, doc2.tab('x'), 'after the document lock expired', { token: dj.lock.token }), 'LOCK_EXPIRED',
+        'tab save with the expired document token');
+      assert.equal(Number((await resourceRow(doc2.tab('x'))).version), 0, 'nothing was saved');
       assert.deepEqual(await resourceRow(rid), before);
       assert.equal(before.content, 'before expiry');
 
