@@ -33,7 +33,7 @@ ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src
-SHLIB_LINK = -lwebsockets -lssl -lcrypto
+SHLIB_LINK = -lwebsockets -lev -lssl -lcrypto
 EXTRA_CLEAN = results output_iso test/unit/*.o
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -64,7 +64,7 @@ endif
 # PGXS does not track headers: rebuild every object when one changes.
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: deps test demo demo-stop bench unit fuzz
+.PHONY: deps test demo demo-stop bench unit fuzz soak stress
 
 # Installs every system and npm package the project needs (idempotent).
 deps:
@@ -89,9 +89,31 @@ FUZZ_SECONDS ?= 600
 fuzz: deps
 	$(MAKE) -C test/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
-# Benchmarks (not part of 'make test'): the SQL core, then the WebSocket worker.
+# Soak test (not part of 'make test', which runs a 500-client version):
+# SOAK_CLIENTS clients for SOAK_SECONDS against a throwaway cluster, the
+# worker's memory and descriptors sampled; see test/soak/README.md.
+SOAK_CLIENTS ?= 10000
+SOAK_SECONDS ?= 600
+soak: deps
+	$(MAKE) all
+	$(MAKE) install
+	SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_SECONDS=$(SOAK_SECONDS) bash test/soak/run.sh
+
+# Concurrent writers (socket.io-client and SQL API, with stopped, killed and
+# cut clients) against a throwaway cluster, then a check of the recorded
+# history (not part of 'make test', which runs it for 15 s); see
+# test/stress/README.md.
+STRESS_SECONDS ?= 120
+stress: deps
+	$(MAKE) all
+	$(MAKE) install
+	STRESS_SECONDS=$(STRESS_SECONDS) bash test/stress/run.sh
+
+# Benchmarks (not part of 'make test'): the SQL core, then collab against the
+# Node socket.io + Redis baseline (test/bench/ab); 7-9 minutes in all.
+BENCH_SECONDS ?= 5
 bench: deps
 	$(MAKE) all
 	$(MAKE) install
-	bash test/bench/run.sh
-	bash test/bench/ws/run.sh
+	BENCH_SECONDS=$(BENCH_SECONDS) bash test/bench/run.sh
+	bash test/bench/ab/run.sh

@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
-	libwebsockets-dev libssl-dev
+	libwebsockets-dev libwebsockets-evlib-ev libev-dev libssl-dev
 	gcc make perl openssl
 	clang libclang-rt-14-dev
 	nodejs
 	chromium fonts-dejavu-core
+	redis-server gnuplot-nox
 )
 
 missing=()

@@ -63,16 +63,20 @@ regress() {
 }
 
 suite "unit (C modules, no server)" make -s -C test/unit check
+suite "fuzz corpus and regression replay (libFuzzer)" make -s -C test/fuzz replay
 suite "TypeScript types (tsc --strict, derived from the code)" bash test/types/run.sh
 suite "pg_regress and isolation" regress
 suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
+suite "crash and restart under load (own cluster)" bash test/integration/crash_load.sh
 suite "install, dump and restore" bash test/integration/install.sh
 suite "wss with a self-signed certificate" bash test/integration/tls.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
 fi
 suite "browser demo (Chromium)" bash test/browser/run.sh
+suite "soak, short (500 clients, 15 s, own cluster)" env SOAK_CLIENTS=500 SOAK_SECONDS=15 bash test/soak/run.sh
+suite "concurrent writers, history checker (15 s, own cluster)" env STRESS_SECONDS=15 bash test/stress/run.sh
 
 echo
 echo "suites: ${failures[*]:-none failed}"

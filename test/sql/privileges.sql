@@ -45,6 +45,37 @@ SELECT pg_temp.try($$UPDATE collab.leases SET expires_at = now()$$);
 SELECT pg_temp.try($$DELETE FROM collab.resources$$);
 SELECT pg_temp.try($$SHOW collab.jwt_secret$$);
 SELECT collab.save('document:priv/tab:t', :tk, 'saved by the app role');
+
+-- a plain UPDATE needs the live token in collab.lock_token, in the same transaction
+SELECT pg_temp.try($$UPDATE collab.resources SET content = 'x', version = 99 WHERE id = 'document:priv/tab:t'$$);
+SELECT pg_temp.try($$INSERT INTO collab.resources (id, kind) VALUES ('document:forged', 'document')$$);
+BEGIN;
+SELECT set_config('collab.lock_token', (:tk + 1000000)::text, true) IS NOT NULL AS token_set;
+SELECT pg_temp.try($$UPDATE collab.resources SET content = 'stale token' WHERE id = 'document:priv/tab:t'$$);
+ROLLBACK;
+BEGIN;
+SET LOCAL collab.lock_token = 'not a number';
+SELECT pg_temp.try($$UPDATE collab.resources SET content = 'garbage token' WHERE id = 'document:priv/tab:t'$$);
+ROLLBACK;
+BEGIN;
+SELECT set_config('collab.lock_token', :'tk', true) IS NOT NULL AS token_set;
+UPDATE collab.resources SET content = 'plain update with the live token' WHERE id = 'document:priv/tab:t';
+COMMIT;
+-- SET LOCAL ended with the transaction: the next UPDATE presents nothing
+SELECT current_setting('collab.lock_token') = '' AS token_gone;
+SELECT pg_temp.try($$UPDATE collab.resources SET content = 'after commit' WHERE id = 'document:priv/tab:t'$$);
+SELECT content, version FROM collab.resources WHERE id = 'document:priv/tab:t';
+-- superuser settings stay out of reach: no longer locks, no larger contents, no secret
+SELECT pg_temp.try($$SET collab.lock_ttl = '1h'$$);
+SELECT pg_temp.try($$SET collab.max_content_size = '256MB'$$);
+SELECT pg_temp.try($$SELECT current_setting('collab.jwt_secret')$$);
+SELECT count(*) AS secret_rows FROM pg_settings WHERE name = 'collab.jwt_secret';
+SELECT pg_temp.try($$SHOW collab.ssl_key_file$$);
+SELECT pg_temp.try($$SELECT * FROM collab.pending_events()$$);
+-- the worker's functions are the worker's alone
+SELECT pg_temp.try($$SELECT collab.ws_worker_start('collab worker 0')$$);
+SELECT pg_temp.try($$SELECT collab.ws_disconnect('c1', 'disconnected')$$);
+SELECT pg_temp.try($$SELECT collab.ws_save('c1', 'document:priv/tab:t', 'x', NULL, NULL)$$);
 RESET ROLE;
 
 -- the administrator can do everything the application can
@@ -54,5 +85,57 @@ SELECT collab.force_release('document:priv/tab:t', 'supervisor override');
 SELECT action, resource_id, actor, reason FROM collab.audit_log
  WHERE resource_id LIKE 'document:priv%' ORDER BY id;
 RESET ROLE;
+
+-- No role but the superuser (the worker) may run a ws_* function or read
+-- the leases table; the administrator may not either.
+SELECT p.oid::regprocedure AS function,
+       has_function_privilege('collab_test_nobody', p.oid, 'EXECUTE') AS nobody,
+       has_function_privilege('collab_test_app', p.oid, 'EXECUTE') AS app,
+       has_function_privilege('collab_test_admin', p.oid, 'EXECUTE') AS admin
+  FROM pg_proc p
+ WHERE p.pronamespace = 'collab'::regnamespace AND p.proname LIKE 'ws\_%'
+ ORDER BY 1::text;
+SELECT r AS role, has_table_privilege(r, 'collab.leases', 'SELECT') AS leases,
+       has_table_privilege(r, 'collab.audit', 'SELECT') AS audit,
+       has_column_privilege(r, 'collab.resources', 'version', 'UPDATE') AS update_version
+  FROM unnest(ARRAY['collab_test_nobody', 'collab_test_app', 'collab_test_admin']) r;
+SET ROLE collab_test_admin;
+SELECT pg_temp.try($$SELECT collab.ws_worker_start('collab worker 0')$$);
+SELECT pg_temp.try($$SELECT token FROM collab.leases$$);
+RESET ROLE;
+
+-- No view in schema collab has a column called token, or one computed from
+-- collab.leases.token (the dependencies of the views' rewrite rules).
+SELECT table_name, string_agg(column_name::text, ', ' ORDER BY ordinal_position) AS columns
+  FROM information_schema.columns
+ WHERE table_schema = 'collab'
+   AND table_name IN (SELECT table_name FROM information_schema.views WHERE table_schema = 'collab')
+ GROUP BY table_name ORDER BY table_name;
+SELECT count(*) AS token_columns
+  FROM information_schema.columns c JOIN information_schema.views v USING (table_schema, table_name)
+ WHERE c.table_schema = 'collab' AND c.column_name ILIKE '%token%';
+SELECT count(*) AS views_reading_token
+  FROM pg_depend d
+  JOIN pg_rewrite r ON r.oid = d.objid
+  JOIN pg_class v ON v.oid = r.ev_class
+  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+ WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+   AND v.relnamespace = 'collab'::regnamespace AND v.relkind = 'v'
+   AND a.attrelid = 'collab.leases'::regclass AND a.attname = 'token';
+
+-- By PostgreSQL's design, members of pg_read_all_settings (and pg_monitor,
+-- which includes it) read superuser-only settings, the JWT secret included
+-- (docs/settings.md, "Secrets"); pg_settings still leaves it out.
+CREATE ROLE collab_test_reader IN ROLE pg_read_all_settings;
+CREATE ROLE collab_test_monitor IN ROLE pg_monitor;
+SET ROLE collab_test_reader;
+SELECT length(current_setting('collab.jwt_secret')) > 0 AS reader_reads_secret;
+SELECT count(*) AS secret_rows FROM pg_settings WHERE name = 'collab.jwt_secret';
+SELECT pg_temp.try($$SELECT * FROM collab.locks$$);
+RESET ROLE;
+SET ROLE collab_test_monitor;
+SELECT length(current_setting('collab.jwt_secret')) > 0 AS monitor_reads_secret;
+RESET ROLE;
+DROP ROLE collab_test_reader, collab_test_monitor;
 
 DROP ROLE collab_test_nobody, collab_test_app, collab_test_admin;
