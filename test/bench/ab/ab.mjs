@@ -1,0 +1,746 @@
+// A/B load generator (called by run.sh): every scenario against the collab
+// worker (A) and the Node socket.io + Redis + PostgreSQL baseline (B) in one
+// run, interleaved in blocks (A B, then B A, ...) so that drifting machine load
+// hits both alike.
+//
+// First a check that both stacks give the same outcomes for a lock scenario.
+// Phases (AB_PHASES, in this order): lock, save, contend, presence, idle, growth
+// ('check' runs the check alone).
+//   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended
+//   save      doc:save of 2 kB with the lock held -> ack
+//   contend   50 clients on 10 tabs looping acquire (release when granted)
+//   presence  N passive members (ws/members.mjs processes) in one room per
+//             stack; a socket.io-client joiner joins and leaves; join -> the
+//             LAST member's presence:joined, for N in AB_SIZES
+//   idle      AB_IDLE_CONNS raw idle connections (idle-conns.mjs) per stack,
+//             one stack after the other, opened for at most AB_IDLE_SECS (90):
+//             how many it holds, RSS per connection
+//   growth    lock round trip with 10^3 resource rows, then again after both
+//             stacks were loaded to AB_BIG_ROWS rows
+//
+// Environment (set by run.sh): COLLAB_WS_URL, BASELINE_URL, AB_JWT_SECRET (both
+// stacks accept the same tokens), BASELINE_PID, REDIS_PID, REDIS_PORT,
+// PGHOST/PGPORT/PGUSER, AB_OUT_DIR.  Percentiles are nearest-rank; times are
+// process.hrtime.bigint() taken in the callback that receives the message.
+import { fork } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import Redis from 'ioredis';
+import { io } from 'socket.io-client';
+import { makeToken } from '../ws/token.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
+const SECRET = env('AB_JWT_SECRET');
+const PHASES = env('AB_PHASES', 'lock,save,contend,presence,idle,growth').split(',').map((s) => s.trim()).filter(Boolean);
+const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
+const ROUNDS = Number(env('AB_ROUNDS', 100));
+const WARMUP = Number(env('AB_WARMUP', 5));
+const PROCS = Number(env('AB_PROCS', 2));
+const LOCK_ITERS = Number(env('AB_LOCK_ITERS', 1000));
+const SAVE_ITERS = Number(env('AB_SAVE_ITERS', 500));
+const BLOCKS = Number(env('AB_BLOCKS', 6));
+const CONTEND_CLIENTS = Number(env('AB_CONTEND_CLIENTS', 50));
+const CONTEND_TABS = Number(env('AB_CONTEND_TABS', 10));
+const CONTEND_SECS = Number(env('AB_CONTEND_SECS', 8));
+const IDLE_CONNS = Number(env('AB_IDLE_CONNS', 50000));
+const IDLE_SECS = Number(env('AB_IDLE_SECS', 90));
+const IDLE_PROCS = Number(env('AB_IDLE_PROCS', Math.max(2, Math.ceil(IDLE_CONNS / 15000))));
+const GROWTH_ITERS = Number(env('AB_GROWTH_ITERS', 600));
+const BIG_ROWS = Number(env('AB_BIG_ROWS', 1000000));
+const CONTENT_BYTES = 2048;
+const DOC = 'document:bench';
+const tab = (t) => `${DOC}/tab:${t}`;
+
+const hr = () => process.hrtime.bigint();
+const msBetween = (a, b) => Number(b - a) / 1e6;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.log(...a);
+const must = (ok, what) => { if (!ok) throw new Error(what); };
+function pct(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
+function summary(values) {
+  const s = [...values].sort((a, b) => a - b);
+  return { n: s.length, p50: pct(s, 0.5), p99: pct(s, 0.99), max: s[s.length - 1] ?? NaN };
+}
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '—');
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '—');
+const fmtS = (s) => `n=${s.n} p50 ${f2(s.p50)} p99 ${f2(s.p99)} max ${f2(s.max)} ms`;
+
+/* ------------------------------------------------------------ the two stacks */
+const T = {
+  collab: { name: 'collab', url: env('COLLAB_WS_URL'), pid: null },
+  baseline: { name: 'baseline', url: env('BASELINE_URL'), pid: Number(env('BASELINE_PID')) },
+};
+const REDIS_PID = Number(env('REDIS_PID'));
+const ORDER = [['collab', 'baseline'], ['baseline', 'collab']];
+let postmasterPid = null;
+
+/* ------------------------------------------------------------ CPU and memory */
+function schedNs(pid) {
+  try { return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]); } catch { return NaN; }
+}
+function rssKiB(pid) {
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m[1]);
+}
+function clusterNs() {
+  let sum = schedNs(postmasterPid);
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === postmasterPid) sum += schedNs(d);
+    } catch { /* gone */ }
+  }
+  return sum;
+}
+function machineTicks() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), idle: f[3] + f[4] };
+}
+const kids = new Set();   // every child process of the load generator
+async function snap() {
+  const k = await Promise.all([...kids].map((c) => c.call({ cmd: 'cpu' }, 'cpu').then((m) => m.us * 1000, () => 0)));
+  const p = process.cpuUsage();
+  return {
+    t: hr(), gen: [(p.user + p.system) * 1000, ...k], worker: schedNs(T.collab.pid), cluster: clusterNs(),
+    node: schedNs(T.baseline.pid), redis: schedNs(REDIS_PID), machine: machineTicks(),
+  };
+}
+function delta(a, b) {
+  const wall = msBetween(a.t, b.t) * 1e6;
+  const pc = (ns) => (ns / wall) * 100;
+  const gen = b.gen.map((v, i) => pc(v - (a.gen[i] || 0)));
+  const dt = b.machine.total - a.machine.total;
+  const d = {
+    wallS: wall / 1e9, genSum: gen.reduce((x, y) => x + y, 0), genMax: Math.max(...gen),
+    worker: pc(b.worker - a.worker), cluster: pc(b.cluster - a.cluster), node: pc(b.node - a.node), redis: pc(b.redis - a.redis),
+    machine: dt > 0 ? ((dt - (b.machine.idle - a.machine.idle)) / dt) * 100 * os.cpus().length : NaN,
+  };
+  d.other = Math.max(0, d.machine - d.genSum - d.cluster - d.node - d.redis);
+  return d;
+}
+const cpuRows = [];
+async function measured(name, fn) {
+  const a = await snap();
+  const r = await fn();
+  const d = delta(a, await snap());
+  d.name = name;
+  cpuRows.push(d);
+  log(`  cpu (% of one core): load generator ${f1(d.genSum)} (busiest process ${f1(d.genMax)}), collab worker ${f1(d.worker)}, ` +
+    `cluster ${f1(d.cluster)}, baseline node ${f1(d.node)}, redis ${f1(d.redis)}, other ${f1(d.other)}; wall ${f1(d.wallS)} s`);
+  return r;
+}
+
+/* ------------------------------------------------------------ clients */
+let userSeq = 0;
+function sioConnect(t, name) {
+  userSeq++;
+  const token = makeToken(SECRET, { sub: `ab-${name}-${userSeq}`, name: `AB ${name} ${userSeq}` });
+  const s = io(t.url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true, perMessageDeflate: false });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${t.name} ${name}: connect timeout`)), 15000);
+    s.on('connect', () => { clearTimeout(timer); resolve(s); });
+    s.on('connect_error', (e) => { clearTimeout(timer); reject(new Error(`${t.name} ${name}: connect_error ${e.message} ${JSON.stringify(e.data)}`)); });
+  });
+}
+function ackTimed(sock, event, payload, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const t0 = hr();
+    sock.timeout(timeoutMs).emit(event, payload, (e, ack) => {
+      const t1 = hr();
+      if (e) reject(new Error(`${event}: ${e.message}`)); else resolve({ ack, ms: msBetween(t0, t1) });
+    });
+  });
+}
+async function joined(t, name, rid, mode = 'viewer') {
+  const s = await sioConnect(t, name);
+  const j = await ackTimed(s, 'presence:join', { resourceId: rid, mode });
+  must(j.ack.ok, `${t.name} ${name} join: ${JSON.stringify(j.ack).slice(0, 300)}`);
+  return s;
+}
+
+class Child {
+  constructor(script, envExtra) {
+    this.queue = [];
+    this.waiters = [];
+    this.proc = fork(path.join(HERE, script), [], { serialization: 'advanced', env: { ...process.env, ...envExtra } });
+    this.proc.on('message', (m) => {
+      if (m.cmd === 'error') {
+        this.failed = new Error(`${script}: ${m.message}`);
+        for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(this.failed); }
+        return;
+      }
+      const k = this.waiters.findIndex((w) => w.cmd === m.cmd);
+      if (k >= 0) { const [w] = this.waiters.splice(k, 1); clearTimeout(w.timer); w.resolve(m); } else this.queue.push(m);
+    });
+    this.proc.on('exit', (code) => {
+      kids.delete(this);
+      const e = new Error(`${script} exited (${code})`);
+      for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(e); }
+    });
+    kids.add(this);
+  }
+  next(cmd, timeoutMs = 60000) {
+    if (this.failed) return Promise.reject(this.failed);
+    const k = this.queue.findIndex((m) => m.cmd === cmd);
+    if (k >= 0) return Promise.resolve(this.queue.splice(k, 1)[0]);
+    return new Promise((resolve, reject) => {
+      const w = { cmd, resolve, reject };
+      w.timer = setTimeout(() => { this.waiters.splice(this.waiters.indexOf(w), 1); reject(new Error(`no '${cmd}' within ${timeoutMs} ms`)); }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+  call(msg, reply, timeoutMs) { const p = this.next(reply, timeoutMs); this.proc.send(msg); return p; }
+  kill() { kids.delete(this); this.proc.kill(); }
+}
+
+/* ------------------------------------------------------------ phases */
+const R = { phases: {} };
+
+/**
+ * Before measuring: the same lock scenario against both stacks must give the
+ * same outcomes (hierarchical conflicts both ways, siblings free, saves fenced,
+ * a document lock covering its tabs), so that both do the same work.
+ */
+async function checkEquivalence() {
+  const rid = 'document:s5';
+  const t1 = `${rid}/tab:1`;
+  const t2 = `${rid}/tab:2`;
+  const outcome = (x) => (x.ok ? `ok${x.role ? ':' + x.role : ''}` : x.error.code);
+  const seqs = {};
+  for (const n of Object.keys(T)) {
+    const A = await sioConnect(T[n], 'check-a');
+    const B = await sioConnect(T[n], 'check-b');
+    const e = async (s, ev, p) => outcome(await s.timeout(10000).emitWithAck(ev, p));
+    seqs[n] = [
+      await e(A, 'presence:join', { resourceId: t1, mode: 'editor' }),
+      await e(B, 'presence:join', { resourceId: rid, mode: 'editor' }),
+      await e(B, 'lock:acquire', { resourceId: rid }),
+      await e(B, 'presence:join', { resourceId: t2, mode: 'editor' }),
+      await e(A, 'lock:release', { resourceId: t1 }),
+      await e(A, 'presence:join', { resourceId: rid, mode: 'viewer' }),
+      await e(A, 'lock:acquire', { resourceId: rid }),
+      await e(B, 'doc:save', { resourceId: t2, content: 'b' }),
+      await e(A, 'doc:save', { resourceId: t1, content: 'a' }),
+      await e(B, 'lock:release', { resourceId: t2 }),
+      await e(A, 'lock:acquire', { resourceId: rid }),
+      await e(B, 'lock:acquire', { resourceId: t2 }),
+      await e(A, 'doc:save', { resourceId: t1, content: 'a' }),
+      await e(A, 'lock:release', { resourceId: rid }),
+    ];
+    A.close();
+    B.close();
+  }
+  const want = 'ok:editor ok:viewer LOCK_HELD ok:editor ok ok:viewer LOCK_HELD ok LOCK_NOT_HELD ok ok LOCK_HELD ok ok';
+  for (const n of Object.keys(T)) must(seqs[n].join(' ') === want, `${n} lock semantics: ${seqs[n].join(' ')}, expected ${want}`);
+  log(`both stacks agree on the lock scenario (${seqs.collab.length} steps)`);
+}
+
+/**
+ * Lock loops on one socket per stack, interleaved in blocks; returns acquire/release
+ * samples per stack.  With pgc, each block also runs collab.acquire/release
+ * through libpq on sqlRid (no worker involved): a control for machine drift.
+ */
+async function lockBlocks(socks, rid, iters, blocks, warm = 50, pgc = null, sqlRid = null) {
+  const out = { collab: { acquire: [], release: [] }, baseline: { acquire: [], release: [] }, sql: { acquire: [], release: [] } };
+  const per = Math.ceil(iters / blocks);
+  for (let b = -1; b < blocks; b++) {
+    if (pgc) {
+      for (let i = 0; i < (b < 0 ? warm : per); i++) {
+        let t0 = hr();
+        const a = await pgc.query("SELECT granted, token FROM collab.acquire($1, 'sql-user', 'SQL User', 'sql-conn')", [sqlRid]);
+        const ta = msBetween(t0, hr());
+        must(a.rows[0].granted, 'libpq acquire not granted');
+        t0 = hr();
+        await pgc.query('SELECT collab.release($1)', [a.rows[0].token]);
+        if (b >= 0) { out.sql.acquire.push(ta); out.sql.release.push(msBetween(t0, hr())); }
+      }
+    }
+    for (const name of ORDER[(b + 2) % 2]) {
+      const n = b < 0 ? warm : per;
+      for (let i = 0; i < n; i++) {
+        const a = await ackTimed(socks[name], 'lock:acquire', { resourceId: rid });
+        must(a.ack.ok, `${name} acquire: ${JSON.stringify(a.ack).slice(0, 300)}`);
+        const r = await ackTimed(socks[name], 'lock:release', { resourceId: rid });
+        must(r.ack.ok, `${name} release: ${JSON.stringify(r.ack).slice(0, 300)}`);
+        if (b >= 0) { out[name].acquire.push(a.ms); out[name].release.push(r.ms); }
+      }
+    }
+  }
+  return out;
+}
+
+async function phaseLock() {
+  log(`\n== lock: uncontended lock:acquire/lock:release round trips, ${LOCK_ITERS} per stack in ${BLOCKS} interleaved blocks`);
+  const socks = { collab: await joined(T.collab, 'lock', tab('lock')), baseline: await joined(T.baseline, 'lock', tab('lock')) };
+  const o = await measured('lock uncontended', () => lockBlocks(socks, tab('lock'), LOCK_ITERS, BLOCKS));
+  R.phases.lock = {};
+  for (const n of Object.keys(T)) {
+    R.phases.lock[n] = { acquire: summary(o[n].acquire), release: summary(o[n].release) };
+    log(`  ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.lock[n].acquire)}; release -> ack ${fmtS(R.phases.lock[n].release)}`);
+    socks[n].close();
+  }
+}
+
+function clinicalText(bytes, seed) {
+  const words = ('patient presented with acute abdominal pain laparoscopic appendectomy was performed under ' +
+    'general anesthesia the appendix inflamed without perforation hemostasis achieved irrigation trocar sites ' +
+    'closed with absorbable sutures estimated blood loss minimal no complications postoperative course').split(' ');
+  let x = (seed * 2654435761) % 4294967296;
+  let s = `[${seed}] `;
+  while (s.length < bytes) { x = (x * 1103515245 + 12345) % 2147483648; s += words[x % words.length] + ' '; }
+  return s.slice(0, bytes);
+}
+
+async function phaseSave() {
+  log(`\n== save: doc:save of ${CONTENT_BYTES} B with the lock held -> ack, ${SAVE_ITERS} per stack in ${BLOCKS} interleaved blocks`);
+  const socks = {};
+  const last = {};
+  for (const n of Object.keys(T)) {
+    const s = await sioConnect(T[n], 'save');
+    const j = await ackTimed(s, 'presence:join', { resourceId: tab('save'), mode: 'editor' });
+    must(j.ack.ok && j.ack.role === 'editor', `${n} save join: ${JSON.stringify(j.ack).slice(0, 300)}`);
+    socks[n] = s;
+    last[n] = 0;
+  }
+  const lat = { collab: [], baseline: [] };
+  const per = Math.ceil(SAVE_ITERS / BLOCKS);
+  let seq = 0;
+  await measured('save', async () => {
+    for (let b = -1; b < BLOCKS; b++) {
+      for (const n of ORDER[(b + 2) % 2]) {
+        for (let i = 0; i < (b < 0 ? 20 : per); i++) {
+          const r = await ackTimed(socks[n], 'doc:save', { resourceId: tab('save'), content: clinicalText(CONTENT_BYTES, seq++) });
+          must(r.ack.ok && r.ack.version > last[n], `${n} save: ${JSON.stringify(r.ack).slice(0, 300)}`);
+          last[n] = r.ack.version;
+          if (b >= 0) lat[n].push(r.ms);
+        }
+      }
+    }
+  });
+  R.phases.save = {};
+  for (const n of Object.keys(T)) {
+    R.phases.save[n] = summary(lat[n]);
+    log(`  ${n.padEnd(8)} doc:save -> ack ${fmtS(R.phases.save[n])}`);
+    socks[n].close();
+  }
+}
+
+async function phaseContend() {
+  log(`\n== contend: ${CONTEND_CLIENTS} clients on ${CONTEND_TABS} tabs looping acquire (release when granted), ` +
+    `2 blocks of ${CONTEND_SECS / 2} s per stack, interleaved`);
+  const socks = {};
+  for (const n of Object.keys(T)) {
+    socks[n] = [];
+    for (let i = 0; i < CONTEND_CLIENTS; i++) {
+      const rid = tab(`c${i % CONTEND_TABS}`);
+      socks[n].push({ s: await joined(T[n], `contend${i}`, rid), rid });
+    }
+  }
+  const acc = {};
+  for (const n of Object.keys(T)) acc[n] = { all: [], granted: 0, held: 0, other: {}, requests: 0, secs: 0 };
+  async function block(n, secs) {
+    let stop = false;
+    const a = acc[n];
+    const t0 = hr();
+    setTimeout(() => { stop = true; }, secs * 1000);
+    await Promise.all(socks[n].map(async ({ s, rid }) => {
+      while (!stop) {
+        const r = await ackTimed(s, 'lock:acquire', { resourceId: rid });
+        a.all.push(r.ms);
+        a.requests++;
+        if (r.ack.ok) {
+          a.granted++;
+          const x = await ackTimed(s, 'lock:release', { resourceId: rid });
+          must(x.ack.ok, `${n} contended release: ${JSON.stringify(x.ack)}`);
+          a.requests++;
+        } else if (r.ack.error && r.ack.error.code === 'LOCK_HELD') a.held++;
+        else { const c = r.ack.error ? r.ack.error.code : '?'; a.other[c] = (a.other[c] || 0) + 1; }
+      }
+    }));
+    a.secs += msBetween(t0, hr()) / 1000;
+  }
+  await measured('lock contended', async () => {
+    for (let b = 0; b < 2; b++) for (const n of ORDER[b]) await block(n, CONTEND_SECS / 2);
+  });
+  R.phases.contend = {};
+  for (const n of Object.keys(T)) {
+    const a = acc[n];
+    R.phases.contend[n] = { acquire: summary(a.all), granted: a.granted, held: a.held, other: a.other, rps: a.requests / a.secs, grantsPerSec: a.granted / a.secs };
+    log(`  ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.contend[n].acquire)}; granted ${a.granted}, LOCK_HELD ${a.held}, ` +
+      `other ${JSON.stringify(a.other)}; ${f1(R.phases.contend[n].rps)} requests/s, ${f1(R.phases.contend[n].grantsPerSec)} grants/s`);
+    for (const { s } of socks[n]) s.close();
+  }
+}
+
+async function presenceRound(ctx, round) {
+  const { members, joiner, rid, N } = ctx;
+  await Promise.all(members.map((c) => c.call({ cmd: 'arm', round, kind: 'joined', connId: joiner.id }, 'armed')));
+  let dones = Promise.allSettled(members.map((c) => c.next('done', 15000)));
+  const t0 = hr();
+  const ack = await ackTimed(joiner, 'presence:join', { resourceId: rid, mode: 'viewer' });
+  must(ack.ack.ok && ack.ack.users.length === N + 1, `${ctx.name} join ack: ${JSON.stringify(ack.ack).slice(0, 200)} (${ack.ack.users && ack.ack.users.length} users)`);
+  let got = await dones;
+  must(got.every((g) => g.status === 'fulfilled'), `${ctx.name} N=${N} round ${round}: not every member got presence:joined`);
+  const row = { ack: ack.ms, last: msBetween(t0, got.reduce((m, g) => (g.value.last > m ? g.value.last : m), 0n)) };
+  await Promise.all(members.map((c) => c.call({ cmd: 'arm', round, kind: 'left', connId: joiner.id }, 'armed')));
+  dones = Promise.allSettled(members.map((c) => c.next('done', 15000)));
+  const t1 = hr();
+  const l = await ackTimed(joiner, 'presence:leave', { resourceId: rid });
+  must(l.ack.ok, `${ctx.name} leave: ${JSON.stringify(l.ack)}`);
+  got = await dones;
+  must(got.every((g) => g.status === 'fulfilled'), `${ctx.name} N=${N} round ${round}: not every member got presence:left`);
+  row.leaveLast = msBetween(t1, got.reduce((m, g) => (g.value.last > m ? g.value.last : m), 0n));
+  return row;
+}
+
+async function phasePresence() {
+  const rid = tab('a');
+  log(`\n== presence: rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating`);
+  const ctx = {};
+  for (const n of Object.keys(T)) {
+    const members = Array.from({ length: PROCS }, (_, i) => new Child('../ws/members.mjs', {
+      COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
+    }));
+    await Promise.all(members.map((c) => c.next('ready', 20000)));
+    const joiner = await sioConnect(T[n], 'joiner');
+    ctx[n] = { name: n, members, joiner, rid };
+  }
+  R.phases.presence = {};
+  for (const N of SIZES) {
+    for (const n of Object.keys(T)) {
+      const tg = hr();
+      await Promise.all(ctx[n].members.map((c, i) => {
+        const share = Math.floor(N / PROCS) + (i < N % PROCS ? 1 : 0);
+        return c.call({ cmd: 'grow', total: share, resourceId: rid, concurrency: 20, offset: i * 1000000 }, 'grown', 300000);
+      }));
+      ctx[n].N = N;
+      log(`  ${n}: room of ${N} grown in ${f1(msBetween(tg, hr()) / 1000)} s`);
+    }
+    await sleep(500);
+    const rows = { collab: [], baseline: [] };
+    await measured(`presence N=${N}`, async () => {
+      for (let r = 0; r < WARMUP + ROUNDS; r++) {
+        for (const n of ORDER[r % 2]) {
+          const row = await presenceRound(ctx[n], r);
+          if (r >= WARMUP) rows[n].push(row);
+        }
+      }
+    });
+    R.phases.presence[N] = {};
+    for (const n of Object.keys(T)) {
+      const col = (k) => summary(rows[n].map((x) => x[k]));
+      R.phases.presence[N][n] = { last: col('last'), ack: col('ack'), leaveLast: col('leaveLast') };
+      log(`  N=${N} ${n.padEnd(8)} join -> LAST member ${fmtS(R.phases.presence[N][n].last)}; join -> ack p50 ${f2(R.phases.presence[N][n].ack.p50)}; ` +
+        `leave -> LAST p50 ${f2(R.phases.presence[N][n].leaveLast.p50)} p99 ${f2(R.phases.presence[N][n].leaveLast.p99)}`);
+    }
+  }
+  for (const n of Object.keys(T)) {
+    ctx[n].joiner.close();
+    for (const c of ctx[n].members) c.proc.send({ cmd: 'close' });
+  }
+  await sleep(1500);
+  for (const n of Object.keys(T)) for (const c of ctx[n].members) c.kill();
+}
+
+async function phaseIdle(pgc) {
+  log(`\n== idle: ${IDLE_CONNS} idle connections per stack (${IDLE_PROCS} raw-socket processes, at most ${IDLE_SECS} s of opening), one stack after the other`);
+  R.phases.idle = {};
+  let base = 10;
+  for (const n of Object.keys(T)) {
+    const t = T[n];
+    const u = new URL(t.url);
+    const srcs = Array.from({ length: 8 }, (_, i) => `127.0.0.${base + i}`);
+    base += 10;
+    const procs = Array.from({ length: IDLE_PROCS }, (_, i) => new Child('idle-conns.mjs', { AB_CHILD_NO: String(i), AB_JWT_SECRET: SECRET }));
+    await Promise.all(procs.map((c) => c.next('ready', 20000)));
+    await sleep(1000);
+    const pid = t.pid;
+    const rss0 = rssKiB(pid);
+    const a = await snap();
+    const tg = hr();
+    const res = await Promise.all(procs.map((c, i) => c.call({
+      cmd: 'open', host: u.hostname, port: Number(u.port), count: Math.floor(IDLE_CONNS / IDLE_PROCS) + (i < IDLE_CONNS % IDLE_PROCS ? 1 : 0),
+      offset: i * 1000000, srcs, concurrency: 200, deadlineMs: IDLE_SECS * 1000,
+    }, 'opened', IDLE_SECS * 1000 + 120000)));
+    const openS = msBetween(tg, hr()) / 1000;
+    const d = delta(a, await snap());
+    d.name = `idle: open ${IDLE_CONNS} (${n})`;
+    cpuRows.push(d);
+    await sleep(3000);   // settle: late frees, the last connects' side effects
+    const rss1 = rssKiB(pid);
+    const st = await Promise.all(procs.map((c) => c.call({ cmd: 'cpu' }, 'cpu')));
+    const ok = res.reduce((x, r) => x + r.ok, 0);
+    const alive = st.reduce((x, s) => x + s.alive, 0);
+    const failed = res.reduce((x, r) => x + r.failed, 0);
+    const errors = {};
+    for (const r of res) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] || 0) + v;
+    const genRssKiB = st.reduce((x, s) => x + s.rss, 0) / 1024;
+    // a request while they are all connected
+    let probe = null;
+    try {
+      const s = await joined(t, 'idle-probe', tab('lock'));
+      const lat = [];
+      for (let i = 0; i < 120; i++) {
+        const q = await ackTimed(s, 'lock:acquire', { resourceId: tab('lock') });
+        must(q.ack.ok, `${n} idle probe acquire: ${JSON.stringify(q.ack).slice(0, 200)}`);
+        await ackTimed(s, 'lock:release', { resourceId: tab('lock') });
+        if (i >= 20) lat.push(q.ms);
+      }
+      probe = summary(lat);
+      s.close();
+    } catch (e) { probe = { error: String(e.message) }; }
+    const perConnKiB = alive > 0 ? (rss1 - rss0) / alive : NaN;
+    R.phases.idle[n] = { asked: IDLE_CONNS, ok, alive, failed, errors, openS, rss0KiB: rss0, rss1KiB: rss1, perConnKiB, genRssKiB, cpu: d, probe };
+    log(`  ${n.padEnd(8)} ${ok} connected (${failed} failed ${JSON.stringify(errors)}), ${alive} still open after 3 s; ` +
+      `opened in ${f1(openS)} s (${f1(ok / openS)}/s); RSS ${rss0} -> ${rss1} KiB = ${f2(perConnKiB)} KiB per connection; ` +
+      `generator RSS ${f1(genRssKiB / 1024)} MiB; lock probe ${probe.error || fmtS(probe)}`);
+    log(`    cpu while opening (% of one core): generator ${f1(d.genSum)} (busiest ${f1(d.genMax)}), collab worker ${f1(d.worker)}, cluster ${f1(d.cluster)}, ` +
+      `baseline node ${f1(d.node)}, redis ${f1(d.redis)}`);
+    await Promise.all(procs.map((c) => c.call({ cmd: 'close' }, 'closed', 120000)));
+    for (const c of procs) c.kill();
+    // the next stack's turn starts once this one has let go of them (collab: its connection rows)
+    const tw = hr();
+    while (msBetween(tw, hr()) < 60000) {
+      await sleep(1000);
+      if (n !== 'collab' || Number((await pgc.query('SELECT count(*) FROM collab.ws_connections')).rows[0].count) < 10) break;
+    }
+    await sleep(1000);
+  }
+}
+
+async function loadBig(pgc, bpg, redis, rows) {
+  const docs = rows / 10;
+  const t0 = hr();
+  // collab: documents 1..docs with 9 tabs each, 1% of the tabs held (as in test/bench/run.sh)
+  const collabLoad = (async () => {
+    await pgc.query(`INSERT INTO collab.resources (id, parent_id, kind, title)
+      SELECT 'document:' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, ${docs}) d`);
+    await pgc.query(`INSERT INTO collab.resources (id, parent_id, kind, title)
+      SELECT 'document:' || d || '/tab:' || t, 'document:' || d, 'tab', NULL FROM generate_series(1, ${docs}) d, generate_series(1, 9) t`);
+    await pgc.query(`INSERT INTO collab.leases (resource_id, token, user_id, username, holder_id, acquired_at, renewed_at, expires_at)
+      SELECT 'document:' || d || '/tab:9', nextval('collab.fencing_token_seq'), 'holder-' || d % 500, 'Dr. Holder ' || d % 500,
+             'conn-h' || d, now(), now(), now() + interval '1 day' FROM generate_series(1, ${docs}) d WHERE d % 10 = 0`);
+    await pgc.query('VACUUM ANALYZE collab.resources');
+    await pgc.query('VACUUM ANALYZE collab.leases');
+  })();
+  const baseLoad = (async () => {
+    await bpg.query(`INSERT INTO resources (id, parent_id, kind, title)
+      SELECT 'document:' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, ${docs}) d`);
+    await bpg.query(`INSERT INTO resources (id, parent_id, kind, title)
+      SELECT 'document:' || d || '/tab:' || t, 'document:' || d, 'tab', NULL FROM generate_series(1, ${docs}) d, generate_series(1, 9) t`);
+    await bpg.query('VACUUM ANALYZE resources');
+    // the same 1% of the tabs held in Redis, with their parents' descendant sets
+    const until = Date.now() + 86400000;
+    for (let d = 10; d <= docs; d += 10000) {
+      const p = redis.pipeline();
+      for (let k = d; k < d + 10000 && k <= docs; k += 10) {
+        p.set(`lk:document:${k}/tab:9`, `${k}\tholder-${k % 500}\tDr. Holder ${k % 500}\tconn-h${k}\t${Date.now()}`, 'PX', 86400000);
+        p.zadd(`dz:document:${k}`, until, `document:${k}/tab:9`);
+      }
+      await p.exec();
+    }
+  })();
+  await Promise.all([collabLoad, baseLoad]);
+  return msBetween(t0, hr()) / 1000;
+}
+
+/** Waits (at most maxMs) until the kernel holds < 32 MiB of dirty or writeback pages; returns the MiB left. */
+async function settleWriteback(maxMs) {
+  const t0 = hr();
+  const mib = () => {
+    const m = fs.readFileSync('/proc/meminfo', 'utf8');
+    const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(m) || [0, 0])[1]);
+    return Math.round((kb('Dirty') + kb('Writeback')) / 1024);
+  };
+  while (mib() >= 32 && msBetween(t0, hr()) < maxMs) await sleep(500);
+  await sleep(1000);
+  return mib();
+}
+
+async function phaseGrowth(pgc) {
+  log(`\n== growth: lock round trip with ~10^3 resource rows, then with ${BIG_ROWS} more (${GROWTH_ITERS} per stack per size)`);
+  const bpg = new pg.Client({ database: 'baseline' });
+  await bpg.connect();
+  const redis = new Redis({ host: '127.0.0.1', port: Number(env('REDIS_PORT')) });
+  R.phases.growth = {};
+  const count = async () => ({
+    collab: Number((await pgc.query('SELECT count(*) FROM collab.resources')).rows[0].count),
+    baseline: Number((await bpg.query('SELECT count(*) FROM resources')).rows[0].count),
+    redisKeys: await redis.dbsize(),
+  });
+  for (const size of ['small', 'big']) {
+    if (size === 'big') {
+      const s = await measured('growth: loading', () => loadBig(pgc, bpg, redis, BIG_ROWS));
+      log(`  loaded ${BIG_ROWS} rows into each stack in ${f1(s)} s`);
+    }
+    // the same start for both sizes: a checkpoint, and the kernel done writing it back
+    await pgc.query('CHECKPOINT');
+    const dirty = await settleWriteback(30000);
+    log(`  ${size}: checkpoint done, ${dirty} MiB dirty or under writeback`);
+    const rows = await count();
+    const socks = { collab: await joined(T.collab, `growth-${size}`, tab('lock')), baseline: await joined(T.baseline, `growth-${size}`, tab('lock')) };
+    const o = await measured(`growth ${size}`, () => lockBlocks(socks, tab('lock'), GROWTH_ITERS, BLOCKS, 30, pgc, tab('c9')));
+    R.phases.growth[size] = { rows, sql: summary(o.sql.acquire) };
+    log(`  ${size} (${rows.collab} rows) libpq collab.acquire (control, no worker) ${fmtS(R.phases.growth[size].sql)}`);
+    for (const n of Object.keys(T)) {
+      R.phases.growth[size][n] = summary(o[n].acquire);
+      socks[n].close();
+      log(`  ${size} (${n === 'collab' ? rows.collab : rows.baseline} rows) ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.growth[size][n])}`);
+    }
+  }
+  await bpg.end();
+  redis.disconnect();
+}
+
+/* ------------------------------------------------------------ report */
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
+const fr = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '—');
+const pf = (ok) => (ok === null ? 'n/a' : ok ? '**PASS**' : '**MISS**');
+
+function report(meta) {
+  const P = R.phases;
+  const L = [];
+  const targets = [];
+  L.push('# collab vs. Node socket.io + Redis + PostgreSQL: A/B benchmark', '');
+  L.push(`${meta.date}; ${meta.machine}; ${meta.versions}; ${meta.build}. Both stacks on the same machine, driven by the same load generator, ` +
+    `interleaved in blocks; percentiles are nearest-rank; total ${f1(meta.totalS)} s.`, '');
+  L.push('| scenario | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|');
+  const row = (name, a, b) => L.push(`| ${name} | ${f2(a.p50)} | ${f2(a.p99)} | ${f2(b.p50)} | ${f2(b.p99)} | ${fr(ratio(a.p50, b.p50))} | ${fr(ratio(a.p99, b.p99))} |`);
+  if (P.presence) {
+    for (const N of Object.keys(P.presence).map(Number).sort((x, y) => x - y)) {
+      row(`presence fan-out, ${N} clients: join → LAST member's \`presence:joined\``, P.presence[N].collab.last, P.presence[N].baseline.last);
+    }
+    for (const N of Object.keys(P.presence).map(Number).sort((x, y) => x - y)) {
+      row(`presence, ${N} clients: join → joiner's ack (lists ${N + 1} users)`, P.presence[N].collab.ack, P.presence[N].baseline.ack);
+    }
+  }
+  if (P.lock) {
+    row('lock uncontended: `lock:acquire` → ack', P.lock.collab.acquire, P.lock.baseline.acquire);
+    row('lock uncontended: `lock:release` → ack', P.lock.collab.release, P.lock.baseline.release);
+  }
+  if (P.contend) row(`lock contended (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs): \`lock:acquire\` → ack`, P.contend.collab.acquire, P.contend.baseline.acquire);
+  if (P.save) row(`save: \`doc:save\` (${CONTENT_BYTES} B, lock held) → ack`, P.save.collab, P.save.baseline);
+  if (P.growth) {
+    for (const size of ['small', 'big']) {
+      const g = P.growth[size];
+      if (g) row(`lock uncontended, ${g.rows.collab} / ${g.rows.baseline} resource rows: \`lock:acquire\` → ack`, g.collab, g.baseline);
+    }
+    for (const size of ['small', 'big']) {
+      const g = P.growth[size];
+      if (g) L.push(`| control: \`collab.acquire\` through libpq (no worker), ${g.rows.collab} rows, same blocks | ${f2(g.sql.p50)} | ${f2(g.sql.p99)} | | | | |`);
+    }
+  }
+  if (P.contend) {
+    const c = P.contend;
+    L.push('', `Contended locks, throughput: collab ${f1(c.collab.rps)} requests/s (${f1(c.collab.grantsPerSec)} grants/s, ${c.collab.granted} granted, ${c.collab.held} LOCK_HELD), ` +
+      `baseline ${f1(c.baseline.rps)} requests/s (${f1(c.baseline.grantsPerSec)} grants/s, ${c.baseline.granted} granted, ${c.baseline.held} LOCK_HELD); ratio ${fr(ratio(c.collab.rps, c.baseline.rps))}.`);
+  }
+  if (P.idle) {
+    L.push('', `Idle connections: opened for at most ${IDLE_SECS} s per stack; "held" = still open 3 s after the last one connected.`,
+      '', '| idle connections | asked | attempted | held | failed | opened per s | server RSS before → after, MiB | KiB per connection | lock:acquire p50 / p99 ms with them open | load generator RSS, MiB |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const n of Object.keys(T)) {
+      const i = P.idle[n];
+      if (!i) continue;
+      L.push(`| ${n} ${n === 'collab' ? '(worker process)' : '(node process)'} | ${i.asked} | ${i.ok + i.failed} | ${i.alive} | ${i.failed}${i.failed ? ` (${Object.entries(i.errors).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''} | ` +
+        `${f1(i.ok / i.openS)} | ${f1(i.rss0KiB / 1024)} → ${f1(i.rss1KiB / 1024)} | ${f2(i.perConnKiB)} | ${i.probe && i.probe.error ? i.probe.error : `${f2(i.probe.p50)} / ${f2(i.probe.p99)}`} | ${f1(i.genRssKiB / 1024)} |`);
+    }
+  }
+  // targets
+  const tgt = (what, ok, detail) => targets.push(`| ${what} | ${detail} | ${pf(ok)} |`);
+  const p1000 = P.presence && P.presence[1000];
+  if (p1000) {
+    const a = p1000.collab.last.p99; const b = p1000.baseline.last.p99;
+    tgt('fan-out p99, 1000 clients ≤ 20 ms', a <= 20, `${f2(a)} ms`);
+    tgt('fan-out p99, 1000 clients ≤ 0.5x baseline', ratio(a, b) <= 0.5, `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}`);
+  }
+  if (P.lock) {
+    const a = P.lock.collab.acquire.p99; const b = P.lock.baseline.acquire.p99;
+    tgt('lock round trip p99 ≤ 2 ms', a <= 2, `${f2(a)} ms`);
+    tgt('lock round trip p99 ≤ 1.0x baseline', ratio(a, b) <= 1, `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}`);
+  }
+  if (P.idle && P.idle.collab) {
+    const c = P.idle.collab; const b = P.idle.baseline;
+    const lim = Number(env('AB_NOFILE', 0));
+    tgt('≥ 50,000 idle connections on one worker', c.alive >= 50000 ? true : (lim && lim < 51000 && c.alive === c.asked ? null : false),
+      `${c.alive} of ${c.asked} held` + (lim && lim < 51000 ? ` (not measurable here: the open-files limit of every process is ${lim} and cannot be raised without CAP_SYS_RESOURCE)` : ''));
+    tgt('≤ 16 KiB per idle connection', c.perConnKiB <= 16, `${f2(c.perConnKiB)} KiB`);
+    if (b) tgt('≤ 0.5x baseline memory per connection', ratio(c.perConnKiB, b.perConnKiB) <= 0.5, `${f2(c.perConnKiB)} / ${f2(b.perConnKiB)} KiB = ${fr(ratio(c.perConnKiB, b.perConnKiB))}`);
+  }
+  if (P.growth && P.growth.big) {
+    const r50 = ratio(P.growth.big.collab.p50, P.growth.small.collab.p50);
+    const r99 = ratio(P.growth.big.collab.p99, P.growth.small.collab.p99);
+    tgt('lock round trip flat (±20%) from 10^3 to 10^6 rows (p50)', r50 >= 0.8 && r50 <= 1.2, `p50 ${fr(r50)}, p99 ${fr(r99)}; baseline p50 ${fr(ratio(P.growth.big.baseline.p50, P.growth.small.baseline.p50))}; ` +
+      `libpq control p50 ${fr(ratio(P.growth.big.sql.p50, P.growth.small.sql.p50))}`);
+  }
+  if (targets.length) L.push('', '| target (collab) | measured | verdict |', '|---|---|---|', ...targets);
+  L.push('', '| phase (CPU, % of one core) | wall s | load generator, sum | busiest generator process | collab worker | whole PostgreSQL cluster | baseline node | redis | other processes |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const d of cpuRows) {
+    L.push(`| ${d.name} | ${f1(d.wallS)} | ${f1(d.genSum)} | ${f1(d.genMax)} | ${f1(d.worker)} | ${f1(d.cluster)} | ${f1(d.node)} | ${f1(d.redis)} | ${f1(d.other)} |`);
+  }
+  L.push('', 'The PostgreSQL cluster column includes the collab worker and the baseline\'s pool backends (database `baseline`).');
+  return { md: L.join('\n') + '\n', targets };
+}
+
+/* ------------------------------------------------------------ main */
+async function main() {
+  const tStart = hr();
+  const pgc = new pg.Client({ database: 'postgres', application_name: 'ab loadgen' });
+  await pgc.connect();
+  const w = await pgc.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'");
+  must(w.rows.length === 1, `expected one collab worker, found ${w.rows.length}`);
+  T.collab.pid = w.rows[0].pid;
+  postmasterPid = Number(fs.readFileSync(`/proc/${T.collab.pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  log(`collab worker pid ${T.collab.pid} (${T.collab.url}); baseline node pid ${T.baseline.pid} (${T.baseline.url}); redis pid ${REDIS_PID}`);
+  await checkEquivalence();
+  for (const ph of PHASES) {
+    if (ph === 'lock') await phaseLock();
+    else if (ph === 'save') await phaseSave();
+    else if (ph === 'contend') await phaseContend();
+    else if (ph === 'presence') await phasePresence();
+    else if (ph === 'idle') await phaseIdle(pgc);
+    else if (ph === 'growth') await phaseGrowth(pgc);
+    else if (ph === 'check') { /* the equivalence check alone */ }
+    else throw new Error('unknown phase ' + ph);
+  }
+  await pgc.end();
+  const meta = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: env('AB_MACHINE', `${os.cpus().length} cores`),
+    versions: env('AB_VERSIONS', `Node ${process.version}`), build: env('AB_BUILD', ''), totalS: msBetween(tStart, hr()) / 1000,
+  };
+  R.meta = meta;
+  R.cpu = cpuRows;
+  const { md } = report(meta);
+  log('\n' + md);
+  const dir = env('AB_OUT_DIR');
+  if (dir) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'ab.md'), md);
+    fs.writeFileSync(path.join(dir, 'ab.json'), JSON.stringify(R, null, 2));
+    if (R.phases.presence) {
+      const lines = ['# N collab_p50 collab_p99 baseline_p50 baseline_p99 (ms, join -> last member)'];
+      for (const N of Object.keys(R.phases.presence).map(Number).sort((x, y) => x - y)) {
+        const p = R.phases.presence[N];
+        lines.push(`${N} ${p.collab.last.p50} ${p.collab.last.p99} ${p.baseline.last.p50} ${p.baseline.last.p99}`);
+      }
+      fs.writeFileSync(path.join(dir, 'fanout.dat'), lines.join('\n') + '\n');
+    }
+    log(`written to ${dir}/ab.md, ab.json, fanout.dat`);
+  }
+  for (const c of [...kids]) c.kill();
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error('ab: failed:', (e && e.stack) || e);
+  for (const c of [...kids]) c.kill();
+  process.exit(1);
+});

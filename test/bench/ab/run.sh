@@ -1,0 +1,213 @@
+#!/bin/bash
+# A/B benchmark: the collab worker against the reference Node stack
+# (test/bench/baseline: socket.io 4 + Redis locks + PostgreSQL saves), every
+# scenario against both in one run, interleaved.  Starts everything itself on
+# free loopback ports: one throwaway PostgreSQL cluster (database `postgres`
+# served by the worker, database `baseline` for the reference stack), a
+# redis-server without persistence, the baseline's node process; stops and
+# removes them all on exit.  Writes test/bench/results/ab.md (and ab.json,
+# fanout.dat, fanout.png).
+#
+#   bash test/bench/ab/run.sh
+#
+# Prints PASS/MISS against the targets and exits 0 whatever they are; it exits
+# non-zero only when the benchmark could not run.  Knobs (environment): see
+# ab.mjs (AB_PHASES, AB_SIZES, AB_ROUNDS, AB_LOCK_ITERS, AB_SAVE_ITERS,
+# AB_IDLE_CONNS, AB_BIG_ROWS, ...); AB_QUIET_WAIT=30 seconds to wait for a
+# quiet machine first; AB_KEEP=1 leaves everything running (and says how to reach it).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+ROOT=$(pwd)
+TEST_DIR=$ROOT/test
+HERE=$TEST_DIR/bench/ab
+RESULTS=${AB_OUT_DIR:-$TEST_DIR/bench/results}
+
+die() { echo "bench ab: $*" >&2; exit 1; }
+
+for m in socket.io socket.io-client ws pg ioredis; do
+	[ -d "$TEST_DIR/node_modules/$m" ] && continue
+	(cd "$TEST_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null) || die "npm install failed"
+	break
+done
+command -v redis-server >/dev/null || die "redis-server is missing (bash scripts/deps.sh)"
+
+# Tens of thousands of idle connections: one descriptor each in the load
+# generator and in the server under test.  Raise the hard limit (root) too.
+want=${AB_NOFILE:-400000}
+ulimit -Hn "$want" 2>/dev/null || true
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want=$hard
+ulimit -n "$want"
+# Without CAP_SYS_RESOURCE (containers) the hard limit cannot be raised: one
+# server process then holds at most that many connections, and the idle
+# phase asks for what fits (the report says so).
+nofile=$(ulimit -n)
+[ "$nofile" = unlimited ] && nofile=1048576
+idle=${AB_IDLE_CONNS:-50000}
+if [ "$idle" -gt $((nofile - 1000)) ]; then
+	echo "bench ab: the descriptor limit is $nofile and cannot be raised here: $((nofile - 1000)) idle connections instead of $idle" >&2
+	idle=$((nofile - 1000))
+fi
+export AB_IDLE_CONNS=$idle AB_NOFILE=$nofile
+
+# A few milliseconds mean nothing while something else keeps the cores busy.
+busy_pct() {
+	local a b a1 a2 a3 a4 a5 a6 a7 a8 b1 b2 b3 b4 b5 b6 b7 b8
+	read -r _ a1 a2 a3 a4 a5 a6 a7 a8 _ </proc/stat
+	sleep 1
+	read -r _ b1 b2 b3 b4 b5 b6 b7 b8 _ </proc/stat
+	a=$((a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8)); b=$((b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8))
+	echo $((100 - 100 * ((b4 + b5) - (a4 + a5)) / (b - a)))
+}
+quiet_wait=${AB_QUIET_WAIT:-30}
+waited=0 quiet=0 load=0
+while [ "$waited" -lt "$quiet_wait" ]; do
+	load=$(busy_pct)
+	waited=$((waited + 1))
+	if [ "$load" -le 15 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+	[ "$quiet" -ge 3 ] && break
+	[ $((waited % 15)) -eq 0 ] && echo "bench ab: waiting for a quiet machine (load ${load}% of all cores)"
+done
+busy_note=""
+if [ "$quiet_wait" -gt 0 ] && [ "$quiet" -lt 3 ]; then
+	busy_note="the machine stayed busy (${load}% of all cores) before the run: figures are disturbed"
+	echo "bench ab: WARNING: $busy_note" >&2
+fi
+
+WORK=$(mktemp -d /tmp/collab-bench-ab.XXXXXX)
+chmod 755 "$WORK"
+CLUSTER=$WORK/cluster
+REDIS_PID="" NODE_PID=""
+cleanup() {
+	if [ -n "${AB_KEEP:-}" ]; then
+		echo "bench ab: kept $WORK: PGHOST=$CLUSTER PGPORT=${PGPORT:-} collab ${COLLAB_WS_URL:-} baseline ${BASELINE_URL:-} (node $NODE_PID, redis $REDIS_PID)"
+		return
+	fi
+	[ -z "$NODE_PID" ] || kill "$NODE_PID" 2>/dev/null || true
+	[ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true
+	bash "$ROOT/scripts/cluster.sh" destroy "$CLUSTER" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
+		print $s->sockport, "\n";'
+}
+WS_PORT=$(free_port)
+BASE_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+SECRET="bench-ab-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+
+conf=(
+	"collab.database = 'postgres'"
+	"collab.port = $WS_PORT"
+	"collab.listen_addresses = '127.0.0.1'"
+	"collab.jwt_secret = '$SECRET'"
+	"collab.rate_limit = 0"
+	"collab.max_connections = $((idle + 500))"
+	"collab.ping_interval = '25s'"
+	"shared_buffers = '256MB'"
+	"max_wal_size = '4GB'"
+	"checkpoint_timeout = '30min'"
+)
+if [ -n "${AB_CONF:-}" ]; then
+	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$AB_CONF"
+fi
+# cluster.sh starts pg_ctl through runuser, whose PAM session resets the
+# descriptor limit to 1024: run it as postgres with setpriv, which keeps ours.
+mkdir -p "$CLUSTER"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chown postgres: "$CLUSTER"
+	setpriv --reuid=postgres --regid=postgres --init-groups \
+		bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
+else
+	bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
+fi
+export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
+
+# Both stacks get the same rows: document:bench with its tabs, and 99 more
+# documents of 9 tabs (about 10^3 rows in all).
+TABS="ARRAY['a', 'lock', 'save', 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']"
+psql -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null || die "could not set up the extension"
+CREATE EXTENSION collab;
+SELECT collab.create_document('bench', 'A/B benchmark', $TABS);
+INSERT INTO collab.resources (id, parent_id, kind, title)
+SELECT 'document:s' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, 99) d;
+INSERT INTO collab.resources (id, parent_id, kind, title)
+SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;
+CREATE DATABASE baseline;
+SQL
+psql -X -q -v ON_ERROR_STOP=1 -d baseline <<SQL >/dev/null || die "could not set up the baseline database"
+CREATE TABLE resources (
+	id			text COLLATE "C" PRIMARY KEY,
+	parent_id	text COLLATE "C" REFERENCES resources (id) ON DELETE CASCADE,
+	kind		text NOT NULL,
+	title		text,
+	content		text NOT NULL DEFAULT '',
+	version		bigint NOT NULL DEFAULT 0,
+	saved_by	text,
+	saved_by_name text,
+	saved_at	timestamptz,
+	created_at	timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON resources (parent_id);
+INSERT INTO resources (id, parent_id, kind, title) VALUES ('document:bench', NULL, 'document', 'A/B benchmark');
+INSERT INTO resources (id, parent_id, kind, title)
+SELECT 'document:bench/tab:' || t, 'document:bench', 'tab', t FROM unnest($TABS) t;
+INSERT INTO resources (id, parent_id, kind, title)
+SELECT 'document:s' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, 99) d;
+INSERT INTO resources (id, parent_id, kind, title)
+SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;
+VACUUM ANALYZE resources;
+SQL
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+	--maxclients 10000 --logfile "$WORK/redis.log" --dir "$WORK" &
+REDIS_PID=$!
+for _ in $(seq 1 50); do
+	redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+	sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" ping | grep -q PONG || die "redis-server did not start"
+
+BASELINE_PORT=$BASE_PORT REDIS_PORT=$REDIS_PORT BASELINE_JWT_SECRET=$SECRET PGDATABASE=baseline \
+	node --max-old-space-size=8192 "$TEST_DIR/bench/baseline/server.mjs" >"$WORK/baseline.log" 2>&1 &
+NODE_PID=$!
+
+for _ in $(seq 1 100); do
+	if grep -q '^listening' "$WORK/baseline.log" && (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then break; fi
+	sleep 0.1
+done
+grep -q '^listening' "$WORK/baseline.log" || { cat "$WORK/baseline.log" >&2; die "the baseline server did not start"; }
+wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
+[ -n "$wpid" ] || { tail -30 "$CLUSTER/server.log" >&2; die "the collab worker is not running"; }
+echo "bench ab: collab worker pid $wpid on 127.0.0.1:$WS_PORT (open files $(awk '/^Max open files/ { print $4 }' "/proc/$wpid/limits")), " \
+	"baseline node pid $NODE_PID on 127.0.0.1:$BASE_PORT, redis pid $REDIS_PID on $REDIS_PORT"
+
+so="$(pg_config --pkglibdir)/collab.so"
+mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+export AB_MACHINE="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $mem RAM, Linux $(uname -r)"
+export AB_VERSIONS="PostgreSQL $(psql -X -At -c 'SHOW server_version' | cut -d' ' -f1), Node $(node --version), $(redis-server --version | awk '{ print $1, $3 }' | tr -d 'v='), socket.io $(node -p "require('$TEST_DIR/node_modules/socket.io/package.json').version")"
+export AB_BUILD="collab.so $(md5sum "$so" | cut -c1-10) built $(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${busy_note:+; $busy_note}"
+export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" BASELINE_URL="http://127.0.0.1:$BASE_PORT" AB_JWT_SECRET=$SECRET
+export BASELINE_PID=$NODE_PID REDIS_PID REDIS_PORT AB_OUT_DIR=$RESULTS
+
+status=0
+node "$HERE/ab.mjs" || status=$?
+if [ $status -ne 0 ]; then
+	echo "--- collab server log (last 30 lines)"; tail -30 "$CLUSTER/server.log" || true
+	echo "--- baseline log (last 30 lines)"; tail -30 "$WORK/baseline.log" || true
+	die "the load generator failed ($status)"
+fi
+if [ -s "$RESULTS/fanout.dat" ] && command -v gnuplot >/dev/null; then
+	gnuplot -e "datafile='$RESULTS/fanout.dat'; outfile='$RESULTS/fanout.png'" "$HERE/fanout.gp" &&
+		echo "bench ab: plot $RESULTS/fanout.png"
+fi
+errors=$(grep -cE 'ERROR|FATAL|PANIC' "$CLUSTER/server.log" || true)
+[ "$errors" = 0 ] || { echo "bench ab: $errors ERROR/FATAL lines in the PostgreSQL log:"; grep -E 'ERROR|FATAL|PANIC' "$CLUSTER/server.log" | head -5; }
+[ ! -s "$WORK/baseline.log" ] || [ "$(grep -vc '^listening' "$WORK/baseline.log")" = 0 ] ||
+	{ echo "bench ab: the baseline logged:"; grep -v '^listening' "$WORK/baseline.log" | head -5; }
+exit 0
