@@ -822,13 +822,6 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 		ws_close_after_flush(conn, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
 		return 0;
 	}
-	if (conn->rx.data == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
-
-		initStringInfo(&conn->rx);
-		MemoryContextSwitchTo(old);
-	}
 	if ((size_t) conn->rx.len + len > (size_t) collab_max_message_size)
 	{
 		ws_send_error(conn, SIO_NO_ACK, "PAYLOAD_TOO_LARGE",
@@ -837,22 +830,33 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 		ws_close_after_flush(conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
 		return 0;
 	}
+
+	/*
+	 * Most messages arrive whole in one callback: parse them where lws put
+	 * them.  Only a message in pieces is assembled, in a buffer given back
+	 * once it is handled, so that an idle connection holds no buffer at all.
+	 */
+	if (complete && conn->rx.data == NULL)
+	{
+		collab_metrics.messages_in++;
+		handle_message(conn, in, len);
+		return 0;
+	}
+	if (conn->rx.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+
+		initStringInfo(&conn->rx);
+		MemoryContextSwitchTo(old);
+	}
 	appendBinaryStringInfo(&conn->rx, in, len);
 	if (!complete)
 		return 0;
 	collab_metrics.messages_in++;
 	handle_message(conn, conn->rx.data, conn->rx.len);
-	/*
-	 * Keep a small buffer, give back a large one: ten thousand idle clients
-	 * that each once sent a big save must not keep that memory.
-	 */
-	if (conn->rx.maxlen > 8 * 1024)
-	{
-		pfree(conn->rx.data);
-		conn->rx.data = NULL;
-	}
-	else
-		resetStringInfo(&conn->rx);
+	pfree(conn->rx.data);
+	conn->rx.data = NULL;
+	conn->rx.len = 0;
 	return 0;
 }
 
@@ -1048,8 +1052,13 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	return rc;
 }
 
+/*
+ * lws gives every connection a receive buffer of rx_buffer_size: small, so
+ * that idle connections stay cheap; longer messages arrive in pieces and are
+ * assembled in conn->rx.
+ */
 static struct lws_protocols protocols[] = {
-	{"collab", ws_callback, sizeof(Conn *), 4096, 0, NULL, 0},
+	{"collab", ws_callback, sizeof(Conn *), 512, 0, NULL, 0},
 	{"collab-fd", NULL, 0, 0, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
