@@ -28,7 +28,7 @@ PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
 REGRESS = resource_id documents locks saves events privileges
 REGRESS_OPTS = --inputdir=test --load-extension=collab
-ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config

@@ -50,6 +50,8 @@ CREATE FUNCTION collab._next_token() RETURNS bigint
 	AS 'MODULE_PATHNAME', 'collab_next_token' LANGUAGE C;
 CREATE FUNCTION collab._lock_path(resource_id text) RETURNS void
 	AS 'MODULE_PATHNAME', 'collab_lock_path' LANGUAGE C STRICT;
+CREATE FUNCTION collab._try_lock_path(resource_id text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'collab_try_lock_path' LANGUAGE C STRICT;
 CREATE FUNCTION collab._publish(event text) RETURNS void
 	AS 'MODULE_PATHNAME', 'collab_publish' LANGUAGE C STRICT;
 CREATE FUNCTION collab.pending_events() RETURNS SETOF text
@@ -308,7 +310,11 @@ CREATE FUNCTION collab.acquire(
 	OUT holder_user_id text, OUT holder_username text, OUT holder_id text,
 	OUT holder_resource_id text, OUT acquired_at timestamptz, OUT expires_at timestamptz,
 	OUT renewed boolean)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- a custom plan of the path query per call costs more than the call itself
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
 	v_holder text := coalesce(p_holder_id, p_user_id);
 	v_now timestamptz;
@@ -316,10 +322,19 @@ DECLARE
 	v_mine collab.leases;
 	l collab.leases;
 BEGIN
-	PERFORM collab._require_read_committed();
-	PERFORM collab._check_user(p_user_id, p_username);
-	PERFORM collab._check_identity('holder_id', v_holder);
-	PERFORM collab._check_resource(p_resource_id);
+	-- the common case in one expression each; the helpers name what is wrong
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		PERFORM collab._require_read_committed();
+	END IF;
+	IF p_user_id IS NULL OR p_user_id = '' OR octet_length(p_user_id) > 256 OR p_user_id ~ '[[:cntrl:]]'
+	   OR p_username IS NULL OR p_username = '' OR octet_length(p_username) > 256 OR p_username ~ '[[:cntrl:]]'
+	   OR v_holder = '' OR octet_length(v_holder) > 256 OR v_holder ~ '[[:cntrl:]]' THEN
+		PERFORM collab._check_user(p_user_id, p_username);
+		PERFORM collab._check_identity('holder_id', v_holder);
+	END IF;
+	IF NOT EXISTS (SELECT FROM collab.resources r WHERE r.id = p_resource_id) THEN
+		PERFORM collab._check_resource(p_resource_id);
+	END IF;
 	PERFORM collab._lock_path(p_resource_id);
 
 	resource_id := p_resource_id;
@@ -444,7 +459,9 @@ BEGIN
 		'holderId', l.holder_id,
 		'reason', CASE WHEN p_action = 'force_release' THEN 'forced' ELSE p_reason END,
 		'releasedAt', collab._ts(clock_timestamp()))::text);
-	PERFORM collab._hand_off(l.resource_id);
+	IF EXISTS (SELECT FROM collab.ws_lock_requests q WHERE q.resource_id = l.resource_id) THEN
+		PERFORM collab._hand_off(l.resource_id);
+	END IF;
 END
 $$;
 
@@ -480,7 +497,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
 BEGIN
-	PERFORM collab._require_read_committed();
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		PERFORM collab._require_read_committed();
+	END IF;
 	IF p_reason IS NULL OR p_reason NOT IN ('released', 'left', 'disconnected') THEN
 		PERFORM collab._raise('BAD_REQUEST', 'reason must be one of released, left, disconnected',
 			NULL, 'Administrators use collab.force_release() to take a lock away.');
@@ -560,15 +579,21 @@ RETURNS SETOF record
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
+	v_token bigint;
+	v_resource_id text;
 BEGIN
 	PERFORM collab._require_read_committed();
-	FOR l IN
-		SELECT * FROM collab.leases c WHERE c.expires_at <= clock_timestamp()
+	FOR v_token, v_resource_id IN
+		SELECT c.token, c.resource_id FROM collab.leases c WHERE c.expires_at <= clock_timestamp()
 		 ORDER BY c.expires_at
-		   FOR UPDATE SKIP LOCKED
 	LOOP
-		-- the row lock keeps renewals out; re-read in case one committed first
-		SELECT * INTO l FROM collab.leases c WHERE c.token = l.token;
+		-- The path first, as every lock decision takes it, and without
+		-- waiting: this transaction holds the rows of the leases expired so
+		-- far, which an operation holding this path may be waiting for.  A
+		-- busy path is left to that operation, or to the next sweep.
+		CONTINUE WHEN NOT collab._try_lock_path(v_resource_id);
+		-- re-read in case a renewal or a release committed first
+		SELECT * INTO l FROM collab.leases c WHERE c.token = v_token FOR UPDATE;
 		CONTINUE WHEN NOT FOUND OR l.expires_at > clock_timestamp();
 		PERFORM collab._expire_lease(l);
 		PERFORM collab._hand_off(l.resource_id);
@@ -638,19 +663,15 @@ CREATE TABLE collab.ws_lock_requests (
 	PRIMARY KEY (resource_id, connection_id)
 );
 
-CREATE FUNCTION collab._presence_user(p collab.ws_presence) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-	SELECT jsonb_build_object('userId', p.user_id, 'username', p.username,
-		'connectionId', p.connection_id, 'role', p.role,
-		'joinedAt', collab._ts(p.joined_at), 'resourceId', p.resource_id)
-$$;
-
--- Each presence row carries its PresenceUser JSON, so that a room's user
--- list (sent to every joiner) is a concatenation, not a build per member.
+-- Each presence row carries its PresenceUser JSON, built here and nowhere
+-- else, so that a room's user list (sent to every joiner) is a
+-- concatenation, not a build per member, and events copy it.
 CREATE FUNCTION collab._ws_presence_json() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-	NEW.user_json := collab._presence_user(NEW)::text;
+	NEW.user_json := jsonb_build_object('userId', NEW.user_id, 'username', NEW.username,
+		'connectionId', NEW.connection_id, 'role', NEW.role,
+		'joinedAt', collab._ts(NEW.joined_at), 'resourceId', NEW.resource_id)::text;
 	RETURN NEW;
 END
 $$;
@@ -710,12 +731,19 @@ BEGIN
 END
 $$;
 
--- The lock description of an acquire result, with the token for its holder only.
+-- The lock description of an acquire result, with the token for its holder
+-- only: the object of _lease_json(), built here because _lease_json() of a
+-- row constructor is not inlined and would be parsed on every call.
 CREATE FUNCTION collab._lock_json(a record, p_with_token boolean) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	RETURN collab._lease_json(ROW(a.holder_resource_id, a.token, a.holder_user_id, a.holder_username,
-		a.holder_id, a.acquired_at, a.acquired_at, a.expires_at)::collab.leases, p_with_token);
+	IF a.holder_resource_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	RETURN jsonb_build_object('resourceId', a.holder_resource_id,
+			'holder', jsonb_build_object('userId', a.holder_user_id, 'username', a.holder_username),
+			'acquiredAt', collab._ts(a.acquired_at), 'expiresAt', collab._ts(a.expires_at))
+		|| CASE WHEN p_with_token THEN jsonb_build_object('token', a.token) ELSE '{}' END;
 END
 $$;
 
@@ -807,7 +835,7 @@ BEGIN
 	PERFORM collab._publish(jsonb_build_object(
 		'event', 'presence:joined',
 		'resourceId', p_resource_id,
-		'user', collab._presence_user(p))::text);
+		'user', p.user_json::jsonb)::text);
 
 	users := collab._room_users(p_resource_id);
 	token := v_token;
@@ -825,16 +853,23 @@ DECLARE
 	c collab.ws_connections;
 	a record;
 BEGIN
-	PERFORM collab._ws_presence(p_conn, p_resource_id);
-	c := collab._ws_conn(p_conn);
-	SELECT * INTO a FROM collab.acquire(p_resource_id, c.user_id, c.username, p_conn);
+	SELECT k.* INTO c
+	  FROM collab.ws_presence p JOIN collab.ws_connections k ON k.connection_id = p.connection_id
+	 WHERE p.connection_id = p_conn AND p.resource_id = p_resource_id;
+	IF NOT FOUND THEN
+		-- raises NOT_JOINED, or the resource id's error
+		PERFORM collab._ws_presence(p_conn, p_resource_id);
+	END IF;
+	a := collab.acquire(p_resource_id, c.user_id, c.username, p_conn);
 	IF NOT a.granted THEN
 		RETURN jsonb_build_object('ack', jsonb_build_object('ok', false,
 			'error', jsonb_build_object('code', 'LOCK_HELD',
 				'message', format('%s holds the lock on "%s"', a.holder_username, a.holder_resource_id)),
 			'lock', collab._lock_json(a, false)));
 	END IF;
-	UPDATE collab.ws_presence SET role = 'editor' WHERE connection_id = p_conn AND resource_id = p_resource_id;
+	-- no new row version (nor trigger run) for a role that stays
+	UPDATE collab.ws_presence SET role = 'editor'
+	 WHERE connection_id = p_conn AND resource_id = p_resource_id AND role <> 'editor';
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', collab._lock_json(a, true)),
 		'token', a.token);
 END
@@ -934,11 +969,30 @@ RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
+	v_token bigint;
 BEGIN
-	PERFORM collab._ws_presence(p_conn, p_resource_id);
-	l := collab._ws_lease(p_conn, p_resource_id, false);
-	PERFORM collab.release(l.token, 'released');
-	UPDATE collab.ws_presence SET role = 'viewer' WHERE connection_id = p_conn AND resource_id = p_resource_id;
+	PERFORM FROM collab.ws_presence p WHERE p.connection_id = p_conn AND p.resource_id = p_resource_id;
+	IF NOT FOUND THEN
+		PERFORM collab._ws_presence(p_conn, p_resource_id);
+	END IF;
+	SELECT * INTO l FROM collab.leases x WHERE x.resource_id = p_resource_id AND x.holder_id = p_conn;
+	IF NOT FOUND THEN
+		-- raises LOCK_EXPIRED or LOCK_NOT_HELD
+		PERFORM collab._ws_lease(p_conn, p_resource_id, false);
+	END IF;
+	-- collab.release(l.token, 'released'), knowing the lease's resource
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		PERFORM collab._require_read_committed();
+	END IF;
+	PERFORM collab._lock_path(p_resource_id);
+	v_token := l.token;
+	SELECT * INTO l FROM collab.leases x WHERE x.token = v_token FOR UPDATE;
+	IF NOT FOUND OR l.expires_at <= clock_timestamp() THEN
+		PERFORM collab._token_error(v_token, l.resource_id);
+	END IF;
+	PERFORM collab._drop_lease(l, 'release', 'released');
+	UPDATE collab.ws_presence SET role = 'viewer'
+	 WHERE connection_id = p_conn AND resource_id = p_resource_id AND role <> 'viewer';
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true));
 END
 $$;
@@ -990,7 +1044,7 @@ BEGIN
 	PERFORM collab._publish(jsonb_build_object(
 		'event', 'presence:left',
 		'resourceId', p.resource_id,
-		'user', collab._presence_user(p),
+		'user', p.user_json::jsonb,
 		'reason', p_presence_reason)::text);
 END
 $$;

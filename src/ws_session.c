@@ -43,6 +43,14 @@ int			ws_conn_count = 0;
 
 static MemoryContext conns_cxt = NULL;
 
+/*
+ * Messages that arrive in pieces are assembled here, not in the
+ * connection's own context: a buffer freed there would stay with that
+ * connection for good, and every connection that once sent a long message
+ * would keep one.
+ */
+static MemoryContext rx_cxt = NULL;
+
 /* Inside a libwebsockets callback (where frames are only queued)? */
 static int	in_callback = 0;
 
@@ -330,8 +338,12 @@ conn_established(struct lws *wsi)
 		return -1;
 	}
 	if (conns_cxt == NULL)
+	{
 		conns_cxt = AllocSetContextCreate(TopMemoryContext, "collab connections",
 										  ALLOCSET_DEFAULT_SIZES);
+		rx_cxt = AllocSetContextCreate(TopMemoryContext, "collab receive buffers",
+									   ALLOCSET_DEFAULT_SIZES);
+	}
 	cxt = AllocSetContextCreate(conns_cxt, "collab connection", ALLOCSET_SMALL_SIZES);
 	conn = MemoryContextAllocZero(cxt, sizeof(Conn));
 	conn->cxt = cxt;
@@ -370,6 +382,8 @@ conn_free_if_done(Conn *conn)
 {
 	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0 || conn->wsi != NULL)
 		return;
+	if (conn->rx.data != NULL)
+		pfree(conn->rx.data);
 	MemoryContextDelete(conn->cxt);
 }
 
@@ -844,7 +858,7 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 	}
 	if (conn->rx.data == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+		MemoryContext old = MemoryContextSwitchTo(rx_cxt);
 
 		initStringInfo(&conn->rx);
 		MemoryContextSwitchTo(old);

@@ -10,7 +10,7 @@
 # Other knobs (environment): SOAK_PROCS, SOAK_SIO_CLIENTS, SOAK_RATE,
 # SOAK_THINK_MS, SOAK_RAMP_RATE, SOAK_SAMPLE_SECONDS, SOAK_DOCS, SOAK_TABS,
 # SOAK_CONTENT_BYTES, SOAK_SOURCES, SOAK_RATE_LIMIT (collab.rate_limit,
-# default 50), SOAK_LOCK_TTL_MS (collab.lock_ttl, default 300000),
+# default 50), SOAK_LOCK_TTL_MS (collab.lock_ttl, default 60000: expiries from the first minute),
 # SOAK_KEEP=1 (keep the cluster and its log).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ if [ ! -d "$TEST_DIR/node_modules/socket.io-client" ] || [ ! -d "$TEST_DIR/node_
 fi
 
 clients=${SOAK_CLIENTS:-10000}
-export SOAK_CLIENTS=$clients SOAK_SECONDS=${SOAK_SECONDS:-600} SOAK_LOCK_TTL_MS=${SOAK_LOCK_TTL_MS:-300000}
+export SOAK_CLIENTS=$clients SOAK_SECONDS=${SOAK_SECONDS:-600} SOAK_LOCK_TTL_MS=${SOAK_LOCK_TTL_MS:-60000}
 
 # Each client is one descriptor in Node and one in the worker: raise the
 # limit in this shell, which starts pg_ctl (the worker inherits it) and Node.

@@ -6,7 +6,7 @@
 // real socket.io-client, run here.  Prints a table of samples and a verdict;
 // exits 1 on failure.
 //
-// Verdict (see README.md): after warm-up (the first 20 % of the run) the
+// Verdict (see README.md): after warm-up (WARMUP_S below) the
 // worker's private memory (VmRSS - RssShmem) and RssAnon stay within +-5 %
 // (mean of the last window against the first window after warm-up, and the
 // maximum against that baseline); while clients are connected its sockets
@@ -40,18 +40,22 @@ const RATE = env('SOAK_RATE', 150);                    // client events per seco
 const THINK_MS = env('SOAK_THINK_MS', Math.round((CLIENTS * 1000) / RATE));
 // Content of a save: up to this many bytes.
 const CONTENT_BYTES = env('SOAK_CONTENT_BYTES', 800);
-const LOCK_TTL_MS = env('SOAK_LOCK_TTL_MS', 300000);   // collab.lock_ttl, set by run.sh
+const LOCK_TTL_MS = env('SOAK_LOCK_TTL_MS', 60000);    // collab.lock_ttl, set by run.sh
 const RAMP_RATE = env('SOAK_RAMP_RATE', 400);          // connections per second, all clients
 const SAMPLE_S = env('SOAK_SAMPLE_SECONDS', SECONDS >= 120 ? 10 : 2);
 const DOCS = env('SOAK_DOCS', Math.max(10, Math.round(CLIENTS / 20)));
 const TABS = env('SOAK_TABS', 4);
 const SOURCES = Array.from({ length: env('SOAK_SOURCES', 4) }, (_, i) => `127.0.3.${i + 1}`);
-const WARMUP = 0.2;   // of the steady phase
+// Warm-up: until the memory of every connection has been through its cycle
+// (join, lock, save, leave, with a mean think time between commands, four of
+// them) and the first leases have expired, at least 20 % and at most half of
+// the steady phase.
+const WARMUP_S = Math.min(0.5 * SECONDS, Math.max(0.2 * SECONDS, (4 * THINK_MS + LOCK_TTL_MS) / 1000));
 const WINDOW = 0.1;   // of the steady phase, for the first and last means
 const RSS_TOLERANCE = 0.05;
 // A short run's memory is a few MB, mostly caches still warming: there a
 // 5 % limit would judge noise, so drifts up to this many bytes pass too.
-const RSS_SLACK = 1024 * 1024;
+const RSS_SLACK = 1024;   // kB, the unit of the samples
 const DRAIN_S = 90;
 const TOKEN_TTL = SECONDS + 3600;
 
@@ -347,9 +351,9 @@ for (const c of children) { c.exited = true; c.child.disconnect(); }
 // ---- verdict
 const failures = [];
 const run = samples.filter((s) => s.phase === 'run');
-const post = run.filter((s) => s.t - steadyStart >= WARMUP * SECONDS);
+const post = run.filter((s) => s.t - steadyStart >= WARMUP_S);
 const winS = Math.max(WINDOW * SECONDS, SAMPLE_S);
-const first = post.filter((s) => s.t - steadyStart < WARMUP * SECONDS + winS);
+const first = post.filter((s) => s.t - steadyStart < WARMUP_S + winS);
 const lastW = post.filter((s) => s.t - steadyStart > SECONDS - winS);
 const mean = (a, k) => a.reduce((x, s) => x + s[k], 0) / a.length;
 
@@ -364,7 +368,7 @@ if (first.length === 0 || lastW.length === 0) {
     const max = Math.max(...post.map((s) => s[k]));
     const drift = (end - base) / base;
     const peak = (max - base) / base;
-    memLines.push(`${label}: first window after warm-up ${mb(base)} MB, last window ${mb(end)} MB (${(100 * drift).toFixed(2)} %), ` +
+    memLines.push(`${label}: first window after warm-up (${WARMUP_S.toFixed(0)} s) ${mb(base)} MB, last window ${mb(end)} MB (${(100 * drift).toFixed(2)} %), ` +
       `max ${mb(max)} MB (${(100 * peak).toFixed(2)} %)` + (judged ? '' : ' [reported, not judged]'));
     if (!judged) continue;
     const limit = Math.max(RSS_TOLERANCE, RSS_SLACK / base);

@@ -514,17 +514,22 @@ function builtBy(fn, what) {
 }
 const userRef = builtBy("_user_ref", "UserRef");
 if (userRef) compareShape("UserRef matches collab._user_ref()", shape(userRef), fieldsOf("UserRef"), "UserRef");
-const presenceUser = builtBy("_presence_user", "PresenceUser");
-if (presenceUser) compareShape("PresenceUser matches collab._presence_user()", shape(presenceUser), fieldsOf("PresenceUser"), "PresenceUser");
+const presenceUser = builtBy("_ws_presence_json", "PresenceUser");
+if (presenceUser) compareShape("PresenceUser matches collab._ws_presence_json()", shape(presenceUser), fieldsOf("PresenceUser"), "PresenceUser");
 {
-	const body = sqlFunction("_lease_json") ?? "";
-	const objs = jsonbObjects(body).map((o) => jsonbKeys(o.args));
-	if (objs.length >= 1 && objs.every(Boolean)) {
-		const [always, ...conditional] = objs;
-		const extra = conditional.flat();
-		compareShape("LockInfo matches collab._lease_json() (token only with p_with_token)",
-			shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
-	} else check(false, "LockInfo can be read from collab._lease_json()");
+	// two builders: _lease_json() of a lease row, _lock_json() of an acquire result
+	for (const fn of ["_lease_json", "_lock_json"]) {
+		const body = sqlFunction(fn) ?? "";
+		const objs = jsonbObjects(body).map((o) => jsonbKeys(o.args));
+		// the nested holder object is checked as UserRef
+		const outer = objs.filter((k) => k && !(k.length === 2 && k.includes("userId") && k.includes("username")));
+		if (outer.length >= 1 && objs.every(Boolean)) {
+			const [always, ...conditional] = outer;
+			const extra = conditional.flat();
+			compareShape(`LockInfo matches collab.${fn}() (token only with p_with_token)`,
+				shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
+		} else check(false, `LockInfo can be read from collab.${fn}()`);
+	}
 	// lock objects built inline by the ws_* functions
 	const lockInfo = fieldsOf("LockInfo") ?? new Map();
 	const wsFunctions = [...new Set(specs.map((s) => /collab\.(\w+)\(/.exec(s.sql)?.[1]).filter(Boolean))];
