@@ -9,9 +9,10 @@
 //   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended
 //   save      doc:save of 2 kB with the lock held -> ack
 //   contend   50 clients on 10 tabs looping acquire (release when granted)
-//   presence  N passive members (ws/members.mjs processes) in one room per
-//             stack; a socket.io-client joiner joins and leaves; join -> the
-//             LAST member's presence:joined, for N in AB_SIZES
+//   presence  N passive members (members-c.mjs + members.c processes, or
+//             ws/members.mjs with AB_MEMBERS=node, or both with AB_MEMBERS=c,node)
+//             in one room per stack; a socket.io-client joiner joins and leaves;
+//             join -> the LAST member's presence:joined, for N in AB_SIZES
 //   idle      AB_IDLE_CONNS raw idle connections (idle-conns.mjs) per stack,
 //             one stack after the other, opened for at most AB_IDLE_SECS (90):
 //             how many it holds, RSS per connection
@@ -40,6 +41,11 @@ const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 100));
 const WARMUP = Number(env('AB_WARMUP', 5));
 const PROCS = Number(env('AB_PROCS', 2));
+// room members: 'c' (members-c.mjs driving members.c), 'node' (../ws/members.mjs),
+// or both ('c,node'): the presence phase then runs once per generator
+const MEMBERS = env('AB_MEMBERS', 'c').split(',').map((s) => s.trim()).filter(Boolean);
+const MEMBER_SCRIPTS = { c: 'members-c.mjs', node: '../ws/members.mjs' };
+for (const g of MEMBERS) if (!MEMBER_SCRIPTS[g]) throw new Error(`AB_MEMBERS: unknown generator ${g} (c or node)`);
 const LOCK_ITERS = Number(env('AB_LOCK_ITERS', 1000));
 const SAVE_ITERS = Number(env('AB_SAVE_ITERS', 500));
 const BLOCKS = Number(env('AB_BLOCKS', 6));
@@ -390,6 +396,15 @@ async function presenceRound(ctx, round) {
   let got = await dones;
   must(got.every((g) => g.status === 'fulfilled'), `${ctx.name} N=${N} round ${round}: not every member got presence:joined`);
   const row = { ack: ack.ms, last: msBetween(t0, got.reduce((m, g) => (g.value.last > m ? g.value.last : m), 0n)) };
+  // the FIRST receipt: how long before the server starts writing the fan-out
+  row.first = msBetween(t0, got.reduce((m, g) => (m === null || g.value.first < m ? g.value.first : m), null));
+  // the generator's CPU per received member message, from arm to its last receipt
+  // (members-c: the C process alone in genCUsPerMsg; cpuUs also has its Node driver)
+  const sum = (k) => got.reduce((a, g) => a + (g.value[k] ?? NaN), 0);
+  row.genUsPerMsg = sum('cpuUs') / sum('count');
+  row.genCUsPerMsg = sum('cpuUsC') / sum('count');
+  row.genElu = Math.max(...got.map((g) => g.value.elu));
+  row.dupes = sum('dupes');
   await Promise.all(members.map((c) => c.call({ cmd: 'arm', round, kind: 'left', connId: joiner.id }, 'armed')));
   dones = Promise.allSettled(members.map((c) => c.next('done', 15000)));
   const t1 = hr();
@@ -401,19 +416,25 @@ async function presenceRound(ctx, round) {
   return row;
 }
 
-async function phasePresence() {
+async function phasePresence(gen) {
   const rid = tab('a');
-  log(`\n== presence: rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating`);
+  log(`\n== presence (${gen} members, ${MEMBER_SCRIPTS[gen]}): rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating`);
   const ctx = {};
   for (const n of Object.keys(T)) {
-    const members = Array.from({ length: PROCS }, (_, i) => new Child('../ws/members.mjs', {
+    const members = Array.from({ length: PROCS }, (_, i) => new Child(MEMBER_SCRIPTS[gen], {
       COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
     }));
     await Promise.all(members.map((c) => c.next('ready', 20000)));
     const joiner = await sioConnect(T[n], 'joiner');
     ctx[n] = { name: n, members, joiner, rid };
   }
-  R.phases.presence = {};
+  const P = {};
+  R.presenceByGen = R.presenceByGen || {};
+  R.presenceByGen[gen] = P;
+  R.presenceRounds = R.presenceRounds || {};
+  R.presenceRounds[gen] = {};
+  // the first generator's figures make the main table and the targets
+  if (!R.phases.presence) R.phases.presence = P;
   for (const N of SIZES) {
     for (const n of Object.keys(T)) {
       const tg = hr();
@@ -426,7 +447,7 @@ async function phasePresence() {
     }
     await sleep(500);
     const rows = { collab: [], baseline: [] };
-    await measured(`presence N=${N}`, async () => {
+    await measured(`presence N=${N} (${gen} members)`, async () => {
       for (let r = 0; r < WARMUP + ROUNDS; r++) {
         for (const n of ORDER[r % 2]) {
           const row = await presenceRound(ctx[n], r);
@@ -434,12 +455,17 @@ async function phasePresence() {
         }
       }
     });
-    R.phases.presence[N] = {};
+    P[N] = {};
+    R.presenceRounds[gen][N] = rows;
     for (const n of Object.keys(T)) {
       const col = (k) => summary(rows[n].map((x) => x[k]));
-      R.phases.presence[N][n] = { last: col('last'), ack: col('ack'), leaveLast: col('leaveLast') };
-      log(`  N=${N} ${n.padEnd(8)} join -> LAST member ${fmtS(R.phases.presence[N][n].last)}; join -> ack p50 ${f2(R.phases.presence[N][n].ack.p50)}; ` +
-        `leave -> LAST p50 ${f2(R.phases.presence[N][n].leaveLast.p50)} p99 ${f2(R.phases.presence[N][n].leaveLast.p99)}`);
+      P[N][n] = { last: col('last'), first: col('first'), ack: col('ack'), leaveLast: col('leaveLast'), genUsPerMsg: col('genUsPerMsg'), genCUsPerMsg: col('genCUsPerMsg'), genElu: col('genElu') };
+      log(`  N=${N} ${n.padEnd(8)} join -> LAST member ${fmtS(P[N][n].last)}; join -> ack p50 ${f2(P[N][n].ack.p50)}; ` +
+        `leave -> LAST p50 ${f2(P[N][n].leaveLast.p50)} p99 ${f2(P[N][n].leaveLast.p99)}`);
+      log(`  N=${N} ${n.padEnd(8)} join -> FIRST member p50 ${f2(P[N][n].first.p50)} p99 ${f2(P[N][n].first.p99)}`);
+      log(`  N=${N} ${n.padEnd(8)} ${gen} members: CPU per member message p50 ${f2(P[N][n].genUsPerMsg.p50)} us p99 ${f2(P[N][n].genUsPerMsg.p99)} us` +
+        (gen === 'c' ? ` (the C processes alone p50 ${f2(P[N][n].genCUsPerMsg.p50)} p99 ${f2(P[N][n].genCUsPerMsg.p99)} us)` : '') +
+        `; busiest member process busy p50 ${f1(100 * P[N][n].genElu.p50)} % of the round; duplicates ${rows[n].reduce((a, r) => a + r.dupes, 0)}`);
     }
   }
   for (const n of Object.keys(T)) {
@@ -643,6 +669,26 @@ function report(meta) {
     L.push('', `Contended locks, throughput: collab ${f1(c.collab.rps)} requests/s (${f1(c.collab.grantsPerSec)} grants/s, ${c.collab.granted} granted, ${c.collab.held} LOCK_HELD), ` +
       `baseline ${f1(c.baseline.rps)} requests/s (${f1(c.baseline.grantsPerSec)} grants/s, ${c.baseline.granted} granted, ${c.baseline.held} LOCK_HELD); ratio ${fr(ratio(c.collab.rps, c.baseline.rps))}.`);
   }
+  if (P.presence) {
+    L.push('', `The presence rows above: room members held by \`${MEMBER_SCRIPTS[MEMBERS[0]]}\`` +
+      (MEMBERS[0] === 'c' ? ' (members.c: plain sockets and epoll, one process per share of the room).' : '.'));
+  }
+  if (R.presenceByGen && Object.keys(R.presenceByGen).length > 0) {
+    L.push('', 'Presence fan-out (join → LAST member) by room-member load generator; "CPU per message" is the generator\'s CPU from arming ' +
+      'a round to its last receipt divided by the messages received (members-c: the C process plus its Node driver; in parentheses the C process alone); ' +
+      '"busy" is the busiest member process\'s share of that time not waiting for events (p50).', '',
+      '| N | members | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | join → FIRST member p50 ms, collab / baseline | CPU per message, collab rounds, p50 / p99 µs | CPU per message, baseline rounds, p50 / p99 µs | busy, collab / baseline |',
+      '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const N of SIZES) {
+      for (const g of Object.keys(R.presenceByGen)) {
+        const q = R.presenceByGen[g][N];
+        if (!q) continue;
+        const cpu = (x) => `${f2(x.genUsPerMsg.p50)} / ${f2(x.genUsPerMsg.p99)}` + (g === 'c' ? ` (${f2(x.genCUsPerMsg.p50)} / ${f2(x.genCUsPerMsg.p99)})` : '');
+        L.push(`| ${N} | ${g === 'c' ? 'C (members.c)' : 'Node (ws/members.mjs)'} | ${f2(q.collab.last.p50)} | ${f2(q.collab.last.p99)} | ${f2(q.baseline.last.p50)} | ${f2(q.baseline.last.p99)} | ` +
+          `${f2(q.collab.first.p50)} / ${f2(q.baseline.first.p50)} | ${cpu(q.collab)} | ${cpu(q.baseline)} | ${f1(100 * q.collab.genElu.p50)} % / ${f1(100 * q.baseline.genElu.p50)} % |`);
+      }
+    }
+  }
   if (P.idle) {
     L.push('', `Idle connections: opened for at most ${IDLE_SECS} s per stack; "held" = still open 3 s after the last one connected.`,
       '', '| idle connections | asked | attempted | held | failed | opened per s | server RSS before → after, MiB | KiB per connection | lock:acquire p50 / p99 ms with them open | load generator RSS, MiB |',
@@ -706,7 +752,7 @@ async function main() {
     if (ph === 'lock') await phaseLock();
     else if (ph === 'save') await phaseSave();
     else if (ph === 'contend') await phaseContend();
-    else if (ph === 'presence') await phasePresence();
+    else if (ph === 'presence') { for (const g of MEMBERS) await phasePresence(g); }
     else if (ph === 'idle') await phaseIdle(pgc);
     else if (ph === 'growth') await phaseGrowth(pgc);
     else if (ph === 'check') { /* the equivalence check alone */ }

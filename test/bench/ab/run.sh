@@ -12,7 +12,7 @@
 #
 # Prints PASS/MISS against the targets and exits 0 whatever they are; it exits
 # non-zero only when the benchmark could not run.  Knobs (environment): see
-# ab.mjs (AB_PHASES, AB_SIZES, AB_ROUNDS, AB_LOCK_ITERS, AB_SAVE_ITERS,
+# ab.mjs (AB_PHASES, AB_SIZES, AB_MEMBERS=c|node|c,node, AB_ROUNDS, AB_LOCK_ITERS, AB_SAVE_ITERS,
 # AB_IDLE_CONNS, AB_BIG_ROWS, ...); AB_QUIET_WAIT=30 seconds to wait for a
 # quiet machine first; AB_KEEP=1 leaves everything running (and says how to reach it).
 set -euo pipefail
@@ -90,6 +90,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# the passive room members of the presence phase (members-c.mjs drives it)
+gcc -O2 -Wall -o "$WORK/members" "$HERE/members.c" || die "could not compile members.c"
+export AB_MEMBERS_BIN=$WORK/members
 
 free_port() {
 	perl -MIO::Socket::INET -e '

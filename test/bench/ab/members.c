@@ -1,0 +1,785 @@
+/*
+ * members.c
+ *		Passive room members for the A/B fan-out benchmark: one process
+ *		holding many Socket.IO v5 / Engine.IO v4 WebSocket connections on
+ *		plain sockets and epoll, timestamping the presence event each one
+ *		receives.  Driven by members-c.mjs over stdin/stdout lines.
+ *
+ * A Node member process spends tens of microseconds of JavaScript per
+ * received message; with hundreds of members per process the "last
+ * receipt" would measure the load generator.  Here a received event costs
+ * one read, a frame header, a prefix compare and a memmem.
+ *
+ * Usage: members HOST PORT
+ * Commands (stdin, one per line) and replies (stdout):
+ *	token JWT						queue one member (no reply)
+ *	grow RESOURCE|- CONCURRENCY		connect the queued members (and join them
+ *									as viewers unless "-")
+ *									-> grown COUNT MS
+ *	arm KIND CONNID					-> armed; later, once every member got
+ *									42["presence:KIND",...] with
+ *									"connectionId": "CONNID" (a space or not):
+ *									-> done COUNT DUPES FIRST LAST TARM TDONE CPUUS ELU
+ *	disarm							-> disarmed COUNT MEMBERS
+ *	cpu								-> cpu CPUUS STRAY
+ *	close							close every connection and exit
+ * Times are CLOCK_MONOTONIC nanoseconds (Node's process.hrtime.bigint()),
+ * taken right after the read that delivered the frame.  Any failure prints
+ * "error MESSAGE" and exits 1; MEMBERS_TRACE=1 copies every received packet
+ * to stderr.
+ *
+ * WebSocket (RFC 6455) client side: masked frames out; unmasked frames in,
+ * 7/16/64-bit lengths, ping -> pong, close; fragmented messages are refused
+ * (neither server under test sends them).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum state
+{
+	S_TCP,						/* connect() in progress */
+	S_HTTP,						/* upgrade sent, waiting for 101 */
+	S_OPEN,						/* waiting for the Engine.IO open packet */
+	S_CONNECT,					/* 40{auth} sent, waiting for 40{"sid"} */
+	S_JOIN,						/* presence:join sent, waiting for its ack */
+	S_READY						/* a member */
+};
+
+typedef struct conn
+{
+	int			fd;
+	int			no;
+	enum state	st;
+	char	   *token;
+	char	   *in;				/* received, not yet parsed */
+	size_t		inlen,
+				incap;
+	char	   *out;			/* not yet written */
+	size_t		outlen,
+				outcap;
+	int			want_out;		/* EPOLLOUT registered */
+	long		seen;			/* arm sequence of the last counted event */
+} conn;
+
+static const char *host, *port;
+static struct addrinfo *addr;
+static int	ep;
+
+static conn **conns;
+static int	nconns,
+			capconns;
+static int	nextpending;		/* first queued member not yet connecting */
+static int	inflight;			/* members connecting */
+static int	ready;				/* members in S_READY */
+static int	growing;
+static int	grow_conc;
+static char *grow_rid;			/* NULL: idle connections */
+static int64_t grow_t0;
+
+/* the armed round */
+static int	armed;
+static long arm_seq;
+static char arm_prefix[128];
+static size_t arm_prefix_len;
+static char arm_needle[256];
+static size_t arm_needle_len;
+static int	arm_count,
+			arm_dupes;
+static int64_t arm_first,
+			arm_last,
+			arm_t0;
+static int64_t arm_cpu0,
+			arm_idle0;
+static long stray;
+
+static int64_t idle_ns;			/* time spent in epoll_wait */
+static int	trace;				/* MEMBERS_TRACE=1: received packets to stderr */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t
+cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+		ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+static void
+reply(const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static void
+fail(const char *fmt,...)
+{
+	va_list		ap;
+
+	fputs("error ", stdout);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+	exit(1);
+}
+
+static void *
+xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		fail("out of memory");
+	return p;
+}
+
+static void
+reserve(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return;
+	while (*cap < need)
+		*cap = *cap ? *cap * 2 : 4096;
+	*buf = xrealloc(*buf, *cap);
+}
+
+static void
+set_events(conn *c, int out)
+{
+	struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0),.data.ptr = c};
+
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		fail("epoll_ctl: %s", strerror(errno));
+	c->want_out = out;
+}
+
+static void
+flush_out(conn *c)
+{
+	while (c->outlen > 0)
+	{
+		ssize_t		n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
+
+		if (n < 0)
+		{
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			fail("member %d: send: %s", c->no, strerror(errno));
+		}
+		memmove(c->out, c->out + n, c->outlen - n);
+		c->outlen -= n;
+	}
+	if ((c->outlen > 0) != c->want_out)
+		set_events(c, c->outlen > 0);
+}
+
+static void
+queue_raw(conn *c, const char *p, size_t n)
+{
+	reserve(&c->out, &c->outcap, c->outlen + n);
+	memcpy(c->out + c->outlen, p, n);
+	c->outlen += n;
+}
+
+/* one masked frame (client to server frames must be masked) */
+static void
+send_frame(conn *c, int opcode, const char *p, size_t n)
+{
+	unsigned char h[14];
+	size_t		hl = 0;
+	unsigned char *mask;
+	size_t		start;
+
+	h[hl++] = 0x80 | opcode;
+	if (n < 126)
+		h[hl++] = 0x80 | n;
+	else if (n < 65536)
+	{
+		h[hl++] = 0x80 | 126;
+		h[hl++] = n >> 8;
+		h[hl++] = n & 0xff;
+	}
+	else
+	{
+		h[hl++] = 0x80 | 127;
+		for (int i = 7; i >= 0; i--)
+			h[hl++] = ((uint64_t) n >> (8 * i)) & 0xff;
+	}
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	mask = h + hl;
+	memcpy(mask, &rng, 4);
+	hl += 4;
+	queue_raw(c, (char *) h, hl);
+	start = c->outlen;
+	queue_raw(c, p, n);
+	for (size_t i = 0; i < n; i++)
+		c->out[start + i] ^= mask[i & 3];
+	if (!c->want_out)
+		flush_out(c);
+}
+
+static void
+send_text(conn *c, const char *s)
+{
+	send_frame(c, 1, s, strlen(s));
+}
+
+static void start_next(void);
+
+static void
+member_ready(conn *c)
+{
+	c->st = S_READY;
+	inflight--;
+	ready++;
+	if (growing && ready == nconns)
+	{
+		growing = 0;
+		reply("grown %d %.1f", ready, (now_ns() - grow_t0) / 1e6);
+	}
+	else
+		start_next();
+}
+
+static void
+start_conn(conn *c)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,.data.ptr = c};
+	int			one = 1;
+
+	c->fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		fail("socket: %s", strerror(errno));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, addr->ai_addr, addr->ai_addrlen) < 0 && errno != EINPROGRESS)
+		fail("member %d: connect: %s", c->no, strerror(errno));
+	c->st = S_TCP;
+	c->want_out = 1;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+		fail("epoll_ctl: %s", strerror(errno));
+	inflight++;
+}
+
+static void
+start_next(void)
+{
+	while (growing && inflight < grow_conc && nextpending < nconns)
+		start_conn(conns[nextpending++]);
+}
+
+/*
+ * Does the payload carry "connectionId":"<armed id>"?  collab's payloads are
+ * jsonb text ("key": "value"), the baseline's JSON.stringify ("key":"value").
+ */
+static int
+has_conn_id(const char *p, size_t n)
+{
+	static const char key[] = "\"connectionId\"";
+	const char *end = p + n;
+	const char *q = p;
+
+	while ((q = memmem(q, end - q, key, sizeof(key) - 1)) != NULL)
+	{
+		q += sizeof(key) - 1;
+		while (q < end && *q == ' ')
+			q++;
+		if (q < end && *q == ':')
+		{
+			q++;
+			while (q < end && *q == ' ')
+				q++;
+			if ((size_t) (end - q) >= arm_needle_len && memcmp(q, arm_needle, arm_needle_len) == 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* an armed event: count it once per member and round */
+static void
+on_event(conn *c, const char *p, size_t n, int64_t t)
+{
+	if (!armed || n < arm_prefix_len || memcmp(p, arm_prefix, arm_prefix_len) != 0)
+		return;
+	if (!has_conn_id(p, n))
+	{
+		stray++;
+		return;
+	}
+	if (c->seen == arm_seq)
+	{
+		arm_dupes++;
+		return;
+	}
+	c->seen = arm_seq;
+	arm_count++;
+	if (arm_first == 0 || t < arm_first)
+		arm_first = t;
+	if (t > arm_last)
+		arm_last = t;
+	if (arm_count == ready)
+	{
+		int64_t		tdone = now_ns();
+		int64_t		wall = tdone - arm_t0;
+		double		elu = wall > 0 ? 1.0 - (double) (idle_ns - arm_idle0) / wall : 0;
+
+		armed = 0;
+		reply("done %d %d %lld %lld %lld %lld %lld %.4f", arm_count, arm_dupes,
+			  (long long) arm_first, (long long) arm_last, (long long) arm_t0,
+			  (long long) tdone, (long long) (cpu_us() - arm_cpu0), elu);
+	}
+}
+
+/* one Engine.IO packet in a text frame */
+static void
+on_packet(conn *c, char *p, size_t n, int64_t t)
+{
+	char		buf[256];
+
+	if (trace)
+		fprintf(stderr, "member %d state %d: %.300s\n", c->no, (int) c->st, p);
+	if (n == 1 && p[0] == '2')
+	{
+		send_text(c, "3");
+		return;
+	}
+	switch (c->st)
+	{
+		case S_OPEN:
+			if (n < 1 || p[0] != '0')
+				fail("member %d: expected the open packet, got %.100s", c->no, p);
+			{
+				size_t		tl = strlen(c->token);
+				char	   *m = xrealloc(NULL, tl + 32);
+
+				snprintf(m, tl + 32, "40{\"token\":\"%s\"}", c->token);
+				send_text(c, m);
+				free(m);
+			}
+			c->st = S_CONNECT;
+			return;
+		case S_CONNECT:
+			if (n >= 2 && p[0] == '4' && p[1] == '0')
+			{
+				free(c->token);
+				c->token = NULL;
+				if (grow_rid == NULL)
+				{
+					member_ready(c);
+					return;
+				}
+				snprintf(buf, sizeof(buf), "421[\"presence:join\",{\"resourceId\":\"%s\",\"mode\":\"viewer\"}]", grow_rid);
+				send_text(c, buf);
+				c->st = S_JOIN;
+				return;
+			}
+			if (n >= 2 && p[0] == '4' && p[1] == '4')
+				fail("member %d: connect_error %.300s", c->no, p + 2);
+			return;
+		case S_JOIN:
+			if (n >= 3 && p[0] == '4' && p[1] == '3' && p[2] == '1')
+			{
+				static const char ok1[] = "[{\"ok\":true";
+				static const char ok2[] = "[{\"ok\": true";
+
+				if (n >= 3 + sizeof(ok1) - 1 && memcmp(p + 3, ok1, sizeof(ok1) - 1) == 0)
+					member_ready(c);
+				else if (n >= 3 + sizeof(ok2) - 1 && memcmp(p + 3, ok2, sizeof(ok2) - 1) == 0)
+					member_ready(c);
+				else
+					fail("member %d: join failed: %.300s", c->no, p + 3);
+			}
+			return;
+		case S_READY:
+			if (n >= 2 && p[0] == '4' && p[1] == '2')
+				on_event(c, p, n, t);
+			else if (n >= 1 && p[0] == '1')
+				fail("member %d: the server closed the Engine.IO session", c->no);
+			return;
+		default:
+			return;
+	}
+}
+
+/* parse every complete frame in c->in */
+static void
+parse_frames(conn *c, int64_t t)
+{
+	size_t		off = 0;
+
+	while (c->inlen - off >= 2)
+	{
+		unsigned char *h = (unsigned char *) c->in + off;
+		size_t		avail = c->inlen - off;
+		int			fin = h[0] & 0x80;
+		int			opcode = h[0] & 0x0f;
+		uint64_t	len = h[1] & 0x7f;
+		size_t		hl = 2;
+
+		if (h[1] & 0x80)
+			fail("member %d: masked frame from the server", c->no);
+		if (h[0] & 0x70)
+			fail("member %d: frame with RSV bits set (an extension was not negotiated)", c->no);
+		if (len == 126)
+		{
+			if (avail < 4)
+				break;
+			len = ((uint64_t) h[2] << 8) | h[3];
+			hl = 4;
+		}
+		else if (len == 127)
+		{
+			if (avail < 10)
+				break;
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = (len << 8) | h[2 + i];
+			hl = 10;
+		}
+		if (len > ((uint64_t) 1 << 30))
+			fail("member %d: frame of %llu bytes", c->no, (unsigned long long) len);
+		if (avail < hl + len)
+			break;				/* on_readable grows the buffer */
+		if (!fin || opcode == 0)
+			fail("member %d: fragmented message (opcode %d, FIN %d): not supported", c->no, opcode, fin ? 1 : 0);
+		{
+			char	   *p = c->in + off + hl;
+
+			switch (opcode)
+			{
+				case 1:			/* text */
+					{
+						char		save = p[len];
+
+						p[len] = '\0';	/* there is room: inlen < incap or a following byte */
+						on_packet(c, p, len, t);
+						p[len] = save;
+					}
+					break;
+				case 2:			/* binary: nothing we asked for */
+					break;
+				case 8:			/* close */
+					fail("member %d: the server closed the connection (%.*s)", c->no, (int) (len > 2 ? len - 2 : 0), p + 2);
+					break;
+				case 9:			/* ping */
+					send_frame(c, 10, p, len);
+					break;
+				case 10:		/* pong */
+					break;
+				default:
+					fail("member %d: unknown opcode %d", c->no, opcode);
+			}
+		}
+		off += hl + len;
+	}
+	if (off > 0)
+	{
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+	}
+}
+
+static void
+on_http(conn *c, int64_t t)
+{
+	char	   *end = memmem(c->in, c->inlen, "\r\n\r\n", 4);
+	size_t		hl;
+
+	if (end == NULL)
+	{
+		if (c->inlen > 16384)
+			fail("member %d: HTTP response header too long", c->no);
+		return;
+	}
+	if (c->inlen < 12 || memcmp(c->in, "HTTP/1.1 101", 12) != 0)
+		fail("member %d: upgrade refused: %.*s", c->no, (int) (end - c->in), c->in);
+	hl = end + 4 - c->in;
+	memmove(c->in, c->in + hl, c->inlen - hl);
+	c->inlen -= hl;
+	c->st = S_OPEN;
+	parse_frames(c, t);
+}
+
+static void
+on_readable(conn *c)
+{
+	for (;;)
+	{
+		ssize_t		n;
+		size_t		room;
+		int64_t		t;
+
+		/* keep one spare byte for the NUL put after a text payload */
+		reserve(&c->in, &c->incap, c->inlen + 65536 + 1);
+		room = c->incap - c->inlen - 1;
+		n = recv(c->fd, c->in + c->inlen, room, 0);
+		if (n < 0)
+		{
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			fail("member %d: recv: %s", c->no, strerror(errno));
+		}
+		if (n == 0)
+			fail("member %d: the server closed the connection", c->no);
+		t = now_ns();
+		c->inlen += n;
+		if (c->st == S_HTTP)
+			on_http(c, t);
+		else
+			parse_frames(c, t);
+		if ((size_t) n < room)
+			return;				/* drained */
+	}
+}
+
+static void
+on_writable(conn *c)
+{
+	if (c->st == S_TCP)
+	{
+		int			err = 0;
+		socklen_t	el = sizeof(err);
+		char		req[1024];
+		unsigned char key[16];
+		char		k64[25];
+		static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		int			j = 0;
+
+		getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		if (err)
+			fail("member %d: connect: %s", c->no, strerror(err));
+		for (int i = 0; i < 16; i++)
+			key[i] = (unsigned char) (rng >> (i % 8 * 8)) ^ (unsigned char) (i * 37 + c->no);
+		for (int i = 0; i < 15; i += 3)
+		{
+			uint32_t	v = key[i] << 16 | key[i + 1] << 8 | key[i + 2];
+
+			k64[j++] = b64[v >> 18];
+			k64[j++] = b64[(v >> 12) & 63];
+			k64[j++] = b64[(v >> 6) & 63];
+			k64[j++] = b64[v & 63];
+		}
+		k64[j++] = b64[key[15] >> 2];
+		k64[j++] = b64[(key[15] & 3) << 4];
+		k64[j++] = '=';
+		k64[j++] = '=';
+		k64[j] = '\0';
+		snprintf(req, sizeof(req),
+				 "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+				 "Host: %s:%s\r\n"
+				 "Upgrade: websocket\r\n"
+				 "Connection: Upgrade\r\n"
+				 "Sec-WebSocket-Key: %s\r\n"
+				 "Sec-WebSocket-Version: 13\r\n\r\n", host, port, k64);
+		c->st = S_HTTP;
+		c->want_out = 1;
+		queue_raw(c, req, strlen(req));
+	}
+	flush_out(c);
+}
+
+static void
+on_command(char *line)
+{
+	char	   *cmd = strtok(line, " ");
+	char	   *a1 = strtok(NULL, " ");
+	char	   *a2 = strtok(NULL, " ");
+
+	if (cmd == NULL)
+		return;
+	if (strcmp(cmd, "token") == 0 && a1)
+	{
+		conn	   *c = calloc(1, sizeof(conn));
+
+		if (c == NULL)
+			fail("out of memory");
+		if (nconns == capconns)
+		{
+			capconns = capconns ? capconns * 2 : 1024;
+			conns = xrealloc(conns, capconns * sizeof(conn *));
+		}
+		c->fd = -1;
+		c->no = nconns;
+		c->seen = -1;
+		c->token = strdup(a1);
+		conns[nconns++] = c;
+	}
+	else if (strcmp(cmd, "grow") == 0 && a1 && a2)
+	{
+		free(grow_rid);
+		grow_rid = strcmp(a1, "-") == 0 ? NULL : strdup(a1);
+		if (grow_rid && strlen(grow_rid) > 150)
+			fail("resource id too long");
+		grow_conc = atoi(a2) > 0 ? atoi(a2) : 1;
+		grow_t0 = now_ns();
+		growing = 1;
+		if (ready == nconns)
+		{
+			growing = 0;
+			reply("grown %d 0.0", ready);
+		}
+		start_next();
+	}
+	else if (strcmp(cmd, "arm") == 0 && a1 && a2)
+	{
+		if (ready == 0)
+			fail("armed with no members");
+		arm_seq++;
+		armed = 1;
+		arm_prefix_len = snprintf(arm_prefix, sizeof(arm_prefix), "42[\"presence:%s\"", a1);
+		arm_needle_len = snprintf(arm_needle, sizeof(arm_needle), "\"%s\"", a2);
+		arm_count = arm_dupes = 0;
+		arm_first = arm_last = 0;
+		arm_cpu0 = cpu_us();
+		arm_idle0 = idle_ns;
+		arm_t0 = now_ns();
+		reply("armed");
+	}
+	else if (strcmp(cmd, "disarm") == 0)
+	{
+		int			n = armed ? arm_count : -1;
+
+		armed = 0;
+		reply("disarmed %d %d", n, ready);
+	}
+	else if (strcmp(cmd, "cpu") == 0)
+		reply("cpu %lld %ld", (long long) cpu_us(), stray);
+	else if (strcmp(cmd, "close") == 0)
+	{
+		for (int i = 0; i < nconns; i++)
+			if (conns[i]->fd >= 0)
+			{
+				if (conns[i]->st >= S_OPEN)
+				{
+					conns[i]->want_out = 0;
+					send_frame(conns[i], 8, "\x03\xe8", 2);
+				}
+				close(conns[i]->fd);
+			}
+		exit(0);
+	}
+	else
+		fail("unknown command %s", cmd);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+	struct epoll_event ev = {.events = EPOLLIN,.data.ptr = NULL};
+	char	   *cbuf = NULL;
+	size_t		clen = 0,
+				ccap = 0;
+	int			rc;
+
+	if (argc != 3)
+	{
+		fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
+		return 2;
+	}
+	trace = getenv("MEMBERS_TRACE") != NULL && strcmp(getenv("MEMBERS_TRACE"), "1") == 0;
+	host = argv[1];
+	port = argv[2];
+	if ((rc = getaddrinfo(host, port, &hints, &addr)) != 0)
+		fail("%s:%s: %s", host, port, gai_strerror(rc));
+	rng ^= (uint64_t) now_ns() * 0x2545F4914F6CDD1DULL ^ (uint64_t) getpid();
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		fail("epoll_create1: %s", strerror(errno));
+	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) < 0)
+		fail("epoll_ctl stdin: %s", strerror(errno));
+
+	for (;;)
+	{
+		struct epoll_event evs[256];
+		int64_t		t0 = now_ns();
+		int			n = epoll_wait(ep, evs, 256, -1);
+
+		idle_ns += now_ns() - t0;
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			fail("epoll_wait: %s", strerror(errno));
+		}
+		for (int i = 0; i < n; i++)
+		{
+			conn	   *c = evs[i].data.ptr;
+
+			if (c == NULL)
+			{
+				for (;;)
+				{
+					ssize_t		r;
+					char	   *nl;
+
+					reserve(&cbuf, &ccap, clen + 4096);
+					r = read(0, cbuf + clen, ccap - clen);
+					if (r == 0)
+						exit(0);	/* the parent went away */
+					if (r < 0)
+					{
+						if (errno == EAGAIN || errno == EINTR)
+							break;
+						fail("stdin: %s", strerror(errno));
+					}
+					clen += r;
+					while ((nl = memchr(cbuf, '\n', clen)) != NULL)
+					{
+						size_t		ll = nl - cbuf + 1;
+
+						*nl = '\0';
+						on_command(cbuf);
+						memmove(cbuf, cbuf + ll, clen - ll);
+						clen -= ll;
+					}
+				}
+				continue;
+			}
+			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+			{
+				if (c->st == S_TCP)
+					on_writable(c);		/* reports the connect error */
+				else
+					on_readable(c);
+			}
+			if (evs[i].events & EPOLLOUT)
+				on_writable(c);
+		}
+	}
+}
