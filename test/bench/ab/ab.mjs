@@ -4,7 +4,9 @@
 // hits both alike.
 //
 // First a check that both stacks give the same outcomes for a lock scenario.
-// Phases (AB_PHASES, in this order): lock, save, contend, presence, idle, growth
+// Phases (AB_PHASES, in this order): idle, lock, save, contend, presence, growth
+// (idle first: a worker that served thousands of connections before keeps their
+// freed memory, and the RSS difference would no longer be what new connections cost)
 // ('check' runs the check alone).
 //   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended
 //   save      doc:save of 2 kB with the lock held -> ack
@@ -36,7 +38,7 @@ import { makeToken } from '../ws/token.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
 const SECRET = env('AB_JWT_SECRET');
-const PHASES = env('AB_PHASES', 'lock,save,contend,presence,idle,growth').split(',').map((s) => s.trim()).filter(Boolean);
+const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,growth').split(',').map((s) => s.trim()).filter(Boolean);
 const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 100));
 const WARMUP = Number(env('AB_WARMUP', 5));
