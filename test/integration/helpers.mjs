@@ -332,6 +332,41 @@ export const save = (s, resourceId, content, extra = {}) => emitAck(s, 'doc:save
 /** UserRef of a newUser() */
 export const ref = (user) => ({ userId: user.sub, username: user.name });
 
+/** The pid of the one collab worker. */
+export async function currentWorkerPid() {
+  const rows = await q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'");
+  assert.equal(rows.length, 1, 'one collab worker runs');
+  return rows[0].pid;
+}
+
+/**
+ * A client that edits a tab of its own while hostile input goes to the
+ * worker: served(what) saves once more and asserts the ack, its doc:saved
+ * event, that the client is still connected and that the worker is the
+ * process it was at the start.
+ */
+export async function startBystander(prefix) {
+  const workerPid = await currentWorkerPid();
+  const doc = await createDocument(['t'], prefix);
+  const socket = await connect(newUser('Bystander'), { label: 'bystander' });
+  assert.equal(ok(await join(socket, doc.tab('t'), 'editor')).role, 'editor');
+  let saves = 0;
+  return {
+    socket,
+    resourceId: doc.tab('t'),
+    async served(what) {
+      saves += 1;
+      const m = mark(socket);
+      const ack = await save(socket, doc.tab('t'), `bystander save ${saves}`);
+      assert.deepEqual(ack, { ok: true, version: saves }, `bystander save after ${what}`);
+      const ev = await waitFor(socket, 'doc:saved', (e) => e.version === saves, { since: m });
+      assert.equal(ev.resourceId, doc.tab('t'));
+      assert.ok(socket.connected, `bystander still connected after ${what}`);
+      assert.equal(await currentWorkerPid(), workerPid, `same worker process after ${what}`);
+    },
+  };
+}
+
 /** Closes the TCP connection under a socket.io-client socket, without a close frame. */
 export function killSocket(socket) {
   const ws = socket.io.engine.transport.ws;

@@ -17,32 +17,14 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WS_URL, newUser, tokenFor, connect, save, join, ok, createDocument, q, waitFor, mark,
-  rawOpen, rawConnect, teardown, eventually,
+  WS_URL, newUser, tokenFor, connect, save, join, ok, createDocument, q,
+  rawOpen, rawConnect, teardown, eventually, startBystander,
 } from './helpers.mjs';
 
 let bystander;
-let bystanderDoc;
-let workerPid;
-let saves = 0;
 let maxMessageSize;
 
-async function currentWorkerPid() {
-  const rows = await q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'");
-  assert.equal(rows.length, 1, 'one collab worker runs');
-  return rows[0].pid;
-}
 
-async function bystanderServed(what) {
-  saves += 1;
-  const m = mark(bystander);
-  const ack = await save(bystander, bystanderDoc.tab('t'), `bystander save ${saves}`);
-  assert.deepEqual(ack, { ok: true, version: saves }, `bystander save after ${what}`);
-  const ev = await waitFor(bystander, 'doc:saved', (e) => e.version === saves, { since: m });
-  assert.equal(ev.resourceId, bystanderDoc.tab('t'));
-  assert.ok(bystander.connected, `bystander still connected after ${what}`);
-  assert.equal(await currentWorkerPid(), workerPid, `same worker process after ${what}`);
-}
 
 async function healthConnections() {
   const res = await fetch(`${WS_URL}/healthz`);
@@ -50,15 +32,12 @@ async function healthConnections() {
 }
 
 before(async () => {
-  workerPid = await currentWorkerPid();
   const [{ setting }] = await q("SELECT setting FROM pg_settings WHERE name = 'collab.max_message_size'");
   maxMessageSize = Number(setting);
-  bystanderDoc = await createDocument(['t'], 'hostile');
-  bystander = await connect(newUser('Bystander'), { label: 'bystander' });
-  assert.equal(ok(await join(bystander, bystanderDoc.tab('t'), 'editor')).role, 'editor');
+  bystander = await startBystander('hostile');
 });
 after(async () => {
-  bystander?.close();
+  bystander?.socket.close();
   await teardown();
 });
 
@@ -91,7 +70,7 @@ async function expectAnswer(send, want, what) {
     assert.equal(await client.waitFrame(want.frame, 5000, n), want.frame, what);
   }
   // the connection is still open and served
-  const leave = await client.emitAck(77, 'presence:leave', { resourceId: bystanderDoc.tab('t') });
+  const leave = await client.emitAck(77, 'presence:leave', { resourceId: bystander.resourceId });
   assert.equal(leave.error?.code, 'NOT_JOINED', `${what}: the connection still serves: ${JSON.stringify(leave)}`);
   assert.equal(client.isClosed, false);
   client.ws.close();
@@ -123,7 +102,7 @@ describe('unknown packet types', () => {
     test(`${what}: ${want.close ? `close ${want.close}` : want.frame ? `answer ${want.frame}` : 'ignored, the connection stays'}`,
       async () => expectAnswer((c) => c.send(frame), want, what));
   }
-  test('the bystander is still served', async () => bystanderServed('unknown packet types'));
+  test('the bystander is still served', async () => bystander.served('unknown packet types'));
 });
 
 describe('namespaces and ack ids', () => {
@@ -143,7 +122,7 @@ describe('namespaces and ack ids', () => {
   for (const [what, frame, want] of cases) {
     test(`${what}`, async () => expectAnswer((c) => c.send(frame), want, what));
   }
-  test('the bystander is still served', async () => bystanderServed('namespaces and ack ids'));
+  test('the bystander is still served', async () => bystander.served('namespaces and ack ids'));
 });
 
 describe('payloads', () => {
@@ -190,7 +169,7 @@ describe('payloads', () => {
     assert.deepEqual(await q('SELECT content FROM collab.resources WHERE id = $1', [doc.tab('a')]), [{ content: '\u{1f600} ok' }]);
     client.ws.close();
   });
-  test('the bystander is still served', async () => bystanderServed('payloads'));
+  test('the bystander is still served', async () => bystander.served('payloads'));
 });
 
 describe('text frames that are not UTF-8', () => {
@@ -209,7 +188,7 @@ describe('text frames that are not UTF-8', () => {
   test('a truncated sequence at the very end of the frame: close 1002', async () => expectAnswer(
     (c) => c.send(Buffer.concat([Buffer.from('421["presence:leave",{"resourceId":"x"}]'), Buffer.from([0xe2, 0x82])]), { binary: false }),
     CLOSE, 'truncated at the end'));
-  test('the bystander is still served', async () => bystanderServed('invalid UTF-8'));
+  test('the bystander is still served', async () => bystander.served('invalid UTF-8'));
 });
 
 describe('fragmented, oversized and binary frames', () => {
@@ -295,7 +274,7 @@ describe('fragmented, oversized and binary frames', () => {
   test('BINARY_EVENT with a malformed attachment count: close 1002', async () => {
     await expectAnswer((c) => c.send('45x-1["doc:save",{}]'), CLOSE, 'bad attachment count');
   });
-  test('the bystander is still served', async () => bystanderServed('fragmented, oversized and binary frames'));
+  test('the bystander is still served', async () => bystander.served('fragmented, oversized and binary frames'));
 });
 
 describe('resource ids at and over the limits', () => {
@@ -343,7 +322,7 @@ describe('resource ids at and over the limits', () => {
       await q('DELETE FROM collab.resources WHERE id = $1', [id]);
     }
   });
-  test('the bystander is still served', async () => bystanderServed('resource ids'));
+  test('the bystander is still served', async () => bystander.served('resource ids'));
 });
 
 describe('floods', () => {
@@ -356,7 +335,7 @@ describe('floods', () => {
     const frame = `42${leave('document:hostile-none')}`;
     for (const { client } of floods) for (let i = 0; i < N; i++) client.send(frame);
     // meanwhile the bystander saves, within its own budget
-    for (let i = 0; i < 5; i++) await bystanderServed(`the event flood (${i})`);
+    for (let i = 0; i < 5; i++) await bystander.served(`the event flood (${i})`);
     for (const { client } of floods) {
       const count = (code) => client.frames.filter((f) => typeof f === 'string' && f.startsWith('42["error"') && f.includes(`"code":"${code}"`)).length;
       await eventually(() => count('RATE_LIMITED') + count('NOT_JOINED') === N, 'every flood event is answered', 15000, 100)
@@ -366,7 +345,7 @@ describe('floods', () => {
       assert.equal(client.isClosed, false, 'a flooder stays connected');
       client.ws.close();
     }
-    assert.deepEqual(bystander.__log.filter((e) => e.event === 'error'), [], 'the bystander got no error event');
+    assert.deepEqual(bystander.socket.__log.filter((e) => e.event === 'error'), [], 'the bystander got no error event');
   });
 
   test('slow headers: 200 sockets that never finish their upgrade request do not block new clients', { timeout: 30000 }, async () => {
@@ -386,7 +365,7 @@ describe('floods', () => {
     const fresh = await connect(newUser('PastSlowHeaders'));
     assert.equal(fresh.connected, true, 'a new client is served while the slow sockets are open');
     fresh.close();
-    await bystanderServed('the slow headers');
+    await bystander.served('the slow headers');
     // the worker closes the sockets whose headers never complete
     await Promise.all(closedBy);
     assert.ok(slow.every((s) => s.destroyed), 'every slow socket was closed by the worker');
@@ -430,7 +409,7 @@ describe('floods', () => {
     assert.ok(refused.every((r) => r.frames === 0), 'a refused connection got no frame');
     const [{ n }] = await q('SELECT count(*)::int AS n FROM collab.connections WHERE connection_id = ANY ($1)', [served.map((r) => r.sid)]);
     assert.equal(n, want, 'every served connection is registered');
-    await bystanderServed('the connection flood');
+    await bystander.served('the connection flood');
     for (const r of served) r.client.ws.close();
     await eventually(async () => (await healthConnections()) === base, 'the flood\'s connections are closed', 15000);
     await eventually(async () => (await q('SELECT count(*)::int AS n FROM collab.connections WHERE connection_id = ANY ($1)', [served.map((r) => r.sid)]))[0].n === 0,
@@ -438,6 +417,6 @@ describe('floods', () => {
     // once they are gone, new connections are served again
     const again = await connect(newUser('AfterFlood'));
     again.close();
-    await bystanderServed('the connection flood, closed');
+    await bystander.served('the connection flood, closed');
   });
 });

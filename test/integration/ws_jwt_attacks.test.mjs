@@ -10,8 +10,8 @@ import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
-  SECRET, newUser, makeToken, tokenFor, nowSec, connect, tryConnect, refusalCode, save, join, ok,
-  createDocument, q, setConf, resetConf, eventually, waitFor, mark, rawOpen, teardown,
+  SECRET, newUser, makeToken, tokenFor, nowSec, tryConnect, refusalCode,
+  q, setConf, resetConf, eventually, rawOpen, teardown, startBystander,
 } from './helpers.mjs';
 
 const b64u = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
@@ -39,27 +39,8 @@ const nested = (depth) => '['.repeat(depth) + ']'.repeat(depth);
 // its heartbeats.
 const keys = {};
 let bystander;
-let bystanderDoc;
-let workerPid;
-let saves = 0;
 
-async function currentWorkerPid() {
-  const rows = await q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'");
-  assert.equal(rows.length, 1, 'one collab worker runs');
-  return rows[0].pid;
-}
 
-/** The bystander gets an ack for a save and the doc:saved event of it; the worker is the same process. */
-async function bystanderServed(what) {
-  saves += 1;
-  const m = mark(bystander);
-  const ack = await save(bystander, bystanderDoc.tab('t'), `bystander save ${saves}`);
-  assert.deepEqual(ack, { ok: true, version: saves }, `bystander save after ${what}`);
-  const ev = await waitFor(bystander, 'doc:saved', (e) => e.version === saves, { since: m });
-  assert.equal(ev.resourceId, bystanderDoc.tab('t'));
-  assert.ok(bystander.connected, `bystander still connected after ${what}`);
-  assert.equal(await currentWorkerPid(), workerPid, `same worker process after ${what}`);
-}
 
 before(async () => {
   const { stdout: priv } = await promisify(execFile)('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']);
@@ -68,13 +49,10 @@ before(async () => {
     child.stdin.end(priv);
   });
   keys.rsa = await promisify(crypto.generateKeyPair)('rsa', { modulusLength: 2048 });
-  workerPid = await currentWorkerPid();
-  bystanderDoc = await createDocument(['t'], 'jwtatk');
-  bystander = await connect(newUser('Bystander'), { label: 'bystander' });
-  assert.equal(ok(await join(bystander, bystanderDoc.tab('t'), 'editor')).role, 'editor');
+  bystander = await startBystander('jwtatk');
 });
 after(async () => {
-  bystander?.close();
+  bystander?.socket.close();
   await teardown();
 });
 
@@ -92,7 +70,7 @@ function group(name, cases) {
     for (const [what, auth, code] of cases) {
       test(`${what}: ${code}`, async () => expectCode(auth(), code, what));
     }
-    test(`the bystander is still served after: ${name}`, async () => bystanderServed(name));
+    test(`the bystander is still served after: ${name}`, async () => bystander.served(name));
   });
 }
 
@@ -249,7 +227,7 @@ describe('accepted at the boundaries (the refusals above are not blanket refusal
       assert.equal(await refusalCode({ token }), 'connected', what);
     }
   });
-  test('the bystander is still served after the boundaries', async () => bystanderServed('the boundaries'));
+  test('the bystander is still served after the boundaries', async () => bystander.served('the boundaries'));
 });
 
 describe('a 100 kB token (a CONNECT larger than collab.max_message_size)', () => {
@@ -265,7 +243,7 @@ describe('a 100 kB token (a CONNECT larger than collab.max_message_size)', () =>
     assert.equal(closed.code, 1009);
     assert.equal(c.frames.some((x) => typeof x === 'string' && /^4[04]/.test(x)), false, 'neither CONNECT nor CONNECT_ERROR');
   });
-  test('the bystander is still served after the 100 kB token', async () => bystanderServed('the 100 kB token'));
+  test('the bystander is still served after the 100 kB token', async () => bystander.served('the 100 kB token'));
 });
 
 describe('issuer and audience, when configured', () => {
@@ -301,13 +279,13 @@ describe('issuer and audience, when configured', () => {
   test('the right iss and aud connect', async () => {
     assert.equal(await refusalCode({ token: tokenFor(newUser('X'), { iss, aud }) }), 'connected');
   });
-  test('the bystander is still served after the iss/aud vectors', async () => bystanderServed('iss/aud'));
+  test('the bystander is still served after the iss/aud vectors', async () => bystander.served('iss/aud'));
 });
 
 describe('the attacks left nothing behind', () => {
   test('no connection of an attacker is registered; the bystander is the only one of this file', async () => {
     const rows = await q("SELECT user_id FROM collab.connections WHERE user_id IN ('u-attack', 'u1', 'u-user', 'u-admin')");
     assert.deepEqual(rows, []);
-    await bystanderServed('everything');
+    await bystander.served('everything');
   });
 });
