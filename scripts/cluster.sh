@@ -5,6 +5,7 @@
 #   cluster.sh stop DIR [MODE]            stop (MODE: fast|immediate), keep the data
 #   cluster.sh restart DIR                start an existing, stopped cluster again
 #   cluster.sh destroy DIR                stop and remove
+#   cluster.sh free-port                  prints a free TCP port on 127.0.0.1
 #
 # PostgreSQL refuses to run as root, so the cluster runs as the 'postgres' system
 # user; the data directory is owned by it. Connections use the Unix socket in DIR
@@ -14,8 +15,17 @@ set -euo pipefail
 PGBIN=${PGBIN:-$(pg_config --bindir)}
 RUN_AS=${RUN_AS:-postgres}
 
+# setpriv rather than runuser where there is one: runuser's PAM session
+# resets the descriptor limit to 1024, and a worker holding thousands of
+# connections needs the caller's.
 as_pg() {
-	if [ "$(id -un)" = "$RUN_AS" ]; then "$@"; else runuser -u "$RUN_AS" -- "$@"; fi
+	if [ "$(id -un)" = "$RUN_AS" ]; then
+		"$@"
+	elif command -v setpriv >/dev/null; then
+		setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups "$@"
+	else
+		runuser -u "$RUN_AS" -- "$@"
+	fi
 }
 
 free_port() {
@@ -24,7 +34,11 @@ free_port() {
 		print $s->sockport, "\n";'
 }
 
-cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR}
+cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR | free-port}
+if [ "$cmd" = free-port ]; then
+	free_port
+	exit 0
+fi
 dir=${2:?data directory}
 
 case "$cmd" in

@@ -20,11 +20,7 @@ die() {
 	exit 1
 }
 
-free_port() {
-	perl -MIO::Socket::INET -e '
-		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-		print $s->sockport, "\n";'
-}
+free_port() { bash scripts/cluster.sh free-port; }
 
 # base64url without padding (RFC 7515), of stdin
 b64url() {

@@ -16,9 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport'
-}
+free_port() { bash scripts/cluster.sh free-port; }
 WS_PORT=$(free_port)
 export COLLAB_JWT_SECRET="regress-secret-$(openssl rand -hex 16)"
 bash scripts/cluster.sh start "$CLUSTER" \

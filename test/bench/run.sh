@@ -55,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 t_start=$(date +%s)
-WS_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport')
+WS_PORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.workers = 1" \
 	"collab.database = 'bench_save'" \

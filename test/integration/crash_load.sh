@@ -25,9 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 SECRET="crash-test-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-WSPORT=$(perl -MIO::Socket::INET -e '
-	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-	print $s->sockport, "\n";')
+WSPORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 # restart_after_crash is on by default; said here because the test needs it
 bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"restart_after_crash = on" \

@@ -30,9 +30,7 @@ if [ -z "${COLLAB_WS_URL:-}" ]; then
 	chmod 755 "$WORK"
 	CLUSTER="$WORK/cluster"
 	SECRET="ws-test-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-	WSPORT=$(perl -MIO::Socket::INET -e '
-		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-		print $s->sockport, "\n";')
+	WSPORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 	cleanup() {
 		if [ "${KEEP_TEST_WORK:-}" = "" ]; then
 			bash "$ROOT/scripts/cluster.sh" destroy "$CLUSTER" >/dev/null 2>&1 || true

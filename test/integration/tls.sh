@@ -63,9 +63,7 @@ chmod 644 "$TLS/server.crt"
 chown postgres: "$TLS/server.key"
 chmod 600 "$TLS/server.key"
 
-WSPORT=$(perl -MIO::Socket::INET -e '
-	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-	print $s->sockport, "\n";')
+WSPORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.port = $WSPORT" \
 	"collab.listen_addresses = '127.0.0.1'" \

@@ -50,11 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	perl -MIO::Socket::INET -e '
-		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-		print $s->sockport, "\n";'
-}
+free_port() { bash "$ROOT/scripts/cluster.sh" free-port; }
 WS_PORT=$(free_port)
 SECRET="soak-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 
@@ -67,17 +63,8 @@ conf=(
 	"collab.max_connections = $((clients + 1000))"
 	"collab.lock_ttl = ${SOAK_LOCK_TTL_MS}"
 )
-# scripts/cluster.sh starts pg_ctl through runuser, whose PAM session
-# (pam_limits) resets the descriptor limit to 1024: run it as postgres with
-# setpriv instead, which keeps this shell's limits.
-mkdir -p "$CLUSTER"
-if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
-	chown postgres: "$CLUSTER"
-	setpriv --reuid=postgres --regid=postgres --init-groups \
-		bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
-else
-	bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
-fi
+# cluster.sh keeps this shell's descriptor limit for the server (setpriv)
+bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" COLLAB_JWT_SECRET="$SECRET"
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION collab" >/dev/null || die "could not create the extension"

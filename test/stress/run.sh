@@ -39,9 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 SECRET="stress-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-WSPORT=$(perl -MIO::Socket::INET -e '
-	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-	print $s->sockport, "\n";')
+WSPORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 # A writer stopped past its lease must still be connected when it resumes:
 # collab.lock_ttl well below collab.ping_timeout.
 bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \

@@ -94,11 +94,7 @@ trap 'exit 130' INT TERM
 gcc -O2 -Wall -o "$WORK/members" "$HERE/members.c" || die "could not compile members.c"
 export AB_MEMBERS_BIN=$WORK/members
 
-free_port() {
-	perl -MIO::Socket::INET -e '
-		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1) or die "$!";
-		print $s->sockport, "\n";'
-}
+free_port() { bash "$ROOT/scripts/cluster.sh" free-port; }
 WS_PORT=$(free_port)
 BASE_PORT=$(free_port)
 REDIS_PORT=$(free_port)
@@ -119,16 +115,8 @@ conf=(
 if [ -n "${AB_CONF:-}" ]; then
 	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$AB_CONF"
 fi
-# cluster.sh starts pg_ctl through runuser, whose PAM session resets the
-# descriptor limit to 1024: run it as postgres with setpriv, which keeps ours.
-mkdir -p "$CLUSTER"
-if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
-	chown postgres: "$CLUSTER"
-	setpriv --reuid=postgres --regid=postgres --init-groups \
-		bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
-else
-	bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
-fi
+# cluster.sh keeps this shell's descriptor limit for the server (setpriv)
+bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 
 # Both stacks get the same rows: document:bench with its tabs, and 99 more

@@ -29,13 +29,10 @@ chmod 755 "$WORK"
 CLUSTER=$WORK/cluster
 trap 'bash "$ROOT/scripts/cluster.sh" destroy "$CLUSTER" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 
-WS_PORT=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0)->sockport')
+WS_PORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 SECRET="idle-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-mkdir -p "$CLUSTER"
-chown postgres: "$CLUSTER"
-# setpriv rather than runuser: runuser's PAM session resets the descriptor limit
-setpriv --reuid=postgres --regid=postgres --init-groups \
-	bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
+# cluster.sh keeps this shell's descriptor limit for the server (setpriv)
+bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.database = 'postgres'" "collab.port = $WS_PORT" "collab.listen_addresses = '127.0.0.1'" \
 	"collab.jwt_secret = '$SECRET'" "collab.rate_limit = 0" \
 	"collab.max_connections = $((N + 1000))" >/dev/null || die "could not start the cluster"
