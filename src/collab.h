@@ -43,6 +43,9 @@ extern void collab_require_resource_id(struct varlena *t);
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
 
+/* tokens.c */
+extern bool collab_parse_int64(const char *s, int64 *out);
+
 /*
  * Error codes (errors.c).  Each product error code of the contract has one
  * stable SQLSTATE in the user-defined class "CL".

@@ -93,20 +93,6 @@ token_error(bool has_token, int64 token, Datum resource_id)
 	elog(ERROR, "collab._token_error did not raise");
 }
 
-static bool
-parse_int64(const char *s, int64 *out)
-{
-	char	   *end;
-	long long	v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0')
-		return false;
-	*out = (int64) v;
-	return true;
-}
-
 static void
 append_ts(StringInfo buf, TimestampTz t)
 {
@@ -208,8 +194,8 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	{
 		has_token = collab_lock_token && *collab_lock_token;
 		has_base = collab_base_version && *collab_base_version;
-		if ((has_token && !parse_int64(collab_lock_token, &token)) ||
-			(has_base && !parse_int64(collab_base_version, &base)))
+		if ((has_token && !collab_parse_int64(collab_lock_token, &token)) ||
+			(has_base && !collab_parse_int64(collab_base_version, &base)))
 			ereport(ERROR,
 					(errcode(collab_errcode(CE_BAD_REQUEST)),
 					 errmsg("collab.lock_token and collab.base_version must be integers")));

@@ -24,6 +24,25 @@
 
 #include "collab.h"
 
+/*
+ * A whole decimal int64, as tokens and versions travel in settings and
+ * query results; false for anything else, so that the caller can name what
+ * was wrong.
+ */
+bool
+collab_parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
 static bool issued_in_xact = false;
 static bool callback_registered = false;
 

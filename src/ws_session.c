@@ -1088,16 +1088,6 @@ ws_protocols(void)
  * Replies to SQL jobs
  * ---------------------------------------------------------------- */
 
-static bool
-parse_token(const char *s, int64 *out)
-{
-	char	   *end;
-
-	errno = 0;
-	*out = strtoll(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0';
-}
-
 static void
 store_token(Conn *conn, const char *resource_id, int64 token)
 {
@@ -1129,7 +1119,7 @@ join_done(Job *job)
 		ws_send_error(conn, job->ack_id, "INTERNAL", "internal error: malformed reply", job->resource_id);
 		return;
 	}
-	if (job->token && parse_token(job->token, &token))
+	if (job->token && collab_parse_int64(job->token, &token))
 		store_token(conn, job->resource_id, token);
 	rooms_join(conn, job->resource_id);
 	if (job->ack_id >= 0)
@@ -1256,7 +1246,7 @@ holder_event_done(Job *job)
 {
 	int64		token = -1;
 
-	if (job->result && parse_token(job->result, &token))
+	if (job->result && collab_parse_int64(job->result, &token))
 		store_token(job->conn, job->resource_id, token);
 	else
 		token = -1;
