@@ -11,6 +11,7 @@ OBJS = \
 	src/events.o \
 	src/json_object.o \
 	src/jwt.o \
+	src/listen.o \
 	src/lock_path.o \
 	src/metrics.o \
 	src/resource_id.o \

@@ -72,6 +72,7 @@ suite "wss with a self-signed certificate" bash test/integration/tls.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh
 fi
+suite "two workers on one port (own cluster)" bash test/integration/workers.sh
 suite "browser demo (Chromium)" bash test/browser/run.sh
 suite "soak, short (500 clients, 15 s, own cluster)" env SOAK_CLIENTS=500 SOAK_SECONDS=15 bash test/soak/run.sh
 suite "concurrent writers, history checker (15 s, own cluster)" env STRESS_SECONDS=15 bash test/stress/run.sh

@@ -1075,14 +1075,22 @@ END
 $$;
 
 -- A worker (re)starting: connections of its previous incarnation are gone.
-CREATE FUNCTION collab.ws_worker_start(p_worker text)
+-- With p_workers (worker 1 passes collab.workers), so are those of workers
+-- beyond that number, which no longer run.
+CREATE FUNCTION collab.ws_worker_start(p_worker text, p_workers integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_conn text;
 	n integer := 0;
 BEGIN
-	FOR v_conn IN SELECT connection_id FROM collab.ws_connections WHERE worker = p_worker ORDER BY connected_at LOOP
+	FOR v_conn IN
+		SELECT connection_id FROM collab.ws_connections
+		 WHERE worker = p_worker
+		    OR (p_workers IS NOT NULL
+		        AND worker <> ALL (ARRAY(SELECT 'collab worker ' || i FROM generate_series(1, p_workers) i)))
+		 ORDER BY connected_at
+	LOOP
 		PERFORM collab.ws_disconnect(v_conn, 'disconnected');
 		n := n + 1;
 	END LOOP;

@@ -18,6 +18,7 @@
 
 #include "collab.h"
 #include "event_queue.h"
+#include "metrics.h"
 
 extern void collab_register_workers(void);
 
@@ -75,6 +76,7 @@ _PG_init(void)
 		return;
 	collab_preloaded = true;
 	event_queue_init();
+	metrics_init();
 	collab_register_workers();
 }
 
@@ -107,8 +109,9 @@ define_postmaster_settings(void)
 							   NULL, &collab_ssl_key_file, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.workers",
-							"Whether the WebSocket worker runs (1) or not (0).",
-							NULL, &collab_workers, 1, 0, 1,
+							"Number of WebSocket worker processes (0: none).",
+							"Several workers share collab.port; the kernel spreads connections over them.",
+							&collab_workers, 1, 0, COLLAB_MAX_WORKERS,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 

@@ -33,6 +33,9 @@ extern int	collab_rate_limit;
 extern char *collab_lock_token;
 extern char *collab_base_version;
 
+/* Most WebSocket worker processes (collab.workers). */
+#define COLLAB_MAX_WORKERS 32
+
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 

@@ -10,10 +10,13 @@
  * reserves room just before commit, copies its payloads in after commit
  * (still holding its advisory locks, so the events of one resource are in
  * lock order), and wakes the worker through an eventfd the worker polls.
- * The worker fans the events out and forwards them to NOTIFY listeners in
- * its own batched transactions, keeping channel collab_events complete.
- * Without a worker, in another database than the worker's, or with the
- * ring full, backends NOTIFY directly.
+ * Every worker (collab.workers of them) reads the whole ring with its own
+ * read position and eventfd, and fans the events out to its own
+ * connections; the lowest-numbered running worker also forwards them to
+ * NOTIFY listeners in its batched transactions, keeping channel
+ * collab_events complete.  The ring keeps a record until the slowest
+ * worker has read it.  Without a worker, in another database than the
+ * workers', or with the ring full, backends NOTIFY directly.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,20 +36,28 @@
 
 #define EVENT_RING_BYTES	(8 * 1024 * 1024)
 
+/* One reader of the ring: a worker process. */
+typedef struct EventConsumer
+{
+	pid_t		pid;			/* 0: no worker in this slot */
+	uint64		read_pos;		/* bytes this worker has consumed */
+	bool		overflowed;		/* events bypassed the ring while it read */
+} EventConsumer;
+
 typedef struct EventRing
 {
 	LWLock	   *lock;
-	pid_t		consumer_pid;	/* 0: no worker consumes the ring */
-	Oid			consumer_db;	/* the database the worker serves */
+	Oid			consumer_db;	/* the database the workers serve */
 	uint64		write_pos;		/* bytes ever written */
-	uint64		read_pos;		/* bytes ever consumed */
 	uint64		reserved;		/* promised to committing transactions */
-	bool		overflowed;		/* events bypassed the ring while consumed */
+	EventConsumer consumers[COLLAB_MAX_WORKERS];
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } EventRing;
 
 static EventRing *ring = NULL;
-static int	wake_fd = -1;
+/* one eventfd per worker slot, created in the postmaster */
+static int	wake_fds[COLLAB_MAX_WORKERS];
+static int	my_slot = -1;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -77,9 +88,9 @@ event_queue_shmem_startup(void)
 	if (!found)
 	{
 		ring->lock = &(GetNamedLWLockTranche("collab_events"))->lock;
-		ring->consumer_pid = 0;
-		ring->write_pos = ring->read_pos = ring->reserved = 0;
-		ring->overflowed = false;
+		ring->consumer_db = InvalidOid;
+		ring->write_pos = ring->reserved = 0;
+		memset(ring->consumers, 0, sizeof(ring->consumers));
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -93,9 +104,15 @@ event_queue_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = event_queue_shmem_startup;
 	/* inherited by every backend through fork */
-	wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (wake_fd < 0)
-		ereport(LOG, (errmsg("collab could not create an eventfd: %m; events will use NOTIFY")));
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+	{
+		wake_fds[i] = -1;
+		if (i >= collab_workers)
+			continue;
+		wake_fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (wake_fds[i] < 0)
+			ereport(LOG, (errmsg("collab could not create an eventfd: %m; events will use NOTIFY")));
+	}
 }
 
 static inline Size
@@ -104,28 +121,54 @@ record_bytes(Size len)
 	return sizeof(uint32) + len;
 }
 
+/* Where the slowest worker reads; write_pos when none does.  Lock held. */
+static uint64
+oldest_read_pos(bool *any)
+{
+	uint64		oldest = ring->write_pos;
+
+	*any = false;
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+	{
+		if (ring->consumers[i].pid == 0)
+			continue;
+		*any = true;
+		if (ring->consumers[i].read_pos < oldest)
+			oldest = ring->consumers[i].read_pos;
+	}
+	return oldest;
+}
+
 Size
 event_queue_reserve(List *payloads)
 {
 	Size		need = 0;
 	ListCell   *lc;
 	bool		ok = false;
+	bool		any;
+	uint64		oldest;
 
-	if (ring == NULL || wake_fd < 0)
+	if (ring == NULL)
 		return 0;
 	foreach(lc, payloads)
 		need += record_bytes(strlen((char *) lfirst(lc)));
 	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-	/* only events of the worker's database concern it */
-	if (ring->consumer_pid != 0 && ring->consumer_db == MyDatabaseId)
+	oldest = oldest_read_pos(&any);
+	/* only events of the workers' database concern them */
+	if (any && ring->consumer_db == MyDatabaseId)
 	{
-		if (ring->write_pos - ring->read_pos + ring->reserved + need <= EVENT_RING_BYTES)
+		if (ring->write_pos - oldest + ring->reserved + need <= EVENT_RING_BYTES)
 		{
 			ring->reserved += need;
 			ok = true;
 		}
 		else
-			ring->overflowed = true;	/* the worker must resynchronize */
+		{
+			/* every worker misses these events: all must resynchronize */
+			for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+				if (ring->consumers[i].pid != 0)
+					ring->consumers[i].overflowed = true;
+		}
 	}
 	LWLockRelease(ring->lock);
 	return ok ? need : 0;
@@ -162,14 +205,15 @@ ring_copy_out(uint64 pos, char *dst, Size len)
 }
 
 /*
- * Appends payloads for which room was reserved.  Runs after commit, so it
- * must not fail: nothing here can raise an error.
+ * Appends payloads for which room was reserved, and wakes every worker.
+ * Runs after commit, so it must not fail: nothing here can raise an error.
  */
 void
 event_queue_append(List *payloads, Size reserved)
 {
 	ListCell   *lc;
 	uint64		one = 1;
+	bool		wake[COLLAB_MAX_WORKERS];
 
 	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
 	foreach(lc, payloads)
@@ -182,37 +226,76 @@ event_queue_append(List *payloads, Size reserved)
 		ring->write_pos += record_bytes(len);
 	}
 	ring->reserved -= reserved;
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+		wake[i] = ring->consumers[i].pid != 0;
 	LWLockRelease(ring->lock);
-	if (write(wake_fd, &one, sizeof(one)) < 0)
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
 	{
-		/* the counter is saturated or the worker reads it: it will look anyway */
+		if (wake[i] && wake_fds[i] >= 0 && write(wake_fds[i], &one, sizeof(one)) < 0)
+		{
+			/* the counter is saturated or the worker reads it: it will look anyway */
+		}
 	}
 }
 
+/* The descriptor that wakes worker slot (0-based); -1 without one. */
 int
-event_queue_wake_fd(void)
+event_queue_wake_fd(int slot)
 {
-	return wake_fd;
+	return (slot >= 0 && slot < COLLAB_MAX_WORKERS) ? wake_fds[slot] : -1;
 }
 
-void
-event_queue_attach(void)
+/* Starts reading the ring from now on, as the worker of this slot. */
+bool
+event_queue_attach(int slot)
 {
+	if (ring == NULL || event_queue_wake_fd(slot) < 0)
+		return false;
 	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-	ring->consumer_pid = MyProcPid;
+	ring->consumers[slot].pid = MyProcPid;
+	ring->consumers[slot].read_pos = ring->write_pos;
+	ring->consumers[slot].overflowed = false;
 	ring->consumer_db = MyDatabaseId;
 	LWLockRelease(ring->lock);
+	my_slot = slot;
+	return true;
 }
 
 void
 event_queue_detach(void)
 {
-	if (ring == NULL)
+	if (ring == NULL || my_slot < 0)
 		return;
 	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-	if (ring->consumer_pid == MyProcPid)
-		ring->consumer_pid = 0;
+	if (ring->consumers[my_slot].pid == MyProcPid)
+		ring->consumers[my_slot].pid = 0;
 	LWLockRelease(ring->lock);
+	my_slot = -1;
+}
+
+/*
+ * Is this worker the one that forwards events to NOTIFY listeners and
+ * counts them?  The running worker of the lowest slot is, so that exactly
+ * one does while any runs.
+ */
+bool
+event_queue_is_forwarder(void)
+{
+	bool		first = false;
+
+	if (my_slot < 0)
+		return false;
+	LWLockAcquire(ring->lock, LW_SHARED);
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+	{
+		if (ring->consumers[i].pid != 0)
+		{
+			first = (i == my_slot);
+			break;
+		}
+	}
+	LWLockRelease(ring->lock);
+	return first;
 }
 
 /*
@@ -224,9 +307,11 @@ event_queue_take_overflow(void)
 {
 	bool		o;
 
+	if (my_slot < 0)
+		return false;
 	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-	o = ring->overflowed;
-	ring->overflowed = false;
+	o = ring->consumers[my_slot].overflowed;
+	ring->consumers[my_slot].overflowed = false;
 	LWLockRelease(ring->lock);
 	return o;
 }
@@ -245,13 +330,15 @@ event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg)
 	char	   *buf = NULL;
 	Size		bufsize = 0;
 
+	if (my_slot < 0)
+		return 0;
 	/* clear the wake-up counter first: a later append wakes us again */
-	if (read(wake_fd, &one, sizeof(one)) < 0)
+	if (read(wake_fds[my_slot], &one, sizeof(one)) < 0)
 	{
 		/* EAGAIN: nothing new signalled, but look anyway */
 	}
 	LWLockAcquire(ring->lock, LW_SHARED);
-	read_pos = ring->read_pos;
+	read_pos = ring->consumers[my_slot].read_pos;
 	write_pos = ring->write_pos;
 	LWLockRelease(ring->lock);
 
@@ -271,7 +358,7 @@ event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg)
 
 		/* give the room back before the callback, which may be slow */
 		LWLockAcquire(ring->lock, LW_EXCLUSIVE);
-		ring->read_pos = read_pos;
+		ring->consumers[my_slot].read_pos = read_pos;
 		LWLockRelease(ring->lock);
 
 		cb(buf, arg);

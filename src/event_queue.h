@@ -18,9 +18,10 @@ extern void event_queue_unreserve(Size reserved);
 extern void event_queue_append(List *payloads, Size reserved);
 
 /* The worker */
-extern int	event_queue_wake_fd(void);
-extern void event_queue_attach(void);
+extern int	event_queue_wake_fd(int slot);
+extern bool event_queue_attach(int slot);
 extern void event_queue_detach(void);
+extern bool event_queue_is_forwarder(void);
 extern bool event_queue_take_overflow(void);
 extern int	event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg);
 

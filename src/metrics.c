@@ -4,8 +4,10 @@
  *	  The worker's counters, and its HTTP endpoints /healthz and /metrics
  *	  (Prometheus text format) on the WebSocket port.
  *
- * Counters live in the worker process: they restart from zero with it,
- * which Prometheus handles as a counter reset.  Health is judged from what
+ * Each worker counts in its own slot of shared memory, and either worker
+ * answering /metrics reports the sum over the running workers.  A slot
+ * restarts from zero with its worker, which Prometheus handles as a
+ * counter reset.  Health is judged from what
  * the worker last achieved, not by running SQL from the HTTP callback:
  * the database is reachable when a transaction of the worker committed
  * within the last few sweep intervals (the sweep commits every interval).
@@ -15,12 +17,129 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 
 #include "collab.h"
 #include "metrics.h"
 #include "worker.h"
 
-CollabMetrics collab_metrics;
+typedef struct MetricsSlot
+{
+	pid_t		pid;			/* 0: no worker in this slot */
+	CollabMetrics m;
+} MetricsSlot;
+
+/* Until the worker attaches its slot (and in unit tests), counts go here. */
+static CollabMetrics local_metrics;
+CollabMetrics *collab_metrics = &local_metrics;
+
+static MetricsSlot *slots = NULL;
+static MetricsSlot *my_slot = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+slots_size(void)
+{
+	return mul_size(sizeof(MetricsSlot), COLLAB_MAX_WORKERS);
+}
+
+static void
+metrics_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(slots_size());
+}
+
+static void
+metrics_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	slots = ShmemInitStruct("collab worker metrics", slots_size(), &found);
+	if (!found)
+		memset(slots, 0, slots_size());
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init in the postmaster. */
+void
+metrics_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = metrics_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = metrics_shmem_startup;
+}
+
+static void
+metrics_detach(int code, Datum arg)
+{
+	if (my_slot)
+		my_slot->pid = 0;
+}
+
+/* The worker of slot counts in shared memory from now on. */
+void
+metrics_attach(int slot)
+{
+	if (slots == NULL || slot < 0 || slot >= COLLAB_MAX_WORKERS)
+		return;
+	my_slot = &slots[slot];
+	my_slot->m = local_metrics;
+	pg_write_barrier();
+	my_slot->pid = MyProcPid;
+	collab_metrics = &my_slot->m;
+	before_shmem_exit(metrics_detach, (Datum) 0);
+}
+
+/* The sum over the running workers (just ours without shared memory). */
+static int
+metrics_total(CollabMetrics *sum)
+{
+	int			nworkers = 0;
+
+	memset(sum, 0, sizeof(*sum));
+	for (int i = 0; slots != NULL && i < COLLAB_MAX_WORKERS; i++)
+	{
+		const CollabMetrics *m = &slots[i].m;
+
+		if (slots[i].pid == 0)
+			continue;
+		nworkers++;
+		sum->connections += m->connections;
+		sum->rooms += m->rooms;
+		sum->connections_total += m->connections_total;
+		sum->messages_in += m->messages_in;
+		sum->messages_out += m->messages_out;
+		sum->auth_failures += m->auth_failures;
+		sum->lock_grants += m->lock_grants;
+		sum->lock_denials += m->lock_denials;
+		sum->lock_releases += m->lock_releases;
+		sum->lock_expiries += m->lock_expiries;
+		sum->saves_accepted += m->saves_accepted;
+		sum->saves_rejected += m->saves_rejected;
+		sum->requests_failed += m->requests_failed;
+		for (int b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+			sum->sql_latency_buckets[b] += m->sql_latency_buckets[b];
+		sum->sql_latency_count += m->sql_latency_count;
+		sum->sql_latency_sum_ms += m->sql_latency_sum_ms;
+	}
+	if (nworkers == 0)
+	{
+		*sum = *collab_metrics;
+		nworkers = 1;
+	}
+	return nworkers;
+}
 
 /* Upper bounds of the SQL latency histogram, in milliseconds. */
 static const double latency_bounds_ms[METRICS_LATENCY_BUCKETS] =
@@ -31,9 +150,9 @@ metrics_observe_sql(double ms)
 {
 	for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
 		if (ms <= latency_bounds_ms[i])
-			collab_metrics.sql_latency_buckets[i]++;
-	collab_metrics.sql_latency_count++;
-	collab_metrics.sql_latency_sum_ms += ms;
+			collab_metrics->sql_latency_buckets[i]++;
+	collab_metrics->sql_latency_count++;
+	collab_metrics->sql_latency_sum_ms += ms;
 }
 
 /* Counts the events the worker fans out, by kind. */
@@ -41,15 +160,23 @@ void
 metrics_count_event(const char *name)
 {
 	if (strcmp(name, "lock:acquired") == 0)
-		collab_metrics.lock_grants++;
+		collab_metrics->lock_grants++;
 	else if (strcmp(name, "lock:denied") == 0)
-		collab_metrics.lock_denials++;
+		collab_metrics->lock_denials++;
 	else if (strcmp(name, "lock:expired") == 0)
-		collab_metrics.lock_expiries++;
+		collab_metrics->lock_expiries++;
 	else if (strcmp(name, "lock:released") == 0)
-		collab_metrics.lock_releases++;
+		collab_metrics->lock_releases++;
 	else if (strcmp(name, "doc:saved") == 0)
-		collab_metrics.saves_accepted++;
+		collab_metrics->saves_accepted++;
+}
+
+/* Our gauges, for the worker that renders the sum. */
+void
+metrics_publish_gauges(void)
+{
+	collab_metrics->connections = ws_conn_count;
+	collab_metrics->rooms = rooms_count();
 }
 
 bool
@@ -58,7 +185,7 @@ metrics_database_ok(void)
 	int64		now = lws_now_usecs();
 	int64		horizon = (int64) Max(collab_sweep_interval_ms * 5, 5000) * 1000;
 
-	return collab_metrics.last_commit_us > 0 && now - collab_metrics.last_commit_us <= horizon;
+	return collab_metrics->last_commit_us > 0 && now - collab_metrics->last_commit_us <= horizon;
 }
 
 static void
@@ -70,11 +197,16 @@ metric(StringInfo buf, const char *name, const char *type, const char *help, dou
 void
 metrics_render(StringInfo buf)
 {
-	const CollabMetrics *m = &collab_metrics;
+	CollabMetrics total;
+	const CollabMetrics *m = &total;
+	int			nworkers;
 
-	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", ws_conn_count);
+	metrics_publish_gauges();
+	nworkers = metrics_total(&total);
+	metric(buf, "collab_workers", "gauge", "Running WebSocket worker processes.", nworkers);
+	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", m->connections);
 	metric(buf, "collab_connections_total", "counter", "WebSocket connections accepted.", m->connections_total);
-	metric(buf, "collab_rooms", "gauge", "Rooms with at least one member.", rooms_count());
+	metric(buf, "collab_rooms", "gauge", "Rooms with at least one member, counted in each worker serving one.", m->rooms);
 	metric(buf, "collab_messages_in_total", "counter", "WebSocket messages received.", m->messages_in);
 	metric(buf, "collab_messages_out_total", "counter", "WebSocket messages sent.", m->messages_out);
 	metric(buf, "collab_auth_failures_total", "counter", "Connections refused at authentication.", m->auth_failures);
@@ -137,9 +269,12 @@ metrics_http(struct lws *wsi, const char *uri)
 	if (strcmp(uri, "/healthz") == 0)
 	{
 		bool		db = metrics_database_ok();
+		CollabMetrics total;
 
+		metrics_publish_gauges();
+		(void) metrics_total(&total);
 		appendStringInfo(&body, "{\"status\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
-						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", ws_conn_count);
+						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", total.connections);
 		rc = http_reply(wsi, db ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
 						"application/json", &body);
 	}

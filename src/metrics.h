@@ -16,6 +16,8 @@
 
 typedef struct CollabMetrics
 {
+	int			connections;	/* gauges, published by the owning worker */
+	int			rooms;
 	uint64		connections_total;
 	uint64		messages_in;
 	uint64		messages_out;
@@ -33,7 +35,12 @@ typedef struct CollabMetrics
 	int64		last_commit_us;	/* lws_now_usecs() of the last commit */
 } CollabMetrics;
 
-extern CollabMetrics collab_metrics;
+/* This worker's counters: its slot in shared memory once attached. */
+extern CollabMetrics *collab_metrics;
+
+extern void metrics_init(void);
+extern void metrics_attach(int slot);
+extern void metrics_publish_gauges(void);
 
 extern void metrics_observe_sql(double ms);
 extern void metrics_count_event(const char *name);

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * rooms.c
- *	  Which connections are in which resource's room, and fan-out of the
- *	  events that arrive by NOTIFY to them.
+ *	  Which of this worker's connections are in which resource's room, and
+ *	  fan-out of committed events to them.
  *
  * Rooms are grouped by their root segment (the document), so an event about
  * a resource looks only at the rooms of its own document.  An event about a
@@ -225,7 +225,7 @@ held_token(Conn *conn, const char *resource_id)
 
 /* Fans out one event object of a notification. */
 static void
-dispatch_event(const char *json, size_t len)
+dispatch_event(const char *json, size_t len, bool count)
 {
 	JsonObject	ev;
 	char	   *perr = NULL;
@@ -253,7 +253,8 @@ dispatch_event(const char *json, size_t len)
 		return;
 	}
 	rlen = (int) l;
-	metrics_count_event(name);
+	if (count)
+		metrics_count_event(name);
 	(void) json_object_get_string(&ev, "holderId", &holder, &l);
 	(void) json_object_get_string(&ev, "requesterHolderId", &requester, &l);
 	/* events for one connection only name it in "to" */
@@ -349,7 +350,7 @@ dispatch_event(const char *json, size_t len)
 }
 
 void
-rooms_dispatch_notification(const char *payload)
+rooms_dispatch_notification(const char *payload, bool count)
 {
 	JsonObject	env;
 	JsonArray	events;
@@ -365,7 +366,7 @@ rooms_dispatch_notification(const char *payload)
 	}
 	for (int i = 0; i < events.nelems; i++)
 		if (events.elems[i].kind == JSON_KIND_OBJECT)
-			dispatch_event(events.elems[i].value, events.elems[i].len);
+			dispatch_event(events.elems[i].value, events.elems[i].len, count);
 	json_array_free(&events);
 	json_object_free(&env);
 }

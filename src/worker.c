@@ -61,6 +61,7 @@ struct ev_loop *worker_loop = NULL;
 MemoryContext worker_jobs_cxt = NULL;
 JwtConfig	worker_jwt;
 char	   *worker_name = NULL;
+int			worker_slot = 0;
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
@@ -409,7 +410,7 @@ run_jobs(void)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-		collab_metrics.last_commit_us = lws_now_usecs();
+		collab_metrics->last_commit_us = lws_now_usecs();
 	}
 	PG_CATCH();
 	{
@@ -460,10 +461,11 @@ run_jobs(void)
  * Timers and foreign descriptors
  * ---------------------------------------------------------------- */
 
+/* The forwarding worker (see event_queue.c) also sweeps: one sweep per server. */
 static void
 sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
-	if (!sweep_queued)
+	if (!sweep_queued && event_queue_is_forwarder())
 	{
 		Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
 
@@ -530,15 +532,19 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
 	lws_set_opaque_user_data(wsi, tag);
 }
 
-/* Fans out one committed payload and queues it for NOTIFY listeners. */
+/*
+ * Fans out one committed payload to our connections, and, in the
+ * forwarding worker, queues it for NOTIFY listeners.
+ */
 static void
 dispatch_payload(const char *payload, void *arg)
 {
+	bool		forwarder = *(bool *) arg;
 	Job		   *job;
 
 	PG_TRY();
 	{
-		rooms_dispatch_notification(payload);
+		rooms_dispatch_notification(payload, forwarder);
 	}
 	PG_CATCH();
 	{
@@ -547,6 +553,8 @@ dispatch_payload(const char *payload, void *arg)
 	}
 	PG_END_TRY();
 
+	if (!forwarder)
+		return;
 	job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
 	job->kind = JOB_NOTIFY;
 	job->ack_id = -1;
@@ -559,8 +567,10 @@ dispatch_payload(const char *payload, void *arg)
 static void
 drain_events(void)
 {
+	bool		forwarder = event_queue_is_forwarder();
+
 	events_readable = false;
-	(void) event_queue_drain(dispatch_payload, NULL);
+	(void) event_queue_drain(dispatch_payload, &forwarder);
 	if (event_queue_take_overflow())
 	{
 		/*
@@ -626,7 +636,11 @@ wait_for_extension(void)
 	}
 }
 
-/* Connections of our previous incarnation are gone: release what they held. */
+/*
+ * Connections of our previous incarnation are gone: release what they
+ * held.  Worker 1 also releases those of workers that collab.workers no
+ * longer runs.
+ */
 static void
 release_previous_incarnation(void)
 {
@@ -637,11 +651,12 @@ release_previous_incarnation(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	{
-		Oid			types[1] = {TEXTOID};
-		Datum		values[1] = {CStringGetTextDatum(worker_name)};
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		values[2] = {CStringGetTextDatum(worker_name), Int32GetDatum(collab_workers)};
+		char		nulls[2] = {' ', worker_slot == 0 ? ' ' : 'n'};
 
-		if (SPI_execute_with_args("SELECT collab.ws_worker_start($1)", 1, types, values,
-								  NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		if (SPI_execute_with_args("SELECT collab.ws_worker_start($1, $2)", 2, types, values,
+								  nulls, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
 		{
 			bool		isnull;
 			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -735,18 +750,14 @@ raise_descriptor_limit(void)
 }
 
 /*
- * One vhost per address of collab.listen_addresses ('*': all interfaces),
- * all on collab.port.  Returns the first vhost, which also owns the
- * adopted descriptors.
+ * The libwebsockets context on our libev loop, with one vhost that adopts
+ * the connections listen.c accepts.
  */
 static struct lws_vhost *
 create_context(void)
 {
 	struct lws_context_creation_info info;
-	struct lws_vhost *first = NULL;
-	char	   *addrs = pstrdup(collab_listen_addresses ? collab_listen_addresses : "*");
-	char	   *save = NULL;
-	char	   *addr;
+	struct lws_vhost *vh;
 
 	/*
 	 * An epoll loop (libev) of our own rather than lws's poll() loop:
@@ -775,7 +786,13 @@ create_context(void)
 	info.timeout_secs_ah_idle = 5;
 	/* large replies (a room's user list) go out in big chunks */
 	info.pt_serv_buf_size = 64 * 1024;
-	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 64;
+	/*
+	 * Room in lws's descriptor table beyond collab.max_connections, so that
+	 * a burst of connections is adopted and then refused with a close (see
+	 * ws_session.c) rather than dropped at adoption.  The open-files limit
+	 * bounds what we accept anyway.
+	 */
+	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 4096;
 	info.timeout_secs = 10;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -784,40 +801,24 @@ create_context(void)
 	if (worker_context == NULL)
 		ereport(ERROR, (errmsg("collab worker could not create its event loop")));
 
-	for (addr = strtok_r(addrs, ", ", &save); addr; addr = strtok_r(NULL, ", ", &save))
+	info.options &= ~LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	/* listen.c listens; this vhost serves what it accepts */
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.vhost_name = "collab";
+	info.protocols = ws_protocols();
+	if (collab_ssl_cert_file && *collab_ssl_cert_file)
 	{
-		struct lws_context_creation_info vinfo = info;
-		struct lws_vhost *vh;
-		bool		any = strcmp(addr, "*") == 0;
-
-		vinfo.options &= ~LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-		vinfo.port = collab_port;
-		vinfo.iface = any ? NULL : addr;
-		vinfo.vhost_name = addr;
-		vinfo.protocols = ws_protocols();
-		/* an IPv4 address binds an IPv4 socket */
-		if (!any && strchr(addr, ':') == NULL)
-			vinfo.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-		if (collab_ssl_cert_file && *collab_ssl_cert_file)
-		{
-			vinfo.ssl_cert_filepath = collab_ssl_cert_file;
-			vinfo.ssl_private_key_filepath = collab_ssl_key_file;
-			/* HTTP/1.1 only: lws 4.1 truncates large single writes on h2 streams */
-			vinfo.alpn = "http/1.1";
-		}
-		vh = lws_create_vhost(worker_context, &vinfo);
-		if (vh == NULL)
-			ereport(ERROR,
-					(errmsg("collab worker could not listen on %s port %d", addr, collab_port),
-					 errhint("Check collab.listen_addresses, collab.port and the TLS files; another process may use the port.")));
-		if (first == NULL)
-			first = vh;
+		info.ssl_cert_filepath = collab_ssl_cert_file;
+		info.ssl_private_key_filepath = collab_ssl_key_file;
+		/* HTTP/1.1 only: lws 4.1 truncates large single writes on h2 streams */
+		info.alpn = "http/1.1";
 	}
-	if (first == NULL)
+	vh = lws_create_vhost(worker_context, &info);
+	if (vh == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("collab.listen_addresses is empty")));
-	return first;
+				(errmsg("collab worker could not set up its WebSocket server"),
+				 errhint("Check the TLS files.")));
+	return vh;
 }
 
 void
@@ -830,6 +831,7 @@ collab_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, worker_sighup);
 	BackgroundWorkerUnblockSignals();
 
+	worker_slot = DatumGetInt32(main_arg) - 1;
 	worker_name = psprintf("collab worker %d", DatumGetInt32(main_arg));
 	BackgroundWorkerInitializeConnection(collab_database, NULL, 0);
 	SetConfigOption("application_name", "collab worker", PGC_USERSET, PGC_S_SESSION);
@@ -843,24 +845,29 @@ collab_worker_main(Datum main_arg)
 
 	wait_for_extension();
 	release_previous_incarnation();
-	collab_metrics.last_commit_us = lws_now_usecs();
+	collab_metrics->last_commit_us = lws_now_usecs();
 	load_jwt_config();
 	check_tls_files();
 
 	raise_descriptor_limit();
 	vh = create_context();
 	before_shmem_exit(detach_event_queue, (Datum) 0);
-	event_queue_attach();
-	adopt_fd(vh, event_queue_wake_fd(), (void *) 1);
+	if (!event_queue_attach(worker_slot))
+		ereport(ERROR,
+				(errmsg("collab worker has no event queue"),
+				 errdetail("The server could not create the worker's eventfd at start.")));
+	metrics_attach(worker_slot);
+	adopt_fd(vh, event_queue_wake_fd(worker_slot), (void *) 1);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
+	listen_start(worker_loop, vh);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
 	ev_timer_init(&tick_timer, tick_cb, TICK_MS / 1000.0, TICK_MS / 1000.0);
 	ev_timer_start(worker_loop, &tick_timer);
 
 	ereport(LOG,
-			(errmsg("collab worker listening on %s port %d for database \"%s\"",
-					collab_listen_addresses,
+			(errmsg("%s listening on %s port %d for database \"%s\"",
+					worker_name, collab_listen_addresses,
 					collab_port, collab_database)));
 
 	while (!got_sigterm && !postmaster_gone)
@@ -868,6 +875,7 @@ collab_worker_main(Datum main_arg)
 		bool		worked;
 
 		MemoryContextSwitchTo(loopcxt);
+		metrics_publish_gauges();
 		/* one pass: wait for some I/O or timer, run its callbacks */
 		ev_run(worker_loop, EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);
@@ -895,12 +903,36 @@ collab_worker_main(Datum main_arg)
 	if (postmaster_gone)
 		proc_exit(1);
 
-	/* Clean shutdown: close every socket, then release what they held. */
+	/*
+	 * Clean shutdown.  Finish the requests in hand and forward what is in
+	 * the ring, then stop reading it, so that the events of the release
+	 * below go to the other workers or, with none running, straight to
+	 * NOTIFY.  Then close every socket and release what they held, in one
+	 * transaction rather than a disconnect job each.
+	 */
+	listen_stop(worker_loop);
+	PG_TRY();
+	{
+		drain_events();
+		while (job_head != NULL)
+		{
+			run_jobs();
+			drain_events();
+		}
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	event_queue_detach();
 	lws_context_destroy(worker_context);
 	worker_context = NULL;
 	ev_timer_stop(worker_loop, &tick_timer);
 	ev_loop_destroy(worker_loop);
 	worker_loop = NULL;
+	job_head = job_tail = NULL;
 	PG_TRY();
 	{
 		release_previous_incarnation();

@@ -4,7 +4,8 @@
  *	  State shared by the WebSocket worker's modules: connections, rooms,
  *	  outgoing frames and the queue of SQL jobs.
  *
- * The worker is one process with one thread.  libwebsockets callbacks parse
+ * A worker is one process with one thread; collab.workers of them share
+ * the port, each serving the connections the kernel gives it.  libwebsockets callbacks parse
  * and validate what clients send and queue SQL jobs; the main loop runs the
  * jobs in one transaction per batch (a subtransaction per job), sends the
  * replies, and fans out the events that arrive by NOTIFY.  Nothing in a
@@ -159,6 +160,7 @@ extern struct ev_loop *worker_loop;
 extern MemoryContext worker_jobs_cxt;
 extern JwtConfig worker_jwt;
 extern char *worker_name;
+extern int	worker_slot;		/* 0-based: collab worker <slot + 1> */
 extern void worker_queue_job(Job *job);
 extern int64 worker_now_unix(void);
 extern int	collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -183,12 +185,16 @@ extern void outframe_release(OutFrame *frame);
 extern dlist_head ws_all_conns;
 extern int	ws_conn_count;
 
+/* listen.c */
+extern void listen_start(struct ev_loop *loop, struct lws_vhost *vh);
+extern void listen_stop(struct ev_loop *loop);
+
 /* rooms.c */
 extern void rooms_init(void);
 extern void rooms_join(Conn *conn, const char *resource_id);
 extern void rooms_leave(Conn *conn, const char *resource_id);
 extern void rooms_leave_all(Conn *conn);
 extern int	rooms_count(void);
-extern void rooms_dispatch_notification(const char *payload);
+extern void rooms_dispatch_notification(const char *payload, bool count);
 
 #endif							/* COLLAB_WORKER_H */

@@ -116,7 +116,7 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 
 		n = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len, LWS_WRITE_TEXT);
 
-		collab_metrics.messages_out++;
+		collab_metrics->messages_out++;
 		if (n < (int) frame->len)
 		{
 			/* the socket failed: lws closes it on its next pass */
@@ -173,7 +173,7 @@ ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
 {
 	StringInfoData buf;
 
-	collab_metrics.requests_failed++;
+	collab_metrics->requests_failed++;
 	initStringInfo(&buf);
 	if (ack_id >= 0)
 	{
@@ -363,7 +363,7 @@ conn_established(struct lws *wsi)
 	*slot = conn;
 	dlist_push_tail(&ws_all_conns, &conn->all_node);
 	ws_conn_count++;
-	collab_metrics.connections_total++;
+	collab_metrics->connections_total++;
 
 	initStringInfo(&buf);
 	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
@@ -434,7 +434,7 @@ reject_connect(Conn *conn, const char *nsp, const char *code, const char *messag
 	StringInfoData buf;
 
 	if (code != NULL && strncmp(code, "AUTH_", 5) == 0)
-		collab_metrics.auth_failures++;
+		collab_metrics->auth_failures++;
 	initStringInfo(&buf);
 	sio_encode_connect_error(&buf, nsp, message, code);
 	send_buf(conn, &buf);
@@ -852,7 +852,7 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 	 */
 	if (complete && conn->rx.data == NULL)
 	{
-		collab_metrics.messages_in++;
+		collab_metrics->messages_in++;
 		handle_message(conn, in, len);
 		return 0;
 	}
@@ -866,7 +866,7 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 	appendBinaryStringInfo(&conn->rx, in, len);
 	if (!complete)
 		return 0;
-	collab_metrics.messages_in++;
+	collab_metrics->messages_in++;
 	handle_message(conn, conn->rx.data, conn->rx.len);
 	pfree(conn->rx.data);
 	conn->rx.data = NULL;
@@ -889,7 +889,7 @@ conn_writeable(struct lws *wsi, Conn *conn)
 		int			n;
 
 		n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-		collab_metrics.messages_out++;
+		collab_metrics->messages_out++;
 		conn->out_head = item->next;
 		if (conn->out_head == NULL)
 			conn->out_tail = NULL;
@@ -1152,7 +1152,7 @@ call_done(Job *job)
 	if (job->err_code)
 	{
 		if (job->sql == event_specs[lengthof(event_specs) - 1].sql)
-			collab_metrics.saves_rejected++;
+			collab_metrics->saves_rejected++;
 		ws_send_error(conn, job->ack_id, job->err_code, job->err_message, job->resource_id);
 		return;
 	}

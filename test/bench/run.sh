@@ -136,10 +136,10 @@ q postgres -c "CREATE DATABASE $SDB"
 q $SDB -c "CREATE EXTENSION collab"
 # the worker attaches to the event queue once it sees the extension
 for _ in $(seq 1 100); do
-	grep -q 'collab worker listening' "$CLUSTER/server.log" && break
+	grep -Eq 'collab worker [0-9]+ listening' "$CLUSTER/server.log" && break
 	sleep 0.2
 done
-grep -q 'collab worker listening' "$CLUSTER/server.log" || die "the worker did not start"
+grep -Eq 'collab worker [0-9]+ listening' "$CLUSTER/server.log" || die "the worker did not start"
 q $SDB <<SQL
 \o /dev/null
 SELECT collab.create_document('bench', 'Operation report (bench)',

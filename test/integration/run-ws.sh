@@ -49,7 +49,8 @@ if [ -z "${COLLAB_WS_URL:-}" ]; then
 		"collab.sweep_interval = '200ms'" \
 		"collab.jwt_leeway = 0" \
 		"collab.max_message_size = '64kB'" \
-		"collab.rate_limit = 50" >/dev/null
+		"collab.rate_limit = 50" \
+		"collab.workers = ${COLLAB_WORKERS:-1}" >/dev/null
 	export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 	export COLLAB_WS_URL="http://127.0.0.1:$WSPORT" COLLAB_JWT_SECRET="$SECRET" COLLAB_TEST_WORK="$WORK"
 	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" >/dev/null

@@ -76,7 +76,7 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS col
 # The worker waits for the extension, then listens.
 listening=
 for _ in $(seq 1 100); do
-	if grep -q 'collab worker listening' "$CLUSTER/server.log"; then listening=1; break; fi
+	if grep -Eq 'collab worker [0-9]+ listening' "$CLUSTER/server.log"; then listening=1; break; fi
 	# a TLS file the worker cannot use: lws prints the cause, the worker exits
 	if grep -q 'collab worker could not listen' "$CLUSTER/server.log"; then
 		echo "the collab worker could not start its TLS listener" >&2
@@ -85,7 +85,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 if [ -z "$listening" ]; then
-	echo "the collab worker did not report 'collab worker listening' within 10 s" >&2
+	echo "the collab worker did not report 'collab worker 1 listening' within 10 s" >&2
 	exit 1
 fi
 echo "tls cluster: $CLUSTER (pg port $PGPORT), worker on https://127.0.0.1:$WSPORT"

@@ -13,7 +13,8 @@
 # Prints PASS/MISS against the targets and exits 0 whatever they are; it exits
 # non-zero only when the benchmark could not run.  Knobs (environment): see
 # ab.mjs (AB_PHASES, AB_SIZES, AB_MEMBERS=c|node|c,node, AB_ROUNDS, AB_LOCK_ITERS, AB_SAVE_ITERS,
-# AB_IDLE_CONNS, AB_BIG_ROWS, ...); AB_QUIET_WAIT=30 seconds to wait for a
+# AB_IDLE_CONNS, AB_BIG_ROWS, ...); AB_WORKERS (collab.workers, default: one per core);
+# AB_QUIET_WAIT=30 seconds to wait for a
 # quiet machine first; AB_KEEP=1 leaves everything running (and says how to reach it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -39,14 +40,18 @@ hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want=$hard
 ulimit -n "$want"
 # Without CAP_SYS_RESOURCE (containers) the hard limit cannot be raised: one
-# server process then holds at most that many connections, and the idle
-# phase asks for what fits (the report says so).
+# process then holds at most that many connections.  collab runs
+# AB_WORKERS worker processes (default: one per core), and at least as many
+# as the idle connections need at that limit; the baseline, one node
+# process, is asked for what fits in it (the report says so).
 nofile=$(ulimit -n)
 [ "$nofile" = unlimited ] && nofile=1048576
 idle=${AB_IDLE_CONNS:-50000}
-if [ "$idle" -gt $((nofile - 1000)) ]; then
-	echo "bench ab: the descriptor limit is $nofile and cannot be raised here: $((nofile - 1000)) idle connections instead of $idle" >&2
-	idle=$((nofile - 1000))
+workers=${AB_WORKERS:-$(nproc)}
+need=$(( (idle + nofile - 1001) / (nofile - 1000) ))
+if [ "$workers" -lt "$need" ]; then
+	echo "bench ab: the descriptor limit is $nofile per process and cannot be raised here: collab.workers = $need for $idle idle connections" >&2
+	workers=$need
 fi
 export AB_IDLE_CONNS=$idle AB_NOFILE=$nofile
 
@@ -107,6 +112,7 @@ conf=(
 	"collab.jwt_secret = '$SECRET'"
 	"collab.rate_limit = 0"
 	"collab.max_connections = $((idle + 500))"
+	"collab.workers = $workers"
 	"collab.ping_interval = '25s'"
 	"shared_buffers = '256MB'"
 	"max_wal_size = '4GB'"
