@@ -105,12 +105,13 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	 * connection with nothing pending goes straight to the socket: no
 	 * writable request, no extra pass of the event loop per member.  What
 	 * the kernel does not take, lws keeps and sends when it can; until then
-	 * the pipe counts as choked and frames queue here.  (lws 4.1 must not be
-	 * given a frame while it still holds part of an earlier one, so the check
-	 * is made for every frame.)
+	 * frames queue here.  (lws 4.1 must not be given a frame while it still
+	 * holds part of an earlier one, so that is checked for every frame: from
+	 * lws's own state, not by lws_send_pipe_choked(), whose poll() would cost
+	 * a system call per member of a fan-out.)
 	 */
 	if (!in_callback && conn->out_head == NULL && !conn->close_after_flush &&
-		!lws_send_pipe_choked(conn->wsi))
+		!lws_partial_buffered(conn->wsi))
 	{
 		int			n;
 

@@ -779,6 +779,17 @@ async function main() {
     else throw new Error('unknown phase ' + ph);
   }
   await pgc.end();
+  // the idle phase may run first against a server with more worker processes (run.sh)
+  if (process.env.AB_IDLE_TO) {
+    fs.writeFileSync(process.env.AB_IDLE_TO, JSON.stringify({ idle: R.phases.idle, cpu: cpuRows }));
+    log(`idle phase written to ${process.env.AB_IDLE_TO}`);
+    return;
+  }
+  if (process.env.AB_IDLE_FROM) {
+    const x = JSON.parse(fs.readFileSync(process.env.AB_IDLE_FROM, 'utf8'));
+    R.phases.idle = x.idle;
+    cpuRows.unshift(...x.cpu);
+  }
   const meta = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: env('AB_MACHINE', `${os.cpus().length} cores`),
     versions: env('AB_VERSIONS', `Node ${process.version}`), build: env('AB_BUILD', ''), totalS: msBetween(tStart, hr()) / 1000,

@@ -41,18 +41,18 @@ hard=$(ulimit -Hn)
 ulimit -n "$want"
 # Without CAP_SYS_RESOURCE (containers) the hard limit cannot be raised: one
 # process then holds at most that many connections.  collab runs
-# AB_WORKERS worker processes (default: one per core), and at least as many
-# as the idle connections need at that limit; the baseline, one node
-# process, is asked for what fits in it (the report says so).
+# AB_WORKERS worker processes (default 1); for the idle phase, if that is
+# too few for the idle connections at that limit, it runs first against as
+# many workers as they need, and the server is restarted with AB_WORKERS
+# for the other phases.  The baseline, one node process, is asked for what
+# fits in it (the report says so).
 nofile=$(ulimit -n)
 [ "$nofile" = unlimited ] && nofile=1048576
 idle=${AB_IDLE_CONNS:-50000}
-workers=${AB_WORKERS:-$(nproc)}
-need=$(( (idle + nofile - 1001) / (nofile - 1000) ))
-if [ "$workers" -lt "$need" ]; then
-	echo "bench ab: the descriptor limit is $nofile per process and cannot be raised here: collab.workers = $need for $idle idle connections" >&2
-	workers=$need
-fi
+workers=${AB_WORKERS:-1}
+phases=${AB_PHASES:-idle,lock,save,contend,presence,growth}
+idle_workers=$(( (idle + nofile - 1001) / (nofile - 1000) ))
+[ "$idle_workers" -ge "$workers" ] || idle_workers=$workers
 export AB_IDLE_CONNS=$idle AB_NOFILE=$nofile
 
 # A few milliseconds mean nothing while something else keeps the cores busy.
@@ -170,19 +170,49 @@ for _ in $(seq 1 50); do
 done
 redis-cli -p "$REDIS_PORT" ping | grep -q PONG || die "redis-server did not start"
 
-BASELINE_PORT=$BASE_PORT REDIS_PORT=$REDIS_PORT BASELINE_JWT_SECRET=$SECRET PGDATABASE=baseline \
-	node --max-old-space-size=8192 "$TEST_DIR/bench/baseline/server.mjs" >"$WORK/baseline.log" 2>&1 &
-NODE_PID=$!
-
-for _ in $(seq 1 100); do
-	if grep -q '^listening' "$WORK/baseline.log" && (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then break; fi
-	sleep 0.1
-done
-grep -q '^listening' "$WORK/baseline.log" || { cat "$WORK/baseline.log" >&2; die "the baseline server did not start"; }
-wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
-[ -n "$wpid" ] || { tail -30 "$CLUSTER/server.log" >&2; die "the collab worker is not running"; }
-echo "bench ab: collab worker pid $wpid on 127.0.0.1:$WS_PORT (open files $(awk '/^Max open files/ { print $4 }' "/proc/$wpid/limits")), " \
-	"baseline node pid $NODE_PID on 127.0.0.1:$BASE_PORT, redis pid $REDIS_PID on $REDIS_PORT"
+# (re)starts the baseline server: its pool does not outlive a restart of the cluster
+start_baseline() {
+	if [ -n "$NODE_PID" ]; then
+		kill "$NODE_PID" 2>/dev/null || true
+		wait "$NODE_PID" 2>/dev/null || true
+	fi
+	BASELINE_PORT=$BASE_PORT REDIS_PORT=$REDIS_PORT BASELINE_JWT_SECRET=$SECRET PGDATABASE=baseline \
+		node --max-old-space-size=8192 "$TEST_DIR/bench/baseline/server.mjs" >>"$WORK/baseline.log" 2>&1 &
+	NODE_PID=$!
+	for _ in $(seq 1 100); do
+		[ "$(grep -c '^listening' "$WORK/baseline.log")" -ge "$1" ] && break
+		sleep 0.1
+	done
+	[ "$(grep -c '^listening' "$WORK/baseline.log")" -ge "$1" ] || { cat "$WORK/baseline.log" >&2; die "the baseline server did not start"; }
+	export BASELINE_PID=$NODE_PID
+}
+: >"$WORK/baseline.log"
+start_baseline 1
+baseline_starts=1
+# collab.workers = n: restart the server with n workers and wait for them
+set_workers() {
+	local n=$1 w
+	if [ "$(psql -X -At -c 'SHOW collab.workers')" != "$n" ]; then
+		psql -X -q -c "ALTER SYSTEM SET collab.workers = $n" >/dev/null
+		# the baseline first: its pool would die with the server's sessions
+		kill "$NODE_PID" 2>/dev/null || true
+		wait "$NODE_PID" 2>/dev/null || true
+		NODE_PID=""
+		bash "$ROOT/scripts/cluster.sh" stop "$CLUSTER" >/dev/null && bash "$ROOT/scripts/cluster.sh" restart "$CLUSTER" >/dev/null ||
+			die "could not restart the cluster with collab.workers = $n"
+		baseline_starts=$((baseline_starts + 1))
+		start_baseline "$baseline_starts"
+	fi
+	for _ in $(seq 1 100); do
+		w=$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'collab worker'" 2>/dev/null || echo 0)
+		[ "$w" = "$n" ] && (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null && break
+		sleep 0.1
+	done
+	[ "$w" = "$n" ] || { tail -30 "$CLUSTER/server.log" >&2; die "$w collab workers run, not $n"; }
+	wpid=$(psql -X -At -c "SELECT string_agg(pid::text, ', ') FROM pg_stat_activity WHERE backend_type = 'collab worker'")
+	echo "bench ab: collab.workers = $n, pid(s) $wpid on 127.0.0.1:$WS_PORT (open files $(awk '/^Max open files/ { print $4 }' "/proc/${wpid%%,*}/limits") each)," \
+		"baseline node pid $NODE_PID on 127.0.0.1:$BASE_PORT, redis pid $REDIS_PID on $REDIS_PORT"
+}
 
 so="$(pg_config --pkglibdir)/collab.so"
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
@@ -190,10 +220,20 @@ export AB_MACHINE="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's
 export AB_VERSIONS="PostgreSQL $(psql -X -At -c 'SHOW server_version' | cut -d' ' -f1), Node $(node --version), $(redis-server --version | awk '{ print $1, $3 }' | tr -d 'v='), socket.io $(node -p "require('$TEST_DIR/node_modules/socket.io/package.json').version")"
 export AB_BUILD="collab.so $(md5sum "$so" | cut -c1-10) built $(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${busy_note:+; $busy_note}"
 export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" BASELINE_URL="http://127.0.0.1:$BASE_PORT" AB_JWT_SECRET=$SECRET
-export BASELINE_PID=$NODE_PID REDIS_PID REDIS_PORT AB_OUT_DIR=$RESULTS
+export REDIS_PID REDIS_PORT AB_OUT_DIR=$RESULTS
 
 status=0
-node "$HERE/ab.mjs" || status=$?
+rest=$phases
+if [ "$idle_workers" != "$workers" ] && [[ ",$phases," == *,idle,* ]]; then
+	set_workers "$idle_workers"
+	AB_PHASES=idle AB_IDLE_TO=$WORK/idle.json AB_OUT_DIR= node "$HERE/ab.mjs" || status=$?
+	rest=$(echo ",$phases," | sed 's/,idle,/,/; s/^,//; s/,$//')
+	export AB_IDLE_FROM=$WORK/idle.json
+fi
+if [ $status -eq 0 ]; then
+	set_workers "$workers"
+	AB_PHASES=$rest node "$HERE/ab.mjs" || status=$?
+fi
 if [ $status -ne 0 ]; then
 	echo "--- collab server log (last 30 lines)"; tail -30 "$CLUSTER/server.log" || true
 	echo "--- baseline log (last 30 lines)"; tail -30 "$WORK/baseline.log" || true
