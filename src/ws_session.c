@@ -106,12 +106,12 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	 * writable request, no extra pass of the event loop per member.  What
 	 * the kernel does not take, lws keeps and sends when it can; until then
 	 * frames queue here.  (lws 4.1 must not be given a frame while it still
-	 * holds part of an earlier one, so that is checked for every frame: from
-	 * lws's own state, not by lws_send_pipe_choked(), whose poll() would cost
-	 * a system call per member of a fan-out.)
+	 * holds part of an earlier one, and refuses a second write that no
+	 * lws_send_pipe_choked() or pass of its loop came before, as an
+	 * "illegal back-to-back write": so that call, with its poll(), stays.)
 	 */
 	if (!in_callback && conn->out_head == NULL && !conn->close_after_flush &&
-		!lws_partial_buffered(conn->wsi))
+		!lws_send_pipe_choked(conn->wsi))
 	{
 		int			n;
 
