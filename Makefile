@@ -105,10 +105,11 @@ soak: deps
 # history (not part of 'make test', which runs it for 15 s); see
 # test/stress/README.md.
 STRESS_SECONDS ?= 120
+STRESS_WORKERS ?= 1
 stress: deps
 	$(MAKE) all
 	$(MAKE) install
-	STRESS_SECONDS=$(STRESS_SECONDS) bash test/stress/run.sh
+	STRESS_SECONDS=$(STRESS_SECONDS) STRESS_WORKERS=$(STRESS_WORKERS) bash test/stress/run.sh
 
 # Benchmarks (not part of 'make test'): the SQL core, then collab against the
 # Node socket.io + Redis baseline (test/bench/ab); 7-9 minutes in all.

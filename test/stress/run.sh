@@ -9,7 +9,8 @@
 #
 # Options (environment): STRESS_SECONDS (default 120), STRESS_WS_CLIENTS,
 # STRESS_CHILDREN, STRESS_SQL_CLIENTS, STRESS_DOCS, STRESS_TABS, STRESS_SEED,
-# STRESS_LOCK_TTL (default 1s), KEEP_TEST_WORK=1 keeps the cluster's
+# STRESS_LOCK_TTL (default 1s), STRESS_WORKERS (collab.workers, default 1),
+# KEEP_TEST_WORK=1 keeps the cluster's
 # directory and the history.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,8 @@ bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.sweep_interval = '100ms'" \
 	"collab.ping_interval = '2s'" \
 	"collab.ping_timeout = '4s'" \
-	"collab.rate_limit = 0" >/dev/null
+	"collab.rate_limit = 0" \
+	"collab.workers = ${STRESS_WORKERS:-1}" >/dev/null
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 export COLLAB_WS_URL="http://127.0.0.1:$WSPORT" COLLAB_JWT_SECRET="$SECRET" STRESS_WORK="$WORK"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" >/dev/null
