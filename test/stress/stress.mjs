@@ -206,9 +206,15 @@ const chaosTask = (async () => {
 /* ------------------------------------------------------------------------
  * Run, stop, drain
  * ------------------------------------------------------------------------ */
-const progress = setInterval(() => {
+// the most connections each worker process served at once (collab.workers > 1)
+const perWorker = {};
+const workerCount = Number((await q("SELECT current_setting('collab.workers')::int AS n"))[0].n);
+const progress = setInterval(async () => {
   const saves = records.filter((r) => r.k === 'ok' && r.version !== undefined).length;
   log(`${events.length} events, ${saves} in-process saves acknowledged, ${sockets.size} sockets, chaos ${JSON.stringify(chaos)}`);
+  for (const r of await q('SELECT worker, count(*)::int AS n FROM collab.connections GROUP BY worker').catch(() => [])) {
+    perWorker[r.worker] = Math.max(perWorker[r.worker] ?? 0, r.n);
+  }
 }, 10000);
 await sleep(SECONDS * 1000);
 stopping = true;
@@ -315,6 +321,8 @@ table('history', [
   ['child stops: asked past the lease / random / past the heartbeat', `${chaos.stalls} / ${chaos.stops} / ${chaos.longStops}`],
   ['child processes SIGKILLed', String(chaos.kills)],
   ['connections cut without a close frame', String(chaos.cuts)],
+  [`connections per worker, most at once (collab.workers = ${workerCount})`,
+    Object.keys(perWorker).sort().map((w) => `${w}: ${perWorker[w]}`).join(', ') || 'none sampled'],
 ]);
 table('violations per check', Object.entries(CHECKS).map(([k, name]) => [`(${k}) ${name}`, String(result.perCheck[k])]));
 
@@ -336,6 +344,7 @@ const coverage = [
   ['lock grants to SQL writers', result.ops.filter((o) => o.kind === 'sql' && o.grant && o.outcome === 'ok').length],
 ];
 if (CHILDREN > 0) coverage.push(['child stops past the lease', chaos.stalls]);
+if (workerCount > 1 && SECONDS >= 20) coverage.push(['worker serving clients beside the first', Object.keys(perWorker).length - 1]);
 for (const [what, n] of coverage) {
   if (n === 0) { failed = true; console.log(`\nno ${what} in this run: it proves nothing (make it longer)`); }
 }
