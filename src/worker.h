@@ -90,6 +90,7 @@ struct Conn
 	int			out_count;
 	size_t		out_bytes;
 	bool		close_after_flush;
+	bool		plain;			/* not TLS, not closing: send_plain() may write */
 	int			close_status;
 
 	/*

@@ -5,7 +5,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   newUser, tokenFor, connect, emitAck, ok, fails, join, createDocument, q, waitFor,
-  rawOpen, rawConnect, assertWorkerServes, teardown, eventually,
+  rawOpen, rawConnect, assertWorkerServes, teardown, eventually, received,
 } from './helpers.mjs';
 
 after(teardown);
@@ -86,6 +86,49 @@ describe('handshake', () => {
     assert.equal(err.resourceId, doc.tab('a'));
     assert.equal(typeof err.message, 'string');
     client.ws.close();
+  });
+
+  test('a client that stops reading gets every frame intact and in order when it reads again', async () => {
+    // acknowledgements of several MB each: more than the socket buffers hold,
+    // so the worker's writes are cut short and the rest waits for the client
+    const doc = await createDocument(['big']);
+    const rid = doc.tab('big');
+    const content = 'äb"\\c\n'.repeat(500000);
+    const [{ token }] = await q("SELECT (collab.acquire($1, 'u-big', 'Big Writer', 'h-big')).token AS token", [rid]);
+    await q('SELECT collab.save($1, $2, $3)', [rid, token, content]);
+    await q('SELECT collab.release($1)', [token]);
+    const observer = await connect(newUser('Observer'));
+    ok(await join(observer, rid, 'viewer'));
+    const { client, sid } = await rawConnect(tokenFor(newUser('Slow')), { autoPong: true });
+    const since = client.frames.length;
+    client.ws._socket.pause();
+    const ids = [21, 22, 23, 24, 25];
+    ids.forEach((id, i) => client.send(i % 2 === 0
+      ? `42${id}${JSON.stringify(['presence:join', { resourceId: rid, mode: 'viewer' }])}`
+      : `42${id}${JSON.stringify(['presence:leave', { resourceId: rid }])}`));
+    // the worker answers before it fans out: once the observer heard the
+    // third join, every answer to the slow client is written or queued
+    await eventually(async () => received(observer, 'presence:joined', (e) => e.user.connectionId === sid).length === 3,
+      'the observer heard the three joins of the slow client');
+    client.ws._socket.resume();
+    const acks = [];
+    for (const id of ids) {
+      const f = await client.waitFrame(`43${id}[`, 10000, since);
+      acks.push({ at: client.frames.indexOf(f), ack: JSON.parse(f.slice(2 + String(id).length))[0] });
+    }
+    assert.deepEqual(acks.map((a) => a.at), [...acks.map((a) => a.at)].sort((x, y) => x - y), 'answers in request order');
+    for (const [i, { ack }] of acks.entries()) {
+      assert.equal(ack.ok, true, `answer ${ids[i]}: ${JSON.stringify(ack).slice(0, 200)}`);
+      if (i % 2 === 0) {
+        assert.equal(ack.resource.content.length, content.length, `join ${ids[i]}: content length`);
+        assert.equal(ack.resource.content, content, `join ${ids[i]}: content intact`);
+      }
+    }
+    assert.equal(client.isClosed, false, 'the connection stays open');
+    const again = await client.emitAck(26, 'presence:leave', { resourceId: rid });
+    assert.deepEqual(again, { ok: true });
+    client.ws.close();
+    observer.close();
   });
 });
 
