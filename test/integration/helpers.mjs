@@ -128,6 +128,21 @@ export async function setConf(name, value) {
   await q('SELECT pg_reload_conf()');
 }
 
+/**
+ * Waits until the worker serving socket grants locks lasting ttlMs (after
+ * setConf('collab.lock_ttl', ...), which each worker applies on its own
+ * reload): joins probeResourceId as editor and leaves it, until the grant has
+ * that length.
+ */
+export async function waitForLockTtl(socket, probeResourceId, ttlMs) {
+  await eventually(async () => {
+    const j = await emitAck(socket, 'presence:join', { resourceId: probeResourceId, mode: 'editor' });
+    const ms = j.lock ? Date.parse(j.lock.expiresAt) - Date.parse(j.lock.acquiredAt) : null;
+    await emitAck(socket, 'presence:leave', { resourceId: probeResourceId });
+    return ms === ttlMs;
+  }, `${socket.__label}'s worker grants locks of ${ttlMs} ms`);
+}
+
 export async function resetConf(...names) {
   for (const n of names) await q(`ALTER SYSTEM RESET ${n}`);
   await q('SELECT pg_reload_conf()');

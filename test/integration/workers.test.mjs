@@ -11,7 +11,7 @@ import pg from 'pg';
 import {
   WS_URL, newUser, connect, join, leave, acquire, release, save, ok, fails, createDocument, q,
   waitFor, received, mark, ref, teardown, resourceRow, locksOn, eventually, setConf, resetConf,
-  emitAck,
+  emitAck, waitForLockTtl,
 } from './helpers.mjs';
 
 after(teardown);
@@ -190,12 +190,7 @@ test('an expiry is announced once, to the clients of both workers', async () => 
   await setConf('collab.lock_ttl', '1s');
   try {
     // worker 1 grants Anna's lock: wait until it has applied the setting
-    await eventually(async () => {
-      const j = await join(a, doc.tab('probe'), 'editor');
-      const ms = j.lock ? Date.parse(j.lock.expiresAt) - Date.parse(j.lock.acquiredAt) : null;
-      await leave(a, doc.tab('probe'));
-      return ms === 1000;
-    }, 'worker 1 grants locks with collab.lock_ttl = 1s');
+    await waitForLockTtl(a, doc.tab('probe'), 1000);
     const mb = mark(b);
     const ma = mark(a);
     ok(await join(a, rid, 'editor'));

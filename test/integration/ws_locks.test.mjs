@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   ISO_RE, DEFAULT_TTL_MS, newUser, connect, join, leave, acquire, renew, release, save, ok, fails,
   createDocument, q, waitFor, received, ref, teardown, resourceRow, locksOn, setConf, resetConf,
-  eventually, sleep, assertPresenceUser, emitAck,
+  eventually, sleep, assertPresenceUser, emitAck, waitForLockTtl,
 } from './helpers.mjs';
 
 after(teardown);
@@ -304,13 +304,7 @@ describe('TTL', () => {
     let renewer;
     try {
       await setConf('collab.lock_ttl', TTL);
-      // the worker has applied it when its grants last 2 s
-      await eventually(async () => {
-        const j = await join(c, doc.tab('probe'), 'editor');
-        const ms = j.lock ? Date.parse(j.lock.expiresAt) - Date.parse(j.lock.acquiredAt) : null;
-        await leave(c, doc.tab('probe'));
-        return ms === 2000;
-      }, 'the worker grants locks with collab.lock_ttl = 2s');
+      await waitForLockTtl(c, doc.tab('probe'), 2000);
 
       const rid = doc.tab('a');
       ok(await join(b, rid, 'viewer'));
