@@ -4,11 +4,11 @@
  *	  The worker's counters, and its HTTP endpoints /healthz and /metrics
  *	  (Prometheus text format) on the WebSocket port.
  *
- * Each worker counts in its own slot of shared memory, and either worker
- * answering /metrics reports the sum over the running workers.  A slot
- * restarts from zero with its worker, which Prometheus handles as a
- * counter reset.  Health is judged from what
- * the worker last achieved, not by running SQL from the HTTP callback:
+ * Each worker counts in its own slot of shared memory, and whichever
+ * worker answers /metrics reports the sum over the running workers.  A slot
+ * restarts from zero with its worker, which Prometheus handles as a counter
+ * reset.  Health is judged from what the answering worker last achieved,
+ * not by running SQL from the HTTP callback:
  * the database is reachable when a transaction of the worker committed
  * within the last few sweep intervals (the sweep commits every interval).
  *
