@@ -278,22 +278,24 @@ event_queue_detach(void)
  * counts them?  The running worker of the lowest slot is, so that exactly
  * one does while any runs.
  */
+static bool
+is_forwarder_locked(void)
+{
+	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
+		if (ring->consumers[i].pid != 0)
+			return i == my_slot;
+	return false;
+}
+
 bool
 event_queue_is_forwarder(void)
 {
-	bool		first = false;
+	bool		first;
 
 	if (my_slot < 0)
 		return false;
 	LWLockAcquire(ring->lock, LW_SHARED);
-	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
-	{
-		if (ring->consumers[i].pid != 0)
-		{
-			first = (i == my_slot);
-			break;
-		}
-	}
+	first = is_forwarder_locked();
 	LWLockRelease(ring->lock);
 	return first;
 }
@@ -318,14 +320,17 @@ event_queue_take_overflow(void)
 
 /*
  * Takes every complete record out of the ring, calling cb for each, in
- * order.  Payloads are copied out before cb runs, so cb may take its time.
+ * order, with whether this worker forwards them (event_queue_is_forwarder,
+ * read under the same lock as the positions).  Payloads are copied out
+ * before cb runs, so cb may take its time.
  */
 int
-event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg)
+event_queue_drain(void (*cb) (const char *payload, bool forward, void *arg), void *arg)
 {
 	uint64		read_pos;
 	uint64		write_pos;
 	uint64		one;
+	bool		forward;
 	int			n = 0;
 	char	   *buf = NULL;
 	Size		bufsize = 0;
@@ -340,6 +345,7 @@ event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg)
 	LWLockAcquire(ring->lock, LW_SHARED);
 	read_pos = ring->consumers[my_slot].read_pos;
 	write_pos = ring->write_pos;
+	forward = is_forwarder_locked();
 	LWLockRelease(ring->lock);
 
 	while (read_pos < write_pos)
@@ -361,7 +367,7 @@ event_queue_drain(void (*cb) (const char *payload, void *arg), void *arg)
 		ring->consumers[my_slot].read_pos = read_pos;
 		LWLockRelease(ring->lock);
 
-		cb(buf, arg);
+		cb(buf, forward, arg);
 		n++;
 	}
 	if (buf)

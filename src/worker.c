@@ -537,9 +537,8 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
  * forwarding worker, queues it for NOTIFY listeners.
  */
 static void
-dispatch_payload(const char *payload, void *arg)
+dispatch_payload(const char *payload, bool forwarder, void *arg)
 {
-	bool		forwarder = *(bool *) arg;
 	Job		   *job;
 
 	PG_TRY();
@@ -567,10 +566,8 @@ dispatch_payload(const char *payload, void *arg)
 static void
 drain_events(void)
 {
-	bool		forwarder = event_queue_is_forwarder();
-
 	events_readable = false;
-	(void) event_queue_drain(dispatch_payload, &forwarder);
+	(void) event_queue_drain(dispatch_payload, NULL);
 	if (event_queue_take_overflow())
 	{
 		/*
