@@ -56,11 +56,10 @@ const CONTEND_TABS = Number(env('AB_CONTEND_TABS', 10));
 const CONTEND_SECS = Number(env('AB_CONTEND_SECS', 8));
 const IDLE_CONNS = Number(env('AB_IDLE_CONNS', 50000));
 const NOFILE = Number(env('AB_NOFILE', 1048576));
-let pgClient = null;
 /* the most connections one process of the server held: its busiest worker */
-async function perProcessConns(t) {
+async function perProcessConns(pgc, t) {
   if (t.name !== 'collab') return null;
-  const r = await pgClient.query('SELECT max(n)::int AS n FROM (SELECT count(*) AS n FROM collab.ws_connections GROUP BY worker) w');
+  const r = await pgc.query('SELECT max(n)::int AS n FROM (SELECT count(*) AS n FROM collab.ws_connections GROUP BY worker) w');
   return r.rows[0].n;
 }
 const IDLE_SECS = Number(env('AB_IDLE_SECS', 90));
@@ -536,7 +535,7 @@ async function phaseIdle(pgc) {
       s.close();
     } catch (e) { probe = { error: String(e.message) }; }
     const perConnKiB = alive > 0 ? (rss1 - rss0) / alive : NaN;
-    R.phases.idle[n] = { asked, processes: t.pids.length, perProcessMax: await perProcessConns(t), ok, alive, failed, errors, openS, rss0KiB: rss0, rss1KiB: rss1, perConnKiB, genRssKiB, cpu: d, probe };
+    R.phases.idle[n] = { asked, processes: t.pids.length, perProcessMax: await perProcessConns(pgc, t), ok, alive, failed, errors, openS, rss0KiB: rss0, rss1KiB: rss1, perConnKiB, genRssKiB, cpu: d, probe };
     log(`  ${n.padEnd(8)} ${ok} connected (${failed} failed ${JSON.stringify(errors)}), ${alive} still open after 3 s; ` +
       `opened in ${f1(openS)} s (${f1(ok / openS)}/s); RSS ${rss0} -> ${rss1} KiB = ${f2(perConnKiB)} KiB per connection; ` +
       `generator RSS ${f1(genRssKiB / 1024)} MiB; lock probe ${probe.error || fmtS(probe)}`);
@@ -763,7 +762,6 @@ async function main() {
   const [{ workers }] = (await pgc.query("SELECT current_setting('collab.workers')::int AS workers")).rows;
   must(w.rows.length === workers, `expected ${workers} collab worker(s), found ${w.rows.length}`);
   T.collab.pids = w.rows.map((r) => r.pid);
-  pgClient = pgc;
   postmasterPid = Number(fs.readFileSync(`/proc/${T.collab.pids[0]}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
   log(`collab worker pid(s) ${T.collab.pids.join(', ')} (collab.workers = ${workers}, ${T.collab.url}); ` +
     `baseline node pid ${T.baseline.pids[0]} (${T.baseline.url}); redis pid ${REDIS_PID}`);

@@ -53,6 +53,7 @@ workers=${AB_WORKERS:-1}
 phases=${AB_PHASES:-idle,lock,save,contend,presence,growth}
 idle_workers=$(( (idle + nofile - 1001) / (nofile - 1000) ))
 [ "$idle_workers" -ge "$workers" ] || idle_workers=$workers
+[[ ",$phases," == *,idle,* ]] || idle_workers=$workers
 export AB_IDLE_CONNS=$idle AB_NOFILE=$nofile
 
 # A few milliseconds mean nothing while something else keeps the cores busy.
@@ -112,7 +113,7 @@ conf=(
 	"collab.jwt_secret = '$SECRET'"
 	"collab.rate_limit = 0"
 	"collab.max_connections = $((idle + 500))"
-	"collab.workers = $workers"
+	"collab.workers = $idle_workers"
 	"collab.ping_interval = '25s'"
 	"shared_buffers = '256MB'"
 	"max_wal_size = '4GB'"
@@ -224,7 +225,7 @@ export REDIS_PID REDIS_PORT AB_OUT_DIR=$RESULTS
 
 status=0
 rest=$phases
-if [ "$idle_workers" != "$workers" ] && [[ ",$phases," == *,idle,* ]]; then
+if [ "$idle_workers" != "$workers" ]; then
 	set_workers "$idle_workers"
 	AB_PHASES=idle AB_IDLE_TO=$WORK/idle.json AB_OUT_DIR= node "$HERE/ab.mjs" || status=$?
 	rest=$(echo ",$phases," | sed 's/,idle,/,/; s/^,//; s/,$//')
