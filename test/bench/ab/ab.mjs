@@ -25,7 +25,6 @@
 // stacks accept the same tokens), BASELINE_PID, REDIS_PID, REDIS_PORT,
 // PGHOST/PGPORT/PGUSER, AB_OUT_DIR.  Percentiles are nearest-rank; times are
 // process.hrtime.bigint() taken in the callback that receives the message.
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +33,7 @@ import pg from 'pg';
 import Redis from 'ioredis';
 import { io } from 'socket.io-client';
 import { makeToken } from '../ws/token.mjs';
+import { Child } from '../child.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
@@ -182,39 +182,9 @@ async function joined(t, name, rid, mode = 'viewer') {
   return s;
 }
 
-class Child {
-  constructor(script, envExtra) {
-    this.queue = [];
-    this.waiters = [];
-    this.proc = fork(path.join(HERE, script), [], { serialization: 'advanced', env: { ...process.env, ...envExtra } });
-    this.proc.on('message', (m) => {
-      if (m.cmd === 'error') {
-        this.failed = new Error(`${script}: ${m.message}`);
-        for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(this.failed); }
-        return;
-      }
-      const k = this.waiters.findIndex((w) => w.cmd === m.cmd);
-      if (k >= 0) { const [w] = this.waiters.splice(k, 1); clearTimeout(w.timer); w.resolve(m); } else this.queue.push(m);
-    });
-    this.proc.on('exit', (code) => {
-      kids.delete(this);
-      const e = new Error(`${script} exited (${code})`);
-      for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(e); }
-    });
-    kids.add(this);
-  }
-  next(cmd, timeoutMs = 60000) {
-    if (this.failed) return Promise.reject(this.failed);
-    const k = this.queue.findIndex((m) => m.cmd === cmd);
-    if (k >= 0) return Promise.resolve(this.queue.splice(k, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { cmd, resolve, reject };
-      w.timer = setTimeout(() => { this.waiters.splice(this.waiters.indexOf(w), 1); reject(new Error(`no '${cmd}' within ${timeoutMs} ms`)); }, timeoutMs);
-      this.waiters.push(w);
-    });
-  }
-  call(msg, reply, timeoutMs) { const p = this.next(reply, timeoutMs); this.proc.send(msg); return p; }
-  kill() { kids.delete(this); this.proc.kill(); }
+/* a child process of the load generator, kept in kids */
+function child(script, env) {
+  return new Child(path.join(HERE, script), { name: script, env, registry: kids });
 }
 
 /* ------------------------------------------------------------ phases */
@@ -431,7 +401,7 @@ async function phasePresence(gen) {
   log(`\n== presence (${gen} members, ${MEMBER_SCRIPTS[gen]}): rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating`);
   const ctx = {};
   for (const n of Object.keys(T)) {
-    const members = Array.from({ length: PROCS }, (_, i) => new Child(MEMBER_SCRIPTS[gen], {
+    const members = Array.from({ length: PROCS }, (_, i) => child(MEMBER_SCRIPTS[gen], {
       COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
     }));
     await Promise.all(members.map((c) => c.next('ready', 20000)));
@@ -495,7 +465,7 @@ async function phaseIdle(pgc) {
     const u = new URL(t.url);
     const srcs = Array.from({ length: 8 }, (_, i) => `127.0.0.${base + i}`);
     base += 10;
-    const procs = Array.from({ length: IDLE_PROCS }, (_, i) => new Child('idle-conns.mjs', { AB_CHILD_NO: String(i), AB_JWT_SECRET: SECRET }));
+    const procs = Array.from({ length: IDLE_PROCS }, (_, i) => child('idle-conns.mjs', { AB_CHILD_NO: String(i), AB_JWT_SECRET: SECRET }));
     await Promise.all(procs.map((c) => c.next('ready', 20000)));
     await sleep(1000);
     const rss0 = rssKiB(t.pids);

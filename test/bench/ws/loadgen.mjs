@@ -23,7 +23,6 @@
 //
 // Every latency is process.hrtime.bigint() (CLOCK_MONOTONIC), taken in the
 // callback that receives the message.  Percentiles are nearest-rank.
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +31,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { io } from 'socket.io-client';
 import { makeToken } from './token.mjs';
+import { Child } from '../child.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
@@ -186,47 +186,9 @@ function ackTimed(sock, event, payload, timeoutMs = 10000) {
 }
 function must(ok, what) { if (!ok) throw new Error(what); }
 
-class Child {
-  constructor(i) {
-    this.i = i;
-    this.queue = [];     // messages nobody waited for yet
-    this.waiters = [];   // { cmd, resolve, reject, timer }
-    this.proc = fork(path.join(HERE, 'members.mjs'), [], {
-      serialization: 'advanced', env: { ...process.env, BENCH_CHILD_NO: String(i) },
-    });
-    this.proc.on('message', (m) => {
-      if (m.cmd === 'error') {
-        const err = new Error(`member process ${i}: ${m.message}`);
-        for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(err); }
-        this.failed = err;
-        return;
-      }
-      const k = this.waiters.findIndex((w) => w.cmd === m.cmd);
-      if (k >= 0) { const [w] = this.waiters.splice(k, 1); clearTimeout(w.timer); w.resolve(m); } else this.queue.push(m);
-    });
-    this.proc.on('exit', (code) => {
-      const err = new Error(`member process ${i} exited (${code})`);
-      for (const w of this.waiters.splice(0)) { clearTimeout(w.timer); w.reject(err); }
-    });
-  }
-  next(cmd, timeoutMs = 60000) {
-    if (this.failed) return Promise.reject(this.failed);
-    const k = this.queue.findIndex((m) => m.cmd === cmd);
-    if (k >= 0) return Promise.resolve(this.queue.splice(k, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const w = { cmd, resolve, reject };
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        reject(Object.assign(new Error(`member process ${this.i}: no '${cmd}' within ${timeoutMs} ms`), { timeout: true }));
-      }, timeoutMs);
-      this.waiters.push(w);
-    });
-  }
-  call(msg, reply, timeoutMs) {
-    const p = this.next(reply, timeoutMs);
-    this.proc.send(msg);
-    return p;
-  }
+/* member process i (members.mjs) */
+function member(i) {
+  return new Child(path.join(HERE, 'members.mjs'), { name: `member process ${i}`, env: { BENCH_CHILD_NO: String(i) } });
 }
 
 /* ------------------------------------------------------------------ phases */
@@ -399,7 +361,7 @@ async function phasePresence() {
   const rid = tab('a');
   results.phases.presence = {};
   log(`\n== presence: members in ${rid}, split over ${PROCS} member process(es)`);
-  for (let i = 0; i < PROCS; i++) children.push(new Child(i));
+  for (let i = 0; i < PROCS; i++) children.push(member(i));
   await Promise.all(children.map((c) => c.next('ready', 20000)));
   const joiner = await sioConnect('joiner');
   let selfWait = null;
@@ -464,7 +426,7 @@ async function phaseIdle() {
   const sizes = env('BENCH_IDLE_SIZES', '0,1000,5000').split(',').map(Number);
   log(`\n== idle: lock round trips with ${sizes.join(', ')} idle connections open`);
   const kids = [];
-  for (let i = 0; i < PROCS; i++) kids.push(new Child(100 + i));
+  for (let i = 0; i < PROCS; i++) kids.push(member(100 + i));
   await Promise.all(kids.map((c) => c.next('ready', 20000)));
   results.phases.idle = {};
   for (const K of sizes) {
