@@ -6,6 +6,8 @@
 #   cluster.sh restart DIR                start an existing, stopped cluster again
 #   cluster.sh destroy DIR                stop and remove
 #   cluster.sh free-port                  prints a free TCP port on 127.0.0.1
+#   cluster.sh wait-port PORT             waits up to 10 s for a listener on
+#                                         127.0.0.1:PORT (the collab worker); 1 if none
 #
 # PostgreSQL refuses to run as root, so the cluster runs as the 'postgres' system
 # user; the data directory is owned by it. Connections use the Unix socket in DIR
@@ -34,10 +36,18 @@ free_port() {
 		print $s->sockport, "\n";'
 }
 
-cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR | free-port}
+cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR | free-port | wait-port PORT}
 if [ "$cmd" = free-port ]; then
 	free_port
 	exit 0
+fi
+if [ "$cmd" = wait-port ]; then
+	port=${2:?port}
+	for _ in $(seq 1 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then exit 0; fi
+		sleep 0.1
+	done
+	exit 1
 fi
 dir=${2:?data directory}
 

@@ -44,20 +44,13 @@ make_jwt() {
 # The worker's URL, sample JWTs for two users (signed with the HS256 secret
 # in $secret_file, which is never printed) and a socket.io-client snippet.
 print_worker_info() {
-	local worker_port=$1 secret_file=$2 url anna ben listening=
+	local worker_port=$1 secret_file=$2 url anna ben
 	url="http://127.0.0.1:$worker_port"
 	anna=$(make_jwt "$secret_file" u-anna "Dr. Anna Berg")
 	ben=$(make_jwt "$secret_file" u-ben "Dr. Ben Kaya")
 
 	# the worker starts listening within 2 s of CREATE EXTENSION
-	for _ in $(seq 1 50); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$worker_port") 2>/dev/null; then
-			listening=1
-			break
-		fi
-		sleep 0.2
-	done
-	if [ -z "$listening" ]; then
+	if ! bash scripts/cluster.sh wait-port "$worker_port"; then
 		echo "demo: warning: the WebSocket worker does not listen on port $worker_port yet (see $DEMO_DIR/server.log)" >&2
 	fi
 

@@ -42,10 +42,7 @@ export COLLAB_WS_URL="http://127.0.0.1:$WSPORT" COLLAB_JWT_SECRET="$SECRET" COLL
 export COLLAB_CRASH_CLUSTER="$CLUSTER"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION collab" >/dev/null
 wait_listening() {
-	for _ in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
+	bash "$ROOT/scripts/cluster.sh" wait-port "$WSPORT" && return 0
 	echo "the collab worker does not listen on port $WSPORT" >&2
 	return 1
 }

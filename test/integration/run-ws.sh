@@ -56,10 +56,7 @@ if [ -z "${COLLAB_WS_URL:-}" ]; then
 	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" >/dev/null
 	echo "ws test cluster: $CLUSTER (pg port $PGPORT, worker $COLLAB_WS_URL)"
 	# the worker must be listening before the first test
-	for _ in $(seq 1 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null; then break; fi
-		sleep 0.1
-	done
+	bash "$ROOT/scripts/cluster.sh" wait-port "$WSPORT" || true
 fi
 
 : "${PGHOST:?}" "${COLLAB_WS_URL:?}" "${COLLAB_JWT_SECRET:?}" "${COLLAB_TEST_WORK:?}"

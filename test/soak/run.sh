@@ -70,10 +70,7 @@ export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" COLLAB_JWT_SECRET="$SECRET"
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION collab" >/dev/null || die "could not create the extension"
 
 # the worker waits for CREATE EXTENSION, then listens
-for _ in $(seq 1 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then break; fi
-	sleep 0.1
-done
+bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || true
 wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
 [ -n "$wpid" ] || { tail -30 "$CLUSTER/server.log" >&2; die "the collab worker is not running"; }
 wfiles=$(awk '/^Max open files/ { print $4 }' "/proc/$wpid/limits")

@@ -56,10 +56,7 @@ bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 export COLLAB_WS_URL="http://127.0.0.1:$WSPORT" COLLAB_JWT_SECRET="$SECRET" STRESS_WORK="$WORK"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" >/dev/null
-for _ in $(seq 1 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null; then break; fi
-	sleep 0.1
-done
+bash "$ROOT/scripts/cluster.sh" wait-port "$WSPORT" || true
 
 echo "--- stress run (cluster $CLUSTER, worker $COLLAB_WS_URL)"
 nice -n 10 node stress/stress.mjs || status=$?

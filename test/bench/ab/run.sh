@@ -206,10 +206,11 @@ set_workers() {
 	fi
 	for _ in $(seq 1 100); do
 		w=$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'collab worker'" 2>/dev/null || echo 0)
-		[ "$w" = "$n" ] && (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null && break
+		[ "$w" = "$n" ] && break
 		sleep 0.1
 	done
 	[ "$w" = "$n" ] || { tail -30 "$CLUSTER/server.log" >&2; die "$w collab workers run, not $n"; }
+	bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || die "the collab workers do not listen on port $WS_PORT"
 	wpid=$(psql -X -At -c "SELECT string_agg(pid::text, ', ') FROM pg_stat_activity WHERE backend_type = 'collab worker'")
 	echo "bench ab: collab.workers = $n, pid(s) $wpid on 127.0.0.1:$WS_PORT (open files $(awk '/^Max open files/ { print $4 }' "/proc/${wpid%%,*}/limits") each)," \
 		"baseline node pid $NODE_PID on 127.0.0.1:$BASE_PORT, redis pid $REDIS_PID on $REDIS_PORT"

@@ -39,10 +39,7 @@ bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION collab" \
 	-c "SELECT collab.create_document('bench', 'idle', ARRAY['lock'])" >/dev/null
-for _ in $(seq 1 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then break; fi
-	sleep 0.1
-done
+bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || true
 wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
 [ -n "$wpid" ] || die "the collab worker is not running"
 echo "idle-conns: worker $wpid, descriptor limit $(awk '/^Max open files/ { print $4 }' "/proc/$wpid/limits")"

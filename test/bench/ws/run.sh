@@ -107,10 +107,7 @@ SELECT collab.create_document('bench', 'WebSocket benchmark',
 SQL
 
 # the worker waits for CREATE EXTENSION, then listens
-for _ in $(seq 1 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then break; fi
-	sleep 0.1
-done
+bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || true
 wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
 [ -n "$wpid" ] || { tail -30 "$CLUSTER/server.log" >&2; die "the collab worker is not running"; }
 wfiles=$(awk '/^Max open files/ { print $4 }' "/proc/$wpid/limits")
