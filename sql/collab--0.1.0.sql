@@ -642,9 +642,23 @@ CREATE TABLE collab.ws_connections (
 );
 CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
 
-CREATE TABLE collab.ws_presence (
-	connection_id text NOT NULL REFERENCES collab.ws_connections ON DELETE CASCADE,
-	resource_id	text COLLATE "C" NOT NULL REFERENCES collab.resources (id) ON DELETE CASCADE,
+/*
+ * Presence is unlogged: a row means nothing once its connection is gone, and
+ * a crash ends every connection (and empties the table).  So a join or leave
+ * writes no WAL and commits without waiting for the disk.  Connections stay
+ * logged: after a crash, the worker's next run finds them and releases the
+ * locks they held (collab.ws_worker_start).
+ *
+ * No foreign keys, on purpose: their checks lock the referenced rows, a
+ * WAL-logged row lock that would make every join wait for a flush again.
+ * The triggers below do what ON DELETE CASCADE did: ws_disconnect drops a
+ * connection's rows, and a deleted resource takes its rows with it.  A join
+ * checks its resource again after its insert, and the deletion waits for
+ * joins in flight (a table lock), so neither can miss the other.
+ */
+CREATE UNLOGGED TABLE collab.ws_presence (
+	connection_id text NOT NULL,
+	resource_id	text COLLATE "C" NOT NULL,
 	user_id		text NOT NULL,
 	username	text NOT NULL,
 	role		text NOT NULL CHECK (role IN ('editor', 'viewer')),
@@ -677,6 +691,36 @@ END
 $$;
 CREATE TRIGGER ws_presence_json BEFORE INSERT OR UPDATE ON collab.ws_presence
 	FOR EACH ROW EXECUTE FUNCTION collab._ws_presence_json();
+
+-- What ON DELETE CASCADE would do for presence (see collab.ws_presence).
+CREATE FUNCTION collab._ws_connection_gone() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	DELETE FROM collab.ws_presence WHERE connection_id = OLD.connection_id;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER ws_connections_presence AFTER DELETE ON collab.ws_connections
+	FOR EACH ROW EXECUTE FUNCTION collab._ws_connection_gone();
+
+-- The lock waits for joins in flight and holds off new ones until this
+-- transaction ends; a join that waited then finds its resource gone.
+CREATE FUNCTION collab._resource_gone() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	LOCK TABLE collab.ws_presence IN SHARE ROW EXCLUSIVE MODE;
+	IF TG_OP = 'TRUNCATE' THEN
+		DELETE FROM collab.ws_presence;
+	ELSE
+		DELETE FROM collab.ws_presence WHERE resource_id = OLD.id;
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER resources_presence AFTER DELETE ON collab.resources
+	FOR EACH ROW EXECUTE FUNCTION collab._resource_gone();
+CREATE TRIGGER resources_presence_truncate AFTER TRUNCATE ON collab.resources
+	FOR EACH STATEMENT EXECUTE FUNCTION collab._resource_gone();
 
 -- Everyone in the room of p_resource_id or of one of its descendants, as a
 -- JSON array.  A room without descendants in it (a tab) needs no sort of
@@ -841,6 +885,8 @@ BEGIN
 		VALUES (p_conn, p_resource_id, c.user_id, c.username, v_role)
 	ON CONFLICT (connection_id, resource_id) DO UPDATE SET role = EXCLUDED.role
 	RETURNING * INTO p;
+	-- deleted while we joined? (see collab.ws_presence: no foreign key)
+	PERFORM collab._check_resource(p_resource_id);
 	PERFORM collab._publish(jsonb_build_object(
 		'event', 'presence:joined',
 		'resourceId', p_resource_id,

@@ -1,0 +1,59 @@
+-- Presence rows: unlogged, no foreign keys; joins and leaves write no WAL,
+-- and the triggers keep the rows consistent with connections and resources.
+\set VERBOSITY terse
+SELECT collab.create_document('pr', NULL, ARRAY['a', 'b']);
+SELECT collab.ws_connect('pr-c1', 'collab worker 1', 1, 'u1', 'Ann', NULL, NULL);
+SELECT collab.ws_connect('pr-c2', 'collab worker 1', 1, 'u2', 'Bob', NULL, NULL);
+
+SELECT relname, relpersistence FROM pg_class
+ WHERE oid IN ('collab.ws_presence'::regclass, 'collab.ws_connections'::regclass,
+			   'collab.ws_lock_requests'::regclass, 'collab.leases'::regclass)
+ ORDER BY relname;
+
+-- (a first call reads the catalogs, whose pages it may prune: a WAL record)
+SELECT count(*) FROM collab.ws_join('pr-c1', 'document:pr/tab:b', 'viewer');
+SELECT collab.ws_leave('pr-c1', 'document:pr/tab:b');
+
+-- a viewer's join and its leave write no WAL record (no "WAL:" line), so
+-- their commits do not wait for a flush; an editor's join does (its lease)
+EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'viewer');
+EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT collab.ws_leave('pr-c1', 'document:pr/tab:a');
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
+CREATE FUNCTION pg_temp.wal_records(q text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	l text;
+BEGIN
+	FOR l IN EXECUTE 'EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+		IF l LIKE '%WAL: records=%' THEN
+			RETURN true;
+		END IF;
+	END LOOP;
+	RETURN false;
+END
+$$;
+SELECT pg_temp.wal_records($$SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'editor')$$) AS editor_join_wrote_wal;
+SELECT resource_id, connection_id, username, role FROM collab.presence
+ WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
+
+-- a connection's rows go with it
+DELETE FROM collab.ws_connections WHERE connection_id = 'pr-c2';
+SELECT resource_id, connection_id FROM collab.presence WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
+
+-- a deleted resource's rows go with it, a document's tabs' too
+SELECT collab.ws_connect('pr-c2', 'collab worker 1', 1, 'u2', 'Bob', NULL, NULL);
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr', 'viewer');
+DELETE FROM collab.resources WHERE id = 'document:pr/tab:b';
+SELECT resource_id, connection_id FROM collab.presence WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
+DELETE FROM collab.resources WHERE id = 'document:pr';
+SELECT count(*) AS rows_left FROM collab.presence WHERE resource_id LIKE 'document:pr%';
+SELECT count(*) AS leases_left FROM collab.leases WHERE resource_id LIKE 'document:pr%';
+
+-- joining a resource that does not exist: nothing inserted
+SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'viewer');
+SELECT count(*) FROM collab.ws_presence WHERE connection_id IN ('pr-c1', 'pr-c2');
+
+SELECT collab.ws_disconnect('pr-c1');
+SELECT collab.ws_disconnect('pr-c2');
