@@ -280,6 +280,8 @@ job_failed(Job *job, ErrorData *edata)
 	}
 }
 
+static void drain_events(void);
+
 static void
 run_jobs(void)
 {
@@ -434,17 +436,41 @@ run_jobs(void)
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	/* replies, after commit: only what is durable is acknowledged */
+	/*
+	 * Replies, after commit: only what is durable is acknowledged.  They are
+	 * held in their connections' queues while the batch's events go out, so
+	 * that a room hears of a join before the joiner's own answer (a list of
+	 * every user in the room, twice) takes the socket and the joiner's CPU;
+	 * the events for a requester queue behind its reply, in order.
+	 */
+	for (Job *j = batch; j; j = j->next)
+		if (j->conn)
+			j->conn->held = true;
 	for (Job *j = batch; j; j = j->next)
 	{
 		if (j->kind == JOB_SWEEP)
 			sweep_queued = false;
-		/* ws_job_done may free a closed connection once nothing refers to it */
-		if (j->conn)
-			j->conn->pending_jobs--;
 		PG_TRY();
 		{
 			ws_job_done(j);
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+	drain_events();
+	for (Job *j = batch; j; j = j->next)
+	{
+		if (j->conn == NULL)
+			continue;
+		/* may free a closed connection once nothing refers to it */
+		j->conn->pending_jobs--;
+		PG_TRY();
+		{
+			ws_release_held(j->conn);
 		}
 		PG_CATCH();
 		{

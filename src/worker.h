@@ -91,6 +91,7 @@ struct Conn
 	size_t		out_bytes;
 	bool		close_after_flush;
 	bool		plain;			/* not TLS, not closing: send_plain() may write */
+	bool		held;			/* replies of a batch queued until its fan-out is out */
 	int			close_status;
 
 	/*
@@ -177,6 +178,7 @@ extern void ws_close_after_flush(Conn *conn, int status);
 extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
 						  const char *message, const char *resource_id);
 extern void ws_job_done(Job *job);
+extern void ws_release_held(Conn *conn);
 extern void ws_send_holder_event(Conn *conn, const char *name, const char *payload,
 								 int len, int64 token);
 extern void ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,

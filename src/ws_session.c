@@ -56,6 +56,8 @@ static MemoryContext rx_cxt = NULL;
 /* Inside a libwebsockets callback (where frames are only queued)? */
 static int	in_callback = 0;
 
+static void conn_free_if_done(Conn *conn);
+
 /* ----------------------------------------------------------------
  * Outgoing frames
  * ---------------------------------------------------------------- */
@@ -143,6 +145,62 @@ send_plain(Conn *conn, OutFrame *frame)
 	return true;
 }
 
+/* May a frame go to the socket now, outside lws's WRITEABLE callback? */
+static bool
+can_write_now(Conn *conn)
+{
+	return conn->wsi != NULL && conn->state != CONN_CLOSED && !conn->close_after_flush &&
+		(conn->plain ? !lws_partial_buffered(conn->wsi) : !lws_send_pipe_choked(conn->wsi));
+}
+
+static void
+write_now(Conn *conn, OutFrame *frame)
+{
+	bool		sent;
+
+	if (conn->plain)
+		sent = send_plain(conn, frame);
+	else
+		sent = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len,
+						 LWS_WRITE_TEXT) >= (int) frame->len;
+	collab_metrics->messages_out++;
+	if (!sent)
+	{
+		/* the socket failed: lws closes it on its next pass */
+		conn->close_after_flush = true;
+		conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
+		lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+}
+
+/*
+ * Ends a hold (see run_jobs in worker.c): writes what was queued meanwhile,
+ * replies first, as far as the socket takes it; lws's WRITEABLE callback
+ * writes the rest.
+ */
+void
+ws_release_held(Conn *conn)
+{
+	OutItem    *item;
+
+	conn->held = false;
+	while ((item = conn->out_head) != NULL && can_write_now(conn))
+	{
+		conn->out_head = item->next;
+		if (conn->out_head == NULL)
+			conn->out_tail = NULL;
+		conn->out_count--;
+		conn->out_bytes -= item->frame->len;
+		write_now(conn, item->frame);
+		outframe_release(item->frame);
+		pfree(item);
+	}
+	if (conn->out_head != NULL && conn->wsi != NULL)
+		lws_callback_on_writable(conn->wsi);
+	if (conn->state == CONN_CLOSED)
+		conn_free_if_done(conn);
+}
+
 void
 ws_send_frame(Conn *conn, OutFrame *frame)
 {
@@ -172,26 +230,12 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	 * holds part of an earlier one, and refuses a second write that no
 	 * lws_send_pipe_choked() or pass of its loop came before, as an
 	 * "illegal back-to-back write": so that call, with its poll(), stays,
-	 * except where send_plain() writes the socket itself.)
+	 * except where send_plain() writes the socket itself.)  A held
+	 * connection's frames queue until ws_release_held().
 	 */
-	if (!in_callback && conn->out_head == NULL && !conn->close_after_flush &&
-		(conn->plain ? !lws_partial_buffered(conn->wsi) : !lws_send_pipe_choked(conn->wsi)))
+	if (!in_callback && !conn->held && conn->out_head == NULL && can_write_now(conn))
 	{
-		bool		sent;
-
-		if (conn->plain)
-			sent = send_plain(conn, frame);
-		else
-			sent = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len,
-							 LWS_WRITE_TEXT) >= (int) frame->len;
-		collab_metrics->messages_out++;
-		if (!sent)
-		{
-			/* the socket failed: lws closes it on its next pass */
-			conn->close_after_flush = true;
-			conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
-			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		}
+		write_now(conn, frame);
 		return;
 	}
 	item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
@@ -205,7 +249,8 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	conn->out_tail = item;
 	conn->out_count++;
 	conn->out_bytes += frame->len;
-	lws_callback_on_writable(conn->wsi);
+	if (!conn->held)
+		lws_callback_on_writable(conn->wsi);
 }
 
 void

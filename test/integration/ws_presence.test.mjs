@@ -53,6 +53,52 @@ test('a second joiner: the room gets presence:joined, the joiner sees both users
   b.close();
 });
 
+/*
+ * A batch's replies are held while its events go out to the room, and the
+ * requester's own events queue behind its reply: the ack must still come
+ * first on the requester's socket.  The ack callback runs when the ack
+ * packet is processed, so the log at that moment holds exactly what arrived
+ * before it.
+ */
+function emitLogged(socket, event, payload) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${socket.__label}: no ack to ${event}`)), 5000);
+    const since = mark(socket);
+    socket.emit(event, payload, (ack) => {
+      clearTimeout(timer);
+      resolve({ ack, before: socket.__log.slice(since).map((e) => e.event), since });
+    });
+  });
+}
+
+test('the requester gets its ack before the events of its own request, which follow in order', async () => {
+  const doc = await createDocument(['order']);
+  const rid = doc.tab('order');
+  const a = await connect(newUser('Anna'));
+  const b = await connect(newUser('Ben'));
+  ok(await join(a, rid, 'viewer'));
+  const j = await emitLogged(b, 'presence:join', { resourceId: rid, mode: 'editor' });
+  assert.equal(j.ack.ok, true, JSON.stringify(j.ack));
+  assert.equal(j.ack.role, 'editor');
+  assert.deepEqual(j.before, [], 'nothing for Ben before his join\'s ack');
+  await waitFor(b, 'presence:joined', (e) => e.resourceId === rid && e.user?.connectionId === b.id, { since: j.since });
+  const acquired = await waitFor(b, 'lock:acquired', (e) => e.resourceId === rid, { since: j.since });
+  assert.equal(acquired.token, j.ack.lock.token, 'the holder\'s copy carries the ack\'s token');
+  const seen = b.__log.slice(j.since).map((e) => e.event).filter((e) => e.startsWith('presence:') || e.startsWith('lock:'));
+  assert.deepEqual(seen, ['presence:state', 'lock:acquired', 'presence:joined'], 'Ben\'s events after the ack');
+  // the room got the same events
+  await waitFor(a, 'presence:joined', (e) => e.resourceId === rid && e.user?.connectionId === b.id);
+  const forAnna = await waitFor(a, 'lock:acquired', (e) => e.resourceId === rid);
+  assert.equal(forAnna.token, undefined, 'a viewer never sees the token');
+
+  const r = await emitLogged(b, 'lock:release', { resourceId: rid });
+  assert.deepEqual(r.ack, { ok: true });
+  assert.deepEqual(r.before, [], 'nothing for Ben before his release\'s ack');
+  await waitFor(b, 'lock:released', (e) => e.resourceId === rid, { since: r.since });
+  a.close();
+  b.close();
+});
+
 test('leave: {ok:true}, presence:left reason "left" to the room; not joined: NOT_JOINED', async () => {
   const doc = await createDocument(['a']);
   const rid = doc.tab('a');
