@@ -651,10 +651,10 @@ CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
  *
  * No foreign keys, on purpose: their checks lock the referenced rows, a
  * WAL-logged row lock that would make every join wait for a flush again.
- * The triggers below do what ON DELETE CASCADE did: ws_disconnect drops a
- * connection's rows, and a deleted resource takes its rows with it.  A join
- * checks its resource again after its insert, and the deletion waits for
- * joins in flight (a table lock), so neither can miss the other.
+ * The triggers below do what ON DELETE CASCADE did: a deleted connection or
+ * resource takes its rows with it.  A join checks its resource again after
+ * its insert, and the deletion waits for joins in flight (a table lock), so
+ * neither can miss the other.
  */
 CREATE UNLOGGED TABLE collab.ws_presence (
 	connection_id text NOT NULL,

@@ -132,6 +132,8 @@ metrics_total(CollabMetrics *sum)
 			sum->sql_latency_buckets[b] += m->sql_latency_buckets[b];
 		sum->sql_latency_count += m->sql_latency_count;
 		sum->sql_latency_sum_ms += m->sql_latency_sum_ms;
+		/* the newest: a worker without clients may not commit for long */
+		sum->last_commit_us = Max(sum->last_commit_us, m->last_commit_us);
 	}
 	if (nworkers == 0)
 	{
@@ -179,13 +181,20 @@ metrics_publish_gauges(void)
 	collab_metrics->rooms = rooms_count();
 }
 
+/*
+ * Has any running worker committed lately?  The forwarding worker's sweep
+ * commits every collab.sweep_interval; the other workers commit only for
+ * their clients.  (lws_now_usecs() is CLOCK_MONOTONIC, one clock for all.)
+ */
 bool
 metrics_database_ok(void)
 {
+	CollabMetrics total;
 	int64		now = lws_now_usecs();
 	int64		horizon = (int64) Max(collab_sweep_interval_ms * 5, 5000) * 1000;
 
-	return collab_metrics->last_commit_us > 0 && now - collab_metrics->last_commit_us <= horizon;
+	(void) metrics_total(&total);
+	return total.last_commit_us > 0 && now - total.last_commit_us <= horizon;
 }
 
 static void

@@ -7,6 +7,7 @@
 // Needs a cluster with collab.workers = 2 (test/integration/workers.sh runs it).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import pg from 'pg';
 import {
   WS_URL, newUser, connect, join, leave, acquire, release, save, ok, fails, createDocument, q,
@@ -225,6 +226,26 @@ test('/metrics and /healthz count the connections of both workers', async () => 
   assert.deepEqual(health, { status: 'ok', worker: 'ok', database: 'ok', connections: n });
   s1.close();
   s2.close();
+});
+
+test('/healthz is ok from a worker that has committed nothing for longer than the health horizon', async () => {
+  // worker 2 does not sweep (worker 1 does): with no client of its own busy,
+  // it commits nothing.  The horizon is max(5 x collab.sweep_interval, 5 s).
+  await new Promise((r) => setTimeout(r, 5500));
+  const get = () => new Promise((resolve, reject) => {
+    // a new connection each time (agent: false), which the kernel gives to either worker
+    http.get(`${WS_URL}/healthz`, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(body) }));
+    }).on('error', reject);
+  });
+  const answers = [];
+  for (let i = 0; i < 12; i++) answers.push(await get());
+  for (const a of answers) {
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.equal(a.body.database, 'ok');
+  }
 });
 
 test('bursts of saves on both workers are acknowledged in order', async () => {
