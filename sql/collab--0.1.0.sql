@@ -847,8 +847,10 @@ $$;
 
 -- Returns the acknowledgement, the joiner's token if it got the lock, and
 -- the room's users (also part of the acknowledgement) for presence:state.
+-- The worker passes p_users false and reads the users itself, after the
+-- room has heard of the join (run_jobs in src/worker.c).
 CREATE FUNCTION collab.ws_join(p_conn text, p_resource_id text, p_mode text,
-	OUT ack text, OUT token bigint, OUT users text)
+	p_users boolean DEFAULT true, OUT ack text, OUT token bigint, OUT users text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	c collab.ws_connections;
@@ -892,12 +894,16 @@ BEGIN
 		'resourceId', p_resource_id,
 		'user', p.user_json::jsonb)::text);
 
-	users := collab._room_users(p_resource_id);
 	token := v_token;
 	ack := '{"ok":true,"role":' || to_json(v_role)::text || ',"lock":' || v_lock::text
-		|| ',"users":' || users
 		|| ',"resource":' || collab._resource_json(p_resource_id)::text
 		|| ',"children":' || collab._children_json(p_resource_id)::text || '}';
+	-- the worker (p_users false) reads the users once the room has heard of
+	-- the join, and adds them as ws_join_users_done() does here
+	IF p_users THEN
+		users := collab._room_users(p_resource_id);
+		ack := left(ack, -1) || ',"users":' || users || '}';
+	END IF;
 END
 $$;
 

@@ -282,6 +282,67 @@ job_failed(Job *job, ErrorData *edata)
 
 static void drain_events(void);
 
+/*
+ * The user lists of a batch's joins, read once the batch's events have gone
+ * out (see run_jobs), in a read-only transaction of their own.  A list read
+ * after the join's commit may already show changes whose events the joiner
+ * then also receives; events describe state, so that is harmless.
+ */
+static void
+read_room_users(Job *batch)
+{
+	static const char *users_sql = "SELECT collab._room_users($1)";
+	MemoryContext oldcxt = CurrentMemoryContext;
+	bool		any = false;
+
+	for (Job *j = batch; j; j = j->next)
+		if (j->users_pending)
+			any = true;
+	if (!any)
+		return;
+	SetCurrentStatementStartTimestamp();
+	PG_TRY();
+	{
+		Job			key = {0};
+
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		key.sql = users_sql;
+		key.nargs = 1;
+		for (Job *j = batch; j; j = j->next)
+		{
+			Datum		value;
+			char		null = ' ';
+
+			if (!j->users_pending)
+				continue;
+			value = CStringGetTextDatum(j->resource_id);
+			if (SPI_execute_plan(job_plan(&key), &value, &null, true, 1) == SPI_OK_SELECT &&
+				SPI_processed == 1)
+			{
+				char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				j->users = u ? MemoryContextStrdup(worker_jobs_cxt, u) : NULL;
+			}
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* the joins without a list are closed (ws_join_users_done) */
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+}
+
 static void
 run_jobs(void)
 {
@@ -441,7 +502,9 @@ run_jobs(void)
 	 * held in their connections' queues while the batch's events go out, so
 	 * that a room hears of a join before the joiner's own answer (a list of
 	 * every user in the room, twice) takes the socket and the joiner's CPU;
-	 * the events for a requester queue behind its reply, in order.
+	 * the events for a requester queue behind its reply, in order.  That
+	 * list is read only after the events have gone out (read_room_users):
+	 * reading 1000 rows need not delay the room.
 	 */
 	for (Job *j = batch; j; j = j->next)
 		if (j->conn)
@@ -462,6 +525,22 @@ run_jobs(void)
 		PG_END_TRY();
 	}
 	drain_events();
+	read_room_users(batch);
+	for (Job *j = batch; j; j = j->next)
+	{
+		if (!j->users_pending)
+			continue;
+		PG_TRY();
+		{
+			ws_join_users_done(j);
+		}
+		PG_CATCH();
+		{
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
 	for (Job *j = batch; j; j = j->next)
 	{
 		if (j->conn == NULL)

@@ -151,6 +151,10 @@ typedef struct Job
 	char	   *result;
 	char	   *token;			/* second column, when there is one */
 	char	   *users;			/* third column, when there is one */
+	/* presence:join: its ack and presence:state, queued before the room's users are read */
+	bool		users_pending;
+	OutItem    *ack_slot;
+	OutItem    *state_slot;
 	const char *err_code;
 	char	   *err_message;
 	struct Job *next;
@@ -179,6 +183,7 @@ extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
 						  const char *message, const char *resource_id);
 extern void ws_job_done(Job *job);
 extern void ws_release_held(Conn *conn);
+extern void ws_join_users_done(Job *job);
 extern void ws_send_holder_event(Conn *conn, const char *name, const char *payload,
 								 int len, int64 token);
 extern void ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,

@@ -77,6 +77,8 @@ outframe_make(const char *data, size_t len)
 void
 outframe_release(OutFrame *frame)
 {
+	if (frame == NULL)			/* an unfilled place (queue_slot) */
+		return;
 	if (--frame->refcount <= 0)
 	{
 		pfree(frame->data);
@@ -190,9 +192,12 @@ ws_release_held(Conn *conn)
 		if (conn->out_head == NULL)
 			conn->out_tail = NULL;
 		conn->out_count--;
-		conn->out_bytes -= item->frame->len;
-		write_now(conn, item->frame);
-		outframe_release(item->frame);
+		if (item->frame != NULL)
+		{
+			conn->out_bytes -= item->frame->len;
+			write_now(conn, item->frame);
+			outframe_release(item->frame);
+		}
 		pfree(item);
 	}
 	if (conn->out_head != NULL && conn->wsi != NULL)
@@ -251,6 +256,52 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	conn->out_bytes += frame->len;
 	if (!conn->held)
 		lws_callback_on_writable(conn->wsi);
+}
+
+/*
+ * A place in a held connection's queue for a frame that is not built yet
+ * (see join_done); fill_slot() puts the frame there, or with NULL removes
+ * the place.  Nothing writes a held queue, so no empty place is ever seen.
+ */
+static OutItem *
+queue_slot(Conn *conn)
+{
+	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
+
+	Assert(conn->held);
+	item->frame = NULL;
+	item->next = NULL;
+	if (conn->out_tail)
+		conn->out_tail->next = item;
+	else
+		conn->out_head = item;
+	conn->out_tail = item;
+	conn->out_count++;
+	return item;
+}
+
+static void
+fill_slot(Conn *conn, OutItem *slot, OutFrame *frame)
+{
+	OutItem   **link;
+	OutItem    *prev = NULL;
+
+	if (slot == NULL)
+		return;
+	if (frame != NULL)
+	{
+		frame->refcount++;
+		slot->frame = frame;
+		conn->out_bytes += frame->len;
+		return;
+	}
+	for (link = &conn->out_head; *link != slot; link = &(*link)->next)
+		prev = *link;
+	*link = slot->next;
+	if (conn->out_tail == slot)
+		conn->out_tail = prev;
+	conn->out_count--;
+	pfree(slot);
 }
 
 void
@@ -721,7 +772,7 @@ typedef struct EventSpec
 } EventSpec;
 
 static const EventSpec event_specs[] = {
-	{"presence:join", "SELECT ack, token::text, users FROM collab.ws_join($1, $2, $3)", AFTER_JOIN, true, false},
+	{"presence:join", "SELECT ack, token::text, users FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
 	{"presence:leave", "SELECT collab.ws_leave($1, $2)::text", AFTER_LEAVE, false, false},
 	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
@@ -1000,18 +1051,21 @@ conn_writeable(struct lws *wsi, Conn *conn)
 	while ((item = conn->out_head) != NULL)
 	{
 		OutFrame   *f = item->frame;
-		int			n;
+		bool		whole = true;
 
-		n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-		collab_metrics->messages_out++;
+		if (f != NULL)
+		{
+			whole = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) >= (int) f->len;
+			collab_metrics->messages_out++;
+			conn->out_bytes -= f->len;
+		}
 		conn->out_head = item->next;
 		if (conn->out_head == NULL)
 			conn->out_tail = NULL;
 		conn->out_count--;
-		conn->out_bytes -= f->len;
 		outframe_release(f);
 		pfree(item);
-		if (n < (int) f->len)
+		if (!whole)
 			return -1;
 		/* lws keeps what the kernel did not take; wait until it is out */
 		if (conn->out_head != NULL && lws_send_pipe_choked(wsi))
@@ -1230,15 +1284,19 @@ store_token(Conn *conn, const char *resource_id, int64 token)
 	conn->locks = h;
 }
 
-/* presence:join: the ack and the room's users come as separate columns. */
+/*
+ * presence:join, after its commit: the joiner is in the room from now on,
+ * and its ack and presence:state get their places in its (held) queue, in
+ * front of the events of the batch.  They are written once the room's users
+ * have been read (ws_join_users_done), after the room has heard of the join.
+ */
 static void
 join_done(Job *job)
 {
 	Conn	   *conn = job->conn;
-	StringInfoData buf;
 	int64		token;
 
-	if (job->result == NULL || job->users == NULL)
+	if (job->result == NULL || !conn->held)
 	{
 		ws_send_error(conn, job->ack_id, "INTERNAL", "internal error: malformed reply", job->resource_id);
 		return;
@@ -1246,9 +1304,49 @@ join_done(Job *job)
 	if (job->token && collab_parse_int64(job->token, &token))
 		store_token(conn, job->resource_id, token);
 	rooms_join(conn, job->resource_id);
-	if (job->ack_id >= 0)
-		send_ack_raw(conn, job->ack_id, job->result, strlen(job->result));
+	job->users_pending = true;
+	job->ack_slot = job->ack_id >= 0 ? queue_slot(conn) : NULL;
+	job->state_slot = queue_slot(conn);
+}
+
+/*
+ * The join's ack (the acknowledgement from collab.ws_join, to which the
+ * users are added as its last member) and presence:state, into their
+ * places.  Without the users (their query failed), the client is closed: it
+ * reconnects and joins again.
+ */
+void
+ws_join_users_done(Job *job)
+{
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+	size_t		alen = strlen(job->result);
+
+	job->users_pending = false;
+	if (job->users == NULL || alen < 2 || job->result[alen - 1] != '}')
+	{
+		fill_slot(conn, job->ack_slot, NULL);
+		fill_slot(conn, job->state_slot, NULL);
+		ereport(LOG, (errmsg("collab worker closes connection %s: the room's users could not be read",
+							 conn->id)));
+		ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
+		return;
+	}
 	initStringInfo(&buf);
+	if (job->ack_slot)
+	{
+		StringInfoData ack;
+
+		initStringInfo(&ack);
+		appendBinaryStringInfo(&ack, job->result, alen - 1);
+		appendStringInfoString(&ack, ",\"users\":");
+		appendStringInfoString(&ack, job->users);
+		appendStringInfoChar(&ack, '}');
+		sio_encode_ack(&buf, NULL, job->ack_id, ack.data, ack.len);
+		pfree(ack.data);
+		fill_slot(conn, job->ack_slot, outframe_make(buf.data, buf.len));
+		resetStringInfo(&buf);
+	}
 	sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
 	sio_arg_begin(&buf);
 	appendStringInfoString(&buf, "{\"resourceId\":");
@@ -1257,7 +1355,7 @@ join_done(Job *job)
 	appendStringInfoString(&buf, job->users);
 	appendStringInfoChar(&buf, '}');
 	sio_packet_end(&buf);
-	send_buf(conn, &buf);
+	fill_slot(conn, job->state_slot, outframe_make(buf.data, buf.len));
 	pfree(buf.data);
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   ISO_RE, newUser, connect, tokenFor, join, leave, acquire, renew, release, save, ok, fails,
   createDocument, q, waitFor, received, mark, ref, killSocket, rawConnect, teardown,
-  assertPresenceUser, eventually,
+  assertPresenceUser, eventually, waitDisconnect, DEFAULT_TIMEOUT,
 } from './helpers.mjs';
 
 after(teardown);
@@ -97,6 +97,39 @@ test('the requester gets its ack before the events of its own request, which fol
   await waitFor(b, 'lock:released', (e) => e.resourceId === rid, { since: r.since });
   a.close();
   b.close();
+});
+
+test('a join whose user list cannot be read: the joiner is disconnected and cleaned up, the room carries on', async () => {
+  const doc = await createDocument(['ul']);
+  const rid = doc.tab('ul');
+  const a = await connect(newUser('Anna'));
+  const b = await connect(newUser('Ben'));
+  ok(await join(a, rid, 'viewer'));
+  const bId = b.id;
+  // the worker reads the room's users after the join's commit; make that read fail
+  await q('ALTER FUNCTION collab._room_users(text) RENAME TO _room_users_away');
+  let reason;
+  try {
+    const since = mark(b);
+    b.emit('presence:join', { resourceId: rid, mode: 'viewer' }, () => assert.fail('no ack without the user list'));
+    reason = await waitDisconnect(b, DEFAULT_TIMEOUT, since);
+  } finally {
+    await q('ALTER FUNCTION collab._room_users_away(text) RENAME TO _room_users');
+  }
+  assert.equal(reason, 'transport close');
+  assert.equal(received(b, 'presence:state').length, 0, 'no presence:state without the list');
+  // the join had committed: the room heard of it, then of the cleanup
+  await waitFor(a, 'presence:joined', (e) => e.resourceId === rid && e.user?.connectionId === bId);
+  const left = await waitFor(a, 'presence:left', (e) => e.resourceId === rid && e.user?.connectionId === bId);
+  assert.equal(left.reason, 'disconnected');
+  await eventually(async () => (await q('SELECT connection_id FROM collab.presence WHERE resource_id = $1', [rid]))
+    .map((r) => r.connection_id).join() === a.id, 'only Anna left in the room');
+  // and the next join works
+  const c = await connect(newUser('Cleo'));
+  const ack = ok(await join(c, rid, 'viewer'));
+  assert.deepEqual(ack.users.map((u) => u.connectionId).sort(), [a.id, c.id].sort());
+  a.close();
+  c.close();
 });
 
 test('leave: {ok:true}, presence:left reason "left" to the room; not joined: NOT_JOINED', async () => {

@@ -582,7 +582,20 @@ function ackShapes(ev) {
 		}
 		// acks built as text: ack := '{"ok":true,...' || ... ;
 		for (const m of body.matchAll(/\back\s*:=\s*([^;]+);/g)) {
-			const text = m[1].split("||").map((p) => sqlLiteral(p) ?? "null").join("");
+			const parts = m[1].split("||");
+			// ack := left(ack, -1) || ',"k":' || v || '}': adds members to the ack before it
+			// (collab.ws_join(): the worker adds the users itself, see below)
+			if (/^\s*left\(\s*ack\s*,\s*-1\s*\)\s*$/.test(parts[0]) && shapes.length > 0 && shapes[shapes.length - 1].keys) {
+				const last = shapes[shapes.length - 1];
+				const more = "{" + parts.slice(1).map((p) => sqlLiteral(p) ?? "null").join("").replace(/^,/, "");
+				try {
+					last.keys = new Map([...last.keys, ...shape(Object.keys(JSON.parse(more)))]);
+				} catch {
+					shapes.push({ error: `collab.${fn}(): cannot read what is added to the ack ${m[1].trim()}` });
+				}
+				continue;
+			}
+			const text = parts.map((p) => sqlLiteral(p) ?? "null").join("");
 			try {
 				const v = JSON.parse(text);
 				shapes.push({ keys: shape(Object.keys(v)), ok: v.ok === true, where: `collab.${fn}()` });
@@ -628,6 +641,17 @@ for (const ev of [...clientEvents].sort()) {
 		`${ev}: acks ${t.acks.join(" | ")} match what the code sends (${good.length} shapes)`,
 		[...unmatched.map((s) => `${s.where} sends {${fmt(s.keys.keys())}} (ok: ${s.ok}), no ack type has exactly these fields`),
 			...unused.map((m) => `${m.name} {${fmt(m.fields.keys())}} is never sent`)].join("; ") || "no success ack found");
+}
+
+// presence:join: the worker calls collab.ws_join(..., false) and adds the users to the
+// ack itself (ws_join_users_done), as the SQL function does with p_users true
+{
+	const joinSpec = specs.find((s) => s.name === "presence:join");
+	const done = cFunction(wsC, "ws_join_users_done") ?? "";
+	check(!joinSpec || !/,\s*false\)/.test(joinSpec.sql) ||
+		/appendStringInfoString\(&ack,\s*",\\"users\\":"\)/.test(done),
+		"presence:join: the worker adds \"users\" to collab.ws_join()'s ack as the function does",
+		"ws_join_users_done() does not append ,\"users\": to the ack");
 }
 
 // docs/protocol.md carries a copy of the .d.ts: it must be the same text
