@@ -206,6 +206,23 @@ ws_release_held(Conn *conn)
 		conn_free_if_done(conn);
 }
 
+/* A new, empty item at the end of the connection's queue. */
+static OutItem *
+queue_item(Conn *conn)
+{
+	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
+
+	item->frame = NULL;
+	item->next = NULL;
+	if (conn->out_tail)
+		conn->out_tail->next = item;
+	else
+		conn->out_head = item;
+	conn->out_tail = item;
+	conn->out_count++;
+	return item;
+}
+
 void
 ws_send_frame(Conn *conn, OutFrame *frame)
 {
@@ -243,16 +260,9 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 		write_now(conn, frame);
 		return;
 	}
-	item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
+	item = queue_item(conn);
 	item->frame = frame;
-	item->next = NULL;
 	frame->refcount++;
-	if (conn->out_tail)
-		conn->out_tail->next = item;
-	else
-		conn->out_head = item;
-	conn->out_tail = item;
-	conn->out_count++;
 	conn->out_bytes += frame->len;
 	if (!conn->held)
 		lws_callback_on_writable(conn->wsi);
@@ -266,18 +276,8 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 static OutItem *
 queue_slot(Conn *conn)
 {
-	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
-
 	Assert(conn->held);
-	item->frame = NULL;
-	item->next = NULL;
-	if (conn->out_tail)
-		conn->out_tail->next = item;
-	else
-		conn->out_head = item;
-	conn->out_tail = item;
-	conn->out_count++;
-	return item;
+	return queue_item(conn);
 }
 
 static void
