@@ -5,7 +5,7 @@
  *
  * The worker opens its own listening sockets, one per address of
  * collab.listen_addresses, and hands each accepted connection to
- * libwebsockets (lws_adopt_socket_vhost), rather than letting
+ * libwebsockets (lws_adopt_descriptor_vhost), rather than letting
  * libwebsockets listen: libwebsockets 4.1 cannot set SO_REUSEPORT, which
  * lets collab.workers processes listen on one port while the kernel spreads
  * new connections over them.  With one worker the port stays exclusive, so

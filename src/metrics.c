@@ -7,10 +7,10 @@
  * Each worker counts in its own slot of shared memory, and whichever
  * worker answers /metrics reports the sum over the running workers.  A slot
  * restarts from zero with its worker, which Prometheus handles as a counter
- * reset.  Health is judged from what the answering worker last achieved,
- * not by running SQL from the HTTP callback:
- * the database is reachable when a transaction of the worker committed
- * within the last few sweep intervals (the sweep commits every interval).
+ * reset.  Health is judged from what the workers last achieved, not by
+ * running SQL from the HTTP callback: the database is reachable when a
+ * transaction of any running worker committed within the last few sweep
+ * intervals (the forwarding worker's sweep commits every interval).
  *
  *-------------------------------------------------------------------------
  */
@@ -181,20 +181,27 @@ metrics_publish_gauges(void)
 	collab_metrics->rooms = rooms_count();
 }
 
-/*
- * Has any running worker committed lately?  The forwarding worker's sweep
- * commits every collab.sweep_interval; the other workers commit only for
- * their clients.  (lws_now_usecs() is CLOCK_MONOTONIC, one clock for all.)
- */
-bool
-metrics_database_ok(void)
+/* What /metrics and /healthz report: our fresh gauges, summed with the others'. */
+static int
+metrics_current(CollabMetrics *total)
 {
-	CollabMetrics total;
+	metrics_publish_gauges();
+	return metrics_total(total);
+}
+
+/*
+ * Has any running worker committed lately (total from metrics_current)?  The
+ * forwarding worker's sweep commits every collab.sweep_interval; the other
+ * workers commit only for their clients.  (lws_now_usecs() is
+ * CLOCK_MONOTONIC, one clock for all.)
+ */
+static bool
+database_ok(const CollabMetrics *total)
+{
 	int64		now = lws_now_usecs();
 	int64		horizon = (int64) Max(collab_sweep_interval_ms * 5, 5000) * 1000;
 
-	(void) metrics_total(&total);
-	return total.last_commit_us > 0 && now - total.last_commit_us <= horizon;
+	return total->last_commit_us > 0 && now - total->last_commit_us <= horizon;
 }
 
 static void
@@ -210,8 +217,7 @@ metrics_render(StringInfo buf)
 	const CollabMetrics *m = &total;
 	int			nworkers;
 
-	metrics_publish_gauges();
-	nworkers = metrics_total(&total);
+	nworkers = metrics_current(&total);
 	metric(buf, "collab_workers", "gauge", "Running WebSocket worker processes.", nworkers);
 	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", m->connections);
 	metric(buf, "collab_connections_total", "counter", "WebSocket connections accepted.", m->connections_total);
@@ -239,7 +245,7 @@ metrics_render(StringInfo buf)
 	appendStringInfo(buf, "collab_sql_duration_ms_sum %.17g\n", m->sql_latency_sum_ms);
 	appendStringInfo(buf, "collab_sql_duration_ms_count " UINT64_FORMAT "\n", m->sql_latency_count);
 	metric(buf, "collab_database_up", "gauge",
-		   "1 when a worker transaction committed recently.", metrics_database_ok() ? 1 : 0);
+		   "1 when a worker transaction committed recently.", database_ok(m) ? 1 : 0);
 }
 
 /* Writes a complete HTTP response; returns what the lws callback returns. */
@@ -277,11 +283,11 @@ metrics_http(struct lws *wsi, const char *uri)
 	initStringInfo(&body);
 	if (strcmp(uri, "/healthz") == 0)
 	{
-		bool		db = metrics_database_ok();
 		CollabMetrics total;
+		bool		db;
 
-		metrics_publish_gauges();
-		(void) metrics_total(&total);
+		(void) metrics_current(&total);
+		db = database_ok(&total);
 		appendStringInfo(&body, "{\"status\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
 						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", total.connections);
 		rc = http_reply(wsi, db ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,

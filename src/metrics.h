@@ -44,7 +44,6 @@ extern void metrics_publish_gauges(void);
 
 extern void metrics_observe_sql(double ms);
 extern void metrics_count_event(const char *name);
-extern bool metrics_database_ok(void);
 extern void metrics_render(StringInfo buf);
 extern int	metrics_http(struct lws *wsi, const char *uri);
 

@@ -246,13 +246,11 @@ run_one_job(Job *job)
 
 		if (v)
 			job->result = MemoryContextStrdup(worker_jobs_cxt, v);
-		if (desc->natts >= 3)
+		if (desc->natts >= 2)
 		{
 			char	   *t = SPI_getvalue(tup, desc, 2);
-			char	   *u = SPI_getvalue(tup, desc, 3);
 
 			job->token = t ? MemoryContextStrdup(worker_jobs_cxt, t) : NULL;
-			job->users = u ? MemoryContextStrdup(worker_jobs_cxt, u) : NULL;
 		}
 	}
 }
@@ -281,6 +279,34 @@ job_failed(Job *job, ErrorData *edata)
 }
 
 static void drain_events(void);
+
+/*
+ * One step of the replies to a batch, for one job: what it raises is
+ * logged, and the other jobs' replies go on.
+ */
+static void
+reply_step(void (*step) (Job *), Job *job)
+{
+	PG_TRY();
+	{
+		step(job);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+/* The end of a job's hold on its connection (see run_jobs). */
+static void
+release_job_conn(Job *job)
+{
+	/* may free a closed connection once nothing refers to it */
+	job->conn->pending_jobs--;
+	ws_release_held(job->conn);
+}
 
 /*
  * The user lists of a batch's joins, read once the batch's events have gone
@@ -513,51 +539,16 @@ run_jobs(void)
 	{
 		if (j->kind == JOB_SWEEP)
 			sweep_queued = false;
-		PG_TRY();
-		{
-			ws_job_done(j);
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-		}
-		PG_END_TRY();
+		reply_step(ws_job_done, j);
 	}
 	drain_events();
 	read_room_users(batch);
 	for (Job *j = batch; j; j = j->next)
-	{
-		if (!j->users_pending)
-			continue;
-		PG_TRY();
-		{
-			ws_join_users_done(j);
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-		}
-		PG_END_TRY();
-	}
+		if (j->users_pending)
+			reply_step(ws_join_users_done, j);
 	for (Job *j = batch; j; j = j->next)
-	{
-		if (j->conn == NULL)
-			continue;
-		/* may free a closed connection once nothing refers to it */
-		j->conn->pending_jobs--;
-		PG_TRY();
-		{
-			ws_release_held(j->conn);
-		}
-		PG_CATCH();
-		{
-			EmitErrorReport();
-			FlushErrorState();
-		}
-		PG_END_TRY();
-	}
+		if (j->conn)
+			reply_step(release_job_conn, j);
 	if (job_head == NULL)
 		MemoryContextReset(worker_jobs_cxt);
 }
@@ -988,14 +979,11 @@ collab_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			load_jwt_config();
 		}
-		/* events of other sessions, then our own jobs and their events */
+		/* events of other sessions, then our own jobs (each batch drains its events) */
 		worked = events_readable || job_head != NULL;
 		drain_events();
 		while (job_head != NULL && !got_sigterm)
-		{
 			run_jobs();
-			drain_events();
-		}
 		/* timers that job replies set out here: let lws arm its timer */
 		if (worked)
 			lws_cancel_service(worker_context);
@@ -1017,10 +1005,7 @@ collab_worker_main(Datum main_arg)
 	{
 		drain_events();
 		while (job_head != NULL)
-		{
 			run_jobs();
-			drain_events();
-		}
 	}
 	PG_CATCH();
 	{

@@ -147,11 +147,12 @@ typedef struct Job
 	char	   *resource_id;	/* for error events */
 	char	   *event_name;		/* JOB_HOLDER_TOKEN: the event to complete */
 	char	   *event_payload;	/* ... its payload without the closing brace */
-	/* results: one text column, or (ack, token, users) */
+	/* results: one text column, or (ack, token) */
 	char	   *result;
 	char	   *token;			/* second column, when there is one */
-	char	   *users;			/* third column, when there is one */
-	/* presence:join: its ack and presence:state, queued before the room's users are read */
+	/* presence:join: the room's users, read after the batch's fan-out */
+	char	   *users;
+	/* ... and the places of its ack and presence:state until then */
 	bool		users_pending;
 	OutItem    *ack_slot;
 	OutItem    *state_slot;

@@ -176,6 +176,26 @@ write_now(Conn *conn, OutFrame *frame)
 }
 
 /*
+ * Takes the first item off the connection's queue and returns its frame
+ * (NULL for an unfilled place, see queue_slot), which the caller releases.
+ */
+static OutFrame *
+queue_pop(Conn *conn)
+{
+	OutItem    *item = conn->out_head;
+	OutFrame   *f = item->frame;
+
+	conn->out_head = item->next;
+	if (conn->out_head == NULL)
+		conn->out_tail = NULL;
+	conn->out_count--;
+	if (f != NULL)
+		conn->out_bytes -= f->len;
+	pfree(item);
+	return f;
+}
+
+/*
  * Ends a hold (see run_jobs in worker.c): writes what was queued meanwhile,
  * replies first, as far as the socket takes it; lws's WRITEABLE callback
  * writes the rest.
@@ -183,22 +203,16 @@ write_now(Conn *conn, OutFrame *frame)
 void
 ws_release_held(Conn *conn)
 {
-	OutItem    *item;
-
 	conn->held = false;
-	while ((item = conn->out_head) != NULL && can_write_now(conn))
+	while (conn->out_head != NULL && can_write_now(conn))
 	{
-		conn->out_head = item->next;
-		if (conn->out_head == NULL)
-			conn->out_tail = NULL;
-		conn->out_count--;
-		if (item->frame != NULL)
+		OutFrame   *f = queue_pop(conn);
+
+		if (f != NULL)
 		{
-			conn->out_bytes -= item->frame->len;
-			write_now(conn, item->frame);
-			outframe_release(item->frame);
+			write_now(conn, f);
+			outframe_release(f);
 		}
-		pfree(item);
 	}
 	if (conn->out_head != NULL && conn->wsi != NULL)
 		lws_callback_on_writable(conn->wsi);
@@ -772,7 +786,7 @@ typedef struct EventSpec
 } EventSpec;
 
 static const EventSpec event_specs[] = {
-	{"presence:join", "SELECT ack, token::text, users FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
+	{"presence:join", "SELECT ack, token::text FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
 	{"presence:leave", "SELECT collab.ws_leave($1, $2)::text", AFTER_LEAVE, false, false},
 	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
@@ -1046,25 +1060,17 @@ conn_receive(struct lws *wsi, Conn *conn, const char *in, size_t len)
 static int
 conn_writeable(struct lws *wsi, Conn *conn)
 {
-	OutItem    *item;
-
-	while ((item = conn->out_head) != NULL)
+	while (conn->out_head != NULL)
 	{
-		OutFrame   *f = item->frame;
+		OutFrame   *f = queue_pop(conn);
 		bool		whole = true;
 
 		if (f != NULL)
 		{
 			whole = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) >= (int) f->len;
 			collab_metrics->messages_out++;
-			conn->out_bytes -= f->len;
+			outframe_release(f);
 		}
-		conn->out_head = item->next;
-		if (conn->out_head == NULL)
-			conn->out_tail = NULL;
-		conn->out_count--;
-		outframe_release(f);
-		pfree(item);
 		if (!whole)
 			return -1;
 		/* lws keeps what the kernel did not take; wait until it is out */
