@@ -12,8 +12,10 @@ OBJS = \
 	src/json_object.o \
 	src/jwt.o \
 	src/listen.o \
+	src/leases.o \
 	src/lock_path.o \
 	src/metrics.o \
+	src/owner.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/rooms.o \

@@ -105,10 +105,13 @@ ALTER TABLE collab.leases SET (fillfactor = 50);
 CREATE INDEX leases_holder_idx ON collab.leases (holder_id);
 
 CREATE SEQUENCE collab.audit_id_seq AS bigint;
+-- An enum rather than a CHECK: every insert would read a CHECK's expression
+-- back from its stored form, and every lock decision inserts here.
+CREATE TYPE collab.audit_action AS ENUM ('grant', 'deny', 'renew', 'release', 'expire', 'force_release');
 CREATE TABLE collab.audit (
 	id			bigint PRIMARY KEY DEFAULT nextval('collab.audit_id_seq'),
 	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
-	action		text NOT NULL CHECK (action IN ('grant', 'deny', 'renew', 'release', 'expire', 'force_release')),
+	action		collab.audit_action NOT NULL,
 	resource_id	text COLLATE "C" NOT NULL,
 	token		bigint,
 	user_id		text,
@@ -184,24 +187,10 @@ LANGUAGE sql STABLE AS $$
 	SELECT jsonb_build_object('userId', p_user_id, 'username', p_username)
 $$;
 
--- Removes an expired lease, records it and announces lock:expired.
+-- Removes an expired lease, records it and announces lock:expired
+-- (src/leases.c).
 CREATE FUNCTION collab._expire_lease(l collab.leases) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-	DELETE FROM collab.leases WHERE token = l.token;
-	IF NOT FOUND THEN
-		RETURN;
-	END IF;
-	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
-		VALUES ('expire', l.resource_id, l.token, l.user_id, l.username, l.holder_id, 'ttl');
-	PERFORM collab._publish(jsonb_build_object(
-		'event', 'lock:expired',
-		'resourceId', l.resource_id,
-		'previousHolder', collab._user_ref(l.user_id, l.username),
-		'holderId', l.holder_id,
-		'expiredAt', collab._ts(l.expires_at))::text);
-END
-$$;
+	AS 'MODULE_PATHNAME', 'collab_expire_lease' LANGUAGE C;
 
 -- Raises the right error for a token that is not live (on p_resource_id,
 -- when the caller names one).
@@ -304,119 +293,15 @@ $$;
 /* ------------------------------------------------------------------------
  * Locks
  * ------------------------------------------------------------------------ */
+-- The lock decision, in C (src/leases.c): it runs as the owner, as SECURITY
+-- DEFINER would, with every name in it qualified.
 CREATE FUNCTION collab.acquire(
 	p_resource_id text, p_user_id text, p_username text, p_holder_id text DEFAULT NULL,
 	OUT granted boolean, OUT token bigint, OUT resource_id text,
 	OUT holder_user_id text, OUT holder_username text, OUT holder_id text,
 	OUT holder_resource_id text, OUT acquired_at timestamptz, OUT expires_at timestamptz,
 	OUT renewed boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
--- a custom plan of the path query per call costs more than the call itself
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	v_holder text := coalesce(p_holder_id, p_user_id);
-	v_now timestamptz;
-	v_conflict collab.leases;
-	v_mine collab.leases;
-	l collab.leases;
-BEGIN
-	-- the common case in one expression each; the helpers name what is wrong
-	IF current_setting('transaction_isolation') <> 'read committed' THEN
-		PERFORM collab._require_read_committed();
-	END IF;
-	IF p_user_id IS NULL OR p_user_id = '' OR octet_length(p_user_id) > 256 OR p_user_id ~ '[[:cntrl:]]'
-	   OR p_username IS NULL OR p_username = '' OR octet_length(p_username) > 256 OR p_username ~ '[[:cntrl:]]'
-	   OR v_holder = '' OR octet_length(v_holder) > 256 OR v_holder ~ '[[:cntrl:]]' THEN
-		PERFORM collab._check_user(p_user_id, p_username);
-		PERFORM collab._check_identity('holder_id', v_holder);
-	END IF;
-	IF NOT EXISTS (SELECT FROM collab.resources r WHERE r.id = p_resource_id) THEN
-		PERFORM collab._check_resource(p_resource_id);
-	END IF;
-	PERFORM collab._lock_path(p_resource_id);
-
-	resource_id := p_resource_id;
-	v_now := clock_timestamp();
-	FOR l IN
-		SELECT * FROM collab.leases c
-		 WHERE c.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
-			OR (c.resource_id > p_resource_id || '/' AND c.resource_id < p_resource_id || '0')
-		 ORDER BY c.resource_id
-		   FOR UPDATE
-	LOOP
-		IF l.expires_at <= v_now THEN
-			PERFORM collab._expire_lease(l);
-		ELSIF l.resource_id = p_resource_id AND l.holder_id = v_holder AND l.user_id = p_user_id THEN
-			v_mine := l;
-		ELSIF v_conflict.token IS NULL THEN
-			v_conflict := l;
-		END IF;
-	END LOOP;
-
-	IF v_conflict.token IS NOT NULL THEN
-		granted := false;
-		renewed := false;
-		holder_user_id := v_conflict.user_id;
-		holder_username := v_conflict.username;
-		holder_id := v_conflict.holder_id;
-		holder_resource_id := v_conflict.resource_id;
-		acquired_at := v_conflict.acquired_at;
-		expires_at := v_conflict.expires_at;
-		INSERT INTO collab.audit (action, resource_id, user_id, username, holder_id, reason, detail)
-			VALUES ('deny', p_resource_id, p_user_id, p_username, v_holder, 'held',
-					jsonb_build_object('heldBy', v_conflict.user_id, 'heldOn', v_conflict.resource_id));
-		PERFORM collab._publish(jsonb_build_object(
-			'event', 'lock:denied',
-			'resourceId', p_resource_id,
-			'requester', collab._user_ref(p_user_id, p_username),
-			'requesterHolderId', v_holder,
-			'holder', collab._user_ref(v_conflict.user_id, v_conflict.username),
-			'holderResourceId', v_conflict.resource_id,
-			'expiresAt', collab._ts(v_conflict.expires_at),
-			'reason', 'held')::text);
-		RETURN;
-	END IF;
-
-	holder_user_id := p_user_id;
-	holder_username := p_username;
-	holder_id := v_holder;
-	holder_resource_id := p_resource_id;
-	granted := true;
-	v_now := clock_timestamp();
-	expires_at := v_now + collab.lock_ttl();
-
-	IF v_mine.token IS NOT NULL THEN
-		-- The same holder asking again: a renewal, same token.
-		UPDATE collab.leases SET renewed_at = v_now, expires_at = acquire.expires_at, username = p_username
-		 WHERE collab.leases.token = v_mine.token;
-		token := v_mine.token;
-		acquired_at := v_mine.acquired_at;
-		renewed := true;
-		INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
-			VALUES ('renew', p_resource_id, token, p_user_id, p_username, v_holder, 'reacquire');
-		RETURN;
-	END IF;
-
-	token := collab._next_token();
-	acquired_at := v_now;
-	renewed := false;
-	INSERT INTO collab.leases (resource_id, token, user_id, username, holder_id, acquired_at, renewed_at, expires_at)
-		VALUES (p_resource_id, token, p_user_id, p_username, v_holder, v_now, v_now, expires_at);
-	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id)
-		VALUES ('grant', p_resource_id, token, p_user_id, p_username, v_holder);
-	-- a request for a lock one now holds is answered
-	DELETE FROM collab.ws_lock_requests r WHERE r.connection_id = v_holder AND r.resource_id = p_resource_id;
-	PERFORM collab._publish(jsonb_build_object(
-		'event', 'lock:acquired',
-		'resourceId', p_resource_id,
-		'holder', collab._user_ref(p_user_id, p_username),
-		'holderId', v_holder,
-		'acquiredAt', collab._ts(v_now),
-		'expiresAt', collab._ts(expires_at))::text);
-END
-$$;
+	AS 'MODULE_PATHNAME', 'collab_acquire' LANGUAGE C;
 
 CREATE FUNCTION collab.renew(p_token bigint,
 	OUT resource_id text, OUT token bigint, OUT expires_at timestamptz)
@@ -445,25 +330,11 @@ BEGIN
 END
 $$;
 
--- Shared by release, release_holder and force_release.
+-- Shared by release, release_holder and force_release (src/leases.c):
+-- removes a live lease, records it, announces lock:released and hands the
+-- lock to a viewer who asked for it.
 CREATE FUNCTION collab._drop_lease(l collab.leases, p_action text, p_reason text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-	DELETE FROM collab.leases WHERE token = l.token;
-	INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
-		VALUES (p_action, l.resource_id, l.token, l.user_id, l.username, l.holder_id, p_reason);
-	PERFORM collab._publish(jsonb_build_object(
-		'event', 'lock:released',
-		'resourceId', l.resource_id,
-		'previousHolder', collab._user_ref(l.user_id, l.username),
-		'holderId', l.holder_id,
-		'reason', CASE WHEN p_action = 'force_release' THEN 'forced' ELSE p_reason END,
-		'releasedAt', collab._ts(clock_timestamp()))::text);
-	IF EXISTS (SELECT FROM collab.ws_lock_requests q WHERE q.resource_id = l.resource_id) THEN
-		PERFORM collab._hand_off(l.resource_id);
-	END IF;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'collab_drop_lease' LANGUAGE C STRICT;
 
 -- Offers a freed lock to the first viewer who asked for it and is still in
 -- the room (edit hand-off); requests of people who left are dropped.
@@ -491,36 +362,10 @@ BEGIN
 END
 $$;
 
+-- In C (src/leases.c), as the owner like collab.acquire().
 CREATE FUNCTION collab.release(p_token bigint, p_reason text DEFAULT 'released')
 RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	l collab.leases;
-BEGIN
-	IF current_setting('transaction_isolation') <> 'read committed' THEN
-		PERFORM collab._require_read_committed();
-	END IF;
-	IF p_reason IS NULL OR p_reason NOT IN ('released', 'left', 'disconnected') THEN
-		PERFORM collab._raise('BAD_REQUEST', 'reason must be one of released, left, disconnected',
-			NULL, 'Administrators use collab.force_release() to take a lock away.');
-	END IF;
-	IF p_token IS NULL THEN
-		PERFORM collab._raise('LOCK_NOT_HELD', 'no lock token presented');
-	END IF;
-	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token;
-	IF NOT FOUND THEN
-		PERFORM collab._token_error(p_token, NULL);
-	END IF;
-	PERFORM collab._lock_path(l.resource_id);
-	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token FOR UPDATE;
-	IF NOT FOUND OR l.expires_at <= clock_timestamp() THEN
-		-- an expired lease is the sweep's to record
-		PERFORM collab._token_error(p_token, l.resource_id);
-	END IF;
-	PERFORM collab._drop_lease(l, 'release', p_reason);
-	RETURN l.resource_id;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'collab_release' LANGUAGE C;
 
 CREATE FUNCTION collab.release_holder(p_holder_id text, p_reason text DEFAULT 'disconnected')
 RETURNS SETOF text
@@ -907,34 +752,11 @@ BEGIN
 END
 $$;
 
+-- lock:acquire and lock:release, in C (src/leases.c): the hot path of a
+-- contended tab.  Both return {"ack": ..., "token": ...} as text.
 CREATE FUNCTION collab.ws_acquire(p_conn text, p_resource_id text)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	c collab.ws_connections;
-	a record;
-BEGIN
-	SELECT k.* INTO c
-	  FROM collab.ws_presence p JOIN collab.ws_connections k ON k.connection_id = p.connection_id
-	 WHERE p.connection_id = p_conn AND p.resource_id = p_resource_id;
-	IF NOT FOUND THEN
-		-- raises NOT_JOINED, or the resource id's error
-		PERFORM collab._ws_presence(p_conn, p_resource_id);
-	END IF;
-	a := collab.acquire(p_resource_id, c.user_id, c.username, p_conn);
-	IF NOT a.granted THEN
-		RETURN jsonb_build_object('ack', jsonb_build_object('ok', false,
-			'error', jsonb_build_object('code', 'LOCK_HELD',
-				'message', format('%s holds the lock on "%s"', a.holder_username, a.holder_resource_id)),
-			'lock', collab._lock_json(a, false)));
-	END IF;
-	-- no new row version (nor trigger run) for a role that stays
-	UPDATE collab.ws_presence SET role = 'editor'
-	 WHERE connection_id = p_conn AND resource_id = p_resource_id AND role <> 'editor';
-	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'lock', collab._lock_json(a, true)),
-		'token', a.token);
-END
-$$;
+RETURNS text
+	AS 'MODULE_PATHNAME', 'collab_ws_acquire' LANGUAGE C;
 
 -- lock:request: a viewer asks the holder for the lock.  A free lock is
 -- simply granted; a held one gets the request queued and the holder told.
@@ -1026,37 +848,8 @@ END
 $$;
 
 CREATE FUNCTION collab.ws_release(p_conn text, p_resource_id text)
-RETURNS jsonb
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	l collab.leases;
-	v_token bigint;
-BEGIN
-	PERFORM FROM collab.ws_presence p WHERE p.connection_id = p_conn AND p.resource_id = p_resource_id;
-	IF NOT FOUND THEN
-		PERFORM collab._ws_presence(p_conn, p_resource_id);
-	END IF;
-	SELECT * INTO l FROM collab.leases x WHERE x.resource_id = p_resource_id AND x.holder_id = p_conn;
-	IF NOT FOUND THEN
-		-- raises LOCK_EXPIRED or LOCK_NOT_HELD
-		PERFORM collab._ws_lease(p_conn, p_resource_id, false);
-	END IF;
-	-- collab.release(l.token, 'released'), knowing the lease's resource
-	IF current_setting('transaction_isolation') <> 'read committed' THEN
-		PERFORM collab._require_read_committed();
-	END IF;
-	PERFORM collab._lock_path(p_resource_id);
-	v_token := l.token;
-	SELECT * INTO l FROM collab.leases x WHERE x.token = v_token FOR UPDATE;
-	IF NOT FOUND OR l.expires_at <= clock_timestamp() THEN
-		PERFORM collab._token_error(v_token, l.resource_id);
-	END IF;
-	PERFORM collab._drop_lease(l, 'release', 'released');
-	UPDATE collab.ws_presence SET role = 'viewer'
-	 WHERE connection_id = p_conn AND resource_id = p_resource_id AND role <> 'viewer';
-	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true));
-END
-$$;
+RETURNS text
+	AS 'MODULE_PATHNAME', 'collab_ws_release' LANGUAGE C;
 
 CREATE FUNCTION collab.ws_save(p_conn text, p_resource_id text, p_content text,
 	p_base_version bigint DEFAULT NULL, p_token bigint DEFAULT NULL)
@@ -1179,8 +972,9 @@ CREATE VIEW collab.presence AS
 	SELECT resource_id, connection_id, user_id, username, role, joined_at
 	  FROM collab.ws_presence;
 
+-- action as text, as the view has always shown it (the column is an enum)
 CREATE VIEW collab.audit_log AS
-	SELECT id, at, action, resource_id, user_id, username, holder_id, actor, reason, detail
+	SELECT id, at, action::text AS action, resource_id, user_id, username, holder_id, actor, reason, detail
 	  FROM collab.audit;
 
 /* ------------------------------------------------------------------------

@@ -9,6 +9,9 @@
 #ifndef COLLAB_H
 #define COLLAB_H
 
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+
 /* Settings, defined in collab.c */
 extern int	collab_port;
 extern char *collab_listen_addresses;
@@ -39,15 +42,27 @@ extern char *collab_base_version;
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 
+/* owner.c */
+typedef struct CollabOwner
+{
+	Oid			saved_uid;
+	int			saved_ctx;
+} CollabOwner;
+
+extern void collab_become_owner(Oid fn, CollabOwner *oc);
+extern void collab_restore_user(CollabOwner *oc);
+
 /* resource_id_sql.c */
 struct varlena;
 extern void collab_require_resource_id(struct varlena *t);
 
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
+extern void collab_append_ts(StringInfo buf, TimestampTz t);
 
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);
+extern int64 collab_issue_token(void);
 
 /*
  * Error codes (errors.c).  Each product error code of the contract has one

@@ -14,9 +14,7 @@
  * left to the SQL helper collab._token_error().
  *
  * The lease and the helpers belong to the extension owner; the guard and
- * collab.save() switch to that role around their own queries, as SECURITY
- * DEFINER would, and qualify every name and operator so that the caller's
- * search_path cannot redirect them.
+ * collab.save() run their queries as that role (owner.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -53,32 +51,6 @@ static int64 save_token;
 static bool save_has_base;
 static int64 save_base;
 
-typedef struct OwnerContext
-{
-	Oid			saved_uid;
-	int			saved_ctx;
-} OwnerContext;
-
-static void
-become_owner(Oid fn, OwnerContext *oc)
-{
-	HeapTuple	tp = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for function %u", fn);
-	owner = ((Form_pg_proc) GETSTRUCT(tp))->proowner;
-	ReleaseSysCache(tp);
-	GetUserIdAndSecContext(&oc->saved_uid, &oc->saved_ctx);
-	SetUserIdAndSecContext(owner, oc->saved_ctx | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-static void
-restore_user(OwnerContext *oc)
-{
-	SetUserIdAndSecContext(oc->saved_uid, oc->saved_ctx);
-}
-
 /* Raises the error collab._token_error() picks; runs as the owner. */
 pg_attribute_noreturn()
 static void
@@ -91,19 +63,6 @@ token_error(bool has_token, int64 token, Datum resource_id)
 	SPI_connect();
 	SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, values, nulls, false, 0);
 	elog(ERROR, "collab._token_error did not raise");
-}
-
-static void
-append_ts(StringInfo buf, TimestampTz t)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
-	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-					 (int) (fsec / 1000));
 }
 
 static bool
@@ -161,7 +120,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	bool		nulls[4] = {false, false, false, false};
 	StringInfoData ev;
 	MemoryContext upper = CurrentMemoryContext;
-	OwnerContext oc;
+	CollabOwner oc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -243,7 +202,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	now = GetCurrentTimestamp();
 
 	/* renew the live lease of this resource or an ancestor, as the owner */
-	become_owner(fcinfo->flinfo->fn_oid, &oc);
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
 		Datum		v[3] = {Int64GetDatum(token), TimestampTzGetDatum(now), id};
@@ -277,7 +236,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
-		restore_user(&oc);
+		collab_restore_user(&oc);
 	}
 	PG_END_TRY();
 
@@ -293,7 +252,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 			appendStringInfoString(&ts, "never");
 		else
 		{
-			append_ts(&ts, DatumGetTimestampTz(at));
+			collab_append_ts(&ts, DatumGetTimestampTz(at));
 			/* without the JSON quotes */
 			memmove(ts.data, ts.data + 1, ts.len - 2);
 			ts.data[ts.len - 2] = '\0';
@@ -325,7 +284,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	appendStringInfoString(&ev, "},\"holderId\":");
 	escape_json(&ev, hid);
 	appendStringInfoString(&ev, ",\"savedAt\":");
-	append_ts(&ev, now);
+	collab_append_ts(&ev, now);
 	appendStringInfoChar(&ev, '}');
 	collab_publish_event(ev.data, ev.len);
 
@@ -337,7 +296,7 @@ PG_FUNCTION_INFO_V1(collab_save);
 Datum
 collab_save(PG_FUNCTION_ARGS)
 {
-	OwnerContext oc;
+	CollabOwner oc;
 	int64		version = 0;
 	uint64		processed = 0;
 
@@ -352,7 +311,7 @@ collab_save(PG_FUNCTION_ARGS)
 				 errmsg("no lock token presented on \"%s\"", TextDatumGetCString(PG_GETARG_DATUM(0))),
 				 errhint("Acquire the editor lock and present its token.")));
 
-	become_owner(fcinfo->flinfo->fn_oid, &oc);
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	save_active = true;
 	save_token = PG_GETARG_INT64(1);
 	save_has_base = !PG_ARGISNULL(3);
@@ -383,7 +342,7 @@ collab_save(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		save_active = false;
-		restore_user(&oc);
+		collab_restore_user(&oc);
 	}
 	PG_END_TRY();
 	if (processed != 1)

@@ -68,10 +68,9 @@ tokens_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* collab._next_token(): the next fencing token */
-PG_FUNCTION_INFO_V1(collab_next_token);
-Datum
-collab_next_token(PG_FUNCTION_ARGS)
+/* The next fencing token, made durable at commit (see above). */
+int64
+collab_issue_token(void)
 {
 	Oid			nsp = get_namespace_oid("collab", false);
 	Oid			seq = get_relname_relid("fencing_token_seq", nsp);
@@ -84,5 +83,13 @@ collab_next_token(PG_FUNCTION_ARGS)
 		callback_registered = true;
 	}
 	issued_in_xact = true;
-	PG_RETURN_INT64(nextval_internal(seq, false));
+	return nextval_internal(seq, false);
+}
+
+/* collab._next_token(): the next fencing token */
+PG_FUNCTION_INFO_V1(collab_next_token);
+Datum
+collab_next_token(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(collab_issue_token());
 }

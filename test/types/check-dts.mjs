@@ -8,11 +8,12 @@
  *                   codes the code sends (ws_session.c, jwt.c, worker.c, SQL) must be in it
  *   client events   src/ws_session.c   event_specs[] names and the "auth:refresh" branch
  *   server events   sql/collab--0.1.0.sql  collab._publish(jsonb_build_object('event', ...
- *                   src/save_guard.c   {"event":"doc:saved",...} built for collab_publish_event
+ *                   src/save_guard.c, src/leases.c   {"event":...} built for collab_publish_event
  *                   src/ws_session.c   the worker's own sio_event_begin(..., "name", ...)
  *   payload fields  the same builders, minus the routing fields src/rooms.c strips
  *                   (plus the token it adds to the holder's lock:acquired);
- *                   acks from the ws_* SQL functions and ws_session.c
+ *                   acks from the ws_* SQL functions (or the C functions that
+ *                   implement them) and ws_session.c
  *
  * Usage: node test/types/check-dts.mjs [repo root]   (default: two levels up)
  * Prints one line per check and ends with "types: N passed, M failed";
@@ -264,12 +265,53 @@ function cFunction(text, name) {
 	return text.slice(m.index, close + 1);
 }
 
-/** A SQL function's body, from CREATE FUNCTION collab.name( to the closing $$;. */
+/** A SQL function's body, from CREATE FUNCTION collab.name( to the closing $$; (null for a C function). */
 function sqlFunction(name) {
 	const m = new RegExp(`CREATE FUNCTION collab\\.${name}\\(`).exec(sql);
-	if (!m) return null;
+	if (!m || cSymbolOf(name)) return null;
 	const end = sql.indexOf("\n$$;", m.index);
 	return sql.slice(m.index, end < 0 ? undefined : end);
+}
+
+/** The C symbol of a SQL function declared AS 'MODULE_PATHNAME', 'symbol' (null for others). */
+function cSymbolOf(name) {
+	const m = new RegExp(`CREATE FUNCTION collab\\.${name}\\(`).exec(sql);
+	if (!m) return null;
+	const end = sql.indexOf(";", sql.indexOf(")", m.index));
+	return /AS\s+'MODULE_PATHNAME',\s*'(\w+)'/.exec(sql.slice(m.index, end))?.[1] ?? null;
+}
+
+/** src/*.c without comments, by file name. */
+const cSources = new Map(readdirSync(join(root, "src")).filter((f) => f.endsWith(".c"))
+	.map((f) => [f, stripComments(read(join("src", f)), "c")]));
+
+/**
+ * The JSON each appending helper of a C file builds: static void name(StringInfo
+ * buf, ...) replayed as replayC does (helpers may call helpers); name -> JSON
+ * text, or null for a function that is not such a helper.
+ */
+function cHelpers(text) {
+	const memo = new Map();
+	const lookup = (name) => {
+		if (memo.has(name)) return memo.get(name);
+		memo.set(name, null);
+		const fn = cFunction(text, name);
+		if (!fn || !new RegExp(`^${name}\\(StringInfo buf\\b`).test(fn)) return null;
+		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", lookup);
+		const piece = r.error ? null : JSON.stringify(r.value);
+		memo.set(name, piece);
+		return piece;
+	};
+	return lookup;
+}
+
+/** A C function's text, and its file, wherever in src/ it is defined. */
+function cFunctionAnywhere(name) {
+	for (const [f, text] of cSources) {
+		const body = cFunction(text, name);
+		if (body) return { file: f, body, text };
+	}
+	return null;
 }
 
 /** Every jsonb_build_object(...) call in text: { args, start }. */
@@ -301,7 +343,7 @@ const shape = (keys, optional = []) => new Map(keys.map((k) => [k, { optional: o
  * top-level key appended at a deeper indentation than the first append
  * (inside an if) is optional.
  */
-function replayC(text, buf) {
+function replayC(text, buf, helpers = null) {
 	const b = buf.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 	let out = "";
 	const marks = [];	// [offset, indent]
@@ -310,7 +352,9 @@ function replayC(text, buf) {
 		const stmt = part.text.trim();
 		const at = part.at + part.text.indexOf(stmt);
 		const lineStart = text.lastIndexOf("\n", at) + 1;
-		const indent = /^[\t ]*/.exec(text.slice(lineStart))[0].replace(/ {4}/g, "\t").length;
+		// an append under an if or else without braces is as conditional as one inside them
+		const indent = /^[\t ]*/.exec(text.slice(lineStart))[0].replace(/ {4}/g, "\t").length +
+			(/^(?:if\s*\(|else\b)/.test(stmt) ? 1 : 0);
 		let piece = null;
 		let m;
 		const lit = (s) => [...s.matchAll(/"((?:[^"\\]|\\.)*)"|INT64_FORMAT|%[-\d.]*l*[dsu]/g)]
@@ -323,6 +367,8 @@ function replayC(text, buf) {
 			piece = '"s"';
 		else if (new RegExp(`sio_append_int64\\(&?${b},`).test(stmt))
 			piece = "0";
+		else if (helpers && (m = new RegExp(`^(?:.*\\s)?(\\w+)\\(&?${b},`).exec(stmt)) && helpers(m[1]) !== null)
+			piece = helpers(m[1]);
 		else if (new RegExp(`appendStringInfoString\\(&?${b},`).test(stmt) || new RegExp(`appendBinaryStringInfo\\(&?${b},`).test(stmt))
 			piece = "null";
 		if (piece === null) continue;
@@ -414,7 +460,7 @@ compareSets("ClientToServerEvents has exactly the events the worker accepts",
 /* ------------------------------------------------------------------------
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
-console.log(`# server events (${sqlFile}, src/save_guard.c, src/ws_session.c) vs ServerToClientEvents`);
+console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/ws_session.c) vs ServerToClientEvents`);
 const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
 check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
 const published = new Map();	// event -> [{ keys: [...], where }]
@@ -437,17 +483,17 @@ check(publishCalls.length > 0 && parsedCalls === publishCalls.length,
 	`every collab._publish() call in ${sqlFile} is jsonb_build_object('event', '<name>', ...) (${parsedCalls}/${publishCalls.length})`);
 
 // C: collab_publish_event(buf.data, ...) after building {"event":"name",...}
-const cFiles = readdirSync(join(root, "src")).filter((f) => f.endsWith(".c") && f !== "events.c");
+const cFiles = [...cSources.keys()].filter((f) => f !== "events.c");
 let cPublishes = 0;
 let cParsed = 0;
 for (const f of cFiles) {
-	const raw = read(join("src", f));
-	const text = stripComments(raw, "c");
+	const text = cSources.get(f);
+	const helpers = cHelpers(text);
 	for (const m of text.matchAll(/collab_publish_event\(\s*(\w+)\.data/g)) {
 		cPublishes++;
 		const fnStart = text.lastIndexOf("\n{", m.index);
-		const buildAt = text.indexOf(`initStringInfo(&${m[1]})`, fnStart);
-		const r = replayC(text.slice(buildAt, m.index), m[1]);
+		const buildAt = Math.max(fnStart, text.lastIndexOf(`initStringInfo(&${m[1]})`, m.index));
+		const r = replayC(text.slice(buildAt, m.index), m[1], helpers);
 		if (r.error || typeof r.value?.event !== "string") {
 			check(false, `the event published in src/${f} can be read`, r.error ?? "no \"event\" member");
 			continue;
@@ -530,6 +576,15 @@ if (presenceUser) compareShape("PresenceUser matches collab._ws_presence_json()"
 				shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
 		} else check(false, `LockInfo can be read from collab.${fn}()`);
 	}
+	// the C builder of src/leases.c
+	for (const [f, text] of cSources) {
+		const fn = cFunction(text, "append_lock_info");
+		if (!fn) continue;
+		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", cHelpers(text));
+		if (r.error) check(false, `LockInfo can be read from append_lock_info() in src/${f}`, r.error);
+		else compareShape(`LockInfo matches append_lock_info() in src/${f} (token only with with_token)`,
+			r.keys, fieldsOf("LockInfo"), "LockInfo");
+	}
 	// lock objects built inline by the ws_* functions
 	const lockInfo = fieldsOf("LockInfo") ?? new Map();
 	const wsFunctions = [...new Set(specs.map((s) => /collab\.(\w+)\(/.exec(s.sql)?.[1]).filter(Boolean))];
@@ -570,6 +625,23 @@ function ackShapes(ev) {
 		if (seen.has(fn)) return;
 		seen.add(fn);
 		const body = sqlFunction(fn);
+		if (body === null && cSymbolOf(fn)) {
+			// a C function: each {"ack":...} it builds, from initStringInfo(&ack) to its PG_RETURN
+			const def = cFunctionAnywhere(cSymbolOf(fn));
+			if (!def) { shapes.push({ error: `collab.${fn}(): C function ${cSymbolOf(fn)} not found in src/` }); return; }
+			const helpers = cHelpers(def.text);
+			const starts = [...def.body.matchAll(/initStringInfo\(&ack\)/g)].map((m) => m.index);
+			if (starts.length === 0) shapes.push({ error: `collab.${fn}(): no ack built in ${def.file}` });
+			for (const at of starts) {
+				const r = replayC(def.body.slice(at, def.body.indexOf("PG_RETURN", at)), "ack", helpers);
+				if (r.error || typeof r.value?.ack !== "object") {
+					shapes.push({ error: `collab.${fn}() in src/${def.file}: ${r.error ?? "no ack member"}` });
+					continue;
+				}
+				shapes.push({ keys: shape(Object.keys(r.value.ack)), ok: r.value.ack.ok === true, where: `${cSymbolOf(fn)}() in src/${def.file}` });
+			}
+			return;
+		}
 		if (body === null) { shapes.push({ error: `collab.${fn}() not found in ${sqlFile}` }); return; }
 		// a function that answers with another one's ack: RETURN collab.ws_x(...)
 		for (const m of body.matchAll(/RETURN\s+collab\.(ws_\w+)\(/g)) fromSql(m[1]);

@@ -1,0 +1,907 @@
+/*-------------------------------------------------------------------------
+ *
+ * leases.c
+ *	  Granting, denying and dropping editor leases: collab.acquire(),
+ *	  collab.release(), their WebSocket forms collab.ws_acquire() and
+ *	  collab.ws_release(), and the shared steps collab._expire_lease() and
+ *	  collab._drop_lease().
+ *
+ * These run for every lock:acquire and lock:release of every browser, and
+ * a contended tab makes most of them denials, so they are C: a denial is
+ * four prepared statements, with no PL/pgSQL frames and no jsonb built.
+ * What they decide is what the PL/pgSQL functions decided before them:
+ * the path is locked (lock_path.c), the leases on the path are read and
+ * row-locked in id order, an expired one is expired, a live one of
+ * another holder denies, the holder's own is renewed, and otherwise a new
+ * lease gets the next fencing token.  Every decision is audited and
+ * published.  Errors whose diagnosis needs the tables are raised by the
+ * SQL helpers (collab._check_user(), collab._token_error(), ...), so that
+ * each message is written once.
+ *
+ * Queries run as the extension's owner (owner.c) with generic plans
+ * prepared once per backend: a custom plan of the path query per call
+ * costs more than the call itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/timestamp.h"
+
+#include "collab.h"
+
+extern Datum collab_lock_path(PG_FUNCTION_ARGS);
+
+/* A row of collab.leases, as far as decisions and events need it. */
+typedef struct Lease
+{
+	char	   *resource_id;
+	int64		token;
+	char	   *user_id;
+	char	   *username;
+	char	   *holder_id;
+	TimestampTz acquired_at;
+	TimestampTz expires_at;
+} Lease;
+
+/* What an acquisition decided. */
+typedef struct Acquired
+{
+	bool		granted;
+	bool		renewed;
+	Lease		lease;			/* the lease granted, or the one in the way */
+} Acquired;
+
+#define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at"
+
+typedef enum PlanId
+{
+	P_RESOURCE_EXISTS,
+	P_PATH_LEASES,
+	P_OWN_LEASE,
+	P_LEASE_BY_TOKEN,
+	P_LEASE_BY_TOKEN_FOR_UPDATE,
+	P_HOLDER_LEASE,
+	P_DELETE_LEASE,
+	P_INSERT_LEASE,
+	P_RENEW_LEASE,
+	P_AUDIT,
+	P_ANSWER_REQUEST,
+	P_HAS_REQUESTS,
+	P_MEMBER,
+	P_IS_MEMBER,
+	P_SET_ROLE,
+	NUM_PLANS
+} PlanId;
+
+typedef struct PlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[8];
+} PlanDef;
+
+/* Every name and operator qualified: the caller's search_path is in force. */
+static const PlanDef plan_defs[NUM_PLANS] = {
+	[P_RESOURCE_EXISTS] = {
+		"SELECT FROM collab.resources r WHERE r.id OPERATOR(pg_catalog.=) $1",
+		1, {TEXTOID}
+	},
+	/* the resource, its ancestors and its descendants */
+	[P_PATH_LEASES] = {
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
+		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
+		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
+		" ORDER BY c.resource_id FOR UPDATE",
+		1, {TEXTOID}
+	},
+	[P_OWN_LEASE] = {
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.resource_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+		1, {TEXTOID}
+	},
+	[P_LEASE_BY_TOKEN] = {
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[P_LEASE_BY_TOKEN_FOR_UPDATE] = {
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+		1, {INT8OID}
+	},
+	[P_HOLDER_LEASE] = {
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+		" WHERE c.resource_id OPERATOR(pg_catalog.=) $1 AND c.holder_id OPERATOR(pg_catalog.=) $2",
+		2, {TEXTOID, TEXTOID}
+	},
+	[P_DELETE_LEASE] = {
+		"DELETE FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[P_INSERT_LEASE] = {
+		"INSERT INTO collab.leases (resource_id, token, user_id, username, holder_id, "
+		"                           acquired_at, renewed_at, expires_at) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+		7, {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	},
+	[P_RENEW_LEASE] = {
+		"UPDATE collab.leases c SET renewed_at = $2, expires_at = $3, username = $4 "
+		" WHERE c.token OPERATOR(pg_catalog.=) $1",
+		4, {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID}
+	},
+	[P_AUDIT] = {
+		"INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason, detail) "
+		"VALUES (CAST($1 AS collab.audit_action), $2, $3, $4, $5, $6, $7, CAST($8 AS pg_catalog.jsonb))",
+		8, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+	},
+	/* a request for a lock one now holds is answered */
+	[P_ANSWER_REQUEST] = {
+		"DELETE FROM collab.ws_lock_requests r "
+		" WHERE r.connection_id OPERATOR(pg_catalog.=) $1 AND r.resource_id OPERATOR(pg_catalog.=) $2",
+		2, {TEXTOID, TEXTOID}
+	},
+	[P_HAS_REQUESTS] = {
+		"SELECT FROM collab.ws_lock_requests q WHERE q.resource_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
+		1, {TEXTOID}
+	},
+	[P_MEMBER] = {
+		"SELECT k.user_id, k.username "
+		"  FROM collab.ws_presence p "
+		"  JOIN collab.ws_connections k ON k.connection_id OPERATOR(pg_catalog.=) p.connection_id "
+		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
+		2, {TEXTOID, TEXTOID}
+	},
+	[P_IS_MEMBER] = {
+		"SELECT FROM collab.ws_presence p "
+		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
+		2, {TEXTOID, TEXTOID}
+	},
+	/* no new row version (nor trigger run) for a role that stays */
+	[P_SET_ROLE] = {
+		"UPDATE collab.ws_presence p SET role = $3 "
+		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2 "
+		"   AND p.role OPERATOR(pg_catalog.<>) $3",
+		3, {TEXTOID, TEXTOID, TEXTOID}
+	},
+};
+
+static SPIPlanPtr plans[NUM_PLANS];
+
+/*
+ * Runs one of the statements above, prepared on first use; values are
+ * Datums, NULL where nulls[i] is 'n'.
+ */
+static void
+run(PlanId id, Datum *values, const char *nulls, int expect)
+{
+	int			rc;
+
+	if (plans[id] == NULL)
+	{
+		const PlanDef *d = &plan_defs[id];
+		SPIPlanPtr	p = SPI_prepare_cursor(d->sql, d->nargs, (Oid *) d->types,
+										   CURSOR_OPT_GENERIC_PLAN);
+
+		if (p == NULL)
+			elog(ERROR, "collab could not prepare \"%s\": %s",
+				 d->sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plans[id] = p;
+	}
+	rc = SPI_execute_plan(plans[id], values, nulls, false, 0);
+	if (rc != expect)
+		elog(ERROR, "collab statement \"%s\" failed: %s",
+			 plan_defs[id].sql, SPI_result_code_string(rc));
+}
+
+/* Runs a SQL helper that raises the right error; it is not expected back. */
+static void
+raise_with(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	if (SPI_execute_with_args(sql, nargs, types, values, nulls, true, 0) < 0)
+		elog(ERROR, "collab could not run \"%s\"", sql);
+}
+
+static Datum
+text_datum(const char *s)
+{
+	return PointerGetDatum(cstring_to_text(s));
+}
+
+/* A copy in the context of the caller of SPI_connect(), which outlives SPI. */
+static char *
+upper_strdup(const char *s)
+{
+	size_t		len = strlen(s) + 1;
+	char	   *copy = SPI_palloc(len);
+
+	memcpy(copy, s, len);
+	return copy;
+}
+
+/* Row i of the last result, in LEASE_COLUMNS order. */
+static void
+lease_from_row(uint64 i, Lease *l)
+{
+	HeapTuple	tup = SPI_tuptable->vals[i];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	l->resource_id = upper_strdup(SPI_getvalue(tup, desc, 1));
+	l->token = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	l->user_id = upper_strdup(SPI_getvalue(tup, desc, 3));
+	l->username = upper_strdup(SPI_getvalue(tup, desc, 4));
+	l->holder_id = upper_strdup(SPI_getvalue(tup, desc, 5));
+	l->acquired_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	l->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+}
+
+/* A collab.leases row passed to a SQL-callable step. */
+static void
+lease_from_composite(HeapTupleHeader row, Lease *l)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = GetAttributeByName(row, "resource_id", &isnull);
+	if (isnull)
+		elog(ERROR, "collab lease without a resource id");
+	l->resource_id = TextDatumGetCString(d);
+	l->token = DatumGetInt64(GetAttributeByName(row, "token", &isnull));
+	l->user_id = TextDatumGetCString(GetAttributeByName(row, "user_id", &isnull));
+	l->username = TextDatumGetCString(GetAttributeByName(row, "username", &isnull));
+	l->holder_id = TextDatumGetCString(GetAttributeByName(row, "holder_id", &isnull));
+	l->acquired_at = DatumGetTimestampTz(GetAttributeByName(row, "acquired_at", &isnull));
+	l->expires_at = DatumGetTimestampTz(GetAttributeByName(row, "expires_at", &isnull));
+}
+
+static void
+audit(const char *action, const char *resource_id, const int64 *token,
+	  const char *user_id, const char *username, const char *holder_id,
+	  const char *reason, const char *detail)
+{
+	Datum		v[8];
+	char		n[8];
+
+	v[0] = text_datum(action);
+	v[1] = text_datum(resource_id);
+	v[2] = token ? Int64GetDatum(*token) : (Datum) 0;
+	v[3] = text_datum(user_id);
+	v[4] = text_datum(username);
+	v[5] = text_datum(holder_id);
+	v[6] = reason ? text_datum(reason) : (Datum) 0;
+	v[7] = detail ? text_datum(detail) : (Datum) 0;
+	memset(n, ' ', sizeof(n));
+	n[2] = token ? ' ' : 'n';
+	n[6] = reason ? ' ' : 'n';
+	n[7] = detail ? ' ' : 'n';
+	run(P_AUDIT, v, n, SPI_OK_INSERT);
+}
+
+/* A UserRef: {"userId":...,"username":...} */
+static void
+append_user(StringInfo buf, const char *user_id, const char *username)
+{
+	appendStringInfoString(buf, "{\"userId\":");
+	escape_json(buf, user_id);
+	appendStringInfoString(buf, ",\"username\":");
+	escape_json(buf, username);
+	appendStringInfoChar(buf, '}');
+}
+
+/* A LockInfo; the token only for its holder's own eyes. */
+static void
+append_lock_info(StringInfo buf, const Lease *l, bool with_token)
+{
+	appendStringInfoString(buf, "{\"resourceId\":");
+	escape_json(buf, l->resource_id);
+	appendStringInfoString(buf, ",\"holder\":");
+	append_user(buf, l->user_id, l->username);
+	appendStringInfoString(buf, ",\"acquiredAt\":");
+	collab_append_ts(buf, l->acquired_at);
+	appendStringInfoString(buf, ",\"expiresAt\":");
+	collab_append_ts(buf, l->expires_at);
+	if (with_token)
+		appendStringInfo(buf, ",\"token\":" INT64_FORMAT, l->token);
+	appendStringInfoChar(buf, '}');
+}
+
+static bool
+identity_plain(const char *s)
+{
+	int			len = 0;
+
+	/* printable ASCII is certainly fine; anything else is for the SQL check */
+	for (; s[len]; len++)
+		if (s[len] < 0x20 || s[len] > 0x7e)
+			return false;
+	return len > 0 && len <= 256;
+}
+
+/* Removes an expired lease, records it and announces lock:expired. */
+static void
+expire_lease(const Lease *l)
+{
+	Datum		tok = Int64GetDatum(l->token);
+	StringInfoData ev;
+
+	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
+	if (SPI_processed == 0)
+		return;
+	audit("expire", l->resource_id, &l->token, l->user_id, l->username, l->holder_id, "ttl", NULL);
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"previousHolder\":");
+	append_user(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"expiredAt\":");
+	collab_append_ts(&ev, l->expires_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+}
+
+/*
+ * Removes a live lease, records it (action "release" or "force_release")
+ * and announces lock:released; a viewer who asked for the lock is offered
+ * it (collab._hand_off).
+ */
+static void
+drop_lease(const Lease *l, const char *action, const char *reason)
+{
+	Datum		tok = Int64GetDatum(l->token);
+	Datum		rid = text_datum(l->resource_id);
+	StringInfoData ev;
+
+	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
+	audit(action, l->resource_id, &l->token, l->user_id, l->username, l->holder_id, reason, NULL);
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"previousHolder\":");
+	append_user(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"reason\":");
+	escape_json(&ev, strcmp(action, "force_release") == 0 ? "forced" : reason);
+	appendStringInfoString(&ev, ",\"releasedAt\":");
+	collab_append_ts(&ev, GetCurrentTimestamp());
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+
+	run(P_HAS_REQUESTS, &rid, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		Oid			type = TEXTOID;
+
+		if (SPI_execute_with_args("SELECT collab._hand_off($1)", 1, &type, &rid, NULL, false, 0) < 0)
+			elog(ERROR, "collab could not hand off the lock of \"%s\"", l->resource_id);
+	}
+}
+
+static void
+require_read_committed(void)
+{
+	if (XactIsoLevel != XACT_READ_COMMITTED)
+		raise_with("SELECT collab._require_read_committed()", 0, NULL, NULL, NULL);
+}
+
+/*
+ * The lock decision for holder_id (user_id, username) on resource_id;
+ * within SPI, as the owner.  A caller that knows the resource exists (its
+ * presence row says so) passes resource_known.
+ */
+static void
+acquire_lease(const char *resource_id, const char *user_id, const char *username,
+			  const char *holder_id, bool resource_known, Acquired *out)
+{
+	Datum		rid;
+	TimestampTz now;
+	bool		have_mine = false;
+	bool		have_conflict = false;
+	Lease		mine = {0};
+	Lease		conflict = {0};
+
+	require_read_committed();
+	if (user_id == NULL || username == NULL || holder_id == NULL ||
+		!identity_plain(user_id) || !identity_plain(username) || !identity_plain(holder_id))
+	{
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Datum		v[3];
+		char		n[3];
+
+		v[0] = user_id ? text_datum(user_id) : (Datum) 0;
+		v[1] = username ? text_datum(username) : (Datum) 0;
+		v[2] = holder_id ? text_datum(holder_id) : (Datum) 0;
+		n[0] = user_id ? ' ' : 'n';
+		n[1] = username ? ' ' : 'n';
+		n[2] = holder_id ? ' ' : 'n';
+		raise_with("SELECT collab._check_user($1, $2), collab._check_identity('holder_id', $3)",
+				   3, types, v, n);
+	}
+	if (resource_id == NULL)
+	{
+		Oid			type = TEXTOID;
+		char		n = 'n';
+		Datum		v = (Datum) 0;
+
+		raise_with("SELECT collab._check_resource($1)", 1, &type, &v, &n);
+		elog(ERROR, "collab._check_resource did not raise");
+	}
+	rid = text_datum(resource_id);
+	if (!resource_known)
+	{
+		run(P_RESOURCE_EXISTS, &rid, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+		{
+			Oid			type = TEXTOID;
+
+			raise_with("SELECT collab._check_resource($1)", 1, &type, &rid, NULL);
+		}
+	}
+	DirectFunctionCall1(collab_lock_path, rid);
+
+	/*
+	 * A contended resource has a live lease of its own, and then no other
+	 * live lease on its path: leases never overlap.  That answer needs no
+	 * look at ancestors and descendants (their expired leases are left to
+	 * the sweep).
+	 */
+	now = GetCurrentTimestamp();
+	run(P_OWN_LEASE, &rid, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		Lease		l;
+
+		lease_from_row(0, &l);
+		if (l.expires_at > now &&
+			(strcmp(l.holder_id, holder_id) != 0 || strcmp(l.user_id, user_id) != 0))
+		{
+			conflict = l;
+			have_conflict = true;
+		}
+	}
+	if (!have_conflict)
+	{
+		SPITupleTable *rows;
+		uint64		nrows;
+		Lease	   *leases;
+
+		run(P_PATH_LEASES, &rid, NULL, SPI_OK_SELECT);
+		/* expiring runs statements of its own: keep this result */
+		rows = SPI_tuptable;
+		nrows = SPI_processed;
+		leases = palloc(sizeof(Lease) * Max(nrows, 1));
+		for (uint64 i = 0; i < nrows; i++)
+			lease_from_row(i, &leases[i]);
+		SPI_freetuptable(rows);
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			Lease	   *l = &leases[i];
+
+			if (l->expires_at <= now)
+				expire_lease(l);
+			else if (strcmp(l->resource_id, resource_id) == 0 &&
+					 strcmp(l->holder_id, holder_id) == 0 &&
+					 strcmp(l->user_id, user_id) == 0)
+			{
+				mine = *l;
+				have_mine = true;
+			}
+			else if (!have_conflict)
+			{
+				conflict = *l;
+				have_conflict = true;
+			}
+		}
+	}
+
+	if (have_conflict)
+	{
+		StringInfoData detail;
+		StringInfoData ev;
+
+		out->granted = false;
+		out->renewed = false;
+		out->lease = conflict;
+		initStringInfo(&detail);
+		appendStringInfoString(&detail, "{\"heldBy\":");
+		escape_json(&detail, conflict.user_id);
+		appendStringInfoString(&detail, ",\"heldOn\":");
+		escape_json(&detail, conflict.resource_id);
+		appendStringInfoChar(&detail, '}');
+		audit("deny", resource_id, NULL, user_id, username, holder_id, "held", detail.data);
+
+		initStringInfo(&ev);
+		appendStringInfoString(&ev, "{\"event\":\"lock:denied\",\"resourceId\":");
+		escape_json(&ev, resource_id);
+		appendStringInfoString(&ev, ",\"requester\":");
+		append_user(&ev, user_id, username);
+		appendStringInfoString(&ev, ",\"requesterHolderId\":");
+		escape_json(&ev, holder_id);
+		appendStringInfoString(&ev, ",\"holder\":");
+		append_user(&ev, conflict.user_id, conflict.username);
+		appendStringInfoString(&ev, ",\"holderResourceId\":");
+		escape_json(&ev, conflict.resource_id);
+		appendStringInfoString(&ev, ",\"expiresAt\":");
+		collab_append_ts(&ev, conflict.expires_at);
+		appendStringInfoString(&ev, ",\"reason\":\"held\"}");
+		collab_publish_event(ev.data, ev.len);
+		return;
+	}
+
+	now = GetCurrentTimestamp();
+	out->granted = true;
+	if (have_mine)
+	{
+		/* the same holder asking again: a renewal, same token */
+		Datum		v[4];
+
+		out->renewed = true;
+		out->lease = mine;
+		out->lease.username = upper_strdup(username);
+		out->lease.expires_at = now + (int64) collab_lock_ttl_ms * 1000;
+		v[0] = Int64GetDatum(mine.token);
+		v[1] = TimestampTzGetDatum(now);
+		v[2] = TimestampTzGetDatum(out->lease.expires_at);
+		v[3] = text_datum(username);
+		run(P_RENEW_LEASE, v, NULL, SPI_OK_UPDATE);
+		audit("renew", resource_id, &mine.token, user_id, username, holder_id, "reacquire", NULL);
+		return;
+	}
+
+	{
+		Lease	   *l = &out->lease;
+		Datum		v[7];
+		Datum		q[2];
+		StringInfoData ev;
+
+		out->renewed = false;
+		l->resource_id = upper_strdup(resource_id);
+		l->token = collab_issue_token();
+		l->user_id = upper_strdup(user_id);
+		l->username = upper_strdup(username);
+		l->holder_id = upper_strdup(holder_id);
+		l->acquired_at = now;
+		l->expires_at = now + (int64) collab_lock_ttl_ms * 1000;
+		v[0] = rid;
+		v[1] = Int64GetDatum(l->token);
+		v[2] = text_datum(user_id);
+		v[3] = text_datum(username);
+		v[4] = text_datum(holder_id);
+		v[5] = TimestampTzGetDatum(now);
+		v[6] = TimestampTzGetDatum(l->expires_at);
+		run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
+		audit("grant", resource_id, &l->token, user_id, username, holder_id, NULL, NULL);
+		q[0] = v[4];
+		q[1] = rid;
+		run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
+
+		initStringInfo(&ev);
+		appendStringInfoString(&ev, "{\"event\":\"lock:acquired\",\"resourceId\":");
+		escape_json(&ev, resource_id);
+		appendStringInfoString(&ev, ",\"holder\":");
+		append_user(&ev, user_id, username);
+		appendStringInfoString(&ev, ",\"holderId\":");
+		escape_json(&ev, holder_id);
+		appendStringInfoString(&ev, ",\"acquiredAt\":");
+		collab_append_ts(&ev, now);
+		appendStringInfoString(&ev, ",\"expiresAt\":");
+		collab_append_ts(&ev, l->expires_at);
+		appendStringInfoChar(&ev, '}');
+		collab_publish_event(ev.data, ev.len);
+	}
+}
+
+/*
+ * Path-locks and row-locks the lease of token, found on l->resource_id
+ * before the wait, and reads it again into l.  Raises the right error if
+ * it is gone or has expired meanwhile: an expired lease is the sweep's to
+ * record.
+ */
+static void
+lock_live_lease(int64 token, Lease *l)
+{
+	Datum		tok = Int64GetDatum(token);
+	bool		found;
+	bool		isnull;
+
+	DirectFunctionCall1(collab_lock_path, text_datum(l->resource_id));
+	run(P_LEASE_BY_TOKEN_FOR_UPDATE, &tok, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (!found ||
+		DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull))
+		<= GetCurrentTimestamp())
+	{
+		Oid			types[2] = {INT8OID, TEXTOID};
+		Datum		v[2] = {tok, found ? text_datum(l->resource_id) : (Datum) 0};
+
+		raise_with("SELECT collab._token_error($1, $2)", 2, types, v, found ? "  " : " n");
+		elog(ERROR, "collab._token_error did not raise");
+	}
+	lease_from_row(0, l);
+}
+
+static bool
+release_reason_valid(const char *reason)
+{
+	return reason && (strcmp(reason, "released") == 0 || strcmp(reason, "left") == 0 ||
+					  strcmp(reason, "disconnected") == 0);
+}
+
+/*
+ * collab.acquire(resource_id, user_id, username, holder_id): the editor
+ * lock for holder_id (default: the user), or who holds it instead.
+ */
+PG_FUNCTION_INFO_V1(collab_acquire);
+Datum
+collab_acquire(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[10];
+	bool		nulls[10];
+	Acquired	a;
+	CollabOwner oc;
+	char	   *rid = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *uid = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *uname = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *hid = PG_ARGISNULL(3) ? uid : text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "collab.acquire must return a record");
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		acquire_lease(rid, uid, uname, hid, false, &a);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		collab_restore_user(&oc);
+	}
+	PG_END_TRY();
+
+	memset(nulls, false, sizeof(nulls));
+	values[0] = BoolGetDatum(a.granted);
+	values[1] = Int64GetDatum(a.lease.token);
+	nulls[1] = !a.granted;
+	values[2] = CStringGetTextDatum(rid);
+	values[3] = CStringGetTextDatum(a.lease.user_id);
+	values[4] = CStringGetTextDatum(a.lease.username);
+	values[5] = CStringGetTextDatum(a.lease.holder_id);
+	values[6] = CStringGetTextDatum(a.lease.resource_id);
+	values[7] = TimestampTzGetDatum(a.lease.acquired_at);
+	values[8] = TimestampTzGetDatum(a.lease.expires_at);
+	values[9] = BoolGetDatum(a.renewed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* collab.release(token, reason): drops a live lease; its resource id */
+PG_FUNCTION_INFO_V1(collab_release);
+Datum
+collab_release(PG_FUNCTION_ARGS)
+{
+	CollabOwner oc;
+	char	   *reason = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Lease		l = {0};
+
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	PG_TRY();
+	{
+		Datum		tok;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		require_read_committed();
+		if (!release_reason_valid(reason))
+			ereport(ERROR,
+					(errcode(collab_errcode(CE_BAD_REQUEST)),
+					 errmsg("reason must be one of released, left, disconnected"),
+					 errhint("Administrators use collab.force_release() to take a lock away.")));
+		if (PG_ARGISNULL(0))
+			ereport(ERROR,
+					(errcode(collab_errcode(CE_LOCK_NOT_HELD)),
+					 errmsg("no lock token presented")));
+		tok = PG_GETARG_DATUM(0);
+		run(P_LEASE_BY_TOKEN, &tok, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+		{
+			Oid			types[2] = {INT8OID, TEXTOID};
+			Datum		v[2] = {tok, (Datum) 0};
+
+			raise_with("SELECT collab._token_error($1, $2)", 2, types, v, " n");
+			elog(ERROR, "collab._token_error did not raise");
+		}
+		lease_from_row(0, &l);
+		lock_live_lease(DatumGetInt64(tok), &l);
+		drop_lease(&l, "release", reason);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		collab_restore_user(&oc);
+	}
+	PG_END_TRY();
+	PG_RETURN_TEXT_P(cstring_to_text(l.resource_id));
+}
+
+/* collab._expire_lease(l collab.leases): within a collab function */
+PG_FUNCTION_INFO_V1(collab_expire_lease);
+Datum
+collab_expire_lease(PG_FUNCTION_ARGS)
+{
+	Lease		l;
+
+	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	expire_lease(&l);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* collab._drop_lease(l collab.leases, action, reason): within a collab function */
+PG_FUNCTION_INFO_V1(collab_drop_lease);
+Datum
+collab_drop_lease(PG_FUNCTION_ARGS)
+{
+	Lease		l;
+	char	   *action = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *reason = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	drop_lease(&l, action, reason);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Raises NOT_JOINED, or the resource id's error (collab._ws_presence). */
+pg_attribute_noreturn()
+static void
+not_joined(Datum *conn_and_resource)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+
+	raise_with("SELECT collab._ws_presence($1, $2)", 2, types, conn_and_resource, NULL);
+	ereport(ERROR,
+			(errcode(collab_errcode(CE_NOT_JOINED)),
+			 errmsg("not joined to \"%s\"", TextDatumGetCString(conn_and_resource[1])),
+			 errhint("Send presence:join first.")));
+}
+
+/*
+ * collab.ws_acquire(conn, resource_id): lock:acquire of a connection in
+ * the room; {"ack": ..., "token": ...} as text for the worker.
+ */
+PG_FUNCTION_INFO_V1(collab_ws_acquire);
+Datum
+collab_ws_acquire(PG_FUNCTION_ARGS)
+{
+	CollabOwner oc;
+	Acquired	a;
+	StringInfoData ack;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "collab.ws_acquire needs a connection and a resource id");
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	PG_TRY();
+	{
+		Datum		key[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+		char	   *conn = TextDatumGetCString(key[0]);
+		char	   *uid,
+				   *uname;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		run(P_MEMBER, key, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			not_joined(key);
+		uid = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		uname = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		/* the presence row vouches for the resource (see collab.ws_presence) */
+		acquire_lease(TextDatumGetCString(key[1]), uid, uname, conn, true, &a);
+		if (a.granted)
+		{
+			Datum		v[3] = {key[0], key[1], text_datum("editor")};
+
+			run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		collab_restore_user(&oc);
+	}
+	PG_END_TRY();
+
+	if (!a.granted)
+	{
+		initStringInfo(&ack);
+		appendStringInfoString(&ack, "{\"ack\":{\"ok\":false,\"error\":{\"code\":\"LOCK_HELD\",\"message\":");
+		{
+			StringInfoData msg;
+
+			initStringInfo(&msg);
+			appendStringInfo(&msg, "%s holds the lock on \"%s\"", a.lease.username, a.lease.resource_id);
+			escape_json(&ack, msg.data);
+		}
+		appendStringInfoString(&ack, "},\"lock\":");
+		append_lock_info(&ack, &a.lease, false);
+		appendStringInfoString(&ack, "}}");
+		PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
+	}
+	initStringInfo(&ack);
+	appendStringInfoString(&ack, "{\"ack\":{\"ok\":true,\"lock\":");
+	append_lock_info(&ack, &a.lease, true);
+	appendStringInfo(&ack, "},\"token\":" INT64_FORMAT "}", a.lease.token);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
+}
+
+/*
+ * collab.ws_release(conn, resource_id): lock:release of the connection's
+ * own lease on the resource.
+ */
+PG_FUNCTION_INFO_V1(collab_ws_release);
+Datum
+collab_ws_release(PG_FUNCTION_ARGS)
+{
+	CollabOwner oc;
+	StringInfoData ack;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "collab.ws_release needs a connection and a resource id");
+	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	PG_TRY();
+	{
+		Datum		key[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+		Datum		by_holder[2] = {key[1], key[0]};
+		Lease		l;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		run(P_IS_MEMBER, key, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			not_joined(key);
+		run(P_HOLDER_LEASE, by_holder, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+		{
+			Oid			types[2] = {TEXTOID, TEXTOID};
+
+			/* raises LOCK_EXPIRED or LOCK_NOT_HELD */
+			raise_with("SELECT collab._ws_lease($1, $2, false)", 2, types, key, NULL);
+			elog(ERROR, "collab._ws_lease did not raise");
+		}
+		lease_from_row(0, &l);
+		require_read_committed();
+		lock_live_lease(l.token, &l);
+		drop_lease(&l, "release", "released");
+		{
+			Datum		v[3] = {key[0], key[1], text_datum("viewer")};
+
+			run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		collab_restore_user(&oc);
+	}
+	PG_END_TRY();
+	initStringInfo(&ack);
+	appendStringInfoString(&ack, "{\"ack\":{\"ok\":true}}");
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
+}
