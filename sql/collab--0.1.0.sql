@@ -534,8 +534,14 @@ BEGIN
 	RETURN NEW;
 END
 $$;
-CREATE TRIGGER ws_presence_json BEFORE INSERT OR UPDATE ON collab.ws_presence
+CREATE TRIGGER ws_presence_json BEFORE INSERT ON collab.ws_presence
 	FOR EACH ROW EXECUTE FUNCTION collab._ws_presence_json();
+-- An UPDATE that changes user_json itself needs no rebuild: lock:acquire and
+-- lock:release change the role and its member of the JSON in one statement
+-- (src/leases.c), and would otherwise run this PL/pgSQL for each decision.
+CREATE TRIGGER ws_presence_json_update BEFORE UPDATE ON collab.ws_presence
+	FOR EACH ROW WHEN (OLD.user_json IS NOT DISTINCT FROM NEW.user_json)
+	EXECUTE FUNCTION collab._ws_presence_json();
 
 -- What ON DELETE CASCADE would do for presence (see collab.ws_presence).
 CREATE FUNCTION collab._ws_connection_gone() RETURNS trigger

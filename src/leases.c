@@ -79,7 +79,6 @@ typedef enum PlanId
 	P_ANSWER_REQUEST,
 	P_HAS_REQUESTS,
 	P_MEMBER,
-	P_IS_MEMBER,
 	P_SET_ROLE,
 	NUM_PLANS
 } PlanId;
@@ -106,8 +105,9 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		" ORDER BY c.resource_id FOR UPDATE",
 		1, {TEXTOID}
 	},
+	/* no row lock: see acquire_lease() */
 	[P_OWN_LEASE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.resource_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.resource_id OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
 	[P_LEASE_BY_TOKEN] = {
@@ -153,24 +153,25 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT FROM collab.ws_lock_requests q WHERE q.resource_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
 		1, {TEXTOID}
 	},
+	/* a presence row carries its connection's user (collab.ws_join) */
 	[P_MEMBER] = {
-		"SELECT k.user_id, k.username "
-		"  FROM collab.ws_presence p "
-		"  JOIN collab.ws_connections k ON k.connection_id OPERATOR(pg_catalog.=) p.connection_id "
+		"SELECT p.user_id, p.username FROM collab.ws_presence p "
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
 		2, {TEXTOID, TEXTOID}
 	},
-	[P_IS_MEMBER] = {
-		"SELECT FROM collab.ws_presence p "
-		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
-		2, {TEXTOID, TEXTOID}
-	},
-	/* no new row version (nor trigger run) for a role that stays */
+
+	/*
+	 * The role and its member of user_json, which collab._ws_presence_json()
+	 * builds as jsonb text ("role": "viewer").  In JSON text a quote inside
+	 * a string is escaped, so the pattern can only be that member.  Should
+	 * the format ever differ, user_json stays as it was and the trigger
+	 * rebuilds it.  No new row version for a role that stays.
+	 */
 	[P_SET_ROLE] = {
-		"UPDATE collab.ws_presence p SET role = $3 "
+		"UPDATE collab.ws_presence p SET role = $3, user_json = pg_catalog.replace(p.user_json, $4, $5) "
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2 "
 		"   AND p.role OPERATOR(pg_catalog.<>) $3",
-		3, {TEXTOID, TEXTOID, TEXTOID}
+		5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 	},
 };
 
@@ -455,7 +456,10 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	 * A contended resource has a live lease of its own, and then no other
 	 * live lease on its path: leases never overlap.  That answer needs no
 	 * look at ancestors and descendants (their expired leases are left to
-	 * the sweep).
+	 * the sweep), and no row lock: whoever would change a live lease
+	 * (release, renewal, a save, a takeover) waits for our path lock, and
+	 * the sweep removes only expired ones.  A denial then writes nothing but
+	 * its audit row.
 	 */
 	now = GetCurrentTimestamp();
 	run(P_OWN_LEASE, &rid, NULL, SPI_OK_SELECT);
@@ -769,6 +773,20 @@ collab_drop_lease(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The connection's role in the room; "editor" or "viewer". */
+static void
+set_role(Datum *conn_and_resource, bool editor)
+{
+	Datum		v[5];
+
+	v[0] = conn_and_resource[0];
+	v[1] = conn_and_resource[1];
+	v[2] = text_datum(editor ? "editor" : "viewer");
+	v[3] = text_datum(editor ? "\"role\": \"viewer\"" : "\"role\": \"editor\"");
+	v[4] = text_datum(editor ? "\"role\": \"editor\"" : "\"role\": \"viewer\"");
+	run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
+}
+
 /* Raises NOT_JOINED, or the resource id's error (collab._ws_presence). */
 pg_attribute_noreturn()
 static void
@@ -815,11 +833,7 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 		/* the presence row vouches for the resource (see collab.ws_presence) */
 		acquire_lease(TextDatumGetCString(key[1]), uid, uname, conn, true, &a);
 		if (a.granted)
-		{
-			Datum		v[3] = {key[0], key[1], text_datum("editor")};
-
-			run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
-		}
+			set_role(key, true);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -873,7 +887,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		run(P_IS_MEMBER, key, NULL, SPI_OK_SELECT);
+		run(P_MEMBER, key, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			not_joined(key);
 		run(P_HOLDER_LEASE, by_holder, NULL, SPI_OK_SELECT);
@@ -889,11 +903,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 		require_read_committed();
 		lock_live_lease(l.token, &l);
 		drop_lease(&l, "release", "released");
-		{
-			Datum		v[3] = {key[0], key[1], text_datum("viewer")};
-
-			run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
-		}
+		set_role(key, false);
 		SPI_finish();
 	}
 	PG_FINALLY();

@@ -37,6 +37,36 @@ SELECT pg_temp.wal_records($$SELECT collab.ws_join('pr-c1', 'document:pr/tab:a',
 SELECT resource_id, connection_id, username, role FROM collab.presence
  WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
 
+-- lock:release and lock:acquire change the role and its member of user_json
+-- in one statement, without the trigger: the JSON must be what the trigger
+-- builds (an UPDATE that leaves user_json as it is runs the trigger)
+CREATE FUNCTION pg_temp.user_json_role(p_conn text, p_rid text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	v_before text;
+	v_after text;
+BEGIN
+	SELECT user_json INTO v_before FROM collab.ws_presence WHERE connection_id = p_conn AND resource_id = p_rid;
+	UPDATE collab.ws_presence SET role = role WHERE connection_id = p_conn AND resource_id = p_rid;
+	SELECT user_json INTO v_after FROM collab.ws_presence WHERE connection_id = p_conn AND resource_id = p_rid;
+	RETURN (v_before::jsonb->>'role') ||
+		CASE WHEN v_before = v_after THEN ', as the trigger builds it' ELSE ', not as built: ' || v_before END;
+END
+$$;
+SELECT collab.ws_release('pr-c1', 'document:pr/tab:a');
+SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
+ WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
+SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
+ WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+-- a user_json in another format is left alone by the role change, and the
+-- trigger then builds it again
+UPDATE collab.ws_presence SET user_json = replace(user_json, '": "', '":"')
+ WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+SELECT collab.ws_release('pr-c1', 'document:pr/tab:a');
+SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
+ WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
+
 -- a connection's rows go with it
 DELETE FROM collab.ws_connections WHERE connection_id = 'pr-c2';
 SELECT resource_id, connection_id FROM collab.presence WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
