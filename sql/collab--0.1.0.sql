@@ -129,10 +129,15 @@ CREATE INDEX audit_resource_idx ON collab.audit (resource_id, at);
  * Internal helpers
  * ------------------------------------------------------------------------ */
 
+-- The helpers that the C functions of src/leases.c and src/save_guard.c call
+-- run, like them, as the owner but under the caller's search_path; each
+-- sets its own, so that no operator or function of the caller's schemas is
+-- picked in their place.
+
 -- Lock decisions read other transactions' committed leases after waiting
 -- for their advisory locks; a snapshot taken earlier would miss them.
 CREATE FUNCTION collab._require_read_committed() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF current_setting('transaction_isolation') <> 'read committed' THEN
 		PERFORM collab._raise('BAD_REQUEST',
@@ -146,7 +151,7 @@ $$;
 -- Identities are bounded and free of control characters, so that every
 -- event that names them fits a notification.
 CREATE FUNCTION collab._check_identity(p_what text, p_value text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF p_value IS NULL OR p_value = '' OR octet_length(p_value) > 256 OR p_value ~ '[[:cntrl:]]' THEN
 		PERFORM collab._raise('BAD_REQUEST',
@@ -156,7 +161,7 @@ END
 $$;
 
 CREATE FUNCTION collab._check_user(p_user_id text, p_username text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM collab._check_identity('user_id', p_user_id);
 	PERFORM collab._check_identity('username', p_username);
@@ -164,7 +169,7 @@ END
 $$;
 
 CREATE FUNCTION collab._check_resource(p_resource_id text) RETURNS void
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM collab.check_resource_id(p_resource_id);
 	IF NOT EXISTS (SELECT FROM collab.resources WHERE id = p_resource_id) THEN
@@ -195,7 +200,7 @@ CREATE FUNCTION collab._expire_lease(l collab.leases) RETURNS void
 -- Raises the right error for a token that is not live (on p_resource_id,
 -- when the caller names one).
 CREATE FUNCTION collab._token_error(p_token bigint, p_resource_id text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
 	v_on text := CASE WHEN p_resource_id IS NULL THEN '' ELSE format(' on "%s"', p_resource_id) END;
@@ -339,7 +344,7 @@ CREATE FUNCTION collab._drop_lease(l collab.leases, p_action text, p_reason text
 -- Offers a freed lock to the first viewer who asked for it and is still in
 -- the room (edit hand-off); requests of people who left are dropped.
 CREATE FUNCTION collab._hand_off(p_resource_id text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	r record;
 	a record;
@@ -526,7 +531,7 @@ CREATE TABLE collab.ws_lock_requests (
 -- else, so that a room's user list (sent to every joiner) is a
 -- concatenation, not a build per member, and events copy it.
 CREATE FUNCTION collab._ws_presence_json() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	NEW.user_json := jsonb_build_object('userId', NEW.user_id, 'username', NEW.username,
 		'connectionId', NEW.connection_id, 'role', NEW.role,
@@ -612,7 +617,7 @@ END
 $$;
 
 CREATE FUNCTION collab._ws_presence(p_conn text, p_resource_id text) RETURNS collab.ws_presence
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	p collab.ws_presence;
 BEGIN
@@ -807,7 +812,7 @@ $$;
 -- an ancestor, whose lock covers the resource).
 CREATE FUNCTION collab._ws_lease(p_conn text, p_resource_id text, p_or_ancestor boolean)
 RETURNS collab.leases
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
 BEGIN

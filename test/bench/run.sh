@@ -268,7 +268,7 @@ WITH h AS (
 		   now() - interval '30 days' + d * interval '1 second' AS at
 	  FROM generate_series($lo, $hi) d, generate_series(1, 2) t)
 INSERT INTO collab.audit (at, action, resource_id, token, user_id, username, holder_id, reason)
-SELECT at + x * interval '10 minutes', CASE x WHEN 0 THEN 'grant' ELSE 'release' END,
+SELECT at + x * interval '10 minutes', (CASE x WHEN 0 THEN 'grant' ELSE 'release' END)::collab.audit_action,
 	   'document:' || d || '/tab:' || t, token, 'user-' || d % 500, 'Dr. User ' || d % 500,
 	   'conn-' || d, CASE x WHEN 1 THEN 'released' END
   FROM h, generate_series(0, 1) x;

@@ -138,4 +138,38 @@ SELECT length(current_setting('collab.jwt_secret')) > 0 AS monitor_reads_secret;
 RESET ROLE;
 DROP ROLE collab_test_reader, collab_test_monitor;
 
+-- The C lock functions run as the owner under the caller's search_path, and
+-- call SQL helpers on their rarer paths (errors, the hand-off): an operator
+-- of the caller's own schema must never run in their place, as the owner.
+SELECT collab.create_document('priv2', NULL, ARRAY['t']);
+SELECT collab.ws_connect('priv-h1', 'collab worker 1', 1, 'u-h1', 'Hal', NULL, NULL);
+SELECT collab.ws_connect('priv-h2', 'collab worker 1', 1, 'u-h2', 'Ida', NULL, NULL);
+SELECT count(*) FROM collab.ws_join('priv-h1', 'document:priv2/tab:t', 'editor');
+SELECT count(*) FROM collab.ws_join('priv-h2', 'document:priv2/tab:t', 'viewer');
+SELECT collab.ws_request('priv-h2', 'document:priv2/tab:t')::jsonb->'ack'->'requested' AS requested;
+SELECT token AS htk FROM collab.leases WHERE resource_id = 'document:priv2/tab:t' \gset
+CREATE SCHEMA collab_trap AUTHORIZATION collab_test_app;
+SET ROLE collab_test_app;
+CREATE FUNCTION collab_trap.text_eq(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'trap ran as %', current_user;
+END
+$$;
+CREATE OPERATOR collab_trap.= (LEFTARG = text, RIGHTARG = text, FUNCTION = collab_trap.text_eq);
+SET search_path = collab_trap, pg_catalog;
+SELECT pg_temp.try($$SELECT 'a'::text = 'a'::text$$) AS the_trap_works;
+SELECT pg_temp.try($$SELECT collab.acquire('document:priv', '', 'Ann')$$) AS bad_user;
+SELECT pg_temp.try($$SELECT collab.acquire('document:nope', 'u', 'U')$$) AS no_resource;
+SELECT pg_temp.try($$SELECT collab.release(999999)$$) AS dead_token;
+SELECT pg_temp.try($$SELECT collab.save('document:priv2/tab:t', 999999, 'x')$$) AS dead_token_save;
+SELECT pg_temp.try(format('SELECT collab.release(%s)', :htk)) AS release_with_hand_off;
+RESET search_path;
+RESET ROLE;
+SELECT resource_id, holder_id FROM collab.locks WHERE resource_id = 'document:priv2/tab:t';
+SELECT connection_id, role, user_json::jsonb->>'role' AS json_role FROM collab.ws_presence
+ WHERE resource_id = 'document:priv2/tab:t' ORDER BY 1;
+SELECT collab.ws_disconnect('priv-h1');
+SELECT collab.ws_disconnect('priv-h2');
+DROP SCHEMA collab_trap CASCADE;
+
 DROP ROLE collab_test_nobody, collab_test_app, collab_test_admin;
