@@ -130,13 +130,14 @@ export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABAS
 # Both stacks get the same rows: document:bench with its tabs, and 99 more
 # documents of 9 tabs (about 10^3 rows in all).
 TABS="ARRAY['a', 'lock', 'save', 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']"
-psql -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null || die "could not set up the extension"
-CREATE EXTENSION collab;
+COLLAB_SETUP="CREATE EXTENSION collab;
 SELECT collab.create_document('bench', 'A/B benchmark', $TABS);
 INSERT INTO collab.resources (id, parent_id, kind, title)
 SELECT 'document:s' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, 99) d;
 INSERT INTO collab.resources (id, parent_id, kind, title)
-SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;
+SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;"
+psql -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null || die "could not set up the extension"
+$COLLAB_SETUP
 CREATE DATABASE baseline;
 SQL
 psql -X -q -v ON_ERROR_STOP=1 -d baseline <<SQL >/dev/null || die "could not set up the baseline database"
@@ -172,14 +173,8 @@ if [[ ",$phases," == *,growth,* ]]; then
 	BIG_WS_PORT=$(free_port)
 	big_conf=("${conf[@]}" "collab.port = $BIG_WS_PORT" "collab.workers = $workers" "collab.max_connections = 500")
 	bash "$ROOT/scripts/cluster.sh" start "$WORK/cluster-big" "${big_conf[@]}" >/dev/null || die "could not start the second cluster"
-	psql -X -q -v ON_ERROR_STOP=1 -h "$WORK/cluster-big" -p "$(cat "$WORK/cluster-big/port")" <<SQL >/dev/null || die "could not set up the second cluster"
-CREATE EXTENSION collab;
-SELECT collab.create_document('bench', 'A/B benchmark', $TABS);
-INSERT INTO collab.resources (id, parent_id, kind, title)
-SELECT 'document:s' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, 99) d;
-INSERT INTO collab.resources (id, parent_id, kind, title)
-SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;
-SQL
+	psql -X -q -v ON_ERROR_STOP=1 -h "$WORK/cluster-big" -p "$(cat "$WORK/cluster-big/port")" -c "$COLLAB_SETUP" >/dev/null ||
+		die "could not set up the second cluster"
 	bash "$ROOT/scripts/cluster.sh" wait-port "$BIG_WS_PORT" || die "the second cluster's worker does not listen on port $BIG_WS_PORT"
 	export COLLAB_BIG_WS_URL="http://127.0.0.1:$BIG_WS_PORT" AB_BIG_PGHOST="$WORK/cluster-big" AB_BIG_PGPORT=$(cat "$WORK/cluster-big/port")
 fi
