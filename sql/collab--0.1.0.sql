@@ -195,7 +195,7 @@ $$;
 -- Removes an expired lease, records it and announces lock:expired
 -- (src/leases.c).
 CREATE FUNCTION collab._expire_lease(l collab.leases) RETURNS void
-	AS 'MODULE_PATHNAME', 'collab_expire_lease' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'collab_expire_lease' LANGUAGE C STRICT;
 
 -- Raises the right error for a token that is not live (on p_resource_id,
 -- when the caller names one).

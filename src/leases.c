@@ -741,13 +741,20 @@ collab_release(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(l.resource_id));
 }
 
-/* collab._expire_lease(l collab.leases): within a collab function */
+/*
+ * collab._expire_lease(l collab.leases): within a collab function; a row
+ * without a token (a lease not found) has nothing to expire.
+ */
 PG_FUNCTION_INFO_V1(collab_expire_lease);
 Datum
 collab_expire_lease(PG_FUNCTION_ARGS)
 {
 	Lease		l;
+	bool		isnull;
 
+	(void) GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "token", &isnull);
+	if (isnull)
+		PG_RETURN_VOID();
 	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
