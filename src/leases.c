@@ -618,14 +618,13 @@ lock_live_lease(int64 token, Lease *l)
 {
 	Datum		tok = Int64GetDatum(token);
 	bool		found;
-	bool		isnull;
 
 	DirectFunctionCall1(collab_lock_path, text_datum(l->resource_id));
 	run(P_LEASE_BY_TOKEN_FOR_UPDATE, &tok, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
-	if (!found ||
-		DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull))
-		<= GetCurrentTimestamp())
+	if (found)
+		lease_from_row(0, l);
+	if (!found || l->expires_at <= GetCurrentTimestamp())
 	{
 		Oid			types[2] = {INT8OID, TEXTOID};
 		Datum		v[2] = {tok, found ? text_datum(l->resource_id) : (Datum) 0};
@@ -633,7 +632,6 @@ lock_live_lease(int64 token, Lease *l)
 		raise_with("SELECT collab._token_error($1, $2)", 2, types, v, found ? "  " : " n");
 		elog(ERROR, "collab._token_error did not raise");
 	}
-	lease_from_row(0, l);
 }
 
 static bool
