@@ -8,7 +8,9 @@
 // (idle first: a worker that served thousands of connections before keeps their
 // freed memory, and the RSS difference would no longer be what new connections cost)
 // ('check' runs the check alone).
-//   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended
+//   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended;
+//             timed by a C client (members.c's `lock` command) and, in the same
+//             blocks, by socket.io-client, whose JavaScript adds its own share
 //   save      doc:save of 2 kB with the lock held -> ack
 //   contend   50 clients on 10 tabs looping acquire (release when granted)
 //   presence  N passive members (members-c.mjs + members.c processes, or
@@ -18,16 +20,18 @@
 //   idle      AB_IDLE_CONNS raw idle connections (idle-conns.mjs) per stack,
 //             one stack after the other, opened for at most AB_IDLE_SECS (90):
 //             how many it holds, RSS per connection
-//   growth    lock round trip with 10^3 resource rows, then again after both
+//   growth    lock round trip (C client) with 10^3 resource rows, then again after both
 //             stacks were loaded to AB_BIG_ROWS rows
 //
 // Environment (set by run.sh): COLLAB_WS_URL, BASELINE_URL, AB_JWT_SECRET (both
 // stacks accept the same tokens), BASELINE_PID, REDIS_PID, REDIS_PORT,
 // PGHOST/PGPORT/PGUSER, AB_OUT_DIR.  Percentiles are nearest-rank; times are
 // process.hrtime.bigint() taken in the callback that receives the message.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import Redis from 'ioredis';
@@ -68,6 +72,7 @@ const GROWTH_ITERS = Number(env('AB_GROWTH_ITERS', 600));
 const BIG_ROWS = Number(env('AB_BIG_ROWS', 1000000));
 const CONTENT_BYTES = 2048;
 const DOC = 'document:bench';
+const FLOOR_RID = 'not-a-resource';   // RESOURCE_ID_INVALID in both stacks, before any storage
 const tab = (t) => `${DOC}/tab:${t}`;
 
 const hr = () => process.hrtime.bigint();
@@ -229,13 +234,104 @@ async function checkEquivalence() {
   log(`both stacks agree on the lock scenario (${seqs.collab.length} steps)`);
 }
 
-/**
- * Lock loops on one socket per stack, interleaved in blocks; returns acquire/release
- * samples per stack.  With pgc, each block also runs collab.acquire/release
- * through libpq on sqlRid (no worker involved): a control for machine drift.
+/*
+ * A lock prober in C: one members.c process (AB_MEMBERS_BIN) with one member
+ * joined as a viewer, running `lock RESOURCE N` (N lock:acquire -> ack,
+ * lock:release -> ack round trips, timed right after the read that delivered
+ * each ack).  socket.io-client adds its own JavaScript and event-loop wake-ups
+ * to every round trip, and its share of the tail is the load generator's,
+ * not the server's; the lock phase reports both.  Kept in kids, so its CPU
+ * counts as the load generator's.
  */
-async function lockBlocks(socks, rid, iters, blocks, warm = 50, pgc = null, sqlRid = null) {
-  const names = Object.keys(socks);
+class CProbe {
+  static async open(t, name, rid) {
+    const p = new CProbe(t, name);
+    kids.add(p);
+    userSeq++;
+    p.send(`token ${makeToken(SECRET, { sub: `ab-${name}-${userSeq}`, name: `AB ${name} ${userSeq}` })}\ngrow ${rid} 1`);
+    const w = await p.line();
+    must(w[0] === 'grown' && w[1] === '1', `${t.name} ${name}: ${w.join(' ').slice(0, 300)}`);
+    return p;
+  }
+
+  constructor(t, name) {
+    const url = new URL(t.url);
+    this.what = `${t.name} ${name} (members.c)`;
+    this.proc = spawn(env('AB_MEMBERS_BIN'), [url.hostname, url.port], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.waiting = [];
+    this.proc.on('exit', (code) => {
+      kids.delete(this);
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`${this.what} exited (${code})`));
+    });
+    readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
+      const w = this.waiting.shift();
+      if (!w) return;
+      if (l.startsWith('error ')) w.reject(new Error(`${this.what}: ${l.slice(6, 300)}`)); else w.resolve(l.split(' '));
+    });
+  }
+
+  send(line) { this.proc.stdin.write(line + '\n'); }
+
+  line() { return new Promise((resolve, reject) => this.waiting.push({ resolve, reject })); }
+
+  /* n round trips on rid: { acquire: [ms], release: [ms] } */
+  async run(rid, n) {
+    this.send(`lock ${rid} ${n}`);
+    const w = await this.line();
+    must(w[0] === 'locked' && w.length === 1 + 2 * n, `${this.what}: ${w.join(' ').slice(0, 300)}`);
+    const out = { acquire: [], release: [] };
+    for (let i = 0; i < n; i++) { out.acquire.push(Number(w[1 + 2 * i]) / 1e6); out.release.push(Number(w[2 + 2 * i]) / 1e6); }
+    return out;
+  }
+
+  /* n lock:acquire of a malformed resource id, refused without storage: the floor */
+  async refuse(n) {
+    this.send(`refuse ${FLOOR_RID} ${n}`);
+    const w = await this.line();
+    must(w[0] === 'refused' && w.length === 1 + n, `${this.what}: ${w.join(' ').slice(0, 300)}`);
+    return { acquire: w.slice(1).map((x) => Number(x) / 1e6), release: [] };
+  }
+
+  /* the Child interface that snap() uses: { us } of CPU */
+  async call(msg, reply) {
+    must(msg.cmd === 'cpu' && reply === 'cpu', `${this.what}: ${msg.cmd}`);
+    this.send('cpu');
+    const w = await this.line();
+    return { us: Number(w[1]) };
+  }
+
+  close() { kids.delete(this); this.send('close'); }
+
+  kill() { kids.delete(this); this.proc.kill(); }
+}
+
+/* the same interface on a socket.io-client socket */
+function sioProbe(sock) {
+  return {
+    async run(rid, n) {
+      const out = { acquire: [], release: [] };
+      for (let i = 0; i < n; i++) {
+        const a = await ackTimed(sock, 'lock:acquire', { resourceId: rid });
+        must(a.ack.ok, `acquire: ${JSON.stringify(a.ack).slice(0, 300)}`);
+        const r = await ackTimed(sock, 'lock:release', { resourceId: rid });
+        must(r.ack.ok, `release: ${JSON.stringify(r.ack).slice(0, 300)}`);
+        out.acquire.push(a.ms);
+        out.release.push(r.ms);
+      }
+      return out;
+    },
+    close() { sock.close(); },
+  };
+}
+
+/**
+ * Lock loops, one prober per name (a stack through one client), interleaved
+ * in blocks; returns acquire/release samples per name.  With pgc, each block
+ * also runs collab.acquire/release through libpq on sqlRid (no worker
+ * involved): a control for machine drift.
+ */
+async function lockBlocks(probes, rid, iters, blocks, warm = 50, pgc = null, sqlRid = null) {
+  const names = Object.keys(probes);
   const order = [names, [...names].reverse()];
   const out = { sql: { acquire: [], release: [] } };
   for (const n of names) out[n] = { acquire: [], release: [] };
@@ -253,29 +349,32 @@ async function lockBlocks(socks, rid, iters, blocks, warm = 50, pgc = null, sqlR
       }
     }
     for (const name of order[(b + 2) % 2]) {
-      const n = b < 0 ? warm : per;
-      for (let i = 0; i < n; i++) {
-        const a = await ackTimed(socks[name], 'lock:acquire', { resourceId: rid });
-        must(a.ack.ok, `${name} acquire: ${JSON.stringify(a.ack).slice(0, 300)}`);
-        const r = await ackTimed(socks[name], 'lock:release', { resourceId: rid });
-        must(r.ack.ok, `${name} release: ${JSON.stringify(r.ack).slice(0, 300)}`);
-        if (b >= 0) { out[name].acquire.push(a.ms); out[name].release.push(r.ms); }
-      }
+      const r = await probes[name].run(rid, b < 0 ? warm : per);
+      if (b >= 0) { out[name].acquire.push(...r.acquire); out[name].release.push(...r.release); }
     }
   }
   return out;
 }
 
 async function phaseLock() {
-  log(`\n== lock: uncontended lock:acquire/lock:release round trips, ${LOCK_ITERS} per stack in ${BLOCKS} interleaved blocks`);
-  const socks = { collab: await joined(T.collab, 'lock', tab('lock')), baseline: await joined(T.baseline, 'lock', tab('lock')) };
-  const o = await measured('lock uncontended', () => lockBlocks(socks, tab('lock'), LOCK_ITERS, BLOCKS));
-  R.phases.lock = {};
+  log(`\n== lock: uncontended lock:acquire/lock:release round trips, ${LOCK_ITERS} per stack and client in ${BLOCKS} interleaved blocks; ` +
+    'clients: members.c (C), and socket.io-client');
+  const probes = {};
+  for (const n of Object.keys(T)) probes[n] = await CProbe.open(T[n], 'lock', tab('lock'));
+  for (const n of Object.keys(T)) probes[`${n} sio`] = sioProbe(await joined(T[n], 'lock-sio', tab('lock')));
+  // the machine's floor in the same blocks: a request each stack refuses before any storage
+  for (const n of Object.keys(T)) probes[`${n} floor`] = { run: (rid, k) => probes[n].refuse(k), close() {} };
+  const o = await measured('lock uncontended', () => lockBlocks(probes, tab('lock'), LOCK_ITERS, BLOCKS));
+  R.phases.lock = { sio: {}, floor: {} };
   for (const n of Object.keys(T)) {
     R.phases.lock[n] = { acquire: summary(o[n].acquire), release: summary(o[n].release) };
-    log(`  ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.lock[n].acquire)}; release -> ack ${fmtS(R.phases.lock[n].release)}`);
-    socks[n].close();
+    R.phases.lock.sio[n] = { acquire: summary(o[`${n} sio`].acquire), release: summary(o[`${n} sio`].release) };
+    R.phases.lock.floor[n] = summary(o[`${n} floor`].acquire);
+    log(`  ${n.padEnd(8)} C client:         acquire -> ack ${fmtS(R.phases.lock[n].acquire)}; release -> ack ${fmtS(R.phases.lock[n].release)}`);
+    log(`  ${n.padEnd(8)} socket.io-client: acquire -> ack ${fmtS(R.phases.lock.sio[n].acquire)}; release -> ack ${fmtS(R.phases.lock.sio[n].release)}`);
+    log(`  ${n.padEnd(8)} floor (C client, ${FLOOR_RID} refused) ${fmtS(R.phases.lock.floor[n])}`);
   }
+  for (const p of Object.values(probes)) p.close();
 }
 
 function clinicalText(bytes, seed) {
@@ -604,15 +703,15 @@ async function phaseGrowth(pgc) {
     log(`  ${size}: checkpoint done, ${dirty} MiB dirty or under writeback`);
     const c = size === 'big' ? bigPgc : pgc;
     const rows = await count(c);
-    const socks = { collab: await joined(size === 'big' ? TB : T.collab, `growth-${size}`, tab('lock')), baseline: await joined(T.baseline, `growth-${size}`, tab('lock')) };
+    const probes = { collab: await CProbe.open(size === 'big' ? TB : T.collab, `growth-${size}`, tab('lock')), baseline: await CProbe.open(T.baseline, `growth-${size}`, tab('lock')) };
     // with the second cluster, the first (10^3 rows) runs in the same blocks
-    if (size === 'big' && bigUrl) socks.collabSmall = await joined(T.collab, 'growth-small-again', tab('lock'));
-    const o = await measured(`growth ${size}`, () => lockBlocks(socks, tab('lock'), GROWTH_ITERS, BLOCKS, 30, c, tab('c9')));
+    if (size === 'big' && bigUrl) probes.collabSmall = await CProbe.open(T.collab, 'growth-small-again', tab('lock'));
+    const o = await measured(`growth ${size}`, () => lockBlocks(probes, tab('lock'), GROWTH_ITERS, BLOCKS, 30, c, tab('c9')));
     R.phases.growth[size] = { rows, sql: summary(o.sql.acquire) };
     log(`  ${size} (${rows.collab} rows) libpq collab.acquire (control, no worker) ${fmtS(R.phases.growth[size].sql)}`);
-    for (const n of Object.keys(socks)) {
+    for (const n of Object.keys(probes)) {
       R.phases.growth[size][n] = summary(o[n].acquire);
-      socks[n].close();
+      probes[n].close();
       const r = n === 'baseline' ? rows.baseline : n === 'collabSmall' ? R.phases.growth.small.rows.collab : rows.collab;
       log(`  ${size} (${r} rows) ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.growth[size][n])}`);
     }
@@ -645,15 +744,18 @@ function report(meta) {
     }
   }
   if (P.lock) {
-    row('lock uncontended: `lock:acquire` → ack', P.lock.collab.acquire, P.lock.baseline.acquire);
-    row('lock uncontended: `lock:release` → ack', P.lock.collab.release, P.lock.baseline.release);
+    row('lock uncontended: `lock:acquire` → ack (C client)', P.lock.collab.acquire, P.lock.baseline.acquire);
+    row('lock uncontended: `lock:release` → ack (C client)', P.lock.collab.release, P.lock.baseline.release);
+    row('lock uncontended: `lock:acquire` → ack (socket.io-client)', P.lock.sio.collab.acquire, P.lock.sio.baseline.acquire);
+    row('lock uncontended: `lock:release` → ack (socket.io-client)', P.lock.sio.collab.release, P.lock.sio.baseline.release);
+    row('floor, same blocks: `lock:acquire` of a malformed id, refused before any storage (C client)', P.lock.floor.collab, P.lock.floor.baseline);
   }
   if (P.contend) row(`lock contended (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs): \`lock:acquire\` → ack`, P.contend.collab.acquire, P.contend.baseline.acquire);
   if (P.save) row(`save: \`doc:save\` (${CONTENT_BYTES} B, lock held) → ack`, P.save.collab, P.save.baseline);
   if (P.growth) {
     for (const size of ['small', 'big']) {
       const g = P.growth[size];
-      if (g) row(`lock uncontended, ${g.rows.collab} / ${g.rows.baseline} resource rows: \`lock:acquire\` → ack`, g.collab, g.baseline);
+      if (g) row(`lock uncontended, ${g.rows.collab} / ${g.rows.baseline} resource rows: \`lock:acquire\` → ack (C client)`, g.collab, g.baseline);
     }
     const gb = P.growth.big;
     if (gb && gb.collabSmall) {
@@ -713,8 +815,10 @@ function report(meta) {
   }
   if (P.lock) {
     const a = P.lock.collab.acquire.p99; const b = P.lock.baseline.acquire.p99;
-    tgt('lock round trip p99 ≤ 2 ms', a <= 2, `${f2(a)} ms`);
-    tgt('lock round trip p99 ≤ 1.0x baseline', ratio(a, b) <= 1, `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}`);
+    const sa = P.lock.sio.collab.acquire; const sb = P.lock.sio.baseline.acquire;
+    tgt('lock round trip p99 ≤ 2 ms (C client)', a <= 2, `${f2(a)} ms; through socket.io-client ${f2(sa.p99)} ms (p50 ${f2(sa.p50)} against ${f2(P.lock.collab.acquire.p50)})`);
+    tgt('lock round trip p99 ≤ 1.0x baseline (C client)', ratio(a, b) <= 1,
+      `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}; through socket.io-client ${f2(sa.p99)} / ${f2(sb.p99)} ms = ${fr(ratio(sa.p99, sb.p99))}`);
   }
   if (P.contend) {
     // 50 clients in a closed loop wait for each other: 2 ms is out of reach for either stack, the ratio is not

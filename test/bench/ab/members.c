@@ -3,7 +3,8 @@
  *		Passive room members for the A/B fan-out benchmark: one process
  *		holding many Socket.IO v5 / Engine.IO v4 WebSocket connections on
  *		plain sockets and epoll, timestamping the presence event each one
- *		receives.  Driven by members-c.mjs over stdin/stdout lines.
+ *		receives.  Driven by members-c.mjs over stdin/stdout lines.  Also
+ *		the lock phase's C client: one member timing lock round trips.
  *
  * A Node member process spends tens of microseconds of JavaScript per
  * received message; with hundreds of members per process the "last
@@ -21,6 +22,13 @@
  *									"connectionId": "CONNID" (a space or not):
  *									-> done COUNT DUPES FIRST LAST TARM TDONE CPUUS ELU
  *	disarm							-> disarmed COUNT MEMBERS
+ *	lock RESOURCE N					the first member: N round trips of
+ *									lock:acquire -> ack, lock:release -> ack
+ *									-> locked A1 R1 A2 R2 ... (nanoseconds
+ *									from the send to the read of each ack)
+ *	refuse RESOURCE N				the same with N lock:acquire of a
+ *									malformed RESOURCE, each refused without
+ *									storage -> refused A1 A2 ...
  *	cpu								-> cpu CPUUS STRAY
  *	close							close every connection and exit
  * Times are CLOCK_MONOTONIC nanoseconds (Node's process.hrtime.bigint()),
@@ -105,6 +113,17 @@ static int64_t arm_first,
 static int64_t arm_cpu0,
 			arm_idle0;
 static long stray;
+
+/* the lock probe: round trips of one member */
+static conn *probe_c;
+static char probe_rid[160];
+static int	probe_refuse;		/* `refuse`: lock:acquire only, refused */
+static int	probe_n,
+			probe_i,
+			probe_release;		/* 0: lock:acquire in flight, 1: lock:release */
+static long probe_id = 1000;
+static int64_t probe_t0;
+static int64_t *probe_ms;		/* 2 per round trip: acquire, release (ns) */
 
 static int64_t idle_ns;			/* time spent in epoll_wait */
 static int	trace;				/* MEMBERS_TRACE=1: received packets to stderr */
@@ -364,6 +383,56 @@ on_event(conn *c, const char *p, size_t n, int64_t t)
 	}
 }
 
+static void
+probe_send(conn *c)
+{
+	char		buf[256];
+
+	snprintf(buf, sizeof(buf), "42%ld[\"lock:%s\",{\"resourceId\":\"%s\"}]",
+			 ++probe_id, probe_release ? "release" : "acquire", probe_rid);
+	probe_t0 = now_ns();
+	send_text(c, buf);
+}
+
+/* the ack of the probe's request in flight: time it, send the next one */
+static void
+on_probe_ack(conn *c, const char *p, size_t n, int64_t t)
+{
+	char	   *end;
+	long		id = strtol(p + 2, &end, 10);
+	const char *want = probe_refuse ? "false" : "true";
+	char		ok1[32],
+				ok2[32];
+	size_t		rest = n - (end - p);
+
+	snprintf(ok1, sizeof(ok1), "[{\"ok\":%s", want);
+	snprintf(ok2, sizeof(ok2), "[{\"ok\": %s", want);
+	if (id != probe_id)
+		fail("member %d: ack %ld, expected %ld: %.200s", c->no, id, probe_id, p);
+	if (!(rest >= strlen(ok1) && memcmp(end, ok1, strlen(ok1)) == 0) &&
+		!(rest >= strlen(ok2) && memcmp(end, ok2, strlen(ok2)) == 0))
+		fail("member %d: lock:%s, expected ok %s: %.300s", c->no, probe_release ? "release" : "acquire", want, end);
+	if (probe_refuse)
+		probe_ms[probe_i++] = t - probe_t0;
+	else
+	{
+		probe_ms[probe_i * 2 + probe_release] = t - probe_t0;
+		if (probe_release)
+			probe_i++;
+		probe_release = !probe_release;
+	}
+	if (probe_i < probe_n)
+	{
+		probe_send(c);
+		return;
+	}
+	probe_c = NULL;
+	fputs(probe_refuse ? "refused" : "locked", stdout);
+	for (int i = 0; i < probe_n * (probe_refuse ? 1 : 2); i++)
+		fprintf(stdout, " %lld", (long long) probe_ms[i]);
+	reply("");
+}
+
 /* one Engine.IO packet in a text frame */
 static void
 on_packet(conn *c, char *p, size_t n, int64_t t)
@@ -427,6 +496,8 @@ on_packet(conn *c, char *p, size_t n, int64_t t)
 		case S_READY:
 			if (n >= 2 && p[0] == '4' && p[1] == '2')
 				on_event(c, p, n, t);
+			else if (n >= 2 && p[0] == '4' && p[1] == '3' && c == probe_c)
+				on_probe_ack(c, p, n, t);
 			else if (n >= 1 && p[0] == '1')
 				fail("member %d: the server closed the Engine.IO session", c->no);
 			return;
@@ -675,6 +746,22 @@ on_command(char *line)
 
 		armed = 0;
 		reply("disarmed %d %d", n, ready);
+	}
+	else if ((strcmp(cmd, "lock") == 0 || strcmp(cmd, "refuse") == 0) && a1 && a2)
+	{
+		probe_refuse = cmd[0] == 'r';
+		if (ready == 0 || probe_c != NULL)
+			fail("lock: no member, or a probe running");
+		if (strlen(a1) >= sizeof(probe_rid))
+			fail("resource id too long");
+		strcpy(probe_rid, a1);
+		probe_n = atoi(a2) > 0 ? atoi(a2) : 1;
+		probe_ms = xrealloc(probe_ms, sizeof(int64_t) * 2 * probe_n);
+		probe_i = probe_release = 0;
+		for (int i = 0; i < nconns && probe_c == NULL; i++)
+			if (conns[i]->st == S_READY)
+				probe_c = conns[i];
+		probe_send(probe_c);
 	}
 	else if (strcmp(cmd, "cpu") == 0)
 		reply("cpu %lld %ld", (long long) cpu_us(), stray);
