@@ -52,7 +52,7 @@ const PROCS = Number(env('AB_PROCS', 2));
 const MEMBERS = env('AB_MEMBERS', 'c').split(',').map((s) => s.trim()).filter(Boolean);
 const MEMBER_SCRIPTS = { c: 'members-c.mjs', node: '../ws/members.mjs' };
 for (const g of MEMBERS) if (!MEMBER_SCRIPTS[g]) throw new Error(`AB_MEMBERS: unknown generator ${g} (c or node)`);
-const LOCK_ITERS = Number(env('AB_LOCK_ITERS', 1000));
+const LOCK_ITERS = Number(env('AB_LOCK_ITERS', 2000));
 const SAVE_ITERS = Number(env('AB_SAVE_ITERS', 500));
 const BLOCKS = Number(env('AB_BLOCKS', 6));
 const CONTEND_CLIENTS = Number(env('AB_CONTEND_CLIENTS', 50));
@@ -123,7 +123,30 @@ function clusterNs() {
 }
 function machineTicks() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), idle: f[3] + f[4] };
+  // user nice system idle iowait irq softirq steal: steal is time the host gave the VM's CPUs to others
+  return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), idle: f[3] + f[4], irq: f[5] + f[6], steal: f[7] };
+}
+
+/*
+ * Before a latency phase: wait (at most AB_SETTLE_S seconds) until the machine
+ * is quiet, i.e. less than 15 % of all cores busy, steal included, for 2
+ * seconds in a row.  The idle phase before it opens and closes tens of
+ * thousands of connections and restarts the servers, and what the kernel
+ * and the host still do about that is not the next phase's to measure.
+ */
+const SETTLE_S = Number(env('AB_SETTLE_S', 20));
+async function settle(name) {
+  let quiet = 0; let waited = 0; let busy = NaN;
+  while (waited < SETTLE_S && quiet < 2) {
+    const a = machineTicks();
+    await sleep(1000);
+    const b = machineTicks();
+    busy = ((b.total - a.total - (b.idle - a.idle)) / (b.total - a.total)) * 100;
+    waited++;
+    quiet = busy < 15 ? quiet + 1 : 0;
+  }
+  R.settle[name] = { waitedS: waited, quiet: quiet >= 2, busyPct: busy };
+  if (quiet < 2) log(`  (${name}: the machine stayed busy for ${waited} s, ${f1(busy)} % of all cores at the end; measuring anyway)`);
 }
 const kids = new Set();   // every child process of the load generator
 async function snap() {
@@ -143,8 +166,10 @@ function delta(a, b) {
     wallS: wall / 1e9, genSum: gen.reduce((x, y) => x + y, 0), genMax: Math.max(...gen),
     worker: pc(b.worker - a.worker), cluster: pc(b.cluster - a.cluster), node: pc(b.node - a.node), redis: pc(b.redis - a.redis),
     machine: dt > 0 ? ((dt - (b.machine.idle - a.machine.idle)) / dt) * 100 * os.cpus().length : NaN,
+    steal: dt > 0 ? ((b.machine.steal - a.machine.steal) / dt) * 100 * os.cpus().length : NaN,
+    irq: dt > 0 ? ((b.machine.irq - a.machine.irq) / dt) * 100 * os.cpus().length : NaN,
   };
-  d.other = Math.max(0, d.machine - d.genSum - d.cluster - d.node - d.redis);
+  d.other = Math.max(0, d.machine - d.genSum - d.cluster - d.node - d.redis - d.steal - d.irq);
   return d;
 }
 const cpuRows = [];
@@ -155,8 +180,35 @@ async function measured(name, fn) {
   d.name = name;
   cpuRows.push(d);
   log(`  cpu (% of one core): load generator ${f1(d.genSum)} (busiest process ${f1(d.genMax)}), collab worker ${f1(d.worker)}, ` +
-    `cluster ${f1(d.cluster)}, baseline node ${f1(d.node)}, redis ${f1(d.redis)}, other ${f1(d.other)}; wall ${f1(d.wallS)} s`);
+    `cluster ${f1(d.cluster)}, baseline node ${f1(d.node)}, redis ${f1(d.redis)}, interrupts ${f1(d.irq)}, steal ${f1(d.steal)}, other ${f1(d.other)}; wall ${f1(d.wallS)} s`);
   return r;
+}
+
+/*
+ * A phase whose absolute figures are judged (lock p99 ≤ 2 ms): the host of
+ * this VM may take its CPUs away (steal) for whole seconds, which no server
+ * can answer for.  When it stole more than AB_STEAL_MAX % of one core during
+ * an attempt, the phase runs again after settling, at most AB_ATTEMPTS times
+ * in all; the report lists every attempt with its steal and figures, and
+ * uses the one with the least steal, whatever its figures: both stacks are
+ * measured in the same blocks of every attempt.
+ */
+const STEAL_MAX = Number(env('AB_STEAL_MAX', 5));
+const ATTEMPTS = Number(env('AB_ATTEMPTS', 3));
+async function undisturbed(name, run) {
+  const all = [];
+  for (let i = 1; i <= ATTEMPTS; i++) {
+    const label = i === 1 ? name : `${name} (attempt ${i})`;
+    if (i > 1) {
+      log(`  the host stole ${f1(all[all.length - 1].steal)} % of a core (more than ${STEAL_MAX} %): attempt ${i}`);
+      await settle(label);
+    }
+    const r = await run(label);
+    all.push({ steal: cpuRows[cpuRows.length - 1].steal, r });
+    if (all[all.length - 1].steal <= STEAL_MAX) break;
+  }
+  const best = all.reduce((a, b) => (b.steal < a.steal ? b : a));
+  return { pick: best.r, all };
 }
 
 /* ------------------------------------------------------------ clients */
@@ -193,7 +245,7 @@ function child(script, env) {
 }
 
 /* ------------------------------------------------------------ phases */
-const R = { phases: {} };
+const R = { phases: {}, settle: {} };
 
 /**
  * Before measuring: the same lock scenario against both stacks must give the
@@ -364,16 +416,21 @@ async function phaseLock() {
   for (const n of Object.keys(T)) probes[`${n} sio`] = sioProbe(await joined(T[n], 'lock-sio', tab('lock')));
   // the machine's floor in the same blocks: a request each stack refuses before any storage
   for (const n of Object.keys(T)) probes[`${n} floor`] = { run: (rid, k) => probes[n].refuse(k), close() {} };
-  const o = await measured('lock uncontended', () => lockBlocks(probes, tab('lock'), LOCK_ITERS, BLOCKS));
-  R.phases.lock = { sio: {}, floor: {} };
-  for (const n of Object.keys(T)) {
-    R.phases.lock[n] = { acquire: summary(o[n].acquire), release: summary(o[n].release) };
-    R.phases.lock.sio[n] = { acquire: summary(o[`${n} sio`].acquire), release: summary(o[`${n} sio`].release) };
-    R.phases.lock.floor[n] = summary(o[`${n} floor`].acquire);
-    log(`  ${n.padEnd(8)} C client:         acquire -> ack ${fmtS(R.phases.lock[n].acquire)}; release -> ack ${fmtS(R.phases.lock[n].release)}`);
-    log(`  ${n.padEnd(8)} socket.io-client: acquire -> ack ${fmtS(R.phases.lock.sio[n].acquire)}; release -> ack ${fmtS(R.phases.lock.sio[n].release)}`);
-    log(`  ${n.padEnd(8)} floor (C client, ${FLOOR_RID} refused) ${fmtS(R.phases.lock.floor[n])}`);
-  }
+  const attempts = await undisturbed('lock uncontended', async (name) => {
+    const o = await measured(name, () => lockBlocks(probes, tab('lock'), LOCK_ITERS, BLOCKS));
+    const r = { sio: {}, floor: {} };
+    for (const n of Object.keys(T)) {
+      r[n] = { acquire: summary(o[n].acquire), release: summary(o[n].release) };
+      r.sio[n] = { acquire: summary(o[`${n} sio`].acquire), release: summary(o[`${n} sio`].release) };
+      r.floor[n] = summary(o[`${n} floor`].acquire);
+      log(`  ${n.padEnd(8)} C client:         acquire -> ack ${fmtS(r[n].acquire)}; release -> ack ${fmtS(r[n].release)}`);
+      log(`  ${n.padEnd(8)} socket.io-client: acquire -> ack ${fmtS(r.sio[n].acquire)}; release -> ack ${fmtS(r.sio[n].release)}`);
+      log(`  ${n.padEnd(8)} floor (C client, ${FLOOR_RID} refused) ${fmtS(r.floor[n])}`);
+    }
+    return r;
+  });
+  R.phases.lock = attempts.pick;
+  R.phases.lock.attempts = attempts.all.map(({ steal, r }) => ({ steal, collab: r.collab.acquire, baseline: r.baseline.acquire }));
   for (const p of Object.values(probes)) p.close();
 }
 
@@ -750,6 +807,11 @@ function report(meta) {
     row('lock uncontended: `lock:release` → ack (socket.io-client)', P.lock.sio.collab.release, P.lock.sio.baseline.release);
     row('floor, same blocks: `lock:acquire` of a malformed id, refused before any storage (C client)', P.lock.floor.collab, P.lock.floor.baseline);
   }
+  if (P.lock && P.lock.attempts.length > 1) {
+    L.push(`| (the lock rows above: the attempt with the least steal of ${P.lock.attempts.length}; ` +
+      P.lock.attempts.map((a, i) => `attempt ${i + 1}: steal ${f1(a.steal)} % of a core, \`lock:acquire\` p50 / p99 collab ${f2(a.collab.p50)} / ${f2(a.collab.p99)}, baseline ${f2(a.baseline.p50)} / ${f2(a.baseline.p99)}`).join('; ') +
+      ') | | | | | | |');
+  }
   if (P.contend) row(`lock contended (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs): \`lock:acquire\` → ack`, P.contend.collab.acquire, P.contend.baseline.acquire);
   if (P.save) row(`save: \`doc:save\` (${CONTENT_BYTES} B, lock held) → ack`, P.save.collab, P.save.baseline);
   if (P.growth) {
@@ -849,11 +911,14 @@ function report(meta) {
       `libpq control p50 ${fr(ratio(g.big.sql.p50, g.small.sql.p50))}`);
   }
   if (targets.length) L.push('', '| target (collab) | measured | verdict |', '|---|---|---|', ...targets);
-  L.push('', '| phase (CPU, % of one core) | wall s | load generator, sum | busiest generator process | collab worker | whole PostgreSQL cluster | baseline node | redis | other processes |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('', '| phase (CPU, % of one core) | wall s | load generator, sum | busiest generator process | collab worker | whole PostgreSQL cluster | baseline node | redis | interrupts | steal (the host) | other |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const d of cpuRows) {
-    L.push(`| ${d.name} | ${f1(d.wallS)} | ${f1(d.genSum)} | ${f1(d.genMax)} | ${f1(d.worker)} | ${f1(d.cluster)} | ${f1(d.node)} | ${f1(d.redis)} | ${f1(d.other)} |`);
+    L.push(`| ${d.name} | ${f1(d.wallS)} | ${f1(d.genSum)} | ${f1(d.genMax)} | ${f1(d.worker)} | ${f1(d.cluster)} | ${f1(d.node)} | ${f1(d.redis)} | ${f1(d.irq)} | ${f1(d.steal)} | ${f1(d.other)} |`);
   }
+  const unsettled = Object.entries(R.settle).filter(([, v]) => !v.quiet);
+  L.push('', `Before each phase after the idle one the load generator waited up to ${SETTLE_S} s for a quiet machine (under 15 % of all cores busy for 2 s)` +
+    (unsettled.length ? `; it did not get one before ${unsettled.map(([k, v]) => `${k} (${f1(v.busyPct)} % busy)`).join(', ')}.` : ', and got one every time.'));
   L.push('', 'The PostgreSQL cluster column includes the collab worker and the baseline\'s pool backends (database `baseline`)' +
     (P.growth && P.growth.big && P.growth.big.collabSmall ? '; the second cluster of the growth phase (10^6 rows, its worker included) counts under other processes.' : '.'));
   return { md: L.join('\n') + '\n', targets };
@@ -873,6 +938,7 @@ async function main() {
     `baseline node pid ${T.baseline.pids[0]} (${T.baseline.url}); redis pid ${REDIS_PID}`);
   await checkEquivalence();
   for (const ph of PHASES) {
+    if (ph !== 'idle' && ph !== 'check') await settle(ph);
     if (ph === 'lock') await phaseLock();
     else if (ph === 'save') await phaseSave();
     else if (ph === 'contend') await phaseContend();
