@@ -311,20 +311,25 @@ class CProbe {
     this.what = `${t.name} ${name} (members.c)`;
     this.proc = spawn(env('AB_MEMBERS_BIN'), [url.hostname, url.port], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.waiting = [];
+    this.proc.stdin.on('error', () => { /* it exited: the exit handler reports it */ });
     this.proc.on('exit', (code) => {
       kids.delete(this);
-      for (const w of this.waiting.splice(0)) w.reject(new Error(`${this.what} exited (${code})`));
+      this.failed = this.failed || new Error(`${this.what} exited (${code})`);
+      for (const w of this.waiting.splice(0)) w.reject(this.failed);
     });
     readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
+      if (l.startsWith('error ')) this.failed = new Error(`${this.what}: ${l.slice(6, 300)}`);
       const w = this.waiting.shift();
-      if (!w) return;
-      if (l.startsWith('error ')) w.reject(new Error(`${this.what}: ${l.slice(6, 300)}`)); else w.resolve(l.split(' '));
+      if (w) { if (l.startsWith('error ')) w.reject(this.failed); else w.resolve(l.split(' ')); }
     });
   }
 
   send(line) { this.proc.stdin.write(line + '\n'); }
 
-  line() { return new Promise((resolve, reject) => this.waiting.push({ resolve, reject })); }
+  line() {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
 
   /* n round trips on rid: { acquire: [ms], release: [ms] } */
   async run(rid, n) {

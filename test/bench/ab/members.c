@@ -751,7 +751,7 @@ on_command(char *line)
 	{
 		probe_refuse = cmd[0] == 'r';
 		if (ready == 0 || probe_c != NULL)
-			fail("lock: no member, or a probe running");
+			fail("%s: no member, or a probe running", cmd);
 		if (strlen(a1) >= sizeof(probe_rid))
 			fail("resource id too long");
 		strcpy(probe_rid, a1);
