@@ -44,7 +44,7 @@ const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d
 const SECRET = env('AB_JWT_SECRET');
 const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,growth').split(',').map((s) => s.trim()).filter(Boolean);
 const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
-const ROUNDS = Number(env('AB_ROUNDS', 100));
+const ROUNDS = Number(env('AB_ROUNDS', 300));
 const WARMUP = Number(env('AB_WARMUP', 5));
 const PROCS = Number(env('AB_PROCS', 2));
 // room members: 'c' (members-c.mjs driving members.c), 'node' (../ws/members.mjs),
