@@ -328,21 +328,6 @@ identity_plain(const char *s)
 	return len > 0 && len <= 256;
 }
 
-static void set_role(Datum *conn_and_resource, bool editor);
-
-/*
- * A lease that ends, however it ends, ends its holder's editing: when the
- * holder is a connection in the resource's room, its presence role goes
- * back to viewer (a holder of the SQL API matches no presence row).
- */
-static void
-holder_no_longer_edits(const Lease *l)
-{
-	Datum		key[2] = {text_datum(l->holder_id), text_datum(l->resource_id)};
-
-	set_role(key, false);
-}
-
 /* Removes an expired lease, records it and announces lock:expired. */
 static void
 expire_lease(const Lease *l)
@@ -353,7 +338,6 @@ expire_lease(const Lease *l)
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		return;
-	holder_no_longer_edits(l);
 	audit("expire", l->resource_id, &l->token, l->user_id, l->username, l->holder_id, "ttl", NULL);
 	initStringInfo(&ev);
 	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
@@ -369,9 +353,9 @@ expire_lease(const Lease *l)
 }
 
 /*
- * Removes a live lease, sets its holder's role back to viewer, records it
- * (action "release" or "force_release") and announces lock:released; a
- * viewer who asked for the lock is offered it (collab._hand_off).
+ * Removes a live lease, records it (action "release" or "force_release")
+ * and announces lock:released; a viewer who asked for the lock is offered
+ * it (collab._hand_off).
  */
 static void
 drop_lease(const Lease *l, const char *action, const char *reason)
@@ -381,7 +365,6 @@ drop_lease(const Lease *l, const char *action, const char *reason)
 	StringInfoData ev;
 
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
-	holder_no_longer_edits(l);
 	audit(action, l->resource_id, &l->token, l->user_id, l->username, l->holder_id, reason, NULL);
 	initStringInfo(&ev);
 	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
@@ -924,8 +907,8 @@ collab_ws_release(PG_FUNCTION_ARGS)
 		lease_from_row(0, &l);
 		require_read_committed();
 		lock_live_lease(l.token, &l);
-		/* drop_lease sets the role back to viewer */
 		drop_lease(&l, "release", "released");
+		set_role(key, false);
 		SPI_finish();
 	}
 	PG_FINALLY();

@@ -67,24 +67,6 @@ SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.pr
  WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
 SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
 
--- however a lease ends, its holder is a viewer again: a release through the
--- SQL API, a forced release, an expiry
-SELECT token AS prtk FROM collab.leases WHERE resource_id = 'document:pr/tab:a' \gset
-SELECT collab.release(:prtk);
-SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
- WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
-SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
-SELECT role FROM collab.presence WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
-SELECT collab.force_release('document:pr/tab:a', 'admin');
-SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
- WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
-SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
-UPDATE collab.leases SET expires_at = now() - interval '1 second' WHERE resource_id = 'document:pr/tab:a';
-SELECT resource_id, holder_id FROM collab.sweep();
-SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
- WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
-SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
-
 -- a connection's rows go with it
 DELETE FROM collab.ws_connections WHERE connection_id = 'pr-c2';
 SELECT resource_id, connection_id FROM collab.presence WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;
