@@ -114,7 +114,7 @@ stress: deps
 	STRESS_SECONDS=$(STRESS_SECONDS) STRESS_WORKERS=$(STRESS_WORKERS) bash test/stress/run.sh
 
 # Benchmarks (not part of 'make test'): the SQL core, then collab against the
-# Node socket.io + Redis baseline (test/bench/ab); 7-9 minutes in all.
+# Node socket.io + Redis baseline (test/bench/ab); 9-11 minutes in all.
 BENCH_SECONDS ?= 5
 bench: deps
 	$(MAKE) all
