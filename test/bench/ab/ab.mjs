@@ -419,7 +419,7 @@ async function phaseLock() {
   const probes = {};
   for (const n of Object.keys(T)) probes[n] = await CProbe.open(T[n], 'lock', tab('lock'));
   for (const n of Object.keys(T)) probes[`${n} sio`] = sioProbe(await joined(T[n], 'lock-sio', tab('lock')));
-  // the machine's floor in the same blocks: a request each stack refuses before any storage
+  // a floor in the same blocks: a request each stack refuses before any storage (the C client and the loopback)
   for (const n of Object.keys(T)) probes[`${n} floor`] = { run: (rid, k) => probes[n].refuse(k), close() {} };
   const attempts = await undisturbed('lock uncontended', async (name) => {
     const o = await measured(name, () => lockBlocks(probes, tab('lock'), LOCK_ITERS, BLOCKS));
