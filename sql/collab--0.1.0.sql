@@ -506,12 +506,17 @@ CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
  * its insert, and the deletion waits for joins in flight (a table lock), so
  * neither can miss the other.
  */
+-- A domain rather than a CHECK on the table: a table's CHECK is read back
+-- from its stored form by every statement that writes the table, and every
+-- lock decision sets a role; a domain's is kept compiled for the session.
+CREATE DOMAIN collab.presence_role AS text CHECK (VALUE IN ('editor', 'viewer'));
+
 CREATE UNLOGGED TABLE collab.ws_presence (
 	connection_id text NOT NULL,
 	resource_id	text COLLATE "C" NOT NULL,
 	user_id		text NOT NULL,
 	username	text NOT NULL,
-	role		text NOT NULL CHECK (role IN ('editor', 'viewer')),
+	role		collab.presence_role NOT NULL,
 	joined_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
 	user_json	text,			-- the PresenceUser object, kept by a trigger
 	PRIMARY KEY (connection_id, resource_id)
@@ -980,7 +985,7 @@ CREATE VIEW collab.connections AS
 	 GROUP BY c.connection_id;
 
 CREATE VIEW collab.presence AS
-	SELECT resource_id, connection_id, user_id, username, role, joined_at
+	SELECT resource_id, connection_id, user_id, username, role::text AS role, joined_at
 	  FROM collab.ws_presence;
 
 -- action as text, as the view has always shown it (the column is an enum)

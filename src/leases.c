@@ -67,11 +67,12 @@ typedef struct Acquired
 typedef enum PlanId
 {
 	P_RESOURCE_EXISTS,
+	P_PATH_HAS_LEASES,
 	P_PATH_LEASES,
 	P_OWN_LEASE,
 	P_LEASE_BY_TOKEN,
 	P_LEASE_BY_TOKEN_FOR_UPDATE,
-	P_HOLDER_LEASE,
+	P_HOLDER_LEASE_FOR_UPDATE,
 	P_DELETE_LEASE,
 	P_INSERT_LEASE,
 	P_RENEW_LEASE,
@@ -96,6 +97,15 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT FROM collab.resources r WHERE r.id OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
+	/* is there a lease on the path at all?  (no row lock, no order) */
+	[P_PATH_HAS_LEASES] = {
+		"SELECT FROM collab.leases c "
+		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
+		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
+		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
+		" LIMIT 1",
+		1, {TEXTOID}
+	},
 	/* the resource, its ancestors and its descendants */
 	[P_PATH_LEASES] = {
 		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
@@ -118,9 +128,9 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 		1, {INT8OID}
 	},
-	[P_HOLDER_LEASE] = {
+	[P_HOLDER_LEASE_FOR_UPDATE] = {
 		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
-		" WHERE c.resource_id OPERATOR(pg_catalog.=) $1 AND c.holder_id OPERATOR(pg_catalog.=) $2",
+		" WHERE c.resource_id OPERATOR(pg_catalog.=) $1 AND c.holder_id OPERATOR(pg_catalog.=) $2 FOR UPDATE",
 		2, {TEXTOID, TEXTOID}
 	},
 	[P_DELETE_LEASE] = {
@@ -410,6 +420,8 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	TimestampTz now;
 	bool		have_mine = false;
 	bool		have_conflict = false;
+	bool		own_row;
+	bool		path_empty = false;
 	Lease		mine = {0};
 	Lease		conflict = {0};
 
@@ -463,7 +475,8 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	 */
 	now = GetCurrentTimestamp();
 	run(P_OWN_LEASE, &rid, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 1)
+	own_row = SPI_processed == 1;
+	if (own_row)
 	{
 		Lease		l;
 
@@ -475,7 +488,18 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 			have_conflict = true;
 		}
 	}
-	if (!have_conflict)
+	/*
+	 * Most grants find no lease on the path at all.  A look without row
+	 * locks or order says so, and our path lock keeps it so: every lease on
+	 * the path is inserted under it.  Leases that are there are locked, in
+	 * path order, and read again.
+	 */
+	if (!have_conflict && !own_row)
+	{
+		run(P_PATH_HAS_LEASES, &rid, NULL, SPI_OK_SELECT);
+		path_empty = SPI_processed == 0;
+	}
+	if (!have_conflict && !path_empty)
 	{
 		SPITupleTable *rows;
 		uint64		nrows;
@@ -895,7 +919,10 @@ collab_ws_release(PG_FUNCTION_ARGS)
 		run(P_MEMBER, key, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			not_joined(key);
-		run(P_HOLDER_LEASE, by_holder, NULL, SPI_OK_SELECT);
+		require_read_committed();
+		/* the path lock first: then the lease is read once, and locked */
+		DirectFunctionCall1(collab_lock_path, key[1]);
+		run(P_HOLDER_LEASE_FOR_UPDATE, by_holder, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
 			Oid			types[2] = {TEXTOID, TEXTOID};
@@ -905,8 +932,15 @@ collab_ws_release(PG_FUNCTION_ARGS)
 			elog(ERROR, "collab._ws_lease did not raise");
 		}
 		lease_from_row(0, &l);
-		require_read_committed();
-		lock_live_lease(l.token, &l);
+		if (l.expires_at <= GetCurrentTimestamp())
+		{
+			Oid			types[2] = {INT8OID, TEXTOID};
+			Datum		v[2] = {Int64GetDatum(l.token), text_datum(l.resource_id)};
+
+			/* an expired lease is the sweep's to record */
+			raise_with("SELECT collab._token_error($1, $2)", 2, types, v, NULL);
+			elog(ERROR, "collab._token_error did not raise");
+		}
 		drop_lease(&l, "release", "released");
 		set_role(key, false);
 		SPI_finish();

@@ -58,6 +58,9 @@ SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.pr
 SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
 SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.presence
  WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+-- a role is editor or viewer, and nothing else
+UPDATE collab.ws_presence SET role = 'owner' WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
+SELECT pg_typeof(role) AS view_role_type FROM collab.presence LIMIT 1;
 -- a user_json in another format is left alone by the role change, and the
 -- trigger then builds it again
 UPDATE collab.ws_presence SET user_json = replace(user_json, '": "', '":"')
