@@ -492,6 +492,11 @@ CREATE TABLE collab.ws_connections (
 );
 CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
 
+-- A domain rather than a CHECK on the table: a table's CHECK is read back
+-- from its stored form by every statement that writes the table, and every
+-- lock decision sets a role; a domain's is kept compiled for the session.
+CREATE DOMAIN collab.presence_role AS text CHECK (VALUE IN ('editor', 'viewer'));
+
 /*
  * Presence is unlogged: a row means nothing once its connection is gone, and
  * a crash ends every connection (and empties the table).  So a join or leave
@@ -506,11 +511,6 @@ CREATE INDEX ws_connections_worker_idx ON collab.ws_connections (worker);
  * its insert, and the deletion waits for joins in flight (a table lock), so
  * neither can miss the other.
  */
--- A domain rather than a CHECK on the table: a table's CHECK is read back
--- from its stored form by every statement that writes the table, and every
--- lock decision sets a role; a domain's is kept compiled for the session.
-CREATE DOMAIN collab.presence_role AS text CHECK (VALUE IN ('editor', 'viewer'));
-
 CREATE UNLOGGED TABLE collab.ws_presence (
 	connection_id text NOT NULL,
 	resource_id	text COLLATE "C" NOT NULL,
