@@ -97,13 +97,16 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT FROM collab.resources r WHERE r.id OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
-	/* is there a lease on the path at all?  (no row lock, no order) */
+	/*
+	 * Is there a lease on the path at all?  No row lock, no order, and no
+	 * LIMIT: with one, the generic plan is a sequential scan of every lease
+	 * in the hope of an early match, which an empty path never gives.
+	 */
 	[P_PATH_HAS_LEASES] = {
 		"SELECT FROM collab.leases c "
 		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
 		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
-		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
-		" LIMIT 1",
+		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) ",
 		1, {TEXTOID}
 	},
 	/* the resource, its ancestors and its descendants */
