@@ -231,6 +231,22 @@ text_datum(const char *s)
 	return PointerGetDatum(cstring_to_text(s));
 }
 
+/*
+ * Raises the error collab._token_error() picks for a token that has no live
+ * lease: its lease on resource_id expired, or (resource_id NULL) none is
+ * found.
+ */
+pg_attribute_noreturn()
+static void
+token_error(int64 token, const char *resource_id)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		v[2] = {Int64GetDatum(token), resource_id ? text_datum(resource_id) : (Datum) 0};
+
+	raise_with("SELECT collab._token_error($1, $2)", 2, types, v, resource_id ? "  " : " n");
+	elog(ERROR, "collab._token_error did not raise");
+}
+
 /* A copy in the context of the caller of SPI_connect(), which outlives SPI. */
 static char *
 upper_strdup(const char *s)
@@ -652,13 +668,7 @@ lock_live_lease(int64 token, Lease *l)
 	if (found)
 		lease_from_row(0, l);
 	if (!found || l->expires_at <= GetCurrentTimestamp())
-	{
-		Oid			types[2] = {INT8OID, TEXTOID};
-		Datum		v[2] = {tok, found ? text_datum(l->resource_id) : (Datum) 0};
-
-		raise_with("SELECT collab._token_error($1, $2)", 2, types, v, found ? "  " : " n");
-		elog(ERROR, "collab._token_error did not raise");
-	}
+		token_error(token, found ? l->resource_id : NULL);
 }
 
 static bool
@@ -746,13 +756,7 @@ collab_release(PG_FUNCTION_ARGS)
 		tok = PG_GETARG_DATUM(0);
 		run(P_LEASE_BY_TOKEN, &tok, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
-		{
-			Oid			types[2] = {INT8OID, TEXTOID};
-			Datum		v[2] = {tok, (Datum) 0};
-
-			raise_with("SELECT collab._token_error($1, $2)", 2, types, v, " n");
-			elog(ERROR, "collab._token_error did not raise");
-		}
+			token_error(DatumGetInt64(tok), NULL);
 		lease_from_row(0, &l);
 		lock_live_lease(DatumGetInt64(tok), &l);
 		drop_lease(&l, "release", reason);
@@ -935,15 +939,9 @@ collab_ws_release(PG_FUNCTION_ARGS)
 			elog(ERROR, "collab._ws_lease did not raise");
 		}
 		lease_from_row(0, &l);
+		/* an expired lease is the sweep's to record */
 		if (l.expires_at <= GetCurrentTimestamp())
-		{
-			Oid			types[2] = {INT8OID, TEXTOID};
-			Datum		v[2] = {Int64GetDatum(l.token), text_datum(l.resource_id)};
-
-			/* an expired lease is the sweep's to record */
-			raise_with("SELECT collab._token_error($1, $2)", 2, types, v, NULL);
-			elog(ERROR, "collab._token_error did not raise");
-		}
+			token_error(l.token, l.resource_id);
 		drop_lease(&l, "release", "released");
 		set_role(key, false);
 		SPI_finish();
