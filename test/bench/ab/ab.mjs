@@ -27,7 +27,7 @@
 // stacks accept the same tokens), BASELINE_PID, REDIS_PID, REDIS_PORT,
 // PGHOST/PGPORT/PGUSER, AB_OUT_DIR.  Percentiles are nearest-rank; times are
 // process.hrtime.bigint() taken in the callback that receives the message.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,7 @@ const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 300));
 const WARMUP = Number(env('AB_WARMUP', 5));
 const PROCS = Number(env('AB_PROCS', 2));
+const PIN = env('AB_PIN', '1') !== '0';
 // room members: 'c' (members-c.mjs driving members.c), 'node' (../ws/members.mjs),
 // or both ('c,node'): the presence phase then runs once per generator
 const MEMBERS = env('AB_MEMBERS', 'c').split(',').map((s) => s.trim()).filter(Boolean);
@@ -560,9 +561,62 @@ async function presenceRound(ctx, round) {
   return row;
 }
 
+/*
+ * The presence phase gives the servers and the load generator cores of their
+ * own (AB_PIN=0: not).  On loopback, each frame of a fan-out wakes a member
+ * process, and the kernel places a woken process on the sender's core: traced
+ * on collab's worker, 300 rounds of 1000 members, the member processes took
+ * its core away about 50 times in a median round and up to 540 times in a
+ * slow one.  Members on another machine never would.  So while the phase
+ * runs, every process of the PostgreSQL cluster (the collab worker, and the
+ * baseline's pool backends), the baseline's node and redis are confined to
+ * all cores but the last, and this process (the joiners) and the member
+ * processes it starts to the last one.
+ */
+function cpuList(pid) {
+  const out = execFileSync('taskset', ['-p', '-c', String(pid)]).toString();
+  const ids = [];
+  for (const part of out.slice(out.lastIndexOf(':') + 1).trim().split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a; c <= (Number.isNaN(b) || b === undefined ? a : b); c++) ids.push(c);
+  }
+  return ids;
+}
+
+function serverPids() {
+  const pm = Number(fs.readFileSync(path.join(process.env.PGHOST, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const pids = [pm];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pm || fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('baseline/server.mjs')) pids.push(Number(d));
+    } catch { /* gone */ }
+  }
+  if (process.env.REDIS_PID) pids.push(Number(process.env.REDIS_PID));
+  return pids;
+}
+
+function pinCores(on) {
+  const all = pinCores.all || (pinCores.all = cpuList(process.pid));
+  if (all.length < 2) return null;
+  const set = (cpus, pid) => {
+    try { execFileSync('taskset', ['-a', '-p', '-c', cpus.join(','), String(pid)], { stdio: 'ignore' }); } catch { /* gone */ }
+  };
+  const gen = all.slice(-1);
+  const srv = all.slice(0, -1);
+  for (const pid of serverPids()) set(on ? srv : all, pid);
+  set(on ? gen : all, process.pid);
+  return on ? { servers: srv.join(','), generator: gen.join(',') } : null;
+}
+
 async function phasePresence(gen) {
   const rid = tab('a');
-  log(`\n== presence (${gen} members, ${MEMBER_SCRIPTS[gen]}): rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating`);
+  const pinned = PIN ? pinCores(true) : null;
+  R.presencePinned = pinned;
+  log(`\n== presence (${gen} members, ${MEMBER_SCRIPTS[gen]}): rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating` +
+    (pinned ? `; servers on CPU ${pinned.servers}, load generator on CPU ${pinned.generator}` : ''));
   const ctx = {};
   for (const n of Object.keys(T)) {
     const members = Array.from({ length: PROCS }, (_, i) => child(MEMBER_SCRIPTS[gen], {
@@ -618,6 +672,7 @@ async function phasePresence(gen) {
   }
   await sleep(1500);
   for (const n of Object.keys(T)) for (const c of ctx[n].members) c.kill();
+  if (pinned) pinCores(false);
 }
 
 async function phaseIdle(pgc) {
@@ -841,7 +896,9 @@ function report(meta) {
   }
   if (P.presence) {
     L.push('', `The presence rows above: room members held by \`${MEMBER_SCRIPTS[MEMBERS[0]]}\`` +
-      (MEMBERS[0] === 'c' ? ' (members.c: plain sockets and epoll, one process per share of the room).' : '.'));
+      (MEMBERS[0] === 'c' ? ' (members.c: plain sockets and epoll, one process per share of the room).' : '.') +
+      (R.presencePinned ? ` During the presence phase the servers (every PostgreSQL process, the baseline's node and redis) ran on CPU ${R.presencePinned.servers} ` +
+        `and the load generator (the joiners, the member processes) on CPU ${R.presencePinned.generator} (AB_PIN=0: not).` : ` The servers and the load generator shared the machine's cores${PIN ? ' (only one)' : ' (AB_PIN=0)'}.`));
   }
   if (R.presenceByGen && Object.keys(R.presenceByGen).length > 0) {
     L.push('', 'Presence fan-out (join → LAST member) by room-member load generator; "CPU per message" is the generator\'s CPU from arming ' +
