@@ -612,9 +612,16 @@ function pinCores(on) {
 }
 
 async function phasePresence(gen) {
+  R.presencePinned = PIN ? pinCores(true) : null;
+  try {
+    await presenceRooms(gen, R.presencePinned);
+  } finally {
+    if (R.presencePinned) pinCores(false);
+  }
+}
+
+async function presenceRooms(gen, pinned) {
   const rid = tab('a');
-  const pinned = PIN ? pinCores(true) : null;
-  R.presencePinned = pinned;
   log(`\n== presence (${gen} members, ${MEMBER_SCRIPTS[gen]}): rooms of ${SIZES.join(', ')} members per stack (${PROCS} member processes each), ${ROUNDS} rounds each, alternating` +
     (pinned ? `; servers on CPU ${pinned.servers}, load generator on CPU ${pinned.generator}` : ''));
   const ctx = {};
@@ -672,7 +679,6 @@ async function phasePresence(gen) {
   }
   await sleep(1500);
   for (const n of Object.keys(T)) for (const c of ctx[n].members) c.kill();
-  if (pinned) pinCores(false);
 }
 
 async function phaseIdle(pgc) {
