@@ -566,8 +566,8 @@ async function presenceRound(ctx, round) {
  * own (AB_PIN=0: not).  On loopback, each frame of a fan-out wakes a member
  * process, and the kernel places a woken process on the sender's core: traced
  * on collab's worker, 300 rounds of 1000 members, the member processes took
- * its core away about 50 times in a median round and up to 540 times in a
- * slow one.  Members on another machine never would.  So while the phase
+ * its core away 52 times in the median fan-out and up to 533 times in a slow
+ * one.  Members on another machine never would.  So while the phase
  * runs, every process of the PostgreSQL cluster (the collab worker, and the
  * baseline's pool backends), the baseline's node and redis are confined to
  * all cores but the last, and this process (the joiners) and the member
