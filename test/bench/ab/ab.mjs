@@ -585,16 +585,14 @@ function cpuList(pid) {
 
 function serverPids() {
   const pm = Number(fs.readFileSync(path.join(process.env.PGHOST, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const pids = [pm];
+  const pids = [pm, Number(env('BASELINE_PID')), Number(env('REDIS_PID'))];
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pm || fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('baseline/server.mjs')) pids.push(Number(d));
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pm) pids.push(Number(d));
     } catch { /* gone */ }
   }
-  if (process.env.REDIS_PID) pids.push(Number(process.env.REDIS_PID));
   return pids;
 }
 
