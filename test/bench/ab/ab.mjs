@@ -111,16 +111,20 @@ function schedNs(pid) {
 function rssKiB(pids) {
   return pids.reduce((x, pid) => x + Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]), 0);
 }
-function clusterNs() {
-  let sum = schedNs(postmasterPid);
+/* the postmaster and its children: every process of the cluster */
+function clusterPids() {
+  const pids = [postmasterPid];
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === postmasterPid) sum += schedNs(d);
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === postmasterPid) pids.push(Number(d));
     } catch { /* gone */ }
   }
-  return sum;
+  return pids;
+}
+function clusterNs() {
+  return clusterPids().reduce((sum, pid) => sum + schedNs(pid), 0);
 }
 function machineTicks() {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -577,23 +581,10 @@ function cpuList(pid) {
   const out = execFileSync('taskset', ['-p', '-c', String(pid)]).toString();
   const ids = [];
   for (const part of out.slice(out.lastIndexOf(':') + 1).trim().split(',')) {
-    const [a, b] = part.split('-').map(Number);
-    for (let c = a; c <= (Number.isNaN(b) || b === undefined ? a : b); c++) ids.push(c);
+    const [a, b = a] = part.split('-').map(Number);
+    for (let c = a; c <= b; c++) ids.push(c);
   }
   return ids;
-}
-
-function serverPids() {
-  const pm = Number(fs.readFileSync(path.join(process.env.PGHOST, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const pids = [pm, Number(env('BASELINE_PID')), Number(env('REDIS_PID'))];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pm) pids.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return pids;
 }
 
 function pinCores(on) {
@@ -604,7 +595,7 @@ function pinCores(on) {
   };
   const gen = all.slice(-1);
   const srv = all.slice(0, -1);
-  for (const pid of serverPids()) set(on ? srv : all, pid);
+  for (const pid of [...clusterPids(), ...T.baseline.pids, REDIS_PID]) set(on ? srv : all, pid);
   set(on ? gen : all, process.pid);
   return on ? { servers: srv.join(','), generator: gen.join(',') } : null;
 }
