@@ -1,7 +1,7 @@
 # collab: PGXS build, plus the project's set-up, test, demo and bench entry points.
 
 EXTENSION = collab
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = collab
 OBJS = \
@@ -26,7 +26,7 @@ OBJS = \
 	src/worker.o \
 	src/ws_session.o
 
-DATA = sql/collab--0.1.0.sql
+DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
 REGRESS = resource_id documents locks saves events presence privileges
