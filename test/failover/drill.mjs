@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { io } from 'socket.io-client';
-import { checkFailover, CHECKS, FAILOVER_CHECKS, lineFor, onOnePath } from '../stress/checker.mjs';
+import { checkFailover, CHECKS, FAILOVER_CHECKS, foldHistory, lineFor, onOnePath } from '../stress/checker.mjs';
 import { makeJwt, now, sleep, rng, seedFor, SQLSTATE_CODE } from '../stress/clients.mjs';
 import { Proxy, HealthRoutedProxy, healthz } from './proxy.mjs';
 
@@ -445,8 +445,7 @@ const reissuedRaw = newGrants.filter((a) => rawOld.has(baseOf(nowData, epochOf(a
 const epochsOld = [...new Set(oldData.audit.filter((a) => a.action === 'grant').map((a) => epochOf(a.token)))];
 const epochsNew = [...new Set(newGrants.map((a) => epochOf(a.token)))];
 const newEpochRow = nowData.epochs.find((e) => epochsNew.includes(e.epoch));
-const savesRefusedStale = result.surviving.ops.filter((o) => o.op === 'save' && o.outcome === 'fail' && ['LOCK_NOT_HELD', 'LOCK_EXPIRED'].includes(o.code)).length
-  + result.oldHistory.ops.filter((o) => o.op === 'save' && o.outcome === 'fail' && ['LOCK_NOT_HELD', 'LOCK_EXPIRED'].includes(o.code)).length;
+const savesRefusedStale = foldHistory(records).filter((o) => o.op === 'save' && o.outcome === 'fail' && ['LOCK_NOT_HELD', 'LOCK_EXPIRED'].includes(o.code)).length;
 const pre = Object.entries(st).filter(([k]) => k.startsWith('pre-failover saves ')).map(([k, x]) => `${k.slice(19)} ${x}`);
 
 const table = (title, list) => {
@@ -461,7 +460,7 @@ table(`failover drill, ${SYNC ? 'synchronous standby (synchronous_commit = remot
   ['sequence values the new primary handed out again (harmless: another epoch)', String(reissuedRaw)],
   ['acknowledged saves lost (acknowledged by the old primary, not replicated)', String(st['saves lost'])],
   ['other acknowledgements lost (releases, reads of lost versions)', `${st['releases lost']}, ${st['reads of lost versions']}`],
-  ['saves refused for stale or expired tokens', String(savesRefusedStale)],
+  ['saves refused for stale or expired tokens (LOCK_NOT_HELD, LOCK_EXPIRED)', String(savesRefusedStale)],
   ['saves with a pre-failover token on the new primary', `${st['pre-failover saves']}${pre.length ? ` (${pre.join('; ')})` : ''}`],
   ['promotion (pg_ctl promote -w)', `${(tPromoted - tPromote).toFixed(0)} ms`],
   ['promotion start to the load balancer routing to the new primary', `${(tSwitch - tPromote).toFixed(0)} ms`],
