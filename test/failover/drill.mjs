@@ -122,7 +122,7 @@ const db = new Proxy('database', P.pg);
 await db.listen();
 const LB_URL = `http://127.0.0.1:${lb.port}`;
 
-// Before the failover, the standby's worker (phase 2 will run one there).
+// Before the failover, the standby's worker port (the worker does not run on a standby yet).
 const standbyBefore = { health: await healthz(S.ws), grant: await grantOnStandby() };
 
 async function grantOnStandby() {
@@ -376,7 +376,7 @@ await cluster('promote', S.dir);
 const tPromoted = now();
 log(`standby promoted in ${(tPromoted - tPromote).toFixed(0)} ms`);
 
-// what the worker will do at promotion (phase 2), done here meanwhile
+// what the worker is to do at promotion, done here until it does
 const newPrimary = await pgAt(S.dir, S.pg);
 const [{ grace }] = await rows(newPrimary, "SELECT coalesce(current_setting('collab.disconnect_grace', true), '30s')::interval::text AS grace");
 const extended = Number((await rows(newPrimary, 'SELECT collab.extend_leases_after_promotion($1::interval) AS n', [grace]))[0].n);
@@ -495,8 +495,8 @@ must('grants on both sides of the failover', st['tokens issued by the old primar
 if (SYNC) must('nothing acknowledged was lost (synchronous standby)', st['saves lost'] + st['grants lost'] + st['releases lost'] + st['reads of lost versions'] === 0);
 else must('the lagging standby missed grants (the failover tested what it should)', st['audit rows lost'] > 0, `${st['audit rows lost']} audit rows`);
 
-// What the worker does not do yet (phase 2): reported, not failed.
-console.log('\npending: the worker across promotion (phase 2), as observed today');
+// What the worker does not do yet across a promotion: reported, not failed.
+console.log('\npending: what the worker does not do yet across a promotion, as observed');
 const pending = (what, observed) => console.log(`  PENDING  ${what}: ${observed}`);
 pending('standby /healthz answers 503 with role "standby"', JSON.stringify(standbyBefore.health));
 pending('new primary /healthz carries role "primary"', JSON.stringify(newHealth.body ?? newHealth));
