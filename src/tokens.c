@@ -272,8 +272,15 @@ collab_current_token_epoch(PG_FUNCTION_ARGS)
 	if (!OidIsValid(table))
 		elog(ERROR, "table collab.token_epochs does not exist");
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
-	current_epoch(table, &e);
-	collab_restore_user(&oc);
+	PG_TRY();
+	{
+		current_epoch(table, &e);
+	}
+	PG_FINALLY();
+	{
+		collab_restore_user(&oc);
+	}
+	PG_END_TRY();
 	PG_RETURN_INT32((int32) e.epoch);
 }
 
