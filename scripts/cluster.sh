@@ -3,7 +3,12 @@
 #
 #   cluster.sh start DIR [CONF_LINE...]   initdb + start; prints PORT=... on stdout
 #   cluster.sh stop DIR [MODE]            stop (MODE: fast|immediate), keep the data
-#   cluster.sh restart DIR                start an existing, stopped cluster again
+#   cluster.sh restart DIR [SERVER_OPTIONS]  start an existing, stopped cluster again
+#                                         (SERVER_OPTIONS: for postgres, as pg_ctl -o)
+#   cluster.sh standby DIR CONNINFO [CONF_LINE...]
+#                                         pg_basebackup -R of the primary at CONNINFO,
+#                                         started as a streaming standby; prints PORT=...
+#   cluster.sh promote DIR                pg_ctl promote, waiting until it is done
 #   cluster.sh destroy DIR                stop and remove
 #   cluster.sh free-port                  prints a free TCP port on 127.0.0.1
 #   cluster.sh wait-port PORT             waits up to 10 s for a listener on
@@ -36,7 +41,7 @@ free_port() {
 		print $s->sockport, "\n";'
 }
 
-cmd=${1:?usage: cluster.sh start|stop|restart|destroy DIR | free-port | wait-port PORT}
+cmd=${1:?usage: cluster.sh start|stop|restart|standby|promote|destroy DIR | free-port | wait-port PORT}
 if [ "$cmd" = free-port ]; then
 	free_port
 	exit 0
@@ -76,8 +81,32 @@ start)
 	echo "PORT=$port"
 	;;
 restart)
+	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 ${3:+-o "$3"} start >/dev/null ||
+		{ tail -50 "$dir/server.log" >&2; exit 1; }
+	;;
+standby)
+	conninfo=${3:?conninfo of the primary}
+	shift 3
+	mkdir -p "$dir"
+	chown "$RUN_AS": "$dir"
+	chmod 700 "$dir"
+	# -R writes standby.signal and primary_conninfo (CONNINFO's host and port)
+	as_pg "$PGBIN/pg_basebackup" -D "$dir/data" -d "$conninfo" -R -c fast --no-sync \
+		>"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
+	port=${PGPORT_WANTED:-$(free_port)}
+	{
+		# later lines win over the primary's, copied with its data
+		echo "port = $port"
+		echo "unix_socket_directories = '$dir'"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	echo "$port" >"$dir/port"
 	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
 		{ tail -50 "$dir/server.log" >&2; exit 1; }
+	echo "PORT=$port"
+	;;
+promote)
+	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null
 	;;
 stop)
 	mode=${3:-fast}
@@ -92,7 +121,7 @@ destroy)
 	rm -rf "$dir"
 	;;
 *)
-	echo "usage: cluster.sh start|stop|restart|destroy DIR" >&2
+	echo "usage: cluster.sh start|stop|restart|standby|promote|destroy DIR" >&2
 	exit 2
 	;;
 esac

@@ -76,6 +76,7 @@ suite "two workers on one port (own cluster)" bash test/integration/workers.sh
 suite "browser demo (Chromium)" bash test/browser/run.sh
 suite "soak, short (500 clients, 15 s, own cluster)" env SOAK_CLIENTS=500 SOAK_SECONDS=15 bash test/soak/run.sh
 suite "concurrent writers, history checker (15 s, own cluster)" env STRESS_SECONDS=15 bash test/stress/run.sh
+suite "failover drill, asynchronous and synchronous standby (own clusters)" env FAILOVER_SECONDS=4 bash test/failover/run.sh
 
 echo
 echo "suites: ${failures[*]:-none failed}"

@@ -39,8 +39,11 @@ export type ResourceId = string;
 
 /**
  * A fencing token: a positive integer that strictly increases across all lock
- * grants.  Only the holder's own connection ever receives it.  (A PostgreSQL
- * bigint sent as a JSON number; exact as long as it stays below 2^53.)
+ * grants, also across the promotion of a standby.  Only the holder's own
+ * connection ever receives it.  A PostgreSQL bigint sent as a JSON number,
+ * always below 2^53 (Number.MAX_SAFE_INTEGER), so exact: epoch * 2^36 + n,
+ * where the epoch names the primary that issued it.  Compare tokens, never
+ * do arithmetic on them.
  */
 export type FencingToken = number;
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installation edge cases: CREATE EXTENSION without preloading fails with a
-# clear error and hint; pg_dump and restore keep documents, the audit trail
-# and the token sequence, so tokens keep increasing after a restore.
+# clear error and hint; pg_dump and restore keep documents, the audit trail,
+# the token sequence and the token epochs, so tokens keep increasing after a
+# restore, in a new epoch.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -39,6 +40,10 @@ expect_eq "the audit trail was restored" \
 t2=$(q "SELECT token FROM collab.acquire('document:dump/tab:diagnosis', 'u2', 'Bob', 'c2')")
 expect_eq "the first token after the restore ($t2) is greater than the last one before ($t)" \
 	"$([ "$t2" -gt "$t" ] && echo yes || echo no)" "yes"
+expect_eq "the restored database issues tokens in a new epoch, above the dumped one's" \
+	"$(q "SELECT collab.token_epoch($t2) > collab.token_epoch($t)")" "t"
+expect_eq "and records it as a restore" \
+	"$(q "SELECT reason FROM collab.token_epochs WHERE epoch = collab.token_epoch($t2)")" "restore"
 expect_eq "the guard trigger works in the restored database" \
 	"$(q "UPDATE collab.resources SET content = 'x' WHERE id = 'document:dump/tab:diagnosis'" 2>&1 | grep -m1 -c 'no lock token presented')" "1"
 

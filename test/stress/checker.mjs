@@ -112,12 +112,18 @@ function fmtT(ms) {
 /**
  * Runs every check.
  * input: { ttlMs, records, events: [{t, event, payload}], audit: [{id, at,
- *   action, resource_id, token, holder_id, user_id, reason}], resources:
- *   [{id, content, version}], resourceIds: [...] }
+ *   action, resource_id, token, holder_id, user_id, reason, expiresAt?}],
+ *   resources: [{id, content, version}], resourceIds: [...], skip?: [4] }
+ * An audit row with expiresAt (a renewal that set the expiry itself, such as
+ * the extension of live leases after a promotion) bounds its lease by that
+ * time instead of its own time + ttlMs.  A record may carry allow: [codes]
+ * that its operation may also fail with.  skip: [4] leaves out the event
+ * counts, for histories in which the observer could not hear every event.
  * Returns { counts, violations: [{check, kind, msg}], stats }.
  */
 export function check(input) {
   const { ttlMs, records, events, audit } = input;
+  const skip = new Set(input.skip ?? []);
   const violations = [];
   const counts = {};
   const v = (checkNo, kind, msg) => violations.push({ check: checkNo, kind, msg });
@@ -135,7 +141,7 @@ export function check(input) {
       if (leases.has(a.token)) v(3, 'token-reissued', `token ${a.token} granted twice (audit ${leases.get(a.token).grantId} and ${a.id})`);
       leases.set(a.token, {
         token: a.token, res: a.resource_id, holder: a.holder_id, user: a.user_id,
-        grantAt: a.at, grantId: a.id, renewAt: [], end: null, saves: [],
+        grantAt: a.at, grantId: a.id, renewAt: [], extendedTo: [], end: null, saves: [],
       });
     }
   }
@@ -151,7 +157,8 @@ export function check(input) {
       v(3, 'audit-after-end', `audit ${a.id} ${a.action} for token ${a.token} after its ${l.end.action} (audit ${l.end.id})`);
       continue;
     }
-    if (a.action === 'renew') l.renewAt.push(a.at);
+    if (a.action === 'renew' && a.expiresAt != null) l.extendedTo.push({ at: a.at, until: a.expiresAt });
+    else if (a.action === 'renew') l.renewAt.push(a.at);
     else l.end = { action: a.action, at: a.at, id: a.id, reason: a.reason };
   }
   bump('audit grants', [...leases.values()].length);
@@ -224,8 +231,8 @@ export function check(input) {
       }
     });
     // doc:saved events: exactly one per version 1..V
-    const evs = savedEvents.get(res) ?? new Map();
-    for (let ver = 1; ver <= r.version; ver++) {
+    const evs = skip.has(4) ? new Map() : savedEvents.get(res) ?? new Map();
+    for (let ver = 1; ver <= r.version && !skip.has(4); ver++) {
       const n = evs.get(ver)?.length ?? 0;
       if (n !== 1) v(4, 'doc-saved-count', `${res} version ${ver}: ${n} doc:saved events (expected 1)`);
     }
@@ -329,8 +336,14 @@ export function check(input) {
         if (o === a || o.savedAt === null) continue;
         if (o.savedAt <= s && o.savedAt + 1 > p) p = o.savedAt + 1;
       }
-      if (s - p >= ttlMs) {
-        v(1, 'save-after-ttl', `${what}: ${(s - p).toFixed(3)} ms after the lease's last renewal at ${fmtT(p)}, longer than collab.lock_ttl (${ttlMs} ms)`);
+      // an extension that set the expiry itself, if no renewal followed it
+      // (expiresAt is truncated to the millisecond: 1 ms of slack)
+      let until = p + ttlMs;
+      for (const x of l.extendedTo) if (x.at < s + 1 && x.at >= p - 1) until = Math.max(until, x.until + 1);
+      if (s >= until) {
+        v(1, 'save-after-ttl', until > p + ttlMs
+          ? `${what}: after ${fmtT(until)}, the expiry the lease was extended to`
+          : `${what}: ${(s - p).toFixed(3)} ms after the lease's last renewal at ${fmtT(p)}, longer than collab.lock_ttl (${ttlMs} ms)`);
       }
     }
   }
@@ -448,6 +461,26 @@ export function check(input) {
   }
 
   /* ---------------- check 4: events ---------------- */
+  if (!skip.has(4)) checkEvents(v, bump, ttlMs, events, auditSorted, leases);
+
+  /* ---------------- check 5: error codes ---------------- */
+  for (const o of ops) {
+    bump(`op ${o.op} ${o.outcome}`);
+    if (o.outcome !== 'fail') continue;
+    const allowed = [...(ALLOWED_CODES[o.op] ?? []), ...(o.allow ?? [])];
+    if (!allowed.includes(o.code)) {
+      v(5, 'unexpected-code', `${o.op} ${o.id} by ${o.client} on ${o.res ?? '-'} failed with ${o.code}: ${o.message ?? ''}`);
+    }
+  }
+
+  const perCheck = {};
+  for (const k of Object.keys(CHECKS)) perCheck[k] = 0;
+  for (const x of violations) perCheck[x.check] += 1;
+  return { counts, violations, perCheck, ops, leases };
+}
+
+/* Check 4: one event per audited grant, release, expiry and save. */
+function checkEvents(v, bump, ttlMs, events, auditSorted, leases) {
   const auditCount = (actions, keyOf) => {
     const m = new Map();
     for (const a of auditSorted) {
@@ -490,19 +523,186 @@ export function check(input) {
     });
     if (!ok) v(4, 'expired-at', `token ${l.token} on ${l.res} expired (audit ${l.end.id} at ${fmtT(l.end.at)}): no lock:expired with a plausible expiredAt (${cands.map((e) => e.payload.expiredAt).join(', ') || 'none'})`);
   }
+}
 
-  /* ---------------- check 5: error codes ---------------- */
+/* ------------------------------------------------------------------------
+ * Failover (test/failover): one history over two primaries
+ * ------------------------------------------------------------------------ */
+
+export const FAILOVER_CHECKS = {
+  F1: 'no token value issued twice, by either primary',
+  F2: 'every token of the new primary above every token of the old one',
+  F3: 'every acknowledged save (grant, release, read) is in the new primary\'s data, or the old primary acknowledged it and did not replicate it (never with synchronous replication)',
+  F4: 'a save with a pre-failover token accepted only if its lease was replicated and live',
+  F5: 'the new primary holds only what the old one wrote before the failover',
+};
+
+const lineSet = (content) => new Set(splitContent(content));
+
+/**
+ * Checks a failover drill's history.  The old primary's own history (every
+ * operation completed before it died, against its data after crash
+ * recovery, which holds all it committed) and the surviving history (the new
+ * primary's data: what it replicated, then what it did) each pass check();
+ * the failover checks F1 to F5 join the two.
+ *
+ * input: { ttlMs, records, events, resourceIds, synchronous,
+ *   tDown:      client time (monotonic ms) by which the old primary was dead:
+ *               an acknowledgement received before it came from the old primary
+ *   promotedAt: server time (epoch ms) of the promotion: rows of the new
+ *               primary's audit older than that were replicated
+ *   old: { audit, resources }   the old primary's data after crash recovery
+ *   now: { audit, resources }   the new primary's data at the end }
+ * Records of a save that presented a token from before the failover to the
+ * new primary carry preFailover: true.
+ * Returns { violations, perCheck, stats, surviving, oldHistory }.
+ */
+export function checkFailover(input) {
+  const { tDown, promotedAt, old, now, synchronous } = input;
+  const violations = [];
+  const v = (c, kind, msg) => violations.push({ check: c, kind, msg });
+  const stats = {
+    'saves lost': 0, 'grants lost': 0, 'releases lost': 0, 'reads of lost versions': 0,
+    'audit rows lost': 0, 'pre-failover saves': 0,
+  };
+  const bump = (k, n = 1) => { stats[k] = (stats[k] ?? 0) + n; };
+
+  /* what the new primary replicated, what it lost, what it did itself */
+  const key = (a) => `${a.id}|${a.action}|${a.token}|${a.resource_id}`;
+  const oldKeys = new Set(old.audit.map(key));
+  const replicated = now.audit.filter((a) => a.at < promotedAt);
+  const fresh = now.audit.filter((a) => a.at >= promotedAt);
+  for (const a of replicated) {
+    if (!oldKeys.has(key(a))) v('F5', 'not-written-by-old', `audit ${a.id} ${a.action} on ${a.resource_id} (token ${a.token}) predates the promotion but the old primary never wrote it`);
+  }
+  const replKeys = new Set(replicated.map(key));
+  const lostAudit = old.audit.filter((a) => !replKeys.has(key(a)));
+  bump('audit rows lost', lostAudit.length);
+  const oldRes = new Map(old.resources.map((r) => [r.id, r]));
+  const kept = new Map(); // res -> { prefix: versions replicated, lost: Set(lines), now: Set(lines) }
+  for (const r of now.resources) {
+    const o = splitContent(oldRes.get(r.id)?.content ?? '');
+    const n = splitContent(r.content);
+    let p = 0;
+    while (p < o.length && p < n.length && o[p] === n[p]) p++;
+    if (p < o.length && p < n.length && o.length > 0) {
+      // the new primary's own saves follow the replicated prefix, never an old line
+      const stray = n.slice(p).filter((l) => o.includes(l));
+      for (const l of stray) v('F5', 'reordered', `${r.id}: line ${l} of the old primary follows a line it never wrote`);
+    }
+    kept.set(r.id, { prefix: p, lost: new Set(o.slice(p)), now: new Set(n) });
+  }
+
+  /* F1, F2: tokens */
+  const issued = new Map();
+  const grantsOf = (rows, who) => {
+    for (const a of rows) {
+      if (a.action !== 'grant') continue;
+      if (issued.has(a.token)) v('F1', 'token-issued-twice', `token ${a.token} granted by the ${who} (audit ${a.id}) was already issued by the ${issued.get(a.token)}`);
+      else issued.set(a.token, `${who} (audit ${a.id})`);
+    }
+  };
+  grantsOf(old.audit, 'old primary');
+  grantsOf(fresh, 'new primary');
+  const ops = foldHistory(input.records);
+  const observedBefore = ops.filter((o) => o.outcome === 'ok' && o.grant && o.ackT < tDown).map((o) => o.grant.token);
+  const oldTokens = [...old.audit.filter((a) => a.action === 'grant').map((a) => a.token), ...observedBefore];
+  const newTokens = fresh.filter((a) => a.action === 'grant').map((a) => a.token);
+  const maxOld = oldTokens.length ? Math.max(...oldTokens) : null;
+  const minNew = newTokens.length ? Math.min(...newTokens) : null;
+  if (maxOld !== null && minNew !== null && minNew <= maxOld) {
+    v('F2', 'token-not-above', `the new primary granted token ${minNew}, not above the old primary's ${maxOld}`);
+  }
+  Object.assign(stats, {
+    'tokens issued by the old primary': oldTokens.length ? new Set(old.audit.filter((a) => a.action === 'grant').map((a) => a.token)).size : 0,
+    'tokens issued by the new primary': newTokens.length,
+    'highest old token': maxOld, 'lowest new token': minNew,
+  });
+
+  /* F3: acknowledgements of the old primary that the new one lacks */
+  const lostIds = new Set();
+  const nowGrants = new Set(now.audit.filter((a) => a.action === 'grant').map((a) => a.token));
+  const lostGrants = new Set(lostAudit.filter((a) => a.action === 'grant').map((a) => a.token));
+  const lostReleases = new Set(lostAudit.filter((a) => a.action === 'release').map((a) => a.token));
+  const lose = (o, what) => {
+    lostIds.add(o.id);
+    bump(what);
+    if (synchronous) v('F3', 'acknowledged-and-lost', `${o.op} ${o.id} by ${o.client} on ${o.res} (token ${o.token ?? o.grant?.token}) was acknowledged by the old primary and is not in the new one's data, with synchronous replication`);
+  };
   for (const o of ops) {
-    bump(`op ${o.op} ${o.outcome}`);
-    if (o.outcome !== 'fail') continue;
-    const allowed = ALLOWED_CODES[o.op] ?? [];
-    if (!allowed.includes(o.code)) {
-      v(5, 'unexpected-code', `${o.op} ${o.id} by ${o.client} on ${o.res ?? '-'} failed with ${o.code}: ${o.message ?? ''}`);
+    if (o.outcome !== 'ok') continue;
+    const k = kept.get(o.res);
+    const fromOld = o.ackT < tDown;
+    if (o.op === 'save' && k && !k.now.has(o.line)) {
+      // (one the new primary acknowledged is check 2's)
+      if (fromOld && k.lost.has(o.line)) lose(o, 'saves lost');
+      else if (fromOld) v('F3', 'save-vanished', `save ${o.id} by ${o.client} on ${o.res} (token ${o.token}) was acknowledged by the old primary and is in neither primary's data`);
+    }
+    if (o.grant && !nowGrants.has(o.grant.token)) {
+      if (fromOld && lostGrants.has(o.grant.token)) lose(o, 'grants lost');
+      else if (fromOld) v('F3', 'grant-vanished', `${o.op} ${o.id} by ${o.client} was granted token ${o.grant.token} on ${o.grant.res} by the old primary, whose audit trail lacks it`);
+    }
+    if (o.op === 'release' && fromOld && lostReleases.has(o.token)) lose(o, 'releases lost');
+    if (o.read && fromOld && !lostIds.has(o.id)) {
+      const rk = kept.get(o.read.res);
+      if (rk && splitContent(o.read.content).some((l) => rk.lost.has(l))) lose(o, 'reads of lost versions');
     }
   }
 
+  /* F4: saves that presented a token from before the failover */
+  const replicatedGrants = new Set(replicated.filter((a) => a.action === 'grant').map((a) => a.token));
+  const ended = new Set(now.audit.filter((a) => ['release', 'force_release', 'expire'].includes(a.action)).map((a) => a.token));
+  for (const o of ops) {
+    if (!o.preFailover || o.outcome === 'unknown') continue;
+    const repl = replicatedGrants.has(o.token);
+    const label = `${o.outcome === 'ok' ? 'accepted' : `refused ${o.code}`}, ${repl ? 'replicated' : 'not replicated'}`;
+    bump('pre-failover saves');
+    bump(`pre-failover saves ${label}`);
+    const what = `save ${o.id} by ${o.client} on ${o.res} with pre-failover token ${o.token}`;
+    if (o.outcome === 'ok' && !repl) v('F4', 'unreplicated-token-accepted', `${what} was accepted, but the new primary never had its lease`);
+    if (o.outcome === 'fail' && ['LOCK_EXPIRED', 'VERSION_CONFLICT'].includes(o.code) && !repl) {
+      v('F4', 'unreplicated-token-known', `${what} was refused with ${o.code}, a code for a lease the new primary has, but it never had this one`);
+    }
+    if (o.outcome === 'fail' && o.code === 'LOCK_NOT_HELD' && repl && !ended.has(o.token)) {
+      v('F4', 'replicated-live-refused', `${what} was refused with LOCK_NOT_HELD, but its lease was replicated and never ended`);
+    }
+    if (o.outcome === 'fail' && !['LOCK_NOT_HELD', 'LOCK_EXPIRED', 'VERSION_CONFLICT'].includes(o.code)) {
+      v('F4', 'unexpected-code', `${what} failed with ${o.code}: ${o.message ?? ''}`);
+    }
+  }
+
+  /* the old primary's own history: what completed before it died */
+  const before = input.records.filter((r) => r.t < tDown);
+  const oldHistory = check({
+    ttlMs: input.ttlMs, records: before, events: input.events.filter((e) => e.t < tDown),
+    audit: old.audit, resources: old.resources.filter((r) => input.resourceIds.includes(r.id)),
+    resourceIds: input.resourceIds, skip: [4],
+  });
+  for (const x of oldHistory.violations) violations.push({ ...x, msg: `old primary: ${x.msg}` });
+
+  /* the surviving history: the new primary's data, with the acknowledgements
+     it lost set aside, the old primary's refusals judged above and the
+     refusals of pre-failover tokens judged by F4 (the new primary may never
+     have had their leases) */
+  const preFailover = new Set(ops.filter((o) => o.preFailover).map((o) => o.id));
+  const records = input.records.map((r) => {
+    if (r.k === 'invoke' || r.k === 'note') return r;
+    if (lostIds.has(r.id) && r.k === 'ok') return { ...r, k: 'lost' };
+    if (r.t < tDown && r.k === 'fail') return { ...r, k: 'judged-old' };
+    if (preFailover.has(r.id) && r.k === 'fail') return { ...r, k: 'judged-f4' };
+    return r;
+  });
+  // doc:saved of versions the new primary does not have
+  const events = input.events.filter((e) => !(e.event === 'doc:saved' && e.t < tDown &&
+    e.payload.version > (kept.get(e.payload.resourceId)?.prefix ?? Infinity)));
+  const surviving = check({
+    ttlMs: input.ttlMs, records, events, audit: now.audit, resources: now.resources,
+    resourceIds: input.resourceIds, skip: [4],
+  });
+  violations.push(...surviving.violations);
+
   const perCheck = {};
-  for (const k of Object.keys(CHECKS)) perCheck[k] = 0;
+  for (const k of [...Object.keys(CHECKS), ...Object.keys(FAILOVER_CHECKS)]) perCheck[k] = 0;
   for (const x of violations) perCheck[x.check] += 1;
-  return { counts, violations, perCheck, ops, leases };
+  return { violations, perCheck, stats, surviving, oldHistory };
 }

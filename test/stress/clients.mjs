@@ -275,7 +275,7 @@ async function wsOpWithId(cfg, sess, id, user, op, payload, fields) {
 /* ------------------------------------------------------------------------
  * SQL API writer (an application backend)
  * ------------------------------------------------------------------------ */
-const SQLSTATE_CODE = {
+export const SQLSTATE_CODE = {
   CL001: 'BAD_REQUEST', CL002: 'RESOURCE_ID_INVALID', CL003: 'RESOURCE_NOT_FOUND', CL004: 'NOT_JOINED',
   CL005: 'RESOURCE_EXISTS', CL010: 'LOCK_HELD', CL011: 'LOCK_NOT_HELD', CL012: 'LOCK_EXPIRED',
   CL020: 'VERSION_CONFLICT', CL021: 'PAYLOAD_TOO_LARGE', CL030: 'RATE_LIMITED', CL999: 'INTERNAL',
