@@ -11,7 +11,7 @@ const field = (b) => { const n = Buffer.alloc(4); n.writeInt32BE(b ? b.length : 
 const text = (s) => (s == null ? null : Buffer.from(s, 'utf8'));
 const int8 = (x) => { if (x == null) return null; const b = Buffer.alloc(8); b.writeBigInt64BE(BigInt(x)); return b; };
 // "2026-03-01T10:00:00.123456+00:00" -> microseconds since 1970-01-01 UTC
-const micros = (t) => { const m = /^(.*:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t); return BigInt(Date.parse(m[1] + m[3])) * 1000n + BigInt((m[2] ?? '').padEnd(6, '0')); };
+export const micros = (t) => { const m = /^(.*:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(t); return BigInt(Date.parse(m[1] + m[3])) * 1000n + BigInt((m[2] ?? '').padEnd(6, '0')); };
 
 export const revisionHash = (r) => createHash('sha256').update(Buffer.concat([text('collab.revision.v1'),
   r.prev_hash == null ? null : Buffer.from(r.prev_hash, 'hex'), text(r.resource_id), int8(r.version), text(r.content),
