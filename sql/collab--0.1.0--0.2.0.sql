@@ -54,6 +54,16 @@ CREATE TABLE collab.revisions (
 	PRIMARY KEY (resource_id, resource_created_at, version)
 );
 COMMENT ON TABLE collab.revisions IS 'Every accepted save: content, saver, time, token, path, SHA-256 chained per resource; immutable';
+-- Every save writes a revision and few are read back: lz4, where the server
+-- was built with it, compresses a 2 kB save several times faster than pglz
+-- (for about 15 % more room).
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+		ALTER TABLE collab.revisions ALTER COLUMN content SET COMPRESSION lz4;
+	END IF;
+END
+$$;
 
 -- What collab.purge_revisions() dropped: per resource, the last version it
 -- dropped and that revision's hash, the anchor of the revisions left.

@@ -85,7 +85,6 @@ static SaveOrigin origin = {false, false, false, 0};
 /* True only while collab.purge_revisions() runs its DELETE. */
 static bool purging = false;
 
-static SPIPlanPtr head_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr restored_plan = NULL;
 
@@ -166,16 +165,6 @@ revision_hash(const RevisionFields *f, uint8 *out)
 	pg_cryptohash_free(ctx);
 }
 
-static bytea *
-hash_bytea(const uint8 *h)
-{
-	bytea	   *b = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-	SET_VARSIZE(b, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	memcpy(VARDATA(b), h, PG_SHA256_DIGEST_LENGTH);
-	return b;
-}
-
 /*
  * collab.revision_hash(prev_hash, resource_id, version, content, saved_by,
  * saved_by_name, saved_at, token, path, restored_from): the hash of a
@@ -220,7 +209,13 @@ collab_revision_hash(PG_FUNCTION_ARGS)
 	f.has_restored_from = !PG_ARGISNULL(9);
 	f.restored_from = f.has_restored_from ? PG_GETARG_INT64(9) : 0;
 	revision_hash(&f, out);
-	PG_RETURN_BYTEA_P(hash_bytea(out));
+	{
+		bytea	   *b = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+		SET_VARSIZE(b, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+		memcpy(VARDATA(b), out, PG_SHA256_DIGEST_LENGTH);
+		PG_RETURN_BYTEA_P(b);
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -343,73 +338,42 @@ collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, i
 	collab_become_owner(fn, &oc);
 	PG_TRY();
 	{
-		RevisionFields f;
-		uint8		prev[PG_SHA256_DIGEST_LENGTH];
-		uint8		hash[PG_SHA256_DIGEST_LENGTH];
-		bool		has_prev = false;
-		text	   *idt = DatumGetTextPP(id);
-		text	   *ct = DatumGetTextPP(content);
-		Datum		v[12];
-		char		n[12];
+		Datum		v[10];
+		char		n[10];
 		int			rc;
 
 		SPI_connect();
 		if (has_restored)
 			check_restored(id, created, restored, content);
 
-		/* the revision this one chains to: the resource's newest */
-		if (head_plan == NULL)
-		{
-			Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
-
-			head_plan = prepare("SELECT r.hash FROM collab.revisions r "
-								" WHERE r.resource_id OPERATOR(pg_catalog.=) $1 "
-								"   AND r.resource_created_at OPERATOR(pg_catalog.=) $2 "
-								" ORDER BY r.version DESC LIMIT 1", 2, types);
-		}
-		/* not read-only: a new snapshot sees the save this one waited for */
-		v[0] = id;
-		v[1] = created;
-		rc = SPI_execute_plan(head_plan, v, NULL, false, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "revision lookup failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed == 1)
-		{
-			Datum		h = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			bytea	   *hb = DatumGetByteaPP(h);
-
-			if (VARSIZE_ANY_EXHDR(hb) != PG_SHA256_DIGEST_LENGTH)
-				elog(ERROR, "the newest revision of \"%s\" has a malformed hash", TextDatumGetCString(id));
-			memcpy(prev, VARDATA_ANY(hb), PG_SHA256_DIGEST_LENGTH);
-			has_prev = true;
-		}
-
-		f.prev_hash = has_prev ? prev : NULL;
-		f.resource_id = VARDATA_ANY(idt);
-		f.resource_id_len = VARSIZE_ANY_EXHDR(idt);
-		f.version = version;
-		f.content = VARDATA_ANY(ct);
-		f.content_len = VARSIZE_ANY_EXHDR(ct);
-		f.saved_by = user_id;
-		f.saved_by_name = username;
-		f.saved_at = saved_at;
-		f.has_token = true;
-		f.token = token;
-		f.path = ws ? "ws" : "sql";
-		f.has_restored_from = has_restored;
-		f.restored_from = restored;
-		revision_hash(&f, hash);
-
+		/*
+		 * One statement finds the revision to chain to, hashes the new one
+		 * and inserts it.  That is the previous version's, looked up by its
+		 * whole key (a B-tree scan for the newest of a resource would test
+		 * every entry of the index page it lands on); the resource's newest
+		 * only when that one is missing.  Not read-only: a new snapshot sees
+		 * the save this one waited for.
+		 */
 		if (insert_plan == NULL)
 		{
-			Oid			types[12] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-			TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, BYTEAOID, BYTEAOID};
+			Oid			types[10] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+			TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID};
 
 			insert_plan = prepare("INSERT INTO collab.revisions (resource_id, resource_created_at, version, "
-								  " content, saved_by, saved_by_name, saved_at, token, path, restored_from, "
-								  " prev_hash, hash) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::collab.revision_path, $10, $11, $12)",
-								  12, types);
+								  "       content, saved_by, saved_by_name, saved_at, token, path, restored_from, "
+								  "       prev_hash, hash) "
+								  "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::collab.revision_path, $10, p.h, "
+								  "       collab.revision_hash(p.h, $1, $3, $4, $5, $6, $7, $8, $9, $10) "
+								  "  FROM (SELECT COALESCE("
+								  "         (SELECT r.hash FROM collab.revisions r "
+								  "           WHERE r.resource_id OPERATOR(pg_catalog.=) $1 "
+								  "             AND r.resource_created_at OPERATOR(pg_catalog.=) $2 "
+								  "             AND r.version OPERATOR(pg_catalog.=) ($3 OPERATOR(pg_catalog.-) 1)),"
+								  "         (SELECT r.hash FROM collab.revisions r "
+								  "           WHERE r.resource_id OPERATOR(pg_catalog.=) $1 "
+								  "             AND r.resource_created_at OPERATOR(pg_catalog.=) $2 "
+								  "           ORDER BY r.version DESC LIMIT 1)) AS h) p",
+								  10, types);
 		}
 		memset(n, ' ', sizeof(n));
 		v[0] = id;
@@ -420,14 +384,11 @@ collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, i
 		v[5] = CStringGetTextDatum(username);
 		v[6] = TimestampTzGetDatum(saved_at);
 		v[7] = Int64GetDatum(token);
-		v[8] = CStringGetTextDatum(f.path);
+		v[8] = CStringGetTextDatum(ws ? "ws" : "sql");
 		v[9] = Int64GetDatum(restored);
 		n[9] = has_restored ? ' ' : 'n';
-		v[10] = has_prev ? PointerGetDatum(hash_bytea(prev)) : (Datum) 0;
-		n[10] = has_prev ? ' ' : 'n';
-		v[11] = PointerGetDatum(hash_bytea(hash));
 		rc = SPI_execute_plan(insert_plan, v, n, false, 0);
-		if (rc != SPI_OK_INSERT)
+		if (rc != SPI_OK_INSERT || SPI_processed != 1)
 			elog(ERROR, "recording the revision failed: %s", SPI_result_code_string(rc));
 		SPI_finish();
 	}
