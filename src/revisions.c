@@ -10,8 +10,8 @@
  * over all of that and the hash of the resource's previous revision.  The
  * hash input is defined once, here (revision_hash()), and documented in
  * docs/revisions.md so that an auditor can recompute it elsewhere;
- * collab.revision_hash() exposes the same function to SQL (verification,
- * the genesis revisions of the upgrade).
+ * collab.revision_hash() exposes it to SQL, where the recording INSERT,
+ * the verification and the upgrade's genesis revisions use it.
  *
  * Revisions never change: a trigger refuses UPDATE, DELETE and TRUNCATE of
  * collab.revisions and collab.revision_purges, except the DELETEs that
