@@ -4,10 +4,14 @@
 // hits both alike.
 //
 // First a check that both stacks give the same outcomes for a lock scenario.
-// Phases (AB_PHASES, in this order): idle, lock, save, contend, presence, growth
-// (idle first: a worker that served thousands of connections before keeps their
-// freed memory, and the RSS difference would no longer be what new connections cost)
-// ('check' runs the check alone).
+// Phases (AB_PHASES; 'check' runs the check alone): idle first and once (a
+// worker that served thousands of connections before keeps their freed
+// memory, and the RSS difference would no longer be what new connections
+// cost); then the latency phases (lock, save, contend, presence, stall)
+// AB_RUNS times, one run of every phase after the other, each run starting
+// with the other stack than the one before, as long as the runs fit in
+// AB_BUDGET_S; then growth once.  The report judges every target of the
+// latency phases on the median of the per-run figures.
 //   lock      one viewer: lock:acquire -> ack, lock:release -> ack, uncontended;
 //             timed by a C client (members.c's `lock` command) and, in the same
 //             blocks, by socket.io-client, whose JavaScript adds its own share
@@ -17,6 +21,10 @@
 //             ws/members.mjs with AB_MEMBERS=node, or both with AB_MEMBERS=c,node)
 //             in one room per stack; a socket.io-client joiner joins and leaves;
 //             join -> the LAST member's presence:joined, for N in AB_SIZES
+//   stall     100 bystanders (stall-clients.mjs) looping lock and save round
+//             trips on documents of their own, first on an idle server, then
+//             while 10 database sessions each hold another document for 5 s
+//             and a client per held document asks for it (or the other way round)
 //   idle      AB_IDLE_CONNS raw idle connections (idle-conns.mjs) per stack,
 //             one stack after the other, opened for at most AB_IDLE_SECS (90):
 //             how many it holds, RSS per connection
@@ -42,7 +50,7 @@ import { Child } from '../child.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
 const SECRET = env('AB_JWT_SECRET');
-const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,growth').split(',').map((s) => s.trim()).filter(Boolean);
+const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,stall,growth').split(',').map((s) => s.trim()).filter(Boolean);
 const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 300));
 const WARMUP = Number(env('AB_WARMUP', 5));
@@ -70,6 +78,17 @@ async function perProcessConns(pgc, t) {
 const IDLE_SECS = Number(env('AB_IDLE_SECS', 90));
 const IDLE_PROCS = Number(env('AB_IDLE_PROCS', Math.max(2, Math.ceil(IDLE_CONNS / 15000))));
 const GROWTH_ITERS = Number(env('AB_GROWTH_ITERS', 600));
+// the stall phase: bystanders on documents of their own while other documents are held
+const STALL_CLIENTS = Number(env('AB_STALL_CLIENTS', 100));
+const STALL_HOLDERS = Number(env('AB_STALL_HOLDERS', 10));
+const STALL_HOLD_S = Number(env('AB_STALL_HOLD_S', 5));
+const STALL_PAUSE_MS = Number(env('AB_STALL_PAUSE_MS', 250));
+const STALL_PROCS = Number(env('AB_STALL_PROCS', 2));
+// the latency phases run AB_RUNS times (0: as many as fit in AB_BUDGET_S), one
+// run of every phase after the other, a run started only if it fits in the budget
+const REPEATED = ['lock', 'save', 'contend', 'presence', 'stall'];
+const RUNS = Number(env('AB_RUNS', 3));
+const BUDGET_S = Number(env('AB_BUDGET_S', 720));
 const BIG_ROWS = Number(env('AB_BIG_ROWS', 1000000));
 const CONTENT_BYTES = 2048;
 const DOC = 'document:bench';
@@ -100,6 +119,11 @@ const T = {
 };
 const REDIS_PID = Number(env('REDIS_PID'));
 const ORDER = [['collab', 'baseline'], ['baseline', 'collab']];
+// which stack goes first alternates from run to run too
+let FLIP = 0;
+const turn = (i) => ORDER[(i + 2 + FLIP) % 2];
+// appended to the names of the CPU rows and settling waits of a run
+let RUN_TAG = '';
 let postmasterPid = null;
 
 /* ------------------------------------------------------------ CPU and memory */
@@ -150,7 +174,7 @@ async function settle(name) {
     waited++;
     quiet = busy < 15 ? quiet + 1 : 0;
   }
-  R.settle[name] = { waitedS: waited, quiet: quiet >= 2, busyPct: busy };
+  R.settle[name + RUN_TAG] = { waitedS: waited, quiet: quiet >= 2, busyPct: busy };
   if (quiet < 2) log(`  (${name}: the machine stayed busy for ${waited} s, ${f1(busy)} % of all cores at the end; measuring anyway)`);
 }
 const kids = new Set();   // every child process of the load generator
@@ -182,7 +206,7 @@ async function measured(name, fn) {
   const a = await snap();
   const r = await fn();
   const d = delta(a, await snap());
-  d.name = name;
+  d.name = name + RUN_TAG;
   cpuRows.push(d);
   log(`  cpu (% of one core): load generator ${f1(d.genSum)} (busiest process ${f1(d.genMax)}), collab worker ${f1(d.worker)}, ` +
     `cluster ${f1(d.cluster)}, baseline node ${f1(d.node)}, redis ${f1(d.redis)}, interrupts ${f1(d.irq)}, steal ${f1(d.steal)}, other ${f1(d.other)}; wall ${f1(d.wallS)} s`);
@@ -410,7 +434,7 @@ async function lockBlocks(probes, rid, iters, blocks, warm = 50, pgc = null, sql
         if (b >= 0) { out.sql.acquire.push(ta); out.sql.release.push(msBetween(t0, hr())); }
       }
     }
-    for (const name of order[(b + 2) % 2]) {
+    for (const name of order[(b + 2 + FLIP) % 2]) {
       const r = await probes[name].run(rid, b < 0 ? warm : per);
       if (b >= 0) { out[name].acquire.push(...r.acquire); out[name].release.push(...r.release); }
     }
@@ -470,7 +494,7 @@ async function phaseSave() {
   let seq = 0;
   await measured('save', async () => {
     for (let b = -1; b < BLOCKS; b++) {
-      for (const n of ORDER[(b + 2) % 2]) {
+      for (const n of turn(b)) {
         for (let i = 0; i < (b < 0 ? 20 : per); i++) {
           const r = await ackTimed(socks[n], 'doc:save', { resourceId: tab('save'), content: clinicalText(CONTENT_BYTES, seq++) });
           must(r.ack.ok && r.ack.version > last[n], `${n} save: ${JSON.stringify(r.ack).slice(0, 300)}`);
@@ -523,7 +547,7 @@ async function phaseContend() {
     a.secs += msBetween(t0, hr()) / 1000;
   }
   await measured('lock contended', async () => {
-    for (let b = 0; b < 2; b++) for (const n of ORDER[b]) await block(n, CONTEND_SECS / 2);
+    for (let b = 0; b < 2; b++) for (const n of turn(b)) await block(n, CONTEND_SECS / 2);
   });
   R.phases.contend = {};
   for (const n of Object.keys(T)) {
@@ -532,6 +556,196 @@ async function phaseContend() {
     log(`  ${n.padEnd(8)} acquire -> ack ${fmtS(R.phases.contend[n].acquire)}; granted ${a.granted}, LOCK_HELD ${a.held}, ` +
       `other ${JSON.stringify(a.other)}; ${f1(R.phases.contend[n].rps)} requests/s, ${f1(R.phases.contend[n].grantsPerSec)} grants/s`);
     for (const { s } of socks[n]) s.close();
+  }
+}
+
+/*
+ * The stall phase: can a database session that holds some documents stop a
+ * stack from serving everyone else?  STALL_CLIENTS bystanders (socket.io-client,
+ * in STALL_PROCS child processes) loop lock:acquire, doc:save, lock:release
+ * and a pause of STALL_PAUSE_MS on tabs of documents s10..s89, one tab each.
+ * They are measured in two windows of about STALL_HOLD_S seconds, run after
+ * run in alternating order: on an otherwise idle server, and while
+ * STALL_HOLDERS database sessions each hold a document of s90..s99 in an open
+ * transaction and, on each held document, a victim client asks for the lock
+ * of a tab (again 500 ms after every answer).  A stack whose event loop never
+ * waits for the database answers the bystanders as fast in both windows.
+ *
+ * The holds are what each design has: for collab, `BEGIN; SELECT
+ * collab.acquire(document); SELECT pg_sleep(...); SELECT collab.release(token);
+ * COMMIT` (the transaction keeps the path locks of the decision); for the
+ * baseline, its Redis lock key on the document (SET NX PX, the format its
+ * scripts read) and the document's rows `SELECT ... FOR UPDATE` in a
+ * transaction that sleeps as long.  A round trip belongs to the window in
+ * which it was sent; the stall window runs from the moment every holder has
+ * its document to the moment the last holder's COMMIT returned.
+ */
+const STALL_DOCS = 80;      // bystanders' documents: s10..s89
+const stallRid = (i) => `document:s${10 + (i % STALL_DOCS)}/tab:${1 + Math.floor(i / STALL_DOCS)}`;
+const heldRid = (k) => `document:s${99 - k}`;
+const nowUs = () => Number(hr() / 1000n);
+
+async function holdCollab(c, k, onHeld) {
+  await c.query('BEGIN');
+  try {
+    const a = await c.query('SELECT granted, token FROM collab.acquire($1, $2, $3, $4)',
+      [heldRid(k), `stall-holder-${k}`, `Stall holder ${k}`, `stall-holder-${k}`]);
+    must(a.rows[0].granted, `collab holder ${k}: ${heldRid(k)} not granted: ${JSON.stringify(a.rows[0])}`);
+    onHeld();
+    await c.query('SELECT pg_sleep($1)', [STALL_HOLD_S]);
+    await c.query('SELECT collab.release($1)', [a.rows[0].token]);
+    await c.query('COMMIT');
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+}
+
+async function holdBaseline(c, redis, k, onHeld) {
+  const rid = heldRid(k);
+  const token = await redis.incr('fence');
+  const val = `${token}\tstall-holder-${k}\tStall holder ${k}\tstall-conn-${k}\t${Date.now()}`;
+  must(await redis.set(`lk:${rid}`, val, 'PX', (STALL_HOLD_S + 60) * 1000, 'NX') === 'OK', `baseline holder ${k}: ${rid} is locked`);
+  try {
+    await c.query('BEGIN');
+    try {
+      const r = await c.query('SELECT id FROM resources WHERE id = $1 OR parent_id = $1 FOR UPDATE', [rid]);
+      must(r.rows.length === 10, `baseline holder ${k}: ${r.rows.length} rows of ${rid}`);
+      onHeld();
+      await c.query('SELECT pg_sleep($1)', [STALL_HOLD_S]);
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
+  } finally {
+    if (await redis.get(`lk:${rid}`) === val) await redis.del(`lk:${rid}`);
+  }
+}
+
+/* a victim: lock:acquire on a tab of a held document until stopped; the answers and their times */
+async function victimLoop(sock, rid, out, stopped) {
+  while (!stopped()) {
+    const t0 = hr();
+    let ack;
+    try {
+      ack = await sock.timeout(30000).emitWithAck('lock:acquire', { resourceId: rid });
+    } catch {
+      ack = { ok: false, error: { code: 'TIMEOUT' } };
+    }
+    out.ms.push(msBetween(t0, hr()));
+    const code = ack.ok ? 'ok' : String((ack.error && ack.error.code) || 'MALFORMED');
+    out.codes[code] = (out.codes[code] || 0) + 1;
+    if (ack.ok) {
+      const r = await sock.timeout(30000).emitWithAck('lock:release', { resourceId: rid });
+      must(r.ok, `victim release ${rid}: ${JSON.stringify(r).slice(0, 300)}`);
+    }
+    if (!stopped()) await sleep(500);
+  }
+}
+
+/* the bystanders' round trips sent in [from, to) microseconds */
+function stallWindow(got, from, to) {
+  const all = []; const kinds = [[], [], []]; const failed = {};
+  for (const g of got) {
+    for (let i = 0; i < g.ms.length; i++) {
+      if (g.sentUs[i] < from || g.sentUs[i] >= to) continue;
+      all.push(g.ms[i]);
+      kinds[g.kind[i]].push(g.ms[i]);
+      if (g.code[i]) failed[g.code[i]] = (failed[g.code[i]] || 0) + 1;
+    }
+  }
+  return {
+    all: summary(all), acquire: summary(kinds[0]), save: summary(kinds[1]), release: summary(kinds[2]),
+    failed, nFailed: Object.values(failed).reduce((a, b) => a + b, 0), seconds: (to - from) / 1e6,
+  };
+}
+
+async function stallStack(n, ctx, idleFirst) {
+  await Promise.all(ctx.kids.map((c) => c.call({ cmd: 'start', pauseMs: STALL_PAUSE_MS, contentBytes: CONTENT_BYTES }, 'started')));
+  await sleep(1000);   // every bystander in its loop
+  const win = {};
+  const victims = { ms: [], codes: {} };
+  for (const w of idleFirst ? ['idle', 'stall'] : ['stall', 'idle']) {
+    if (w === 'idle') {
+      const t0 = nowUs();
+      await sleep(STALL_HOLD_S * 1000);
+      win.idle = [t0, nowUs()];
+    } else {
+      let held = 0;
+      let heldAll;
+      const allHeld = new Promise((r) => { heldAll = r; });
+      const onHeld = () => { if (++held === STALL_HOLDERS) heldAll(); };
+      const holds = Promise.all(ctx.holders.map((c, k) => (n === 'collab' ? holdCollab(c, k, onHeld) : holdBaseline(c, ctx.redis, k, onHeld))));
+      // a holder that fails before every document is held must not leave us waiting
+      await Promise.race([allHeld, holds.then(() => must(held === STALL_HOLDERS, `${n}: only ${held} holders held their document`))]);
+      const t1 = nowUs();
+      let stop = false;
+      const vs = Promise.all(ctx.victims.map((s, k) => victimLoop(s, `${heldRid(k)}/tab:1`, victims, () => stop)));
+      await holds;
+      win.stall = [t1, nowUs()];
+      stop = true;
+      await vs;
+    }
+    await sleep(1500);   // what the window left behind is answered before the next one
+  }
+  const got = await Promise.all(ctx.kids.map((c) => c.call({ cmd: 'stop' }, 'stopped', 120000)));
+  const r = { order: idleFirst ? 'idle, stall' : 'stall, idle' };
+  for (const w of ['idle', 'stall']) r[w] = stallWindow(got, ...win[w]);
+  const vm = [...victims.ms].sort((a, b) => a - b);
+  r.victims = { n: vm.length, codes: victims.codes, p50: pct(vm, 0.5), max: vm[vm.length - 1] ?? NaN };
+  return r;
+}
+
+async function phaseStall() {
+  log(`\n== stall: ${STALL_CLIENTS} bystanders looping lock:acquire, doc:save (${CONTENT_BYTES} B), lock:release and ${STALL_PAUSE_MS} ms of pause ` +
+    `on documents of their own; ${STALL_HOLD_S} s on an idle server, and ${STALL_HOLD_S} s while ${STALL_HOLDERS} database sessions hold other documents ` +
+    'and a client asks for each');
+  must(STALL_HOLDERS >= 1 && STALL_HOLDERS <= 10, 'AB_STALL_HOLDERS: 1 to 10 (the documents s90..s99)');
+  must(STALL_CLIENTS >= 1 && STALL_CLIENTS <= STALL_DOCS * 9, `AB_STALL_CLIENTS: 1 to ${STALL_DOCS * 9} (the tabs of s10..s89)`);
+  const ctx = {};
+  for (const n of Object.keys(T)) {
+    const procs = Array.from({ length: Math.min(STALL_PROCS, STALL_CLIENTS) }, () => child('stall-clients.mjs', {}));
+    await Promise.all(procs.map((c) => c.next('ready', 20000)));
+    await Promise.all(procs.map((c, p) => c.call({
+      cmd: 'open', url: T[n].url, secret: SECRET, name: `stall-${n}-${p}-${++userSeq}`,
+      rids: Array.from({ length: STALL_CLIENTS }, (_, i) => i).filter((i) => i % procs.length === p).map(stallRid),
+    }, 'opened', 120000)));
+    const victims = [];
+    for (let k = 0; k < STALL_HOLDERS; k++) victims.push(await joined(T[n], `stall-victim-${k}`, `${heldRid(k)}/tab:1`));
+    const holders = [];
+    for (let k = 0; k < STALL_HOLDERS; k++) {
+      const c = new pg.Client({ database: n === 'collab' ? 'postgres' : 'baseline', application_name: `ab stall holder ${k}` });
+      await c.connect();
+      holders.push(c);
+    }
+    ctx[n] = { kids: procs, victims, holders, redis: n === 'baseline' ? new Redis({ host: '127.0.0.1', port: Number(env('REDIS_PORT')) }) : null };
+  }
+  const res = {};
+  try {
+    await measured('stall', async () => {
+      // the windows' order alternates from run to run, and the stacks differ in it
+      for (const n of turn(0)) res[n] = await stallStack(n, ctx[n], (FLIP + (n === 'collab' ? 0 : 1)) % 2 === 0);
+    });
+  } finally {
+    for (const n of Object.keys(ctx)) {
+      await Promise.all(ctx[n].kids.map((c) => c.call({ cmd: 'close' }, 'closed', 20000).catch(() => {})));
+      for (const c of ctx[n].kids) c.kill();
+      for (const s of ctx[n].victims) s.close();
+      for (const c of ctx[n].holders) await c.end().catch(() => {});
+      if (ctx[n].redis) ctx[n].redis.disconnect();
+    }
+  }
+  R.phases.stall = res;
+  for (const n of Object.keys(T)) {
+    const r = res[n];
+    for (const w of ['idle', 'stall']) {
+      const x = r[w];
+      log(`  ${n.padEnd(8)} ${w.padEnd(5)} ${fmtS(x.all)} over ${f1(x.seconds)} s (acquire p99 ${f2(x.acquire.p99)}, save p99 ${f2(x.save.p99)}, ` +
+        `release p99 ${f2(x.release.p99)})${x.nFailed ? `; FAILED ${JSON.stringify(x.failed)}` : ''}`);
+    }
+    log(`  ${n.padEnd(8)} stall / idle p99 ${fr(ratio(r.stall.all.p99, r.idle.all.p99))}; requests on the held documents: ${r.victims.n}, ` +
+      `answers ${JSON.stringify(r.victims.codes)}, p50 ${f2(r.victims.p50)} ms, longest ${f2(r.victims.max)} ms (order ${r.order})`);
   }
 }
 
@@ -643,7 +857,7 @@ async function presenceRooms(gen, pinned) {
     const rows = { collab: [], baseline: [] };
     await measured(`presence N=${N} (${gen} members)`, async () => {
       for (let r = 0; r < WARMUP + ROUNDS; r++) {
-        for (const n of ORDER[r % 2]) {
+        for (const n of turn(r)) {
           const row = await presenceRound(ctx[n], r);
           if (r >= WARMUP) rows[n].push(row);
         }
@@ -836,87 +1050,251 @@ async function phaseGrowth(pgc) {
 /* ------------------------------------------------------------ report */
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
 const fr = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '—');
-const pf = (ok) => (ok === null ? 'n/a' : ok ? '**PASS**' : '**MISS**');
+const fms = (x) => (Number.isFinite(x) ? `${x.toFixed(2)} ms` : '—');
+const verdictWord = (ok) => (ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL');
+const pf = (ok) => (ok === null ? 'n/a' : `**${verdictWord(ok)}**`);
+function median(xs) {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+/* the median of the per-run values, with their spread (lowest-highest) when there are several */
+function medSpread(xs, fmt) {
+  const s = xs.filter(Number.isFinite);
+  if (s.length < 2) return fmt(median(s));
+  return `${fmt(median(s))} (${fmt(Math.min(...s))}–${fmt(Math.max(...s))})`;
+}
+
+/* the A/B rows of the table: each gives, for one run's phases, [collab, baseline] as { p50, p99 } */
+function scenarios(runs) {
+  const F = [];
+  const any = (k) => runs.some((r) => r.phases[k]);
+  const sizes = [...new Set(runs.flatMap((r) => Object.keys(r.phases.presence || {}).map(Number)))].sort((x, y) => x - y);
+  for (const N of sizes) {
+    F.push([`presence fan-out, ${N} clients: join → LAST member's \`presence:joined\``, (P) => P.presence?.[N] && [P.presence[N].collab.last, P.presence[N].baseline.last]]);
+  }
+  for (const N of sizes) {
+    F.push([`presence, ${N} clients: join → joiner's ack (lists ${N + 1} users)`, (P) => P.presence?.[N] && [P.presence[N].collab.ack, P.presence[N].baseline.ack]]);
+  }
+  if (any('lock')) {
+    F.push(['lock uncontended: `lock:acquire` → ack (C client)', (P) => P.lock && [P.lock.collab.acquire, P.lock.baseline.acquire]]);
+    F.push(['lock uncontended: `lock:release` → ack (C client)', (P) => P.lock && [P.lock.collab.release, P.lock.baseline.release]]);
+    F.push(['lock uncontended: `lock:acquire` → ack (socket.io-client)', (P) => P.lock && [P.lock.sio.collab.acquire, P.lock.sio.baseline.acquire]]);
+    F.push(['lock uncontended: `lock:release` → ack (socket.io-client)', (P) => P.lock && [P.lock.sio.collab.release, P.lock.sio.baseline.release]]);
+    F.push(['floor, same blocks: `lock:acquire` of a malformed id, refused before any storage (C client)', (P) => P.lock && [P.lock.floor.collab, P.lock.floor.baseline]]);
+  }
+  if (any('contend')) {
+    F.push([`lock contended (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs): \`lock:acquire\` → ack`, (P) => P.contend && [P.contend.collab.acquire, P.contend.baseline.acquire]]);
+  }
+  if (any('save')) F.push([`save: \`doc:save\` (${CONTENT_BYTES} B, lock held) → ack`, (P) => P.save && [P.save.collab, P.save.baseline]]);
+  if (any('stall')) {
+    F.push([`stall: ${STALL_CLIENTS} bystanders' lock and save round trips, idle server`, (P) => P.stall && [P.stall.collab.idle.all, P.stall.baseline.idle.all]]);
+    F.push([`stall: the same while ${STALL_HOLDERS} database sessions hold other documents`, (P) => P.stall && [P.stall.collab.stall.all, P.stall.baseline.stall.all]]);
+  }
+  return F.map(([name, get]) => ({ name, get }));
+}
+
+/*
+ * The targets.  Those of the latency phases are judged on the median of the
+ * per-run figures (for a ratio: of the per-run ratios), the idle and growth
+ * ones on their single measurement.  Returns rows { what, vals (per run, or
+ * null), measured, ok }.
+ */
+function targetRows(runs, once) {
+  const out = [];
+  const any = (k) => runs.some((r) => r.phases[k]);
+  const perRun = (what, get, fmt, okf) => {
+    const vals = runs.map((r) => { const v = get(r.phases); return Number.isFinite(v) ? v : NaN; });
+    const m = median(vals);
+    out.push({ what, vals: vals.map(fmt), measured: medSpread(vals, fmt), ok: Number.isFinite(m) ? okf(m) : null });
+  };
+  const single = (what, ok, detail) => out.push({ what, vals: null, measured: detail, ok });
+  if (runs.some((r) => r.phases.presence?.[1000])) {
+    perRun('fan-out p99, 1000 clients ≤ 20 ms', (P) => P.presence?.[1000]?.collab.last.p99, fms, (m) => m <= 20);
+    perRun('fan-out p99, 1000 clients ≤ 0.5x baseline', (P) => P.presence?.[1000] && ratio(P.presence[1000].collab.last.p99, P.presence[1000].baseline.last.p99), fr, (m) => m <= 0.5);
+  }
+  if (any('lock')) {
+    perRun('lock round trip p99 ≤ 1.0x baseline (C client)', (P) => P.lock && ratio(P.lock.collab.acquire.p99, P.lock.baseline.acquire.p99), fr, (m) => m <= 1);
+    perRun('lock round trip p50 ≤ 1.0x baseline (C client)', (P) => P.lock && ratio(P.lock.collab.acquire.p50, P.lock.baseline.acquire.p50), fr, (m) => m <= 1);
+    perRun('lock round trip p99 ≤ 2 ms (C client)', (P) => P.lock?.collab.acquire.p99, fms, (m) => m <= 2);
+  }
+  if (any('contend')) {
+    // 50 clients in a closed loop wait for each other: an absolute bound is out of reach for either stack, the ratio is not
+    perRun(`contended lock round trip p99 (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs) ≤ 1.0x baseline`,
+      (P) => P.contend && ratio(P.contend.collab.acquire.p99, P.contend.baseline.acquire.p99), fr, (m) => m <= 1);
+  }
+  if (any('stall')) {
+    for (const n of Object.keys(T)) {
+      const who = n === 'collab' ? 'collab' : 'baseline, the reference';
+      perRun(`stall: bystanders' p99 ≤ 1.5x the idle server's (${who})`, (P) => P.stall && ratio(P.stall[n].stall.all.p99, P.stall[n].idle.all.p99), fr, (m) => m <= 1.5);
+      perRun(`stall: bystanders' p99 ≤ 20 ms while documents are held (${who})`, (P) => P.stall?.[n].stall.all.p99, fms, (m) => m <= 20);
+      // not a median: any failed request fails it
+      const failed = runs.map((r) => (r.phases.stall ? r.phases.stall[n].idle.nFailed + r.phases.stall[n].stall.nFailed : NaN));
+      const ran = failed.filter(Number.isFinite);
+      out.push({
+        what: `stall: every bystander request answered ok, in every run (${who})`, vals: failed.map((x) => (Number.isFinite(x) ? `${x} failed` : '—')),
+        measured: `${ran.reduce((a, b) => a + b, 0)} failed`, ok: ran.length ? ran.every((x) => x === 0) : null,
+      });
+    }
+  }
+  if (once.idle && once.idle.collab) {
+    const c = once.idle.collab; const b = once.idle.baseline;
+    const lim = Number(env('AB_NOFILE', 0));
+    // one process holds at most the open-files limit (less a margin) of connections
+    const capped = lim && lim < 51000;
+    single(`≥ 50,000 idle connections (collab.workers = ${c.processes})`, c.alive >= 50000 ? true : (capped && c.alive === c.asked ? null : false),
+      `${c.alive} of ${c.asked} held, at most ${c.perProcessMax} by one worker process` +
+      (capped ? `; every process here may open at most ${lim} files (a hard limit that cannot be raised without CAP_SYS_RESOURCE), so one worker process cannot hold 50,000` : ''));
+    single('≤ 16 KiB per idle connection', c.perConnKiB <= 16, `${f2(c.perConnKiB)} KiB`);
+    if (b) single('≤ 0.5x baseline memory per connection', ratio(c.perConnKiB, b.perConnKiB) <= 0.5, `${f2(c.perConnKiB)} / ${f2(b.perConnKiB)} KiB = ${fr(ratio(c.perConnKiB, b.perConnKiB))}`);
+  }
+  if (once.growth && once.growth.big) {
+    const g = once.growth;
+    // against the 10^3-row cluster in the same blocks when there is one; one after the other otherwise
+    const small = g.big.collabSmall ?? g.small.collab;
+    const r50 = ratio(g.big.collab.p50, small.p50);
+    const r99 = ratio(g.big.collab.p99, small.p99);
+    single('lock round trip flat (±20%) from 10^3 to 10^6 rows (p50)', r50 >= 0.8 && r50 <= 1.2,
+      `p50 ${fr(r50)}, p99 ${fr(r99)}` + (g.big.collabSmall ? ' (the two clusters in alternating blocks)' : '') +
+      `; one size after the other: collab p50 ${fr(ratio(g.big.collab.p50, g.small.collab.p50))}, baseline p50 ${fr(ratio(g.big.baseline.p50, g.small.baseline.p50))}, ` +
+      `libpq control p50 ${fr(ratio(g.big.sql.p50, g.small.sql.p50))}`);
+  }
+  return out;
+}
 
 function report(meta) {
-  const P = R.phases;
+  const runs = R.runs;
+  const once = R.once;
+  const nr = runs.length;
   const L = [];
-  const targets = [];
   L.push('# collab vs. Node socket.io + Redis + PostgreSQL: A/B benchmark', '');
   L.push(`${meta.date}; ${meta.machine}; ${meta.versions}; ${meta.build}. Both stacks on the same machine, driven by the same load generator, ` +
     `interleaved in blocks; percentiles are nearest-rank; total ${f1(meta.totalS)} s.`, '');
-  L.push('| scenario | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|');
-  const row = (name, a, b) => L.push(`| ${name} | ${f2(a.p50)} | ${f2(a.p99)} | ${f2(b.p50)} | ${f2(b.p99)} | ${fr(ratio(a.p50, b.p50))} | ${fr(ratio(a.p99, b.p99))} |`);
-  if (P.presence) {
-    for (const N of Object.keys(P.presence).map(Number).sort((x, y) => x - y)) {
-      row(`presence fan-out, ${N} clients: join → LAST member's \`presence:joined\``, P.presence[N].collab.last, P.presence[N].baseline.last);
-    }
-    for (const N of Object.keys(P.presence).map(Number).sort((x, y) => x - y)) {
-      row(`presence, ${N} clients: join → joiner's ack (lists ${N + 1} users)`, P.presence[N].collab.ack, P.presence[N].baseline.ack);
-    }
+  if (nr) {
+    L.push(`The latency phases ran ${nr} time${nr > 1 ? 's' : ''}, one run of every phase after the other (${runs.map((r) => `run ${r.no}: ${f1(r.seconds)} s`).join(', ')}; ` +
+      `asked: ${RUNS || 'as many as fit'}, budget ${BUDGET_S} s)` +
+      (R.budgetStop ? `; ${R.budgetStop}` : '') + '. Every target is judged on the median of the per-run figures (of the per-run ratios for a ratio); ' +
+      'the idle connections and the growth phase are measured once.', '');
   }
-  if (P.lock) {
-    row('lock uncontended: `lock:acquire` → ack (C client)', P.lock.collab.acquire, P.lock.baseline.acquire);
-    row('lock uncontended: `lock:release` → ack (C client)', P.lock.collab.release, P.lock.baseline.release);
-    row('lock uncontended: `lock:acquire` → ack (socket.io-client)', P.lock.sio.collab.acquire, P.lock.sio.baseline.acquire);
-    row('lock uncontended: `lock:release` → ack (socket.io-client)', P.lock.sio.collab.release, P.lock.sio.baseline.release);
-    row('floor, same blocks: `lock:acquire` of a malformed id, refused before any storage (C client)', P.lock.floor.collab, P.lock.floor.baseline);
+  // targets first: what a reader looks for
+  const targets = targetRows(runs, once);
+  if (targets.length) {
+    L.push(`| target (collab) | ${runs.map((r) => `run ${r.no}`).join(' | ')}${nr ? ' | ' : ''}median (lowest–highest) | verdict |`,
+      `|---|${runs.map(() => '---:|').join('')}---|---|`);
+    for (const t of targets) L.push(`| ${t.what} | ${runs.map((_, i) => (t.vals ? t.vals[i] : '')).join(' | ')}${nr ? ' | ' : ''}${t.vals ? t.measured : `${t.measured} (measured once)`} | ${pf(t.ok)} |`);
+    L.push('');
   }
-  if (P.lock && P.lock.attempts.length > 1) {
-    L.push(`| (the lock rows above: the attempt with the least steal of ${P.lock.attempts.length}; ` +
-      P.lock.attempts.map((a, i) => `attempt ${i + 1}: steal ${f1(a.steal)} % of a core, \`lock:acquire\` p50 / p99 collab ${f2(a.collab.p50)} / ${f2(a.collab.p99)}, baseline ${f2(a.baseline.p50)} / ${f2(a.baseline.p99)}`).join('; ') +
-      ') | | | | | | |');
-  }
-  if (P.contend) row(`lock contended (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs): \`lock:acquire\` → ack`, P.contend.collab.acquire, P.contend.baseline.acquire);
-  if (P.save) row(`save: \`doc:save\` (${CONTENT_BYTES} B, lock held) → ack`, P.save.collab, P.save.baseline);
-  if (P.growth) {
-    for (const size of ['small', 'big']) {
-      const g = P.growth[size];
-      if (g) row(`lock uncontended, ${g.rows.collab} / ${g.rows.baseline} resource rows: \`lock:acquire\` → ack (C client)`, g.collab, g.baseline);
+  const F = scenarios(runs);
+  if (F.length) {
+    L.push(nr > 1 ? `Medians of the ${nr} runs; a ratio is collab / baseline, the median of the per-run ratios, with their spread (lowest–highest).` : 'A ratio is collab / baseline.', '');
+    L.push('| scenario | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|');
+    for (const f of F) {
+      const v = runs.map((r) => f.get(r.phases)).filter(Boolean);
+      const m = (k, i) => median(v.map((x) => x[i][k]));
+      L.push(`| ${f.name} | ${f2(m('p50', 0))} | ${f2(m('p99', 0))} | ${f2(m('p50', 1))} | ${f2(m('p99', 1))} | ` +
+        `${medSpread(v.map((x) => ratio(x[0].p50, x[1].p50)), fr)} | ${medSpread(v.map((x) => ratio(x[0].p99, x[1].p99)), fr)} |`);
     }
-    const gb = P.growth.big;
-    if (gb && gb.collabSmall) {
-      L.push(`| collab, ${P.growth.small.rows.collab} rows (first cluster), in the same blocks as the ${gb.rows.collab}-row cluster above | ` +
-        `${f2(gb.collabSmall.p50)} | ${f2(gb.collabSmall.p99)} | | | | |`);
-    }
-    for (const size of ['small', 'big']) {
-      const g = P.growth[size];
-      if (g) L.push(`| control: \`collab.acquire\` through libpq (no worker), ${g.rows.collab} rows, same blocks | ${f2(g.sql.p50)} | ${f2(g.sql.p99)} | | | | |`);
+    if (nr > 1) {
+      L.push('', 'Every run:', '', '| scenario | run | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+      for (const f of F) {
+        let first = true;
+        for (const r of runs) {
+          const x = f.get(r.phases);
+          if (!x) continue;
+          L.push(`| ${first ? f.name : ''} | ${r.no} | ${f2(x[0].p50)} | ${f2(x[0].p99)} | ${f2(x[1].p50)} | ${f2(x[1].p99)} | ${fr(ratio(x[0].p50, x[1].p50))} | ${fr(ratio(x[0].p99, x[1].p99))} |`);
+          first = false;
+        }
+      }
     }
   }
-  if (P.contend) {
-    const c = P.contend;
-    L.push('', `Contended locks, throughput: collab ${f1(c.collab.rps)} requests/s (${f1(c.collab.grantsPerSec)} grants/s, ${c.collab.granted} granted, ${c.collab.held} LOCK_HELD), ` +
-      `baseline ${f1(c.baseline.rps)} requests/s (${f1(c.baseline.grantsPerSec)} grants/s, ${c.baseline.granted} granted, ${c.baseline.held} LOCK_HELD); ratio ${fr(ratio(c.collab.rps, c.baseline.rps))}.`);
+  for (const r of runs) {
+    const lk = r.phases.lock;
+    if (lk && lk.attempts.length > 1) {
+      L.push('', `Run ${r.no}, the lock rows: the attempt with the least steal of ${lk.attempts.length}; ` +
+        lk.attempts.map((a, i) => `attempt ${i + 1}: steal ${f1(a.steal)} % of a core, \`lock:acquire\` p50 / p99 collab ${f2(a.collab.p50)} / ${f2(a.collab.p99)}, baseline ${f2(a.baseline.p50)} / ${f2(a.baseline.p99)}`).join('; ') + '.');
+    }
   }
-  if (P.presence) {
-    L.push('', `The presence rows above: room members held by \`${MEMBER_SCRIPTS[MEMBERS[0]]}\`` +
+  const contends = runs.map((r) => r.phases.contend).filter(Boolean);
+  if (contends.length) {
+    L.push('', `Contended locks, throughput (requests/s, grants/s): ` + contends.map((c, i) =>
+      `${nr > 1 ? `run ${runs.filter((r) => r.phases.contend)[i].no}: ` : ''}collab ${f1(c.collab.rps)} (${f1(c.collab.grantsPerSec)}), baseline ${f1(c.baseline.rps)} (${f1(c.baseline.grantsPerSec)})`).join('; ') +
+      `; ratio of requests/s ${medSpread(contends.map((c) => ratio(c.collab.rps, c.baseline.rps)), fr)}.`);
+  }
+  const stalls = runs.filter((r) => r.phases.stall);
+  if (stalls.length) {
+    L.push('', `Stall: ${STALL_CLIENTS} bystanders (socket.io-client, ${STALL_PROCS} processes) each loop \`lock:acquire\`, \`doc:save\` (${CONTENT_BYTES} B), ` +
+      `\`lock:release\` and a pause of ${STALL_PAUSE_MS} ms on a tab of their own; measured for ${STALL_HOLD_S} s on an otherwise idle server ` +
+      `and for as long as ${STALL_HOLDERS} database sessions each hold another document in an open transaction (collab: \`collab.acquire\` then ` +
+      `\`pg_sleep(${STALL_HOLD_S})\`; the baseline: its Redis lock key and the document's rows \`FOR UPDATE\`), while a client per held document ` +
+      'asks for the lock of one of its tabs. A round trip counts in the window in which it was sent. "held documents" gives the answers to those clients and how long they took.', '',
+      '| stack | run | windows | idle p50 / p99 ms | stall p50 / p99 ms | stall / idle p99 | round trips idle / stall | failed idle / stall | held documents: answers; p50 / longest ms |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---|');
+    for (const n of Object.keys(T)) {
+      for (const r of stalls) {
+        const x = r.phases.stall[n];
+        const fail = (w) => (w.nFailed ? Object.entries(w.failed).map(([k, v]) => `${k} ${v}`).join(', ') : '0');
+        L.push(`| ${n} | ${r.no} | ${x.order} | ${f2(x.idle.all.p50)} / ${f2(x.idle.all.p99)} | ${f2(x.stall.all.p50)} / ${f2(x.stall.all.p99)} | ` +
+          `${fr(ratio(x.stall.all.p99, x.idle.all.p99))} | ${x.idle.all.n} / ${x.stall.all.n} | ${fail(x.idle)} / ${fail(x.stall)} | ` +
+          `${Object.entries(x.victims.codes).map(([k, v]) => `${k} ${v}`).join(', ')}; ${f2(x.victims.p50)} / ${f2(x.victims.max)} |`);
+      }
+      if (stalls.length > 1) {
+        const m = (f) => median(stalls.map((r) => f(r.phases.stall[n])));
+        L.push(`| ${n} | median | | ${f2(m((x) => x.idle.all.p50))} / ${f2(m((x) => x.idle.all.p99))} | ${f2(m((x) => x.stall.all.p50))} / ${f2(m((x) => x.stall.all.p99))} | ` +
+          `${medSpread(stalls.map((r) => ratio(r.phases.stall[n].stall.all.p99, r.phases.stall[n].idle.all.p99)), fr)} | | | |`);
+      }
+    }
+  }
+  const pinned = runs.find((r) => r.presencePinned)?.presencePinned;
+  if (runs.some((r) => r.phases.presence)) {
+    L.push('', `The presence rows: room members held by \`${MEMBER_SCRIPTS[MEMBERS[0]]}\`` +
       (MEMBERS[0] === 'c' ? ' (members.c: plain sockets and epoll, one process per share of the room).' : '.') +
-      (R.presencePinned ? ` During the presence phase the servers (every PostgreSQL process, the baseline's node and redis) ran on CPU ${R.presencePinned.servers} ` +
-        `and the load generator (the joiners, the member processes) on CPU ${R.presencePinned.generator} (AB_PIN=0: not).` : ` The servers and the load generator shared the machine's cores${PIN ? ' (only one)' : ' (AB_PIN=0)'}.`));
-  }
-  if (R.presenceByGen && Object.keys(R.presenceByGen).length > 0) {
-    L.push('', 'Presence fan-out (join → LAST member) by room-member load generator; "CPU per message" is the generator\'s CPU from arming ' +
+      (pinned ? ` During the presence phase the servers (every PostgreSQL process, the baseline's node and redis) ran on CPU ${pinned.servers} ` +
+        `and the load generator (the joiners, the member processes) on CPU ${pinned.generator} (AB_PIN=0: not).` : ` The servers and the load generator shared the machine's cores${PIN ? ' (only one)' : ' (AB_PIN=0)'}.`));
+    L.push('', `Presence fan-out (join → LAST member) by room-member load generator${nr > 1 ? ', medians of the runs' : ''}; "CPU per message" is the generator's CPU from arming ` +
       'a round to its last receipt divided by the messages received (members-c: the C process plus its Node driver; in parentheses the C process alone); ' +
       '"busy" is the busiest member process\'s share of that time not waiting for events (p50).', '',
       '| N | members | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | join → FIRST member p50 ms, collab / baseline | CPU per message, collab rounds, p50 / p99 µs | CPU per message, baseline rounds, p50 / p99 µs | busy, collab / baseline |',
       '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const N of SIZES) {
-      for (const g of Object.keys(R.presenceByGen)) {
-        const q = R.presenceByGen[g][N];
-        if (!q) continue;
-        const cpu = (x) => `${f2(x.genUsPerMsg.p50)} / ${f2(x.genUsPerMsg.p99)}` + (g === 'c' ? ` (${f2(x.genCUsPerMsg.p50)} / ${f2(x.genCUsPerMsg.p99)})` : '');
-        L.push(`| ${N} | ${g === 'c' ? 'C (members.c)' : 'Node (ws/members.mjs)'} | ${f2(q.collab.last.p50)} | ${f2(q.collab.last.p99)} | ${f2(q.baseline.last.p50)} | ${f2(q.baseline.last.p99)} | ` +
-          `${f2(q.collab.first.p50)} / ${f2(q.baseline.first.p50)} | ${cpu(q.collab)} | ${cpu(q.baseline)} | ${f1(100 * q.collab.genElu.p50)} % / ${f1(100 * q.baseline.genElu.p50)} % |`);
+      for (const g of MEMBERS) {
+        const qs = runs.map((r) => r.presenceByGen?.[g]?.[N]).filter(Boolean);
+        if (!qs.length) continue;
+        const m = (f) => median(qs.map(f));
+        const cpu = (n) => `${f2(m((q) => q[n].genUsPerMsg.p50))} / ${f2(m((q) => q[n].genUsPerMsg.p99))}` +
+          (g === 'c' ? ` (${f2(m((q) => q[n].genCUsPerMsg.p50))} / ${f2(m((q) => q[n].genCUsPerMsg.p99))})` : '');
+        L.push(`| ${N} | ${g === 'c' ? 'C (members.c)' : 'Node (ws/members.mjs)'} | ${f2(m((q) => q.collab.last.p50))} | ${f2(m((q) => q.collab.last.p99))} | ` +
+          `${f2(m((q) => q.baseline.last.p50))} | ${f2(m((q) => q.baseline.last.p99))} | ${f2(m((q) => q.collab.first.p50))} / ${f2(m((q) => q.baseline.first.p50))} | ` +
+          `${cpu('collab')} | ${cpu('baseline')} | ${f1(100 * m((q) => q.collab.genElu.p50))} % / ${f1(100 * m((q) => q.baseline.genElu.p50))} % |`);
       }
     }
   }
-  if (P.idle) {
-    L.push('', `Idle connections: opened for at most ${IDLE_SECS} s per stack; "held" = still open 3 s after the last one connected.`,
+  if (once.growth) {
+    const G = once.growth;
+    L.push('', 'Growth (measured once): the uncontended lock round trip with about 10^3 and with 10^6 more resource rows.', '',
+      '| scenario | collab p50 ms | collab p99 ms | baseline p50 ms | baseline p99 ms | p50 ratio | p99 ratio |', '|---|---:|---:|---:|---:|---:|---:|');
+    for (const size of ['small', 'big']) {
+      const g = G[size];
+      if (g) {
+        L.push(`| lock uncontended, ${g.rows.collab} / ${g.rows.baseline} resource rows: \`lock:acquire\` → ack (C client) | ${f2(g.collab.p50)} | ${f2(g.collab.p99)} | ` +
+          `${f2(g.baseline.p50)} | ${f2(g.baseline.p99)} | ${fr(ratio(g.collab.p50, g.baseline.p50))} | ${fr(ratio(g.collab.p99, g.baseline.p99))} |`);
+      }
+    }
+    if (G.big && G.big.collabSmall) {
+      L.push(`| collab, ${G.small.rows.collab} rows (first cluster), in the same blocks as the ${G.big.rows.collab}-row cluster above | ` +
+        `${f2(G.big.collabSmall.p50)} | ${f2(G.big.collabSmall.p99)} | | | | |`);
+    }
+    for (const size of ['small', 'big']) {
+      const g = G[size];
+      if (g) L.push(`| control: \`collab.acquire\` through libpq (no worker), ${g.rows.collab} rows, same blocks | ${f2(g.sql.p50)} | ${f2(g.sql.p99)} | | | | |`);
+    }
+  }
+  if (once.idle) {
+    L.push('', `Idle connections (measured once): opened for at most ${IDLE_SECS} s per stack; "held" = still open 3 s after the last one connected.`,
       '', '| idle connections | asked | attempted | held | failed | opened per s | server RSS before → after, MiB | KiB per connection | lock:acquire p50 / p99 ms with them open | load generator RSS, MiB |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const n of Object.keys(T)) {
-      const i = P.idle[n];
+      const i = once.idle[n];
       if (!i) continue;
       const who = n === 'collab'
         ? `(${i.processes} worker process${i.processes > 1 ? 'es' : ''}, at most ${i.perProcessMax} in one)` : '(node process)';
@@ -924,50 +1302,6 @@ function report(meta) {
         `${f1(i.ok / i.openS)} | ${f1(i.rss0KiB / 1024)} → ${f1(i.rss1KiB / 1024)} | ${f2(i.perConnKiB)} | ${i.probe && i.probe.error ? i.probe.error : `${f2(i.probe.p50)} / ${f2(i.probe.p99)}`} | ${f1(i.genRssKiB / 1024)} |`);
     }
   }
-  // targets
-  const tgt = (what, ok, detail) => targets.push(`| ${what} | ${detail} | ${pf(ok)} |`);
-  const p1000 = P.presence && P.presence[1000];
-  if (p1000) {
-    const a = p1000.collab.last.p99; const b = p1000.baseline.last.p99;
-    tgt('fan-out p99, 1000 clients ≤ 20 ms', a <= 20, `${f2(a)} ms`);
-    tgt('fan-out p99, 1000 clients ≤ 0.5x baseline', ratio(a, b) <= 0.5, `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}`);
-  }
-  if (P.lock) {
-    const a = P.lock.collab.acquire.p99; const b = P.lock.baseline.acquire.p99;
-    const sa = P.lock.sio.collab.acquire; const sb = P.lock.sio.baseline.acquire;
-    tgt('lock round trip p99 ≤ 2 ms (C client)', a <= 2, `${f2(a)} ms; through socket.io-client ${f2(sa.p99)} ms (p50 ${f2(sa.p50)} against ${f2(P.lock.collab.acquire.p50)})`);
-    tgt('lock round trip p99 ≤ 1.0x baseline (C client)', ratio(a, b) <= 1,
-      `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}; through socket.io-client ${f2(sa.p99)} / ${f2(sb.p99)} ms = ${fr(ratio(sa.p99, sb.p99))}`);
-  }
-  if (P.contend) {
-    // 50 clients in a closed loop wait for each other: 2 ms is out of reach for either stack, the ratio is not
-    const a = P.contend.collab.acquire.p99; const b = P.contend.baseline.acquire.p99;
-    tgt(`contended lock round trip p99 (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs) ≤ 1.0x baseline`, ratio(a, b) <= 1,
-      `${f2(a)} / ${f2(b)} ms = ${fr(ratio(a, b))}; requests/s ${fr(ratio(P.contend.collab.rps, P.contend.baseline.rps))}`);
-  }
-  if (P.idle && P.idle.collab) {
-    const c = P.idle.collab; const b = P.idle.baseline;
-    const lim = Number(env('AB_NOFILE', 0));
-    // one process holds at most the open-files limit (less a margin) of connections
-    const capped = lim && lim < 51000;
-    tgt(`≥ 50,000 idle connections (collab.workers = ${c.processes})`, c.alive >= 50000 ? true : (capped && c.alive === c.asked ? null : false),
-      `${c.alive} of ${c.asked} held, at most ${c.perProcessMax} by one worker process` +
-      (capped ? `; every process here may open at most ${lim} files (a hard limit that cannot be raised without CAP_SYS_RESOURCE), so one worker process cannot hold 50,000` : ''));
-    tgt('≤ 16 KiB per idle connection', c.perConnKiB <= 16, `${f2(c.perConnKiB)} KiB`);
-    if (b) tgt('≤ 0.5x baseline memory per connection', ratio(c.perConnKiB, b.perConnKiB) <= 0.5, `${f2(c.perConnKiB)} / ${f2(b.perConnKiB)} KiB = ${fr(ratio(c.perConnKiB, b.perConnKiB))}`);
-  }
-  if (P.growth && P.growth.big) {
-    const g = P.growth;
-    // against the 10^3-row cluster in the same blocks when there is one; one after the other otherwise
-    const small = g.big.collabSmall ?? g.small.collab;
-    const r50 = ratio(g.big.collab.p50, small.p50);
-    const r99 = ratio(g.big.collab.p99, small.p99);
-    tgt('lock round trip flat (±20%) from 10^3 to 10^6 rows (p50)', r50 >= 0.8 && r50 <= 1.2,
-      `p50 ${fr(r50)}, p99 ${fr(r99)}` + (g.big.collabSmall ? ' (the two clusters in alternating blocks)' : '') +
-      `; one size after the other: collab p50 ${fr(ratio(g.big.collab.p50, g.small.collab.p50))}, baseline p50 ${fr(ratio(g.big.baseline.p50, g.small.baseline.p50))}, ` +
-      `libpq control p50 ${fr(ratio(g.big.sql.p50, g.small.sql.p50))}`);
-  }
-  if (targets.length) L.push('', '| target (collab) | measured | verdict |', '|---|---|---|', ...targets);
   L.push('', '| phase (CPU, % of one core) | wall s | load generator, sum | busiest generator process | collab worker | whole PostgreSQL cluster | baseline node | redis | interrupts | steal (the host) | other |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const d of cpuRows) {
@@ -977,13 +1311,26 @@ function report(meta) {
   L.push('', `Before each phase after the idle one the load generator waited up to ${SETTLE_S} s for a quiet machine (under 15 % of all cores busy for 2 s)` +
     (unsettled.length ? `; it did not get one before ${unsettled.map(([k, v]) => `${k} (${f1(v.busyPct)} % busy)`).join(', ')}.` : ', and got one every time.'));
   L.push('', 'The PostgreSQL cluster column includes the collab worker and the baseline\'s pool backends (database `baseline`)' +
-    (P.growth && P.growth.big && P.growth.big.collabSmall ? '; the second cluster of the growth phase (10^6 rows, its worker included) counts under other processes.' : '.'));
+    (once.growth && once.growth.big && once.growth.big.collabSmall ? '; the second cluster of the growth phase (10^6 rows, its worker included) counts under other processes.' : '.'));
   return { md: L.join('\n') + '\n', targets };
 }
 
 /* ------------------------------------------------------------ main */
+async function runPhase(ph, pgc) {
+  if (ph === 'lock') await phaseLock();
+  else if (ph === 'save') await phaseSave();
+  else if (ph === 'contend') await phaseContend();
+  else if (ph === 'presence') { for (const g of MEMBERS) await phasePresence(g); }
+  else if (ph === 'stall') await phaseStall();
+  else if (ph === 'idle') await phaseIdle(pgc);
+  else if (ph === 'growth') await phaseGrowth(pgc);
+  else throw new Error('unknown phase ' + ph);
+}
+
 async function main() {
   const tStart = hr();
+  for (const ph of PHASES) must([...REPEATED, 'idle', 'growth', 'check'].includes(ph), `AB_PHASES: unknown phase ${ph}`);
+  must(Number.isInteger(RUNS) && RUNS >= 0, 'AB_RUNS: a whole number (0: as many runs as fit in AB_BUDGET_S)');
   const pgc = new pg.Client({ database: 'postgres', application_name: 'ab loadgen' });
   await pgc.connect();
   const w = await pgc.query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker' ORDER BY pid");
@@ -994,27 +1341,63 @@ async function main() {
   log(`collab worker pid(s) ${T.collab.pids.join(', ')} (collab.workers = ${workers}, ${T.collab.url}); ` +
     `baseline node pid ${T.baseline.pids[0]} (${T.baseline.url}); redis pid ${REDIS_PID}`);
   await checkEquivalence();
-  for (const ph of PHASES) {
-    if (ph !== 'idle' && ph !== 'check') await settle(ph);
-    if (ph === 'lock') await phaseLock();
-    else if (ph === 'save') await phaseSave();
-    else if (ph === 'contend') await phaseContend();
-    else if (ph === 'presence') { for (const g of MEMBERS) await phasePresence(g); }
-    else if (ph === 'idle') await phaseIdle(pgc);
-    else if (ph === 'growth') await phaseGrowth(pgc);
-    else if (ph === 'check') { /* the equivalence check alone */ }
-    else throw new Error('unknown phase ' + ph);
+  // the phases measured once write into R.once, those of a run into that run's R.phases
+  R.once = {};
+  R.runs = [];
+  if (PHASES.includes('idle')) {
+    R.phases = R.once;
+    await phaseIdle(pgc);
   }
+  const repeated = PHASES.filter((p) => REPEATED.includes(p));
+  if (repeated.length) {
+    const t0 = hr();
+    let longest = 0;
+    for (let i = 1; RUNS === 0 || i <= RUNS; i++) {
+      const spent = msBetween(t0, hr()) / 1000;
+      if (i > 1 && spent + longest > BUDGET_S) {
+        R.budgetStop = `run ${i} did not start: ${f1(spent)} s of the ${BUDGET_S} s budget (AB_BUDGET_S) were spent, and the longest run took ${f1(longest)} s`;
+        log(`\n${R.budgetStop}`);
+        break;
+      }
+      FLIP = (i - 1) % 2;
+      RUN_TAG = RUNS === 1 ? '' : ` (run ${i})`;
+      R.phases = {};
+      R.presenceByGen = {};
+      R.presenceRounds = {};
+      R.presencePinned = null;
+      log(`\n==== run ${i}${RUNS ? ` of ${RUNS}` : ''}: ${repeated.join(', ')}; ${turn(0)[0]} first`);
+      const tr = hr();
+      for (const ph of repeated) {
+        await settle(ph);
+        await runPhase(ph, pgc);
+      }
+      const s = msBetween(tr, hr()) / 1000;
+      longest = Math.max(longest, s);
+      R.runs.push({ no: i, seconds: s, phases: R.phases, presenceByGen: R.presenceByGen, presenceRounds: R.presenceRounds, presencePinned: R.presencePinned });
+      log(`==== run ${i} took ${f1(s)} s`);
+    }
+    FLIP = 0;
+    RUN_TAG = '';
+  }
+  if (PHASES.includes('growth')) {
+    R.phases = R.once;
+    await settle('growth');
+    await phaseGrowth(pgc);
+  }
+  delete R.phases;
+  delete R.presenceByGen;
+  delete R.presenceRounds;
+  delete R.presencePinned;
   await pgc.end();
   // the idle phase may run first against a server with more worker processes (run.sh)
   if (process.env.AB_IDLE_TO) {
-    fs.writeFileSync(process.env.AB_IDLE_TO, JSON.stringify({ idle: R.phases.idle, cpu: cpuRows }));
+    fs.writeFileSync(process.env.AB_IDLE_TO, JSON.stringify({ idle: R.once.idle, cpu: cpuRows }));
     log(`idle phase written to ${process.env.AB_IDLE_TO}`);
     return;
   }
   if (process.env.AB_IDLE_FROM) {
     const x = JSON.parse(fs.readFileSync(process.env.AB_IDLE_FROM, 'utf8'));
-    R.phases.idle = x.idle;
+    R.once.idle = x.idle;
     cpuRows.unshift(...x.cpu);
   }
   const meta = {
@@ -1023,22 +1406,27 @@ async function main() {
   };
   R.meta = meta;
   R.cpu = cpuRows;
-  const { md } = report(meta);
+  const { md, targets } = report(meta);
+  R.targets = targets.map((t) => ({ what: t.what, perRun: t.vals, measured: t.measured, verdict: verdictWord(t.ok) }));
   log('\n' + md);
   const dir = env('AB_OUT_DIR');
   if (dir) {
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'ab.md'), md);
     fs.writeFileSync(path.join(dir, 'ab.json'), JSON.stringify(R, null, 2));
-    if (R.phases.presence) {
-      const lines = ['# N collab_p50 collab_p99 baseline_p50 baseline_p99 (ms, join -> last member)'];
-      for (const N of Object.keys(R.phases.presence).map(Number).sort((x, y) => x - y)) {
-        const p = R.phases.presence[N];
-        lines.push(`${N} ${p.collab.last.p50} ${p.collab.last.p99} ${p.baseline.last.p50} ${p.baseline.last.p99}`);
+    // one line per target for the summary of `make bench` (test/bench/bench.sh)
+    fs.writeFileSync(path.join(dir, 'targets-ab.tsv'), R.targets.map((t) => `${t.what}\t${t.measured}\t${t.verdict}\n`).join(''));
+    const sizes = [...new Set(R.runs.flatMap((r) => Object.keys(r.phases.presence || {}).map(Number)))].sort((x, y) => x - y);
+    if (sizes.length) {
+      const lines = [`# N collab_p50 collab_p99 baseline_p50 baseline_p99 (ms, join -> last member; medians of ${R.runs.length} run(s))`];
+      for (const N of sizes) {
+        const ps = R.runs.map((r) => r.phases.presence?.[N]).filter(Boolean);
+        const m = (f) => median(ps.map(f));
+        lines.push(`${N} ${m((p) => p.collab.last.p50)} ${m((p) => p.collab.last.p99)} ${m((p) => p.baseline.last.p50)} ${m((p) => p.baseline.last.p99)}`);
       }
       fs.writeFileSync(path.join(dir, 'fanout.dat'), lines.join('\n') + '\n');
     }
-    log(`written to ${dir}/ab.md, ab.json, fanout.dat`);
+    log(`written to ${dir}/ab.md, ab.json, targets-ab.tsv${sizes.length ? ', fanout.dat' : ''}`);
   }
   for (const c of [...kids]) c.kill();
 }

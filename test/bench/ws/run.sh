@@ -105,6 +105,7 @@ CREATE EXTENSION collab;
 SELECT collab.create_document('bench', 'WebSocket benchmark',
 	ARRAY['a', 'lock', 'save', 'sql', 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
 SQL
+psql -X -q -v ON_ERROR_STOP=1 -f "$TEST_DIR/bench/grants.sql" >/dev/null || die "could not grant the document"
 
 # the worker waits for CREATE EXTENSION, then listens
 bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || true
