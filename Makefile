@@ -18,6 +18,7 @@ OBJS = \
 	src/owner.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
+	src/revisions.o \
 	src/rooms.o \
 	src/save_guard.o \
 	src/static_files.o \
@@ -29,9 +30,9 @@ OBJS = \
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
-REGRESS = resource_id documents locks saves events presence privileges token_epochs
+REGRESS = resource_id documents locks saves events presence privileges token_epochs revisions
 REGRESS_OPTS = --inputdir=test --load-extension=collab
-ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete save_race_revisions purge_vs_save
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config

@@ -192,6 +192,11 @@ Then try (the application's calls run as $APP_ROLE; :anna and :ben hold tokens):
   SELECT granted, token AS ben2 FROM collab.acquire('$DOC_ID/tab:diagnosis', 'u-ben', 'Dr. Ben Kaya', 'ben-tablet') \\gset
   SELECT collab.save('$DOC_ID/tab:diagnosis', :ben2, 'Acute appendicitis, perforated', 1);
 
+  -- every saved version is kept, hash-chained; Ben restores Anna's version 1
+  SELECT version, saved_by_name, saved_at, size, path FROM collab.history('$DOC_ID/tab:diagnosis');
+  SELECT collab.save('$DOC_ID/tab:diagnosis', :ben2, 'Acute appendicitis', NULL, 1);
+  SELECT ok, revisions, head_hash FROM collab.verify_history('$DOC_ID/tab:diagnosis');
+
   RESET ROLE;                    -- the audit trail is for collab_admin members and superusers
   SELECT id, action, resource_id, username, holder_id, reason FROM collab.audit_log ORDER BY id;
 EOF

@@ -68,6 +68,7 @@ suite "notify delivery" bash test/integration/notify.sh
 suite "crash restart" bash test/integration/restart.sh
 suite "crash and restart under load (own cluster)" bash test/integration/crash_load.sh
 suite "install, dump and restore" bash test/integration/install.sh
+suite "revisions: upgrade from 0.1.0 with data, the auditor's script" bash test/integration/revisions.sh
 suite "wss with a self-signed certificate" bash test/integration/tls.sh
 if ls test/integration/ws_*.test.mjs >/dev/null 2>&1; then
 	suite "websocket worker (socket.io-client)" bash test/integration/run-ws.sh

@@ -22,6 +22,438 @@
  * Revisions: every accepted save kept, hash-chained
  * ------------------------------------------------------------------------ */
 
+-- How a revision came to be: a save through the WebSocket worker, a save
+-- through SQL (collab.save() or a guarded UPDATE), or the content a
+-- resource already had when revisions began (this upgrade).
+CREATE TYPE collab.revision_path AS ENUM ('ws', 'sql', 'genesis');
+COMMENT ON TYPE collab.revision_path IS 'How a revision came to be: ws, sql (a save by that path) or genesis (content present when revisions began)';
+
+/*
+ * One row per accepted save, written by the save guard (src/revisions.c)
+ * in the saving transaction, never changed.  A resource is identified by
+ * its id and creation time: revisions outlive the deletion of their
+ * resource (a record's history is kept), and a resource created again
+ * under the same id starts a chain of its own.  hash covers every other
+ * column but resource_created_at, and prev_hash is the hash of the
+ * previous revision of the same resource (NULL for the first);
+ * docs/revisions.md defines the hash input.
+ */
+CREATE TABLE collab.revisions (
+	resource_id	text COLLATE "C" NOT NULL,
+	resource_created_at timestamptz NOT NULL,
+	version		bigint NOT NULL,
+	content		text NOT NULL,
+	saved_by	text,
+	saved_by_name text,
+	saved_at	timestamptz NOT NULL,
+	token		bigint,
+	path		collab.revision_path NOT NULL,
+	restored_from bigint,
+	prev_hash	bytea,
+	hash		bytea NOT NULL,
+	PRIMARY KEY (resource_id, resource_created_at, version)
+);
+COMMENT ON TABLE collab.revisions IS 'Every accepted save: content, saver, time, token, path, SHA-256 chained per resource; immutable';
+-- Every save writes a revision and few are read back: lz4, where the server
+-- was built with it, compresses a 2 kB save several times faster than pglz
+-- (for about 15 % more room).
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+		ALTER TABLE collab.revisions ALTER COLUMN content SET COMPRESSION lz4;
+	END IF;
+END
+$$;
+
+-- What collab.purge_revisions() dropped: per resource, the last version it
+-- dropped and that revision's hash, the anchor of the revisions left.
+CREATE TABLE collab.revision_purges (
+	resource_id	text COLLATE "C" NOT NULL,
+	resource_created_at timestamptz NOT NULL,
+	through_version bigint NOT NULL,
+	hash		bytea NOT NULL,
+	revisions	bigint NOT NULL,
+	purged_before timestamptz NOT NULL,
+	purged_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	purged_by	name NOT NULL DEFAULT session_user,
+	PRIMARY KEY (resource_id, resource_created_at, through_version)
+);
+COMMENT ON TABLE collab.revision_purges IS 'Anchors left by collab.purge_revisions(): the hash of the last revision dropped per resource; immutable';
+
+CREATE FUNCTION collab.revision_hash(p_prev_hash bytea, p_resource_id text, p_version bigint,
+	p_content text, p_saved_by text, p_saved_by_name text, p_saved_at timestamptz,
+	p_token bigint, p_path text, p_restored_from bigint)
+RETURNS bytea
+	AS 'MODULE_PATHNAME', 'collab_revision_hash' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION collab.revision_hash(bytea, text, bigint, text, text, text, timestamptz, bigint, text, bigint)
+	IS 'SHA-256 of a revision''s fields chained to the previous hash, as docs/revisions.md defines it';
+
+-- Refuses UPDATE, DELETE and TRUNCATE, for the owner too; only the DELETEs
+-- of collab.purge_revisions() pass (src/revisions.c).
+CREATE FUNCTION collab._revisions_immutable() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'collab_revisions_immutable' LANGUAGE C;
+COMMENT ON FUNCTION collab._revisions_immutable() IS 'Trigger: revisions and purge anchors are never changed or deleted (but by collab.purge_revisions())';
+CREATE TRIGGER revisions_immutable BEFORE UPDATE OR DELETE ON collab.revisions
+	FOR EACH ROW EXECUTE FUNCTION collab._revisions_immutable();
+CREATE TRIGGER revisions_immutable_truncate BEFORE TRUNCATE ON collab.revisions
+	FOR EACH STATEMENT EXECUTE FUNCTION collab._revisions_immutable();
+CREATE TRIGGER revision_purges_immutable BEFORE UPDATE OR DELETE ON collab.revision_purges
+	FOR EACH ROW EXECUTE FUNCTION collab._revisions_immutable();
+CREATE TRIGGER revision_purges_immutable_truncate BEFORE TRUNCATE ON collab.revision_purges
+	FOR EACH STATEMENT EXECUTE FUNCTION collab._revisions_immutable();
+
+-- Superuser only (checked in C as well as by the absence of grants).
+CREATE FUNCTION collab.purge_revisions(p_before timestamptz) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_purge_revisions' LANGUAGE C;
+COMMENT ON FUNCTION collab.purge_revisions(timestamptz)
+	IS 'Superuser only: drops revisions saved before p_before (never a resource''s newest, nor a chain that does not verify), keeping an anchor hash; returns how many';
+
+-- collab.save() gains restored_from; the 4-argument call resolves to it.
+-- In C (src/revisions.c), around save_guard.c's collab_save().
+DROP FUNCTION collab.save(text, bigint, text, bigint);
+CREATE FUNCTION collab.save(p_resource_id text, p_token bigint, p_content text,
+	p_base_version bigint DEFAULT NULL, p_restored_from bigint DEFAULT NULL)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_save_with_origin' LANGUAGE C;
+COMMENT ON FUNCTION collab.save(text, bigint, text, bigint, bigint)
+	IS 'Saves content with the live lock''s token (optionally expecting a base version, or restoring an earlier version''s content); returns the new version';
+
+-- The same save naming its path: the worker's saves are 'ws'.  Not granted.
+CREATE FUNCTION collab._save(p_resource_id text, p_token bigint, p_content text,
+	p_base_version bigint, p_restored_from bigint, p_path text)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'collab_save_with_origin' LANGUAGE C;
+COMMENT ON FUNCTION collab._save(text, bigint, text, bigint, bigint, text)
+	IS 'collab.save() with the path recorded in the revision (ws or sql); for the WebSocket worker';
+
+DROP FUNCTION collab.ws_save(text, text, text, bigint, bigint);
+CREATE FUNCTION collab.ws_save(p_conn text, p_resource_id text, p_content text,
+	p_base_version bigint DEFAULT NULL, p_token bigint DEFAULT NULL, p_restored_from bigint DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	v_version bigint;
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	IF NOT EXISTS (SELECT FROM collab.ws_presence
+				    WHERE connection_id = p_conn
+					  AND resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)) THEN
+		PERFORM collab._raise('NOT_JOINED', format('not joined to "%s"', p_resource_id),
+			NULL, 'Send presence:join first.');
+	END IF;
+	l := collab._ws_lease(p_conn, p_resource_id, true);
+	-- a client that names its token is fenced by it: a save prepared under
+	-- an earlier lock of the same connection is not accepted under a later one
+	IF p_token IS NOT NULL AND p_token <> l.token THEN
+		PERFORM collab._token_error(p_token, p_resource_id);
+	END IF;
+	v_version := collab._save(p_resource_id, l.token, p_content, p_base_version, p_restored_from, 'ws');
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'version', v_version));
+END
+$$;
+COMMENT ON FUNCTION collab.ws_save(text, text, text, bigint, bigint, bigint)
+	IS 'doc:save for the WebSocket worker: a save under the connection''s own lock, recorded with path ws';
+
+-- The page size of a history: NULL is the default; the one place that
+-- sets the default and the maximum.
+CREATE FUNCTION collab._history_limit(p_limit integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_limit IS NULL THEN
+		RETURN 50;
+	END IF;
+	IF p_limit < 1 OR p_limit > 500 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'limit must be between 1 and 500',
+			format('The limit given was %s.', p_limit), 'Page through longer histories with before.');
+	END IF;
+	RETURN p_limit;
+END
+$$;
+COMMENT ON FUNCTION collab._history_limit(integer) IS 'Page size of a history: 50 by default, 1 to 500';
+
+-- The resource whose revisions are read: it must exist (its current
+-- incarnation's revisions are meant).
+CREATE FUNCTION collab._revision_resource(p_resource_id text) RETURNS collab.resources
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r collab.resources;
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	SELECT * INTO r FROM collab.resources WHERE id = p_resource_id;
+	IF NOT FOUND THEN
+		PERFORM collab._raise('RESOURCE_NOT_FOUND', format('resource "%s" does not exist', p_resource_id));
+	END IF;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION collab._revision_resource(text) IS 'The resource whose revisions are read; RESOURCE_NOT_FOUND if there is none';
+
+CREATE FUNCTION collab.history(p_resource_id text, p_before bigint DEFAULT NULL, p_limit integer DEFAULT NULL)
+RETURNS TABLE (version bigint, saved_by text, saved_by_name text, saved_at timestamptz,
+	size bigint, path text, restored_from bigint, hash text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r collab.resources := collab._revision_resource(p_resource_id);
+	v_limit integer := collab._history_limit(p_limit);
+BEGIN
+	IF p_before IS NOT NULL AND p_before < 1 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'before must be a version of at least 1',
+			format('The before given was %s.', p_before));
+	END IF;
+	RETURN QUERY
+		SELECT v.version, v.saved_by, v.saved_by_name, v.saved_at, octet_length(v.content)::bigint,
+			   v.path::text, v.restored_from, encode(v.hash, 'hex')
+		  FROM collab.revisions v
+		 WHERE v.resource_id = r.id AND v.resource_created_at = r.created_at
+		   AND (p_before IS NULL OR v.version < p_before)
+		 ORDER BY v.version DESC
+		 LIMIT v_limit;
+END
+$$;
+COMMENT ON FUNCTION collab.history(text, bigint, integer)
+	IS 'Revisions of a resource, newest first, without content: versions below p_before, p_limit of them (default 50, at most 500)';
+
+-- The token of a lock that is still live is withheld from all but
+-- superusers, as the views withhold it: it is the holder's credential.
+CREATE FUNCTION collab.revision(p_resource_id text, p_version bigint)
+RETURNS TABLE (resource_id text, version bigint, content text, saved_by text, saved_by_name text,
+	saved_at timestamptz, token bigint, path text, restored_from bigint, prev_hash text, hash text, size bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r collab.resources := collab._revision_resource(p_resource_id);
+	v collab.revisions;
+	v_purged bigint;
+BEGIN
+	IF p_version IS NULL OR p_version < 0 THEN
+		PERFORM collab._raise('BAD_REQUEST', 'version must be a version number (0 or more)');
+	END IF;
+	SELECT * INTO v FROM collab.revisions x
+	 WHERE x.resource_id = r.id AND x.resource_created_at = r.created_at AND x.version = p_version;
+	IF NOT FOUND THEN
+		SELECT max(p.through_version) INTO v_purged FROM collab.revision_purges p
+		 WHERE p.resource_id = r.id AND p.resource_created_at = r.created_at;
+		PERFORM collab._raise('RESOURCE_NOT_FOUND',
+			format('resource "%s" has no revision %s', p_resource_id, p_version),
+			CASE WHEN p_version <= v_purged THEN format('Revisions up to version %s were purged.', v_purged) END,
+			'collab.history() lists the revisions there are.');
+	END IF;
+	RETURN QUERY SELECT v.resource_id, v.version, v.content, v.saved_by, v.saved_by_name, v.saved_at,
+		CASE WHEN v.token IS NOT NULL
+				  AND EXISTS (SELECT FROM collab.leases l WHERE l.token = v.token)
+				  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
+			 THEN NULL ELSE v.token END,
+		v.path::text, v.restored_from, encode(v.prev_hash, 'hex'), encode(v.hash, 'hex'),
+		octet_length(v.content)::bigint;
+END
+$$;
+COMMENT ON FUNCTION collab.revision(text, bigint)
+	IS 'One revision of a resource with its content and every field of its hash (a live lock''s token withheld but from superusers)';
+
+/*
+ * Recomputes a chain: the revisions of one resource (id and creation time)
+ * up to p_through (NULL: all), each hash from its fields and the previous
+ * hash (the newest purge anchor's, or none, for the first), versions
+ * consecutive.  Stops at the first version that fails.  Shared by
+ * collab.verify_history() and collab.purge_revisions(), which leaves a
+ * chain that does not verify as it is.
+ */
+CREATE FUNCTION collab._verify_chain(p_resource_id text, p_created_at timestamptz, p_through bigint,
+	OUT first_bad_version bigint, OUT problem text, OUT revisions bigint,
+	OUT purged_through bigint, OUT last_version bigint, OUT head_hash bytea)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v collab.revisions;
+	v_next bigint;
+BEGIN
+	revisions := 0;
+	SELECT p.through_version, p.hash INTO purged_through, head_hash FROM collab.revision_purges p
+	 WHERE p.resource_id = p_resource_id AND p.resource_created_at = p_created_at
+	 ORDER BY p.through_version DESC LIMIT 1;
+	v_next := purged_through + 1;
+	FOR v IN SELECT * FROM collab.revisions x
+			  WHERE x.resource_id = p_resource_id AND x.resource_created_at = p_created_at
+			    AND (p_through IS NULL OR x.version <= p_through)
+			  ORDER BY x.version LOOP
+		IF v_next IS NOT NULL AND v.version > v_next THEN
+			first_bad_version := v_next;
+			problem := format('revision %s is missing', v_next);
+			RETURN;
+		ELSIF v_next IS NOT NULL AND v.version < v_next THEN
+			first_bad_version := v.version;
+			problem := format('revision %s lies within the purged versions (up to %s)', v.version, purged_through);
+			RETURN;
+		END IF;
+		IF v.prev_hash IS DISTINCT FROM head_hash THEN
+			first_bad_version := v.version;
+			problem := CASE
+				WHEN head_hash IS NULL THEN 'its prev_hash names a predecessor, but it is the first revision and no purge anchors it'
+				WHEN revisions = 0 THEN format('its prev_hash is not the hash the purge anchored (version %s)', purged_through)
+				ELSE 'its prev_hash is not the hash of the revision before it' END;
+			RETURN;
+		END IF;
+		IF v.hash IS DISTINCT FROM collab.revision_hash(v.prev_hash, v.resource_id, v.version, v.content,
+				v.saved_by, v.saved_by_name, v.saved_at, v.token, v.path::text, v.restored_from) THEN
+			first_bad_version := v.version;
+			problem := 'its fields do not match its hash';
+			RETURN;
+		END IF;
+		head_hash := v.hash;
+		v_next := v.version + 1;
+		last_version := v.version;
+		revisions := revisions + 1;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION collab._verify_chain(text, timestamptz, bigint)
+	IS 'Recomputes the hash chain of one resource''s revisions up to a version: the first that fails, or none';
+
+-- The chain of the resource's current revisions, and its newest revision
+-- the resource's current version and content.
+CREATE FUNCTION collab.verify_history(p_resource_id text,
+	OUT ok boolean, OUT first_bad_version bigint, OUT problem text,
+	OUT revisions bigint, OUT purged_through bigint, OUT head_hash text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r collab.resources := collab._revision_resource(p_resource_id);
+	c record;
+BEGIN
+	ok := false;
+	SELECT * INTO c FROM collab._verify_chain(r.id, r.created_at, NULL);
+	first_bad_version := c.first_bad_version;
+	problem := c.problem;
+	revisions := c.revisions;
+	purged_through := c.purged_through;
+	IF first_bad_version IS NOT NULL THEN
+		RETURN;
+	END IF;
+	IF (c.last_version IS NULL AND r.version > 0) OR c.last_version < r.version THEN
+		first_bad_version := coalesce(c.last_version + 1, c.purged_through + 1, r.version);
+		problem := format('revision %s is missing', first_bad_version);
+		RETURN;
+	ELSIF c.last_version > r.version THEN
+		first_bad_version := r.version + 1;
+		problem := format('the resource is at version %s, its revisions go on to %s', r.version, c.last_version);
+		RETURN;
+	ELSIF c.last_version IS NOT NULL AND (SELECT v.content FROM collab.revisions v
+			WHERE v.resource_id = r.id AND v.resource_created_at = r.created_at AND v.version = c.last_version)
+			IS DISTINCT FROM r.content THEN
+		first_bad_version := r.version;
+		problem := 'the resource''s content is not the content of its revision';
+		RETURN;
+	END IF;
+	ok := true;
+	head_hash := encode(c.head_hash, 'hex');
+END
+$$;
+COMMENT ON FUNCTION collab.verify_history(text)
+	IS 'Recomputes a resource''s hash chain: ok, or the first version that does not verify and why';
+
+-- Reading history over the WebSocket worker.  The one place that decides
+-- whether a connection may read a resource's revisions: until permissions
+-- exist, the room (or an ancestor's) must be joined.  p_what names the read
+-- ('history', or 'revision N') for an access trail.
+CREATE FUNCTION collab._ws_may_read(p_conn text, p_resource_id text, p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM collab.check_resource_id(p_resource_id);
+	IF NOT EXISTS (SELECT FROM collab.ws_presence
+				    WHERE connection_id = p_conn
+					  AND resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)) THEN
+		PERFORM collab._raise('NOT_JOINED', format('not joined to "%s"', p_resource_id),
+			NULL, 'Send presence:join first.');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION collab._ws_may_read(text, text, text)
+	IS 'Whether a WebSocket connection may read a resource''s revisions (the room joined); raises NOT_JOINED';
+
+-- A revision as the WebSocket protocol shows it.
+CREATE FUNCTION collab._revision_json(p_version bigint, p_saved_by text, p_saved_by_name text,
+	p_saved_at timestamptz, p_restored_from bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+	SELECT jsonb_build_object('version', p_version,
+		'savedBy', CASE WHEN p_saved_by IS NULL THEN NULL ELSE collab._user_ref(p_saved_by, p_saved_by_name) END,
+		'savedAt', collab._ts(p_saved_at))
+		|| CASE WHEN p_restored_from IS NULL THEN '{}' ELSE jsonb_build_object('restoredFrom', p_restored_from) END
+$$;
+COMMENT ON FUNCTION collab._revision_json(bigint, text, text, timestamptz, bigint)
+	IS 'The version, savedBy, savedAt (and restoredFrom) of a revision as WebSocket payloads carry them';
+
+-- doc:history: a page of revisions, newest first; nextBefore is the before
+-- of the next page, null on the last.
+CREATE FUNCTION collab.ws_history(p_conn text, p_resource_id text,
+	p_before bigint DEFAULT NULL, p_limit integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_list jsonb;
+	v_oldest bigint;
+BEGIN
+	PERFORM collab._ws_may_read(p_conn, p_resource_id, 'history');
+	SELECT coalesce(jsonb_agg(collab._revision_json(h.version, h.saved_by, h.saved_by_name, h.saved_at, h.restored_from)
+			|| jsonb_build_object('size', h.size) ORDER BY h.version DESC), '[]'), min(h.version)
+	  INTO v_list, v_oldest
+	  FROM collab.history(p_resource_id, p_before, p_limit) h;
+	IF v_oldest < 1 OR NOT EXISTS (SELECT FROM collab.history(p_resource_id, v_oldest, 1)) THEN
+		v_oldest := NULL;
+	END IF;
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'revisions', v_list, 'nextBefore', v_oldest));
+END
+$$;
+COMMENT ON FUNCTION collab.ws_history(text, text, bigint, integer)
+	IS 'doc:history for the WebSocket worker: a page of revisions (newest first) of a resource the connection may read';
+
+-- doc:revision: one revision with its content.
+CREATE FUNCTION collab.ws_revision(p_conn text, p_resource_id text, p_version bigint)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v record;
+BEGIN
+	PERFORM collab._ws_may_read(p_conn, p_resource_id, format('revision %s', p_version));
+	SELECT * INTO v FROM collab.revision(p_resource_id, p_version);
+	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'revision',
+		collab._revision_json(v.version, v.saved_by, v.saved_by_name, v.saved_at, v.restored_from)
+		|| jsonb_build_object('content', v.content)));
+END
+$$;
+COMMENT ON FUNCTION collab.ws_revision(text, text, bigint)
+	IS 'doc:revision for the WebSocket worker: one revision with its content, of a resource the connection may read';
+
+-- Resources that already have content start their chains here.  Saves wait
+-- for the upgrade to commit (SHARE conflicts with their row locks), so no
+-- save falls between the genesis revisions and the first recorded one.
+LOCK TABLE collab.resources IN SHARE MODE;
+INSERT INTO collab.revisions (resource_id, resource_created_at, version, content, saved_by, saved_by_name,
+	saved_at, token, path, restored_from, prev_hash, hash)
+SELECT r.id, r.created_at, r.version, r.content, r.saved_by, r.saved_by_name,
+	   coalesce(r.saved_at, r.created_at), NULL, 'genesis', NULL, NULL,
+	   collab.revision_hash(NULL, r.id, r.version, r.content, r.saved_by, r.saved_by_name,
+			coalesce(r.saved_at, r.created_at), NULL, 'genesis', NULL)
+  FROM collab.resources r
+ WHERE r.version > 0 OR r.content <> '';
+
+REVOKE ALL ON collab.revisions, collab.revision_purges FROM PUBLIC;
+REVOKE ALL ON FUNCTION collab.revision_hash(bytea, text, bigint, text, text, text, timestamptz, bigint, text, bigint),
+	collab._revisions_immutable(), collab.purge_revisions(timestamptz),
+	collab.save(text, bigint, text, bigint, bigint), collab._save(text, bigint, text, bigint, bigint, text),
+	collab.ws_save(text, text, text, bigint, bigint, bigint), collab._history_limit(integer),
+	collab._revision_resource(text), collab.history(text, bigint, integer), collab.revision(text, bigint),
+	collab._verify_chain(text, timestamptz, bigint), collab.verify_history(text),
+	collab._ws_may_read(text, text, text),
+	collab._revision_json(bigint, text, text, timestamptz, bigint),
+	collab.ws_history(text, text, bigint, integer), collab.ws_revision(text, text, bigint)
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION collab.save(text, bigint, text, bigint, bigint),
+	collab.history(text, bigint, integer), collab.revision(text, bigint), collab.verify_history(text),
+	collab.revision_hash(bytea, text, bigint, text, text, text, timestamptz, bigint, text, bigint)
+	TO collab_app, collab_admin;
+
+-- pg_dump keeps every revision and purge anchor.
+SELECT pg_catalog.pg_extension_config_dump('collab.revisions', '');
+SELECT pg_catalog.pg_extension_config_dump('collab.revision_purges', '');
+
 /* ------------------------------------------------------------------------
  * Fencing tokens across failover
  * ------------------------------------------------------------------------ */

@@ -46,6 +46,7 @@ int			collab_sweep_interval_ms = 1000;
 int			collab_rate_limit = 50;
 char	   *collab_lock_token = NULL;
 char	   *collab_base_version = NULL;
+char	   *collab_restored_from = NULL;
 char	   *collab_ui_directory = NULL;
 
 /* default of collab.ui_directory: SHAREDIR/extension/collab_ui */
@@ -192,6 +193,11 @@ define_reloadable_settings(void)
 	DefineCustomStringVariable("collab.base_version",
 							   "Version this transaction's content updates expect to replace (empty: any).",
 							   NULL, &collab_base_version, "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.restored_from",
+							   "Earlier version whose content this transaction's content updates restore (empty: none).",
+							   NULL, &collab_restored_from, "",
 							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
 }

@@ -35,6 +35,7 @@ extern int	collab_sweep_interval_ms;
 extern int	collab_rate_limit;
 extern char *collab_lock_token;
 extern char *collab_base_version;
+extern char *collab_restored_from;
 
 /* Most WebSocket worker processes (collab.workers). */
 #define COLLAB_MAX_WORKERS 32
@@ -59,6 +60,14 @@ extern void collab_require_resource_id(struct varlena *t);
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
 extern void collab_append_ts(StringInfo buf, TimestampTz t);
+
+/* revisions.c */
+struct TupleDescData;
+struct HeapTupleData;
+extern bool collab_record_revision(Oid fn, struct TupleDescData *desc, struct HeapTupleData *oldt,
+								   struct HeapTupleData *newt, int64 version,
+								   const char *user_id, const char *username,
+								   TimestampTz saved_at, int64 token, int64 *restored_from);
 
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);

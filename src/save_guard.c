@@ -7,7 +7,7 @@
  * that changes content, or presents a token, is a save: the token (from
  * collab.save(), or SET LOCAL collab.lock_token) must be the live lease of
  * the row or of an ancestor; the lease is renewed, the version bumped, the
- * saver recorded and doc:saved published.  Anything else only changes the
+ * saver recorded, the revision kept (revisions.c) and doc:saved published.  Anything else only changes the
  * title.  This is the hot path of the product, so it is C: no PL/pgSQL
  * frames, no SET clauses, plans prepared once per backend.  Rare failures
  * whose diagnosis needs the tables (which error a dead token deserves) are
@@ -118,6 +118,8 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	StringInfoData ev;
 	MemoryContext upper = CurrentMemoryContext;
 	CollabOwner oc;
+	bool		restored;
+	int64		restored_from;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -262,6 +264,10 @@ collab_guard_update(PG_FUNCTION_ARGS)
 				 errhint("Reload the current content and apply your change to it.")));
 	}
 
+	/* the save's revision, in this transaction (revisions.c) */
+	restored = collab_record_revision(fcinfo->flinfo->fn_oid, desc, oldt, newt, old_version + 1,
+									  uid, uname, now, token, &restored_from);
+
 	cols[0] = a_version;
 	vals[0] = Int64GetDatum(old_version + 1);
 	cols[1] = a_by;
@@ -282,6 +288,8 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	escape_json(&ev, hid);
 	appendStringInfoString(&ev, ",\"savedAt\":");
 	collab_append_ts(&ev, now);
+	if (restored)
+		appendStringInfo(&ev, ",\"restoredFrom\":" INT64_FORMAT, restored_from);
 	appendStringInfoChar(&ev, '}');
 	collab_publish_event(ev.data, ev.len);
 

@@ -457,6 +457,8 @@ export interface DocSaved {
 	savedBy: UserRef;
 	/** When it was saved. */
 	savedAt: IsoTime;
+	/** A restore: the earlier version whose content this save brought back (absent otherwise). */
+	restoredFrom?: number;
 }
 
 /** `error`: a command without ack callback failed, or the session ended (`AUTH_TOKEN_EXPIRED`, `PAYLOAD_TOO_LARGE`). */

@@ -1,8 +1,11 @@
 #!/bin/bash
 # SQL-core benchmark for collab (what `make bench` runs).
 #
-#   1. Fenced saves (collab.save through the guard trigger) against plain
-#      UPDATEs of a table of the same shape, A/B interleaved rounds.
+#   1. Fenced saves (collab.save through the guard trigger, each recording
+#      its revision) against plain UPDATEs of a table of the same shape, and
+#      against the same UPDATE plus an INSERT into a history table (what a
+#      team would write by hand to keep versions), interleaved rounds; then
+#      the storage per revision of these 2 kB saves.
 #   2. Lock acquire + release latency with 10^3 and with 10^6 resource rows,
 #      interleaved rounds on two databases of the same cluster.
 #
@@ -12,14 +15,15 @@
 # than NOTIFY (whose commit lock would serialize the saves).  The machine is shared and noisy: only ratios
 # measured within one run mean anything, so a missed target prints FAIL and
 # the script still exits 0.  It exits non-zero only when something broke
-# (a pgbench error, a failed query, a save that did not advance a version).
+# (a pgbench error, a failed query, a save that did not advance a version
+# or did not write exactly one history row or revision).
 #
 # Environment:
 #   BENCH_SECONDS      whole seconds per save round (default 10); the latency
 #                      rounds use 0.8 x that.  A run takes about 11 x it plus
 #                      30 s of set-up and loading (about 2.5 min by default).
-#   BENCH_ROUNDS       A/B rounds per comparison (default 3); the fenced-save
-#                      target is judged on the median of the per-round ratios
+#   BENCH_ROUNDS       rounds per comparison (default 3); the fenced-save
+#                      targets are judged on the median of the per-round ratios
 #   BENCH_CLIENTS      pgbench clients for the save comparison (default 4)
 #   BENCH_LAT_CLIENTS  pgbench clients for the latency runs (default 1)
 #   BENCH_BIG_ROWS     resource rows of the large database (default 1000000)
@@ -38,6 +42,7 @@ TABS_PER_DOC=9                  # a document row + 9 tabs = 10 rows per document
 CONTENT_BYTES=2048
 LAT_SECS=$(awk -v s="$SECS" 'BEGIN { v = s * 0.8; if (v < 1) v = 1; printf "%d", v }')
 SAVE_TARGET=0.8
+HISTORY_TARGET=0.9
 LAT_TOLERANCE=0.20
 
 die() { echo "bench: ERROR: $*" >&2; exit 1; }
@@ -162,6 +167,15 @@ END \$\$;
 CREATE TABLE bench_plain (LIKE collab.resources INCLUDING ALL);
 ALTER TABLE bench_plain ADD FOREIGN KEY (parent_id) REFERENCES bench_plain (id) ON DELETE CASCADE;
 INSERT INTO bench_plain SELECT * FROM collab.resources ORDER BY id;
+-- A hand-written history: one row per save, written with the UPDATE.
+CREATE TABLE bench_history (
+	resource_id	text COLLATE "C" NOT NULL,
+	version		bigint NOT NULL,
+	content		text NOT NULL,
+	saved_by	text NOT NULL,
+	saved_at	timestamptz NOT NULL,
+	PRIMARY KEY (resource_id, version)
+);
 VACUUM ANALYZE;
 SQL
 
@@ -184,6 +198,14 @@ SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client
 \set r random(1, 1000000000)
 UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid;
 EOF
+cat >"$WORK/save_history.sql" <<'EOF'
+\if :tok = 0
+SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
+\endif
+\set r random(1, 1000000000)
+WITH u AS (UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid RETURNING id, version, content, saved_at)
+INSERT INTO bench_history SELECT id, version, content, 'user-' || :client_id::text, saved_at FROM u;
+EOF
 cat >"$WORK/save_fenced.sql" <<'EOF'
 \if :tok = 0
 SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
@@ -198,13 +220,23 @@ version_sum() {
 	q $SDB -c "SELECT coalesce(sum(version), 0) FROM $table WHERE id IN (SELECT resource_id FROM bench_tokens WHERE client < $CLIENTS)"
 }
 
+# rows of the history a variant keeps (none for plain)
+history_rows() {
+	case $1 in
+	plain) echo 0 ;;
+	history) q $SDB -c "SELECT count(*) FROM bench_history" ;;
+	fenced) q $SDB -c "SELECT count(*) FROM collab.revisions" ;;
+	esac
+}
+
 declare -A save_tps=() save_walb=() save_fpi=() save_waits=()
 save_round() {
-	local variant=$1 round=$2 table out before after txns tps wal0 sampler
-	table=$([ "$variant" = plain ] && echo bench_plain || echo collab.resources)
-	q $SDB -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE collab.resources" \
-		-c "VACUUM ANALYZE collab.leases" -c "CHECKPOINT"
+	local variant=$1 round=$2 table out before after txns tps wal0 sampler hist0 hist1
+	table=$([ "$variant" = fenced ] && echo collab.resources || echo bench_plain)
+	q $SDB -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE bench_history" -c "VACUUM ANALYZE collab.resources" \
+		-c "VACUUM ANALYZE collab.revisions" -c "VACUUM ANALYZE collab.leases" -c "CHECKPOINT"
 	before=$(version_sum "$table")
+	hist0=$(history_rows "$variant")
 	wal0=$(wal_mark)
 	out="$WORK/save_${variant}_$round.out"
 	( sleep 1; sample_waits $SDB $((SECS > 3 ? SECS - 2 : 1)) >"$WORK/waits_${variant}_$round" ) &
@@ -213,11 +245,14 @@ save_round() {
 		-D tok=0 -D content="$content" -f "$WORK/save_$variant.sql" $SDB
 	wait $sampler || die "wait-event sampling failed"
 	after=$(version_sum "$table")
+	hist1=$(history_rows "$variant")
 	txns=$(pgb_txns "$out")
 	tps=$(pgb_tps "$out")
 	[ "$txns" -gt 0 ] || die "$variant round $round processed no transactions"
 	[ $((after - before)) -eq "$txns" ] ||
 		die "$variant round $round: versions advanced by $((after - before)), pgbench processed $txns transactions"
+	[ "$variant" = plain ] || [ $((hist1 - hist0)) -eq "$txns" ] ||
+		die "$variant round $round: $((hist1 - hist0)) history rows for $txns saves"
 	read -r save_walb[$variant,$round] save_fpi[$variant,$round] < <(wal_per "$txns" "$wal0" "$(wal_mark)")
 	save_waits[$variant,$round]=$(cat "$WORK/waits_${variant}_$round")
 	save_tps[$variant,$round]=$(printf '%.1f' "$tps")
@@ -226,10 +261,10 @@ save_round() {
 }
 
 echo
-echo "== 1. fenced saves vs plain UPDATEs ($CLIENTS clients, $CONTENT_BYTES-byte content, ${SECS}s x $ROUNDS rounds)"
+echo "== 1. fenced saves (with revisions) vs plain UPDATEs and UPDATE + history INSERT ($CLIENTS clients, $CONTENT_BYTES-byte content, ${SECS}s x $ROUNDS rounds)"
+orders=("plain history fenced" "fenced plain history" "history fenced plain")
 for r in $(seq 1 "$ROUNDS"); do
-	if [ $((r % 2)) -eq 1 ]; then order="plain fenced"; else order="fenced plain"; fi
-	for v in $order; do save_round "$v" "$r"; done
+	for v in ${orders[$(((r - 1) % 3))]}; do save_round "$v" "$r"; done
 done
 # the guard must still hold: another tab's live token changes nothing
 bad=$(q $SDB -c "SELECT collab.save('document:bench/tab:0', (SELECT token FROM bench_tokens WHERE client = 1), 'x')" 2>&1 || true)
@@ -251,6 +286,34 @@ pair_max=$(echo "$pair_list" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -1)
 # judged on the median of the per-round ratios: each round's pair ran back to back
 save_verdict=$(awk -v r="$pair_med" -v t="$SAVE_TARGET" 'BEGIN { print (r >= t) ? "PASS" : "FAIL" }')
 echo "  fenced/plain per round: $pair_list-> median $pair_med (lowest-highest $pair_min-$pair_max; target >= $SAVE_TARGET): $save_verdict; ratio of the median tps (plain $plain_med, fenced $fenced_med) $save_ratio"
+history_list=""; hpair_list=""
+for r in $(seq 1 "$ROUNDS"); do
+	history_list+="${save_tps[history,$r]} "
+	hpair_list+="$(ratio "${save_tps[fenced,$r]}" "${save_tps[history,$r]}") "
+done
+history_med=$(echo "$history_list" | median)
+history_ratio=$(ratio "$fenced_med" "$history_med")
+hpair_med=$(echo "$hpair_list" | median)
+hpair_min=$(echo "$hpair_list" | tr ' ' '\n' | grep -v '^$' | sort -g | head -1)
+hpair_max=$(echo "$hpair_list" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -1)
+history_verdict=$(awk -v r="$hpair_med" -v t="$HISTORY_TARGET" 'BEGIN { print (r >= t) ? "PASS" : "FAIL" }')
+echo "  fenced/(UPDATE + history INSERT) per round: $hpair_list-> median $hpair_med (lowest-highest $hpair_min-$hpair_max; target >= $HISTORY_TARGET): $history_verdict; ratio of the median tps (history $history_med, fenced $fenced_med) $history_ratio"
+
+# Storage of what the rounds wrote: every revision is a 2 kB save (plus the
+# number that makes each one differ), as is every hand-written history row.
+# Sizes include the table, its TOAST table and its indexes.
+read -r rev_n rev_bytes rev_heap rev_toast rev_index rev_col < <(q $SDB -F ' ' -c "VACUUM collab.revisions" -c "
+	SELECT count(*), round(pg_total_relation_size('collab.revisions')::numeric / count(*)),
+		   round(pg_relation_size('collab.revisions')::numeric / count(*)),
+		   round(coalesce(pg_total_relation_size(reltoastrelid), 0)::numeric / count(*)),
+		   round(pg_indexes_size('collab.revisions')::numeric / count(*)),
+		   round(avg(pg_column_size(content)))
+	  FROM collab.revisions, pg_class WHERE pg_class.oid = 'collab.revisions'::regclass GROUP BY reltoastrelid")
+read -r hist_n hist_bytes < <(q $SDB -F ' ' -c "VACUUM bench_history" -c "
+	SELECT count(*), round(pg_total_relation_size('bench_history')::numeric / count(*)) FROM bench_history")
+[ "$(q $SDB -c "SELECT bool_and(ok) FROM collab.resources r, collab.verify_history(r.id) WHERE r.id LIKE 'document:bench/%'")" = t ] ||
+	die "the revisions written by the rounds do not verify"
+echo "  storage per revision: $rev_bytes bytes ($rev_n revisions; heap $rev_heap, TOAST $rev_toast, index $rev_index; content $rev_col bytes stored for $CONTENT_BYTES); hand-written history row: $hist_bytes bytes; every chain verifies"
 
 # ---------------------------------------------------------------------------
 # 2. Lock acquire latency with 10^3 and 10^6 resource rows
@@ -389,16 +452,20 @@ report="$ROOT/test/bench/results/sql-core.md"
 	echo "| saves ($CLIENTS clients, $CONTENT_BYTES B) | $(for r in $(seq 1 "$ROUNDS"); do printf 'round %d | ' "$r"; done)median |"
 	echo "|---|$(for r in $(seq 1 "$ROUNDS"); do printf -- '---:|'; done)---:|"
 	echo "| plain UPDATE tps | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[plain,$r]}"; done)$plain_med |"
-	echo "| collab.save tps | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[fenced,$r]}"; done)$fenced_med |"
-	for v in plain fenced; do
+	echo "| UPDATE + history INSERT tps | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[history,$r]}"; done)$history_med |"
+	echo "| collab.save tps (with revisions) | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_tps[fenced,$r]}"; done)$fenced_med |"
+	for v in plain history fenced; do
 		list=""
 		for r in $(seq 1 "$ROUNDS"); do list+="${save_walb[$v,$r]} "; done
 		echo "| $v WAL per save, bytes (FPI) | $(for r in $(seq 1 "$ROUNDS"); do printf '%s (%s) | ' "${save_walb[$v,$r]}" "${save_fpi[$v,$r]}"; done)$(echo "$list" | median) |"
 	done
 	echo "| **fenced / plain** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[plain,$r]}")"; done)**$pair_med**, the median of the round ratios (lowest-highest $pair_min-$pair_max; target >= $SAVE_TARGET: **$save_verdict**); ratio of the median tps $save_ratio |"
+	echo "| **fenced / (UPDATE + history INSERT)** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[history,$r]}")"; done)**$hpair_med**, the median of the round ratios (lowest-highest $hpair_min-$hpair_max; target >= $HISTORY_TARGET: **$history_verdict**); ratio of the median tps $history_ratio |"
+	echo
+	echo "Storage per revision of a $CONTENT_BYTES-byte save: **$rev_bytes bytes** (table $rev_heap, TOAST $rev_toast, index $rev_index; the content takes $rev_col bytes compressed; $rev_n revisions); a row of the hand-written history: $hist_bytes bytes."
 	echo
 	echo "Wait events of the bench backends, round 1 (sampled every 50 ms; CPU = not waiting; Lock:object = the cluster-wide lock NOTIFY takes at commit):"
-	echo "plain: ${save_waits[plain,1]}; fenced: ${save_waits[fenced,1]}."
+	echo "plain: ${save_waits[plain,1]}; history: ${save_waits[history,1]}; fenced: ${save_waits[fenced,1]}."
 	echo
 	echo "| acquire+release ($LAT_CLIENTS client), medians of $ROUNDS rounds, ms | ${rows[small]} rows | ${rows[big]} rows | big / small |"
 	echo "|---|---:|---:|---:|"
@@ -418,6 +485,10 @@ report="$ROOT/test/bench/results/sql-core.md"
 printf '%s\t%s\t%s\n' \
 	"fenced saves (collab.save) >= $SAVE_TARGET x plain UPDATE, $CLIENTS clients" \
 	"$pair_med, median of $ROUNDS round ratio(s) (lowest-highest $pair_min-$pair_max)" "$save_verdict" \
+	"fenced saves with revisions >= $HISTORY_TARGET x UPDATE + history INSERT, $CLIENTS clients" \
+	"$hpair_med, median of $ROUNDS round ratio(s) (lowest-highest $hpair_min-$hpair_max)" "$history_verdict" \
+	"storage per revision of a $CONTENT_BYTES-byte save" \
+	"$rev_bytes bytes (hand-written history row: $hist_bytes)" "reported" \
 	"SQL acquire + release flat (+/-$(awk -v t=$LAT_TOLERANCE 'BEGIN { print t * 100 }')%) from ${rows[small]} to ${rows[big]} rows, average and p50" \
 	"average ${lat_ratio[avg]}, p50 ${lat_ratio[p50]} (medians of $ROUNDS round(s), one size after the other)" "$lat_verdict" \
 	>"$ROOT/test/bench/results/targets-sql.tsv"

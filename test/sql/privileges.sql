@@ -172,4 +172,73 @@ SELECT collab.ws_disconnect('priv-h1');
 SELECT collab.ws_disconnect('priv-h2');
 DROP SCHEMA collab_trap CASCADE;
 
+-- Revisions: no role can change or delete them, nor the purge anchors;
+-- collab_app (and so collab_admin) reads history for the backend; only a
+-- superuser purges.
+SELECT token AS rtk FROM collab.acquire('document:priv/tab:t', 'u1', 'Ann', 'c1') \gset
+SELECT collab.save('document:priv/tab:t', :rtk, 'a revision');
+SELECT collab.release(:rtk);
+SELECT r AS role, p AS privilege,
+       has_table_privilege(r, 'collab.revisions', p) AS revisions,
+       has_table_privilege(r, 'collab.revision_purges', p) AS purges
+  FROM unnest(ARRAY['collab_test_nobody', 'collab_test_app', 'collab_test_admin']) r,
+       unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p
+ WHERE has_table_privilege(r, 'collab.revisions', p) OR has_table_privilege(r, 'collab.revision_purges', p);
+SELECT f AS function,
+       has_function_privilege('collab_test_nobody', f, 'EXECUTE') AS nobody,
+       has_function_privilege('collab_test_app', f, 'EXECUTE') AS app,
+       has_function_privilege('collab_test_admin', f, 'EXECUTE') AS admin
+  FROM unnest(ARRAY['collab.history(text,bigint,integer)', 'collab.revision(text,bigint)',
+		'collab.verify_history(text)', 'collab.revision_hash(bytea,text,bigint,text,text,text,timestamptz,bigint,text,bigint)',
+		'collab.save(text,bigint,text,bigint,bigint)', 'collab._save(text,bigint,text,bigint,bigint,text)',
+		'collab.purge_revisions(timestamptz)', 'collab._verify_chain(text,timestamptz,bigint)',
+		'collab._revisions_immutable()']::regprocedure[]) f
+ ORDER BY 1::text;
+SET ROLE collab_test_app;
+SELECT version, saved_by, saved_by_name, size, path FROM collab.history('document:priv/tab:t');
+SELECT content FROM collab.revision('document:priv/tab:t', 1);
+SELECT ok, revisions FROM collab.verify_history('document:priv/tab:t');
+SELECT pg_temp.try($$SELECT * FROM collab.revisions$$);
+SELECT pg_temp.try($$UPDATE collab.revisions SET content = 'x'$$);
+SELECT pg_temp.try($$DELETE FROM collab.revisions$$);
+SELECT pg_temp.try($$TRUNCATE collab.revisions$$);
+SELECT pg_temp.try($$INSERT INTO collab.revisions (resource_id, resource_created_at, version, content, saved_at, path, hash)
+	VALUES ('document:priv/tab:t', now(), 99, 'forged', now(), 'sql', '\x00')$$);
+SELECT pg_temp.try($$DELETE FROM collab.revision_purges$$);
+SELECT pg_temp.try($$TRUNCATE collab.revision_purges$$);
+SELECT pg_temp.try($$SELECT collab.purge_revisions(now())$$);
+-- the path is the worker's to name
+SELECT pg_temp.try(format($$SELECT collab._save('document:priv/tab:t', %s, 'x', NULL, NULL, 'ws')$$, :rtk));
+RESET ROLE;
+SET ROLE collab_test_admin;
+SELECT count(*) AS admin_reads FROM collab.history('document:priv/tab:t');
+SELECT pg_temp.try($$UPDATE collab.revisions SET content = 'x'$$);
+SELECT pg_temp.try($$DELETE FROM collab.revisions$$);
+SELECT pg_temp.try($$TRUNCATE collab.revisions$$);
+SELECT pg_temp.try($$SELECT collab.purge_revisions(now())$$);
+RESET ROLE;
+SET ROLE collab_test_nobody;
+SELECT pg_temp.try($$SELECT * FROM collab.history('document:priv/tab:t')$$);
+SELECT pg_temp.try($$SELECT * FROM collab.revision('document:priv/tab:t', 1)$$);
+RESET ROLE;
+-- granted it anyway, a non-superuser still may not purge
+GRANT EXECUTE ON FUNCTION collab.purge_revisions(timestamptz) TO collab_test_admin;
+SET ROLE collab_test_admin;
+SELECT pg_temp.try($$SELECT collab.purge_revisions(now())$$);
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION collab.purge_revisions(timestamptz) FROM collab_test_admin;
+-- a live lock's token is the holder's credential: revision() withholds it
+-- from the application (a session of its own), not from a superuser's
+SELECT token AS rtk FROM collab.acquire('document:priv/tab:t', 'u1', 'Ann', 'c1') \gset
+SELECT collab.save('document:priv/tab:t', :rtk, 'under a live lock') AS live_version \gset
+SET SESSION AUTHORIZATION collab_test_app;
+SELECT version = :live_version AS newest, token IS NULL AS withheld FROM collab.revision('document:priv/tab:t', :live_version);
+SELECT token IS NULL AS withheld_earlier FROM collab.revision('document:priv/tab:t', :live_version - 1);
+RESET SESSION AUTHORIZATION;
+SELECT token = :rtk AS shown_to_superuser FROM collab.revision('document:priv/tab:t', :live_version);
+SELECT collab.release(:rtk);
+SET SESSION AUTHORIZATION collab_test_app;
+SELECT token = :rtk AS shown_once_released FROM collab.revision('document:priv/tab:t', :live_version);
+RESET SESSION AUTHORIZATION;
+
 DROP ROLE collab_test_nobody, collab_test_app, collab_test_admin;

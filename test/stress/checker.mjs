@@ -2,8 +2,10 @@
 //
 // Input: what the clients recorded (every operation as invoke + ok / fail /
 // unknown), what an observer connection received (every event of every
-// room), the audit trail with its tokens (collab.audit) and the final rows
-// of collab.resources.  Output: counts and violations for five checks:
+// room), the audit trail with its tokens (collab.audit), the final rows
+// of collab.resources, and their revisions (collab.revisions) with what
+// collab.verify_history() said of each.  Output: counts and violations for
+// six checks:
 //
 //   1  no save with a stale or expired token was accepted; refusals carry
 //      the code the audit trail implies; saves sent after the client's own
@@ -18,6 +20,10 @@
 //   4  every expiry produced exactly one lock:expired (and every grant,
 //      release and save exactly one lock:acquired, lock:released, doc:saved)
 //   5  no unexpected error codes
+//   6  the revisions of each resource are exactly its accepted saves, in
+//      order (content, token, saver, path, time), with an unbroken hash
+//      chain recomputed here (scripts/verify-revisions.mjs) and in the
+//      database (verify_history)
 //
 // Times: audit and event times are the server clock (epoch milliseconds,
 // audit with microseconds, events truncated to milliseconds); client times
@@ -30,12 +36,15 @@
 // "<op id>|t<token>\n", so the final content names every accepted save and
 // the token its writer presented.
 
+import { micros, verifyChain } from '../../scripts/verify-revisions.mjs';
+
 export const CHECKS = {
   1: 'no accepted save with a stale or expired token',
   2: 'no lost update (final content = ordered accepted saves)',
   3: 'no overlapping holders on a path',
   4: 'one event per audited expiry (and per grant, release, save)',
   5: 'no unexpected error codes',
+  6: 'revisions = accepted saves, in order, hash chain unbroken',
 };
 
 // Codes an operation may fail with in a correct run.
@@ -113,7 +122,9 @@ function fmtT(ms) {
  * Runs every check.
  * input: { ttlMs, records, events: [{t, event, payload}], audit: [{id, at,
  *   action, resource_id, token, holder_id, user_id, reason, expiresAt?}],
- *   resources: [{id, content, version}], resourceIds: [...], skip?: [4] }
+ *   resources: [{id, content, version}], resourceIds: [...], skip?: [4],
+ *   revisions: the rows of collab.revision() of those resources (without it
+ *   check 6 is skipped), verified: [{id, ok, first_bad_version, problem}] }
  * An audit row with expiresAt (a renewal that set the expiry itself, such as
  * the extension of live leases after a promotion) bounds its lease by that
  * time instead of its own time + ttlMs.  A record may carry allow: [codes]
@@ -470,6 +481,57 @@ export function check(input) {
     const allowed = [...(ALLOWED_CODES[o.op] ?? []), ...(o.allow ?? [])];
     if (!allowed.includes(o.code)) {
       v(5, 'unexpected-code', `${o.op} ${o.id} by ${o.client} on ${o.res ?? '-'} failed with ${o.code}: ${o.message ?? ''}`);
+    }
+  }
+
+  /* ---------------- check 6: revisions ---------------- */
+  if (input.revisions) {
+    const revsOf = new Map();
+    for (const x of input.revisions) {
+      if (!resources.has(x.resource_id)) { v(6, 'revision-unknown-resource', `a revision of ${x.resource_id}, which is not a resource of the run`); continue; }
+      if (!revsOf.has(x.resource_id)) revsOf.set(x.resource_id, []);
+      revsOf.get(x.resource_id).push(x);
+    }
+    for (const [res, r] of resources) {
+      const revs = (revsOf.get(res) ?? []).sort((a, b) => a.version - b.version);
+      const lines = splitContent(r.content);
+      // content without one line per version is a lost update (check 2):
+      // its revisions cannot be matched to lines
+      if (lines.length !== r.version) continue;
+      bump('revisions checked', revs.length);
+      const versions = revs.map((x) => x.version);
+      if (revs.length !== r.version || versions.some((x, i) => x !== i + 1)) {
+        v(6, 'revision-versions', `${res}: revisions of versions [${versions.join(', ')}], the resource is at version ${r.version}: every accepted save must have one, in order`);
+      }
+      for (const x of revs) {
+        const what = `${res} revision ${x.version}`;
+        const want = lines.slice(0, x.version);
+        const got = splitContent(x.content);
+        if (x.version > lines.length || got.length !== want.length || got.some((l, i) => l !== want[i])) {
+          v(6, 'revision-content', `${what}: its content is not the content of accepted save ${x.version} (${got.length} lines, the history has ${want.length} up to it)`);
+          continue;
+        }
+        const parsed = parseLine(lines[x.version - 1]);
+        if (parsed && parsed.token !== null && x.token !== parsed.token) {
+          v(6, 'revision-token', `${what}: token ${x.token}, the save presented token ${parsed.token}`);
+        }
+        const op = parsed ? opById.get(parsed.opId) : undefined;
+        if (op && x.saved_by !== op.user) v(6, 'revision-saver', `${what}: saved by ${x.saved_by}, written by ${op.id} of ${op.user}`);
+        if (op && x.path !== op.kind) v(6, 'revision-path', `${what}: path ${x.path}, written by ${op.id} over ${op.kind}`);
+        if (x.restored_from != null) v(6, 'revision-restored', `${what}: restoredFrom ${x.restored_from}, no writer restores`);
+        const ev = savedEvents.get(res)?.get(x.version)?.[0];
+        if (ev && Number(micros(x.saved_at) / 1000n) !== Date.parse(ev.savedAt)) {
+          v(6, 'revision-time', `${what}: saved at ${x.saved_at}, its doc:saved says ${ev.savedAt}`);
+        }
+      }
+      if (revs.length) {
+        const chain = verifyChain(revs);
+        if (!chain.ok) v(6, 'revision-chain', `${res} revision ${chain.version}: ${chain.problem}`);
+        else if (chain.anchor !== null) v(6, 'revision-chain', `${res}: the first revision names a predecessor (${chain.anchor}), nothing was purged`);
+      }
+    }
+    for (const x of input.verified ?? []) {
+      if (!x.ok) v(6, 'verify-history', `${x.id}: collab.verify_history() fails at version ${x.first_bad_version}: ${x.problem}`);
     }
   }
 

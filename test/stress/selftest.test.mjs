@@ -5,7 +5,8 @@
 // doctoring really breaks.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { check, lineFor, ancestors, onOnePath } from './checker.mjs';
+import { check as checkHistory, lineFor, parseLine, splitContent, ancestors, onOnePath } from './checker.mjs';
+import { revisionHash } from '../../scripts/verify-revisions.mjs';
 
 const B = Date.parse('2026-01-01T00:00:00.000Z');
 const iso = (ms) => new Date(B + ms).toISOString();
@@ -81,6 +82,42 @@ function history() {
   return { ttlMs: TTL, records: recs, events, audit, resources, resourceIds: [DOC, TA, TB], lines: { l1, l2, l3, l4 } };
 }
 
+/*
+ * The revisions a correct server keeps for a history: one per version of
+ * each resource's final content, with the saver, path and token of the line
+ * that version added, the time of its doc:saved, chained.  Built when the
+ * history is checked, so that a doctored content or event is a server that
+ * recorded just that.
+ */
+function revisionsOf(h) {
+  const invokes = new Map(h.records.filter((x) => x.k === 'invoke').map((x) => [x.id, x]));
+  const out = [];
+  for (const r of h.resources) {
+    const lines = splitContent(r.content);
+    let prev = null;
+    for (let i = 0; i < r.version && i < lines.length; i++) {
+      const parsed = parseLine(lines[i]);
+      const op = invokes.get(parsed?.opId);
+      const ev = h.events.find((e) => e.event === 'doc:saved' && e.payload.resourceId === r.id && e.payload.version === i + 1);
+      const x = {
+        resource_id: r.id, version: i + 1, content: lines.slice(0, i + 1).map((l) => `${l}\n`).join(''),
+        saved_by: op?.user ?? null, saved_by_name: op?.user ?? null,
+        saved_at: ev ? ev.payload.savedAt.replace('Z', '123Z') : iso(5000 + i),
+        token: parsed?.token ?? null, path: op?.kind ?? 'sql', restored_from: null, prev_hash: prev,
+      };
+      x.hash = revisionHash(x);
+      prev = x.hash;
+      out.push(x);
+    }
+  }
+  return out;
+}
+const check = (h) => checkHistory({
+  ...h,
+  revisions: h.revisions ?? revisionsOf(h),
+  verified: h.verified ?? h.resources.map((r) => ({ id: r.id, ok: true })),
+});
+
 const kinds = (r) => r.violations.map((x) => `${x.check}:${x.kind}`);
 const only = (r, checkNo) => {
   assert.ok(r.violations.length > 0, 'the doctored history is reported');
@@ -104,6 +141,7 @@ test('a clean history has no violation', () => {
   assert.equal(r.counts['audit expire'], 1);
   assert.equal(r.counts['lapsed-lease saves fail'], 1);
   assert.equal(r.counts['client-observed grants'], 3);
+  assert.equal(r.counts['revisions checked'], 4);
 });
 
 test('check 2: a lost update (a save based on an old version) is reported', () => {
@@ -294,4 +332,104 @@ test('an operation without completion is unknown, and its save may or may not be
   const r = check(h);
   assert.deepEqual(r.violations, []);
   assert.equal(r.ops.find((o) => o.id === 'u3#2').outcome, 'unknown');
+});
+
+/* check 6: the revisions.  rehash() recomputes the chain after a change, so
+ * that only the doctored field is wrong. */
+const rehash = (revs) => {
+  let prev = null;
+  for (const x of [...revs].sort((a, b) => a.resource_id.localeCompare(b.resource_id) || a.version - b.version)) {
+    if (x.version === 1) prev = null;
+    x.prev_hash = prev;
+    x.hash = revisionHash(x);
+    prev = x.hash;
+  }
+  return revs;
+};
+const doctored = (change) => {
+  const h = history();
+  h.revisions = revisionsOf(h);
+  change(h.revisions, h);
+  return h;
+};
+const revOf = (revs, res, version) => revs.find((x) => x.resource_id === res && x.version === version);
+
+test('check 6: the revisions built for a clean history chain and verify', () => {
+  const h = history();
+  const revs = revisionsOf(h);
+  assert.equal(revs.length, 4);
+  assert.equal(revOf(revs, TA, 2).prev_hash, revOf(revs, TA, 1).hash);
+  assert.equal(revOf(revs, TB, 1).prev_hash, null);
+  assert.deepEqual(check({ ...h, revisions: revs }).violations, []);
+});
+
+test('check 6: an accepted save without its revision is reported', () => {
+  const h = doctored((revs) => revs.splice(revs.indexOf(revOf(revs, TA, 3)), 1));
+  const r = check(h);
+  only(r, 6);
+  assert.ok(kinds(r).includes('6:revision-versions'), kinds(r).join());
+});
+
+test('check 6: a revision in the middle taken out is reported, also as a broken chain', () => {
+  const h = doctored((revs) => revs.splice(revs.indexOf(revOf(revs, TA, 2)), 1));
+  const r = check(h);
+  only(r, 6);
+  assert.ok(kinds(r).includes('6:revision-versions') && kinds(r).includes('6:revision-chain'), kinds(r).join());
+});
+
+test('check 6: a revision whose content is not its save\'s is reported', () => {
+  const h = doctored((revs, hist) => { revOf(revs, TA, 2).content = `${hist.lines.l2}\n`; rehash(revs); });
+  const r = check(h);
+  only(r, 6);
+  assert.deepEqual(kinds(r), ['6:revision-content']);
+});
+
+test('check 6: a changed revision without a new hash breaks the chain', () => {
+  const h = doctored((revs) => { revOf(revs, TA, 1).saved_by_name = 'someone else'; });
+  const r = check(h);
+  only(r, 6);
+  assert.ok(r.violations.some((x) => x.kind === 'revision-chain' && x.msg.includes(`${TA} revision 1: its fields do not match its hash`)), kinds(r).join());
+});
+
+test('check 6: a prev_hash that is not the previous hash is reported', () => {
+  const h = doctored((revs) => {
+    const x = revOf(revs, TA, 3);
+    x.prev_hash = revOf(revs, TA, 1).hash;
+    x.hash = revisionHash(x);
+  });
+  const r = check(h);
+  only(r, 6);
+  assert.ok(r.violations.some((x) => x.kind === 'revision-chain' && x.msg.includes(`${TA} revision 3: not chained to version 2`)), kinds(r).join());
+});
+
+test('check 6: a first revision that names a predecessor is reported', () => {
+  const h = doctored((revs) => { const x = revOf(revs, TB, 1); x.prev_hash = 'ab'.repeat(32); x.hash = revisionHash(x); });
+  const r = check(h);
+  only(r, 6);
+  assert.ok(kinds(r).includes('6:revision-chain'), kinds(r).join());
+});
+
+test('check 6: a revision with another token, saver, path or time is reported', () => {
+  for (const [field, value, kind] of [['token', 12, 'revision-token'], ['saved_by', 'u2', 'revision-saver'],
+    ['path', 'ws', 'revision-path'], ['saved_at', iso(1200), 'revision-time'], ['restored_from', 1, 'revision-restored']]) {
+    const h = doctored((revs) => { revOf(revs, TA, 2)[field] = value; rehash(revs); });
+    const r = check(h);
+    only(r, 6);
+    assert.deepEqual(kinds(r), [`6:${kind}`], field);
+  }
+});
+
+test('check 6: a revision of a resource outside the run is reported', () => {
+  const h = doctored((revs) => revs.push({ ...revOf(revs, TB, 1), resource_id: 'document:other' }));
+  const r = check(h);
+  only(r, 6);
+  assert.ok(kinds(r).includes('6:revision-unknown-resource'), kinds(r).join());
+});
+
+test('check 6: verify_history failing in the database is reported', () => {
+  const h = history();
+  h.verified = [{ id: TA, ok: false, first_bad_version: 2, problem: 'its fields do not match its hash' }];
+  const r = check(h);
+  only(r, 6);
+  assert.deepEqual(kinds(r), ['6:verify-history']);
 });

@@ -267,6 +267,19 @@ observer.close();
 
 const audit = (await auditRows()).map((a) => ({ ...a, id: Number(a.id), token: a.token === null ? null : Number(a.token) }));
 const resources = (await resourceRows()).map((r) => ({ ...r, version: Number(r.version) }));
+// the revisions of the resources as they are now (a deleted and recreated
+// id would start a chain of its own), times as JSON gives them (microseconds)
+const num = (x) => (x === null ? null : Number(x));
+const revisions = (await q(
+  `SELECT v.resource_id, v.version, v.content, v.saved_by, v.saved_by_name, to_json(v.saved_at) #>> '{}' AS saved_at,
+          v.token, v.path::text AS path, v.restored_from, encode(v.prev_hash, 'hex') AS prev_hash, encode(v.hash, 'hex') AS hash
+     FROM collab.revisions v JOIN collab.resources r ON r.id = v.resource_id AND r.created_at = v.resource_created_at
+    WHERE v.resource_id = ANY ($1) ORDER BY v.resource_id, v.version`, [resourceIds]))
+  .map((x) => ({ ...x, version: num(x.version), token: num(x.token), restored_from: num(x.restored_from) }));
+const verified = (await q(
+  `SELECT r.id, v.ok, v.first_bad_version::int8 AS first_bad_version, v.problem
+     FROM unnest($1::text[]) r(id), collab.verify_history(r.id) v`, [resourceIds]))
+  .map((x) => ({ ...x, first_bad_version: num(x.first_bad_version) }));
 await admin.end();
 
 for (const f of historyFiles) {
@@ -280,8 +293,8 @@ for (const f of historyFiles) {
 /* ------------------------------------------------------------------------
  * Check and report
  * ------------------------------------------------------------------------ */
-const result = check({ ttlMs, records, events, audit, resources, resourceIds });
-fs.writeFileSync(path.join(WORK, 'history.json'), JSON.stringify({ seed: SEED, ttlMs, docs, records, events, audit, resources }));
+const result = check({ ttlMs, records, events, audit, resources, resourceIds, revisions, verified });
+fs.writeFileSync(path.join(WORK, 'history.json'), JSON.stringify({ seed: SEED, ttlMs, docs, records, events, audit, resources, revisions, verified }));
 
 const table = (title, rows) => {
   console.log(`\n${title}`);
@@ -317,6 +330,7 @@ table('history', [
   ['expiries (audit)', String(c['audit expire'] ?? 0)],
   ['denials (audit)', String(c['audit deny'] ?? 0)],
   ['reads checked', String(c.reads ?? 0)],
+  ['revisions checked (content, token, saver, path, time, chain)', String(c['revisions checked'] ?? 0)],
   ['events seen by the observer', `${events.length} (${[...evCounts].sort().map(([k, n]) => `${k} ${n}`).join(', ')})`],
   ['child stops: asked past the lease / random / past the heartbeat', `${chaos.stalls} / ${chaos.stops} / ${chaos.longStops}`],
   ['child processes SIGKILLed', String(chaos.kills)],
@@ -339,6 +353,7 @@ if (observerLost) {
 // a run that exercised nothing proves nothing
 const coverage = [
   ['accepted saves', c['accepted saves (final versions)'] ?? 0],
+  ['revisions', c['revisions checked'] ?? 0],
   ['expiries', c['audit expire'] ?? 0],
   ['refused saves on a lapsed lease', lapsedFail],
   ['lock grants to SQL writers', result.ops.filter((o) => o.kind === 'sql' && o.grant && o.outcome === 'ok').length],

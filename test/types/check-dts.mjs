@@ -464,9 +464,10 @@ console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/ws
 const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
 check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
 const published = new Map();	// event -> [{ keys: [...], where }]
-const publish = (name, keys, where) => {
+// optional: keys a site sends only sometimes (appended under an if in C)
+const publish = (name, keys, where, optional = []) => {
 	if (!published.has(name)) published.set(name, []);
-	published.get(name).push({ keys, where });
+	published.get(name).push({ keys, where, optional });
 };
 
 // SQL: collab._publish(jsonb_build_object('event', 'name', ...))
@@ -499,7 +500,7 @@ for (const f of cFiles) {
 			continue;
 		}
 		cParsed++;
-		publish(r.value.event, [...r.keys.keys()], `src/${f}`);
+		publish(r.value.event, [...r.keys.keys()], `src/${f}`, [...r.keys].filter(([, k]) => k.optional).map(([k]) => k));
 	}
 }
 check(cPublishes > 0 && cParsed === cPublishes, `every collab_publish_event() call in src/*.c builds a readable event (${cParsed}/${cPublishes})`);
@@ -541,7 +542,7 @@ for (const ev of [...serverEvents].sort()) {
 		const sites = published.get(ev);
 		const all = sites.map((s) => new Set(s.keys.filter((k) => !routing.has(k))));
 		const union = new Set(all.flatMap((s) => [...s]));
-		code = new Map([...union].map((k) => [k, { optional: !all.every((s) => s.has(k)) }]));
+		code = new Map([...union].map((k) => [k, { optional: !all.every((s) => s.has(k)) || sites.some((s) => s.optional.includes(k)) }]));
 		if (ev === tokenEvent) code.set("token", { optional: true });
 	} else code = own.get(ev);
 	compareShape(`${ev} payload matches ${typeName}`, code, fieldsOf(typeName), typeName);

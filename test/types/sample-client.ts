@@ -211,7 +211,9 @@ export class CollabClient {
 				this.state.version = p.version;
 				this.view.reloadContent(p.resourceId, p.version);
 			}
-			this.view.toast(`saved by ${p.savedBy.username} at ${p.savedAt}`);
+			this.view.toast(p.restoredFrom === undefined
+				? `saved by ${p.savedBy.username} at ${p.savedAt}`
+				: `${p.savedBy.username} restored version ${p.restoredFrom}`);
 		});
 
 		s.on("error", (e: ErrorEvent) => {
