@@ -6,10 +6,12 @@ EXTVERSION = 0.2.0
 MODULE_big = collab
 OBJS = \
 	src/collab.o \
+	src/conn.o \
 	src/errors.o \
 	src/event_queue.o \
 	src/events.o \
 	src/json_object.o \
+	src/jobs.o \
 	src/jwt.o \
 	src/listen.o \
 	src/leases.o \

@@ -24,8 +24,9 @@
 #include "storage/shmem.h"
 
 #include "collab.h"
+#include "conn.h"
 #include "metrics.h"
-#include "worker.h"
+#include "rooms.h"
 
 typedef struct MetricsSlot
 {

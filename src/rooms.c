@@ -24,7 +24,9 @@
 #include "metrics.h"
 #include "resource_id.h"
 #include "sio_codec.h"
-#include "worker.h"
+#include "conn.h"
+#include "rooms.h"
+#include "ws_session.h"
 
 #define ROOT_KEY_LEN	(RESOURCE_ID_MAX_SEGMENT_BYTES + 1)
 
@@ -194,35 +196,6 @@ is_ancestor(const char *a, int alen, const char *b, int blen)
 	return alen < blen && b[alen] == '/' && strncmp(a, b, alen) == 0;
 }
 
-static void
-forget_lock(Conn *conn, const char *resource_id)
-{
-	HeldLock  **link = &conn->locks;
-
-	while (*link)
-	{
-		if (strcmp((*link)->resource_id, resource_id) == 0)
-		{
-			HeldLock   *h = *link;
-
-			*link = h->next;
-			pfree(h->resource_id);
-			pfree(h);
-			return;
-		}
-		link = &(*link)->next;
-	}
-}
-
-static int64
-held_token(Conn *conn, const char *resource_id)
-{
-	for (HeldLock *h = conn->locks; h; h = h->next)
-		if (strcmp(h->resource_id, resource_id) == 0)
-			return h->token;
-	return -1;
-}
-
 /* Fans out one event object of a notification. */
 static void
 dispatch_event(const char *json, size_t len, bool count)
@@ -324,8 +297,8 @@ dispatch_event(const char *json, size_t len, bool count)
 			if (requester != NULL && strcmp(conn->id, requester) != 0)
 				continue;
 			if (drops_lock && is_holder)
-				forget_lock(conn, rid);
-			if (acquired && is_holder && held_token(conn, rid) < 0)
+				conn_forget_lock(conn, rid);
+			if (acquired && is_holder && conn_held_token(conn, rid) < 0)
 			{
 				/*
 				 * Granted on this connection's behalf (an edit hand-off): its
@@ -337,7 +310,7 @@ dispatch_event(const char *json, size_t len, bool count)
 			if (acquired && is_holder)
 			{
 				ws_send_holder_event(conn, name, payload.data, payload.len,
-									 held_token(conn, rid));
+									 conn_held_token(conn, rid));
 				continue;
 			}
 			ws_send_frame(conn, shared);

@@ -30,18 +30,16 @@
 #include "static_files.h"
 #include "resource_id.h"
 #include "sio_codec.h"
+#include "conn.h"
+#include "jobs.h"
+#include "rooms.h"
 #include "worker.h"
+#include "ws_session.h"
 
-/* A client further behind than this is too slow to keep. */
-#define OUT_QUEUE_MAX_FRAMES	4096
-#define OUT_QUEUE_MAX_BYTES		(16 * 1024 * 1024)
 /* Time to send CONNECT after the WebSocket opens (socket.io's default). */
 #define CONNECT_TIMEOUT_US		(45 * 1000 * 1000LL)
 /* Time a refused client gets to read its CONNECT_ERROR. */
 #define REJECT_LINGER_US		(5 * 1000 * 1000LL)
-
-dlist_head	ws_all_conns = DLIST_STATIC_INIT(ws_all_conns);
-int			ws_conn_count = 0;
 
 static MemoryContext conns_cxt = NULL;
 
@@ -52,347 +50,6 @@ static MemoryContext conns_cxt = NULL;
  * would keep one.
  */
 static MemoryContext rx_cxt = NULL;
-
-/* Inside a libwebsockets callback (where frames are only queued)? */
-static int	in_callback = 0;
-
-static void conn_free_if_done(Conn *conn);
-
-/* ----------------------------------------------------------------
- * Outgoing frames
- * ---------------------------------------------------------------- */
-
-OutFrame *
-outframe_make(const char *data, size_t len)
-{
-	OutFrame   *f = MemoryContextAlloc(TopMemoryContext, sizeof(OutFrame));
-
-	f->refcount = 0;
-	f->len = len;
-	f->data = MemoryContextAlloc(TopMemoryContext, LWS_PRE + len);
-	memcpy(f->data + LWS_PRE, data, len);
-	return f;
-}
-
-void
-outframe_release(OutFrame *frame)
-{
-	if (frame == NULL)			/* an unfilled place (queue_slot) */
-		return;
-	if (--frame->refcount <= 0)
-	{
-		pfree(frame->data);
-		pfree(frame);
-	}
-}
-
-/*
- * Writes a whole frame to a plain (not TLS) connection's socket with one
- * send(), framing it in the frame's headroom: a server's text frame is the
- * same header for every recipient, so a frame shared by a fan-out can be
- * framed in place.  Going past lws_write() saves, per member of a fan-out,
- * the poll() that lws 4.1 needs before each write it did not ask for (see
- * ws_send_frame) and its own bookkeeping.  What the kernel does not take is
- * handed to lws as raw bytes, which it sends before anything else.
- * Returns false if the socket failed.
- */
-static bool
-send_plain(Conn *conn, OutFrame *frame)
-{
-	unsigned char *payload = frame->data + LWS_PRE;
-	size_t		len = frame->len;
-	size_t		hlen = len < 126 ? 2 : (len < 65536 ? 4 : 10);
-	unsigned char *h = payload - hlen;
-	ssize_t		n;
-
-	h[0] = 0x81;				/* FIN, text */
-	if (len < 126)
-		h[1] = (unsigned char) len;
-	else if (len < 65536)
-	{
-		h[1] = 126;
-		h[2] = (unsigned char) (len >> 8);
-		h[3] = (unsigned char) len;
-	}
-	else
-	{
-		h[1] = 127;
-		for (int i = 0; i < 8; i++)
-			h[2 + i] = (unsigned char) ((uint64) len >> (56 - 8 * i));
-	}
-	n = send(lws_get_socket_fd(conn->wsi), h, hlen + len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0)
-	{
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			return false;
-		n = 0;
-	}
-	if ((size_t) n < hlen + len)
-	{
-		size_t		rest = hlen + len - n;
-		unsigned char *buf = palloc(LWS_PRE + rest);
-		int			m;
-
-		memcpy(buf + LWS_PRE, h + n, rest);
-		/* clears lws's back-to-back guard (the answer is known: choked) */
-		if (lws_send_pipe_choked(conn->wsi))
-		{
-			/* lws keeps what the socket does not take */
-		}
-		m = lws_write(conn->wsi, buf + LWS_PRE, rest, LWS_WRITE_HTTP);
-		pfree(buf);
-		if (m < (int) rest)
-			return false;
-	}
-	return true;
-}
-
-/* May a frame go to the socket now, outside lws's WRITEABLE callback? */
-static bool
-can_write_now(Conn *conn)
-{
-	return conn->wsi != NULL && conn->state != CONN_CLOSED && !conn->close_after_flush &&
-		(conn->plain ? !lws_partial_buffered(conn->wsi) : !lws_send_pipe_choked(conn->wsi));
-}
-
-static void
-write_now(Conn *conn, OutFrame *frame)
-{
-	bool		sent;
-
-	if (conn->plain)
-		sent = send_plain(conn, frame);
-	else
-		sent = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len,
-						 LWS_WRITE_TEXT) >= (int) frame->len;
-	collab_metrics->messages_out++;
-	if (!sent)
-	{
-		/* the socket failed: lws closes it on its next pass */
-		conn->close_after_flush = true;
-		conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
-		lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-	}
-}
-
-/*
- * Takes the first item off the connection's queue and returns its frame
- * (NULL for an unfilled place, see queue_slot), which the caller releases.
- */
-static OutFrame *
-queue_pop(Conn *conn)
-{
-	OutItem    *item = conn->out_head;
-	OutFrame   *f = item->frame;
-
-	conn->out_head = item->next;
-	if (conn->out_head == NULL)
-		conn->out_tail = NULL;
-	conn->out_count--;
-	if (f != NULL)
-		conn->out_bytes -= f->len;
-	pfree(item);
-	return f;
-}
-
-/*
- * Ends a hold (see run_jobs in worker.c): writes what was queued meanwhile,
- * replies first, as far as the socket takes it; lws's WRITEABLE callback
- * writes the rest.
- */
-void
-ws_release_held(Conn *conn)
-{
-	conn->held = false;
-	while (conn->out_head != NULL && can_write_now(conn))
-	{
-		OutFrame   *f = queue_pop(conn);
-
-		if (f != NULL)
-		{
-			write_now(conn, f);
-			outframe_release(f);
-		}
-	}
-	if (conn->out_head != NULL && conn->wsi != NULL)
-		lws_callback_on_writable(conn->wsi);
-	if (conn->state == CONN_CLOSED)
-		conn_free_if_done(conn);
-}
-
-/* A new, empty item at the end of the connection's queue. */
-static OutItem *
-queue_item(Conn *conn)
-{
-	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
-
-	item->frame = NULL;
-	item->next = NULL;
-	if (conn->out_tail)
-		conn->out_tail->next = item;
-	else
-		conn->out_head = item;
-	conn->out_tail = item;
-	conn->out_count++;
-	return item;
-}
-
-void
-ws_send_frame(Conn *conn, OutFrame *frame)
-{
-	OutItem    *item;
-
-	if (conn->wsi == NULL || conn->state == CONN_CLOSED)
-		return;
-	if (conn->out_count >= OUT_QUEUE_MAX_FRAMES ||
-		conn->out_bytes + frame->len > OUT_QUEUE_MAX_BYTES)
-	{
-		/* too slow: stop feeding it and close */
-		if (!conn->close_after_flush)
-		{
-			ereport(LOG, (errmsg("collab worker closes connection %s: outgoing queue full", conn->id)));
-			conn->close_after_flush = true;
-			conn->close_status = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-		}
-		return;
-	}
-	/*
-	 * Outside lws callbacks (replies after a commit, fan-out), a frame for a
-	 * connection with nothing pending goes straight to the socket: no
-	 * writable request, no extra pass of the event loop per member.  What
-	 * the kernel does not take, lws keeps and sends when it can; until then
-	 * frames queue here.  (lws 4.1 must not be given a frame while it still
-	 * holds part of an earlier one, and refuses a second write that no
-	 * lws_send_pipe_choked() or pass of its loop came before, as an
-	 * "illegal back-to-back write": so that call, with its poll(), stays,
-	 * except where send_plain() writes the socket itself.)  A held
-	 * connection's frames queue until ws_release_held().
-	 */
-	if (!in_callback && !conn->held && conn->out_head == NULL && can_write_now(conn))
-	{
-		write_now(conn, frame);
-		return;
-	}
-	item = queue_item(conn);
-	item->frame = frame;
-	frame->refcount++;
-	conn->out_bytes += frame->len;
-	if (!conn->held)
-		lws_callback_on_writable(conn->wsi);
-}
-
-/*
- * A place in a held connection's queue for a frame that is not built yet
- * (see join_done); fill_slot() puts the frame there, or with NULL removes
- * the place.  Nothing writes a held queue, so no empty place is ever seen.
- */
-static OutItem *
-queue_slot(Conn *conn)
-{
-	Assert(conn->held);
-	return queue_item(conn);
-}
-
-static void
-fill_slot(Conn *conn, OutItem *slot, OutFrame *frame)
-{
-	OutItem   **link;
-	OutItem    *prev = NULL;
-
-	if (slot == NULL)
-		return;
-	if (frame != NULL)
-	{
-		frame->refcount++;
-		slot->frame = frame;
-		conn->out_bytes += frame->len;
-		return;
-	}
-	for (link = &conn->out_head; *link != slot; link = &(*link)->next)
-		prev = *link;
-	*link = slot->next;
-	if (conn->out_tail == slot)
-		conn->out_tail = prev;
-	conn->out_count--;
-	pfree(slot);
-}
-
-void
-ws_send_text(Conn *conn, const char *data, size_t len)
-{
-	OutFrame   *f = outframe_make(data, len);
-
-	f->refcount++;
-	ws_send_frame(conn, f);
-	outframe_release(f);
-}
-
-static void
-send_buf(Conn *conn, StringInfo buf)
-{
-	ws_send_text(conn, buf->data, buf->len);
-}
-
-void
-ws_close_after_flush(Conn *conn, int status)
-{
-	if (conn->wsi == NULL)
-		return;
-	conn->close_after_flush = true;
-	conn->close_status = status;
-	lws_callback_on_writable(conn->wsi);
-}
-
-/* An ack {ok:false,error:{code,message}} or, without ack, an error event. */
-void
-ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
-			  const char *resource_id)
-{
-	StringInfoData buf;
-
-	collab_metrics->requests_failed++;
-	initStringInfo(&buf);
-	if (ack_id >= 0)
-	{
-		sio_ack_begin(&buf, NULL, ack_id);
-		sio_arg_begin(&buf);
-		appendStringInfoString(&buf, "{\"ok\":false,\"error\":{\"code\":");
-		sio_json_escape(&buf, code);
-		appendStringInfoString(&buf, ",\"message\":");
-		sio_json_escape(&buf, message);
-		appendStringInfoString(&buf, "}}");
-	}
-	else
-	{
-		sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
-		sio_arg_begin(&buf);
-		appendStringInfoString(&buf, "{\"code\":");
-		sio_json_escape(&buf, code);
-		appendStringInfoString(&buf, ",\"message\":");
-		sio_json_escape(&buf, message);
-		if (resource_id)
-		{
-			appendStringInfoString(&buf, ",\"resourceId\":");
-			sio_json_escape(&buf, resource_id);
-		}
-		appendStringInfoChar(&buf, '}');
-	}
-	sio_packet_end(&buf);
-	send_buf(conn, &buf);
-	pfree(buf.data);
-}
-
-static void
-send_ack_raw(Conn *conn, int64 ack_id, const char *json, size_t len)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	sio_encode_ack(&buf, NULL, ack_id, json, len);
-	send_buf(conn, &buf);
-	pfree(buf.data);
-}
 
 /* ----------------------------------------------------------------
  * Connection lifecycle
@@ -547,23 +204,13 @@ conn_established(struct lws *wsi)
 	initStringInfo(&buf);
 	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
 					collab_max_message_size);
-	send_buf(conn, &buf);
+	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 
 	conn->connect_deadline = lws_now_usecs() + CONNECT_TIMEOUT_US;
 	conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
 	schedule_timer(conn);
 	return 0;
-}
-
-static void
-conn_free_if_done(Conn *conn)
-{
-	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0 || conn->wsi != NULL)
-		return;
-	if (conn->rx.data != NULL)
-		pfree(conn->rx.data);
-	MemoryContextDelete(conn->cxt);
 }
 
 static void
@@ -588,16 +235,16 @@ conn_closed(struct lws *wsi)
 
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
-		Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+		Job		   *job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
 
 		job->kind = JOB_DISCONNECT;
 		job->conn = conn;
 		job->ack_id = SIO_NO_ACK;
 		job->sql = "SELECT collab.ws_disconnect($1, $2)::text";
 		job->nargs = 2;
-		job->args[0] = MemoryContextStrdup(worker_jobs_cxt, conn->id);
-		job->args[1] = MemoryContextStrdup(worker_jobs_cxt, conn->close_reason);
-		worker_queue_job(job);
+		job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
+		job->args[1] = MemoryContextStrdup(jobs_cxt, conn->close_reason);
+		jobs_queue(job);
 	}
 	conn->state = CONN_CLOSED;
 	conn_free_if_done(conn);
@@ -616,7 +263,7 @@ reject_connect(Conn *conn, const char *nsp, const char *code, const char *messag
 		collab_metrics->auth_failures++;
 	initStringInfo(&buf);
 	sio_encode_connect_error(&buf, nsp, message, code);
-	send_buf(conn, &buf);
+	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 	if (strcmp(nsp, "/") == 0)
 	{
@@ -707,20 +354,20 @@ handle_connect(Conn *conn, SioFrame *f)
 	jwt_claims_free(&claims);
 
 	conn->state = CONN_CONNECTING;
-	job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+	job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
 	job->kind = JOB_CONNECT;
 	job->conn = conn;
 	job->ack_id = SIO_NO_ACK;
 	job->sql = "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7)::text";
 	job->nargs = 7;
-	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, conn->id);
-	job->args[1] = MemoryContextStrdup(worker_jobs_cxt, worker_name);
-	job->args[2] = MemoryContextStrdup(worker_jobs_cxt, psprintf("%d", MyProcPid));
-	job->args[3] = MemoryContextStrdup(worker_jobs_cxt, conn->user_id);
-	job->args[4] = MemoryContextStrdup(worker_jobs_cxt, conn->username);
-	job->args[5] = MemoryContextStrdup(worker_jobs_cxt, conn->address);
-	job->args[6] = conn->origin ? MemoryContextStrdup(worker_jobs_cxt, conn->origin) : NULL;
-	worker_queue_job(job);
+	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
+	job->args[1] = MemoryContextStrdup(jobs_cxt, worker_name);
+	job->args[2] = MemoryContextStrdup(jobs_cxt, psprintf("%d", MyProcPid));
+	job->args[3] = MemoryContextStrdup(jobs_cxt, conn->user_id);
+	job->args[4] = MemoryContextStrdup(jobs_cxt, conn->username);
+	job->args[5] = MemoryContextStrdup(jobs_cxt, conn->address);
+	job->args[6] = conn->origin ? MemoryContextStrdup(jobs_cxt, conn->origin) : NULL;
+	jobs_queue(job);
 }
 
 /* auth:refresh {token}: a new token for the same user extends the session. */
@@ -768,7 +415,7 @@ handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
 		appendStringInfoString(&buf, ts);
 	}
 	appendStringInfoChar(&buf, '}');
-	send_ack_raw(conn, ack_id, buf.data, buf.len);
+	conn_send_ack_raw(conn, ack_id, buf.data, buf.len);
 	pfree(buf.data);
 }
 
@@ -812,7 +459,7 @@ optional_int(Conn *conn, int64 ack_id, JsonObject *args, const char *key,
 					  psprintf("%s must be a non-negative integer", key), resource_id);
 		return false;
 	}
-	*out = MemoryContextStrdup(worker_jobs_cxt, psprintf(INT64_FORMAT, v));
+	*out = MemoryContextStrdup(jobs_cxt, psprintf(INT64_FORMAT, v));
 	return true;
 }
 
@@ -890,14 +537,14 @@ handle_event(Conn *conn, SioFrame *f)
 		return;
 	}
 
-	job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+	job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
 	job->kind = JOB_CALL;
 	job->after = spec->after;
 	job->conn = conn;
 	job->ack_id = ack_id;
 	job->sql = spec->sql;
-	job->resource_id = MemoryContextStrdup(worker_jobs_cxt, rid);
-	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, conn->id);
+	job->resource_id = MemoryContextStrdup(jobs_cxt, rid);
+	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
 	job->args[1] = job->resource_id;
 	job->nargs = 2;
 	if (spec->needs_mode)
@@ -911,7 +558,7 @@ handle_event(Conn *conn, SioFrame *f)
 			ws_send_error(conn, ack_id, "BAD_REQUEST", "mode must be \"editor\" or \"viewer\"", rid);
 			return;
 		}
-		job->args[2] = MemoryContextStrdup(worker_jobs_cxt, mode);
+		job->args[2] = MemoryContextStrdup(jobs_cxt, mode);
 		job->nargs = 3;
 	}
 	if (spec->is_save)
@@ -930,13 +577,13 @@ handle_event(Conn *conn, SioFrame *f)
 								   m->len, collab_max_content_size), rid);
 			return;
 		}
-		job->args[2] = MemoryContextStrdup(worker_jobs_cxt, m->value);
+		job->args[2] = MemoryContextStrdup(jobs_cxt, m->value);
 		if (!optional_int(conn, ack_id, &args, "baseVersion", &job->args[3], rid) ||
 			!optional_int(conn, ack_id, &args, "token", &job->args[4], rid))
 			return;
 		job->nargs = 5;
 	}
-	worker_queue_job(job);
+	jobs_queue(job);
 }
 
 static void
@@ -968,7 +615,7 @@ handle_message(Conn *conn, const char *data, size_t len)
 		case SIO_EIO_PING:
 			initStringInfo(&buf);
 			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
-			send_buf(conn, &buf);
+			conn_send_buf(conn, &buf);
 			pfree(buf.data);
 			return;
 		case SIO_EIO_CLOSE:
@@ -1062,7 +709,7 @@ conn_writeable(struct lws *wsi, Conn *conn)
 {
 	while (conn->out_head != NULL)
 	{
-		OutFrame   *f = queue_pop(conn);
+		OutFrame   *f = conn_queue_pop(conn);
 		bool		whole = true;
 
 		if (f != NULL)
@@ -1110,7 +757,7 @@ conn_timer(struct lws *wsi, Conn *conn)
 					  NULL);
 		initStringInfo(&buf);
 		sio_encode_disconnect(&buf, NULL);
-		send_buf(conn, &buf);
+		conn_send_buf(conn, &buf);
 		pfree(buf.data);
 		conn->token_exp = 0;
 		ws_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
@@ -1122,7 +769,7 @@ conn_timer(struct lws *wsi, Conn *conn)
 
 		initStringInfo(&buf);
 		sio_encode_ping(&buf);
-		send_buf(conn, &buf);
+		conn_send_buf(conn, &buf);
 		pfree(buf.data);
 		conn->pong_deadline = now + (int64) collab_ping_timeout_ms * 1000;
 	}
@@ -1225,16 +872,16 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	volatile int rc = 0;
 	MemoryContext oldcxt = CurrentMemoryContext;
-	int			outer = in_callback;
+	int			outer = ws_in_callback;
 
-	in_callback = outer + 1;
+	ws_in_callback = outer + 1;
 	PG_TRY();
 	{
 		rc = ws_callback_inner(wsi, reason, user, in, len);
 	}
 	PG_CATCH();
 	{
-		in_callback = outer;
+		ws_in_callback = outer;
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
@@ -1242,7 +889,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		rc = (reason == LWS_CALLBACK_CLOSED) ? 0 : -1;
 	}
 	PG_END_TRY();
-	in_callback = outer;
+	ws_in_callback = outer;
 	return rc;
 }
 
@@ -1272,24 +919,6 @@ ws_protocols(void)
  * Replies to SQL jobs
  * ---------------------------------------------------------------- */
 
-static void
-store_token(Conn *conn, const char *resource_id, int64 token)
-{
-	HeldLock   *h;
-
-	for (h = conn->locks; h; h = h->next)
-		if (strcmp(h->resource_id, resource_id) == 0)
-		{
-			h->token = token;
-			return;
-		}
-	h = MemoryContextAlloc(conn->cxt, sizeof(HeldLock));
-	h->resource_id = MemoryContextStrdup(conn->cxt, resource_id);
-	h->token = token;
-	h->next = conn->locks;
-	conn->locks = h;
-}
-
 /*
  * presence:join, after its commit: the joiner is in the room from now on,
  * and its ack and presence:state get their places in its (held) queue, in
@@ -1308,11 +937,11 @@ join_done(Job *job)
 		return;
 	}
 	if (job->token && collab_parse_int64(job->token, &token))
-		store_token(conn, job->resource_id, token);
+		conn_store_token(conn, job->resource_id, token);
 	rooms_join(conn, job->resource_id);
 	job->users_pending = true;
-	job->ack_slot = job->ack_id >= 0 ? queue_slot(conn) : NULL;
-	job->state_slot = queue_slot(conn);
+	job->ack_slot = job->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
+	job->state_slot = conn_queue_slot(conn);
 }
 
 /*
@@ -1331,8 +960,8 @@ ws_join_users_done(Job *job)
 	job->users_pending = false;
 	if (job->users == NULL || alen < 2 || job->result[alen - 1] != '}')
 	{
-		fill_slot(conn, job->ack_slot, NULL);
-		fill_slot(conn, job->state_slot, NULL);
+		conn_fill_slot(conn, job->ack_slot, NULL);
+		conn_fill_slot(conn, job->state_slot, NULL);
 		ereport(LOG, (errmsg("collab worker closes connection %s: the room's users could not be read",
 							 conn->id)));
 		ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
@@ -1350,7 +979,7 @@ ws_join_users_done(Job *job)
 		appendStringInfoChar(&ack, '}');
 		sio_encode_ack(&buf, NULL, job->ack_id, ack.data, ack.len);
 		pfree(ack.data);
-		fill_slot(conn, job->ack_slot, outframe_make(buf.data, buf.len));
+		conn_fill_slot(conn, job->ack_slot, outframe_make(buf.data, buf.len));
 		resetStringInfo(&buf);
 	}
 	sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
@@ -1361,7 +990,7 @@ ws_join_users_done(Job *job)
 	appendStringInfoString(&buf, job->users);
 	appendStringInfoChar(&buf, '}');
 	sio_packet_end(&buf);
-	fill_slot(conn, job->state_slot, outframe_make(buf.data, buf.len));
+	conn_fill_slot(conn, job->state_slot, outframe_make(buf.data, buf.len));
 	pfree(buf.data);
 }
 
@@ -1399,13 +1028,13 @@ call_done(Job *job)
 	(void) json_object_get_bool(&ack, "ok", &ok);
 	tokm = json_object_get(&result, "token");
 	if (tokm && json_member_int64(tokm, &token) == JSON_GET_OK)
-		store_token(conn, job->resource_id, token);
+		conn_store_token(conn, job->resource_id, token);
 
 	if (ok && job->after == AFTER_LEAVE)
 		rooms_leave(conn, job->resource_id);
 
 	if (job->ack_id >= 0)
-		send_ack_raw(conn, job->ack_id, ackm->value, ackm->len);
+		conn_send_ack_raw(conn, job->ack_id, ackm->value, ackm->len);
 	else if (!ok)
 	{
 		const JsonMember *e = json_object_get(&ack, "error");
@@ -1428,21 +1057,21 @@ void
 ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
 					  const char *payload, int len)
 {
-	Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
+	Job		   *job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
 
 	job->kind = JOB_HOLDER_TOKEN;
 	job->conn = conn;
 	job->ack_id = SIO_NO_ACK;
 	job->sql = "SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2";
 	job->nargs = 2;
-	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, conn->id);
-	job->args[1] = MemoryContextStrdup(worker_jobs_cxt, resource_id);
+	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
+	job->args[1] = MemoryContextStrdup(jobs_cxt, resource_id);
 	job->resource_id = job->args[1];
-	job->event_name = MemoryContextStrdup(worker_jobs_cxt, name);
-	job->event_payload = MemoryContextAlloc(worker_jobs_cxt, len + 1);
+	job->event_name = MemoryContextStrdup(jobs_cxt, name);
+	job->event_payload = MemoryContextAlloc(jobs_cxt, len + 1);
 	memcpy(job->event_payload, payload, len);
 	job->event_payload[len] = '\0';
-	worker_queue_job(job);
+	jobs_queue(job);
 }
 
 /*
@@ -1465,7 +1094,7 @@ ws_send_holder_event(Conn *conn, const char *name, const char *payload, int len,
 	}
 	appendStringInfoChar(&buf, '}');
 	sio_packet_end(&buf);
-	send_buf(conn, &buf);
+	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 }
 
@@ -1475,7 +1104,7 @@ holder_event_done(Job *job)
 	int64		token = -1;
 
 	if (job->result && collab_parse_int64(job->result, &token))
-		store_token(job->conn, job->resource_id, token);
+		conn_store_token(job->conn, job->resource_id, token);
 	else
 		token = -1;
 	ws_send_holder_event(job->conn, job->event_name, job->event_payload,
@@ -1519,7 +1148,7 @@ ws_job_done(Job *job)
 				conn->state = CONN_CONNECTED;
 				initStringInfo(&buf);
 				sio_encode_connect(&buf, NULL, conn->id);
-				send_buf(conn, &buf);
+				conn_send_buf(conn, &buf);
 				pfree(buf.data);
 				schedule_timer(conn);
 			}

@@ -247,12 +247,12 @@ console.log(`# documentation of ${dtsPath}`);
  * ------------------------------------------------------------------------ */
 const errorsC = read("src/errors.c");
 const collabH = read("src/collab.h");
-const wsC = stripComments(read("src/ws_session.c"), "c");
+const wsC = stripComments(read("src/ws_session.c") + "\n" + read("src/conn.c"), "c");
 const wsRaw = read("src/ws_session.c");
 const roomsC = stripComments(read("src/rooms.c"), "c");
 const saveGuardRaw = read("src/save_guard.c");
 const jwtC = stripComments(read("src/jwt.c"), "c");
-const workerC = stripComments(read("src/worker.c"), "c");
+const workerC = stripComments(read("src/worker.c") + "\n" + read("src/jobs.c"), "c");
 const sqlFile = readdirSync(join(root, "sql")).filter((f) => /^collab--[\d.]+\.sql$/.test(f)).sort().pop();
 const sql = stripComments(read(join("sql", sqlFile)), "sql");
 
