@@ -167,8 +167,25 @@ conn_queue_pop(Conn *conn)
 	return f;
 }
 
+/* A job refers to conn: it is not freed until conn_unpin(). */
+void
+conn_pin(Conn *conn)
+{
+	conn->pending_jobs++;
+}
+
 /*
- * Ends a hold (see run_jobs in worker.c): writes what was queued meanwhile,
+ * Holds conn's outgoing frames in its queue until ws_release_held(): the
+ * replies of a batch wait there while the batch's events go out (jobs.c).
+ */
+void
+conn_hold(Conn *conn)
+{
+	conn->held = true;
+}
+
+/*
+ * Ends a hold (see reply in jobs.c): writes what was queued meanwhile,
  * replies first, as far as the socket takes it; lws's WRITEABLE callback
  * writes the rest.
  */
@@ -190,6 +207,14 @@ ws_release_held(Conn *conn)
 		lws_callback_on_writable(conn->wsi);
 	if (conn->state == CONN_CLOSED)
 		conn_free_if_done(conn);
+}
+
+/* The end of a job's reference: releases the hold, may free conn. */
+void
+conn_unpin(Conn *conn)
+{
+	conn->pending_jobs--;
+	ws_release_held(conn);
 }
 
 /* A new, empty item at the end of the connection's queue. */

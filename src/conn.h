@@ -121,7 +121,10 @@ extern void conn_send_ack_raw(Conn *conn, int64 ack_id, const char *json, size_t
 extern void ws_close_after_flush(Conn *conn, int status);
 extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
 						  const char *message, const char *resource_id);
+extern void conn_pin(Conn *conn);
+extern void conn_hold(Conn *conn);
 extern void ws_release_held(Conn *conn);
+extern void conn_unpin(Conn *conn);
 extern OutFrame *conn_queue_pop(Conn *conn);
 extern OutItem *conn_queue_slot(Conn *conn);
 extern void conn_fill_slot(Conn *conn, OutItem *slot, OutFrame *frame);

@@ -5,7 +5,15 @@
  *
  * A batch of jobs runs in one transaction with a subtransaction per job,
  * so one commit (and one WAL flush) serves many clients and one failing
- * job cannot harm the others.
+ * job cannot harm the others.  After the commit each job's done callback
+ * gets its answer; what a job is for is its queuer's business.
+ *
+ * A batch keeps its jobs' path locks until it commits, so only its first
+ * job, which holds no other job's locks, may wait for a lock.  A later job
+ * that would wait is handed back: requeue_blocked() puts it at the head of
+ * the queue, where it runs first in the next batch.  That is the one place
+ * that decides what becomes of a job that cannot run now; a job that
+ * carries a deadline could be parked there and retried instead.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,23 +32,82 @@
 #include "conn.h"
 #include "jobs.h"
 #include "metrics.h"
-#include "worker.h"
-#include "ws_session.h"
 
 /* Jobs run in one transaction at most this many at a time. */
 #define JOB_BATCH_MAX	64
 
-MemoryContext jobs_cxt = NULL;
+/* What became of a job's statement in its batch. */
+typedef enum JobOutcome
+{
+	JOB_RAN,
+	JOB_FAILED,					/* err_code and err_message say why */
+	JOB_WOULD_WAIT				/* not run: it would have waited for a lock */
+} JobOutcome;
 
+static MemoryContext jobs_cxt = NULL;
 static Job *job_head = NULL;
 static Job *job_tail = NULL;
+
+/* The worker's fan-out of committed events, run before replies are released. */
+static void (*fan_out_hook) (void) = NULL;
+
+void
+jobs_init(void (*fan_out) (void))
+{
+	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
+									 ALLOCSET_DEFAULT_SIZES);
+	fan_out_hook = fan_out;
+}
+
+/*
+ * A new job of size bytes (a Job, or a struct that starts with one), zeroed,
+ * living until its batch's replies are out.
+ */
+Job *
+job_new(Size size, const char *sql, Conn *conn, JobCallback done)
+{
+	Job		   *job;
+
+	Assert(size >= sizeof(Job));
+	job = MemoryContextAllocZero(jobs_cxt, size);
+	job->sql = sql;
+	job->conn = conn;
+	job->done = done;
+	return job;
+}
+
+/* Copies for a job's arguments and fields, living as long as the job. */
+char *
+job_strdup(const char *s)
+{
+	return MemoryContextStrdup(jobs_cxt, s);
+}
+
+char *
+job_strndup(const char *s, Size len)
+{
+	char	   *copy = MemoryContextAlloc(jobs_cxt, len + 1);
+
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
+}
+
+/* Asks for a read-only query once the batch's events are out (see reply). */
+void
+job_follow_up(Job *job, const char *sql, const char *arg, JobCallback done)
+{
+	job->then_sql = sql;
+	job->then_arg = job_strdup(arg);
+	job->then_done = done;
+}
 
 void
 jobs_queue(Job *job)
 {
 	job->next = NULL;
 	if (job->conn)
-		job->conn->pending_jobs++;
+		conn_pin(job->conn);
 	if (job_tail)
 		job_tail->next = job;
 	else
@@ -62,6 +129,10 @@ jobs_discard(void)
 	job_head = job_tail = NULL;
 }
 
+/* ----------------------------------------------------------------
+ * Running a batch
+ * ---------------------------------------------------------------- */
+
 /*
  * Prepared plans of the worker's statements, keyed by the statement text
  * (each is a string constant, so the pointer identifies it).
@@ -77,25 +148,25 @@ static JobPlan plan_cache[16];
 static int	plan_cache_len = 0;
 
 static SPIPlanPtr
-job_plan(Job *job)
+statement_plan(const char *sql, int nargs)
 {
 	Oid			types[JOB_MAX_ARGS];
 	SPIPlanPtr	plan;
 
 	for (int i = 0; i < plan_cache_len; i++)
-		if (plan_cache[i].sql == job->sql && plan_cache[i].nargs == job->nargs)
+		if (plan_cache[i].sql == sql && plan_cache[i].nargs == nargs)
 			return plan_cache[i].plan;
-	for (int i = 0; i < job->nargs; i++)
+	for (int i = 0; i < nargs; i++)
 		types[i] = TEXTOID;
-	plan = SPI_prepare(job->sql, job->nargs, types);
+	plan = SPI_prepare(sql, nargs, types);
 	if (plan == NULL)
 		elog(ERROR, "collab worker could not prepare \"%s\": %s",
-			 job->sql, SPI_result_code_string(SPI_result));
+			 sql, SPI_result_code_string(SPI_result));
 	if (plan_cache_len < lengthof(plan_cache))
 	{
 		SPI_keepplan(plan);
-		plan_cache[plan_cache_len].sql = job->sql;
-		plan_cache[plan_cache_len].nargs = job->nargs;
+		plan_cache[plan_cache_len].sql = sql;
+		plan_cache[plan_cache_len].nargs = nargs;
 		plan_cache[plan_cache_len].plan = plan;
 		plan_cache_len++;
 	}
@@ -104,7 +175,7 @@ job_plan(Job *job)
 
 /* Runs one job's statement; called inside its subtransaction. */
 static void
-run_one_job(Job *job)
+run_statement(Job *job)
 {
 	Datum		values[JOB_MAX_ARGS];
 	char		nulls[JOB_MAX_ARGS];
@@ -115,7 +186,7 @@ run_one_job(Job *job)
 		values[i] = job->args[i] ? CStringGetTextDatum(job->args[i]) : (Datum) 0;
 		nulls[i] = job->args[i] ? ' ' : 'n';
 	}
-	rc = SPI_execute_plan(job_plan(job), values, nulls, false, 1);
+	rc = SPI_execute_plan(statement_plan(job->sql, job->nargs), values, nulls, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "collab worker statement failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 1)
@@ -130,7 +201,7 @@ run_one_job(Job *job)
 		{
 			char	   *t = SPI_getvalue(tup, desc, 2);
 
-			job->token = t ? MemoryContextStrdup(jobs_cxt, t) : NULL;
+			job->result2 = t ? MemoryContextStrdup(jobs_cxt, t) : NULL;
 		}
 	}
 }
@@ -139,7 +210,6 @@ static void
 job_failed(Job *job, ErrorData *edata)
 {
 	const CollabErrorInfo *info = collab_error_by_sqlstate(edata->sqlerrcode);
-
 
 	if (info)
 	{
@@ -159,11 +229,199 @@ job_failed(Job *job, ErrorData *edata)
 }
 
 /*
+ * Runs job in a subtransaction of the batch's transaction.  A job that may
+ * not wait for locks (see forbid_lock_waits) and would have is rolled back
+ * and reported as JOB_WOULD_WAIT.
+ */
+static JobOutcome
+run_in_subxact(Job *job, bool may_wait)
+{
+	ResourceOwner oldowner = CurrentResourceOwner;
+	MemoryContext jobcxt = CurrentMemoryContext;
+	JobOutcome	outcome = JOB_RAN;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(jobcxt);
+	PG_TRY();
+	{
+		instr_time	t0,
+					t1;
+
+		INSTR_TIME_SET_CURRENT(t0);
+		run_statement(job);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		if (job->timed)
+			metrics_observe_sql(INSTR_TIME_GET_MILLISEC(t1));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(jobcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(jobs_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(jobcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !may_wait)
+			outcome = JOB_WOULD_WAIT;
+		else
+		{
+			job_failed(job, edata);
+			outcome = JOB_FAILED;
+		}
+	}
+	PG_END_TRY();
+	return outcome;
+}
+
+/*
+ * Path locks are transaction locks: the jobs of a batch keep theirs until
+ * the batch commits.  A later job that waited for a lock could then close a
+ * cycle with any other transaction deciding about a path (a deadlock, the
+ * worker stalled until deadlock_timeout).  So the jobs after the first run
+ * with lock_timeout 1 ms; *saved keeps the setting to restore.
+ */
+static void
+forbid_lock_waits(char **saved)
+{
+	if (*saved != NULL)
+		return;
+	*saved = pstrdup(GetConfigOption("lock_timeout", false, false));
+	(void) set_config_option("lock_timeout", "1", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+static void
+allow_lock_waits(char *saved)
+{
+	if (saved != NULL)
+		(void) set_config_option("lock_timeout", saved, PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/*
+ * job would have waited for a lock: it and the jobs after it go back to
+ * the head of the queue, so that it runs first, and may wait, in the next
+ * batch; prev, the job before it, now ends this batch.
+ */
+static void
+requeue_blocked(Job *job, Job *prev)
+{
+	Job		   *tail = job;
+
+	while (tail->next)
+		tail = tail->next;
+	prev->next = NULL;
+	tail->next = job_head;
+	job_head = job;
+	if (job_tail == NULL)
+		job_tail = tail;
+}
+
+/*
+ * Takes up to JOB_BATCH_MAX jobs off the queue.  Jobs of their own batch
+ * (forwarding to NOTIFY listeners) run in transactions of their own: a
+ * full notification queue (a listener that stopped reading) fails them at
+ * commit, and must not fail client requests with them.
+ */
+static Job *
+take_batch(int *n)
+{
+	Job		   *batch = job_head;
+	Job		   *last = NULL;
+
+	*n = 0;
+	for (Job *j = batch; j && *n < JOB_BATCH_MAX; j = j->next)
+	{
+		if (j->own_batch != batch->own_batch)
+			break;
+		last = j;
+		(*n)++;
+	}
+	job_head = last->next;
+	if (job_head == NULL)
+		job_tail = NULL;
+	last->next = NULL;
+	return batch;
+}
+
+/* The batch's transaction: each job in its subtransaction, then the commit. */
+static void
+run_batch(Job *batch)
+{
+	char	   *saved_lock_timeout = NULL;
+
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
+
+	/*
+	 * Jobs of their own batch forward events that are already committed; a
+	 * NOTIFY lost in a crash is lost to its listeners anyway.  Not waiting
+	 * for the WAL flush keeps the forwarding off the clients' path.
+	 */
+	if (batch->own_batch)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+
+	for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
+	{
+		if (j->sql == NULL)
+			continue;
+		if (j != batch)
+			forbid_lock_waits(&saved_lock_timeout);
+		if (run_in_subxact(j, j == batch) == JOB_WOULD_WAIT)
+		{
+			requeue_blocked(j, prev);
+			break;
+		}
+	}
+	allow_lock_waits(saved_lock_timeout);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	collab_metrics->last_commit_us = lws_now_usecs();
+}
+
+/* The batch's transaction failed (at commit, say): no job had an effect. */
+static void
+fail_batch(Job *batch, int n)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(jobs_cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	ereport(LOG, (errmsg("collab worker batch of %d requests failed: %s", n, edata->message)));
+	for (Job *j = batch; j; j = j->next)
+	{
+		if (j->sql == NULL)
+			continue;
+		j->result = NULL;
+		j->err_code = "INTERNAL";
+		j->err_message = "internal error; the request had no effect";
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Replies
+ * ---------------------------------------------------------------- */
+
+/*
  * One step of the replies to a batch, for one job: what it raises is
  * logged, and the other jobs' replies go on.
  */
 static void
-reply_step(void (*step) (Job *), Job *job)
+reply_step(JobCallback step, Job *job)
 {
 	PG_TRY();
 	{
@@ -177,58 +435,52 @@ reply_step(void (*step) (Job *), Job *job)
 	PG_END_TRY();
 }
 
-/* The end of a job's hold on its connection (see jobs_run_batch). */
+/* The end of a job's hold on its connection (see reply). */
 static void
-release_job_conn(Job *job)
+release_conn(Job *job)
 {
 	/* may free a closed connection once nothing refers to it */
-	job->conn->pending_jobs--;
-	ws_release_held(job->conn);
+	conn_unpin(job->conn);
 }
 
 /*
- * The user lists of a batch's joins, read once the batch's events have gone
- * out (see jobs_run_batch), in a read-only transaction of their own.  A list read
- * after the join's commit may already show changes whose events the joiner
- * then also receives; events describe state, so that is harmless.
+ * The follow-up queries of a batch's jobs, run once the batch's events have
+ * gone out, in a read-only transaction of their own.  What they read after
+ * the batch's commit may already show changes whose events the clients
+ * then also receive; events describe state, so that is harmless.
  */
 static void
-read_room_users(Job *batch)
+run_follow_ups(Job *batch)
 {
-	static const char *users_sql = "SELECT collab._room_users($1)";
 	MemoryContext oldcxt = CurrentMemoryContext;
 	bool		any = false;
 
 	for (Job *j = batch; j; j = j->next)
-		if (j->users_pending)
+		if (j->then_sql)
 			any = true;
 	if (!any)
 		return;
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
-		Job			key = {0};
-
 		StartTransactionCommand();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
-		key.sql = users_sql;
-		key.nargs = 1;
 		for (Job *j = batch; j; j = j->next)
 		{
 			Datum		value;
 			char		null = ' ';
 
-			if (!j->users_pending)
+			if (!j->then_sql)
 				continue;
-			value = CStringGetTextDatum(j->resource_id);
-			if (SPI_execute_plan(job_plan(&key), &value, &null, true, 1) == SPI_OK_SELECT &&
+			value = CStringGetTextDatum(j->then_arg);
+			if (SPI_execute_plan(statement_plan(j->then_sql, 1), &value, &null, true, 1) == SPI_OK_SELECT &&
 				SPI_processed == 1)
 			{
 				char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-				j->users = u ? MemoryContextStrdup(jobs_cxt, u) : NULL;
+				j->then_result = u ? MemoryContextStrdup(jobs_cxt, u) : NULL;
 			}
 		}
 		SPI_finish();
@@ -237,7 +489,7 @@ read_room_users(Job *batch)
 	}
 	PG_CATCH();
 	{
-		/* the joins without a list are closed (ws_join_users_done) */
+		/* the follow-ups get no result, and their callbacks say so */
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
@@ -247,186 +499,59 @@ read_room_users(Job *batch)
 	MemoryContextSwitchTo(oldcxt);
 }
 
+/*
+ * Replies, after commit: only what is durable is acknowledged.  They are
+ * held in their connections' queues while the batch's events go out, so
+ * that a room hears of a join before the joiner's own answer (a list of
+ * every user in the room, twice) takes the socket and the joiner's CPU;
+ * the events for a requester queue behind its reply, in order.  That list
+ * is a follow-up query, read only after the events have gone out.
+ */
+static void
+reply(Job *batch)
+{
+	for (Job *j = batch; j; j = j->next)
+		if (j->conn)
+			conn_hold(j->conn);
+	for (Job *j = batch; j; j = j->next)
+		if (j->done)
+			reply_step(j->done, j);
+	if (fan_out_hook)
+		fan_out_hook();
+	run_follow_ups(batch);
+	for (Job *j = batch; j; j = j->next)
+		if (j->then_done)
+			reply_step(j->then_done, j);
+	for (Job *j = batch; j; j = j->next)
+		if (j->conn)
+			reply_step(release_conn, j);
+}
+
+/* Runs the next batch of queued jobs and sends their replies. */
 void
 jobs_run_batch(void)
 {
-	Job		   *batch = job_head;
-	Job		   *last = NULL;
-	Job		   *deferred = NULL;
-	Job		   *deferred_prev = NULL;
-	int			n = 0;
+	Job		   *batch;
+	int			n;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
-	if (batch == NULL)
-		return;
-	/*
-	 * Take up to JOB_BATCH_MAX jobs off the queue.  Forwarding to NOTIFY
-	 * listeners runs in transactions of its own: a full notification queue
-	 * (a listener that stopped reading) fails them at commit, and must not
-	 * fail client requests with them.
-	 */
-	for (Job *j = batch; j && n < JOB_BATCH_MAX; j = j->next)
-	{
-		if ((j->kind == JOB_NOTIFY) != (batch->kind == JOB_NOTIFY))
-			break;
-		last = j;
-		n++;
-	}
-	job_head = last->next;
 	if (job_head == NULL)
-		job_tail = NULL;
-	last->next = NULL;
-
+		return;
+	batch = take_batch(&n);
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
-		char	   *saved_lock_timeout = NULL;
-
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
-		/*
-		 * Forwarded events are already committed; a NOTIFY lost in a crash
-		 * is lost to its listeners anyway.  Not waiting for the WAL flush
-		 * keeps the forwarding off the clients' path.
-		 */
-		if (batch->kind == JOB_NOTIFY)
-			(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-
-		for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
-		{
-			ResourceOwner oldowner = CurrentResourceOwner;
-			MemoryContext jobcxt = CurrentMemoryContext;
-
-			if (j->sql == NULL)
-				continue;
-
-			/*
-			 * Path locks are transaction locks: the jobs of a batch keep
-			 * theirs until the batch commits.  A later job that waited for a
-			 * lock could then close a cycle with any other transaction
-			 * deciding about a path (a deadlock, the worker stalled until
-			 * deadlock_timeout).  So only the first job may wait; a later
-			 * one that would is put back at the head of the queue and runs
-			 * first in the next batch.
-			 */
-			if (j != batch && saved_lock_timeout == NULL)
-			{
-				saved_lock_timeout = pstrdup(GetConfigOption("lock_timeout", false, false));
-				(void) set_config_option("lock_timeout", "1", PGC_SUSET,
-										 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-			}
-			BeginInternalSubTransaction(NULL);
-			MemoryContextSwitchTo(jobcxt);
-			PG_TRY();
-			{
-				instr_time	t0,
-							t1;
-
-				INSTR_TIME_SET_CURRENT(t0);
-				run_one_job(j);
-				INSTR_TIME_SET_CURRENT(t1);
-				INSTR_TIME_SUBTRACT(t1, t0);
-				if (j->kind == JOB_CALL || j->kind == JOB_CONNECT)
-					metrics_observe_sql(INSTR_TIME_GET_MILLISEC(t1));
-				ReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(jobcxt);
-				CurrentResourceOwner = oldowner;
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(jobs_cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(jobcxt);
-				CurrentResourceOwner = oldowner;
-				if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && j != batch)
-				{
-					deferred = j;
-					deferred_prev = prev;
-				}
-				else
-					job_failed(j, edata);
-			}
-			PG_END_TRY();
-			if (deferred)
-				break;
-		}
-		if (saved_lock_timeout != NULL)
-			(void) set_config_option("lock_timeout", saved_lock_timeout, PGC_SUSET,
-									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-		if (deferred)
-		{
-			Job		   *tail = deferred;
-
-			while (tail->next)
-				tail = tail->next;
-			deferred_prev->next = NULL;
-			tail->next = job_head;
-			job_head = deferred;
-			if (job_tail == NULL)
-				job_tail = tail;
-		}
-
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		collab_metrics->last_commit_us = lws_now_usecs();
+		run_batch(batch);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(jobs_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG, (errmsg("collab worker batch of %d requests failed: %s", n, edata->message)));
-		for (Job *j = batch; j; j = j->next)
-		{
-			if (j->sql == NULL)
-				continue;
-			j->result = NULL;
-			j->err_code = "INTERNAL";
-			j->err_message = "internal error; the request had no effect";
-		}
+		fail_batch(batch, n);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	/*
-	 * Replies, after commit: only what is durable is acknowledged.  They are
-	 * held in their connections' queues while the batch's events go out, so
-	 * that a room hears of a join before the joiner's own answer (a list of
-	 * every user in the room, twice) takes the socket and the joiner's CPU;
-	 * the events for a requester queue behind its reply, in order.  That
-	 * list is read only after the events have gone out (read_room_users):
-	 * reading 1000 rows need not delay the room.
-	 */
-	for (Job *j = batch; j; j = j->next)
-		if (j->conn)
-			j->conn->held = true;
-	for (Job *j = batch; j; j = j->next)
-	{
-		if (j->kind == JOB_SWEEP)
-			worker_sweep_queued = false;
-		reply_step(ws_job_done, j);
-	}
-	worker_drain_events();
-	read_room_users(batch);
-	for (Job *j = batch; j; j = j->next)
-		if (j->users_pending)
-			reply_step(ws_join_users_done, j);
-	for (Job *j = batch; j; j = j->next)
-		if (j->conn)
-			reply_step(release_job_conn, j);
+	reply(batch);
 	if (job_head == NULL)
 		MemoryContextReset(jobs_cxt);
 }

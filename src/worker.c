@@ -69,7 +69,7 @@ static volatile sig_atomic_t got_sighup = false;
 static volatile bool events_readable = false;
 static volatile bool postmaster_gone = false;
 
-bool		worker_sweep_queued = false;
+static bool sweep_queued = false;
 
 static lws_sorted_usec_list_t sweep_sul;
 static ev_timer tick_timer;
@@ -168,19 +168,22 @@ load_jwt_config(void)
  * Timers and foreign descriptors
  * ---------------------------------------------------------------- */
 
+static void
+sweep_done(Job *job)
+{
+	sweep_queued = false;
+	if (job->err_code)
+		ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
+}
+
 /* The forwarding worker (see event_queue.c) also sweeps: one sweep per server. */
 static void
 sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
-	if (!worker_sweep_queued && event_queue_is_forwarder())
+	if (!sweep_queued && event_queue_is_forwarder())
 	{
-		Job		   *job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
-
-		job->kind = JOB_SWEEP;
-		job->sql = "SELECT count(*)::text FROM collab.sweep()";
-		job->ack_id = -1;
-		jobs_queue(job);
-		worker_sweep_queued = true;
+		jobs_queue(job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done));
+		sweep_queued = true;
 	}
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -239,6 +242,14 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
 	lws_set_opaque_user_data(wsi, tag);
 }
 
+static void
+forward_done(Job *job)
+{
+	if (job->err_code)
+		ereport(LOG, (errmsg("collab worker could not forward events to NOTIFY listeners: %s",
+							 job->err_message)));
+}
+
 /*
  * Fans out one committed payload to our connections, and, in the
  * forwarding worker, queues it for NOTIFY listeners.
@@ -261,17 +272,16 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 
 	if (!forwarder)
 		return;
-	job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
-	job->kind = JOB_NOTIFY;
-	job->ack_id = -1;
-	job->sql = "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text";
+	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
+				  NULL, forward_done);
+	job->own_batch = true;
 	job->nargs = 1;
-	job->args[0] = MemoryContextStrdup(jobs_cxt, payload);
+	job->args[0] = job_strdup(payload);
 	jobs_queue(job);
 }
 
-void
-worker_drain_events(void)
+static void
+drain_events(void)
 {
 	events_readable = false;
 	(void) event_queue_drain(dispatch_payload, NULL);
@@ -541,8 +551,7 @@ collab_worker_main(Datum main_arg)
 	SetConfigOption("application_name", "collab worker", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("collab worker");
 
-	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
-											ALLOCSET_DEFAULT_SIZES);
+	jobs_init(drain_events);
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
 									ALLOCSET_DEFAULT_SIZES);
 	rooms_init();
@@ -592,7 +601,7 @@ collab_worker_main(Datum main_arg)
 		}
 		/* events of other sessions, then our own jobs (each batch drains its events) */
 		worked = events_readable || jobs_pending();
-		worker_drain_events();
+		drain_events();
 		while (jobs_pending() && !got_sigterm)
 			jobs_run_batch();
 		/* timers that job replies set out here: let lws arm its timer */
@@ -614,7 +623,7 @@ collab_worker_main(Datum main_arg)
 	listen_stop(worker_loop);
 	PG_TRY();
 	{
-		worker_drain_events();
+		drain_events();
 		while (jobs_pending())
 			jobs_run_batch();
 	}

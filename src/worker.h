@@ -25,9 +25,7 @@ extern struct ev_loop *worker_loop;
 extern JwtConfig worker_jwt;
 extern char *worker_name;
 extern int	worker_slot;		/* 0-based: collab worker <slot + 1> */
-extern bool worker_sweep_queued;
 extern int64 worker_now_unix(void);
-extern void worker_drain_events(void);
 extern int	collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							   void *user, void *in, size_t len);
 extern void collab_register_workers(void);

@@ -6,8 +6,8 @@
  *
  * Everything here runs inside libwebsockets callbacks, each wrapped in a
  * PG_TRY boundary (ws_callback): an error closes that one connection and
- * the worker lives on.  Client commands become SQL jobs (worker.c); their
- * replies come back through ws_job_done().  Outgoing frames go straight to
+ * the worker lives on.  Client commands become SQL jobs (jobs.c), whose
+ * done callbacks here send the replies.  Outgoing frames go straight to
  * the socket when it takes them, and otherwise are queued per connection and
  * written from WRITEABLE callbacks, so a slow client only delays itself; one
  * whose queue grows past a limit is disconnected.
@@ -213,6 +213,15 @@ conn_established(struct lws *wsi)
 	return 0;
 }
 
+/* The connection's rows are gone from the database (or could not be removed). */
+static void
+disconnect_done(Job *job)
+{
+	if (job->err_code)
+		ereport(LOG, (errmsg("collab worker could not clean up connection %s: %s",
+							 job->conn->id, job->err_message)));
+}
+
 static void
 conn_closed(struct lws *wsi)
 {
@@ -235,15 +244,12 @@ conn_closed(struct lws *wsi)
 
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
-		Job		   *job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
+		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, $2)::text",
+								  conn, disconnect_done);
 
-		job->kind = JOB_DISCONNECT;
-		job->conn = conn;
-		job->ack_id = SIO_NO_ACK;
-		job->sql = "SELECT collab.ws_disconnect($1, $2)::text";
 		job->nargs = 2;
-		job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
-		job->args[1] = MemoryContextStrdup(jobs_cxt, conn->close_reason);
+		job->args[0] = job_strdup(conn->id);
+		job->args[1] = job_strdup(conn->close_reason);
 		jobs_queue(job);
 	}
 	conn->state = CONN_CLOSED;
@@ -287,6 +293,30 @@ check_token(Conn *conn, const char *token, size_t len, char **message, JwtClaims
 		return jwt_error_code(err);
 	}
 	return NULL;
+}
+
+/* The connection is registered (collab.ws_connect): the session is live. */
+static void
+connect_done(Job *job)
+{
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+
+	if (job->err_code == NULL)
+		conn->registered = true;
+	if (conn->state != CONN_CONNECTING)
+		return;
+	if (job->err_code)
+	{
+		reject_connect(conn, "/", "INTERNAL", "the server could not register the connection");
+		return;
+	}
+	conn->state = CONN_CONNECTED;
+	initStringInfo(&buf);
+	sio_encode_connect(&buf, NULL, conn->id);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	schedule_timer(conn);
 }
 
 static void
@@ -354,19 +384,17 @@ handle_connect(Conn *conn, SioFrame *f)
 	jwt_claims_free(&claims);
 
 	conn->state = CONN_CONNECTING;
-	job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
-	job->kind = JOB_CONNECT;
-	job->conn = conn;
-	job->ack_id = SIO_NO_ACK;
-	job->sql = "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7)::text";
+	job = job_new(sizeof(Job), "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7)::text",
+				  conn, connect_done);
+	job->timed = true;
 	job->nargs = 7;
-	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
-	job->args[1] = MemoryContextStrdup(jobs_cxt, worker_name);
-	job->args[2] = MemoryContextStrdup(jobs_cxt, psprintf("%d", MyProcPid));
-	job->args[3] = MemoryContextStrdup(jobs_cxt, conn->user_id);
-	job->args[4] = MemoryContextStrdup(jobs_cxt, conn->username);
-	job->args[5] = MemoryContextStrdup(jobs_cxt, conn->address);
-	job->args[6] = conn->origin ? MemoryContextStrdup(jobs_cxt, conn->origin) : NULL;
+	job->args[0] = job_strdup(conn->id);
+	job->args[1] = job_strdup(worker_name);
+	job->args[2] = job_strdup(psprintf("%d", MyProcPid));
+	job->args[3] = job_strdup(conn->user_id);
+	job->args[4] = job_strdup(conn->username);
+	job->args[5] = job_strdup(conn->address);
+	job->args[6] = conn->origin ? job_strdup(conn->origin) : NULL;
 	jobs_queue(job);
 }
 
@@ -423,6 +451,14 @@ handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
  * Client events
  * ---------------------------------------------------------------- */
 
+/* What a client event changes in the worker once its job has committed. */
+typedef enum JobAfter
+{
+	AFTER_NOTHING,
+	AFTER_JOIN,
+	AFTER_LEAVE
+} JobAfter;
+
 typedef struct EventSpec
 {
 	const char *name;
@@ -431,6 +467,20 @@ typedef struct EventSpec
 	bool		needs_mode;
 	bool		is_save;
 } EventSpec;
+
+/* The job of a client event. */
+typedef struct RequestJob
+{
+	Job			job;
+	const EventSpec *spec;
+	int64		ack_id;			/* SIO_NO_ACK for none */
+	char	   *resource_id;
+	/* presence:join: the places of its ack and presence:state in the queue */
+	OutItem    *ack_slot;
+	OutItem    *state_slot;
+} RequestJob;
+
+static void request_done(Job *job);
 
 static const EventSpec event_specs[] = {
 	{"presence:join", "SELECT ack, token::text FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
@@ -459,7 +509,7 @@ optional_int(Conn *conn, int64 ack_id, JsonObject *args, const char *key,
 					  psprintf("%s must be a non-negative integer", key), resource_id);
 		return false;
 	}
-	*out = MemoryContextStrdup(jobs_cxt, psprintf(INT64_FORMAT, v));
+	*out = job_strdup(psprintf(INT64_FORMAT, v));
 	return true;
 }
 
@@ -490,6 +540,7 @@ handle_event(Conn *conn, SioFrame *f)
 	size_t		rid_len;
 	size_t		offset;
 	ResourceIdError rerr;
+	RequestJob *rj;
 	Job		   *job;
 	int64		ack_id = f->has_ack ? f->ack_id : SIO_NO_ACK;
 
@@ -537,15 +588,14 @@ handle_event(Conn *conn, SioFrame *f)
 		return;
 	}
 
-	job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
-	job->kind = JOB_CALL;
-	job->after = spec->after;
-	job->conn = conn;
-	job->ack_id = ack_id;
-	job->sql = spec->sql;
-	job->resource_id = MemoryContextStrdup(jobs_cxt, rid);
-	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
-	job->args[1] = job->resource_id;
+	rj = (RequestJob *) job_new(sizeof(RequestJob), spec->sql, conn, request_done);
+	job = &rj->job;
+	job->timed = true;
+	rj->spec = spec;
+	rj->ack_id = ack_id;
+	rj->resource_id = job_strdup(rid);
+	job->args[0] = job_strdup(conn->id);
+	job->args[1] = rj->resource_id;
 	job->nargs = 2;
 	if (spec->needs_mode)
 	{
@@ -558,7 +608,7 @@ handle_event(Conn *conn, SioFrame *f)
 			ws_send_error(conn, ack_id, "BAD_REQUEST", "mode must be \"editor\" or \"viewer\"", rid);
 			return;
 		}
-		job->args[2] = MemoryContextStrdup(jobs_cxt, mode);
+		job->args[2] = job_strdup(mode);
 		job->nargs = 3;
 	}
 	if (spec->is_save)
@@ -577,7 +627,7 @@ handle_event(Conn *conn, SioFrame *f)
 								   m->len, collab_max_content_size), rid);
 			return;
 		}
-		job->args[2] = MemoryContextStrdup(jobs_cxt, m->value);
+		job->args[2] = job_strdup(m->value);
 		if (!optional_int(conn, ack_id, &args, "baseVersion", &job->args[3], rid) ||
 			!optional_int(conn, ack_id, &args, "token", &job->args[4], rid))
 			return;
@@ -919,29 +969,32 @@ ws_protocols(void)
  * Replies to SQL jobs
  * ---------------------------------------------------------------- */
 
+static void join_users_done(Job *job);
+
 /*
  * presence:join, after its commit: the joiner is in the room from now on,
  * and its ack and presence:state get their places in its (held) queue, in
  * front of the events of the batch.  They are written once the room's users
- * have been read (ws_join_users_done), after the room has heard of the join.
+ * have been read (join_users_done), after the room has heard of the join.
  */
 static void
-join_done(Job *job)
+join_done(RequestJob *rj)
 {
+	Job		   *job = &rj->job;
 	Conn	   *conn = job->conn;
 	int64		token;
 
 	if (job->result == NULL || !conn->held)
 	{
-		ws_send_error(conn, job->ack_id, "INTERNAL", "internal error: malformed reply", job->resource_id);
+		ws_send_error(conn, rj->ack_id, "INTERNAL", "internal error: malformed reply", rj->resource_id);
 		return;
 	}
-	if (job->token && collab_parse_int64(job->token, &token))
-		conn_store_token(conn, job->resource_id, token);
-	rooms_join(conn, job->resource_id);
-	job->users_pending = true;
-	job->ack_slot = job->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
-	job->state_slot = conn_queue_slot(conn);
+	if (job->result2 && collab_parse_int64(job->result2, &token))
+		conn_store_token(conn, rj->resource_id, token);
+	rooms_join(conn, rj->resource_id);
+	rj->ack_slot = rj->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
+	rj->state_slot = conn_queue_slot(conn);
+	job_follow_up(job, "SELECT collab._room_users($1)", rj->resource_id, join_users_done);
 }
 
 /*
@@ -950,53 +1003,56 @@ join_done(Job *job)
  * places.  Without the users (their query failed), the client is closed: it
  * reconnects and joins again.
  */
-void
-ws_join_users_done(Job *job)
+static void
+join_users_done(Job *job)
 {
+	RequestJob *rj = (RequestJob *) job;
 	Conn	   *conn = job->conn;
+	const char *users = job->then_result;
 	StringInfoData buf;
 	size_t		alen = strlen(job->result);
 
-	job->users_pending = false;
-	if (job->users == NULL || alen < 2 || job->result[alen - 1] != '}')
+	if (users == NULL || alen < 2 || job->result[alen - 1] != '}')
 	{
-		conn_fill_slot(conn, job->ack_slot, NULL);
-		conn_fill_slot(conn, job->state_slot, NULL);
+		conn_fill_slot(conn, rj->ack_slot, NULL);
+		conn_fill_slot(conn, rj->state_slot, NULL);
 		ereport(LOG, (errmsg("collab worker closes connection %s: the room's users could not be read",
 							 conn->id)));
 		ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
 		return;
 	}
 	initStringInfo(&buf);
-	if (job->ack_slot)
+	if (rj->ack_slot)
 	{
 		StringInfoData ack;
 
 		initStringInfo(&ack);
 		appendBinaryStringInfo(&ack, job->result, alen - 1);
 		appendStringInfoString(&ack, ",\"users\":");
-		appendStringInfoString(&ack, job->users);
+		appendStringInfoString(&ack, users);
 		appendStringInfoChar(&ack, '}');
-		sio_encode_ack(&buf, NULL, job->ack_id, ack.data, ack.len);
+		sio_encode_ack(&buf, NULL, rj->ack_id, ack.data, ack.len);
 		pfree(ack.data);
-		conn_fill_slot(conn, job->ack_slot, outframe_make(buf.data, buf.len));
+		conn_fill_slot(conn, rj->ack_slot, outframe_make(buf.data, buf.len));
 		resetStringInfo(&buf);
 	}
 	sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
 	sio_arg_begin(&buf);
 	appendStringInfoString(&buf, "{\"resourceId\":");
-	sio_json_escape(&buf, job->resource_id);
+	sio_json_escape(&buf, rj->resource_id);
 	appendStringInfoString(&buf, ",\"users\":");
-	appendStringInfoString(&buf, job->users);
+	appendStringInfoString(&buf, users);
 	appendStringInfoChar(&buf, '}');
 	sio_packet_end(&buf);
-	conn_fill_slot(conn, job->state_slot, outframe_make(buf.data, buf.len));
+	conn_fill_slot(conn, rj->state_slot, outframe_make(buf.data, buf.len));
 	pfree(buf.data);
 }
 
+/* A client event's job committed, or failed: the ack, or an error event. */
 static void
-call_done(Job *job)
+request_done(Job *job)
 {
+	RequestJob *rj = (RequestJob *) job;
 	Conn	   *conn = job->conn;
 	JsonObject	result;
 	JsonObject	ack;
@@ -1006,35 +1062,37 @@ call_done(Job *job)
 	bool		ok = false;
 	int64		token;
 
+	if (conn->state != CONN_CONNECTED)
+		return;
 	if (job->err_code)
 	{
-		if (job->sql == event_specs[lengthof(event_specs) - 1].sql)
+		if (rj->spec->is_save)
 			collab_metrics->saves_rejected++;
-		ws_send_error(conn, job->ack_id, job->err_code, job->err_message, job->resource_id);
+		ws_send_error(conn, rj->ack_id, job->err_code, job->err_message, rj->resource_id);
 		return;
 	}
-	if (job->after == AFTER_JOIN)
+	if (rj->spec->after == AFTER_JOIN)
 	{
-		join_done(job);
+		join_done(rj);
 		return;
 	}
 	if (job->result == NULL || !json_object_parse(job->result, strlen(job->result), &result, &perr) ||
 		(ackm = json_object_get(&result, "ack")) == NULL || ackm->kind != JSON_KIND_OBJECT ||
 		!json_object_parse(ackm->value, ackm->len, &ack, &perr))
 	{
-		ws_send_error(conn, job->ack_id, "INTERNAL", "internal error: malformed reply", job->resource_id);
+		ws_send_error(conn, rj->ack_id, "INTERNAL", "internal error: malformed reply", rj->resource_id);
 		return;
 	}
 	(void) json_object_get_bool(&ack, "ok", &ok);
 	tokm = json_object_get(&result, "token");
 	if (tokm && json_member_int64(tokm, &token) == JSON_GET_OK)
-		conn_store_token(conn, job->resource_id, token);
+		conn_store_token(conn, rj->resource_id, token);
 
-	if (ok && job->after == AFTER_LEAVE)
-		rooms_leave(conn, job->resource_id);
+	if (ok && rj->spec->after == AFTER_LEAVE)
+		rooms_leave(conn, rj->resource_id);
 
-	if (job->ack_id >= 0)
-		conn_send_ack_raw(conn, job->ack_id, ackm->value, ackm->len);
+	if (rj->ack_id >= 0)
+		conn_send_ack_raw(conn, rj->ack_id, ackm->value, ackm->len);
 	else if (!ok)
 	{
 		const JsonMember *e = json_object_get(&ack, "error");
@@ -1048,30 +1106,38 @@ call_done(Job *job)
 			(void) json_object_get_string(&err, "code", &code, &l);
 			(void) json_object_get_string(&err, "message", &message, &l);
 		}
-		ws_send_error(conn, SIO_NO_ACK, code, message, job->resource_id);
+		ws_send_error(conn, SIO_NO_ACK, code, message, rj->resource_id);
 	}
 }
+
+/* A lookup of the token of a lock granted on a connection's behalf. */
+typedef struct HolderEventJob
+{
+	Job			job;
+	char	   *resource_id;
+	char	   *event_name;
+	char	   *event_payload;	/* without its closing brace */
+} HolderEventJob;
+
+static void holder_event_done(Job *job);
 
 /* Looks up the token of a lock granted on conn's behalf, then sends it the event. */
 void
 ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,
 					  const char *payload, int len)
 {
-	Job		   *job = MemoryContextAllocZero(jobs_cxt, sizeof(Job));
+	HolderEventJob *hj;
 
-	job->kind = JOB_HOLDER_TOKEN;
-	job->conn = conn;
-	job->ack_id = SIO_NO_ACK;
-	job->sql = "SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2";
-	job->nargs = 2;
-	job->args[0] = MemoryContextStrdup(jobs_cxt, conn->id);
-	job->args[1] = MemoryContextStrdup(jobs_cxt, resource_id);
-	job->resource_id = job->args[1];
-	job->event_name = MemoryContextStrdup(jobs_cxt, name);
-	job->event_payload = MemoryContextAlloc(jobs_cxt, len + 1);
-	memcpy(job->event_payload, payload, len);
-	job->event_payload[len] = '\0';
-	jobs_queue(job);
+	hj = (HolderEventJob *) job_new(sizeof(HolderEventJob),
+									"SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2",
+									conn, holder_event_done);
+	hj->job.nargs = 2;
+	hj->job.args[0] = job_strdup(conn->id);
+	hj->job.args[1] = job_strdup(resource_id);
+	hj->resource_id = hj->job.args[1];
+	hj->event_name = job_strdup(name);
+	hj->event_payload = job_strndup(payload, len);
+	jobs_queue(&hj->job);
 }
 
 /*
@@ -1101,67 +1167,15 @@ ws_send_holder_event(Conn *conn, const char *name, const char *payload, int len,
 static void
 holder_event_done(Job *job)
 {
+	HolderEventJob *hj = (HolderEventJob *) job;
 	int64		token = -1;
 
+	if (job->conn->state != CONN_CONNECTED)
+		return;
 	if (job->result && collab_parse_int64(job->result, &token))
-		conn_store_token(job->conn, job->resource_id, token);
+		conn_store_token(job->conn, hj->resource_id, token);
 	else
 		token = -1;
-	ws_send_holder_event(job->conn, job->event_name, job->event_payload,
-						 strlen(job->event_payload), token);
-}
-
-void
-ws_job_done(Job *job)
-{
-	Conn	   *conn = job->conn;
-
-	switch (job->kind)
-	{
-		case JOB_SWEEP:
-			if (job->err_code)
-				ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
-			return;
-		case JOB_NOTIFY:
-			if (job->err_code)
-				ereport(LOG, (errmsg("collab worker could not forward events to NOTIFY listeners: %s",
-									 job->err_message)));
-			return;
-		case JOB_DISCONNECT:
-			if (job->err_code)
-				ereport(LOG, (errmsg("collab worker could not clean up connection %s: %s",
-									 conn->id, job->err_message)));
-			break;
-		case JOB_CONNECT:
-			if (job->err_code == NULL)
-				conn->registered = true;
-			if (conn->state != CONN_CONNECTING)
-				break;
-			if (job->err_code)
-			{
-				reject_connect(conn, "/", "INTERNAL", "the server could not register the connection");
-				break;
-			}
-			{
-				StringInfoData buf;
-
-				conn->state = CONN_CONNECTED;
-				initStringInfo(&buf);
-				sio_encode_connect(&buf, NULL, conn->id);
-				conn_send_buf(conn, &buf);
-				pfree(buf.data);
-				schedule_timer(conn);
-			}
-			break;
-		case JOB_CALL:
-			if (conn->state == CONN_CONNECTED)
-				call_done(job);
-			break;
-		case JOB_HOLDER_TOKEN:
-			if (conn->state == CONN_CONNECTED)
-				holder_event_done(job);
-			break;
-	}
-	if (conn && conn->state == CONN_CLOSED)
-		conn_free_if_done(conn);
+	ws_send_holder_event(job->conn, hj->event_name, hj->event_payload,
+						 strlen(hj->event_payload), token);
 }

@@ -13,8 +13,6 @@
 
 extern const struct lws_protocols *ws_protocols(void);
 extern Conn *ws_conn_of(struct lws *wsi);
-extern void ws_job_done(Job *job);
-extern void ws_join_users_done(Job *job);
 extern void ws_send_holder_event(Conn *conn, const char *name, const char *payload,
 								 int len, int64 token);
 extern void ws_queue_holder_event(Conn *conn, const char *resource_id, const char *name,

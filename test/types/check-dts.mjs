@@ -716,14 +716,14 @@ for (const ev of [...clientEvents].sort()) {
 }
 
 // presence:join: the worker calls collab.ws_join(..., false) and adds the users to the
-// ack itself (ws_join_users_done), as the SQL function does with p_users true
+// ack itself (join_users_done), as the SQL function does with p_users true
 {
 	const joinSpec = specs.find((s) => s.name === "presence:join");
-	const done = cFunction(wsC, "ws_join_users_done") ?? "";
+	const done = cFunction(wsC, "join_users_done") ?? "";
 	check(!joinSpec || !/,\s*false\)/.test(joinSpec.sql) ||
 		/appendStringInfoString\(&ack,\s*",\\"users\\":"\)/.test(done),
 		"presence:join: the worker adds \"users\" to collab.ws_join()'s ack as the function does",
-		"ws_join_users_done() does not append ,\"users\": to the ack");
+		"join_users_done() does not append ,\"users\": to the ack");
 }
 
 // docs/protocol.md carries a copy of the .d.ts: it must be the same text
