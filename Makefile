@@ -22,11 +22,12 @@ OBJS = \
 	src/resource_id_sql.o \
 	src/rooms.o \
 	src/save_guard.o \
+	src/session.o \
 	src/static_files.o \
 	src/sio_codec.o \
 	src/tokens.o \
 	src/worker.o \
-	src/ws_session.o
+	src/ws_transport.o
 
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"

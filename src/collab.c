@@ -19,8 +19,7 @@
 #include "collab.h"
 #include "event_queue.h"
 #include "metrics.h"
-
-extern void collab_register_workers(void);
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 

@@ -104,5 +104,7 @@ extern const CollabErrorInfo collab_errors[CE_NUM_CODES];
 extern int	collab_errcode(CollabErrorCode code);
 extern const CollabErrorInfo *collab_error_by_sqlstate(int sqlerrcode);
 extern const CollabErrorInfo *collab_error_by_code(const char *code);
+extern bool collab_error_of_sqlstate(int sqlerrcode, CollabErrorCode *code);
+extern bool collab_error_of_name(const char *name, CollabErrorCode *code);
 
 #endif							/* COLLAB_H */

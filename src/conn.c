@@ -1,21 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * conn.c
- *	  A worker connection's outgoing frames, its end, and the locks it holds.
+ *	  A client's connection to the worker: its life, its outgoing frames
+ *	  and the locks it holds.
  *
- * Outgoing frames go straight to the socket when it takes them, and
- * otherwise are queued per connection and written from WRITEABLE callbacks,
- * so a slow client only delays itself; one whose queue grows past a limit
- * is disconnected.
+ * Outgoing frames go to the transport at once when it takes them, and
+ * otherwise are queued per connection and written when the transport asks
+ * for them, so a slow client only delays itself; one whose queue grows past
+ * a limit is disconnected.  The transport is reached only through its
+ * TransportOps (see conn.h).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <sys/socket.h>
+#include <openssl/rand.h>
 
 #include "utils/memutils.h"
 
+#include "collab.h"
 #include "conn.h"
 #include "metrics.h"
 #include "sio_codec.h"
@@ -24,11 +27,125 @@
 #define OUT_QUEUE_MAX_FRAMES	4096
 #define OUT_QUEUE_MAX_BYTES		(16 * 1024 * 1024)
 
-dlist_head	ws_all_conns = DLIST_STATIC_INIT(ws_all_conns);
-int			ws_conn_count = 0;
+static dlist_head all_conns = DLIST_STATIC_INIT(all_conns);
+static int	nconns = 0;
+static MemoryContext conns_cxt = NULL;
 
-/* Inside a libwebsockets callback (where frames are only queued)? */
-int			ws_in_callback = 0;
+static void release_held(Conn *conn);
+
+/* ----------------------------------------------------------------
+ * Lifecycle
+ * ---------------------------------------------------------------- */
+
+static void
+make_conn_id(char *out)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char raw[CONN_ID_LEN];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		elog(ERROR, "could not generate a connection id");
+	for (int i = 0; i < CONN_ID_LEN; i++)
+		out[i] = alphabet[raw[i] & 63];
+	out[CONN_ID_LEN] = '\0';
+}
+
+/* A new connection with a fresh random id, in a memory context of its own. */
+Conn *
+conn_create(void)
+{
+	MemoryContext cxt;
+	Conn	   *conn;
+
+	if (conns_cxt == NULL)
+		conns_cxt = AllocSetContextCreate(TopMemoryContext, "collab connections",
+										  ALLOCSET_DEFAULT_SIZES);
+	cxt = AllocSetContextCreate(conns_cxt, "collab connection", ALLOCSET_SMALL_SIZES);
+	conn = MemoryContextAllocZero(cxt, sizeof(Conn));
+	conn->cxt = cxt;
+	conn->state = CONN_OPEN;
+	make_conn_id(conn->id);
+	dlist_push_tail(&all_conns, &conn->all_node);
+	nconns++;
+	collab_metrics->connections_total++;
+	return conn;
+}
+
+/* t carries conn from now on. */
+void
+conn_attach(Conn *conn, Transport *t)
+{
+	conn->transport = t;
+	t->conn = conn;
+}
+
+/* conn's transport is gone. */
+void
+conn_detach(Conn *conn)
+{
+	if (conn->transport)
+		conn->transport->conn = NULL;
+	conn->transport = NULL;
+}
+
+/* Frees conn once it has ended and nothing refers to it. */
+static void
+free_if_done(Conn *conn)
+{
+	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0 || conn->transport != NULL)
+		return;
+	MemoryContextDelete(conn->cxt);
+}
+
+/*
+ * The session is over: what it had not sent is dropped, and it is freed as
+ * soon as no job refers to it any more.
+ */
+void
+conn_end(Conn *conn)
+{
+	for (OutItem *item = conn->out_head; item; item = item->next)
+		outframe_release(item->frame);
+	conn->out_head = conn->out_tail = NULL;
+	conn->out_count = 0;
+	dlist_delete(&conn->all_node);
+	nconns--;
+	conn->state = CONN_CLOSED;
+	free_if_done(conn);
+}
+
+/* A job refers to conn: it is not freed until conn_unpin(). */
+void
+conn_pin(Conn *conn)
+{
+	conn->pending_jobs++;
+}
+
+/* The end of a job's reference: releases the hold, may free conn. */
+void
+conn_unpin(Conn *conn)
+{
+	/* may free an ended connection once nothing refers to it */
+	conn->pending_jobs--;
+	release_held(conn);
+}
+
+int
+conn_count(void)
+{
+	return nconns;
+}
+
+/* Closes every connection once its queue is written (they reconnect). */
+void
+conn_close_all(int status)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_conns)
+		conn_close_after_flush(dlist_container(Conn, all_node, it.cur), status);
+}
 
 /* ----------------------------------------------------------------
  * Outgoing frames
@@ -58,92 +175,31 @@ outframe_release(OutFrame *frame)
 	}
 }
 
-/*
- * Writes a whole frame to a plain (not TLS) connection's socket with one
- * send(), framing it in the frame's headroom: a server's text frame is the
- * same header for every recipient, so a frame shared by a fan-out can be
- * framed in place.  Going past lws_write() saves, per member of a fan-out,
- * the poll() that lws 4.1 needs before each write it did not ask for (see
- * ws_send_frame) and its own bookkeeping.  What the kernel does not take is
- * handed to lws as raw bytes, which it sends before anything else.
- * Returns false if the socket failed.
- */
-static bool
-send_plain(Conn *conn, OutFrame *frame)
+/* Drops the transport at once (the session then ends). */
+void
+conn_kill(Conn *conn)
 {
-	unsigned char *payload = frame->data + LWS_PRE;
-	size_t		len = frame->len;
-	size_t		hlen = len < 126 ? 2 : (len < 65536 ? 4 : 10);
-	unsigned char *h = payload - hlen;
-	ssize_t		n;
-
-	h[0] = 0x81;				/* FIN, text */
-	if (len < 126)
-		h[1] = (unsigned char) len;
-	else if (len < 65536)
-	{
-		h[1] = 126;
-		h[2] = (unsigned char) (len >> 8);
-		h[3] = (unsigned char) len;
-	}
-	else
-	{
-		h[1] = 127;
-		for (int i = 0; i < 8; i++)
-			h[2 + i] = (unsigned char) ((uint64) len >> (56 - 8 * i));
-	}
-	n = send(lws_get_socket_fd(conn->wsi), h, hlen + len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0)
-	{
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			return false;
-		n = 0;
-	}
-	if ((size_t) n < hlen + len)
-	{
-		size_t		rest = hlen + len - n;
-		unsigned char *buf = palloc(LWS_PRE + rest);
-		int			m;
-
-		memcpy(buf + LWS_PRE, h + n, rest);
-		/* clears lws's back-to-back guard (the answer is known: choked) */
-		if (lws_send_pipe_choked(conn->wsi))
-		{
-			/* lws keeps what the socket does not take */
-		}
-		m = lws_write(conn->wsi, buf + LWS_PRE, rest, LWS_WRITE_HTTP);
-		pfree(buf);
-		if (m < (int) rest)
-			return false;
-	}
-	return true;
+	if (conn->transport)
+		conn->transport->ops->kill(conn->transport);
 }
 
-/* May a frame go to the socket now, outside lws's WRITEABLE callback? */
+/* May a frame go to the transport now, outside its own callbacks? */
 static bool
 can_write_now(Conn *conn)
 {
-	return conn->wsi != NULL && conn->state != CONN_CLOSED && !conn->close_after_flush &&
-		(conn->plain ? !lws_partial_buffered(conn->wsi) : !lws_send_pipe_choked(conn->wsi));
+	return conn->transport != NULL && conn->state != CONN_CLOSED && !conn->close_after_flush &&
+		conn->transport->ops->ready(conn->transport);
 }
 
 static void
 write_now(Conn *conn, OutFrame *frame)
 {
-	bool		sent;
-
-	if (conn->plain)
-		sent = send_plain(conn, frame);
-	else
-		sent = lws_write(conn->wsi, frame->data + LWS_PRE, frame->len,
-						 LWS_WRITE_TEXT) >= (int) frame->len;
-	collab_metrics->messages_out++;
-	if (!sent)
+	if (!conn->transport->ops->write(conn->transport, frame))
 	{
-		/* the socket failed: lws closes it on its next pass */
+		/* the transport failed: it closes on the event loop's next pass */
 		conn->close_after_flush = true;
 		conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
-		lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		conn_kill(conn);
 	}
 }
 
@@ -167,16 +223,10 @@ conn_queue_pop(Conn *conn)
 	return f;
 }
 
-/* A job refers to conn: it is not freed until conn_unpin(). */
-void
-conn_pin(Conn *conn)
-{
-	conn->pending_jobs++;
-}
-
 /*
- * Holds conn's outgoing frames in its queue until ws_release_held(): the
- * replies of a batch wait there while the batch's events go out (jobs.c).
+ * Holds conn's outgoing frames in its queue until the job that holds it
+ * lets go (conn_unpin): the replies of a batch wait there while the batch's
+ * events go out (jobs.c).
  */
 void
 conn_hold(Conn *conn)
@@ -185,12 +235,11 @@ conn_hold(Conn *conn)
 }
 
 /*
- * Ends a hold (see reply in jobs.c): writes what was queued meanwhile,
- * replies first, as far as the socket takes it; lws's WRITEABLE callback
- * writes the rest.
+ * Ends a hold: writes what was queued meanwhile, replies first, as far as
+ * the transport takes it; the transport asks for the rest when it can.
  */
-void
-ws_release_held(Conn *conn)
+static void
+release_held(Conn *conn)
 {
 	conn->held = false;
 	while (conn->out_head != NULL && can_write_now(conn))
@@ -203,18 +252,10 @@ ws_release_held(Conn *conn)
 			outframe_release(f);
 		}
 	}
-	if (conn->out_head != NULL && conn->wsi != NULL)
-		lws_callback_on_writable(conn->wsi);
+	if (conn->out_head != NULL && conn->transport != NULL)
+		conn->transport->ops->want_writable(conn->transport);
 	if (conn->state == CONN_CLOSED)
-		conn_free_if_done(conn);
-}
-
-/* The end of a job's reference: releases the hold, may free conn. */
-void
-conn_unpin(Conn *conn)
-{
-	conn->pending_jobs--;
-	ws_release_held(conn);
+		free_if_done(conn);
 }
 
 /* A new, empty item at the end of the connection's queue. */
@@ -235,11 +276,11 @@ queue_item(Conn *conn)
 }
 
 void
-ws_send_frame(Conn *conn, OutFrame *frame)
+conn_send_frame(Conn *conn, OutFrame *frame)
 {
 	OutItem    *item;
 
-	if (conn->wsi == NULL || conn->state == CONN_CLOSED)
+	if (conn->transport == NULL || conn->state == CONN_CLOSED)
 		return;
 	if (conn->out_count >= OUT_QUEUE_MAX_FRAMES ||
 		conn->out_bytes + frame->len > OUT_QUEUE_MAX_BYTES)
@@ -250,23 +291,18 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 			ereport(LOG, (errmsg("collab worker closes connection %s: outgoing queue full", conn->id)));
 			conn->close_after_flush = true;
 			conn->close_status = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-			lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			conn_kill(conn);
 		}
 		return;
 	}
+
 	/*
-	 * Outside lws callbacks (replies after a commit, fan-out), a frame for a
-	 * connection with nothing pending goes straight to the socket: no
-	 * writable request, no extra pass of the event loop per member.  What
-	 * the kernel does not take, lws keeps and sends when it can; until then
-	 * frames queue here.  (lws 4.1 must not be given a frame while it still
-	 * holds part of an earlier one, and refuses a second write that no
-	 * lws_send_pipe_choked() or pass of its loop came before, as an
-	 * "illegal back-to-back write": so that call, with its poll(), stays,
-	 * except where send_plain() writes the socket itself.)  A held
-	 * connection's frames queue until ws_release_held().
+	 * Outside the transport's callbacks (replies after a commit, fan-out), a
+	 * frame for a connection with nothing pending goes straight to the
+	 * transport: no writable request, no extra pass of the event loop per
+	 * member.  A held connection's frames queue until it is released.
 	 */
-	if (!ws_in_callback && !conn->held && conn->out_head == NULL && can_write_now(conn))
+	if (!conn->held && conn->out_head == NULL && can_write_now(conn))
 	{
 		write_now(conn, frame);
 		return;
@@ -276,13 +312,14 @@ ws_send_frame(Conn *conn, OutFrame *frame)
 	frame->refcount++;
 	conn->out_bytes += frame->len;
 	if (!conn->held)
-		lws_callback_on_writable(conn->wsi);
+		conn->transport->ops->want_writable(conn->transport);
 }
 
 /*
  * A place in a held connection's queue for a frame that is not built yet
- * (see join_done); conn_fill_slot() puts the frame there, or with NULL removes
- * the place.  Nothing writes a held queue, so no empty place is ever seen.
+ * (see join_done in session.c); conn_fill_slot() puts the frame there, or
+ * with NULL removes the place.  Nothing writes a held queue, so no empty
+ * place is ever seen.
  */
 OutItem *
 conn_queue_slot(Conn *conn)
@@ -316,36 +353,50 @@ conn_fill_slot(Conn *conn, OutItem *slot, OutFrame *frame)
 }
 
 void
-ws_send_text(Conn *conn, const char *data, size_t len)
+conn_send_text(Conn *conn, const char *data, size_t len)
 {
 	OutFrame   *f = outframe_make(data, len);
 
 	f->refcount++;
-	ws_send_frame(conn, f);
+	conn_send_frame(conn, f);
 	outframe_release(f);
 }
 
 void
 conn_send_buf(Conn *conn, StringInfo buf)
 {
-	ws_send_text(conn, buf->data, buf->len);
+	conn_send_text(conn, buf->data, buf->len);
 }
 
+/* Closes the connection once what is queued has been written. */
 void
-ws_close_after_flush(Conn *conn, int status)
+conn_close_after_flush(Conn *conn, int status)
 {
-	if (conn->wsi == NULL)
+	if (conn->transport == NULL)
 		return;
 	conn->close_after_flush = true;
 	conn->close_status = status;
-	lws_callback_on_writable(conn->wsi);
+	conn->transport->ops->want_writable(conn->transport);
+}
+
+/* An acknowledgement whose argument is the JSON value json. */
+void
+conn_send_ack(Conn *conn, int64 ack_id, const char *json, size_t len)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_encode_ack(&buf, NULL, ack_id, json, len);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
 }
 
 /* An ack {ok:false,error:{code,message}} or, without ack, an error event. */
 void
-ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
-			  const char *resource_id)
+conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code, const char *message,
+				const char *resource_id)
 {
+	const char *name = collab_errors[code].code;
 	StringInfoData buf;
 
 	collab_metrics->requests_failed++;
@@ -355,7 +406,7 @@ ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
 		sio_ack_begin(&buf, NULL, ack_id);
 		sio_arg_begin(&buf);
 		appendStringInfoString(&buf, "{\"ok\":false,\"error\":{\"code\":");
-		sio_json_escape(&buf, code);
+		sio_json_escape(&buf, name);
 		appendStringInfoString(&buf, ",\"message\":");
 		sio_json_escape(&buf, message);
 		appendStringInfoString(&buf, "}}");
@@ -365,7 +416,7 @@ ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
 		sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
 		sio_arg_begin(&buf);
 		appendStringInfoString(&buf, "{\"code\":");
-		sio_json_escape(&buf, code);
+		sio_json_escape(&buf, name);
 		appendStringInfoString(&buf, ",\"message\":");
 		sio_json_escape(&buf, message);
 		if (resource_id)
@@ -380,31 +431,11 @@ ws_send_error(Conn *conn, int64 ack_id, const char *code, const char *message,
 	pfree(buf.data);
 }
 
-void
-conn_send_ack_raw(Conn *conn, int64 ack_id, const char *json, size_t len)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	sio_encode_ack(&buf, NULL, ack_id, json, len);
-	conn_send_buf(conn, &buf);
-	pfree(buf.data);
-}
-
-void
-conn_free_if_done(Conn *conn)
-{
-	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0 || conn->wsi != NULL)
-		return;
-	if (conn->rx.data != NULL)
-		pfree(conn->rx.data);
-	MemoryContextDelete(conn->cxt);
-}
-
 /* ----------------------------------------------------------------
  * Locks held
  * ---------------------------------------------------------------- */
 
+/* conn holds the lock of resource_id with token (again). */
 void
 conn_store_token(Conn *conn, const char *resource_id, int64 token)
 {
@@ -423,6 +454,7 @@ conn_store_token(Conn *conn, const char *resource_id, int64 token)
 	conn->locks = h;
 }
 
+/* conn's lock of resource_id was released or expired. */
 void
 conn_forget_lock(Conn *conn, const char *resource_id)
 {
@@ -443,6 +475,7 @@ conn_forget_lock(Conn *conn, const char *resource_id)
 	}
 }
 
+/* The token of conn's lock of resource_id, or -1. */
 int64
 conn_held_token(Conn *conn, const char *resource_id)
 {
@@ -451,4 +484,3 @@ conn_held_token(Conn *conn, const char *resource_id)
 			return h->token;
 	return -1;
 }
-

@@ -1,8 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * conn.h
- *	  The worker's connections: their state, outgoing frames and the locks
- *	  they hold (conn.c).
+ *	  A client's connection to the worker, apart from how it is carried
+ *	  (conn.c).
+ *
+ * A Conn is the session: its id (collab.ws_connections.connection_id),
+ * its user, its rooms, the locks it holds and its outgoing frames.  A
+ * Transport carries it: today one WebSocket (ws_transport.c).  The two are
+ * separate objects so that a session can be carried by something else (a
+ * series of HTTP requests) and outlive a transport that is lost, with its
+ * outgoing frames kept for the next one.  A transport tells the session
+ * what arrives (session.h); the session writes through the TransportOps of
+ * its transport and never calls a transport's functions by name.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +23,8 @@
 
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+
+#include "collab.h"
 
 #define CONN_ID_LEN		20
 
@@ -27,7 +38,7 @@ typedef struct OutFrame
 
 typedef struct OutItem
 {
-	OutFrame   *frame;
+	OutFrame   *frame;			/* NULL: a place kept for a frame to come */
 	struct OutItem *next;
 } OutItem;
 
@@ -37,20 +48,31 @@ typedef enum ConnState
 	CONN_CONNECTING,			/* authenticated, registration job queued */
 	CONN_CONNECTED,				/* Socket.IO session live */
 	CONN_REJECTED,				/* CONNECT_ERROR sent, waiting to close */
-	CONN_CLOSED					/* socket gone, jobs may still refer to it */
+	CONN_CLOSED					/* ended, jobs may still refer to it */
 } ConnState;
 
-typedef struct Room Room;
 typedef struct Conn Conn;
+typedef struct Transport Transport;
 
-/* A connection's membership in a room. */
-typedef struct RoomMember
+/* What a session asks of its transport. */
+typedef struct TransportOps
 {
+	/* May a frame be written now, outside the transport's own callbacks? */
+	bool		(*ready) (Transport *t);
+	/* Writes one frame now; false if the transport failed. */
+	bool		(*write) (Transport *t, OutFrame *frame);
+	/* Asks to write the queued frames (and close) when the transport can. */
+	void		(*want_writable) (Transport *t);
+	/* Drops the transport at once. */
+	void		(*kill) (Transport *t);
+} TransportOps;
+
+/* The part of a transport that a session sees; transports embed it. */
+struct Transport
+{
+	const TransportOps *ops;
 	Conn	   *conn;
-	Room	   *room;
-	dlist_node	in_room;
-	struct RoomMember *next_of_conn;
-} RoomMember;
+};
 
 /* A lock this connection holds, to give its holder the token in events. */
 typedef struct HeldLock
@@ -60,12 +82,16 @@ typedef struct HeldLock
 	struct HeldLock *next;
 } HeldLock;
 
+struct RoomMember;
+
 struct Conn
 {
-	struct lws *wsi;			/* NULL once the socket is gone */
 	char		id[CONN_ID_LEN + 1];
 	ConnState	state;
 	MemoryContext cxt;			/* everything below is allocated here */
+	Transport  *transport;		/* NULL once it is gone */
+
+	/* who, from the token presented at CONNECT */
 	char	   *user_id;
 	char	   *username;
 	int64		token_exp;		/* unix seconds */
@@ -73,17 +99,14 @@ struct Conn
 	char	   *origin;
 	bool		origin_ok;
 
-	StringInfoData rx;			/* reassembly of a fragmented message */
-	bool		rx_discard;		/* dropping the rest of an oversized message */
-
+	/* outgoing frames not yet written */
 	OutItem    *out_head;
 	OutItem    *out_tail;
 	int			out_count;
 	size_t		out_bytes;
-	bool		close_after_flush;
-	bool		plain;			/* not TLS, not closing: send_plain() may write */
 	bool		held;			/* replies of a batch queued until its fan-out is out */
-	int			close_status;
+	bool		close_after_flush;
+	int			close_status;	/* a WebSocket close code */
 
 	/*
 	 * Deadlines in lws_now_usecs() time, served by one libev timer per
@@ -99,37 +122,43 @@ struct Conn
 	double		rate_tokens;
 	int64		rate_stamp;
 
-	RoomMember *rooms;
+	struct RoomMember *rooms;	/* rooms.c */
 	HeldLock   *locks;
 	int			pending_jobs;
 	bool		registered;		/* ws_connect committed */
-	uint64		fanout_stamp;
+	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */
 	dlist_node	all_node;
 };
 
-extern dlist_head ws_all_conns;
-extern int	ws_conn_count;
-/* Inside a libwebsockets callback (where frames are only queued)? */
-extern int	ws_in_callback;
+/* Lifecycle */
+extern Conn *conn_create(void);
+extern void conn_attach(Conn *conn, Transport *t);
+extern void conn_detach(Conn *conn);
+extern void conn_end(Conn *conn);
+extern void conn_pin(Conn *conn);
+extern void conn_unpin(Conn *conn);
+extern int	conn_count(void);
+extern void conn_close_all(int status);
 
+/* Sending and closing */
 extern OutFrame *outframe_make(const char *data, size_t len);
 extern void outframe_release(OutFrame *frame);
-extern void ws_send_frame(Conn *conn, OutFrame *frame);
-extern void ws_send_text(Conn *conn, const char *data, size_t len);
+extern void conn_send_frame(Conn *conn, OutFrame *frame);
+extern void conn_send_text(Conn *conn, const char *data, size_t len);
 extern void conn_send_buf(Conn *conn, StringInfo buf);
-extern void conn_send_ack_raw(Conn *conn, int64 ack_id, const char *json, size_t len);
-extern void ws_close_after_flush(Conn *conn, int status);
-extern void ws_send_error(Conn *conn, int64 ack_id, const char *code,
-						  const char *message, const char *resource_id);
-extern void conn_pin(Conn *conn);
+extern void conn_send_ack(Conn *conn, int64 ack_id, const char *json, size_t len);
+extern void conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code,
+							const char *message, const char *resource_id);
+extern void conn_close_after_flush(Conn *conn, int status);
+extern void conn_kill(Conn *conn);
+
+/* The outgoing queue, for a transport's writes and for replies held back */
 extern void conn_hold(Conn *conn);
-extern void ws_release_held(Conn *conn);
-extern void conn_unpin(Conn *conn);
 extern OutFrame *conn_queue_pop(Conn *conn);
 extern OutItem *conn_queue_slot(Conn *conn);
 extern void conn_fill_slot(Conn *conn, OutItem *slot, OutFrame *frame);
-extern void conn_free_if_done(Conn *conn);
 
+/* The locks it holds */
 extern void conn_store_token(Conn *conn, const char *resource_id, int64 token);
 extern void conn_forget_lock(Conn *conn, const char *resource_id);
 extern int64 conn_held_token(Conn *conn, const char *resource_id);

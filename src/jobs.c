@@ -209,20 +209,16 @@ run_statement(Job *job)
 static void
 job_failed(Job *job, ErrorData *edata)
 {
-	const CollabErrorInfo *info = collab_error_by_sqlstate(edata->sqlerrcode);
-
-	if (info)
-	{
-		job->err_code = info->code;
+	job->failed = true;
+	if (collab_error_of_sqlstate(edata->sqlerrcode, &job->err_code))
 		job->err_message = MemoryContextStrdup(jobs_cxt, edata->message);
-	}
 	else
 	{
 		/* unexpected: log it in full, tell the client nothing internal */
 		ereport(LOG,
 				(errmsg("collab worker job failed: %s", edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
-		job->err_code = "INTERNAL";
+		job->err_code = CE_INTERNAL;
 		job->err_message = MemoryContextStrdup(jobs_cxt,
 											   "internal error; the request had no effect");
 	}
@@ -407,7 +403,8 @@ fail_batch(Job *batch, int n)
 		if (j->sql == NULL)
 			continue;
 		j->result = NULL;
-		j->err_code = "INTERNAL";
+		j->failed = true;
+		j->err_code = CE_INTERNAL;
 		j->err_message = "internal error; the request had no effect";
 	}
 }

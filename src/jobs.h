@@ -14,6 +14,7 @@
 #ifndef COLLAB_JOBS_H
 #define COLLAB_JOBS_H
 
+#include "collab.h"
 #include "conn.h"
 
 #define JOB_MAX_ARGS 7
@@ -39,7 +40,8 @@ struct Job
 	/* The answer, for done */
 	char	   *result;			/* first column, NULL for none */
 	char	   *result2;		/* second column, when there is one */
-	const char *err_code;		/* NULL, or the error code of a failure */
+	bool		failed;			/* then err_code and err_message say why */
+	CollabErrorCode err_code;
 	char	   *err_message;
 
 	/*

@@ -20,13 +20,14 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "collab.h"
+#include "conn.h"
+#include "jobs.h"
 #include "json_object.h"
 #include "metrics.h"
 #include "resource_id.h"
-#include "sio_codec.h"
-#include "conn.h"
 #include "rooms.h"
-#include "ws_session.h"
+#include "sio_codec.h"
 
 #define ROOT_KEY_LEN	(RESOURCE_ID_MAX_SEGMENT_BYTES + 1)
 
@@ -196,7 +197,87 @@ is_ancestor(const char *a, int alen, const char *b, int blen)
 	return alen < blen && b[alen] == '/' && strncmp(a, b, alen) == 0;
 }
 
-/* Fans out one event object of a notification. */
+/* ----------------------------------------------------------------
+ * The holder's own copy of lock:acquired
+ * ---------------------------------------------------------------- */
+
+/* A lookup of the token of a lock granted on a connection's behalf. */
+typedef struct HolderEventJob
+{
+	Job			job;
+	char	   *resource_id;
+	char	   *event_name;
+	char	   *event_payload;	/* without its closing brace */
+} HolderEventJob;
+
+static void holder_event_done(Job *job);
+static void send_holder_event(Conn *conn, const char *name, const char *payload, int len,
+							  int64 token);
+
+/* Looks up the token of a lock granted on conn's behalf, then sends it the event. */
+static void
+queue_holder_event(Conn *conn, const char *resource_id, const char *name,
+				   const char *payload, int len)
+{
+	HolderEventJob *hj;
+
+	hj = (HolderEventJob *) job_new(sizeof(HolderEventJob),
+									"SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2",
+									conn, holder_event_done);
+	hj->job.nargs = 2;
+	hj->job.args[0] = job_strdup(conn->id);
+	hj->job.args[1] = job_strdup(resource_id);
+	hj->resource_id = hj->job.args[1];
+	hj->event_name = job_strdup(name);
+	hj->event_payload = job_strndup(payload, len);
+	jobs_queue(&hj->job);
+}
+
+/*
+ * Sends the holder's own copy of an event: payload is the shared payload
+ * without its closing brace, and the token (if >= 0) is added.
+ */
+static void
+send_holder_event(Conn *conn, const char *name, const char *payload, int len, int64 token)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, name, SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendBinaryStringInfo(&buf, payload, len);
+	if (token >= 0)
+	{
+		appendStringInfoString(&buf, ",\"token\":");
+		sio_append_int64(&buf, token);
+	}
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+}
+
+static void
+holder_event_done(Job *job)
+{
+	HolderEventJob *hj = (HolderEventJob *) job;
+	int64		token = -1;
+
+	if (job->conn->state != CONN_CONNECTED)
+		return;
+	if (job->result && collab_parse_int64(job->result, &token))
+		conn_store_token(job->conn, hj->resource_id, token);
+	else
+		token = -1;
+	send_holder_event(job->conn, hj->event_name, hj->event_payload,
+					  strlen(hj->event_payload), token);
+}
+
+/* ----------------------------------------------------------------
+ * Fan-out
+ * ---------------------------------------------------------------- */
+
+/* Fans out one committed event. */
 static void
 dispatch_event(const char *json, size_t len, bool count)
 {
@@ -304,16 +385,16 @@ dispatch_event(const char *json, size_t len, bool count)
 				 * Granted on this connection's behalf (an edit hand-off): its
 				 * copy must carry the token, which we look up first.
 				 */
-				ws_queue_holder_event(conn, rid, name, payload.data, payload.len);
+				queue_holder_event(conn, rid, name, payload.data, payload.len);
 				continue;
 			}
 			if (acquired && is_holder)
 			{
-				ws_send_holder_event(conn, name, payload.data, payload.len,
-									 conn_held_token(conn, rid));
+				send_holder_event(conn, name, payload.data, payload.len,
+								  conn_held_token(conn, rid));
 				continue;
 			}
-			ws_send_frame(conn, shared);
+			conn_send_frame(conn, shared);
 		}
 	}
 	outframe_release(shared);
@@ -322,8 +403,12 @@ dispatch_event(const char *json, size_t len, bool count)
 	json_object_free(&ev);
 }
 
+/*
+ * Fans out the events of one committed payload ({"v":1,"events":[...]},
+ * see events.c) to the rooms they concern; count: counted in the metrics.
+ */
 void
-rooms_dispatch_notification(const char *payload, bool count)
+rooms_fan_out(const char *payload, bool count)
 {
 	JsonObject	env;
 	JsonArray	events;
@@ -334,7 +419,7 @@ rooms_dispatch_notification(const char *payload, bool count)
 		(m = json_object_get(&env, "events")) == NULL || m->kind != JSON_KIND_ARRAY ||
 		!json_array_parse(m->value, m->len, &events, &perr))
 	{
-		ereport(LOG, (errmsg("collab worker ignores a malformed notification")));
+		ereport(LOG, (errmsg("collab worker ignores a malformed event payload")));
 		return;
 	}
 	for (int i = 0; i < events.nelems; i++)

@@ -2,16 +2,15 @@
  *
  * worker.c
  *	  The collab background worker: process lifecycle, the main loop, the
- *	  SQL job runner and the NOTIFY listener.
+ *	  expiry sweep and the forwarding of events to NOTIFY listeners.
  *
  * The main loop alternates one pass of the event loop (libev, which
- * libwebsockets joins), whose libwebsockets callbacks (ws_session.c) only
- * parse, validate and queue jobs, with running the queued jobs.  A batch of jobs runs in one transaction with a
- * subtransaction per job, so one commit (and one WAL flush) serves many
- * clients and one failing job cannot harm the others.  Committed events
- * reach the worker through the shared-memory event queue (event_queue.c),
- * whose eventfd libwebsockets polls; the worker fans them out to its rooms
- * and forwards them to NOTIFY listeners in its next batch.
+ * libwebsockets joins), whose callbacks (ws_transport.c, session.c) only
+ * parse, validate and queue jobs, with running the queued jobs (jobs.c).
+ * Committed events reach the worker through the shared-memory event queue
+ * (event_queue.c), whose eventfd is part of the event loop; the worker fans
+ * them out to its rooms (rooms.c) and, if it is the forwarding worker,
+ * forwards them to NOTIFY listeners in a batch of their own.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,19 +49,29 @@
 #include "conn.h"
 #include "event_queue.h"
 #include "jobs.h"
+#include "jwt.h"
 #include "listen.h"
 #include "metrics.h"
 #include "rooms.h"
+#include "session.h"
 #include "worker.h"
-#include "ws_session.h"
+#include "ws_transport.h"
 
-PGDLLEXPORT void collab_worker_main(Datum main_arg);
+/*
+ * The descriptors the worker adopts into the event loop besides its
+ * connections, told apart by the opaque user data of their wsi.
+ */
+typedef enum WorkerFd
+{
+	FD_EVENT_QUEUE = 1,			/* the event queue's eventfd */
+	FD_POSTMASTER				/* the postmaster-death pipe */
+} WorkerFd;
 
-struct lws_context *worker_context = NULL;
-struct ev_loop *worker_loop = NULL;
-JwtConfig	worker_jwt;
-char	   *worker_name = NULL;
-int			worker_slot = 0;
+static struct lws_context *worker_context = NULL;
+static struct ev_loop *worker_loop = NULL;
+static JwtConfig worker_jwt;
+static char *worker_name = NULL;
+static int	worker_slot = 0;		/* 0-based: collab worker <slot + 1> */
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
@@ -101,8 +110,6 @@ worker_sighup(SIGNAL_ARGS)
 /*
  * Register the worker(s).  Called from _PG_init in the postmaster.
  */
-void		collab_register_workers(void);
-
 void
 collab_register_workers(void)
 {
@@ -121,12 +128,6 @@ collab_register_workers(void)
 		worker.bgw_main_arg = Int32GetDatum(i);
 		RegisterBackgroundWorker(&worker);
 	}
-}
-
-int64
-worker_now_unix(void)
-{
-	return (int64) time(NULL);
 }
 
 /* (Re)load the JWT verification settings. */
@@ -172,7 +173,7 @@ static void
 sweep_done(Job *job)
 {
 	sweep_queued = false;
-	if (job->err_code)
+	if (job->failed)
 		ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
 }
 
@@ -203,21 +204,27 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	lws_cancel_service(worker_context);
 }
 
-/* Callback for the adopted descriptors: the libpq socket and the postmaster pipe. */
-int
-collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
+static WorkerFd
+fd_of(struct lws *wsi)
+{
+	return (WorkerFd) (intptr_t) lws_get_opaque_user_data(wsi);
+}
+
+/* Callback for the adopted descriptors: the event queue and the postmaster pipe. */
+static int
+fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len)
 {
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
-			if (lws_get_opaque_user_data(wsi) == (void *) 1)
+			if (fd_of(wsi) == FD_EVENT_QUEUE)
 				events_readable = true;
 			else
 				postmaster_gone = true;
 			break;
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
-			if (lws_get_opaque_user_data(wsi) != (void *) 1)
+			if (fd_of(wsi) != FD_EVENT_QUEUE)
 				postmaster_gone = true;
 			break;
 		default:
@@ -226,8 +233,15 @@ collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	return 0;
 }
 
+/* The protocols of the vhost: the port's connections, and fd_callback's. */
+static const struct lws_protocols protocols[] = {
+	WS_TRANSPORT_PROTOCOL,
+	{"collab-fd", fd_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
 static void
-adopt_fd(struct lws_vhost *vh, int fd, void *tag)
+adopt_fd(struct lws_vhost *vh, int fd, WorkerFd tag)
 {
 	lws_sock_file_fd_type u;
 	struct lws *wsi;
@@ -239,13 +253,13 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
 	wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, "collab-fd", NULL);
 	if (wsi == NULL)
 		elog(ERROR, "could not adopt descriptor into the event loop");
-	lws_set_opaque_user_data(wsi, tag);
+	lws_set_opaque_user_data(wsi, (void *) (intptr_t) tag);
 }
 
 static void
 forward_done(Job *job)
 {
-	if (job->err_code)
+	if (job->failed)
 		ereport(LOG, (errmsg("collab worker could not forward events to NOTIFY listeners: %s",
 							 job->err_message)));
 }
@@ -261,7 +275,7 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 
 	PG_TRY();
 	{
-		rooms_dispatch_notification(payload, forwarder);
+		rooms_fan_out(payload, forwarder);
 	}
 	PG_CATCH();
 	{
@@ -291,17 +305,10 @@ drain_events(void)
 		 * Events went past the full queue: our clients missed some.  Close
 		 * every connection; clients reconnect and join again with fresh state.
 		 */
-		dlist_iter	it;
-
 		ereport(WARNING,
 				(errmsg("collab event queue overflowed; closing %d connections so that they resynchronize",
-						ws_conn_count)));
-		dlist_foreach(it, &ws_all_conns)
-		{
-			Conn	   *conn = dlist_container(Conn, all_node, it.cur);
-
-			ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
-		}
+						conn_count())));
+		conn_close_all(LWS_CLOSE_STATUS_GOINGAWAY);
 	}
 }
 
@@ -519,7 +526,7 @@ create_context(void)
 	/* listen.c listens; this vhost serves what it accepts */
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.vhost_name = "collab";
-	info.protocols = ws_protocols();
+	info.protocols = protocols;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)
 	{
 		info.ssl_cert_filepath = collab_ssl_cert_file;
@@ -564,14 +571,15 @@ collab_worker_main(Datum main_arg)
 
 	raise_descriptor_limit();
 	vh = create_context();
+	session_init(worker_loop, worker_name, &worker_jwt);
 	before_shmem_exit(detach_event_queue, (Datum) 0);
 	if (!event_queue_attach(worker_slot))
 		ereport(ERROR,
 				(errmsg("collab worker has no event queue"),
 				 errdetail("The server could not create the worker's eventfd at start.")));
 	metrics_attach(worker_slot);
-	adopt_fd(vh, event_queue_wake_fd(worker_slot), (void *) 1);
-	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
+	adopt_fd(vh, event_queue_wake_fd(worker_slot), FD_EVENT_QUEUE);
+	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], FD_POSTMASTER);
 	listen_start(worker_loop, vh);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -588,7 +596,7 @@ collab_worker_main(Datum main_arg)
 		bool		worked;
 
 		MemoryContextSwitchTo(loopcxt);
-		metrics_publish_gauges();
+		metrics_set_gauges(conn_count(), rooms_count());
 		/* one pass: wait for some I/O or timer, run its callbacks */
 		ev_run(worker_loop, EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);

@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * worker.h
- *	  The WebSocket worker process (worker.c).
+ *	  The WebSocket worker processes (worker.c).
  *
  * A worker is one process with one thread; collab.workers of them share
- * the port, each serving the connections the kernel gives it.  libwebsockets callbacks parse
- * and validate what clients send and queue SQL jobs; the main loop runs the
- * jobs in one transaction per batch (a subtransaction per job), sends the
- * replies, and fans out the events that arrive by NOTIFY.  Nothing in a
+ * the port, each serving the connections the kernel gives it.  What clients
+ * send is parsed and validated in libwebsockets callbacks and queued as SQL
+ * jobs; the main loop runs the jobs in one transaction per batch (a
+ * subtransaction per job), sends the replies, and fans out the committed
+ * events that arrive through the shared-memory event queue.  Nothing in a
  * callback runs SQL, and every callback body runs inside a PG_TRY boundary.
  *
  *-------------------------------------------------------------------------
@@ -15,19 +16,12 @@
 #ifndef COLLAB_WORKER_H
 #define COLLAB_WORKER_H
 
-#include <ev.h>
-#include <libwebsockets.h>
+#include "fmgr.h"
 
-#include "jwt.h"
-
-extern struct lws_context *worker_context;
-extern struct ev_loop *worker_loop;
-extern JwtConfig worker_jwt;
-extern char *worker_name;
-extern int	worker_slot;		/* 0-based: collab worker <slot + 1> */
-extern int64 worker_now_unix(void);
-extern int	collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
-							   void *user, void *in, size_t len);
+/* Registers collab.workers background workers; from _PG_init. */
 extern void collab_register_workers(void);
+
+/* A worker's entry point, named in its registration. */
+extern PGDLLEXPORT void collab_worker_main(Datum main_arg);
 
 #endif							/* COLLAB_WORKER_H */

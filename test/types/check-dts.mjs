@@ -5,15 +5,16 @@
  * from a second hand-written list:
  *
  *   error codes     src/errors.c       [CE_...] = {"CODE", ...   (and src/collab.h's enum)
- *                   codes the code sends (ws_session.c, jwt.c, worker.c, SQL) must be in it
- *   client events   src/ws_session.c   event_specs[] names and the "auth:refresh" branch
+ *                   codes the code sends (session.c, conn.c, ws_transport.c, jobs.c,
+ *                   jwt.c, SQL) must be in it
+ *   client events   src/session.c      event_specs[] names and the "auth:refresh" branch
  *   server events   sql/collab--0.1.0.sql  collab._publish(jsonb_build_object('event', ...
  *                   src/save_guard.c, src/leases.c   {"event":...} built for collab_publish_event
- *                   src/ws_session.c   the worker's own sio_event_begin(..., "name", ...)
+ *                   src/session.c, src/conn.c   the worker's own sio_event_begin(..., "name", ...)
  *   payload fields  the same builders, minus the routing fields src/rooms.c strips
  *                   (plus the token it adds to the holder's lock:acquired);
  *                   acks from the ws_* SQL functions (or the C functions that
- *                   implement them) and ws_session.c
+ *                   implement them) and session.c
  *
  * Usage: node test/types/check-dts.mjs [repo root]   (default: two levels up)
  * Prints one line per check and ends with "types: N passed, M failed";
@@ -247,8 +248,8 @@ console.log(`# documentation of ${dtsPath}`);
  * ------------------------------------------------------------------------ */
 const errorsC = read("src/errors.c");
 const collabH = read("src/collab.h");
-const wsC = stripComments(read("src/ws_session.c") + "\n" + read("src/conn.c"), "c");
-const wsRaw = read("src/ws_session.c");
+// the worker's side of a session: its protocol, its outgoing frames, its transport
+const wsC = stripComments(["session.c", "conn.c", "ws_transport.c"].map((f) => read(`src/${f}`)).join("\n"), "c");
 const roomsC = stripComments(read("src/rooms.c"), "c");
 const saveGuardRaw = read("src/save_guard.c");
 const jwtC = stripComments(read("src/jwt.c"), "c");
@@ -431,11 +432,14 @@ compareSets("ErrorCode lists exactly the codes of src/errors.c", new Set(tableCo
 
 const sentCodes = new Map();	// code -> where
 const note = (code, where) => { if (!sentCodes.has(code)) sentCodes.set(code, where); };
-for (const m of wsC.matchAll(/(?:ws_send_error|reject_connect)\([^;]*?"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/ws_session.c");
-for (const m of wsC.matchAll(/err_code\s*=\s*"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/ws_session.c");
-for (const m of workerC.matchAll(/err_code\s*=\s*"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/worker.c");
-const jwtCodeFn = cFunction(jwtC, "jwt_error_code") ?? "";
-for (const m of jwtCodeFn.matchAll(/return\s+"([A-Z][A-Z0-9_]+)"/g)) if (m[1] !== "OK") note(m[1], "src/jwt.c jwt_error_code()");
+// C sends codes by CollabErrorCode: CE_X is the code of [CE_X] in the table
+const codeOfEnum = new Map([...tableCodes].map(([code, e]) => [e, code]));
+const noteEnum = (e, where) => note(codeOfEnum.get(e) ?? `CE_${e} (not in src/errors.c)`, where);
+for (const m of wsC.matchAll(/(?:conn_send_error|reject_connect)\([^;]*?\bCE_(\w+)/g)) noteEnum(m[1], "src/session.c, conn.c, ws_transport.c");
+for (const m of wsC.matchAll(/err_code\s*=\s*CE_(\w+)/g)) noteEnum(m[1], "src/session.c");
+for (const m of workerC.matchAll(/err_code\s*=\s*CE_(\w+)/g)) noteEnum(m[1], "src/jobs.c");
+const jwtCodeFn = cFunction(jwtC, "jwt_collab_error") ?? "";
+for (const m of jwtCodeFn.matchAll(/return\s+CE_(\w+)/g)) noteEnum(m[1], "src/jwt.c jwt_collab_error()");
 for (const m of sql.matchAll(/_raise\(\s*'([A-Z][A-Z0-9_]+)'/g)) note(m[1], sqlFile);
 for (const m of sql.matchAll(/'code',\s*'([A-Z][A-Z0-9_]+)'/g)) note(m[1], sqlFile);
 const unknown = [...sentCodes].filter(([c]) => !dtsCodes.has(c));
@@ -446,7 +450,7 @@ check(sentCodes.size > 0 && unknown.length === 0,
 /* ------------------------------------------------------------------------
  * 2. Client -> server events
  * ------------------------------------------------------------------------ */
-console.log(`# client events (src/ws_session.c) vs ClientToServerEvents`);
+console.log(`# client events (src/session.c) vs ClientToServerEvents`);
 const specsAt = wsC.search(/event_specs\[\]\s*=\s*\{/);
 const specsOpen = wsC.indexOf("{", specsAt);
 const specsText = wsC.slice(specsOpen, matchBracket(wsC, specsOpen, "c") + 1);
@@ -455,12 +459,12 @@ const clientEvents = new Set(specs.map((s) => s.name));
 for (const m of wsC.matchAll(/strcmp\(\s*f->event\s*,\s*"([^"]+)"\s*\)/g)) clientEvents.add(m[1]);
 const c2s = interfaces.get("ClientToServerEvents")?.members ?? new Map();
 compareSets("ClientToServerEvents has exactly the events the worker accepts",
-	clientEvents, new Set(c2s.keys()), "src/ws_session.c", "ClientToServerEvents");
+	clientEvents, new Set(c2s.keys()), "src/session.c", "ClientToServerEvents");
 
 /* ------------------------------------------------------------------------
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
-console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/ws_session.c) vs ServerToClientEvents`);
+console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/session.c, src/conn.c) vs ServerToClientEvents`);
 const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
 check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
 const published = new Map();	// event -> [{ keys: [...], where }]
@@ -509,7 +513,7 @@ const own = new Map();	// event -> shape
 for (const m of wsC.matchAll(/sio_event_begin\(\s*&(\w+),\s*NULL,\s*"([^"]+)"/g)) {
 	const end = wsC.indexOf("sio_packet_end", m.index);
 	const r = replayC(wsC.slice(m.index, end), m[1]);
-	if (r.error) check(false, `the "${m[2]}" event built in src/ws_session.c can be read`, r.error);
+	if (r.error) check(false, `the "${m[2]}" event built by the worker can be read`, r.error);
 	else own.set(m[2], r.keys);
 }
 const serverEvents = new Set([...published.keys(), ...own.keys()]);
@@ -522,10 +526,10 @@ compareSets("ServerToClientEvents has exactly the events the code can emit",
  * ------------------------------------------------------------------------ */
 console.log("# server event payloads");
 // rooms.c sends the holder its own copy of one event through
-// ws_send_holder_event(), which adds the token
+// send_holder_event(), which adds the token
 const tokenEvent = /\w+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*acquired/.test(roomsC) &&
-	/ws_send_holder_event\(/.test(roomsC) &&
-	/ws_send_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(wsC)
+	/send_holder_event\(conn/.test(roomsC) &&
+	/\nsend_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(roomsC)
 	? /acquired\s*=\s*strcmp\(name,\s*"([^"]+)"\)/.exec(roomsC)?.[1] : null;
 check(tokenEvent !== null, `src/rooms.c adds the holder's token to ${tokenEvent ?? "?"}`);
 const payloadType = (ev) => /^\(\s*\w+\s*:\s*(\w+)\s*\)\s*=>\s*void$/.exec(s2c.get(ev)?.type ?? "")?.[1];
@@ -604,21 +608,21 @@ if (presenceUser) compareShape("PresenceUser matches collab._ws_presence_json()"
  * 6. Acknowledgements
  * ------------------------------------------------------------------------ */
 console.log("# acknowledgements");
-const sendError = cFunction(wsC, "ws_send_error") ?? "";
+const sendError = cFunction(wsC, "conn_send_error") ?? "";
 const ackBranch = sendError.slice(sendError.indexOf("sio_ack_begin"), sendError.indexOf("else"));
 const failure = replayC(ackBranch, "buf");
-if (failure.error) check(false, "the failure ack of ws_send_error() can be read", failure.error);
-else compareShape("Failure matches the ack of ws_send_error()", failure.keys, fieldsOf("Failure"), "Failure");
+if (failure.error) check(false, "the failure ack of conn_send_error() can be read", failure.error);
+else compareShape("Failure matches the ack of conn_send_error()", failure.keys, fieldsOf("Failure"), "Failure");
 if (!failure.error) {
 	const errKeys = new Set(Object.keys(failure.value.error ?? {}));
-	compareSets("Failure.error matches ws_send_error()'s error object", errKeys,
-		new Set((fieldsOf("FailureError") ?? new Map()).keys()), "ws_send_error()", "FailureError");
+	compareSets("Failure.error matches conn_send_error()'s error object", errKeys,
+		new Set((fieldsOf("FailureError") ?? new Map()).keys()), "conn_send_error()", "FailureError");
 }
 
 /** The ack shapes the code can send for one client event: [{ keys, ok, where }]. */
 function ackShapes(ev) {
 	const shapes = [];
-	if (!failure.error) shapes.push({ keys: failure.keys, ok: false, where: "ws_send_error()" });
+	if (!failure.error) shapes.push({ keys: failure.keys, ok: false, where: "conn_send_error()" });
 	const spec = specs.find((s) => s.name === ev);
 	const seen = new Set();
 	const fromSql = (fn) => {
@@ -679,13 +683,13 @@ function ackShapes(ev) {
 	if (spec) {
 		fromSql(/collab\.(\w+)\(/.exec(spec.sql)?.[1]);
 	} else {
-		// handled in C: the function that handles it builds {"ok":true,...} for send_ack_raw
+		// handled in C: the function that handles it builds {"ok":true,...} for conn_send_ack
 		const handler = /strcmp\(\s*f->event\s*,\s*"([^"]+)"\s*\)\s*==\s*0\s*\)\s*\{\s*(\w+)\(/g;
 		for (const m of wsC.matchAll(handler)) {
 			if (m[1] !== ev) continue;
 			const fnText = cFunction(wsC, m[2]) ?? "";
 			const at = fnText.lastIndexOf("initStringInfo(&buf)");
-			const r = replayC(fnText.slice(at, fnText.indexOf("send_ack_raw", at)), "buf");
+			const r = replayC(fnText.slice(at, fnText.indexOf("conn_send_ack", at)), "buf");
 			if (r.error) shapes.push({ error: `${m[2]}(): ${r.error}` });
 			else shapes.push({ keys: r.keys, ok: r.value.ok === true, where: `${m[2]}()` });
 		}
