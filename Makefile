@@ -17,6 +17,7 @@ OBJS = \
 	src/leases.o \
 	src/lock_path.o \
 	src/metrics.o \
+	src/module.o \
 	src/owner.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \

@@ -36,6 +36,9 @@ extern int	collab_rate_limit;
 extern char *collab_lock_token;
 extern char *collab_base_version;
 
+extern void collab_define_postmaster_settings(void);
+extern void collab_define_reloadable_settings(void);
+
 /* Most WebSocket worker processes (collab.workers). */
 #define COLLAB_MAX_WORKERS 32
 
