@@ -97,7 +97,7 @@ typedef enum CollabErrorCode
 
 typedef struct CollabErrorInfo
 {
-	const char *code;			/* e.g. "LOCK_NOT_HELD" */
+	const char *code;			/* its name, e.g. LOCK_NOT_HELD */
 	const char *sqlstate;		/* e.g. "CL011" */
 	const char *meaning;		/* one sentence, for docs and tooling */
 } CollabErrorInfo;

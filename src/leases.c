@@ -881,7 +881,9 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 	if (!a.granted)
 	{
 		initStringInfo(&ack);
-		appendStringInfoString(&ack, "{\"ack\":{\"ok\":false,\"error\":{\"code\":\"LOCK_HELD\",\"message\":");
+		appendStringInfoString(&ack, "{\"ack\":{\"ok\":false,\"error\":{\"code\":");
+		escape_json(&ack, collab_errors[CE_LOCK_HELD].code);
+		appendStringInfoString(&ack, ",\"message\":");
 		{
 			StringInfoData msg;
 
