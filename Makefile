@@ -19,6 +19,7 @@ OBJS = \
 	src/metrics.o \
 	src/module.o \
 	src/owner.o \
+	src/plans.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/rooms.o \

@@ -45,6 +45,11 @@ extern void collab_define_reloadable_settings(void);
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 
+/* plans.c */
+struct _SPI_plan;
+extern struct _SPI_plan *collab_plan(const char *sql, int nargs, const Oid *argtypes,
+									 int cursor_options);
+
 /* owner.c */
 typedef struct CollabOwner
 {

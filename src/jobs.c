@@ -133,44 +133,13 @@ jobs_discard(void)
  * Running a batch
  * ---------------------------------------------------------------- */
 
-/*
- * Prepared plans of the worker's statements, keyed by the statement text
- * (each is a string constant, so the pointer identifies it).
- */
-typedef struct JobPlan
-{
-	const char *sql;
-	int			nargs;
-	SPIPlanPtr	plan;
-} JobPlan;
-
-static JobPlan plan_cache[16];
-static int	plan_cache_len = 0;
-
+/* The plan of a job's statement: its arguments are text. */
 static SPIPlanPtr
 statement_plan(const char *sql, int nargs)
 {
-	Oid			types[JOB_MAX_ARGS];
-	SPIPlanPtr	plan;
+	static const Oid types[JOB_MAX_ARGS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-	for (int i = 0; i < plan_cache_len; i++)
-		if (plan_cache[i].sql == sql && plan_cache[i].nargs == nargs)
-			return plan_cache[i].plan;
-	for (int i = 0; i < nargs; i++)
-		types[i] = TEXTOID;
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "collab worker could not prepare \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	if (plan_cache_len < lengthof(plan_cache))
-	{
-		SPI_keepplan(plan);
-		plan_cache[plan_cache_len].sql = sql;
-		plan_cache[plan_cache_len].nargs = nargs;
-		plan_cache[plan_cache_len].plan = plan;
-		plan_cache_len++;
-	}
-	return plan;
+	return collab_plan(sql, nargs, types, 0);
 }
 
 /* Runs one job's statement; called inside its subtransaction. */

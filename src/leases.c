@@ -188,30 +188,18 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 };
 
-static SPIPlanPtr plans[NUM_PLANS];
-
 /*
- * Runs one of the statements above, prepared on first use; values are
- * Datums, NULL where nulls[i] is 'n'.
+ * Runs one of the statements above, with a generic plan prepared on first
+ * use; values are Datums, NULL where nulls[i] is 'n'.
  */
 static void
 run(PlanId id, Datum *values, const char *nulls, int expect)
 {
+	const PlanDef *d = &plan_defs[id];
 	int			rc;
 
-	if (plans[id] == NULL)
-	{
-		const PlanDef *d = &plan_defs[id];
-		SPIPlanPtr	p = SPI_prepare_cursor(d->sql, d->nargs, (Oid *) d->types,
-										   CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "collab could not prepare \"%s\": %s",
-				 d->sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plans[id] = p;
-	}
-	rc = SPI_execute_plan(plans[id], values, nulls, false, 0);
+	rc = SPI_execute_plan(collab_plan(d->sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
+						  values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "collab statement \"%s\" failed: %s",
 			 plan_defs[id].sql, SPI_result_code_string(rc));

@@ -39,8 +39,22 @@
 
 extern Datum collab_lock_path(PG_FUNCTION_ARGS);
 
-static SPIPlanPtr renew_plan = NULL;
-static SPIPlanPtr save_plan = NULL;
+
+/* The renewal of the live lease of the row or an ancestor, by token */
+static const char renew_sql[] =
+"UPDATE collab.leases c "
+"   SET renewed_at = $2, expires_at = $2 OPERATOR(pg_catalog.+) collab.lock_ttl() "
+" WHERE c.token OPERATOR(pg_catalog.=) $1 "
+"   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
+"   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
+"RETURNING c.user_id, c.username, c.holder_id";
+static const Oid renew_types[3] = {INT8OID, TIMESTAMPTZOID, TEXTOID};
+
+/* collab.save()'s UPDATE, which the guard then checks */
+static const char save_sql[] =
+"UPDATE collab.resources SET content = $2 "
+"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version";
+static const Oid save_types[2] = {TEXTOID, TEXTOID};
 
 /* collab.save() hands its token to the guard here rather than via settings */
 static bool save_active = false;
@@ -206,22 +220,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 		int			rc;
 
 		SPI_connect();
-		if (renew_plan == NULL)
-		{
-			Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TEXTOID};
-
-			renew_plan = SPI_prepare(
-									 "UPDATE collab.leases c "
-									 "   SET renewed_at = $2, expires_at = $2 OPERATOR(pg_catalog.+) collab.lock_ttl() "
-									 " WHERE c.token OPERATOR(pg_catalog.=) $1 "
-									 "   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
-									 "   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
-									 "RETURNING c.user_id, c.username, c.holder_id", 3, types);
-			if (renew_plan == NULL)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(renew_plan);
-		}
-		rc = SPI_execute_plan(renew_plan, v, NULL, false, 1);
+		rc = SPI_execute_plan(collab_plan(renew_sql, 3, renew_types, 0), v, NULL, false, 1);
 		if (rc != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed != 1)
@@ -319,17 +318,7 @@ collab_save(PG_FUNCTION_ARGS)
 		bool		isnull;
 
 		SPI_connect();
-		if (save_plan == NULL)
-		{
-			Oid			types[2] = {TEXTOID, TEXTOID};
-
-			save_plan = SPI_prepare("UPDATE collab.resources SET content = $2 "
-									"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version", 2, types);
-			if (save_plan == NULL)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(save_plan);
-		}
-		if (SPI_execute_plan(save_plan, v, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
+		if (SPI_execute_plan(collab_plan(save_sql, 2, save_types, 0), v, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "collab.save: UPDATE failed");
 		processed = SPI_processed;
 		if (processed == 1)
