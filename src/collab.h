@@ -68,6 +68,9 @@ extern void collab_require_resource_id(struct varlena *t);
 extern void collab_publish_event(const char *json, int len);
 extern void collab_append_ts(StringInfo buf, TimestampTz t);
 
+/* leases.c */
+extern TimestampTz collab_lease_expiry(TimestampTz from);
+
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);
 extern int64 collab_issue_token(void);

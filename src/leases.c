@@ -585,7 +585,7 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 		out->renewed = true;
 		out->lease = mine;
 		out->lease.username = upper_strdup(username);
-		out->lease.expires_at = now + (int64) collab_lock_ttl_ms * 1000;
+		out->lease.expires_at = collab_lease_expiry(now);
 		v[0] = Int64GetDatum(mine.token);
 		v[1] = TimestampTzGetDatum(now);
 		v[2] = TimestampTzGetDatum(out->lease.expires_at);
@@ -608,7 +608,7 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 		l->username = upper_strdup(username);
 		l->holder_id = upper_strdup(holder_id);
 		l->acquired_at = now;
-		l->expires_at = now + (int64) collab_lock_ttl_ms * 1000;
+		l->expires_at = collab_lease_expiry(now);
 		v[0] = rid;
 		v[1] = Int64GetDatum(l->token);
 		v[2] = text_datum(user_id);
@@ -657,6 +657,25 @@ lock_live_lease(int64 token, Lease *l)
 		lease_from_row(0, l);
 	if (!found || l->expires_at <= GetCurrentTimestamp())
 		token_error(token, found ? l->resource_id : NULL);
+}
+
+/*
+ * When a lease granted or renewed at from expires: the one computation of a
+ * lease's end, for the lock decision here, the save guard (save_guard.c)
+ * and collab.renew() (through collab._lease_expiry()).
+ */
+TimestampTz
+collab_lease_expiry(TimestampTz from)
+{
+	return from + (int64) collab_lock_ttl_ms * 1000;
+}
+
+/* collab._lease_expiry(from timestamptz) */
+PG_FUNCTION_INFO_V1(collab_lease_expiry_sql);
+Datum
+collab_lease_expiry_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(collab_lease_expiry(PG_GETARG_TIMESTAMPTZ(0)));
 }
 
 static bool

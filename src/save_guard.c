@@ -43,12 +43,12 @@ extern Datum collab_lock_path(PG_FUNCTION_ARGS);
 /* The renewal of the live lease of the row or an ancestor, by token */
 static const char renew_sql[] =
 "UPDATE collab.leases c "
-"   SET renewed_at = $2, expires_at = $2 OPERATOR(pg_catalog.+) collab.lock_ttl() "
+"   SET renewed_at = $2, expires_at = $4 "
 " WHERE c.token OPERATOR(pg_catalog.=) $1 "
 "   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
 "   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
 "RETURNING c.user_id, c.username, c.holder_id";
-static const Oid renew_types[3] = {INT8OID, TIMESTAMPTZOID, TEXTOID};
+static const Oid renew_types[4] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
 
 /* collab.save()'s UPDATE, which the guard then checks */
 static const char save_sql[] =
@@ -216,11 +216,12 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
-		Datum		v[3] = {Int64GetDatum(token), TimestampTzGetDatum(now), id};
+		Datum		v[4] = {Int64GetDatum(token), TimestampTzGetDatum(now), id,
+							TimestampTzGetDatum(collab_lease_expiry(now))};
 		int			rc;
 
 		SPI_connect();
-		rc = SPI_execute_plan(collab_plan(renew_sql, 3, renew_types, 0), v, NULL, false, 1);
+		rc = SPI_execute_plan(collab_plan(renew_sql, 4, renew_types, 0), v, NULL, false, 1);
 		if (rc != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed != 1)
