@@ -19,6 +19,7 @@ OBJS = \
 	src/metrics.o \
 	src/module.o \
 	src/owner.o \
+	src/payloads.o \
 	src/plans.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
@@ -34,7 +35,7 @@ OBJS = \
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
-REGRESS = resource_id documents locks saves events presence privileges
+REGRESS = resource_id documents locks saves events presence privileges payloads
 REGRESS_OPTS = --inputdir=test --load-extension=collab
 ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete
 ISOLATION_OPTS = --inputdir=test --load-extension=collab

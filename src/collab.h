@@ -66,7 +66,6 @@ extern void collab_require_resource_id(struct varlena *t);
 
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
-extern void collab_append_ts(StringInfo buf, TimestampTz t);
 
 /* leases.c */
 extern TimestampTz collab_lease_expiry(TimestampTz from);

@@ -39,20 +39,9 @@
 #include "utils/timestamp.h"
 
 #include "collab.h"
+#include "payloads.h"
 
 extern Datum collab_lock_path(PG_FUNCTION_ARGS);
-
-/* A row of collab.leases, as far as decisions and events need it. */
-typedef struct Lease
-{
-	char	   *resource_id;
-	int64		token;
-	char	   *user_id;
-	char	   *username;
-	char	   *holder_id;
-	TimestampTz acquired_at;
-	TimestampTz expires_at;
-} Lease;
 
 /* What an acquisition decided. */
 typedef struct Acquired
@@ -174,11 +163,12 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 
 	/*
-	 * The role and its member of user_json, which collab._ws_presence_json()
-	 * builds as jsonb text ("role": "viewer").  In JSON text a quote inside
-	 * a string is escaped, so the pattern can only be that member.  Should
-	 * the format ever differ, user_json stays as it was and the trigger
-	 * rebuilds it.  No new row version for a role that stays.
+	 * The role and its member of user_json, the PresenceUser that
+	 * payload_presence_user() builds (see set_role).  In JSON text a quote
+	 * inside a string is escaped, so the pattern can only be that member.
+	 * Should the stored text be in another format, user_json stays as it
+	 * was and the trigger builds it again.  No new row version for a role
+	 * that stays.
 	 */
 	[P_SET_ROLE] = {
 		"UPDATE collab.ws_presence p SET role = $3, user_json = pg_catalog.replace(p.user_json, $4, $5) "
@@ -305,34 +295,6 @@ audit(const char *action, const char *resource_id, const int64 *token,
 	run(P_AUDIT, v, n, SPI_OK_INSERT);
 }
 
-/* A UserRef: {"userId":...,"username":...} */
-static void
-append_user(StringInfo buf, const char *user_id, const char *username)
-{
-	appendStringInfoString(buf, "{\"userId\":");
-	escape_json(buf, user_id);
-	appendStringInfoString(buf, ",\"username\":");
-	escape_json(buf, username);
-	appendStringInfoChar(buf, '}');
-}
-
-/* A LockInfo; the token only for its holder's own eyes. */
-static void
-append_lock_info(StringInfo buf, const Lease *l, bool with_token)
-{
-	appendStringInfoString(buf, "{\"resourceId\":");
-	escape_json(buf, l->resource_id);
-	appendStringInfoString(buf, ",\"holder\":");
-	append_user(buf, l->user_id, l->username);
-	appendStringInfoString(buf, ",\"acquiredAt\":");
-	collab_append_ts(buf, l->acquired_at);
-	appendStringInfoString(buf, ",\"expiresAt\":");
-	collab_append_ts(buf, l->expires_at);
-	if (with_token)
-		appendStringInfo(buf, ",\"token\":" INT64_FORMAT, l->token);
-	appendStringInfoChar(buf, '}');
-}
-
 static bool
 identity_plain(const char *s)
 {
@@ -350,23 +312,12 @@ static void
 expire_lease(const Lease *l)
 {
 	Datum		tok = Int64GetDatum(l->token);
-	StringInfoData ev;
 
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		return;
 	audit("expire", l->resource_id, &l->token, l->user_id, l->username, l->holder_id, "ttl", NULL);
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
-	appendStringInfoString(&ev, ",\"previousHolder\":");
-	append_user(&ev, l->user_id, l->username);
-	appendStringInfoString(&ev, ",\"holderId\":");
-	escape_json(&ev, l->holder_id);
-	appendStringInfoString(&ev, ",\"expiredAt\":");
-	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+	publish_lock_expired(l);
 }
 
 /*
@@ -379,23 +330,11 @@ drop_lease(const Lease *l, const char *action, const char *reason)
 {
 	Datum		tok = Int64GetDatum(l->token);
 	Datum		rid = text_datum(l->resource_id);
-	StringInfoData ev;
 
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
 	audit(action, l->resource_id, &l->token, l->user_id, l->username, l->holder_id, reason, NULL);
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
-	appendStringInfoString(&ev, ",\"previousHolder\":");
-	append_user(&ev, l->user_id, l->username);
-	appendStringInfoString(&ev, ",\"holderId\":");
-	escape_json(&ev, l->holder_id);
-	appendStringInfoString(&ev, ",\"reason\":");
-	escape_json(&ev, strcmp(action, "force_release") == 0 ? "forced" : reason);
-	appendStringInfoString(&ev, ",\"releasedAt\":");
-	collab_append_ts(&ev, GetCurrentTimestamp());
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+	publish_lock_released(l, strcmp(action, "force_release") == 0 ? "forced" : reason,
+						  GetCurrentTimestamp());
 
 	run(P_HAS_REQUESTS, &rid, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -544,7 +483,6 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	if (have_conflict)
 	{
 		StringInfoData detail;
-		StringInfoData ev;
 
 		out->granted = false;
 		out->renewed = false;
@@ -556,22 +494,7 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 		escape_json(&detail, conflict.resource_id);
 		appendStringInfoChar(&detail, '}');
 		audit("deny", resource_id, NULL, user_id, username, holder_id, "held", detail.data);
-
-		initStringInfo(&ev);
-		appendStringInfoString(&ev, "{\"event\":\"lock:denied\",\"resourceId\":");
-		escape_json(&ev, resource_id);
-		appendStringInfoString(&ev, ",\"requester\":");
-		append_user(&ev, user_id, username);
-		appendStringInfoString(&ev, ",\"requesterHolderId\":");
-		escape_json(&ev, holder_id);
-		appendStringInfoString(&ev, ",\"holder\":");
-		append_user(&ev, conflict.user_id, conflict.username);
-		appendStringInfoString(&ev, ",\"holderResourceId\":");
-		escape_json(&ev, conflict.resource_id);
-		appendStringInfoString(&ev, ",\"expiresAt\":");
-		collab_append_ts(&ev, conflict.expires_at);
-		appendStringInfoString(&ev, ",\"reason\":\"held\"}");
-		collab_publish_event(ev.data, ev.len);
+		publish_lock_denied(resource_id, user_id, username, holder_id, &conflict);
 		return;
 	}
 
@@ -599,7 +522,6 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 		Lease	   *l = &out->lease;
 		Datum		v[7];
 		Datum		q[2];
-		StringInfoData ev;
 
 		out->renewed = false;
 		l->resource_id = upper_strdup(resource_id);
@@ -621,20 +543,7 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 		q[0] = v[4];
 		q[1] = rid;
 		run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
-
-		initStringInfo(&ev);
-		appendStringInfoString(&ev, "{\"event\":\"lock:acquired\",\"resourceId\":");
-		escape_json(&ev, resource_id);
-		appendStringInfoString(&ev, ",\"holder\":");
-		append_user(&ev, user_id, username);
-		appendStringInfoString(&ev, ",\"holderId\":");
-		escape_json(&ev, holder_id);
-		appendStringInfoString(&ev, ",\"acquiredAt\":");
-		collab_append_ts(&ev, now);
-		appendStringInfoString(&ev, ",\"expiresAt\":");
-		collab_append_ts(&ev, l->expires_at);
-		appendStringInfoChar(&ev, '}');
-		collab_publish_event(ev.data, ev.len);
+		publish_lock_acquired(l);
 	}
 }
 
@@ -816,17 +725,30 @@ collab_drop_lease(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The role member of a stored PresenceUser, as payloads.c writes it. */
+static Datum
+role_member(const char *role)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	payload_presence_role(&buf, role);
+	return PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
+}
+
 /* The connection's role in the room; "editor" or "viewer". */
 static void
 set_role(Datum *conn_and_resource, bool editor)
 {
+	const char *from = editor ? "viewer" : "editor";
+	const char *to = editor ? "editor" : "viewer";
 	Datum		v[5];
 
 	v[0] = conn_and_resource[0];
 	v[1] = conn_and_resource[1];
-	v[2] = text_datum(editor ? "editor" : "viewer");
-	v[3] = text_datum(editor ? "\"role\": \"viewer\"" : "\"role\": \"editor\"");
-	v[4] = text_datum(editor ? "\"role\": \"editor\"" : "\"role\": \"viewer\"");
+	v[2] = text_datum(to);
+	v[3] = role_member(from);
+	v[4] = role_member(to);
 	run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
 }
 
@@ -899,13 +821,13 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 			escape_json(&ack, msg.data);
 		}
 		appendStringInfoString(&ack, "},\"lock\":");
-		append_lock_info(&ack, &a.lease, false);
+		payload_lock_info(&ack, &a.lease, false);
 		appendStringInfoString(&ack, "}}");
 		PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
 	}
 	initStringInfo(&ack);
 	appendStringInfoString(&ack, "{\"ack\":{\"ok\":true,\"lock\":");
-	append_lock_info(&ack, &a.lease, true);
+	payload_lock_info(&ack, &a.lease, true);
 	appendStringInfo(&ack, "},\"token\":" INT64_FORMAT "}", a.lease.token);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
 }

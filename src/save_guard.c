@@ -31,11 +31,11 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/json.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
+#include "payloads.h"
 
 extern Datum collab_lock_path(PG_FUNCTION_ARGS);
 
@@ -129,7 +129,6 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	int			cols[4];
 	Datum		vals[4];
 	bool		nulls[4] = {false, false, false, false};
-	StringInfoData ev;
 	MemoryContext upper = CurrentMemoryContext;
 	CollabOwner oc;
 
@@ -242,23 +241,13 @@ collab_guard_update(PG_FUNCTION_ARGS)
 		Datum		by = heap_getattr(oldt, a_byname, desc, &isnull);
 		char	   *by_str = isnull ? "nobody" : TextDatumGetCString(by);
 		Datum		at = heap_getattr(oldt, a_at, desc, &isnull);
-		StringInfoData ts;
+		char	   *at_str = isnull ? "never" : collab_ts_text(DatumGetTimestampTz(at));
 
-		initStringInfo(&ts);
-		if (isnull)
-			appendStringInfoString(&ts, "never");
-		else
-		{
-			collab_append_ts(&ts, DatumGetTimestampTz(at));
-			/* without the JSON quotes */
-			memmove(ts.data, ts.data + 1, ts.len - 2);
-			ts.data[ts.len - 2] = '\0';
-		}
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_VERSION_CONFLICT)),
 				 errmsg("resource \"%s\" is at version " INT64_FORMAT ", not " INT64_FORMAT,
 						id_str, old_version, base),
-				 errdetail("It was last saved by %s at %s.", by_str, ts.data),
+				 errdetail("It was last saved by %s at %s.", by_str, at_str),
 				 errhint("Reload the current content and apply your change to it.")));
 	}
 
@@ -271,19 +260,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	cols[3] = a_at;
 	vals[3] = TimestampTzGetDatum(now);
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"doc:saved\",\"resourceId\":");
-	escape_json(&ev, id_str);
-	appendStringInfo(&ev, ",\"version\":" INT64_FORMAT ",\"savedBy\":{\"userId\":", old_version + 1);
-	escape_json(&ev, uid);
-	appendStringInfoString(&ev, ",\"username\":");
-	escape_json(&ev, uname);
-	appendStringInfoString(&ev, "},\"holderId\":");
-	escape_json(&ev, hid);
-	appendStringInfoString(&ev, ",\"savedAt\":");
-	collab_append_ts(&ev, now);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+	publish_doc_saved(id_str, old_version + 1, uid, uname, hid, now);
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(newt, desc, 4, cols, vals, nulls));
 }

@@ -8,13 +8,19 @@
  *                   codes the code sends (session.c, conn.c, ws_transport.c, jobs.c,
  *                   jwt.c, SQL) must be in it
  *   client events   src/session.c      event_specs[] names and the "auth:refresh" branch
- *   server events   sql/collab--0.1.0.sql  collab._publish(jsonb_build_object('event', ...
- *                   src/save_guard.c, src/leases.c   {"event":...} built for collab_publish_event
+ *   server events   src/payloads.c     {"event":...} built for collab_publish_event, the
+ *                                      builders that C and SQL (through collab._publish_*())
+ *                                      both call; and any collab._publish(jsonb_build_object(
+ *                                      'event', ...)) of the SQL scripts
+ *   shared objects  src/payloads.c     payload_user_ref, payload_lock_info, payload_presence_user
  *                   src/session.c, src/conn.c   the worker's own sio_event_begin(..., "name", ...)
  *   payload fields  the same builders, minus the routing fields src/rooms.c strips
  *                   (plus the token it adds to the holder's lock:acquired);
  *                   acks from the ws_* SQL functions (or the C functions that
  *                   implement them) and session.c
+ *
+ * The SQL is what a new installation runs: sql/collab--<first>.sql and then
+ * each upgrade script in order, each function as last (re)defined.
  *
  * Usage: node test/types/check-dts.mjs [repo root]   (default: two levels up)
  * Prints one line per check and ends with "types: N passed, M failed";
@@ -254,8 +260,29 @@ const roomsC = stripComments(read("src/rooms.c"), "c");
 const saveGuardRaw = read("src/save_guard.c");
 const jwtC = stripComments(read("src/jwt.c"), "c");
 const workerC = stripComments(read("src/worker.c") + "\n" + read("src/jobs.c"), "c");
-const sqlFile = readdirSync(join(root, "sql")).filter((f) => /^collab--[\d.]+\.sql$/.test(f)).sort().pop();
-const sql = stripComments(read(join("sql", sqlFile)), "sql");
+/*
+ * The SQL functions as a new installation has them: the install script,
+ * then the upgrade scripts in version order; CREATE OR REPLACE and DROP
+ * FUNCTION take effect in that order.
+ */
+const versionOf = (v) => v.split(".").map(Number);
+const cmpVersion = (a, b) => { const x = versionOf(a), y = versionOf(b); for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0); return 0; };
+const sqlFiles = readdirSync(join(root, "sql")).filter((f) => /^collab--[\d.]+(--[\d.]+)?\.sql$/.test(f))
+	.sort((a, b) => cmpVersion(/--([\d.]+)\.sql$/.exec(a)[1], /--([\d.]+)\.sql$/.exec(b)[1]));
+const sqlFile = sqlFiles.join(" + ");
+const sqlDefinitions = new Map();	// function name -> its last CREATE [OR REPLACE] FUNCTION statement
+for (const f of sqlFiles) {
+	const text = stripComments(read(join("sql", f)), "sql");
+	for (const m of text.matchAll(/CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+collab\.(\w+)\(|DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?collab\.(\w+)\(/g)) {
+		if (m[2]) { sqlDefinitions.delete(m[2]); continue; }
+		// a body in $$ ... $$, or a C function's declaration up to its ';'
+		const dollar = text.indexOf("$$", m.index);
+		const semi = text.indexOf(";", m.index);
+		const end = dollar >= 0 && dollar < semi ? text.indexOf(";", text.indexOf("$$", dollar + 2)) : semi;
+		sqlDefinitions.set(m[1], "CREATE FUNCTION collab." + text.slice(m.index + m[0].length - m[1].length - 1, end + 1));
+	}
+}
+const sql = [...sqlDefinitions.values()].join("\n\n");
 
 /** A C function's text, from its name at the start of a line to its closing brace. */
 function cFunction(text, name) {
@@ -296,10 +323,12 @@ function cHelpers(text) {
 	const lookup = (name) => {
 		if (memo.has(name)) return memo.get(name);
 		memo.set(name, null);
-		const fn = cFunction(text, name);
+		// a helper of this file, or of another (the builders of payloads.c)
+		const fn = cFunction(text, name) ?? cFunctionAnywhere(name)?.body;
 		if (!fn || !new RegExp(`^${name}\\(StringInfo buf\\b`).test(fn)) return null;
 		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", lookup);
-		const piece = r.error ? null : JSON.stringify(r.value);
+		// a whole JSON value, or a fragment such as one member (payload_presence_role)
+		const piece = r.error ? r.text ?? null : JSON.stringify(r.value);
 		memo.set(name, piece);
 		return piece;
 	};
@@ -381,7 +410,7 @@ function replayC(text, buf, helpers = null) {
 	try {
 		value = JSON.parse(out);
 	} catch {
-		return { error: `could not rebuild JSON from the C code: ${out}` };
+		return { error: `could not rebuild JSON from the C code: ${out}`, text: out || null };
 	}
 	// where each top-level key starts in `out`
 	const keys = new Map();
@@ -464,7 +493,7 @@ compareSets("ClientToServerEvents has exactly the events the worker accepts",
 /* ------------------------------------------------------------------------
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
-console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/session.c, src/conn.c) vs ServerToClientEvents`);
+console.log(`# server events (src/payloads.c, ${sqlFile}, src/session.c, src/conn.c) vs ServerToClientEvents`);
 const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
 check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
 const published = new Map();	// event -> [{ keys: [...], where }]
@@ -475,6 +504,8 @@ const publish = (name, keys, where) => {
 
 // SQL: collab._publish(jsonb_build_object('event', 'name', ...))
 const publishCalls = [...sql.matchAll(/collab\._publish\(/g)].filter((m) => !/FUNCTION\s+$/.test(sql.slice(m.index - 20, m.index)));
+// (the builders of src/payloads.c publish the events of the SQL functions
+// through collab._publish_*(); they are read below with the C code)
 let parsedCalls = 0;
 for (const m of publishCalls) {
 	const obj = jsonbObjects(sql.slice(m.index, m.index + 4000))[0];
@@ -483,7 +514,7 @@ for (const m of publishCalls) {
 	parsedCalls++;
 	publish(sqlLiteral(obj.args[1]), keys, sqlFile);
 }
-check(publishCalls.length > 0 && parsedCalls === publishCalls.length,
+check(parsedCalls === publishCalls.length,
 	`every collab._publish() call in ${sqlFile} is jsonb_build_object('event', '<name>', ...) (${parsedCalls}/${publishCalls.length})`);
 
 // C: collab_publish_event(buf.data, ...) after building {"event":"name",...}
@@ -555,53 +586,33 @@ for (const ev of [...serverEvents].sort()) {
  * 5. Shared objects
  * ------------------------------------------------------------------------ */
 console.log("# shared objects");
-function builtBy(fn, what) {
-	const body = sqlFunction(fn);
-	const obj = body && jsonbObjects(body)[0];
-	const keys = obj && jsonbKeys(obj.args);
-	if (!keys) { check(false, `${what} can be read from collab.${fn}()`); return null; }
-	return keys;
-}
-const userRef = builtBy("_user_ref", "UserRef");
-if (userRef) compareShape("UserRef matches collab._user_ref()", shape(userRef), fieldsOf("UserRef"), "UserRef");
-const presenceUser = builtBy("_ws_presence_json", "PresenceUser");
-if (presenceUser) compareShape("PresenceUser matches collab._ws_presence_json()", shape(presenceUser), fieldsOf("PresenceUser"), "PresenceUser");
 {
-	// two builders: _lease_json() of a lease row, _lock_json() of an acquire result
-	for (const fn of ["_lease_json", "_lock_json"]) {
-		const body = sqlFunction(fn) ?? "";
-		const objs = jsonbObjects(body).map((o) => jsonbKeys(o.args));
-		// the nested holder object is checked as UserRef
-		const outer = objs.filter((k) => k && !(k.length === 2 && k.includes("userId") && k.includes("username")));
-		if (outer.length >= 1 && objs.every(Boolean)) {
-			const [always, ...conditional] = outer;
-			const extra = conditional.flat();
-			compareShape(`LockInfo matches collab.${fn}() (token only with p_with_token)`,
-				shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
-		} else check(false, `LockInfo can be read from collab.${fn}()`);
+	// each shared object has one builder, in src/payloads.c
+	const builders = [["UserRef", "payload_user_ref"], ["LockInfo", "payload_lock_info"],
+		["PresenceUser", "payload_presence_user"]];
+	for (const [type, fn] of builders) {
+		const def = cFunctionAnywhere(fn);
+		if (!def) { check(false, `${type} is built by ${fn}() in src/`); continue; }
+		const r = replayC(def.body.slice(def.body.indexOf("\n{")), "buf", cHelpers(def.text));
+		if (r.error) check(false, `${type} can be read from ${fn}() in src/${def.file}`, r.error);
+		else compareShape(`${type} matches ${fn}() in src/${def.file}${type === "LockInfo" ? " (token only with with_token)" : ""}`,
+			r.keys, fieldsOf(type), type);
 	}
-	// the C builder of src/leases.c
-	for (const [f, text] of cSources) {
-		const fn = cFunction(text, "append_lock_info");
-		if (!fn) continue;
-		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", cHelpers(text));
-		if (r.error) check(false, `LockInfo can be read from append_lock_info() in src/${f}`, r.error);
-		else compareShape(`LockInfo matches append_lock_info() in src/${f} (token only with with_token)`,
-			r.keys, fieldsOf("LockInfo"), "LockInfo");
-	}
-	// lock objects built inline by the ws_* functions
+	// and no SQL function builds one of them with jsonb_build_object()
 	const lockInfo = fieldsOf("LockInfo") ?? new Map();
-	const wsFunctions = [...new Set(specs.map((s) => /collab\.(\w+)\(/.exec(s.sql)?.[1]).filter(Boolean))];
-	for (const fn of wsFunctions) {
-		for (const o of jsonbObjects(sqlFunction(fn) ?? "")) {
-			const keys = jsonbKeys(o.args);
-			if (!keys || !keys.includes("holder")) continue;
-			const bad = keys.filter((k) => !lockInfo.has(k));
-			const missing = [...lockInfo].filter(([k, v]) => !v.optional && !keys.includes(k)).map(([k]) => k);
-			check(bad.length + missing.length === 0, `lock built inline in collab.${fn}() is a LockInfo`,
-				[bad.length ? `not in LockInfo: ${fmt(bad)}` : "", missing.length ? `missing: ${fmt(missing)}` : ""].filter(Boolean).join("; "));
+	const presenceUser = fieldsOf("PresenceUser") ?? new Map();
+	const inline = [];
+	for (const [fn, body] of sqlDefinitions) {
+		for (const o of jsonbObjects(body)) {
+			const keys = jsonbKeys(o.args) ?? [];
+			const has = (k) => keys.includes(k);
+			if ((has("userId") && has("username")) || (has("holder") && has("expiresAt") && keys.every((k) => lockInfo.has(k))) ||
+				(has("connectionId") && keys.every((k) => presenceUser.has(k))))
+				inline.push(`collab.${fn}() builds {${keys.join(", ")}}`);
 		}
 	}
+	check(inline.length === 0, "no SQL function builds a UserRef, LockInfo or PresenceUser itself (they call the C builders)",
+		inline.join("; "));
 }
 
 /* ------------------------------------------------------------------------
