@@ -45,6 +45,13 @@ extern void collab_define_reloadable_settings(void);
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 
+/*
+ * The services of the SQL backend files.  Frontend builds of the
+ * standalone modules (unit tests, fuzzers) see the settings and the error
+ * table only.
+ */
+#ifndef FRONTEND
+
 /* plans.c */
 struct _SPI_plan;
 extern struct _SPI_plan *collab_plan(const char *sql, int nargs, const Oid *argtypes,
@@ -60,6 +67,9 @@ typedef struct CollabOwner
 extern void collab_become_owner(Oid fn, CollabOwner *oc);
 extern void collab_restore_user(CollabOwner *oc);
 
+/* lock_path.c */
+extern void collab_lock_path_of(Datum resource_id);
+
 /* resource_id_sql.c */
 struct varlena;
 extern void collab_require_resource_id(struct varlena *t);
@@ -73,6 +83,8 @@ extern TimestampTz collab_lease_expiry(TimestampTz from);
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);
 extern int64 collab_issue_token(void);
+
+#endif							/* !FRONTEND */
 
 /*
  * Error codes (errors.c).  Each product error code of the contract has one

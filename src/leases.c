@@ -41,8 +41,6 @@
 #include "collab.h"
 #include "payloads.h"
 
-extern Datum collab_lock_path(PG_FUNCTION_ARGS);
-
 /* What an acquisition decided. */
 typedef struct Acquired
 {
@@ -354,24 +352,16 @@ require_read_committed(void)
 }
 
 /*
- * The lock decision for holder_id (user_id, username) on resource_id;
- * within SPI, as the owner.  A caller that knows the resource exists (its
- * presence row says so) passes resource_known.
+ * A request's identity and resource must be valid, and the resource must
+ * exist unless the caller knows it does; the SQL helpers raise the right
+ * error.  Returns the resource id as a text Datum.
  */
-static void
-acquire_lease(const char *resource_id, const char *user_id, const char *username,
-			  const char *holder_id, bool resource_known, Acquired *out)
+static Datum
+check_request(const char *resource_id, const char *user_id, const char *username,
+			  const char *holder_id, bool resource_known)
 {
 	Datum		rid;
-	TimestampTz now;
-	bool		have_mine = false;
-	bool		have_conflict = false;
-	bool		own_row;
-	bool		path_empty = false;
-	Lease		mine = {0};
-	Lease		conflict = {0};
 
-	require_read_committed();
 	if (user_id == NULL || username == NULL || holder_id == NULL ||
 		!identity_plain(user_id) || !identity_plain(username) || !identity_plain(holder_id))
 	{
@@ -408,7 +398,74 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 			raise_with("SELECT collab._check_resource($1)", 1, &type, &rid, NULL);
 		}
 	}
-	DirectFunctionCall1(collab_lock_path, rid);
+	return rid;
+}
+
+/* A request for a lock, and what the leases on its path say about it. */
+typedef struct Request
+{
+	const char *resource_id;
+	Datum		rid;			/* resource_id as text */
+	const char *user_id;
+	const char *username;
+	const char *holder_id;
+	bool		have_mine;
+	bool		have_conflict;
+	Lease		mine;			/* the requester's own live lease of the resource */
+	Lease		conflict;		/* a live lease of another holder on the path */
+} Request;
+
+static bool
+is_requester(const Request *r, const Lease *l)
+{
+	return strcmp(l->holder_id, r->holder_id) == 0 && strcmp(l->user_id, r->user_id) == 0;
+}
+
+/*
+ * The leases on the path, locked in path order: an expired one is expired,
+ * the requester's own is mine, the first live one of another holder is
+ * the conflict.
+ */
+static void
+read_path_leases(Request *r, TimestampTz now)
+{
+	SPITupleTable *rows;
+	uint64		nrows;
+	Lease	   *leases;
+
+	run(P_PATH_LEASES, &r->rid, NULL, SPI_OK_SELECT);
+	/* expiring runs statements of its own: keep this result */
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	leases = palloc(sizeof(Lease) * Max(nrows, 1));
+	for (uint64 i = 0; i < nrows; i++)
+		lease_from_row(i, &leases[i]);
+	SPI_freetuptable(rows);
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		Lease	   *l = &leases[i];
+
+		if (l->expires_at <= now)
+			expire_lease(l);
+		else if (strcmp(l->resource_id, r->resource_id) == 0 && is_requester(r, l))
+		{
+			r->mine = *l;
+			r->have_mine = true;
+		}
+		else if (!r->have_conflict)
+		{
+			r->conflict = *l;
+			r->have_conflict = true;
+		}
+	}
+}
+
+/* What the leases on the request's path say; the path is locked. */
+static void
+read_path(Request *r)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		own_row;
 
 	/*
 	 * A contended resource has a live lease of its own, and then no other
@@ -419,132 +476,134 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	 * the sweep removes only expired ones.  A denial then writes nothing but
 	 * its audit row.
 	 */
-	now = GetCurrentTimestamp();
-	run(P_OWN_LEASE, &rid, NULL, SPI_OK_SELECT);
+	run(P_OWN_LEASE, &r->rid, NULL, SPI_OK_SELECT);
 	own_row = SPI_processed == 1;
 	if (own_row)
 	{
 		Lease		l;
 
 		lease_from_row(0, &l);
-		if (l.expires_at > now &&
-			(strcmp(l.holder_id, holder_id) != 0 || strcmp(l.user_id, user_id) != 0))
+		if (l.expires_at > now && !is_requester(r, &l))
 		{
-			conflict = l;
-			have_conflict = true;
+			r->conflict = l;
+			r->have_conflict = true;
+			return;
 		}
 	}
+
 	/*
 	 * Most grants find no lease on the path at all.  A look without row
 	 * locks or order says so, and our path lock keeps it so: every lease on
 	 * the path is inserted under it.  Leases that are there are locked, in
 	 * path order, and read again.
 	 */
-	if (!have_conflict && !own_row)
+	if (!own_row)
 	{
-		run(P_PATH_HAS_LEASES, &rid, NULL, SPI_OK_SELECT);
-		path_empty = SPI_processed == 0;
+		run(P_PATH_HAS_LEASES, &r->rid, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			return;
 	}
-	if (!have_conflict && !path_empty)
-	{
-		SPITupleTable *rows;
-		uint64		nrows;
-		Lease	   *leases;
+	read_path_leases(r, now);
+}
 
-		run(P_PATH_LEASES, &rid, NULL, SPI_OK_SELECT);
-		/* expiring runs statements of its own: keep this result */
-		rows = SPI_tuptable;
-		nrows = SPI_processed;
-		leases = palloc(sizeof(Lease) * Max(nrows, 1));
-		for (uint64 i = 0; i < nrows; i++)
-			lease_from_row(i, &leases[i]);
-		SPI_freetuptable(rows);
-		for (uint64 i = 0; i < nrows; i++)
-		{
-			Lease	   *l = &leases[i];
+/* Denied: the conflicting lease is named, the denial audited and published. */
+static void
+deny(const Request *r, Acquired *out)
+{
+	StringInfoData detail;
 
-			if (l->expires_at <= now)
-				expire_lease(l);
-			else if (strcmp(l->resource_id, resource_id) == 0 &&
-					 strcmp(l->holder_id, holder_id) == 0 &&
-					 strcmp(l->user_id, user_id) == 0)
-			{
-				mine = *l;
-				have_mine = true;
-			}
-			else if (!have_conflict)
-			{
-				conflict = *l;
-				have_conflict = true;
-			}
-		}
-	}
+	out->granted = false;
+	out->renewed = false;
+	out->lease = r->conflict;
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"heldBy\":");
+	escape_json(&detail, r->conflict.user_id);
+	appendStringInfoString(&detail, ",\"heldOn\":");
+	escape_json(&detail, r->conflict.resource_id);
+	appendStringInfoChar(&detail, '}');
+	audit("deny", r->resource_id, NULL, r->user_id, r->username, r->holder_id, "held", detail.data);
+	publish_lock_denied(r->resource_id, r->user_id, r->username, r->holder_id, &r->conflict);
+}
 
-	if (have_conflict)
-	{
-		StringInfoData detail;
+/* The same holder asking again: a renewal, with the same token. */
+static void
+renew_own(const Request *r, Acquired *out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		v[4];
 
-		out->granted = false;
-		out->renewed = false;
-		out->lease = conflict;
-		initStringInfo(&detail);
-		appendStringInfoString(&detail, "{\"heldBy\":");
-		escape_json(&detail, conflict.user_id);
-		appendStringInfoString(&detail, ",\"heldOn\":");
-		escape_json(&detail, conflict.resource_id);
-		appendStringInfoChar(&detail, '}');
-		audit("deny", resource_id, NULL, user_id, username, holder_id, "held", detail.data);
-		publish_lock_denied(resource_id, user_id, username, holder_id, &conflict);
-		return;
-	}
-
-	now = GetCurrentTimestamp();
 	out->granted = true;
-	if (have_mine)
-	{
-		/* the same holder asking again: a renewal, same token */
-		Datum		v[4];
+	out->renewed = true;
+	out->lease = r->mine;
+	out->lease.username = upper_strdup(r->username);
+	out->lease.expires_at = collab_lease_expiry(now);
+	v[0] = Int64GetDatum(r->mine.token);
+	v[1] = TimestampTzGetDatum(now);
+	v[2] = TimestampTzGetDatum(out->lease.expires_at);
+	v[3] = text_datum(r->username);
+	run(P_RENEW_LEASE, v, NULL, SPI_OK_UPDATE);
+	audit("renew", r->resource_id, &r->mine.token, r->user_id, r->username, r->holder_id,
+		  "reacquire", NULL);
+}
 
-		out->renewed = true;
-		out->lease = mine;
-		out->lease.username = upper_strdup(username);
-		out->lease.expires_at = collab_lease_expiry(now);
-		v[0] = Int64GetDatum(mine.token);
-		v[1] = TimestampTzGetDatum(now);
-		v[2] = TimestampTzGetDatum(out->lease.expires_at);
-		v[3] = text_datum(username);
-		run(P_RENEW_LEASE, v, NULL, SPI_OK_UPDATE);
-		audit("renew", resource_id, &mine.token, user_id, username, holder_id, "reacquire", NULL);
-		return;
-	}
+/* A new lease with the next fencing token; a request for it is answered. */
+static void
+grant(const Request *r, Acquired *out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Lease	   *l = &out->lease;
+	Datum		v[7];
+	Datum		q[2];
 
-	{
-		Lease	   *l = &out->lease;
-		Datum		v[7];
-		Datum		q[2];
+	out->granted = true;
+	out->renewed = false;
+	l->resource_id = upper_strdup(r->resource_id);
+	l->token = collab_issue_token();
+	l->user_id = upper_strdup(r->user_id);
+	l->username = upper_strdup(r->username);
+	l->holder_id = upper_strdup(r->holder_id);
+	l->acquired_at = now;
+	l->expires_at = collab_lease_expiry(now);
+	v[0] = r->rid;
+	v[1] = Int64GetDatum(l->token);
+	v[2] = text_datum(r->user_id);
+	v[3] = text_datum(r->username);
+	v[4] = text_datum(r->holder_id);
+	v[5] = TimestampTzGetDatum(now);
+	v[6] = TimestampTzGetDatum(l->expires_at);
+	run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
+	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, NULL, NULL);
+	q[0] = v[4];
+	q[1] = r->rid;
+	run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
+	publish_lock_acquired(l);
+}
 
-		out->renewed = false;
-		l->resource_id = upper_strdup(resource_id);
-		l->token = collab_issue_token();
-		l->user_id = upper_strdup(user_id);
-		l->username = upper_strdup(username);
-		l->holder_id = upper_strdup(holder_id);
-		l->acquired_at = now;
-		l->expires_at = collab_lease_expiry(now);
-		v[0] = rid;
-		v[1] = Int64GetDatum(l->token);
-		v[2] = text_datum(user_id);
-		v[3] = text_datum(username);
-		v[4] = text_datum(holder_id);
-		v[5] = TimestampTzGetDatum(now);
-		v[6] = TimestampTzGetDatum(l->expires_at);
-		run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
-		audit("grant", resource_id, &l->token, user_id, username, holder_id, NULL, NULL);
-		q[0] = v[4];
-		q[1] = rid;
-		run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
-		publish_lock_acquired(l);
-	}
+/*
+ * The lock decision for holder_id (user_id, username) on resource_id;
+ * within SPI, as the owner.  A caller that knows the resource exists (its
+ * presence row says so) passes resource_known.
+ */
+static void
+acquire_lease(const char *resource_id, const char *user_id, const char *username,
+			  const char *holder_id, bool resource_known, Acquired *out)
+{
+	Request		r = {0};
+
+	require_read_committed();
+	r.rid = check_request(resource_id, user_id, username, holder_id, resource_known);
+	r.resource_id = resource_id;
+	r.user_id = user_id;
+	r.username = username;
+	r.holder_id = holder_id;
+	collab_lock_path_of(r.rid);
+	read_path(&r);
+	if (r.have_conflict)
+		deny(&r, out);
+	else if (r.have_mine)
+		renew_own(&r, out);
+	else
+		grant(&r, out);
 }
 
 /*
@@ -559,7 +618,7 @@ lock_live_lease(int64 token, Lease *l)
 	Datum		tok = Int64GetDatum(token);
 	bool		found;
 
-	DirectFunctionCall1(collab_lock_path, text_datum(l->resource_id));
+	collab_lock_path_of(text_datum(l->resource_id));
 	run(P_LEASE_BY_TOKEN_FOR_UPDATE, &tok, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	if (found)
@@ -859,7 +918,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 			not_joined(key);
 		require_read_committed();
 		/* the path lock first: then the lease is read once, and locked */
-		DirectFunctionCall1(collab_lock_path, key[1]);
+		collab_lock_path_of(key[1]);
 		run(P_HOLDER_LEASE_FOR_UPDATE, by_holder, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
