@@ -277,129 +277,163 @@ holder_event_done(Job *job)
  * Fan-out
  * ---------------------------------------------------------------- */
 
+/* A committed event, as the fan-out sees it. */
+typedef struct Fanout
+{
+	const char *name;
+	const char *rid;
+	int			rlen;
+	const char *holder;			/* holderId: the connection whose lock it is */
+	const char *requester;		/* the one connection it is for, if any */
+	bool		presence;		/* reaches the resource and its ancestors only */
+	bool		acquired;		/* lock:acquired: the holder's copy has the token */
+	bool		drops_lock;		/* the holder's lock is gone */
+	StringInfoData payload;		/* what clients get, without its closing brace */
+	OutFrame   *shared;			/* the frame of every recipient but the holder */
+} Fanout;
+
+/* The event's name, resource and routing members; false if malformed. */
+static bool
+read_routing(JsonObject *ev, Fanout *f)
+{
+	const char *name;
+	size_t		l;
+
+	if (json_object_get_string(ev, "event", &name, &l) != JSON_GET_OK ||
+		json_object_get_string(ev, "resourceId", &f->rid, &l) != JSON_GET_OK)
+		return false;
+	f->name = name;
+	f->rlen = (int) l;
+	f->holder = NULL;
+	f->requester = NULL;
+	(void) json_object_get_string(ev, "holderId", &f->holder, &l);
+	(void) json_object_get_string(ev, "requesterHolderId", &f->requester, &l);
+	/* events for one connection only name it in "to" */
+	if (f->requester == NULL)
+		(void) json_object_get_string(ev, "to", &f->requester, &l);
+	f->presence = strncmp(name, "presence:", 9) == 0;
+	f->acquired = strcmp(name, "lock:acquired") == 0;
+	f->drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
+	return true;
+}
+
+/* The payload clients get: every member but the routing ones, and its frame. */
+static void
+client_payload(JsonObject *ev, Fanout *f)
+{
+	StringInfoData frame;
+
+	initStringInfo(&f->payload);
+	appendStringInfoChar(&f->payload, '{');
+	for (int i = 0; i < ev->nmembers; i++)
+	{
+		JsonMember *m = &ev->members[i];
+
+		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
+			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
+			continue;
+		if (f->payload.len > 1)
+			appendStringInfoChar(&f->payload, ',');
+		sio_json_escape(&f->payload, m->key);
+		appendStringInfoChar(&f->payload, ':');
+		if (m->kind == JSON_KIND_STRING)
+			sio_json_escape_len(&f->payload, m->value, m->len);
+		else
+			appendBinaryStringInfo(&f->payload, m->value, m->len);
+	}
+	initStringInfo(&frame);
+	sio_event_begin(&frame, NULL, f->name, SIO_NO_ACK);
+	sio_arg_begin(&frame);
+	appendBinaryStringInfo(&frame, f->payload.data, f->payload.len);
+	appendStringInfoChar(&frame, '}');
+	sio_packet_end(&frame);
+	f->shared = outframe_make(frame.data, frame.len);
+	f->shared->refcount++;
+	pfree(frame.data);
+}
+
+/* Is the room on the event's path? */
+static bool
+on_path(const Room *room, const Fanout *f)
+{
+	return (room->len == f->rlen && strcmp(room->id, f->rid) == 0) ||
+		is_ancestor(room->id, room->len, f->rid, f->rlen) ||
+		(!f->presence && is_ancestor(f->rid, f->rlen, room->id, room->len));
+}
+
+/* The event for one member of a room on its path, once per connection. */
+static void
+deliver(Conn *conn, Fanout *f)
+{
+	bool		is_holder = f->holder != NULL && strcmp(conn->id, f->holder) == 0;
+
+	if (conn->fanout_stamp == fanout_stamp)
+		return;
+	conn->fanout_stamp = fanout_stamp;
+	if (conn->state != CONN_CONNECTED)
+		return;
+	if (f->requester != NULL && strcmp(conn->id, f->requester) != 0)
+		return;
+	if (f->drops_lock && is_holder)
+		conn_forget_lock(conn, f->rid);
+	if (f->acquired && is_holder && conn_held_token(conn, f->rid) < 0)
+	{
+		/*
+		 * Granted on this connection's behalf (an edit hand-off): its copy
+		 * must carry the token, which we look up first.
+		 */
+		queue_holder_event(conn, f->rid, f->name, f->payload.data, f->payload.len);
+		return;
+	}
+	if (f->acquired && is_holder)
+	{
+		send_holder_event(conn, f->name, f->payload.data, f->payload.len,
+						  conn_held_token(conn, f->rid));
+		return;
+	}
+	conn_send_frame(conn, f->shared);
+}
+
 /* Fans out one committed event. */
 static void
 dispatch_event(const char *json, size_t len, bool count)
 {
 	JsonObject	ev;
 	char	   *perr = NULL;
-	const char *name;
-	const char *rid;
-	const char *holder = NULL;
-	const char *requester = NULL;
-	size_t		l;
-	int			rlen;
-	bool		presence;
-	bool		acquired;
-	bool		drops_lock;
-	StringInfoData payload;
-	StringInfoData frame;
-	OutFrame   *shared;
+	Fanout		f;
 	char		key[ROOT_KEY_LEN];
 	RootEntry  *root;
 	dlist_iter	rit;
 
-	if (!json_object_parse(json, len, &ev, &perr) ||
-		json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK ||
-		json_object_get_string(&ev, "resourceId", &rid, &l) != JSON_GET_OK)
+	if (!json_object_parse(json, len, &ev, &perr) || !read_routing(&ev, &f))
 	{
 		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
 		return;
 	}
-	rlen = (int) l;
 	if (count)
-		metrics_count_event(name);
-	(void) json_object_get_string(&ev, "holderId", &holder, &l);
-	(void) json_object_get_string(&ev, "requesterHolderId", &requester, &l);
-	/* events for one connection only name it in "to" */
-	if (requester == NULL)
-		(void) json_object_get_string(&ev, "to", &requester, &l);
-	presence = strncmp(name, "presence:", 9) == 0;
-	acquired = strcmp(name, "lock:acquired") == 0;
-	drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
-	if (strcmp(name, "lock:denied") == 0 && requester == NULL)
+		metrics_count_event(f.name);
+	/* a denial is for the requester alone */
+	if (strcmp(f.name, "lock:denied") == 0 && f.requester == NULL)
 		return;
-
-	root_key(rid, key);
+	root_key(f.rid, key);
 	root = hash_search(roots, key, HASH_FIND, NULL);
 	if (root == NULL)
 		return;
 
-	/* the payload: every member but the routing ones */
-	initStringInfo(&payload);
-	appendStringInfoChar(&payload, '{');
-	for (int i = 0; i < ev.nmembers; i++)
-	{
-		JsonMember *m = &ev.members[i];
-
-		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
-			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
-			continue;
-		if (payload.len > 1)
-			appendStringInfoChar(&payload, ',');
-		sio_json_escape(&payload, m->key);
-		appendStringInfoChar(&payload, ':');
-		if (m->kind == JSON_KIND_STRING)
-			sio_json_escape_len(&payload, m->value, m->len);
-		else
-			appendBinaryStringInfo(&payload, m->value, m->len);
-	}
-	initStringInfo(&frame);
-	sio_event_begin(&frame, NULL, name, SIO_NO_ACK);
-	sio_arg_begin(&frame);
-	appendBinaryStringInfo(&frame, payload.data, payload.len);
-	appendStringInfoChar(&frame, '}');
-	sio_packet_end(&frame);
-	shared = outframe_make(frame.data, frame.len);
-	shared->refcount++;
-
+	client_payload(&ev, &f);
 	fanout_stamp++;
 	dlist_foreach(rit, &root->rooms)
 	{
 		Room	   *room = dlist_container(Room, in_root, rit.cur);
-		bool		on_path;
 		dlist_iter	mit;
 
-		on_path = (room->len == rlen && strcmp(room->id, rid) == 0) ||
-			is_ancestor(room->id, room->len, rid, rlen) ||
-			(!presence && is_ancestor(rid, rlen, room->id, room->len));
-		if (!on_path)
+		if (!on_path(room, &f))
 			continue;
 		dlist_foreach(mit, &room->members)
-		{
-			Conn	   *conn = dlist_container(RoomMember, in_room, mit.cur)->conn;
-			bool		is_holder = holder != NULL && strcmp(conn->id, holder) == 0;
-
-			if (conn->fanout_stamp == fanout_stamp)
-				continue;
-			conn->fanout_stamp = fanout_stamp;
-			if (conn->state != CONN_CONNECTED)
-				continue;
-			if (requester != NULL && strcmp(conn->id, requester) != 0)
-				continue;
-			if (drops_lock && is_holder)
-				conn_forget_lock(conn, rid);
-			if (acquired && is_holder && conn_held_token(conn, rid) < 0)
-			{
-				/*
-				 * Granted on this connection's behalf (an edit hand-off): its
-				 * copy must carry the token, which we look up first.
-				 */
-				queue_holder_event(conn, rid, name, payload.data, payload.len);
-				continue;
-			}
-			if (acquired && is_holder)
-			{
-				send_holder_event(conn, name, payload.data, payload.len,
-								  conn_held_token(conn, rid));
-				continue;
-			}
-			conn_send_frame(conn, shared);
-		}
+			deliver(dlist_container(RoomMember, in_room, mit.cur)->conn, &f);
 	}
-	outframe_release(shared);
-	pfree(payload.data);
-	pfree(frame.data);
+	outframe_release(f.shared);
+	pfree(f.payload.data);
 	json_object_free(&ev);
 }
 

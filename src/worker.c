@@ -542,11 +542,14 @@ create_context(void)
 	return vh;
 }
 
-void
-collab_worker_main(Datum main_arg)
+/*
+ * Connects to the database, releases what a previous run left, and sets up
+ * the event loop with its descriptors, timers and listening sockets.
+ */
+static void
+start_worker(Datum main_arg)
 {
 	struct lws_vhost *vh;
-	MemoryContext loopcxt;
 
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, worker_sighup);
@@ -559,8 +562,6 @@ collab_worker_main(Datum main_arg)
 	pgstat_report_appname("collab worker");
 
 	jobs_init(drain_events);
-	loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
-									ALLOCSET_DEFAULT_SIZES);
 	rooms_init();
 
 	wait_for_extension();
@@ -590,6 +591,14 @@ collab_worker_main(Datum main_arg)
 			(errmsg("%s listening on %s port %d for database \"%s\"",
 					worker_name, collab_listen_addresses,
 					collab_port, collab_database)));
+}
+
+/* The main loop, until SIGTERM or the postmaster's death. */
+static void
+serve(void)
+{
+	MemoryContext loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
+												  ALLOCSET_DEFAULT_SIZES);
 
 	while (!got_sigterm && !postmaster_gone)
 	{
@@ -617,17 +626,18 @@ collab_worker_main(Datum main_arg)
 			lws_cancel_service(worker_context);
 		MemoryContextReset(loopcxt);
 	}
+}
 
-	if (postmaster_gone)
-		proc_exit(1);
-
-	/*
-	 * Clean shutdown.  Finish the requests in hand and forward what is in
-	 * the ring, then stop reading it, so that the events of the release
-	 * below go to the other workers or, with none running, straight to
-	 * NOTIFY.  Then close every socket and release what they held, in one
-	 * transaction rather than a disconnect job each.
-	 */
+/*
+ * Clean shutdown.  Finish the requests in hand and forward what is in the
+ * ring, then stop reading it, so that the events of the release below go to
+ * the other workers or, with none running, straight to NOTIFY.  Then close
+ * every socket and release what they held, in one transaction rather than a
+ * disconnect job each.
+ */
+static void
+stop_worker(void)
+{
 	listen_stop(worker_loop);
 	PG_TRY();
 	{
@@ -658,6 +668,15 @@ collab_worker_main(Datum main_arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+}
+
+void
+collab_worker_main(Datum main_arg)
+{
+	start_worker(main_arg);
+	serve();
+	if (!postmaster_gone)
+		stop_worker();
 	/* exit code 1: the postmaster restarts us unless it is shutting down */
 	proc_exit(1);
 }

@@ -494,8 +494,8 @@ compareSets("ClientToServerEvents has exactly the events the worker accepts",
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
 console.log(`# server events (src/payloads.c, ${sqlFile}, src/session.c, src/conn.c) vs ServerToClientEvents`);
-const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
-check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
+const routing = new Set([...(cFunction(roomsC, "client_payload") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
+check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in client_payload()");
 const published = new Map();	// event -> [{ keys: [...], where }]
 const publish = (name, keys, where) => {
 	if (!published.has(name)) published.set(name, []);
@@ -558,7 +558,7 @@ compareSets("ServerToClientEvents has exactly the events the code can emit",
 console.log("# server event payloads");
 // rooms.c sends the holder its own copy of one event through
 // send_holder_event(), which adds the token
-const tokenEvent = /\w+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*acquired/.test(roomsC) &&
+const tokenEvent = /[\w>-]+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*(?:\w+->)?acquired/.test(roomsC) &&
 	/send_holder_event\(conn/.test(roomsC) &&
 	/\nsend_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(roomsC)
 	? /acquired\s*=\s*strcmp\(name,\s*"([^"]+)"\)/.exec(roomsC)?.[1] : null;
