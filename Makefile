@@ -35,7 +35,7 @@ OBJS = \
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
-REGRESS = resource_id documents locks saves events presence privileges payloads
+REGRESS = resource_id documents locks saves events presence privileges payloads comments
 REGRESS_OPTS = --inputdir=test --load-extension=collab
 ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete
 ISOLATION_OPTS = --inputdir=test --load-extension=collab

@@ -245,3 +245,100 @@ $$;
 -- Built by collab._lock_info() now.
 DROP FUNCTION collab._lock_json(record, boolean);
 DROP FUNCTION collab._lease_json(collab.leases, boolean);
+
+/*
+ * What each object is for, so that \df+ collab.*, \dv+ collab.* and
+ * \dt+ collab.* explain the extension (test/sql/comments.sql checks that
+ * nothing in the schema goes without).  docs/sql-api.md has the details.
+ */
+-- roles
+COMMENT ON ROLE collab_app IS 'collab: the application API (documents, locks, saves, presence); grant it to the application''s login role';
+COMMENT ON ROLE collab_admin IS 'collab: collab_app plus force_release, sweep, pending_events and the audit trail';
+
+-- tables, sequences and types
+COMMENT ON TABLE collab.leases IS 'Editor locks, one row per lease; live while expires_at is in the future; holds the fencing tokens (granted to no role)';
+COMMENT ON SEQUENCE collab.fencing_token_seq IS 'Fencing tokens: strictly increasing, never issued twice (also across crashes and dump/restore)';
+COMMENT ON TABLE collab.audit IS 'Every grant, denial, renewal, release, expiry and forced release (shown by collab.audit_log)';
+COMMENT ON SEQUENCE collab.audit_id_seq IS 'Ids of collab.audit rows';
+COMMENT ON TYPE collab.audit_action IS 'What an audit row records: grant, deny, renew, release, expire, force_release';
+COMMENT ON TABLE collab.ws_connections IS 'WebSocket connections of the worker(s), one row per session (shown by collab.connections)';
+COMMENT ON TABLE collab.ws_presence IS 'Who is in which room, as editor or viewer, with the PresenceUser JSON; unlogged (shown by collab.presence)';
+COMMENT ON TABLE collab.ws_lock_requests IS 'Edit hand-off: viewers who asked the holder of a lock for it, in order';
+COMMENT ON DOMAIN collab.presence_role IS 'A role in a room: editor or viewer';
+
+-- views
+COMMENT ON VIEW collab.locks IS 'Live editor locks, without their tokens';
+COMMENT ON VIEW collab.connections IS 'WebSocket connections of the worker(s) and the rooms each has joined';
+COMMENT ON VIEW collab.presence IS 'Who is in which room, as editor or viewer';
+COMMENT ON VIEW collab.audit_log IS 'The audit trail of lock decisions, without tokens';
+
+-- the application API
+COMMENT ON FUNCTION collab.create_document(text, text, text[]) IS 'Creates document:<p_key> and a tab for each of p_tabs; returns the document id';
+COMMENT ON FUNCTION collab.add_tab(text, text, text) IS 'Creates the tab <p_document_id>/tab:<p_tab_key>; returns its id';
+COMMENT ON FUNCTION collab.acquire(text, text, text, text) IS 'Asks for the editor lock of a resource: granted with a fencing token, renewed, or denied naming the holder';
+COMMENT ON FUNCTION collab.renew(bigint) IS 'Renews the live lease of a token for collab.lock_ttl';
+COMMENT ON FUNCTION collab.release(bigint, text) IS 'Releases the live lease of a token (released, left, disconnected); returns its resource id';
+COMMENT ON FUNCTION collab.release_holder(text, text) IS 'Releases every live lease of a holder (a connection that went away); returns their resource ids';
+COMMENT ON FUNCTION collab.force_release(text, text) IS 'Administrative: removes the live lease on a resource, whoever holds it, with a reason for the audit trail';
+COMMENT ON FUNCTION collab.sweep() IS 'Administrative: removes the expired leases, records and announces each, and returns them';
+COMMENT ON FUNCTION collab.save(text, bigint, text, bigint) IS 'Replaces a resource''s content if the token is its live lock (or an ancestor''s); returns the new version';
+COMMENT ON FUNCTION collab.error_codes() IS 'The error codes of collab with their SQLSTATEs and meanings';
+COMMENT ON FUNCTION collab.error_code(text) IS 'The collab error code of a SQLSTATE, NULL for any other';
+COMMENT ON FUNCTION collab.resource_id_valid(text) IS 'Is this a valid resource id (kind:key segments separated by /)? Never raises';
+COMMENT ON FUNCTION collab.check_resource_id(text) IS 'Raises RESOURCE_ID_INVALID, naming the rule and the byte offset, unless the id is valid';
+COMMENT ON FUNCTION collab.parent_id(text) IS 'A resource id without its last segment; NULL for a top-level id';
+COMMENT ON FUNCTION collab.ancestors(text) IS 'The proper ancestors of a resource id, root first';
+COMMENT ON FUNCTION collab.lock_key(text) IS 'The advisory lock key of a resource path (a 64-bit hash)';
+COMMENT ON FUNCTION collab.lock_ttl() IS 'The session''s collab.lock_ttl as an interval';
+COMMENT ON FUNCTION collab.max_content_size() IS 'The session''s collab.max_content_size in bytes';
+COMMENT ON FUNCTION collab.pending_events() IS 'The events this transaction will publish at commit (for tests and debugging)';
+
+-- the WebSocket worker's calls, one per client command
+COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text) IS 'Worker: registers an authenticated connection';
+COMMENT ON FUNCTION collab.ws_disconnect(text, text) IS 'Worker: a connection closed; releases its locks, leaves its rooms and removes it';
+COMMENT ON FUNCTION collab.ws_worker_start(text, integer) IS 'Worker: releases the connections of a previous run of the worker (and of workers no longer running)';
+COMMENT ON FUNCTION collab.ws_join(text, text, text, boolean) IS 'Worker: presence:join, with the lock when joining as editor; the acknowledgement, the token and the room''s users';
+COMMENT ON FUNCTION collab.ws_leave(text, text) IS 'Worker: presence:leave, releasing the connection''s lock on the resource';
+COMMENT ON FUNCTION collab.ws_acquire(text, text) IS 'Worker: lock:acquire of a connection in the room; {"ack": ..., "token": ...} as text';
+COMMENT ON FUNCTION collab.ws_renew(text, text) IS 'Worker: lock:renew of the connection''s own lease';
+COMMENT ON FUNCTION collab.ws_release(text, text) IS 'Worker: lock:release of the connection''s own lease';
+COMMENT ON FUNCTION collab.ws_request(text, text) IS 'Worker: lock:request, a viewer asking the holder for the lock (granted at once if free)';
+COMMENT ON FUNCTION collab.ws_save(text, text, text, bigint, bigint) IS 'Worker: doc:save with the connection''s own lease';
+
+-- internal steps and checks
+COMMENT ON FUNCTION collab._check_preloaded() IS 'Internal: raises unless collab is in shared_preload_libraries';
+COMMENT ON FUNCTION collab._raise(text, text, text, text) IS 'Internal: raises the error of a collab error code with its SQLSTATE';
+COMMENT ON FUNCTION collab._next_token() IS 'Internal: the next fencing token, made durable at commit';
+COMMENT ON FUNCTION collab._lock_path(text) IS 'Internal: takes the advisory locks of a resource path for the transaction (shared on ancestors, exclusive on the resource)';
+COMMENT ON FUNCTION collab._try_lock_path(text) IS 'Internal: the locks of _lock_path without waiting; false if another transaction holds one';
+COMMENT ON FUNCTION collab._publish(text) IS 'Internal: queues one event (JSON) for publication at commit';
+COMMENT ON FUNCTION collab._require_read_committed() IS 'Internal: raises unless the transaction is READ COMMITTED, as lock decisions need';
+COMMENT ON FUNCTION collab._check_identity(text, text) IS 'Internal: raises unless a user id, username or holder id is 1 to 256 bytes without control characters';
+COMMENT ON FUNCTION collab._check_user(text, text) IS 'Internal: checks a user id and username (_check_identity)';
+COMMENT ON FUNCTION collab._check_resource(text) IS 'Internal: raises unless the resource id is valid and the resource exists';
+COMMENT ON FUNCTION collab._token_error(bigint, text) IS 'Internal: raises the right error (LOCK_EXPIRED or LOCK_NOT_HELD) for a token that is not a live lease';
+COMMENT ON FUNCTION collab._insert_resource(text, text) IS 'Internal: inserts a document or tab row under an existing parent';
+COMMENT ON FUNCTION collab._expire_lease(collab.leases) IS 'Internal: removes an expired lease, records it and publishes lock:expired';
+COMMENT ON FUNCTION collab._drop_lease(collab.leases, text, text) IS 'Internal: removes a live lease, records it, publishes lock:released and hands the lock to a requester';
+COMMENT ON FUNCTION collab._hand_off(text) IS 'Internal: offers a freed lock to the first viewer in the room who asked for it';
+COMMENT ON FUNCTION collab._lease_expiry(timestamptz) IS 'Internal: when a lease granted or renewed at a time expires (collab.lock_ttl later)';
+COMMENT ON FUNCTION collab._guard_update() IS 'Trigger: the guard on collab.resources; content changes only with the live lock''s token';
+COMMENT ON FUNCTION collab._ws_presence_json() IS 'Trigger: keeps the PresenceUser JSON of a presence row';
+COMMENT ON FUNCTION collab._ws_connection_gone() IS 'Trigger: a deleted connection takes its presence rows with it';
+COMMENT ON FUNCTION collab._resource_gone() IS 'Trigger: a deleted resource takes its presence rows with it, waiting for joins in flight';
+COMMENT ON FUNCTION collab._room_users(text) IS 'Internal: the PresenceUsers of a room and of its descendants'' rooms, as a JSON array in joining order';
+COMMENT ON FUNCTION collab._ws_conn(text) IS 'Internal: a registered connection, or INTERNAL';
+COMMENT ON FUNCTION collab._ws_presence(text, text) IS 'Internal: a connection''s presence row in a room, or NOT_JOINED';
+COMMENT ON FUNCTION collab._ws_lease(text, text, boolean) IS 'Internal: a connection''s own lease on a resource (or an ancestor), or LOCK_EXPIRED / LOCK_NOT_HELD';
+COMMENT ON FUNCTION collab._ws_drop_presence(collab.ws_presence, text, text) IS 'Internal: leaves a room, releasing the connection''s lease there, and publishes presence:left';
+COMMENT ON FUNCTION collab._resource_json(text) IS 'Internal: a resource''s content, version and last saver, for a joiner';
+COMMENT ON FUNCTION collab._children_json(text) IS 'Internal: a resource''s children (tabs) with their versions and live locks, for a joiner';
+
+-- the payload builders of src/payloads.c
+COMMENT ON FUNCTION collab._ts(timestamptz) IS 'Payloads: a time as ISO 8601 in UTC with milliseconds';
+COMMENT ON FUNCTION collab._user_ref(text, text) IS 'Payloads: a UserRef {userId, username}';
+COMMENT ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestamptz, bigint) IS 'Payloads: a LockInfo, with the token only when one is given; NULL for no lease';
+COMMENT ON FUNCTION collab._presence_user(text, text, text, text, timestamptz, text) IS 'Payloads: a PresenceUser, as stored with its presence row';
+COMMENT ON FUNCTION collab._publish_presence_joined(text, text) IS 'Payloads: builds and queues presence:joined';
+COMMENT ON FUNCTION collab._publish_presence_left(text, text, text) IS 'Payloads: builds and queues presence:left';
+COMMENT ON FUNCTION collab._publish_lock_requested(text, text, text, timestamptz, text) IS 'Payloads: builds and queues lock:requested';
