@@ -68,8 +68,8 @@ $$;
 /*
  * Every event payload and every object that payloads share (UserRef,
  * LockInfo, PresenceUser) is built by one C function (src/payloads.c).  The
- * PL/pgSQL functions below call those builders through these SQL functions
- * instead of building the same JSON with jsonb_build_object().
+ * PL/pgSQL functions below call those builders through these SQL functions;
+ * none of them builds such an object itself.
  */
 CREATE OR REPLACE FUNCTION collab._ts(t timestamptz) RETURNS text
 	AS 'MODULE_PATHNAME', 'collab_ts_sql' LANGUAGE C STABLE STRICT;
@@ -242,7 +242,7 @@ BEGIN
 END
 $$;
 
--- Built by collab._lock_info() now.
+-- collab._lock_info() builds every LockInfo.
 DROP FUNCTION collab._lock_json(record, boolean);
 DROP FUNCTION collab._lease_json(collab.leases, boolean);
 

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * collab.h
- *	  Declarations shared by the collab extension's backend modules:
- *	  settings (GUC variables) and the error-code table.
+ *	  Declarations shared by the collab extension's modules: the settings
+ *	  (GUC variables), the error-code table, and the small services of the
+ *	  SQL backend files (prepared plans, running as the owner, path locks,
+ *	  events, lease expiry, fencing tokens).
  *
  *-------------------------------------------------------------------------
  */
@@ -42,7 +44,7 @@ extern void collab_define_reloadable_settings(void);
 /* Most WebSocket worker processes (collab.workers). */
 #define COLLAB_MAX_WORKERS 32
 
-/* Notification channel carrying every event the browsers must hear about. */
+/* The NOTIFY channel on which LISTENers hear every committed event. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
 
 /*

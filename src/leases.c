@@ -9,18 +9,17 @@
  * These run for every lock:acquire and lock:release of every browser, and
  * a contended tab makes most of them denials, so they are C: a denial is
  * four prepared statements, with no PL/pgSQL frames and no jsonb built.
- * What they decide is what the PL/pgSQL functions decided before them:
- * the path is locked (lock_path.c), the leases on the path are read and
- * row-locked in id order, an expired one is expired, a live one of
- * another holder denies, the holder's own is renewed, and otherwise a new
- * lease gets the next fencing token.  Every decision is audited and
- * published.  Errors whose diagnosis needs the tables are raised by the
- * SQL helpers (collab._check_user(), collab._token_error(), ...), so that
- * each message is written once.
+ * The decision: the path is locked (lock_path.c), the leases on the path
+ * are read and row-locked in id order, an expired one is expired, a live
+ * one of another holder denies, the holder's own is renewed, and otherwise
+ * a new lease gets the next fencing token.  Every decision is audited and
+ * published (payloads.c builds the events).  Errors whose diagnosis needs
+ * the tables are raised by the SQL helpers (collab._check_user(),
+ * collab._token_error(), ...), so that each message is written once.
  *
  * Queries run as the extension's owner (owner.c) with generic plans
- * prepared once per backend: a custom plan of the path query per call
- * costs more than the call itself.
+ * prepared once per backend (plans.c): a custom plan of the path query per
+ * call costs more than the call itself.
  *
  *-------------------------------------------------------------------------
  */
