@@ -81,6 +81,7 @@ extern void collab_publish_event(const char *json, int len);
 
 /* leases.c */
 extern TimestampTz collab_lease_expiry(TimestampTz from);
+extern void collab_token_error(int64 token, const char *resource_id) pg_attribute_noreturn();
 
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);

@@ -207,18 +207,22 @@ text_datum(const char *s)
 }
 
 /*
- * Raises the error collab._token_error() picks for a token that has no live
- * lease: its lease on resource_id expired, or (resource_id NULL) none is
- * found.
+ * Raises the error collab._token_error() picks for a token that is not a
+ * live lease (LOCK_EXPIRED or LOCK_NOT_HELD), on resource_id when the
+ * caller names one.  Within SPI, as the owner; for the lock functions here
+ * and the save guard (save_guard.c).  The diagnosis reads the tables with a
+ * snapshot of its own, so that it sees what the decision that found no
+ * live lease has waited for.
  */
-pg_attribute_noreturn()
-static void
-token_error(int64 token, const char *resource_id)
+void
+collab_token_error(int64 token, const char *resource_id)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		v[2] = {Int64GetDatum(token), resource_id ? text_datum(resource_id) : (Datum) 0};
 
-	raise_with("SELECT collab._token_error($1, $2)", 2, types, v, resource_id ? "  " : " n");
+	if (SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, v,
+							  resource_id ? "  " : " n", false, 0) < 0)
+		elog(ERROR, "collab could not run collab._token_error()");
 	elog(ERROR, "collab._token_error did not raise");
 }
 
@@ -623,7 +627,7 @@ lock_live_lease(int64 token, Lease *l)
 	if (found)
 		lease_from_row(0, l);
 	if (!found || l->expires_at <= GetCurrentTimestamp())
-		token_error(token, found ? l->resource_id : NULL);
+		collab_token_error(token, found ? l->resource_id : NULL);
 }
 
 /*
@@ -730,7 +734,7 @@ collab_release(PG_FUNCTION_ARGS)
 		tok = PG_GETARG_DATUM(0);
 		run(P_LEASE_BY_TOKEN, &tok, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
-			token_error(DatumGetInt64(tok), NULL);
+			collab_token_error(DatumGetInt64(tok), NULL);
 		lease_from_row(0, &l);
 		lock_live_lease(DatumGetInt64(tok), &l);
 		drop_lease(&l, "release", reason);
@@ -930,7 +934,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 		lease_from_row(0, &l);
 		/* an expired lease is the sweep's to record */
 		if (l.expires_at <= GetCurrentTimestamp())
-			token_error(l.token, l.resource_id);
+			collab_token_error(l.token, l.resource_id);
 		drop_lease(&l, "release", "released");
 		set_role(key, false);
 		SPI_finish();

@@ -11,7 +11,7 @@
  * title.  This is the hot path of the product, so it is C: no PL/pgSQL
  * frames, no SET clauses, plans prepared once per backend.  Rare failures
  * whose diagnosis needs the tables (which error a dead token deserves) are
- * left to the SQL helper collab._token_error().
+ * left to the SQL helper collab._token_error() (collab_token_error()).
  *
  * The lease and the helpers belong to the extension owner; the guard and
  * collab.save() run their queries as that role (owner.c).
@@ -59,20 +59,6 @@ static bool save_active = false;
 static int64 save_token;
 static bool save_has_base;
 static int64 save_base;
-
-/* Raises the error collab._token_error() picks; runs as the owner. */
-pg_attribute_noreturn()
-static void
-token_error(bool has_token, int64 token, Datum resource_id)
-{
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(token), resource_id};
-	char		nulls[2] = {has_token ? ' ' : 'n', ' '};
-
-	SPI_connect();
-	SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, values, nulls, false, 0);
-	elog(ERROR, "collab._token_error did not raise");
-}
 
 static bool
 column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int att)
@@ -223,7 +209,8 @@ check_content_size(GuardedUpdate *u)
  * when token is not such a lease.
  */
 static void
-renew_for_save(Oid fn, int64 token, Datum id, TimestampTz now, Saver *saver)
+renew_for_save(Oid fn, int64 token, Datum id, const char *id_str, TimestampTz now,
+			   Saver *saver)
 {
 	MemoryContext upper = CurrentMemoryContext;
 	CollabOwner oc;
@@ -240,7 +227,7 @@ renew_for_save(Oid fn, int64 token, Datum id, TimestampTz now, Saver *saver)
 		if (rc != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed != 1)
-			token_error(true, token, id);
+			collab_token_error(token, id_str);
 		saver->user_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 		saver->username = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 		saver->holder_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
@@ -317,7 +304,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	old_version = DatumGetInt64(heap_getattr(u.oldt, u.a_version, u.desc, &isnull));
 	collab_lock_path_of(id);
 	now = GetCurrentTimestamp();
-	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id, now, &saver);
+	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id, id_str, now, &saver);
 	if (p.has_base && p.base != old_version)
 		version_conflict(&u, id_str, old_version, p.base);
 	publish_doc_saved(id_str, old_version + 1, saver.user_id, saver.username, saver.holder_id, now);
