@@ -45,6 +45,9 @@ bash scripts/cluster.sh start "$CLUSTER" \
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT"
 psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS collab" || exit 1
+# the worker listens once it has seen the extension: a suite that comes first
+# (SUITES="ws") must not race it
+bash scripts/cluster.sh wait-port "$WS_PORT" || echo "the worker is not listening on $WS_PORT yet" >&2
 echo "test cluster: $CLUSTER (port $PGPORT), worker on $COLLAB_WS_URL"
 
 passed=0
