@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * collab.c
- *	  Module entry point: defines the collab.* settings and registers the
- *	  WebSocket background worker when loaded by shared_preload_libraries.
+ *	  The collab.* settings: their variables, their definitions, and the
+ *	  SQL functions that read them.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,12 +17,6 @@
 #include "utils/timestamp.h"
 
 #include "collab.h"
-#include "event_queue.h"
-#include "metrics.h"
-
-extern void collab_register_workers(void);
-
-PG_MODULE_MAGIC;
 
 int			collab_port = 8080;
 char	   *collab_listen_addresses = NULL;
@@ -52,37 +46,11 @@ char	   *collab_ui_directory = NULL;
 /* default of collab.ui_directory: SHAREDIR/extension/collab_ui */
 static char default_ui_directory[MAXPGPATH];
 
-/* True in every process forked from a postmaster that preloaded us. */
-static bool collab_preloaded = false;
-
-void		_PG_init(void);
-static void define_postmaster_settings(void);
 static bool check_listen_addresses(char **newval, void **extra, GucSource source);
-static void define_reloadable_settings(void);
 
+/* The settings that need a server restart; only while preloading. */
 void
-_PG_init(void)
-{
-	/*
-	 * Without preloading, defining the restart-only settings would fail the
-	 * session; skip them so that CREATE EXTENSION can say what is wrong.
-	 */
-	if (process_shared_preload_libraries_in_progress)
-		define_postmaster_settings();
-
-	define_reloadable_settings();
-	MarkGUCPrefixReserved("collab");
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	collab_preloaded = true;
-	event_queue_init();
-	metrics_init();
-	collab_register_workers();
-}
-
-static void
-define_postmaster_settings(void)
+collab_define_postmaster_settings(void)
 {
 	DefineCustomIntVariable("collab.port",
 							"TCP port the collab WebSocket worker listens on.",
@@ -116,8 +84,9 @@ define_postmaster_settings(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
-static void
-define_reloadable_settings(void)
+/* The settings that can change in a running server. */
+void
+collab_define_reloadable_settings(void)
 {
 	DefineCustomStringVariable("collab.jwt_secret",
 							   "Shared secret for HS256 JSON Web Tokens.",
@@ -216,23 +185,6 @@ check_listen_addresses(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
-}
-
-/*
- * collab._check_preloaded(): the install script calls this so that a
- * missing shared_preload_libraries entry is a clear error, not a silent
- * absence of the worker.
- */
-PG_FUNCTION_INFO_V1(collab_check_preloaded);
-Datum
-collab_check_preloaded(PG_FUNCTION_ARGS)
-{
-	if (!collab_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("collab must be loaded via shared_preload_libraries"),
-				 errhint("Add collab to shared_preload_libraries in postgresql.conf and restart the server.")));
-	PG_RETURN_VOID();
 }
 
 /* collab.lock_ttl(): the effective lock TTL as an interval. */

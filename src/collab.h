@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * collab.h
- *	  Declarations shared by the collab extension's backend modules:
- *	  settings (GUC variables) and the error-code table.
+ *	  Declarations shared by the collab extension's modules: the settings
+ *	  (GUC variables), the error-code table, and the small services of the
+ *	  SQL backend files (prepared plans, running as the owner, path locks,
+ *	  events, lease expiry, fencing tokens).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,11 +39,26 @@ extern char *collab_lock_token;
 extern char *collab_base_version;
 extern char *collab_restored_from;
 
+extern void collab_define_postmaster_settings(void);
+extern void collab_define_reloadable_settings(void);
+
 /* Most WebSocket worker processes (collab.workers). */
 #define COLLAB_MAX_WORKERS 32
 
-/* Notification channel carrying every event the browsers must hear about. */
+/* The NOTIFY channel on which LISTENers hear every committed event. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
+
+/*
+ * The services of the SQL backend files.  Frontend builds of the
+ * standalone modules (unit tests, fuzzers) see the settings and the error
+ * table only.
+ */
+#ifndef FRONTEND
+
+/* plans.c */
+struct _SPI_plan;
+extern struct _SPI_plan *collab_plan(const char *sql, int nargs, const Oid *argtypes,
+									 int cursor_options);
 
 /* owner.c */
 typedef struct CollabOwner
@@ -53,13 +70,19 @@ typedef struct CollabOwner
 extern void collab_become_owner(Oid fn, CollabOwner *oc);
 extern void collab_restore_user(CollabOwner *oc);
 
+/* lock_path.c */
+extern void collab_lock_path_of(Datum resource_id);
+
 /* resource_id_sql.c */
 struct varlena;
 extern void collab_require_resource_id(struct varlena *t);
 
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
-extern void collab_append_ts(StringInfo buf, TimestampTz t);
+
+/* leases.c */
+extern TimestampTz collab_lease_expiry(TimestampTz from);
+extern void collab_token_error(int64 token, const char *resource_id) pg_attribute_noreturn();
 
 /* revisions.c */
 struct TupleDescData;
@@ -72,6 +95,8 @@ extern bool collab_record_revision(Oid fn, struct TupleDescData *desc, struct He
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);
 extern int64 collab_issue_token(void);
+
+#endif							/* !FRONTEND */
 
 /*
  * Error codes (errors.c).  Each product error code of the contract has one
@@ -103,7 +128,7 @@ typedef enum CollabErrorCode
 
 typedef struct CollabErrorInfo
 {
-	const char *code;			/* e.g. "LOCK_NOT_HELD" */
+	const char *code;			/* its name, e.g. LOCK_NOT_HELD */
 	const char *sqlstate;		/* e.g. "CL011" */
 	const char *meaning;		/* one sentence, for docs and tooling */
 } CollabErrorInfo;
@@ -113,5 +138,7 @@ extern const CollabErrorInfo collab_errors[CE_NUM_CODES];
 extern int	collab_errcode(CollabErrorCode code);
 extern const CollabErrorInfo *collab_error_by_sqlstate(int sqlerrcode);
 extern const CollabErrorInfo *collab_error_by_code(const char *code);
+extern bool collab_error_of_sqlstate(int sqlerrcode, CollabErrorCode *code);
+extern bool collab_error_of_name(const char *name, CollabErrorCode *code);
 
 #endif							/* COLLAB_H */

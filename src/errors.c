@@ -4,17 +4,26 @@
  *	  The table of collab's machine-readable error codes and their SQLSTATEs.
  *
  * This table is the single source of truth: SQL code raises errors through
- * collab._raise(code, ...), the worker maps a caught SQLSTATE back to its
- * code, and collab.error_codes() exposes the table for documentation and
- * for tests that check nothing is missing.
+ * collab._raise(code, ...), C code by CollabErrorCode, the worker maps a
+ * caught SQLSTATE back to its code and sends codes by CollabErrorCode, and
+ * collab.error_codes() exposes the table for documentation and for tests
+ * that check nothing is missing.  No code's name is written anywhere else
+ * in src/ (test/unit/check-error-literals.sh).
+ *
+ * The table and the lookup by name also build as frontend code, for the
+ * unit tests and fuzz harnesses of jwt.c.
  *
  *-------------------------------------------------------------------------
  */
+#ifndef FRONTEND
 #include "postgres.h"
 
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#else
+#include "postgres_fe.h"
+#endif
 
 #include "collab.h"
 
@@ -40,6 +49,29 @@ const CollabErrorInfo collab_errors[CE_NUM_CODES] = {
 	[CE_INTERNAL] = {"INTERNAL", "CL999", "An unexpected server error; the request had no effect."},
 };
 
+const CollabErrorInfo *
+collab_error_by_code(const char *code)
+{
+	for (int i = 0; i < CE_NUM_CODES; i++)
+		if (strcmp(collab_errors[i].code, code) == 0)
+			return &collab_errors[i];
+	return NULL;
+}
+
+/* The code named name ("LOCK_HELD"); false for a name not in the table. */
+bool
+collab_error_of_name(const char *name, CollabErrorCode *code)
+{
+	const CollabErrorInfo *info = collab_error_by_code(name);
+
+	if (info == NULL)
+		return false;
+	*code = (CollabErrorCode) (info - collab_errors);
+	return true;
+}
+
+#ifndef FRONTEND
+
 int
 collab_errcode(CollabErrorCode code)
 {
@@ -57,13 +89,16 @@ collab_error_by_sqlstate(int sqlerrcode)
 	return NULL;
 }
 
-const CollabErrorInfo *
-collab_error_by_code(const char *code)
+/* The code of one of our SQLSTATEs; false for any other SQLSTATE. */
+bool
+collab_error_of_sqlstate(int sqlerrcode, CollabErrorCode *code)
 {
-	for (int i = 0; i < CE_NUM_CODES; i++)
-		if (strcmp(collab_errors[i].code, code) == 0)
-			return &collab_errors[i];
-	return NULL;
+	const CollabErrorInfo *info = collab_error_by_sqlstate(sqlerrcode);
+
+	if (info == NULL)
+		return false;
+	*code = (CollabErrorCode) (info - collab_errors);
+	return true;
 }
 
 /*
@@ -74,7 +109,7 @@ PG_FUNCTION_INFO_V1(collab_raise);
 Datum
 collab_raise(PG_FUNCTION_ARGS)
 {
-	const char *code = PG_ARGISNULL(0) ? "INTERNAL" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *code = PG_ARGISNULL(0) ? collab_errors[CE_INTERNAL].code : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	const char *message = PG_ARGISNULL(1) ? code : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	const char *detail = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	const char *hint = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -129,3 +164,5 @@ collab_error_code_of(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(info->code));
 }
+
+#endif							/* FRONTEND */

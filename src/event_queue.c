@@ -4,12 +4,13 @@
  *	  A shared-memory queue that carries committed events to the worker.
  *
  * NOTIFY holds a cluster-wide lock from before commit until the commit
- * record is flushed, so notifying transactions cannot share a WAL flush:
- * on a hot path such as saving, it halves throughput.  While the worker
- * runs, events travel instead through this byte ring: a committing backend
- * reserves room just before commit, copies its payloads in after commit
- * (still holding its advisory locks, so the events of one resource are in
- * lock order), and wakes the worker through an eventfd the worker polls.
+ * record is flushed, so notifying transactions cannot share a WAL flush,
+ * and saves, which all publish, would commit one after the other.  While
+ * the worker runs, events travel instead through this byte ring: a
+ * committing backend reserves room just before commit, copies its payloads
+ * in after commit (still holding its advisory locks, so the events of one
+ * resource are in lock order), and wakes the worker through an eventfd the
+ * worker polls.
  * Every worker (collab.workers of them) reads the whole ring with its own
  * read position and eventfd, and fans the events out to its own
  * connections; the lowest-numbered running worker also forwards them to

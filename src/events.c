@@ -4,7 +4,8 @@
  *	  Transaction-scoped event publication.
  *
  * Functions that change what browsers must hear about (locks, saves,
- * presence) queue one JSON event each with collab._publish().  At commit
+ * presence) queue one JSON event each, built by payloads.c, with
+ * collab_publish_event().  At commit
  * the queue becomes one payload on channel collab_events:
  *
  *     {"v":1,"events":[{...},{...}]}
@@ -27,7 +28,6 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/memutils.h"
 
 #include "collab.h"
@@ -200,20 +200,6 @@ collab_publish_event(const char *json, int len)
 	ev->json = pnstrdup(json, len);
 	pending_events = lappend(pending_events, ev);
 	MemoryContextSwitchTo(old);
-}
-
-/* Appends t as the events' JSON time: ISO 8601 in UTC with milliseconds. */
-void
-collab_append_ts(StringInfo buf, TimestampTz t)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
-	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-					 (int) (fsec / 1000));
 }
 
 /* collab._publish(event text) */

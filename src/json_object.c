@@ -288,37 +288,12 @@ json_object_get_bool(const JsonObject *obj, const char *key, bool *val)
 	return json_member_bool(json_object_get(obj, key), val);
 }
 
-/*
- * Checks that jsonapi does not do for us.
- *
- * UTF-8: jsonapi copies bytes >= 0x80 through unchecked (the backend
- * normally hands it text already verified against the database encoding),
- * but our input is raw bytes off a socket or out of a token.  We require
- * the whole text to be valid UTF-8, as RFC 8259 does; that also excludes
- * NUL bytes.
- *
- * Depth: pg_parse_json() recurses once per nesting level and, in the
- * backend, raises an ERROR when the stack runs low.  We count brackets
- * outside strings instead and give up past JSON_OBJECT_MAX_DEPTH.  For
- * valid JSON the count is exact; for invalid JSON it may reject earlier
- * than the parser would, which is harmless.
- */
-static bool
-precheck_input(const char *json, size_t len, char **errmsg)
+/* See json_object.h. */
+JsonDepthResult
+json_depth_check(const char *json, size_t len, int max_depth)
 {
 	int			depth = 0;
 	bool		in_string = false;
-
-	if (len >= (size_t) INT_MAX)
-	{
-		set_error(errmsg, "JSON text is too large");
-		return false;
-	}
-	if (pg_encoding_verifymbstr(PG_UTF8, json, (int) len) != (int) len)
-	{
-		set_error(errmsg, "JSON text is not valid UTF-8 or contains a NUL byte");
-		return false;
-	}
 
 	for (size_t i = 0; i < len; i++)
 	{
@@ -335,14 +310,49 @@ precheck_input(const char *json, size_t len, char **errmsg)
 			in_string = true;
 		else if (c == '{' || c == '[')
 		{
-			if (++depth > JSON_OBJECT_MAX_DEPTH)
-			{
-				set_error(errmsg, "JSON text is nested too deeply");
-				return false;
-			}
+			if (++depth > max_depth)
+				return JSON_DEPTH_EXCEEDED;
 		}
-		else if ((c == '}' || c == ']') && depth > 0)
-			depth--;
+		else if (c == '}' || c == ']')
+		{
+			if (--depth < 0)
+				return JSON_DEPTH_UNBALANCED;
+		}
+	}
+	return JSON_DEPTH_OK;
+}
+
+/*
+ * Checks that jsonapi does not do for us.
+ *
+ * UTF-8: jsonapi copies bytes >= 0x80 through unchecked (the backend
+ * normally hands it text already verified against the database encoding),
+ * but our input is raw bytes off a socket or out of a token.  We require
+ * the whole text to be valid UTF-8, as RFC 8259 does; that also excludes
+ * NUL bytes.
+ *
+ * Depth: pg_parse_json() recurses once per nesting level and, in the
+ * backend, raises an ERROR when the stack runs low: json_depth_check()
+ * gives up past JSON_OBJECT_MAX_DEPTH first.  Unbalanced text is left to
+ * the parser, which names the problem.
+ */
+static bool
+precheck_input(const char *json, size_t len, char **errmsg)
+{
+	if (len >= (size_t) INT_MAX)
+	{
+		set_error(errmsg, "JSON text is too large");
+		return false;
+	}
+	if (pg_encoding_verifymbstr(PG_UTF8, json, (int) len) != (int) len)
+	{
+		set_error(errmsg, "JSON text is not valid UTF-8 or contains a NUL byte");
+		return false;
+	}
+	if (json_depth_check(json, len, JSON_OBJECT_MAX_DEPTH) == JSON_DEPTH_EXCEEDED)
+	{
+		set_error(errmsg, "JSON text is nested too deeply");
+		return false;
 	}
 	return true;
 }
@@ -581,28 +591,23 @@ hex4(const char *p)
 	return v;
 }
 
-/*
- * De-escape the string token tok[0..toklen), quotes included, into a
- * palloc'd NUL-terminated UTF-8 string.  The lexer has checked the token's
- * shape, but without de-escaping it does not check surrogate pairing, so
- * that is done here.  \u0000 is rejected because callers use C strings.
- * Raw bytes are copied through: the input is known to be valid UTF-8, and
- * the code points we encode are neither NUL nor lone surrogates, so the
- * result is valid UTF-8 too.
- */
-static bool
-decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
-			  const char **err)
+/* See json_object.h. */
+JsonStringError
+json_string_decode(const char *tok, size_t toklen, char **out, size_t *outlen)
 {
 	StringInfoData buf;
 	const char *p = tok + 1;
 	const char *stop = tok + toklen - 1;	/* the closing quote */
+	JsonStringError err = JSON_STRING_BAD_ESCAPE;
 
+	/*
+	 * The lexer has checked the token's shape, but callers re-check bounds
+	 * rather than rely on that.  Raw bytes are copied through: the input is
+	 * known to be valid UTF-8, and the code points we encode are neither NUL
+	 * nor lone surrogates, so the result is valid UTF-8 too.
+	 */
 	if (toklen < 2 || tok[0] != '"' || *stop != '"')
-	{
-		*err = "malformed string";
-		return false;
-	}
+		return JSON_STRING_MALFORMED;
 
 	initStringInfo(&buf);
 	while (p < stop)
@@ -616,7 +621,7 @@ decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
 			break;
 		p = q + 1;				/* the character after the backslash */
 		if (p >= stop)
-			goto bad_escape;
+			goto fail;
 		switch (*p++)
 		{
 			case '"':
@@ -649,7 +654,7 @@ decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
 					unsigned char utf8[8];
 
 					if (stop - p < 4 || (cp = hex4(p)) < 0)
-						goto bad_escape;
+						goto fail;
 					p += 4;
 					if (is_utf16_surrogate_first(cp))
 					{
@@ -659,7 +664,7 @@ decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
 							(lo = hex4(p + 2)) < 0 ||
 							!is_utf16_surrogate_second(lo))
 						{
-							*err = "unpaired Unicode surrogate";
+							err = JSON_STRING_SURROGATE;
 							goto fail;
 						}
 						cp = surrogate_pair_to_codepoint(cp, lo);
@@ -667,12 +672,12 @@ decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
 					}
 					else if (is_utf16_surrogate_second(cp))
 					{
-						*err = "unpaired Unicode surrogate";
+						err = JSON_STRING_SURROGATE;
 						goto fail;
 					}
 					if (cp == 0)
 					{
-						*err = "\\u0000 is not allowed";
+						err = JSON_STRING_NUL;
 						goto fail;
 					}
 					unicode_to_utf8((pg_wchar) cp, utf8);
@@ -681,18 +686,41 @@ decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
 				}
 				break;
 			default:
-				goto bad_escape;
+				goto fail;
 		}
 	}
 
 	*out = buf.data;
 	*outlen = buf.len;
-	return true;
+	return JSON_STRING_OK;
 
-bad_escape:
-	*err = "invalid escape sequence in string";
 fail:
 	pfree(buf.data);
+	return err;
+}
+
+/* json_string_decode() with the message of a failure for errmsg. */
+static bool
+decode_string(const char *tok, size_t toklen, char **out, size_t *outlen,
+			  const char **err)
+{
+	switch (json_string_decode(tok, toklen, out, outlen))
+	{
+		case JSON_STRING_OK:
+			return true;
+		case JSON_STRING_MALFORMED:
+			*err = "malformed string";
+			break;
+		case JSON_STRING_BAD_ESCAPE:
+			*err = "invalid escape sequence in string";
+			break;
+		case JSON_STRING_SURROGATE:
+			*err = "unpaired Unicode surrogate";
+			break;
+		case JSON_STRING_NUL:
+			*err = "\\u0000 is not allowed";
+			break;
+	}
 	return false;
 }
 

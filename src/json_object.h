@@ -120,4 +120,40 @@ extern JsonGetResult json_object_get_bool(const JsonObject *obj,
 /* "string", "number", ... for messages. */
 extern const char *json_kind_name(JsonKind kind);
 
+/*
+ * The two steps that every reader of untrusted JSON here needs around
+ * pg_parse_json() (sio_codec.c uses them too):
+ *
+ * json_depth_check() bounds the nesting before the recursive parser sees
+ * the text.  It counts brackets outside strings, with the lexer's view of
+ * strings (a '"' opens and closes one, a backslash hides the next byte).
+ * Up to the first lexical error that view is exact, and the parser stops at
+ * that error, so the count bounds the parser's recursion.  An unmatched
+ * closing bracket is invalid JSON: the scan stops there.
+ *
+ * json_string_decode() de-escapes one string token (quotes included) into a
+ * palloc'd NUL-terminated UTF-8 string, checking what the lexer without
+ * de-escaping does not: surrogate pairs, and no \u0000 (callers use C
+ * strings).
+ */
+typedef enum JsonDepthResult
+{
+	JSON_DEPTH_OK,
+	JSON_DEPTH_EXCEEDED,		/* nested deeper than max_depth */
+	JSON_DEPTH_UNBALANCED		/* a closing bracket without its opening one */
+} JsonDepthResult;
+
+typedef enum JsonStringError
+{
+	JSON_STRING_OK,
+	JSON_STRING_MALFORMED,		/* not a quoted token */
+	JSON_STRING_BAD_ESCAPE,		/* unknown escape, or \u without four hex digits */
+	JSON_STRING_SURROGATE,		/* an unpaired UTF-16 surrogate */
+	JSON_STRING_NUL				/* \u0000 */
+} JsonStringError;
+
+extern JsonDepthResult json_depth_check(const char *json, size_t len, int max_depth);
+extern JsonStringError json_string_decode(const char *tok, size_t toklen,
+										  char **out, size_t *outlen);
+
 #endif							/* COLLAB_JSON_OBJECT_H */

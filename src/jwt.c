@@ -44,6 +44,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include "collab.h"
 #include "json_object.h"
 #include "jwt.h"
 
@@ -74,29 +75,35 @@ static JwtError verify_token(const JwtConfig *cfg, const char *token,
 							 size_t len, int64 now, JwtClaims *out,
 							 char **msg, Scratch *s);
 
-const char *
-jwt_error_code(JwtError err)
+CollabErrorCode
+jwt_collab_error(JwtError err)
 {
 	switch (err)
 	{
 		case JWT_OK:
-			return "OK";
+			break;
 		case JWT_TOKEN_MISSING:
-			return "AUTH_TOKEN_MISSING";
+			return CE_AUTH_TOKEN_MISSING;
 		case JWT_TOKEN_INVALID:
-			return "AUTH_TOKEN_INVALID";
+			return CE_AUTH_TOKEN_INVALID;
 		case JWT_TOKEN_EXPIRED:
-			return "AUTH_TOKEN_EXPIRED";
+			return CE_AUTH_TOKEN_EXPIRED;
 		case JWT_SIGNATURE_INVALID:
-			return "AUTH_SIGNATURE_INVALID";
+			return CE_AUTH_SIGNATURE_INVALID;
 		case JWT_ALGORITHM_UNSUPPORTED:
-			return "AUTH_ALGORITHM_UNSUPPORTED";
+			return CE_AUTH_ALGORITHM_UNSUPPORTED;
 		case JWT_CLAIM_INVALID:
-			return "AUTH_CLAIM_INVALID";
+			return CE_AUTH_CLAIM_INVALID;
 		case JWT_INTERNAL:
-			return "INTERNAL";
+			break;
 	}
-	return "INTERNAL";
+	return CE_INTERNAL;
+}
+
+const char *
+jwt_error_code(JwtError err)
+{
+	return err == JWT_OK ? "OK" : collab_errors[jwt_collab_error(err)].code;
 }
 
 const char *

@@ -16,6 +16,8 @@
 
 #include <openssl/evp.h>
 
+#include "collab.h"
+
 /* Tokens longer than this are rejected without being decoded. */
 #define JWT_MAX_TOKEN_LEN 8192
 /* Longest accepted "sub", in bytes. */
@@ -98,7 +100,8 @@ extern JwtError jwt_verify(const JwtConfig *cfg, const char *token, size_t len,
 
 extern void jwt_claims_free(JwtClaims *claims);
 
-/* "AUTH_TOKEN_INVALID" etc.; "OK" for JWT_OK. */
+/* The product error code of a failure (src/errors.c), and its name; "OK" for JWT_OK. */
+extern CollabErrorCode jwt_collab_error(JwtError err);
 extern const char *jwt_error_code(JwtError err);
 
 /* "HS256", "RS256" or "ES256". */

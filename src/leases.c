@@ -9,18 +9,17 @@
  * These run for every lock:acquire and lock:release of every browser, and
  * a contended tab makes most of them denials, so they are C: a denial is
  * four prepared statements, with no PL/pgSQL frames and no jsonb built.
- * What they decide is what the PL/pgSQL functions decided before them:
- * the path is locked (lock_path.c), the leases on the path are read and
- * row-locked in id order, an expired one is expired, a live one of
- * another holder denies, the holder's own is renewed, and otherwise a new
- * lease gets the next fencing token.  Every decision is audited and
- * published.  Errors whose diagnosis needs the tables are raised by the
- * SQL helpers (collab._check_user(), collab._token_error(), ...), so that
- * each message is written once.
+ * The decision: the path is locked (lock_path.c), the leases on the path
+ * are read and row-locked in id order, an expired one is expired, a live
+ * one of another holder denies, the holder's own is renewed, and otherwise
+ * a new lease gets the next fencing token.  Every decision is audited and
+ * published (payloads.c builds the events).  Errors whose diagnosis needs
+ * the tables are raised by the SQL helpers (collab._check_user(),
+ * collab._token_error(), ...), so that each message is written once.
  *
  * Queries run as the extension's owner (owner.c) with generic plans
- * prepared once per backend: a custom plan of the path query per call
- * costs more than the call itself.
+ * prepared once per backend (plans.c): a custom plan of the path query per
+ * call costs more than the call itself.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,20 +38,7 @@
 #include "utils/timestamp.h"
 
 #include "collab.h"
-
-extern Datum collab_lock_path(PG_FUNCTION_ARGS);
-
-/* A row of collab.leases, as far as decisions and events need it. */
-typedef struct Lease
-{
-	char	   *resource_id;
-	int64		token;
-	char	   *user_id;
-	char	   *username;
-	char	   *holder_id;
-	TimestampTz acquired_at;
-	TimestampTz expires_at;
-} Lease;
+#include "payloads.h"
 
 /* What an acquisition decided. */
 typedef struct Acquired
@@ -174,11 +160,12 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 
 	/*
-	 * The role and its member of user_json, which collab._ws_presence_json()
-	 * builds as jsonb text ("role": "viewer").  In JSON text a quote inside
-	 * a string is escaped, so the pattern can only be that member.  Should
-	 * the format ever differ, user_json stays as it was and the trigger
-	 * rebuilds it.  No new row version for a role that stays.
+	 * The role and its member of user_json, the PresenceUser that
+	 * payload_presence_user() builds (see set_role).  In JSON text a quote
+	 * inside a string is escaped, so the pattern can only be that member.
+	 * Should the stored text be in another format, user_json stays as it
+	 * was and the trigger builds it again.  No new row version for a role
+	 * that stays.
 	 */
 	[P_SET_ROLE] = {
 		"UPDATE collab.ws_presence p SET role = $3, user_json = pg_catalog.replace(p.user_json, $4, $5) "
@@ -188,30 +175,18 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 };
 
-static SPIPlanPtr plans[NUM_PLANS];
-
 /*
- * Runs one of the statements above, prepared on first use; values are
- * Datums, NULL where nulls[i] is 'n'.
+ * Runs one of the statements above, with a generic plan prepared on first
+ * use; values are Datums, NULL where nulls[i] is 'n'.
  */
 static void
 run(PlanId id, Datum *values, const char *nulls, int expect)
 {
+	const PlanDef *d = &plan_defs[id];
 	int			rc;
 
-	if (plans[id] == NULL)
-	{
-		const PlanDef *d = &plan_defs[id];
-		SPIPlanPtr	p = SPI_prepare_cursor(d->sql, d->nargs, (Oid *) d->types,
-										   CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "collab could not prepare \"%s\": %s",
-				 d->sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plans[id] = p;
-	}
-	rc = SPI_execute_plan(plans[id], values, nulls, false, 0);
+	rc = SPI_execute_plan(collab_plan(d->sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
+						  values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "collab statement \"%s\" failed: %s",
 			 plan_defs[id].sql, SPI_result_code_string(rc));
@@ -232,18 +207,22 @@ text_datum(const char *s)
 }
 
 /*
- * Raises the error collab._token_error() picks for a token that has no live
- * lease: its lease on resource_id expired, or (resource_id NULL) none is
- * found.
+ * Raises the error collab._token_error() picks for a token that is not a
+ * live lease (LOCK_EXPIRED or LOCK_NOT_HELD), on resource_id when the
+ * caller names one.  Within SPI, as the owner; for the lock functions here
+ * and the save guard (save_guard.c).  The diagnosis reads the tables with a
+ * snapshot of its own, so that it sees what the decision that found no
+ * live lease has waited for.
  */
-pg_attribute_noreturn()
-static void
-token_error(int64 token, const char *resource_id)
+void
+collab_token_error(int64 token, const char *resource_id)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		v[2] = {Int64GetDatum(token), resource_id ? text_datum(resource_id) : (Datum) 0};
 
-	raise_with("SELECT collab._token_error($1, $2)", 2, types, v, resource_id ? "  " : " n");
+	if (SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, v,
+							  resource_id ? "  " : " n", false, 0) < 0)
+		elog(ERROR, "collab could not run collab._token_error()");
 	elog(ERROR, "collab._token_error did not raise");
 }
 
@@ -317,34 +296,6 @@ audit(const char *action, const char *resource_id, const int64 *token,
 	run(P_AUDIT, v, n, SPI_OK_INSERT);
 }
 
-/* A UserRef: {"userId":...,"username":...} */
-static void
-append_user(StringInfo buf, const char *user_id, const char *username)
-{
-	appendStringInfoString(buf, "{\"userId\":");
-	escape_json(buf, user_id);
-	appendStringInfoString(buf, ",\"username\":");
-	escape_json(buf, username);
-	appendStringInfoChar(buf, '}');
-}
-
-/* A LockInfo; the token only for its holder's own eyes. */
-static void
-append_lock_info(StringInfo buf, const Lease *l, bool with_token)
-{
-	appendStringInfoString(buf, "{\"resourceId\":");
-	escape_json(buf, l->resource_id);
-	appendStringInfoString(buf, ",\"holder\":");
-	append_user(buf, l->user_id, l->username);
-	appendStringInfoString(buf, ",\"acquiredAt\":");
-	collab_append_ts(buf, l->acquired_at);
-	appendStringInfoString(buf, ",\"expiresAt\":");
-	collab_append_ts(buf, l->expires_at);
-	if (with_token)
-		appendStringInfo(buf, ",\"token\":" INT64_FORMAT, l->token);
-	appendStringInfoChar(buf, '}');
-}
-
 static bool
 identity_plain(const char *s)
 {
@@ -362,23 +313,12 @@ static void
 expire_lease(const Lease *l)
 {
 	Datum		tok = Int64GetDatum(l->token);
-	StringInfoData ev;
 
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		return;
 	audit("expire", l->resource_id, &l->token, l->user_id, l->username, l->holder_id, "ttl", NULL);
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
-	appendStringInfoString(&ev, ",\"previousHolder\":");
-	append_user(&ev, l->user_id, l->username);
-	appendStringInfoString(&ev, ",\"holderId\":");
-	escape_json(&ev, l->holder_id);
-	appendStringInfoString(&ev, ",\"expiredAt\":");
-	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+	publish_lock_expired(l);
 }
 
 /*
@@ -391,23 +331,11 @@ drop_lease(const Lease *l, const char *action, const char *reason)
 {
 	Datum		tok = Int64GetDatum(l->token);
 	Datum		rid = text_datum(l->resource_id);
-	StringInfoData ev;
 
 	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
 	audit(action, l->resource_id, &l->token, l->user_id, l->username, l->holder_id, reason, NULL);
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
-	appendStringInfoString(&ev, ",\"previousHolder\":");
-	append_user(&ev, l->user_id, l->username);
-	appendStringInfoString(&ev, ",\"holderId\":");
-	escape_json(&ev, l->holder_id);
-	appendStringInfoString(&ev, ",\"reason\":");
-	escape_json(&ev, strcmp(action, "force_release") == 0 ? "forced" : reason);
-	appendStringInfoString(&ev, ",\"releasedAt\":");
-	collab_append_ts(&ev, GetCurrentTimestamp());
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+	publish_lock_released(l, strcmp(action, "force_release") == 0 ? "forced" : reason,
+						  GetCurrentTimestamp());
 
 	run(P_HAS_REQUESTS, &rid, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -427,24 +355,16 @@ require_read_committed(void)
 }
 
 /*
- * The lock decision for holder_id (user_id, username) on resource_id;
- * within SPI, as the owner.  A caller that knows the resource exists (its
- * presence row says so) passes resource_known.
+ * A request's identity and resource must be valid, and the resource must
+ * exist unless the caller knows it does; the SQL helpers raise the right
+ * error.  Returns the resource id as a text Datum.
  */
-static void
-acquire_lease(const char *resource_id, const char *user_id, const char *username,
-			  const char *holder_id, bool resource_known, Acquired *out)
+static Datum
+check_request(const char *resource_id, const char *user_id, const char *username,
+			  const char *holder_id, bool resource_known)
 {
 	Datum		rid;
-	TimestampTz now;
-	bool		have_mine = false;
-	bool		have_conflict = false;
-	bool		own_row;
-	bool		path_empty = false;
-	Lease		mine = {0};
-	Lease		conflict = {0};
 
-	require_read_committed();
 	if (user_id == NULL || username == NULL || holder_id == NULL ||
 		!identity_plain(user_id) || !identity_plain(username) || !identity_plain(holder_id))
 	{
@@ -481,7 +401,74 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 			raise_with("SELECT collab._check_resource($1)", 1, &type, &rid, NULL);
 		}
 	}
-	DirectFunctionCall1(collab_lock_path, rid);
+	return rid;
+}
+
+/* A request for a lock, and what the leases on its path say about it. */
+typedef struct Request
+{
+	const char *resource_id;
+	Datum		rid;			/* resource_id as text */
+	const char *user_id;
+	const char *username;
+	const char *holder_id;
+	bool		have_mine;
+	bool		have_conflict;
+	Lease		mine;			/* the requester's own live lease of the resource */
+	Lease		conflict;		/* a live lease of another holder on the path */
+} Request;
+
+static bool
+is_requester(const Request *r, const Lease *l)
+{
+	return strcmp(l->holder_id, r->holder_id) == 0 && strcmp(l->user_id, r->user_id) == 0;
+}
+
+/*
+ * The leases on the path, locked in path order: an expired one is expired,
+ * the requester's own is mine, the first live one of another holder is
+ * the conflict.
+ */
+static void
+read_path_leases(Request *r, TimestampTz now)
+{
+	SPITupleTable *rows;
+	uint64		nrows;
+	Lease	   *leases;
+
+	run(P_PATH_LEASES, &r->rid, NULL, SPI_OK_SELECT);
+	/* expiring runs statements of its own: keep this result */
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	leases = palloc(sizeof(Lease) * Max(nrows, 1));
+	for (uint64 i = 0; i < nrows; i++)
+		lease_from_row(i, &leases[i]);
+	SPI_freetuptable(rows);
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		Lease	   *l = &leases[i];
+
+		if (l->expires_at <= now)
+			expire_lease(l);
+		else if (strcmp(l->resource_id, r->resource_id) == 0 && is_requester(r, l))
+		{
+			r->mine = *l;
+			r->have_mine = true;
+		}
+		else if (!r->have_conflict)
+		{
+			r->conflict = *l;
+			r->have_conflict = true;
+		}
+	}
+}
+
+/* What the leases on the request's path say; the path is locked. */
+static void
+read_path(Request *r)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		own_row;
 
 	/*
 	 * A contended resource has a live lease of its own, and then no other
@@ -492,162 +479,134 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	 * the sweep removes only expired ones.  A denial then writes nothing but
 	 * its audit row.
 	 */
-	now = GetCurrentTimestamp();
-	run(P_OWN_LEASE, &rid, NULL, SPI_OK_SELECT);
+	run(P_OWN_LEASE, &r->rid, NULL, SPI_OK_SELECT);
 	own_row = SPI_processed == 1;
 	if (own_row)
 	{
 		Lease		l;
 
 		lease_from_row(0, &l);
-		if (l.expires_at > now &&
-			(strcmp(l.holder_id, holder_id) != 0 || strcmp(l.user_id, user_id) != 0))
+		if (l.expires_at > now && !is_requester(r, &l))
 		{
-			conflict = l;
-			have_conflict = true;
+			r->conflict = l;
+			r->have_conflict = true;
+			return;
 		}
 	}
+
 	/*
 	 * Most grants find no lease on the path at all.  A look without row
 	 * locks or order says so, and our path lock keeps it so: every lease on
 	 * the path is inserted under it.  Leases that are there are locked, in
 	 * path order, and read again.
 	 */
-	if (!have_conflict && !own_row)
+	if (!own_row)
 	{
-		run(P_PATH_HAS_LEASES, &rid, NULL, SPI_OK_SELECT);
-		path_empty = SPI_processed == 0;
+		run(P_PATH_HAS_LEASES, &r->rid, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			return;
 	}
-	if (!have_conflict && !path_empty)
-	{
-		SPITupleTable *rows;
-		uint64		nrows;
-		Lease	   *leases;
+	read_path_leases(r, now);
+}
 
-		run(P_PATH_LEASES, &rid, NULL, SPI_OK_SELECT);
-		/* expiring runs statements of its own: keep this result */
-		rows = SPI_tuptable;
-		nrows = SPI_processed;
-		leases = palloc(sizeof(Lease) * Max(nrows, 1));
-		for (uint64 i = 0; i < nrows; i++)
-			lease_from_row(i, &leases[i]);
-		SPI_freetuptable(rows);
-		for (uint64 i = 0; i < nrows; i++)
-		{
-			Lease	   *l = &leases[i];
+/* Denied: the conflicting lease is named, the denial audited and published. */
+static void
+deny(const Request *r, Acquired *out)
+{
+	StringInfoData detail;
 
-			if (l->expires_at <= now)
-				expire_lease(l);
-			else if (strcmp(l->resource_id, resource_id) == 0 &&
-					 strcmp(l->holder_id, holder_id) == 0 &&
-					 strcmp(l->user_id, user_id) == 0)
-			{
-				mine = *l;
-				have_mine = true;
-			}
-			else if (!have_conflict)
-			{
-				conflict = *l;
-				have_conflict = true;
-			}
-		}
-	}
+	out->granted = false;
+	out->renewed = false;
+	out->lease = r->conflict;
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"heldBy\":");
+	escape_json(&detail, r->conflict.user_id);
+	appendStringInfoString(&detail, ",\"heldOn\":");
+	escape_json(&detail, r->conflict.resource_id);
+	appendStringInfoChar(&detail, '}');
+	audit("deny", r->resource_id, NULL, r->user_id, r->username, r->holder_id, "held", detail.data);
+	publish_lock_denied(r->resource_id, r->user_id, r->username, r->holder_id, &r->conflict);
+}
 
-	if (have_conflict)
-	{
-		StringInfoData detail;
-		StringInfoData ev;
+/* The same holder asking again: a renewal, with the same token. */
+static void
+renew_own(const Request *r, Acquired *out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		v[4];
 
-		out->granted = false;
-		out->renewed = false;
-		out->lease = conflict;
-		initStringInfo(&detail);
-		appendStringInfoString(&detail, "{\"heldBy\":");
-		escape_json(&detail, conflict.user_id);
-		appendStringInfoString(&detail, ",\"heldOn\":");
-		escape_json(&detail, conflict.resource_id);
-		appendStringInfoChar(&detail, '}');
-		audit("deny", resource_id, NULL, user_id, username, holder_id, "held", detail.data);
-
-		initStringInfo(&ev);
-		appendStringInfoString(&ev, "{\"event\":\"lock:denied\",\"resourceId\":");
-		escape_json(&ev, resource_id);
-		appendStringInfoString(&ev, ",\"requester\":");
-		append_user(&ev, user_id, username);
-		appendStringInfoString(&ev, ",\"requesterHolderId\":");
-		escape_json(&ev, holder_id);
-		appendStringInfoString(&ev, ",\"holder\":");
-		append_user(&ev, conflict.user_id, conflict.username);
-		appendStringInfoString(&ev, ",\"holderResourceId\":");
-		escape_json(&ev, conflict.resource_id);
-		appendStringInfoString(&ev, ",\"expiresAt\":");
-		collab_append_ts(&ev, conflict.expires_at);
-		appendStringInfoString(&ev, ",\"reason\":\"held\"}");
-		collab_publish_event(ev.data, ev.len);
-		return;
-	}
-
-	now = GetCurrentTimestamp();
 	out->granted = true;
-	if (have_mine)
-	{
-		/* the same holder asking again: a renewal, same token */
-		Datum		v[4];
+	out->renewed = true;
+	out->lease = r->mine;
+	out->lease.username = upper_strdup(r->username);
+	out->lease.expires_at = collab_lease_expiry(now);
+	v[0] = Int64GetDatum(r->mine.token);
+	v[1] = TimestampTzGetDatum(now);
+	v[2] = TimestampTzGetDatum(out->lease.expires_at);
+	v[3] = text_datum(r->username);
+	run(P_RENEW_LEASE, v, NULL, SPI_OK_UPDATE);
+	audit("renew", r->resource_id, &r->mine.token, r->user_id, r->username, r->holder_id,
+		  "reacquire", NULL);
+}
 
-		out->renewed = true;
-		out->lease = mine;
-		out->lease.username = upper_strdup(username);
-		out->lease.expires_at = now + (int64) collab_lock_ttl_ms * 1000;
-		v[0] = Int64GetDatum(mine.token);
-		v[1] = TimestampTzGetDatum(now);
-		v[2] = TimestampTzGetDatum(out->lease.expires_at);
-		v[3] = text_datum(username);
-		run(P_RENEW_LEASE, v, NULL, SPI_OK_UPDATE);
-		audit("renew", resource_id, &mine.token, user_id, username, holder_id, "reacquire", NULL);
-		return;
-	}
+/* A new lease with the next fencing token; a request for it is answered. */
+static void
+grant(const Request *r, Acquired *out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Lease	   *l = &out->lease;
+	Datum		v[7];
+	Datum		q[2];
 
-	{
-		Lease	   *l = &out->lease;
-		Datum		v[7];
-		Datum		q[2];
-		StringInfoData ev;
+	out->granted = true;
+	out->renewed = false;
+	l->resource_id = upper_strdup(r->resource_id);
+	l->token = collab_issue_token();
+	l->user_id = upper_strdup(r->user_id);
+	l->username = upper_strdup(r->username);
+	l->holder_id = upper_strdup(r->holder_id);
+	l->acquired_at = now;
+	l->expires_at = collab_lease_expiry(now);
+	v[0] = r->rid;
+	v[1] = Int64GetDatum(l->token);
+	v[2] = text_datum(r->user_id);
+	v[3] = text_datum(r->username);
+	v[4] = text_datum(r->holder_id);
+	v[5] = TimestampTzGetDatum(now);
+	v[6] = TimestampTzGetDatum(l->expires_at);
+	run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
+	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, NULL, NULL);
+	q[0] = v[4];
+	q[1] = r->rid;
+	run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
+	publish_lock_acquired(l);
+}
 
-		out->renewed = false;
-		l->resource_id = upper_strdup(resource_id);
-		l->token = collab_issue_token();
-		l->user_id = upper_strdup(user_id);
-		l->username = upper_strdup(username);
-		l->holder_id = upper_strdup(holder_id);
-		l->acquired_at = now;
-		l->expires_at = now + (int64) collab_lock_ttl_ms * 1000;
-		v[0] = rid;
-		v[1] = Int64GetDatum(l->token);
-		v[2] = text_datum(user_id);
-		v[3] = text_datum(username);
-		v[4] = text_datum(holder_id);
-		v[5] = TimestampTzGetDatum(now);
-		v[6] = TimestampTzGetDatum(l->expires_at);
-		run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
-		audit("grant", resource_id, &l->token, user_id, username, holder_id, NULL, NULL);
-		q[0] = v[4];
-		q[1] = rid;
-		run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
+/*
+ * The lock decision for holder_id (user_id, username) on resource_id;
+ * within SPI, as the owner.  A caller that knows the resource exists (its
+ * presence row says so) passes resource_known.
+ */
+static void
+acquire_lease(const char *resource_id, const char *user_id, const char *username,
+			  const char *holder_id, bool resource_known, Acquired *out)
+{
+	Request		r = {0};
 
-		initStringInfo(&ev);
-		appendStringInfoString(&ev, "{\"event\":\"lock:acquired\",\"resourceId\":");
-		escape_json(&ev, resource_id);
-		appendStringInfoString(&ev, ",\"holder\":");
-		append_user(&ev, user_id, username);
-		appendStringInfoString(&ev, ",\"holderId\":");
-		escape_json(&ev, holder_id);
-		appendStringInfoString(&ev, ",\"acquiredAt\":");
-		collab_append_ts(&ev, now);
-		appendStringInfoString(&ev, ",\"expiresAt\":");
-		collab_append_ts(&ev, l->expires_at);
-		appendStringInfoChar(&ev, '}');
-		collab_publish_event(ev.data, ev.len);
-	}
+	require_read_committed();
+	r.rid = check_request(resource_id, user_id, username, holder_id, resource_known);
+	r.resource_id = resource_id;
+	r.user_id = user_id;
+	r.username = username;
+	r.holder_id = holder_id;
+	collab_lock_path_of(r.rid);
+	read_path(&r);
+	if (r.have_conflict)
+		deny(&r, out);
+	else if (r.have_mine)
+		renew_own(&r, out);
+	else
+		grant(&r, out);
 }
 
 /*
@@ -662,13 +621,32 @@ lock_live_lease(int64 token, Lease *l)
 	Datum		tok = Int64GetDatum(token);
 	bool		found;
 
-	DirectFunctionCall1(collab_lock_path, text_datum(l->resource_id));
+	collab_lock_path_of(text_datum(l->resource_id));
 	run(P_LEASE_BY_TOKEN_FOR_UPDATE, &tok, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	if (found)
 		lease_from_row(0, l);
 	if (!found || l->expires_at <= GetCurrentTimestamp())
-		token_error(token, found ? l->resource_id : NULL);
+		collab_token_error(token, found ? l->resource_id : NULL);
+}
+
+/*
+ * When a lease granted or renewed at from expires: the one computation of a
+ * lease's end, for the lock decision here, the save guard (save_guard.c)
+ * and collab.renew() (through collab._lease_expiry()).
+ */
+TimestampTz
+collab_lease_expiry(TimestampTz from)
+{
+	return from + (int64) collab_lock_ttl_ms * 1000;
+}
+
+/* collab._lease_expiry(from timestamptz) */
+PG_FUNCTION_INFO_V1(collab_lease_expiry_sql);
+Datum
+collab_lease_expiry_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TIMESTAMPTZ(collab_lease_expiry(PG_GETARG_TIMESTAMPTZ(0)));
 }
 
 static bool
@@ -756,7 +734,7 @@ collab_release(PG_FUNCTION_ARGS)
 		tok = PG_GETARG_DATUM(0);
 		run(P_LEASE_BY_TOKEN, &tok, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
-			token_error(DatumGetInt64(tok), NULL);
+			collab_token_error(DatumGetInt64(tok), NULL);
 		lease_from_row(0, &l);
 		lock_live_lease(DatumGetInt64(tok), &l);
 		drop_lease(&l, "release", reason);
@@ -809,17 +787,30 @@ collab_drop_lease(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The role member of a stored PresenceUser, as payloads.c writes it. */
+static Datum
+role_member(const char *role)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	payload_presence_role(&buf, role);
+	return PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
+}
+
 /* The connection's role in the room; "editor" or "viewer". */
 static void
 set_role(Datum *conn_and_resource, bool editor)
 {
+	const char *from = editor ? "viewer" : "editor";
+	const char *to = editor ? "editor" : "viewer";
 	Datum		v[5];
 
 	v[0] = conn_and_resource[0];
 	v[1] = conn_and_resource[1];
-	v[2] = text_datum(editor ? "editor" : "viewer");
-	v[3] = text_datum(editor ? "\"role\": \"viewer\"" : "\"role\": \"editor\"");
-	v[4] = text_datum(editor ? "\"role\": \"editor\"" : "\"role\": \"viewer\"");
+	v[2] = text_datum(to);
+	v[3] = role_member(from);
+	v[4] = role_member(to);
 	run(P_SET_ROLE, v, NULL, SPI_OK_UPDATE);
 }
 
@@ -881,7 +872,9 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 	if (!a.granted)
 	{
 		initStringInfo(&ack);
-		appendStringInfoString(&ack, "{\"ack\":{\"ok\":false,\"error\":{\"code\":\"LOCK_HELD\",\"message\":");
+		appendStringInfoString(&ack, "{\"ack\":{\"ok\":false,\"error\":{\"code\":");
+		escape_json(&ack, collab_errors[CE_LOCK_HELD].code);
+		appendStringInfoString(&ack, ",\"message\":");
 		{
 			StringInfoData msg;
 
@@ -890,13 +883,13 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 			escape_json(&ack, msg.data);
 		}
 		appendStringInfoString(&ack, "},\"lock\":");
-		append_lock_info(&ack, &a.lease, false);
+		payload_lock_info(&ack, &a.lease, false);
 		appendStringInfoString(&ack, "}}");
 		PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
 	}
 	initStringInfo(&ack);
 	appendStringInfoString(&ack, "{\"ack\":{\"ok\":true,\"lock\":");
-	append_lock_info(&ack, &a.lease, true);
+	payload_lock_info(&ack, &a.lease, true);
 	appendStringInfo(&ack, "},\"token\":" INT64_FORMAT "}", a.lease.token);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(ack.data, ack.len));
 }
@@ -928,7 +921,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 			not_joined(key);
 		require_read_committed();
 		/* the path lock first: then the lease is read once, and locked */
-		DirectFunctionCall1(collab_lock_path, key[1]);
+		collab_lock_path_of(key[1]);
 		run(P_HOLDER_LEASE_FOR_UPDATE, by_holder, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
@@ -941,7 +934,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 		lease_from_row(0, &l);
 		/* an expired lease is the sweep's to record */
 		if (l.expires_at <= GetCurrentTimestamp())
-			token_error(l.token, l.resource_id);
+			collab_token_error(l.token, l.resource_id);
 		drop_lease(&l, "release", "released");
 		set_role(key, false);
 		SPI_finish();

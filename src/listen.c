@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "collab.h"
-#include "worker.h"
+#include "listen.h"
 
 #define MAX_LISTENERS	16
 /* After EMFILE or ENFILE, accepting pauses this long instead of spinning. */

@@ -81,6 +81,13 @@ collab_lock_path(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The locks of collab._lock_path(), for C callers (resource_id a text Datum). */
+void
+collab_lock_path_of(Datum resource_id)
+{
+	DirectFunctionCall1(collab_lock_path, resource_id);
+}
+
 /*
  * collab._try_lock_path(resource_id text): the locks of _lock_path without
  * waiting.  False, holding none of the locks this call took, when another

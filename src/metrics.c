@@ -25,7 +25,6 @@
 
 #include "collab.h"
 #include "metrics.h"
-#include "worker.h"
 
 typedef struct MetricsSlot
 {
@@ -173,24 +172,19 @@ metrics_count_event(const char *name)
 		collab_metrics->saves_accepted++;
 }
 
-/* Our gauges, for the worker that renders the sum. */
+/*
+ * Our gauges, for the worker that renders the sum: the worker sets them on
+ * every pass of its loop, and before it answers /metrics or /healthz.
+ */
 void
-metrics_publish_gauges(void)
+metrics_set_gauges(int connections, int rooms)
 {
-	collab_metrics->connections = ws_conn_count;
-	collab_metrics->rooms = rooms_count();
-}
-
-/* What /metrics and /healthz report: our fresh gauges, summed with the others'. */
-static int
-metrics_current(CollabMetrics *total)
-{
-	metrics_publish_gauges();
-	return metrics_total(total);
+	collab_metrics->connections = connections;
+	collab_metrics->rooms = rooms;
 }
 
 /*
- * Has any running worker committed lately (total from metrics_current)?  The
+ * Has any running worker committed lately (total from metrics_total)?  The
  * forwarding worker's sweep commits every collab.sweep_interval; the other
  * workers commit only for their clients.  (lws_now_usecs() is
  * CLOCK_MONOTONIC, one clock for all.)
@@ -217,7 +211,7 @@ metrics_render(StringInfo buf)
 	const CollabMetrics *m = &total;
 	int			nworkers;
 
-	nworkers = metrics_current(&total);
+	nworkers = metrics_total(&total);
 	metric(buf, "collab_workers", "gauge", "Running WebSocket worker processes.", nworkers);
 	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", m->connections);
 	metric(buf, "collab_connections_total", "counter", "WebSocket connections accepted.", m->connections_total);
@@ -286,7 +280,7 @@ metrics_http(struct lws *wsi, const char *uri)
 		CollabMetrics total;
 		bool		db;
 
-		(void) metrics_current(&total);
+		(void) metrics_total(&total);
 		db = database_ok(&total);
 		appendStringInfo(&body, "{\"status\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
 						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", total.connections);

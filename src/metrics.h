@@ -40,7 +40,7 @@ extern CollabMetrics *collab_metrics;
 
 extern void metrics_init(void);
 extern void metrics_attach(int slot);
-extern void metrics_publish_gauges(void);
+extern void metrics_set_gauges(int connections, int rooms);
 
 extern void metrics_observe_sql(double ms);
 extern void metrics_count_event(const char *name);

@@ -20,11 +20,14 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "collab.h"
+#include "conn.h"
+#include "jobs.h"
 #include "json_object.h"
 #include "metrics.h"
 #include "resource_id.h"
+#include "rooms.h"
 #include "sio_codec.h"
-#include "worker.h"
 
 #define ROOT_KEY_LEN	(RESOURCE_ID_MAX_SEGMENT_BYTES + 1)
 
@@ -194,163 +197,252 @@ is_ancestor(const char *a, int alen, const char *b, int blen)
 	return alen < blen && b[alen] == '/' && strncmp(a, b, alen) == 0;
 }
 
+/* ----------------------------------------------------------------
+ * The holder's own copy of lock:acquired
+ * ---------------------------------------------------------------- */
+
+/* A lookup of the token of a lock granted on a connection's behalf. */
+typedef struct HolderEventJob
+{
+	Job			job;
+	char	   *resource_id;
+	char	   *event_name;
+	char	   *event_payload;	/* without its closing brace */
+} HolderEventJob;
+
+static void holder_event_done(Job *job);
+static void send_holder_event(Conn *conn, const char *name, const char *payload, int len,
+							  int64 token);
+
+/* Looks up the token of a lock granted on conn's behalf, then sends it the event. */
 static void
-forget_lock(Conn *conn, const char *resource_id)
+queue_holder_event(Conn *conn, const char *resource_id, const char *name,
+				   const char *payload, int len)
 {
-	HeldLock  **link = &conn->locks;
+	HolderEventJob *hj;
 
-	while (*link)
+	hj = (HolderEventJob *) job_new(sizeof(HolderEventJob),
+									"SELECT token::text FROM collab.leases WHERE holder_id = $1 AND resource_id = $2",
+									conn, holder_event_done);
+	hj->job.nargs = 2;
+	hj->job.args[0] = job_strdup(conn->id);
+	hj->job.args[1] = job_strdup(resource_id);
+	hj->resource_id = hj->job.args[1];
+	hj->event_name = job_strdup(name);
+	hj->event_payload = job_strndup(payload, len);
+	jobs_queue(&hj->job);
+}
+
+/*
+ * Sends the holder's own copy of an event: payload is the shared payload
+ * without its closing brace, and the token (if >= 0) is added.
+ */
+static void
+send_holder_event(Conn *conn, const char *name, const char *payload, int len, int64 token)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, name, SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendBinaryStringInfo(&buf, payload, len);
+	if (token >= 0)
 	{
-		if (strcmp((*link)->resource_id, resource_id) == 0)
-		{
-			HeldLock   *h = *link;
-
-			*link = h->next;
-			pfree(h->resource_id);
-			pfree(h);
-			return;
-		}
-		link = &(*link)->next;
+		appendStringInfoString(&buf, ",\"token\":");
+		sio_append_int64(&buf, token);
 	}
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
 }
 
-static int64
-held_token(Conn *conn, const char *resource_id)
+static void
+holder_event_done(Job *job)
 {
-	for (HeldLock *h = conn->locks; h; h = h->next)
-		if (strcmp(h->resource_id, resource_id) == 0)
-			return h->token;
-	return -1;
+	HolderEventJob *hj = (HolderEventJob *) job;
+	int64		token = -1;
+
+	if (job->conn->state != CONN_CONNECTED)
+		return;
+	if (job->result && collab_parse_int64(job->result, &token))
+		conn_store_token(job->conn, hj->resource_id, token);
+	else
+		token = -1;
+	send_holder_event(job->conn, hj->event_name, hj->event_payload,
+					  strlen(hj->event_payload), token);
 }
 
-/* Fans out one event object of a notification. */
+/* ----------------------------------------------------------------
+ * Fan-out
+ * ---------------------------------------------------------------- */
+
+/* A committed event, as the fan-out sees it. */
+typedef struct Fanout
+{
+	const char *name;
+	const char *rid;
+	int			rlen;
+	const char *holder;			/* holderId: the connection whose lock it is */
+	const char *requester;		/* the one connection it is for, if any */
+	bool		presence;		/* reaches the resource and its ancestors only */
+	bool		acquired;		/* lock:acquired: the holder's copy has the token */
+	bool		drops_lock;		/* the holder's lock is gone */
+	StringInfoData payload;		/* what clients get, without its closing brace */
+	OutFrame   *shared;			/* the frame of every recipient but the holder */
+} Fanout;
+
+/* The event's name, resource and routing members; false if malformed. */
+static bool
+read_routing(JsonObject *ev, Fanout *f)
+{
+	const char *name;
+	size_t		l;
+
+	if (json_object_get_string(ev, "event", &name, &l) != JSON_GET_OK ||
+		json_object_get_string(ev, "resourceId", &f->rid, &l) != JSON_GET_OK)
+		return false;
+	f->name = name;
+	f->rlen = (int) l;
+	f->holder = NULL;
+	f->requester = NULL;
+	(void) json_object_get_string(ev, "holderId", &f->holder, &l);
+	(void) json_object_get_string(ev, "requesterHolderId", &f->requester, &l);
+	/* events for one connection only name it in "to" */
+	if (f->requester == NULL)
+		(void) json_object_get_string(ev, "to", &f->requester, &l);
+	f->presence = strncmp(name, "presence:", 9) == 0;
+	f->acquired = strcmp(name, "lock:acquired") == 0;
+	f->drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
+	return true;
+}
+
+/* The payload clients get: every member but the routing ones, and its frame. */
+static void
+client_payload(JsonObject *ev, Fanout *f)
+{
+	StringInfoData frame;
+
+	initStringInfo(&f->payload);
+	appendStringInfoChar(&f->payload, '{');
+	for (int i = 0; i < ev->nmembers; i++)
+	{
+		JsonMember *m = &ev->members[i];
+
+		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
+			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
+			continue;
+		if (f->payload.len > 1)
+			appendStringInfoChar(&f->payload, ',');
+		sio_json_escape(&f->payload, m->key);
+		appendStringInfoChar(&f->payload, ':');
+		if (m->kind == JSON_KIND_STRING)
+			sio_json_escape_len(&f->payload, m->value, m->len);
+		else
+			appendBinaryStringInfo(&f->payload, m->value, m->len);
+	}
+	initStringInfo(&frame);
+	sio_event_begin(&frame, NULL, f->name, SIO_NO_ACK);
+	sio_arg_begin(&frame);
+	appendBinaryStringInfo(&frame, f->payload.data, f->payload.len);
+	appendStringInfoChar(&frame, '}');
+	sio_packet_end(&frame);
+	f->shared = outframe_make(frame.data, frame.len);
+	f->shared->refcount++;
+	pfree(frame.data);
+}
+
+/* Is the room on the event's path? */
+static bool
+on_path(const Room *room, const Fanout *f)
+{
+	return (room->len == f->rlen && strcmp(room->id, f->rid) == 0) ||
+		is_ancestor(room->id, room->len, f->rid, f->rlen) ||
+		(!f->presence && is_ancestor(f->rid, f->rlen, room->id, room->len));
+}
+
+/* The event for one member of a room on its path, once per connection. */
+static void
+deliver(Conn *conn, Fanout *f)
+{
+	bool		is_holder = f->holder != NULL && strcmp(conn->id, f->holder) == 0;
+
+	if (conn->fanout_stamp == fanout_stamp)
+		return;
+	conn->fanout_stamp = fanout_stamp;
+	if (conn->state != CONN_CONNECTED)
+		return;
+	if (f->requester != NULL && strcmp(conn->id, f->requester) != 0)
+		return;
+	if (f->drops_lock && is_holder)
+		conn_forget_lock(conn, f->rid);
+	if (f->acquired && is_holder && conn_held_token(conn, f->rid) < 0)
+	{
+		/*
+		 * Granted on this connection's behalf (an edit hand-off): its copy
+		 * must carry the token, which we look up first.
+		 */
+		queue_holder_event(conn, f->rid, f->name, f->payload.data, f->payload.len);
+		return;
+	}
+	if (f->acquired && is_holder)
+	{
+		send_holder_event(conn, f->name, f->payload.data, f->payload.len,
+						  conn_held_token(conn, f->rid));
+		return;
+	}
+	conn_send_frame(conn, f->shared);
+}
+
+/* Fans out one committed event. */
 static void
 dispatch_event(const char *json, size_t len, bool count)
 {
 	JsonObject	ev;
 	char	   *perr = NULL;
-	const char *name;
-	const char *rid;
-	const char *holder = NULL;
-	const char *requester = NULL;
-	size_t		l;
-	int			rlen;
-	bool		presence;
-	bool		acquired;
-	bool		drops_lock;
-	StringInfoData payload;
-	StringInfoData frame;
-	OutFrame   *shared;
+	Fanout		f;
 	char		key[ROOT_KEY_LEN];
 	RootEntry  *root;
 	dlist_iter	rit;
 
-	if (!json_object_parse(json, len, &ev, &perr) ||
-		json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK ||
-		json_object_get_string(&ev, "resourceId", &rid, &l) != JSON_GET_OK)
+	if (!json_object_parse(json, len, &ev, &perr) || !read_routing(&ev, &f))
 	{
 		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
 		return;
 	}
-	rlen = (int) l;
 	if (count)
-		metrics_count_event(name);
-	(void) json_object_get_string(&ev, "holderId", &holder, &l);
-	(void) json_object_get_string(&ev, "requesterHolderId", &requester, &l);
-	/* events for one connection only name it in "to" */
-	if (requester == NULL)
-		(void) json_object_get_string(&ev, "to", &requester, &l);
-	presence = strncmp(name, "presence:", 9) == 0;
-	acquired = strcmp(name, "lock:acquired") == 0;
-	drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
-	if (strcmp(name, "lock:denied") == 0 && requester == NULL)
+		metrics_count_event(f.name);
+	/* a denial is for the requester alone */
+	if (strcmp(f.name, "lock:denied") == 0 && f.requester == NULL)
 		return;
-
-	root_key(rid, key);
+	root_key(f.rid, key);
 	root = hash_search(roots, key, HASH_FIND, NULL);
 	if (root == NULL)
 		return;
 
-	/* the payload: every member but the routing ones */
-	initStringInfo(&payload);
-	appendStringInfoChar(&payload, '{');
-	for (int i = 0; i < ev.nmembers; i++)
-	{
-		JsonMember *m = &ev.members[i];
-
-		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
-			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
-			continue;
-		if (payload.len > 1)
-			appendStringInfoChar(&payload, ',');
-		sio_json_escape(&payload, m->key);
-		appendStringInfoChar(&payload, ':');
-		if (m->kind == JSON_KIND_STRING)
-			sio_json_escape_len(&payload, m->value, m->len);
-		else
-			appendBinaryStringInfo(&payload, m->value, m->len);
-	}
-	initStringInfo(&frame);
-	sio_event_begin(&frame, NULL, name, SIO_NO_ACK);
-	sio_arg_begin(&frame);
-	appendBinaryStringInfo(&frame, payload.data, payload.len);
-	appendStringInfoChar(&frame, '}');
-	sio_packet_end(&frame);
-	shared = outframe_make(frame.data, frame.len);
-	shared->refcount++;
-
+	client_payload(&ev, &f);
 	fanout_stamp++;
 	dlist_foreach(rit, &root->rooms)
 	{
 		Room	   *room = dlist_container(Room, in_root, rit.cur);
-		bool		on_path;
 		dlist_iter	mit;
 
-		on_path = (room->len == rlen && strcmp(room->id, rid) == 0) ||
-			is_ancestor(room->id, room->len, rid, rlen) ||
-			(!presence && is_ancestor(rid, rlen, room->id, room->len));
-		if (!on_path)
+		if (!on_path(room, &f))
 			continue;
 		dlist_foreach(mit, &room->members)
-		{
-			Conn	   *conn = dlist_container(RoomMember, in_room, mit.cur)->conn;
-			bool		is_holder = holder != NULL && strcmp(conn->id, holder) == 0;
-
-			if (conn->fanout_stamp == fanout_stamp)
-				continue;
-			conn->fanout_stamp = fanout_stamp;
-			if (conn->state != CONN_CONNECTED)
-				continue;
-			if (requester != NULL && strcmp(conn->id, requester) != 0)
-				continue;
-			if (drops_lock && is_holder)
-				forget_lock(conn, rid);
-			if (acquired && is_holder && held_token(conn, rid) < 0)
-			{
-				/*
-				 * Granted on this connection's behalf (an edit hand-off): its
-				 * copy must carry the token, which we look up first.
-				 */
-				ws_queue_holder_event(conn, rid, name, payload.data, payload.len);
-				continue;
-			}
-			if (acquired && is_holder)
-			{
-				ws_send_holder_event(conn, name, payload.data, payload.len,
-									 held_token(conn, rid));
-				continue;
-			}
-			ws_send_frame(conn, shared);
-		}
+			deliver(dlist_container(RoomMember, in_room, mit.cur)->conn, &f);
 	}
-	outframe_release(shared);
-	pfree(payload.data);
-	pfree(frame.data);
+	outframe_release(f.shared);
+	pfree(f.payload.data);
 	json_object_free(&ev);
 }
 
+/*
+ * Fans out the events of one committed payload ({"v":1,"events":[...]},
+ * see events.c) to the rooms they concern; count: counted in the metrics.
+ */
 void
-rooms_dispatch_notification(const char *payload, bool count)
+rooms_fan_out(const char *payload, bool count)
 {
 	JsonObject	env;
 	JsonArray	events;
@@ -361,7 +453,7 @@ rooms_dispatch_notification(const char *payload, bool count)
 		(m = json_object_get(&env, "events")) == NULL || m->kind != JSON_KIND_ARRAY ||
 		!json_array_parse(m->value, m->len, &events, &perr))
 	{
-		ereport(LOG, (errmsg("collab worker ignores a malformed notification")));
+		ereport(LOG, (errmsg("collab worker ignores a malformed event payload")));
 		return;
 	}
 	for (int i = 0; i < events.nelems; i++)

@@ -11,7 +11,7 @@
  * title.  This is the hot path of the product, so it is C: no PL/pgSQL
  * frames, no SET clauses, plans prepared once per backend.  Rare failures
  * whose diagnosis needs the tables (which error a dead token deserves) are
- * left to the SQL helper collab._token_error().
+ * left to the SQL helper collab._token_error() (collab_token_error()).
  *
  * The lease and the helpers belong to the extension owner; the guard and
  * collab.save() run their queries as that role (owner.c).
@@ -31,36 +31,34 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/json.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
+#include "payloads.h"
 
-extern Datum collab_lock_path(PG_FUNCTION_ARGS);
 
-static SPIPlanPtr renew_plan = NULL;
-static SPIPlanPtr save_plan = NULL;
+/* The renewal of the live lease of the row or an ancestor, by token */
+static const char renew_sql[] =
+"UPDATE collab.leases c "
+"   SET renewed_at = $2, expires_at = $4 "
+" WHERE c.token OPERATOR(pg_catalog.=) $1 "
+"   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
+"   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
+"RETURNING c.user_id, c.username, c.holder_id";
+static const Oid renew_types[4] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
+
+/* collab.save()'s UPDATE, which the guard then checks */
+static const char save_sql[] =
+"UPDATE collab.resources SET content = $2 "
+"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version";
+static const Oid save_types[2] = {TEXTOID, TEXTOID};
 
 /* collab.save() hands its token to the guard here rather than via settings */
 static bool save_active = false;
 static int64 save_token;
 static bool save_has_base;
 static int64 save_base;
-
-/* Raises the error collab._token_error() picks; runs as the owner. */
-pg_attribute_noreturn()
-static void
-token_error(bool has_token, int64 token, Datum resource_id)
-{
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(token), resource_id};
-	char		nulls[2] = {has_token ? ' ' : 'n', ' '};
-
-	SPI_connect();
-	SPI_execute_with_args("SELECT collab._token_error($1, $2)", 2, types, values, nulls, false, 0);
-	elog(ERROR, "collab._token_error did not raise");
-}
 
 static bool
 column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int att)
@@ -86,151 +84,153 @@ attnum(TupleDesc desc, const char *name)
 	return n;
 }
 
-/* collab._guard_update(): BEFORE UPDATE FOR EACH ROW on collab.resources */
-PG_FUNCTION_INFO_V1(collab_guard_update);
-Datum
-collab_guard_update(PG_FUNCTION_ARGS)
+/* An UPDATE of collab.resources, as far as the guard looks at it. */
+typedef struct GuardedUpdate
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
 	TupleDesc	desc;
-	HeapTuple	oldt,
-				newt;
-	int			a_content,
-				a_version,
-				a_by,
-				a_byname,
-				a_at;
-	int64		token = 0,
-				base = 0;
-	bool		has_token,
-				has_base,
-				isnull;
-	Datum		id;
-	char	   *id_str;
-	int64		old_version;
-	TimestampTz now;
-	char	   *uid = NULL,
-			   *uname = NULL,
-			   *hid = NULL;
-	int			cols[4];
-	Datum		vals[4];
-	bool		nulls[4] = {false, false, false, false};
-	StringInfoData ev;
-	MemoryContext upper = CurrentMemoryContext;
-	CollabOwner oc;
-	bool		restored;
-	int64		restored_from;
+	HeapTuple	oldt;
+	HeapTuple	newt;
+	/* the columns the guard reads or owns */
+	int			a_id;
+	int			a_content;
+	int			a_version;
+	int			a_by;
+	int			a_byname;
+	int			a_at;
+} GuardedUpdate;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
-		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		elog(ERROR, "collab._guard_update() must be a BEFORE UPDATE row trigger");
-	desc = td->tg_relation->rd_att;
-	oldt = td->tg_trigtuple;
-	newt = td->tg_newtuple;
-	a_content = attnum(desc, "content");
-	a_version = attnum(desc, "version");
-	a_by = attnum(desc, "saved_by");
-	a_byname = attnum(desc, "saved_by_name");
-	a_at = attnum(desc, "saved_at");
+/* The token and base version a save presents. */
+typedef struct Presented
+{
+	bool		has_token;
+	int64		token;
+	bool		has_base;
+	int64		base;
+} Presented;
 
-	if (!column_unchanged(oldt, newt, desc, attnum(desc, "id")) ||
-		!column_unchanged(oldt, newt, desc, attnum(desc, "parent_id")) ||
-		!column_unchanged(oldt, newt, desc, attnum(desc, "kind")) ||
-		!column_unchanged(oldt, newt, desc, attnum(desc, "created_at")))
+/* Who saved: the holder of the lease that the save renewed. */
+typedef struct Saver
+{
+	char	   *user_id;
+	char	   *username;
+	char	   *holder_id;
+} Saver;
+
+static void
+read_update(TriggerData *td, GuardedUpdate *u)
+{
+	u->desc = td->tg_relation->rd_att;
+	u->oldt = td->tg_trigtuple;
+	u->newt = td->tg_newtuple;
+	u->a_id = attnum(u->desc, "id");
+	u->a_content = attnum(u->desc, "content");
+	u->a_version = attnum(u->desc, "version");
+	u->a_by = attnum(u->desc, "saved_by");
+	u->a_byname = attnum(u->desc, "saved_by_name");
+	u->a_at = attnum(u->desc, "saved_at");
+}
+
+/* What identifies a resource never changes. */
+static void
+forbid_key_changes(GuardedUpdate *u)
+{
+	if (!column_unchanged(u->oldt, u->newt, u->desc, u->a_id) ||
+		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "parent_id")) ||
+		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "kind")) ||
+		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "created_at")))
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_BAD_REQUEST)),
 				 errmsg("resource ids, parents, kinds and creation times cannot change")));
+}
 
+/* The token and base version from collab.save(), or from the settings. */
+static void
+read_presented(Presented *p)
+{
 	if (save_active)
 	{
-		has_token = true;
-		token = save_token;
-		has_base = save_has_base;
-		base = save_base;
+		p->has_token = true;
+		p->token = save_token;
+		p->has_base = save_has_base;
+		p->base = save_base;
+		return;
 	}
-	else
-	{
-		has_token = collab_lock_token && *collab_lock_token;
-		has_base = collab_base_version && *collab_base_version;
-		if ((has_token && !collab_parse_int64(collab_lock_token, &token)) ||
-			(has_base && !collab_parse_int64(collab_base_version, &base)))
-			ereport(ERROR,
-					(errcode(collab_errcode(CE_BAD_REQUEST)),
-					 errmsg("collab.lock_token and collab.base_version must be integers")));
-	}
+	p->token = p->base = 0;
+	p->has_token = collab_lock_token && *collab_lock_token;
+	p->has_base = collab_base_version && *collab_base_version;
+	if ((p->has_token && !collab_parse_int64(collab_lock_token, &p->token)) ||
+		(p->has_base && !collab_parse_int64(collab_base_version, &p->base)))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_BAD_REQUEST)),
+				 errmsg("collab.lock_token and collab.base_version must be integers")));
+}
 
-	id = heap_getattr(oldt, attnum(desc, "id"), desc, &isnull);
-	id_str = TextDatumGetCString(id);
+/*
+ * An UPDATE without a token: a change of the title alone needs no lock, and
+ * keeps the columns the guard owns; a change of content is refused.  (An
+ * UPDATE that presents a token is a save even with unchanged content: a bad
+ * token never passes.)
+ */
+static HeapTuple
+title_only(GuardedUpdate *u, const char *id)
+{
+	int			c[4] = {u->a_version, u->a_by, u->a_byname, u->a_at};
+	Datum		v[4];
+	bool		n[4];
 
-	if (!has_token)
-	{
-		/*
-		 * Title-only changes need no lock.  An UPDATE that presents a token
-		 * is a save even with unchanged content: a bad token never passes.
-		 */
-		if (column_unchanged(oldt, newt, desc, a_content))
-		{
-			int			c[4] = {a_version, a_by, a_byname, a_at};
-			Datum		v[4];
-			bool		n[4];
-
-			for (int i = 0; i < 4; i++)
-				v[i] = heap_getattr(oldt, c[i], desc, &n[i]);
-			return PointerGetDatum(heap_modify_tuple_by_cols(newt, desc, 4, c, v, n));
-		}
+	if (!column_unchanged(u->oldt, u->newt, u->desc, u->a_content))
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_LOCK_NOT_HELD)),
-				 errmsg("no lock token presented for resource \"%s\"", id_str),
+				 errmsg("no lock token presented for resource \"%s\"", id),
 				 errdetail("Content changes only with the live editor lock's fencing token."),
 				 errhint("Use collab.save(), or SET LOCAL collab.lock_token before the UPDATE.")));
-	}
+	for (int i = 0; i < 4; i++)
+		v[i] = heap_getattr(u->oldt, c[i], u->desc, &n[i]);
+	return heap_modify_tuple_by_cols(u->newt, u->desc, 4, c, v, n);
+}
 
-	{
-		Datum		c = heap_getattr(newt, a_content, desc, &isnull);
-		Size		size = isnull ? 0 : toast_raw_datum_size(c) - VARHDRSZ;
+static void
+check_content_size(GuardedUpdate *u)
+{
+	bool		isnull;
+	Datum		c = heap_getattr(u->newt, u->a_content, u->desc, &isnull);
+	Size		size = isnull ? 0 : toast_raw_datum_size(c) - VARHDRSZ;
 
-		if (size > (Size) collab_max_content_size)
-			ereport(ERROR,
-					(errcode(collab_errcode(CE_PAYLOAD_TOO_LARGE)),
-					 errmsg("content of %zu bytes exceeds collab.max_content_size (%d bytes)",
-							size, collab_max_content_size)));
-	}
+	if (size > (Size) collab_max_content_size)
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_PAYLOAD_TOO_LARGE)),
+				 errmsg("content of %zu bytes exceeds collab.max_content_size (%d bytes)",
+						size, collab_max_content_size)));
+}
 
-	old_version = DatumGetInt64(heap_getattr(oldt, a_version, desc, &isnull));
-	DirectFunctionCall1(collab_lock_path, id);
-	now = GetCurrentTimestamp();
+/*
+ * Renews the live lease of token on the resource id or an ancestor, as the
+ * owner of function fn, and tells who holds it; raises the right error
+ * when token is not such a lease.
+ */
+static void
+renew_for_save(Oid fn, int64 token, Datum id, const char *id_str, TimestampTz now,
+			   Saver *saver)
+{
+	MemoryContext upper = CurrentMemoryContext;
+	CollabOwner oc;
 
-	/* renew the live lease of this resource or an ancestor, as the owner */
-	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	collab_become_owner(fn, &oc);
 	PG_TRY();
 	{
-		Datum		v[3] = {Int64GetDatum(token), TimestampTzGetDatum(now), id};
+		Datum		v[4] = {Int64GetDatum(token), TimestampTzGetDatum(now), id,
+							TimestampTzGetDatum(collab_lease_expiry(now))};
 		int			rc;
 
 		SPI_connect();
-		if (renew_plan == NULL)
-		{
-			Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TEXTOID};
-
-			renew_plan = SPI_prepare(
-									 "UPDATE collab.leases c "
-									 "   SET renewed_at = $2, expires_at = $2 OPERATOR(pg_catalog.+) collab.lock_ttl() "
-									 " WHERE c.token OPERATOR(pg_catalog.=) $1 "
-									 "   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
-									 "   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
-									 "RETURNING c.user_id, c.username, c.holder_id", 3, types);
-			if (renew_plan == NULL)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(renew_plan);
-		}
-		rc = SPI_execute_plan(renew_plan, v, NULL, false, 1);
+		rc = SPI_execute_plan(collab_plan(renew_sql, 4, renew_types, 0), v, NULL, false, 1);
 		if (rc != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed != 1)
-			token_error(true, token, id);
-		uid = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		uname = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-		hid = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+			collab_token_error(token, id_str);
+		saver->user_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		saver->username = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		saver->holder_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -238,62 +238,82 @@ collab_guard_update(PG_FUNCTION_ARGS)
 		collab_restore_user(&oc);
 	}
 	PG_END_TRY();
+}
 
-	if (has_base && base != old_version)
-	{
-		Datum		by = heap_getattr(oldt, a_byname, desc, &isnull);
-		char	   *by_str = isnull ? "nobody" : TextDatumGetCString(by);
-		Datum		at = heap_getattr(oldt, a_at, desc, &isnull);
-		StringInfoData ts;
+/* The save expected base, and the resource is at version. */
+pg_attribute_noreturn()
+static void
+version_conflict(GuardedUpdate *u, const char *id, int64 version, int64 base)
+{
+	bool		isnull;
+	Datum		by = heap_getattr(u->oldt, u->a_byname, u->desc, &isnull);
+	char	   *by_str = isnull ? "nobody" : TextDatumGetCString(by);
+	Datum		at = heap_getattr(u->oldt, u->a_at, u->desc, &isnull);
+	char	   *at_str = isnull ? "never" : collab_ts_text(DatumGetTimestampTz(at));
 
-		initStringInfo(&ts);
-		if (isnull)
-			appendStringInfoString(&ts, "never");
-		else
-		{
-			collab_append_ts(&ts, DatumGetTimestampTz(at));
-			/* without the JSON quotes */
-			memmove(ts.data, ts.data + 1, ts.len - 2);
-			ts.data[ts.len - 2] = '\0';
-		}
-		ereport(ERROR,
-				(errcode(collab_errcode(CE_VERSION_CONFLICT)),
-				 errmsg("resource \"%s\" is at version " INT64_FORMAT ", not " INT64_FORMAT,
-						id_str, old_version, base),
-				 errdetail("It was last saved by %s at %s.", by_str, ts.data),
-				 errhint("Reload the current content and apply your change to it.")));
-	}
+	ereport(ERROR,
+			(errcode(collab_errcode(CE_VERSION_CONFLICT)),
+			 errmsg("resource \"%s\" is at version " INT64_FORMAT ", not " INT64_FORMAT,
+					id, version, base),
+			 errdetail("It was last saved by %s at %s.", by_str, at_str),
+			 errhint("Reload the current content and apply your change to it.")));
+}
 
-	/* the save's revision, in this transaction (revisions.c) */
-	restored = collab_record_revision(fcinfo->flinfo->fn_oid, desc, oldt, newt, old_version + 1,
-									  uid, uname, now, token, &restored_from);
+/* The saved row: the next version, who saved it and when. */
+static HeapTuple
+saved_row(GuardedUpdate *u, int64 version, const Saver *saver, TimestampTz now)
+{
+	int			cols[4] = {u->a_version, u->a_by, u->a_byname, u->a_at};
+	Datum		vals[4];
+	bool		nulls[4] = {false, false, false, false};
 
-	cols[0] = a_version;
-	vals[0] = Int64GetDatum(old_version + 1);
-	cols[1] = a_by;
-	vals[1] = CStringGetTextDatum(uid);
-	cols[2] = a_byname;
-	vals[2] = CStringGetTextDatum(uname);
-	cols[3] = a_at;
+	vals[0] = Int64GetDatum(version);
+	vals[1] = CStringGetTextDatum(saver->user_id);
+	vals[2] = CStringGetTextDatum(saver->username);
 	vals[3] = TimestampTzGetDatum(now);
+	return heap_modify_tuple_by_cols(u->newt, u->desc, 4, cols, vals, nulls);
+}
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"doc:saved\",\"resourceId\":");
-	escape_json(&ev, id_str);
-	appendStringInfo(&ev, ",\"version\":" INT64_FORMAT ",\"savedBy\":{\"userId\":", old_version + 1);
-	escape_json(&ev, uid);
-	appendStringInfoString(&ev, ",\"username\":");
-	escape_json(&ev, uname);
-	appendStringInfoString(&ev, "},\"holderId\":");
-	escape_json(&ev, hid);
-	appendStringInfoString(&ev, ",\"savedAt\":");
-	collab_append_ts(&ev, now);
-	if (restored)
-		appendStringInfo(&ev, ",\"restoredFrom\":" INT64_FORMAT, restored_from);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
+/* collab._guard_update(): BEFORE UPDATE FOR EACH ROW on collab.resources */
+PG_FUNCTION_INFO_V1(collab_guard_update);
+Datum
+collab_guard_update(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	GuardedUpdate u;
+	Presented	p;
+	bool		isnull;
+	Datum		id;
+	char	   *id_str;
+	int64		old_version;
+	TimestampTz now;
+	Saver		saver;
+	bool		restored;
+	int64		restored_from = 0;
 
-	return PointerGetDatum(heap_modify_tuple_by_cols(newt, desc, 4, cols, vals, nulls));
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "collab._guard_update() must be a BEFORE UPDATE row trigger");
+	read_update(td, &u);
+	forbid_key_changes(&u);
+	read_presented(&p);
+	id = heap_getattr(u.oldt, u.a_id, u.desc, &isnull);
+	id_str = TextDatumGetCString(id);
+	if (!p.has_token)
+		return PointerGetDatum(title_only(&u, id_str));
+
+	check_content_size(&u);
+	old_version = DatumGetInt64(heap_getattr(u.oldt, u.a_version, u.desc, &isnull));
+	collab_lock_path_of(id);
+	now = GetCurrentTimestamp();
+	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id, id_str, now, &saver);
+	if (p.has_base && p.base != old_version)
+		version_conflict(&u, id_str, old_version, p.base);
+	restored = collab_record_revision(fcinfo->flinfo->fn_oid, u.desc, u.oldt, u.newt, old_version + 1,
+									  saver.user_id, saver.username, now, p.token, &restored_from);
+	publish_doc_saved(id_str, old_version + 1, saver.user_id, saver.username, saver.holder_id, now,
+					  restored ? &restored_from : NULL);
+	return PointerGetDatum(saved_row(&u, old_version + 1, &saver, now));
 }
 
 /* collab.save(resource_id, token, content, base_version): the new version */
@@ -327,17 +347,7 @@ collab_save(PG_FUNCTION_ARGS)
 		bool		isnull;
 
 		SPI_connect();
-		if (save_plan == NULL)
-		{
-			Oid			types[2] = {TEXTOID, TEXTOID};
-
-			save_plan = SPI_prepare("UPDATE collab.resources SET content = $2 "
-									"WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version", 2, types);
-			if (save_plan == NULL)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			SPI_keepplan(save_plan);
-		}
-		if (SPI_execute_plan(save_plan, v, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
+		if (SPI_execute_plan(collab_plan(save_sql, 2, save_types, 0), v, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "collab.save: UPDATE failed");
 		processed = SPI_processed;
 		if (processed == 1)

@@ -14,9 +14,10 @@
  * The whole frame is checked for UTF-8 first, because a WebSocket text
  * frame must be UTF-8 and the payload may later be stored or echoed.  JSON
  * syntax is checked with PostgreSQL's own parser (common/jsonapi.h) without
- * de-escaping, which keeps it free of ereport (no encoding conversion) and
- * of allocation beyond the lexer itself; nesting depth is bounded before
- * the recursive-descent parser ever sees the input.
+ * de-escaping, which keeps it free of ereport (no encoding conversion);
+ * nesting depth is bounded before the recursive-descent parser ever sees
+ * the input, and the event name is de-escaped, as json_object.c does for
+ * every string it reads (json_depth_check, json_string_decode).
  *
  * IDENTIFICATION
  *	  src/sio_codec.c
@@ -33,6 +34,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
+#include "json_object.h"
 #include "sio_codec.h"
 
 /*
@@ -96,52 +98,6 @@ sio_utf8_valid(const char *buf, size_t len)
 	return pg_encoding_verifymbstr(PG_UTF8, buf, (int) len) == (int) len;
 }
 
-/*
- * Upper bound of the nesting depth pg_parse_json would reach.  We mirror
- * only the lexer's view of strings (a '"' opens and closes one, a backslash
- * hides the next byte); up to the first lexical error that view is exact,
- * and the parser stops at that error, so our count bounds its recursion.
- */
-static SioParseError
-check_depth(const char *s, size_t len)
-{
-	int			depth = 0;
-	bool		in_string = false;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = s[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-			continue;
-		}
-		switch (c)
-		{
-			case '"':
-				in_string = true;
-				break;
-			case '[':
-			case '{':
-				if (++depth > SIO_MAX_JSON_DEPTH)
-					return SIO_ERR_JSON_DEPTH;
-				break;
-			case ']':
-			case '}':
-				if (--depth < 0)
-					return SIO_ERR_JSON;
-				break;
-			default:
-				break;
-		}
-	}
-	return SIO_OK;
-}
-
 static void
 shape_push(void *state)
 {
@@ -195,14 +151,19 @@ scan_json(const char *s, size_t len, JsonShape *sh)
 {
 	JsonSemAction sem;
 	JsonParseErrorType jerr;
-	SioParseError err;
 
 	memset(sh, 0, sizeof(*sh));
 	if (len == 0 || len > (size_t) PG_INT32_MAX)
 		return SIO_ERR_JSON;
-	err = check_depth(s, len);
-	if (err != SIO_OK)
-		return err;
+	switch (json_depth_check(s, len, SIO_MAX_JSON_DEPTH))
+	{
+		case JSON_DEPTH_OK:
+			break;
+		case JSON_DEPTH_EXCEEDED:
+			return SIO_ERR_JSON_DEPTH;
+		case JSON_DEPTH_UNBALANCED:
+			return SIO_ERR_JSON;
+	}
 
 	/* need_escapes = false: no de-escaping, hence no encoding conversion */
 	sh->lex = makeJsonLexContextCstringLen(unconstify(char *, s), (int) len,
@@ -235,166 +196,56 @@ sio_json_validate(const char *buf, size_t len)
  * ----------------------------------------------------------------
  */
 
-static int
-hex4(const char *p)
-{
-	int			v = 0;
-
-	for (int i = 0; i < 4; i++)
-	{
-		char		c = p[i];
-
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v |= c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v |= c - 'A' + 10;
-		else
-			return -1;
-	}
-	return v;
-}
-
 /*
  * De-escape the JSON string token [tok, end) (quotes included) into out,
- * which has room for SIO_MAX_EVENT_NAME bytes and a terminator.  The lexer
- * has already vouched for the escape syntax and the frame for its UTF-8,
- * but we re-check bounds rather than rely on that.  Surrogates must pair
- * up (a lone one has no UTF-8 form), and control characters and NUL are
- * refused because names end up in logs and C strings.
+ * which has room for SIO_MAX_EVENT_NAME bytes and a terminator, with
+ * json_string_decode(): the lexer has vouched for the escape syntax and the
+ * frame for its UTF-8, but bounds are re-checked rather than relied on.
+ * Control characters (escaped or not) and NUL are refused because names end
+ * up in logs and C strings, and so are socket.io's reserved names.
  */
 static SioParseError
 decode_event_name(const char *tok, const char *end, char *out, const char **msg)
 {
-	const char *p = tok + 1;
-	const char *stop = end - 1;
-	size_t		o = 0;
+	char	   *name;
+	size_t		len;
 
-	if (end - tok < 2 || *tok != '"' || *stop != '"')
+	switch (json_string_decode(tok, end - tok, &name, &len))
 	{
-		*msg = "event name is not a string";
-		return SIO_ERR_PAYLOAD;
+		case JSON_STRING_OK:
+			break;
+		case JSON_STRING_MALFORMED:
+			*msg = "event name is not a string";
+			return SIO_ERR_PAYLOAD;
+		case JSON_STRING_SURROGATE:
+			*msg = "event name contains an unpaired surrogate";
+			return SIO_ERR_EVENT_NAME;
+		case JSON_STRING_NUL:
+			*msg = "event name contains a control character";
+			return SIO_ERR_EVENT_NAME;
+		case JSON_STRING_BAD_ESCAPE:
+		default:
+			*msg = "event name has a malformed escape";
+			return SIO_ERR_EVENT_NAME;
 	}
-
-	while (p < stop)
+	for (size_t i = 0; i < len; i++)
 	{
-		unsigned int cp;
-		unsigned char u8[4];
-		int			n;
-
-		if (*p != '\\')
+		/* a byte of a multibyte character is >= 0x80: only these are controls */
+		if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
 		{
-			if ((unsigned char) *p < 0x20 || *p == 0x7f)
-			{
-				*msg = "event name contains a control character";
-				return SIO_ERR_EVENT_NAME;
-			}
-			if (o >= SIO_MAX_EVENT_NAME)
-			{
-				*msg = "event name is longer than 64 bytes";
-				return SIO_ERR_EVENT_NAME;
-			}
-			out[o++] = *p++;
-			continue;
-		}
-
-		if (stop - p < 2)
-			goto bad_escape;
-		p++;
-		switch (*p++)
-		{
-			case '"':
-				cp = '"';
-				break;
-			case '\\':
-				cp = '\\';
-				break;
-			case '/':
-				cp = '/';
-				break;
-			case 'b':
-			case 'f':
-			case 'n':
-			case 'r':
-			case 't':
-				*msg = "event name contains a control character";
-				return SIO_ERR_EVENT_NAME;
-			case 'u':
-				{
-					int			hi;
-
-					if (stop - p < 4 || (hi = hex4(p)) < 0)
-						goto bad_escape;
-					p += 4;
-					if (hi >= 0xD800 && hi <= 0xDBFF)
-					{
-						int			lo;
-
-						if (stop - p < 6 || p[0] != '\\' || p[1] != 'u' ||
-							(lo = hex4(p + 2)) < 0xDC00 || lo > 0xDFFF)
-						{
-							*msg = "event name contains an unpaired surrogate";
-							return SIO_ERR_EVENT_NAME;
-						}
-						p += 6;
-						cp = 0x10000 + (((unsigned int) hi - 0xD800) << 10) +
-							((unsigned int) lo - 0xDC00);
-					}
-					else if (hi >= 0xDC00 && hi <= 0xDFFF)
-					{
-						*msg = "event name contains an unpaired surrogate";
-						return SIO_ERR_EVENT_NAME;
-					}
-					else
-						cp = (unsigned int) hi;
-					break;
-				}
-			default:
-				goto bad_escape;
-		}
-
-		if (cp < 0x20 || cp == 0x7f)
-		{
+			pfree(name);
 			*msg = "event name contains a control character";
 			return SIO_ERR_EVENT_NAME;
 		}
-		if (cp < 0x80)
-		{
-			u8[0] = (unsigned char) cp;
-			n = 1;
-		}
-		else if (cp < 0x800)
-		{
-			u8[0] = (unsigned char) (0xC0 | (cp >> 6));
-			u8[1] = (unsigned char) (0x80 | (cp & 0x3F));
-			n = 2;
-		}
-		else if (cp < 0x10000)
-		{
-			u8[0] = (unsigned char) (0xE0 | (cp >> 12));
-			u8[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-			u8[2] = (unsigned char) (0x80 | (cp & 0x3F));
-			n = 3;
-		}
-		else
-		{
-			u8[0] = (unsigned char) (0xF0 | (cp >> 18));
-			u8[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));
-			u8[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-			u8[3] = (unsigned char) (0x80 | (cp & 0x3F));
-			n = 4;
-		}
-		if (o + n > SIO_MAX_EVENT_NAME)
-		{
-			*msg = "event name is longer than 64 bytes";
-			return SIO_ERR_EVENT_NAME;
-		}
-		memcpy(out + o, u8, n);
-		o += n;
 	}
-	out[o] = '\0';
+	if (len > SIO_MAX_EVENT_NAME)
+	{
+		pfree(name);
+		*msg = "event name is longer than 64 bytes";
+		return SIO_ERR_EVENT_NAME;
+	}
+	memcpy(out, name, len + 1);
+	pfree(name);
 
 	for (size_t i = 0; i < lengthof(reserved_events); i++)
 	{
@@ -405,10 +256,6 @@ decode_event_name(const char *tok, const char *end, char *out, const char **msg)
 		}
 	}
 	return SIO_OK;
-
-bad_escape:
-	*msg = "event name has a malformed escape";
-	return SIO_ERR_EVENT_NAME;
 }
 
 /* ----------------------------------------------------------------

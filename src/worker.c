@@ -2,16 +2,15 @@
  *
  * worker.c
  *	  The collab background worker: process lifecycle, the main loop, the
- *	  SQL job runner and the NOTIFY listener.
+ *	  expiry sweep and the forwarding of events to NOTIFY listeners.
  *
  * The main loop alternates one pass of the event loop (libev, which
- * libwebsockets joins), whose libwebsockets callbacks (ws_session.c) only
- * parse, validate and queue jobs, with running the queued jobs.  A batch of jobs runs in one transaction with a
- * subtransaction per job, so one commit (and one WAL flush) serves many
- * clients and one failing job cannot harm the others.  Committed events
- * reach the worker through the shared-memory event queue (event_queue.c),
- * whose eventfd libwebsockets polls; the worker fans them out to its rooms
- * and forwards them to NOTIFY listeners in its next batch.
+ * libwebsockets joins), whose callbacks (ws_transport.c, session.c) only
+ * parse, validate and queue jobs, with running the queued jobs (jobs.c).
+ * Committed events reach the worker through the shared-memory event queue
+ * (event_queue.c), whose eventfd is part of the event loop; the worker fans
+ * them out to its rooms (rooms.c) and, if it is the forwarding worker,
+ * forwards them to NOTIFY listeners in a batch of their own.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,29 +46,38 @@
 #include "utils/wait_event.h"
 
 #include "collab.h"
+#include "conn.h"
 #include "event_queue.h"
+#include "jobs.h"
+#include "jwt.h"
+#include "listen.h"
 #include "metrics.h"
+#include "rooms.h"
+#include "session.h"
 #include "worker.h"
+#include "ws_transport.h"
 
-PGDLLEXPORT void collab_worker_main(Datum main_arg);
+/*
+ * The descriptors the worker adopts into the event loop besides its
+ * connections, told apart by the opaque user data of their wsi.
+ */
+typedef enum WorkerFd
+{
+	FD_EVENT_QUEUE = 1,			/* the event queue's eventfd */
+	FD_POSTMASTER				/* the postmaster-death pipe */
+} WorkerFd;
 
-/* Jobs run in one transaction at most this many at a time. */
-#define JOB_BATCH_MAX	64
-
-struct lws_context *worker_context = NULL;
-struct ev_loop *worker_loop = NULL;
-MemoryContext worker_jobs_cxt = NULL;
-JwtConfig	worker_jwt;
-char	   *worker_name = NULL;
-int			worker_slot = 0;
+static struct lws_context *worker_context = NULL;
+static struct ev_loop *worker_loop = NULL;
+static JwtConfig worker_jwt;
+static char *worker_name = NULL;
+static int	worker_slot = 0;		/* 0-based: collab worker <slot + 1> */
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
 static volatile bool events_readable = false;
 static volatile bool postmaster_gone = false;
 
-static Job *job_head = NULL;
-static Job *job_tail = NULL;
 static bool sweep_queued = false;
 
 static lws_sorted_usec_list_t sweep_sul;
@@ -102,8 +110,6 @@ worker_sighup(SIGNAL_ARGS)
 /*
  * Register the worker(s).  Called from _PG_init in the postmaster.
  */
-void		collab_register_workers(void);
-
 void
 collab_register_workers(void)
 {
@@ -122,25 +128,6 @@ collab_register_workers(void)
 		worker.bgw_main_arg = Int32GetDatum(i);
 		RegisterBackgroundWorker(&worker);
 	}
-}
-
-int64
-worker_now_unix(void)
-{
-	return (int64) time(NULL);
-}
-
-void
-worker_queue_job(Job *job)
-{
-	job->next = NULL;
-	if (job->conn)
-		job->conn->pending_jobs++;
-	if (job_tail)
-		job_tail->next = job;
-	else
-		job_head = job;
-	job_tail = job;
 }
 
 /* (Re)load the JWT verification settings. */
@@ -179,383 +166,16 @@ load_jwt_config(void)
 }
 
 /* ----------------------------------------------------------------
- * SQL jobs
- * ---------------------------------------------------------------- */
-
-/*
- * Prepared plans of the worker's statements, keyed by the statement text
- * (each is a string constant, so the pointer identifies it).
- */
-typedef struct JobPlan
-{
-	const char *sql;
-	int			nargs;
-	SPIPlanPtr	plan;
-} JobPlan;
-
-static JobPlan plan_cache[16];
-static int	plan_cache_len = 0;
-
-static SPIPlanPtr
-job_plan(Job *job)
-{
-	Oid			types[JOB_MAX_ARGS];
-	SPIPlanPtr	plan;
-
-	for (int i = 0; i < plan_cache_len; i++)
-		if (plan_cache[i].sql == job->sql && plan_cache[i].nargs == job->nargs)
-			return plan_cache[i].plan;
-	for (int i = 0; i < job->nargs; i++)
-		types[i] = TEXTOID;
-	plan = SPI_prepare(job->sql, job->nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "collab worker could not prepare \"%s\": %s",
-			 job->sql, SPI_result_code_string(SPI_result));
-	if (plan_cache_len < lengthof(plan_cache))
-	{
-		SPI_keepplan(plan);
-		plan_cache[plan_cache_len].sql = job->sql;
-		plan_cache[plan_cache_len].nargs = job->nargs;
-		plan_cache[plan_cache_len].plan = plan;
-		plan_cache_len++;
-	}
-	return plan;
-}
-
-/* Runs one job's statement; called inside its subtransaction. */
-static void
-run_one_job(Job *job)
-{
-	Datum		values[JOB_MAX_ARGS];
-	char		nulls[JOB_MAX_ARGS];
-	int			rc;
-
-	for (int i = 0; i < job->nargs; i++)
-	{
-		values[i] = job->args[i] ? CStringGetTextDatum(job->args[i]) : (Datum) 0;
-		nulls[i] = job->args[i] ? ' ' : 'n';
-	}
-	rc = SPI_execute_plan(job_plan(job), values, nulls, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "collab worker statement failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *v = SPI_getvalue(tup, desc, 1);
-
-		if (v)
-			job->result = MemoryContextStrdup(worker_jobs_cxt, v);
-		if (desc->natts >= 2)
-		{
-			char	   *t = SPI_getvalue(tup, desc, 2);
-
-			job->token = t ? MemoryContextStrdup(worker_jobs_cxt, t) : NULL;
-		}
-	}
-}
-
-static void
-job_failed(Job *job, ErrorData *edata)
-{
-	const CollabErrorInfo *info = collab_error_by_sqlstate(edata->sqlerrcode);
-
-
-	if (info)
-	{
-		job->err_code = info->code;
-		job->err_message = MemoryContextStrdup(worker_jobs_cxt, edata->message);
-	}
-	else
-	{
-		/* unexpected: log it in full, tell the client nothing internal */
-		ereport(LOG,
-				(errmsg("collab worker job failed: %s", edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
-		job->err_code = "INTERNAL";
-		job->err_message = MemoryContextStrdup(worker_jobs_cxt,
-											   "internal error; the request had no effect");
-	}
-}
-
-static void drain_events(void);
-
-/*
- * One step of the replies to a batch, for one job: what it raises is
- * logged, and the other jobs' replies go on.
- */
-static void
-reply_step(void (*step) (Job *), Job *job)
-{
-	PG_TRY();
-	{
-		step(job);
-	}
-	PG_CATCH();
-	{
-		EmitErrorReport();
-		FlushErrorState();
-	}
-	PG_END_TRY();
-}
-
-/* The end of a job's hold on its connection (see run_jobs). */
-static void
-release_job_conn(Job *job)
-{
-	/* may free a closed connection once nothing refers to it */
-	job->conn->pending_jobs--;
-	ws_release_held(job->conn);
-}
-
-/*
- * The user lists of a batch's joins, read once the batch's events have gone
- * out (see run_jobs), in a read-only transaction of their own.  A list read
- * after the join's commit may already show changes whose events the joiner
- * then also receives; events describe state, so that is harmless.
- */
-static void
-read_room_users(Job *batch)
-{
-	static const char *users_sql = "SELECT collab._room_users($1)";
-	MemoryContext oldcxt = CurrentMemoryContext;
-	bool		any = false;
-
-	for (Job *j = batch; j; j = j->next)
-		if (j->users_pending)
-			any = true;
-	if (!any)
-		return;
-	SetCurrentStatementStartTimestamp();
-	PG_TRY();
-	{
-		Job			key = {0};
-
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		key.sql = users_sql;
-		key.nargs = 1;
-		for (Job *j = batch; j; j = j->next)
-		{
-			Datum		value;
-			char		null = ' ';
-
-			if (!j->users_pending)
-				continue;
-			value = CStringGetTextDatum(j->resource_id);
-			if (SPI_execute_plan(job_plan(&key), &value, &null, true, 1) == SPI_OK_SELECT &&
-				SPI_processed == 1)
-			{
-				char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-				j->users = u ? MemoryContextStrdup(worker_jobs_cxt, u) : NULL;
-			}
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		/* the joins without a list are closed (ws_join_users_done) */
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-}
-
-static void
-run_jobs(void)
-{
-	Job		   *batch = job_head;
-	Job		   *last = NULL;
-	Job		   *deferred = NULL;
-	Job		   *deferred_prev = NULL;
-	int			n = 0;
-	MemoryContext oldcxt = CurrentMemoryContext;
-
-	if (batch == NULL)
-		return;
-	/*
-	 * Take up to JOB_BATCH_MAX jobs off the queue.  Forwarding to NOTIFY
-	 * listeners runs in transactions of its own: a full notification queue
-	 * (a listener that stopped reading) fails them at commit, and must not
-	 * fail client requests with them.
-	 */
-	for (Job *j = batch; j && n < JOB_BATCH_MAX; j = j->next)
-	{
-		if ((j->kind == JOB_NOTIFY) != (batch->kind == JOB_NOTIFY))
-			break;
-		last = j;
-		n++;
-	}
-	job_head = last->next;
-	if (job_head == NULL)
-		job_tail = NULL;
-	last->next = NULL;
-
-	SetCurrentStatementStartTimestamp();
-	PG_TRY();
-	{
-		char	   *saved_lock_timeout = NULL;
-
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
-		/*
-		 * Forwarded events are already committed; a NOTIFY lost in a crash
-		 * is lost to its listeners anyway.  Not waiting for the WAL flush
-		 * keeps the forwarding off the clients' path.
-		 */
-		if (batch->kind == JOB_NOTIFY)
-			(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-
-		for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
-		{
-			ResourceOwner oldowner = CurrentResourceOwner;
-			MemoryContext jobcxt = CurrentMemoryContext;
-
-			if (j->sql == NULL)
-				continue;
-
-			/*
-			 * Path locks are transaction locks: the jobs of a batch keep
-			 * theirs until the batch commits.  A later job that waited for a
-			 * lock could then close a cycle with any other transaction
-			 * deciding about a path (a deadlock, the worker stalled until
-			 * deadlock_timeout).  So only the first job may wait; a later
-			 * one that would is put back at the head of the queue and runs
-			 * first in the next batch.
-			 */
-			if (j != batch && saved_lock_timeout == NULL)
-			{
-				saved_lock_timeout = pstrdup(GetConfigOption("lock_timeout", false, false));
-				(void) set_config_option("lock_timeout", "1", PGC_SUSET,
-										 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-			}
-			BeginInternalSubTransaction(NULL);
-			MemoryContextSwitchTo(jobcxt);
-			PG_TRY();
-			{
-				instr_time	t0,
-							t1;
-
-				INSTR_TIME_SET_CURRENT(t0);
-				run_one_job(j);
-				INSTR_TIME_SET_CURRENT(t1);
-				INSTR_TIME_SUBTRACT(t1, t0);
-				if (j->kind == JOB_CALL || j->kind == JOB_CONNECT)
-					metrics_observe_sql(INSTR_TIME_GET_MILLISEC(t1));
-				ReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(jobcxt);
-				CurrentResourceOwner = oldowner;
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(worker_jobs_cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(jobcxt);
-				CurrentResourceOwner = oldowner;
-				if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && j != batch)
-				{
-					deferred = j;
-					deferred_prev = prev;
-				}
-				else
-					job_failed(j, edata);
-			}
-			PG_END_TRY();
-			if (deferred)
-				break;
-		}
-		if (saved_lock_timeout != NULL)
-			(void) set_config_option("lock_timeout", saved_lock_timeout, PGC_SUSET,
-									 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-		if (deferred)
-		{
-			Job		   *tail = deferred;
-
-			while (tail->next)
-				tail = tail->next;
-			deferred_prev->next = NULL;
-			tail->next = job_head;
-			job_head = deferred;
-			if (job_tail == NULL)
-				job_tail = tail;
-		}
-
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		collab_metrics->last_commit_us = lws_now_usecs();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(worker_jobs_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG, (errmsg("collab worker batch of %d requests failed: %s", n, edata->message)));
-		for (Job *j = batch; j; j = j->next)
-		{
-			if (j->sql == NULL)
-				continue;
-			j->result = NULL;
-			j->err_code = "INTERNAL";
-			j->err_message = "internal error; the request had no effect";
-		}
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	/*
-	 * Replies, after commit: only what is durable is acknowledged.  They are
-	 * held in their connections' queues while the batch's events go out, so
-	 * that a room hears of a join before the joiner's own answer (a list of
-	 * every user in the room, twice) takes the socket and the joiner's CPU;
-	 * the events for a requester queue behind its reply, in order.  That
-	 * list is read only after the events have gone out (read_room_users):
-	 * reading 1000 rows need not delay the room.
-	 */
-	for (Job *j = batch; j; j = j->next)
-		if (j->conn)
-			j->conn->held = true;
-	for (Job *j = batch; j; j = j->next)
-	{
-		if (j->kind == JOB_SWEEP)
-			sweep_queued = false;
-		reply_step(ws_job_done, j);
-	}
-	drain_events();
-	read_room_users(batch);
-	for (Job *j = batch; j; j = j->next)
-		if (j->users_pending)
-			reply_step(ws_join_users_done, j);
-	for (Job *j = batch; j; j = j->next)
-		if (j->conn)
-			reply_step(release_job_conn, j);
-	if (job_head == NULL)
-		MemoryContextReset(worker_jobs_cxt);
-}
-
-/* ----------------------------------------------------------------
  * Timers and foreign descriptors
  * ---------------------------------------------------------------- */
+
+static void
+sweep_done(Job *job)
+{
+	sweep_queued = false;
+	if (job->failed)
+		ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
+}
 
 /* The forwarding worker (see event_queue.c) also sweeps: one sweep per server. */
 static void
@@ -563,12 +183,7 @@ sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
 	if (!sweep_queued && event_queue_is_forwarder())
 	{
-		Job		   *job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
-
-		job->kind = JOB_SWEEP;
-		job->sql = "SELECT count(*)::text FROM collab.sweep()";
-		job->ack_id = -1;
-		worker_queue_job(job);
+		jobs_queue(job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done));
 		sweep_queued = true;
 	}
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
@@ -589,21 +204,27 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	lws_cancel_service(worker_context);
 }
 
-/* Callback for the adopted descriptors: the libpq socket and the postmaster pipe. */
-int
-collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
+static WorkerFd
+fd_of(struct lws *wsi)
+{
+	return (WorkerFd) (intptr_t) lws_get_opaque_user_data(wsi);
+}
+
+/* Callback for the adopted descriptors: the event queue and the postmaster pipe. */
+static int
+fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len)
 {
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_RX_FILE:
-			if (lws_get_opaque_user_data(wsi) == (void *) 1)
+			if (fd_of(wsi) == FD_EVENT_QUEUE)
 				events_readable = true;
 			else
 				postmaster_gone = true;
 			break;
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
-			if (lws_get_opaque_user_data(wsi) != (void *) 1)
+			if (fd_of(wsi) != FD_EVENT_QUEUE)
 				postmaster_gone = true;
 			break;
 		default:
@@ -612,8 +233,15 @@ collab_fd_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	return 0;
 }
 
+/* The protocols of the vhost: the port's connections, and fd_callback's. */
+static const struct lws_protocols protocols[] = {
+	WS_TRANSPORT_PROTOCOL,
+	{"collab-fd", fd_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
 static void
-adopt_fd(struct lws_vhost *vh, int fd, void *tag)
+adopt_fd(struct lws_vhost *vh, int fd, WorkerFd tag)
 {
 	lws_sock_file_fd_type u;
 	struct lws *wsi;
@@ -625,7 +253,15 @@ adopt_fd(struct lws_vhost *vh, int fd, void *tag)
 	wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, "collab-fd", NULL);
 	if (wsi == NULL)
 		elog(ERROR, "could not adopt descriptor into the event loop");
-	lws_set_opaque_user_data(wsi, tag);
+	lws_set_opaque_user_data(wsi, (void *) (intptr_t) tag);
+}
+
+static void
+forward_done(Job *job)
+{
+	if (job->failed)
+		ereport(LOG, (errmsg("collab worker could not forward events to NOTIFY listeners: %s",
+							 job->err_message)));
 }
 
 /*
@@ -639,7 +275,7 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 
 	PG_TRY();
 	{
-		rooms_dispatch_notification(payload, forwarder);
+		rooms_fan_out(payload, forwarder);
 	}
 	PG_CATCH();
 	{
@@ -650,13 +286,12 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 
 	if (!forwarder)
 		return;
-	job = MemoryContextAllocZero(worker_jobs_cxt, sizeof(Job));
-	job->kind = JOB_NOTIFY;
-	job->ack_id = -1;
-	job->sql = "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text";
+	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
+				  NULL, forward_done);
+	job->own_batch = true;
 	job->nargs = 1;
-	job->args[0] = MemoryContextStrdup(worker_jobs_cxt, payload);
-	worker_queue_job(job);
+	job->args[0] = job_strdup(payload);
+	jobs_queue(job);
 }
 
 static void
@@ -670,17 +305,10 @@ drain_events(void)
 		 * Events went past the full queue: our clients missed some.  Close
 		 * every connection; clients reconnect and join again with fresh state.
 		 */
-		dlist_iter	it;
-
 		ereport(WARNING,
 				(errmsg("collab event queue overflowed; closing %d connections so that they resynchronize",
-						ws_conn_count)));
-		dlist_foreach(it, &ws_all_conns)
-		{
-			Conn	   *conn = dlist_container(Conn, all_node, it.cur);
-
-			ws_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
-		}
+						conn_count())));
+		conn_close_all(LWS_CLOSE_STATUS_GOINGAWAY);
 	}
 }
 
@@ -898,7 +526,7 @@ create_context(void)
 	/* listen.c listens; this vhost serves what it accepts */
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.vhost_name = "collab";
-	info.protocols = ws_protocols();
+	info.protocols = protocols;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)
 	{
 		info.ssl_cert_filepath = collab_ssl_cert_file;
@@ -914,11 +542,14 @@ create_context(void)
 	return vh;
 }
 
-void
-collab_worker_main(Datum main_arg)
+/*
+ * Connects to the database, releases what a previous run left, and sets up
+ * the event loop with its descriptors, timers and listening sockets.
+ */
+static void
+start_worker(Datum main_arg)
 {
 	struct lws_vhost *vh;
-	MemoryContext loopcxt;
 
 	pqsignal(SIGTERM, worker_sigterm);
 	pqsignal(SIGHUP, worker_sighup);
@@ -930,10 +561,7 @@ collab_worker_main(Datum main_arg)
 	SetConfigOption("application_name", "collab worker", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("collab worker");
 
-	worker_jobs_cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
-											ALLOCSET_DEFAULT_SIZES);
-	loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
-									ALLOCSET_DEFAULT_SIZES);
+	jobs_init(drain_events);
 	rooms_init();
 
 	wait_for_extension();
@@ -944,14 +572,15 @@ collab_worker_main(Datum main_arg)
 
 	raise_descriptor_limit();
 	vh = create_context();
+	session_init(worker_loop, worker_name, &worker_jwt);
 	before_shmem_exit(detach_event_queue, (Datum) 0);
 	if (!event_queue_attach(worker_slot))
 		ereport(ERROR,
 				(errmsg("collab worker has no event queue"),
 				 errdetail("The server could not create the worker's eventfd at start.")));
 	metrics_attach(worker_slot);
-	adopt_fd(vh, event_queue_wake_fd(worker_slot), (void *) 1);
-	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], (void *) 2);
+	adopt_fd(vh, event_queue_wake_fd(worker_slot), FD_EVENT_QUEUE);
+	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], FD_POSTMASTER);
 	listen_start(worker_loop, vh);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -962,13 +591,21 @@ collab_worker_main(Datum main_arg)
 			(errmsg("%s listening on %s port %d for database \"%s\"",
 					worker_name, collab_listen_addresses,
 					collab_port, collab_database)));
+}
+
+/* The main loop, until SIGTERM or the postmaster's death. */
+static void
+serve(void)
+{
+	MemoryContext loopcxt = AllocSetContextCreate(TopMemoryContext, "collab worker loop",
+												  ALLOCSET_DEFAULT_SIZES);
 
 	while (!got_sigterm && !postmaster_gone)
 	{
 		bool		worked;
 
 		MemoryContextSwitchTo(loopcxt);
-		metrics_publish_gauges();
+		metrics_set_gauges(conn_count(), rooms_count());
 		/* one pass: wait for some I/O or timer, run its callbacks */
 		ev_run(worker_loop, EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);
@@ -980,32 +617,33 @@ collab_worker_main(Datum main_arg)
 			load_jwt_config();
 		}
 		/* events of other sessions, then our own jobs (each batch drains its events) */
-		worked = events_readable || job_head != NULL;
+		worked = events_readable || jobs_pending();
 		drain_events();
-		while (job_head != NULL && !got_sigterm)
-			run_jobs();
+		while (jobs_pending() && !got_sigterm)
+			jobs_run_batch();
 		/* timers that job replies set out here: let lws arm its timer */
 		if (worked)
 			lws_cancel_service(worker_context);
 		MemoryContextReset(loopcxt);
 	}
+}
 
-	if (postmaster_gone)
-		proc_exit(1);
-
-	/*
-	 * Clean shutdown.  Finish the requests in hand and forward what is in
-	 * the ring, then stop reading it, so that the events of the release
-	 * below go to the other workers or, with none running, straight to
-	 * NOTIFY.  Then close every socket and release what they held, in one
-	 * transaction rather than a disconnect job each.
-	 */
+/*
+ * Clean shutdown.  Finish the requests in hand and forward what is in the
+ * ring, then stop reading it, so that the events of the release below go to
+ * the other workers or, with none running, straight to NOTIFY.  Then close
+ * every socket and release what they held, in one transaction rather than a
+ * disconnect job each.
+ */
+static void
+stop_worker(void)
+{
 	listen_stop(worker_loop);
 	PG_TRY();
 	{
 		drain_events();
-		while (job_head != NULL)
-			run_jobs();
+		while (jobs_pending())
+			jobs_run_batch();
 	}
 	PG_CATCH();
 	{
@@ -1019,7 +657,7 @@ collab_worker_main(Datum main_arg)
 	ev_timer_stop(worker_loop, &tick_timer);
 	ev_loop_destroy(worker_loop);
 	worker_loop = NULL;
-	job_head = job_tail = NULL;
+	jobs_discard();
 	PG_TRY();
 	{
 		release_previous_incarnation();
@@ -1030,6 +668,15 @@ collab_worker_main(Datum main_arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+}
+
+void
+collab_worker_main(Datum main_arg)
+{
+	start_worker(main_arg);
+	serve();
+	if (!postmaster_gone)
+		stop_worker();
 	/* exit code 1: the postmaster restarts us unless it is shutting down */
 	proc_exit(1);
 }

@@ -4,9 +4,9 @@
  * The payloads the collab worker exchanges with socket.io-client 4.x, in
  * socket.io's `ServerToClientEvents` / `ClientToServerEvents` style.  The
  * protocol itself is described in docs/protocol.md; this file follows the
- * worker as built (sql/collab--0.1.0.sql, src/ws_session.c, src/rooms.c,
- * src/save_guard.c, src/errors.c).  test/types/check-dts.mjs checks the
- * event names, error codes and event payload fields against that code.
+ * worker as built (sql/, src/session.c, src/rooms.c, src/payloads.c,
+ * src/errors.c).  test/types/check-dts.mjs checks the event names, error
+ * codes and event payload fields against that code.
  *
  * @example
  * import { io, Socket } from "socket.io-client";

@@ -5,15 +5,22 @@
  * from a second hand-written list:
  *
  *   error codes     src/errors.c       [CE_...] = {"CODE", ...   (and src/collab.h's enum)
- *                   codes the code sends (ws_session.c, jwt.c, worker.c, SQL) must be in it
- *   client events   src/ws_session.c   event_specs[] names and the "auth:refresh" branch
- *   server events   sql/collab--0.1.0.sql  collab._publish(jsonb_build_object('event', ...
- *                   src/save_guard.c, src/leases.c   {"event":...} built for collab_publish_event
- *                   src/ws_session.c   the worker's own sio_event_begin(..., "name", ...)
+ *                   codes the code sends (session.c, conn.c, ws_transport.c, jobs.c,
+ *                   jwt.c, SQL) must be in it
+ *   client events   src/session.c      event_specs[] names and the "auth:refresh" branch
+ *   server events   src/payloads.c     {"event":...} built for collab_publish_event, the
+ *                                      builders that C and SQL (through collab._publish_*())
+ *                                      both call; and any collab._publish(jsonb_build_object(
+ *                                      'event', ...)) of the SQL scripts
+ *   shared objects  src/payloads.c     payload_user_ref, payload_lock_info, payload_presence_user
+ *                   src/session.c, src/conn.c   the worker's own sio_event_begin(..., "name", ...)
  *   payload fields  the same builders, minus the routing fields src/rooms.c strips
  *                   (plus the token it adds to the holder's lock:acquired);
  *                   acks from the ws_* SQL functions (or the C functions that
- *                   implement them) and ws_session.c
+ *                   implement them) and session.c
+ *
+ * The SQL is what a new installation runs: sql/collab--<first>.sql and then
+ * each upgrade script in order, each function as last (re)defined.
  *
  * Usage: node test/types/check-dts.mjs [repo root]   (default: two levels up)
  * Prints one line per check and ends with "types: N passed, M failed";
@@ -247,14 +254,35 @@ console.log(`# documentation of ${dtsPath}`);
  * ------------------------------------------------------------------------ */
 const errorsC = read("src/errors.c");
 const collabH = read("src/collab.h");
-const wsC = stripComments(read("src/ws_session.c"), "c");
-const wsRaw = read("src/ws_session.c");
+// the worker's side of a session: its protocol, its outgoing frames, its transport
+const wsC = stripComments(["session.c", "conn.c", "ws_transport.c"].map((f) => read(`src/${f}`)).join("\n"), "c");
 const roomsC = stripComments(read("src/rooms.c"), "c");
 const saveGuardRaw = read("src/save_guard.c");
 const jwtC = stripComments(read("src/jwt.c"), "c");
-const workerC = stripComments(read("src/worker.c"), "c");
-const sqlFile = readdirSync(join(root, "sql")).filter((f) => /^collab--[\d.]+\.sql$/.test(f)).sort().pop();
-const sql = stripComments(read(join("sql", sqlFile)), "sql");
+const workerC = stripComments(read("src/worker.c") + "\n" + read("src/jobs.c"), "c");
+/*
+ * The SQL functions as a new installation has them: the install script,
+ * then the upgrade scripts in version order; CREATE OR REPLACE and DROP
+ * FUNCTION take effect in that order.
+ */
+const versionOf = (v) => v.split(".").map(Number);
+const cmpVersion = (a, b) => { const x = versionOf(a), y = versionOf(b); for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0); return 0; };
+const sqlFiles = readdirSync(join(root, "sql")).filter((f) => /^collab--[\d.]+(--[\d.]+)?\.sql$/.test(f))
+	.sort((a, b) => cmpVersion(/--([\d.]+)\.sql$/.exec(a)[1], /--([\d.]+)\.sql$/.exec(b)[1]));
+const sqlFile = sqlFiles.join(" + ");
+const sqlDefinitions = new Map();	// function name -> its last CREATE [OR REPLACE] FUNCTION statement
+for (const f of sqlFiles) {
+	const text = stripComments(read(join("sql", f)), "sql");
+	for (const m of text.matchAll(/CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+collab\.(\w+)\(|DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?collab\.(\w+)\(/g)) {
+		if (m[2]) { sqlDefinitions.delete(m[2]); continue; }
+		// a body in $$ ... $$, or a C function's declaration up to its ';'
+		const dollar = text.indexOf("$$", m.index);
+		const semi = text.indexOf(";", m.index);
+		const end = dollar >= 0 && dollar < semi ? text.indexOf(";", text.indexOf("$$", dollar + 2)) : semi;
+		sqlDefinitions.set(m[1], "CREATE FUNCTION collab." + text.slice(m.index + m[0].length - m[1].length - 1, end + 1));
+	}
+}
+const sql = [...sqlDefinitions.values()].join("\n\n");
 
 /** A C function's text, from its name at the start of a line to its closing brace. */
 function cFunction(text, name) {
@@ -295,10 +323,12 @@ function cHelpers(text) {
 	const lookup = (name) => {
 		if (memo.has(name)) return memo.get(name);
 		memo.set(name, null);
-		const fn = cFunction(text, name);
+		// a helper of this file, or of another (the builders of payloads.c)
+		const fn = cFunction(text, name) ?? cFunctionAnywhere(name)?.body;
 		if (!fn || !new RegExp(`^${name}\\(StringInfo buf\\b`).test(fn)) return null;
 		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", lookup);
-		const piece = r.error ? null : JSON.stringify(r.value);
+		// a whole JSON value, or a fragment such as one member (payload_presence_role)
+		const piece = r.error ? r.text ?? null : JSON.stringify(r.value);
 		memo.set(name, piece);
 		return piece;
 	};
@@ -380,7 +410,7 @@ function replayC(text, buf, helpers = null) {
 	try {
 		value = JSON.parse(out);
 	} catch {
-		return { error: `could not rebuild JSON from the C code: ${out}` };
+		return { error: `could not rebuild JSON from the C code: ${out}`, text: out || null };
 	}
 	// where each top-level key starts in `out`
 	const keys = new Map();
@@ -431,11 +461,14 @@ compareSets("ErrorCode lists exactly the codes of src/errors.c", new Set(tableCo
 
 const sentCodes = new Map();	// code -> where
 const note = (code, where) => { if (!sentCodes.has(code)) sentCodes.set(code, where); };
-for (const m of wsC.matchAll(/(?:ws_send_error|reject_connect)\([^;]*?"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/ws_session.c");
-for (const m of wsC.matchAll(/err_code\s*=\s*"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/ws_session.c");
-for (const m of workerC.matchAll(/err_code\s*=\s*"([A-Z][A-Z0-9_]+)"/g)) note(m[1], "src/worker.c");
-const jwtCodeFn = cFunction(jwtC, "jwt_error_code") ?? "";
-for (const m of jwtCodeFn.matchAll(/return\s+"([A-Z][A-Z0-9_]+)"/g)) if (m[1] !== "OK") note(m[1], "src/jwt.c jwt_error_code()");
+// C sends codes by CollabErrorCode: CE_X is the code of [CE_X] in the table
+const codeOfEnum = new Map([...tableCodes].map(([code, e]) => [e, code]));
+const noteEnum = (e, where) => note(codeOfEnum.get(e) ?? `CE_${e} (not in src/errors.c)`, where);
+for (const m of wsC.matchAll(/(?:conn_send_error|reject_connect)\([^;]*?\bCE_(\w+)/g)) noteEnum(m[1], "src/session.c, conn.c, ws_transport.c");
+for (const m of wsC.matchAll(/err_code\s*=\s*CE_(\w+)/g)) noteEnum(m[1], "src/session.c");
+for (const m of workerC.matchAll(/err_code\s*=\s*CE_(\w+)/g)) noteEnum(m[1], "src/jobs.c");
+const jwtCodeFn = cFunction(jwtC, "jwt_collab_error") ?? "";
+for (const m of jwtCodeFn.matchAll(/return\s+CE_(\w+)/g)) noteEnum(m[1], "src/jwt.c jwt_collab_error()");
 for (const m of sql.matchAll(/_raise\(\s*'([A-Z][A-Z0-9_]+)'/g)) note(m[1], sqlFile);
 for (const m of sql.matchAll(/'code',\s*'([A-Z][A-Z0-9_]+)'/g)) note(m[1], sqlFile);
 const unknown = [...sentCodes].filter(([c]) => !dtsCodes.has(c));
@@ -446,7 +479,7 @@ check(sentCodes.size > 0 && unknown.length === 0,
 /* ------------------------------------------------------------------------
  * 2. Client -> server events
  * ------------------------------------------------------------------------ */
-console.log(`# client events (src/ws_session.c) vs ClientToServerEvents`);
+console.log(`# client events (src/session.c) vs ClientToServerEvents`);
 const specsAt = wsC.search(/event_specs\[\]\s*=\s*\{/);
 const specsOpen = wsC.indexOf("{", specsAt);
 const specsText = wsC.slice(specsOpen, matchBracket(wsC, specsOpen, "c") + 1);
@@ -455,14 +488,14 @@ const clientEvents = new Set(specs.map((s) => s.name));
 for (const m of wsC.matchAll(/strcmp\(\s*f->event\s*,\s*"([^"]+)"\s*\)/g)) clientEvents.add(m[1]);
 const c2s = interfaces.get("ClientToServerEvents")?.members ?? new Map();
 compareSets("ClientToServerEvents has exactly the events the worker accepts",
-	clientEvents, new Set(c2s.keys()), "src/ws_session.c", "ClientToServerEvents");
+	clientEvents, new Set(c2s.keys()), "src/session.c", "ClientToServerEvents");
 
 /* ------------------------------------------------------------------------
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
-console.log(`# server events (${sqlFile}, src/save_guard.c, src/leases.c, src/ws_session.c) vs ServerToClientEvents`);
-const routing = new Set([...(cFunction(roomsC, "dispatch_event") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
-check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in dispatch_event()");
+console.log(`# server events (src/payloads.c, ${sqlFile}, src/session.c, src/conn.c) vs ServerToClientEvents`);
+const routing = new Set([...(cFunction(roomsC, "client_payload") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
+check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in client_payload()");
 const published = new Map();	// event -> [{ keys: [...], where }]
 // optional: keys a site sends only sometimes (appended under an if in C)
 const publish = (name, keys, where, optional = []) => {
@@ -472,6 +505,8 @@ const publish = (name, keys, where, optional = []) => {
 
 // SQL: collab._publish(jsonb_build_object('event', 'name', ...))
 const publishCalls = [...sql.matchAll(/collab\._publish\(/g)].filter((m) => !/FUNCTION\s+$/.test(sql.slice(m.index - 20, m.index)));
+// (the builders of src/payloads.c publish the events of the SQL functions
+// through collab._publish_*(); they are read below with the C code)
 let parsedCalls = 0;
 for (const m of publishCalls) {
 	const obj = jsonbObjects(sql.slice(m.index, m.index + 4000))[0];
@@ -480,7 +515,7 @@ for (const m of publishCalls) {
 	parsedCalls++;
 	publish(sqlLiteral(obj.args[1]), keys, sqlFile);
 }
-check(publishCalls.length > 0 && parsedCalls === publishCalls.length,
+check(parsedCalls === publishCalls.length,
 	`every collab._publish() call in ${sqlFile} is jsonb_build_object('event', '<name>', ...) (${parsedCalls}/${publishCalls.length})`);
 
 // C: collab_publish_event(buf.data, ...) after building {"event":"name",...}
@@ -510,7 +545,7 @@ const own = new Map();	// event -> shape
 for (const m of wsC.matchAll(/sio_event_begin\(\s*&(\w+),\s*NULL,\s*"([^"]+)"/g)) {
 	const end = wsC.indexOf("sio_packet_end", m.index);
 	const r = replayC(wsC.slice(m.index, end), m[1]);
-	if (r.error) check(false, `the "${m[2]}" event built in src/ws_session.c can be read`, r.error);
+	if (r.error) check(false, `the "${m[2]}" event built by the worker can be read`, r.error);
 	else own.set(m[2], r.keys);
 }
 const serverEvents = new Set([...published.keys(), ...own.keys()]);
@@ -523,10 +558,10 @@ compareSets("ServerToClientEvents has exactly the events the code can emit",
  * ------------------------------------------------------------------------ */
 console.log("# server event payloads");
 // rooms.c sends the holder its own copy of one event through
-// ws_send_holder_event(), which adds the token
-const tokenEvent = /\w+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*acquired/.test(roomsC) &&
-	/ws_send_holder_event\(/.test(roomsC) &&
-	/ws_send_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(wsC)
+// send_holder_event(), which adds the token
+const tokenEvent = /[\w>-]+\s*=\s*strcmp\(name,\s*"([^"]+)"\)\s*==\s*0;[\s\S]*?if\s*\(\s*(?:\w+->)?acquired/.test(roomsC) &&
+	/send_holder_event\(conn/.test(roomsC) &&
+	/\nsend_holder_event\([^)]*\)\s*\{[\s\S]*?\\"token\\":/.test(roomsC)
 	? /acquired\s*=\s*strcmp\(name,\s*"([^"]+)"\)/.exec(roomsC)?.[1] : null;
 check(tokenEvent !== null, `src/rooms.c adds the holder's token to ${tokenEvent ?? "?"}`);
 const payloadType = (ev) => /^\(\s*\w+\s*:\s*(\w+)\s*\)\s*=>\s*void$/.exec(s2c.get(ev)?.type ?? "")?.[1];
@@ -552,74 +587,54 @@ for (const ev of [...serverEvents].sort()) {
  * 5. Shared objects
  * ------------------------------------------------------------------------ */
 console.log("# shared objects");
-function builtBy(fn, what) {
-	const body = sqlFunction(fn);
-	const obj = body && jsonbObjects(body)[0];
-	const keys = obj && jsonbKeys(obj.args);
-	if (!keys) { check(false, `${what} can be read from collab.${fn}()`); return null; }
-	return keys;
-}
-const userRef = builtBy("_user_ref", "UserRef");
-if (userRef) compareShape("UserRef matches collab._user_ref()", shape(userRef), fieldsOf("UserRef"), "UserRef");
-const presenceUser = builtBy("_ws_presence_json", "PresenceUser");
-if (presenceUser) compareShape("PresenceUser matches collab._ws_presence_json()", shape(presenceUser), fieldsOf("PresenceUser"), "PresenceUser");
 {
-	// two builders: _lease_json() of a lease row, _lock_json() of an acquire result
-	for (const fn of ["_lease_json", "_lock_json"]) {
-		const body = sqlFunction(fn) ?? "";
-		const objs = jsonbObjects(body).map((o) => jsonbKeys(o.args));
-		// the nested holder object is checked as UserRef
-		const outer = objs.filter((k) => k && !(k.length === 2 && k.includes("userId") && k.includes("username")));
-		if (outer.length >= 1 && objs.every(Boolean)) {
-			const [always, ...conditional] = outer;
-			const extra = conditional.flat();
-			compareShape(`LockInfo matches collab.${fn}() (token only with p_with_token)`,
-				shape([...always, ...extra], extra), fieldsOf("LockInfo"), "LockInfo");
-		} else check(false, `LockInfo can be read from collab.${fn}()`);
+	// each shared object has one builder, in src/payloads.c
+	const builders = [["UserRef", "payload_user_ref"], ["LockInfo", "payload_lock_info"],
+		["PresenceUser", "payload_presence_user"]];
+	for (const [type, fn] of builders) {
+		const def = cFunctionAnywhere(fn);
+		if (!def) { check(false, `${type} is built by ${fn}() in src/`); continue; }
+		const r = replayC(def.body.slice(def.body.indexOf("\n{")), "buf", cHelpers(def.text));
+		if (r.error) check(false, `${type} can be read from ${fn}() in src/${def.file}`, r.error);
+		else compareShape(`${type} matches ${fn}() in src/${def.file}${type === "LockInfo" ? " (token only with with_token)" : ""}`,
+			r.keys, fieldsOf(type), type);
 	}
-	// the C builder of src/leases.c
-	for (const [f, text] of cSources) {
-		const fn = cFunction(text, "append_lock_info");
-		if (!fn) continue;
-		const r = replayC(fn.slice(fn.indexOf("\n{")), "buf", cHelpers(text));
-		if (r.error) check(false, `LockInfo can be read from append_lock_info() in src/${f}`, r.error);
-		else compareShape(`LockInfo matches append_lock_info() in src/${f} (token only with with_token)`,
-			r.keys, fieldsOf("LockInfo"), "LockInfo");
-	}
-	// lock objects built inline by the ws_* functions
+	// and no SQL function builds one of them with jsonb_build_object()
 	const lockInfo = fieldsOf("LockInfo") ?? new Map();
-	const wsFunctions = [...new Set(specs.map((s) => /collab\.(\w+)\(/.exec(s.sql)?.[1]).filter(Boolean))];
-	for (const fn of wsFunctions) {
-		for (const o of jsonbObjects(sqlFunction(fn) ?? "")) {
-			const keys = jsonbKeys(o.args);
-			if (!keys || !keys.includes("holder")) continue;
-			const bad = keys.filter((k) => !lockInfo.has(k));
-			const missing = [...lockInfo].filter(([k, v]) => !v.optional && !keys.includes(k)).map(([k]) => k);
-			check(bad.length + missing.length === 0, `lock built inline in collab.${fn}() is a LockInfo`,
-				[bad.length ? `not in LockInfo: ${fmt(bad)}` : "", missing.length ? `missing: ${fmt(missing)}` : ""].filter(Boolean).join("; "));
+	const presenceUser = fieldsOf("PresenceUser") ?? new Map();
+	const inline = [];
+	for (const [fn, body] of sqlDefinitions) {
+		for (const o of jsonbObjects(body)) {
+			const keys = jsonbKeys(o.args) ?? [];
+			const has = (k) => keys.includes(k);
+			if ((has("userId") && has("username")) || (has("holder") && has("expiresAt") && keys.every((k) => lockInfo.has(k))) ||
+				(has("connectionId") && keys.every((k) => presenceUser.has(k))))
+				inline.push(`collab.${fn}() builds {${keys.join(", ")}}`);
 		}
 	}
+	check(inline.length === 0, "no SQL function builds a UserRef, LockInfo or PresenceUser itself (they call the C builders)",
+		inline.join("; "));
 }
 
 /* ------------------------------------------------------------------------
  * 6. Acknowledgements
  * ------------------------------------------------------------------------ */
 console.log("# acknowledgements");
-const sendError = cFunction(wsC, "ws_send_error") ?? "";
+const sendError = cFunction(wsC, "conn_send_error") ?? "";
 const ackBranch = sendError.slice(sendError.indexOf("sio_ack_begin"), sendError.indexOf("else"));
 const failure = replayC(ackBranch, "buf");
-if (failure.error) check(false, "the failure ack of ws_send_error() can be read", failure.error);
-else compareShape("Failure matches the ack of ws_send_error()", failure.keys, fieldsOf("Failure"), "Failure");
+if (failure.error) check(false, "the failure ack of conn_send_error() can be read", failure.error);
+else compareShape("Failure matches the ack of conn_send_error()", failure.keys, fieldsOf("Failure"), "Failure");
 if (!failure.error) {
 	const errKeys = new Set(Object.keys(failure.value.error ?? {}));
-	compareSets("Failure.error matches ws_send_error()'s error object", errKeys,
-		new Set((fieldsOf("FailureError") ?? new Map()).keys()), "ws_send_error()", "FailureError");
+	compareSets("Failure.error matches conn_send_error()'s error object", errKeys,
+		new Set((fieldsOf("FailureError") ?? new Map()).keys()), "conn_send_error()", "FailureError");
 }
 
 /** The ack shapes the code can send for one client event: [{ keys, ok, where }]. */
 function ackShapes(ev) {
 	const shapes = [];
-	if (!failure.error) shapes.push({ keys: failure.keys, ok: false, where: "ws_send_error()" });
+	if (!failure.error) shapes.push({ keys: failure.keys, ok: false, where: "conn_send_error()" });
 	const spec = specs.find((s) => s.name === ev);
 	const seen = new Set();
 	const fromSql = (fn) => {
@@ -680,13 +695,13 @@ function ackShapes(ev) {
 	if (spec) {
 		fromSql(/collab\.(\w+)\(/.exec(spec.sql)?.[1]);
 	} else {
-		// handled in C: the function that handles it builds {"ok":true,...} for send_ack_raw
+		// handled in C: the function that handles it builds {"ok":true,...} for conn_send_ack
 		const handler = /strcmp\(\s*f->event\s*,\s*"([^"]+)"\s*\)\s*==\s*0\s*\)\s*\{\s*(\w+)\(/g;
 		for (const m of wsC.matchAll(handler)) {
 			if (m[1] !== ev) continue;
 			const fnText = cFunction(wsC, m[2]) ?? "";
 			const at = fnText.lastIndexOf("initStringInfo(&buf)");
-			const r = replayC(fnText.slice(at, fnText.indexOf("send_ack_raw", at)), "buf");
+			const r = replayC(fnText.slice(at, fnText.indexOf("conn_send_ack", at)), "buf");
 			if (r.error) shapes.push({ error: `${m[2]}(): ${r.error}` });
 			else shapes.push({ keys: r.keys, ok: r.value.ok === true, where: `${m[2]}()` });
 		}
@@ -717,14 +732,14 @@ for (const ev of [...clientEvents].sort()) {
 }
 
 // presence:join: the worker calls collab.ws_join(..., false) and adds the users to the
-// ack itself (ws_join_users_done), as the SQL function does with p_users true
+// ack itself (join_users_done), as the SQL function does with p_users true
 {
 	const joinSpec = specs.find((s) => s.name === "presence:join");
-	const done = cFunction(wsC, "ws_join_users_done") ?? "";
+	const done = cFunction(wsC, "join_users_done") ?? "";
 	check(!joinSpec || !/,\s*false\)/.test(joinSpec.sql) ||
 		/appendStringInfoString\(&ack,\s*",\\"users\\":"\)/.test(done),
 		"presence:join: the worker adds \"users\" to collab.ws_join()'s ack as the function does",
-		"ws_join_users_done() does not append ,\"users\": to the ack");
+		"join_users_done() does not append ,\"users\": to the ack");
 }
 
 // docs/protocol.md carries a copy of the .d.ts: it must be the same text

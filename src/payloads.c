@@ -1,0 +1,415 @@
+/*-------------------------------------------------------------------------
+ *
+ * payloads.c
+ *	  The JSON that collab publishes: one builder per event, and one per
+ *	  object that events and acknowledgements share (UserRef, LockInfo,
+ *	  PresenceUser), with the time format they all use.
+ *
+ * The C functions (leases.c, save_guard.c) call these builders directly;
+ * the PL/pgSQL functions call them through the SQL functions at the end of
+ * this file (collab._user_ref(), collab._lock_info(), ...), so that a
+ * payload is written in one place whichever language decides to send it.
+ * Events carry routing members (holderId, requesterHolderId, to) that the
+ * worker strips before a client sees them (rooms.c); docs/events.md and
+ * types/collab.d.ts describe what remains.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+
+#include "collab.h"
+#include "payloads.h"
+
+/* ----------------------------------------------------------------
+ * Times and shared objects
+ * ---------------------------------------------------------------- */
+
+/* Appends t as the payloads' JSON time: ISO 8601 in UTC with milliseconds. */
+void
+collab_append_ts(StringInfo buf, TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+					 (int) (fsec / 1000));
+}
+
+/* The same time without the JSON quotes, for messages. */
+char *
+collab_ts_text(TimestampTz t)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	collab_append_ts(&buf, t);
+	memmove(buf.data, buf.data + 1, buf.len - 2);
+	buf.data[buf.len - 2] = '\0';
+	return buf.data;
+}
+
+/* A UserRef: {"userId":...,"username":...} */
+void
+payload_user_ref(StringInfo buf, const char *user_id, const char *username)
+{
+	appendStringInfoString(buf, "{\"userId\":");
+	escape_json(buf, user_id);
+	appendStringInfoString(buf, ",\"username\":");
+	escape_json(buf, username);
+	appendStringInfoChar(buf, '}');
+}
+
+/* A LockInfo; the token only for its holder's own eyes. */
+void
+payload_lock_info(StringInfo buf, const Lease *l, bool with_token)
+{
+	appendStringInfoString(buf, "{\"resourceId\":");
+	escape_json(buf, l->resource_id);
+	appendStringInfoString(buf, ",\"holder\":");
+	payload_user_ref(buf, l->user_id, l->username);
+	appendStringInfoString(buf, ",\"acquiredAt\":");
+	collab_append_ts(buf, l->acquired_at);
+	appendStringInfoString(buf, ",\"expiresAt\":");
+	collab_append_ts(buf, l->expires_at);
+	if (with_token)
+		appendStringInfo(buf, ",\"token\":" INT64_FORMAT, l->token);
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * The role member of a PresenceUser.  A role change rewrites this member
+ * in the stored JSON rather than building it again (set_role in leases.c),
+ * so it is written here alone.
+ */
+void
+payload_presence_role(StringInfo buf, const char *role)
+{
+	appendStringInfoString(buf, "\"role\":");
+	escape_json(buf, role);
+}
+
+/* A PresenceUser: who is in a room, as what, since when. */
+void
+payload_presence_user(StringInfo buf, const char *user_id, const char *username,
+					  const char *connection_id, const char *role,
+					  TimestampTz joined_at, const char *resource_id)
+{
+	appendStringInfoString(buf, "{\"userId\":");
+	escape_json(buf, user_id);
+	appendStringInfoString(buf, ",\"username\":");
+	escape_json(buf, username);
+	appendStringInfoString(buf, ",\"connectionId\":");
+	escape_json(buf, connection_id);
+	appendStringInfoChar(buf, ',');
+	payload_presence_role(buf, role);
+	appendStringInfoString(buf, ",\"joinedAt\":");
+	collab_append_ts(buf, joined_at);
+	appendStringInfoString(buf, ",\"resourceId\":");
+	escape_json(buf, resource_id);
+	appendStringInfoChar(buf, '}');
+}
+
+/* ----------------------------------------------------------------
+ * Events
+ * ---------------------------------------------------------------- */
+
+/* A lease was granted (not renewed). */
+void
+publish_lock_acquired(const Lease *l)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:acquired\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"holder\":");
+	payload_user_ref(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"acquiredAt\":");
+	collab_append_ts(&ev, l->acquired_at);
+	appendStringInfoString(&ev, ",\"expiresAt\":");
+	collab_append_ts(&ev, l->expires_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* holder_id (user_id, username) was denied resource_id: held is in the way. */
+void
+publish_lock_denied(const char *resource_id, const char *user_id, const char *username,
+					const char *holder_id, const Lease *held)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:denied\",\"resourceId\":");
+	escape_json(&ev, resource_id);
+	appendStringInfoString(&ev, ",\"requester\":");
+	payload_user_ref(&ev, user_id, username);
+	appendStringInfoString(&ev, ",\"requesterHolderId\":");
+	escape_json(&ev, holder_id);
+	appendStringInfoString(&ev, ",\"holder\":");
+	payload_user_ref(&ev, held->user_id, held->username);
+	appendStringInfoString(&ev, ",\"holderResourceId\":");
+	escape_json(&ev, held->resource_id);
+	appendStringInfoString(&ev, ",\"expiresAt\":");
+	collab_append_ts(&ev, held->expires_at);
+	appendStringInfoString(&ev, ",\"reason\":\"held\"}");
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* A live lease was released; reason is what clients are told ("forced", ...). */
+void
+publish_lock_released(const Lease *l, const char *reason, TimestampTz released_at)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"previousHolder\":");
+	payload_user_ref(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"reason\":");
+	escape_json(&ev, reason);
+	appendStringInfoString(&ev, ",\"releasedAt\":");
+	collab_append_ts(&ev, released_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* An expired lease was removed. */
+void
+publish_lock_expired(const Lease *l)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"previousHolder\":");
+	payload_user_ref(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"expiredAt\":");
+	collab_append_ts(&ev, l->expires_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* A viewer asked holder_id, the holder of resource_id's lock, for it. */
+void
+publish_lock_requested(const char *resource_id, const char *user_id, const char *username,
+					   TimestampTz requested_at, const char *holder_id)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:requested\",\"resourceId\":");
+	escape_json(&ev, resource_id);
+	appendStringInfoString(&ev, ",\"requester\":");
+	payload_user_ref(&ev, user_id, username);
+	appendStringInfoString(&ev, ",\"requestedAt\":");
+	collab_append_ts(&ev, requested_at);
+	appendStringInfoString(&ev, ",\"to\":");
+	escape_json(&ev, holder_id);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/*
+ * A save was accepted: resource_id is at version.  restored_from, when not
+ * NULL, is the version whose content the save restored.
+ */
+void
+publish_doc_saved(const char *resource_id, int64 version, const char *user_id,
+				  const char *username, const char *holder_id, TimestampTz saved_at,
+				  const int64 *restored_from)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"doc:saved\",\"resourceId\":");
+	escape_json(&ev, resource_id);
+	appendStringInfo(&ev, ",\"version\":" INT64_FORMAT ",\"savedBy\":", version);
+	payload_user_ref(&ev, user_id, username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, holder_id);
+	appendStringInfoString(&ev, ",\"savedAt\":");
+	collab_append_ts(&ev, saved_at);
+	if (restored_from)
+		appendStringInfo(&ev, ",\"restoredFrom\":" INT64_FORMAT, *restored_from);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* user_json (a PresenceUser, as stored with the presence row) joined resource_id. */
+void
+publish_presence_joined(const char *resource_id, const char *user_json)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"presence:joined\",\"resourceId\":");
+	escape_json(&ev, resource_id);
+	appendStringInfoString(&ev, ",\"user\":");
+	appendStringInfoString(&ev, user_json);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* user_json left resource_id ("left", "disconnected" or "timeout"). */
+void
+publish_presence_left(const char *resource_id, const char *user_json, const char *reason)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"presence:left\",\"resourceId\":");
+	escape_json(&ev, resource_id);
+	appendStringInfoString(&ev, ",\"user\":");
+	appendStringInfoString(&ev, user_json);
+	appendStringInfoString(&ev, ",\"reason\":");
+	escape_json(&ev, reason);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/* ----------------------------------------------------------------
+ * The builders as SQL functions, for the PL/pgSQL functions
+ * ---------------------------------------------------------------- */
+
+/* Arguments that are never NULL where the builders are called. */
+static char *
+required_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		elog(ERROR, "collab payload builder called without %s", name);
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static Datum
+jsonb_of(StringInfo buf)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf->data));
+}
+
+/* collab._ts(t timestamptz): the payloads' time format, as text */
+PG_FUNCTION_INFO_V1(collab_ts_sql);
+Datum
+collab_ts_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(collab_ts_text(PG_GETARG_TIMESTAMPTZ(0))));
+}
+
+/* collab._user_ref(user_id, username): a UserRef */
+PG_FUNCTION_INFO_V1(collab_user_ref_sql);
+Datum
+collab_user_ref_sql(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	payload_user_ref(&buf, required_arg(fcinfo, 0, "a user id"), required_arg(fcinfo, 1, "a username"));
+	PG_RETURN_DATUM(jsonb_of(&buf));
+}
+
+/*
+ * collab._lock_info(resource_id, user_id, username, acquired_at,
+ * expires_at, token): a LockInfo, with the token when one is given; NULL
+ * when resource_id is (no lease).
+ */
+PG_FUNCTION_INFO_V1(collab_lock_info_sql);
+Datum
+collab_lock_info_sql(PG_FUNCTION_ARGS)
+{
+	Lease		l;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	l.resource_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	l.user_id = required_arg(fcinfo, 1, "a user id");
+	l.username = required_arg(fcinfo, 2, "a username");
+	l.holder_id = NULL;
+	if (PG_ARGISNULL(3) || PG_ARGISNULL(4))
+		elog(ERROR, "collab payload builder called without the lease's times");
+	l.acquired_at = PG_GETARG_TIMESTAMPTZ(3);
+	l.expires_at = PG_GETARG_TIMESTAMPTZ(4);
+	l.token = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5);
+	initStringInfo(&buf);
+	payload_lock_info(&buf, &l, !PG_ARGISNULL(5));
+	PG_RETURN_DATUM(jsonb_of(&buf));
+}
+
+/* collab._presence_user(user_id, username, connection_id, role, joined_at, resource_id) */
+PG_FUNCTION_INFO_V1(collab_presence_user_sql);
+Datum
+collab_presence_user_sql(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(4))
+		elog(ERROR, "collab payload builder called without a join time");
+	initStringInfo(&buf);
+	payload_presence_user(&buf, required_arg(fcinfo, 0, "a user id"),
+						  required_arg(fcinfo, 1, "a username"),
+						  required_arg(fcinfo, 2, "a connection id"),
+						  required_arg(fcinfo, 3, "a role"),
+						  PG_GETARG_TIMESTAMPTZ(4),
+						  required_arg(fcinfo, 5, "a resource id"));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/* collab._publish_presence_joined(resource_id, user_json) */
+PG_FUNCTION_INFO_V1(collab_publish_presence_joined);
+Datum
+collab_publish_presence_joined(PG_FUNCTION_ARGS)
+{
+	publish_presence_joined(required_arg(fcinfo, 0, "a resource id"),
+							required_arg(fcinfo, 1, "a PresenceUser"));
+	PG_RETURN_VOID();
+}
+
+/* collab._publish_presence_left(resource_id, user_json, reason) */
+PG_FUNCTION_INFO_V1(collab_publish_presence_left);
+Datum
+collab_publish_presence_left(PG_FUNCTION_ARGS)
+{
+	publish_presence_left(required_arg(fcinfo, 0, "a resource id"),
+						  required_arg(fcinfo, 1, "a PresenceUser"),
+						  required_arg(fcinfo, 2, "a reason"));
+	PG_RETURN_VOID();
+}
+
+/* collab._publish_lock_requested(resource_id, user_id, username, requested_at, holder_id) */
+PG_FUNCTION_INFO_V1(collab_publish_lock_requested);
+Datum
+collab_publish_lock_requested(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(3))
+		elog(ERROR, "collab payload builder called without a request time");
+	publish_lock_requested(required_arg(fcinfo, 0, "a resource id"),
+						   required_arg(fcinfo, 1, "a user id"),
+						   required_arg(fcinfo, 2, "a username"),
+						   PG_GETARG_TIMESTAMPTZ(3),
+						   required_arg(fcinfo, 4, "the holder's connection"));
+	PG_RETURN_VOID();
+}

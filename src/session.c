@@ -1,0 +1,895 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.c
+ *	  A connection's Engine.IO / Socket.IO session: the open packet and
+ *	  heartbeats, CONNECT with JWT authentication, client events and the
+ *	  replies to them.
+ *
+ * A transport (ws_transport.c) hands the session each message it receives,
+ * inside its PG_TRY boundary: an error closes that one connection and the
+ * worker lives on.  Client commands become SQL jobs (jobs.c), whose done
+ * callbacks here send the replies after their batch has committed.  Nothing
+ * here runs SQL or knows how the connection is carried.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/memutils.h"
+
+#include "collab.h"
+#include "conn.h"
+#include "jobs.h"
+#include "json_object.h"
+#include "jwt.h"
+#include "metrics.h"
+#include "resource_id.h"
+#include "rooms.h"
+#include "session.h"
+#include "sio_codec.h"
+
+/* Time to send CONNECT after the WebSocket opens (socket.io's default). */
+#define CONNECT_TIMEOUT_US		(45 * 1000 * 1000LL)
+/* Time a refused client gets to read its CONNECT_ERROR. */
+#define REJECT_LINGER_US		(5 * 1000 * 1000LL)
+
+static struct ev_loop *session_loop = NULL;
+static const char *session_worker_name = NULL;
+static const JwtConfig *session_jwt = NULL;
+
+/* The loop that serves the sessions' timers, and what sessions report. */
+void
+session_init(struct ev_loop *loop, const char *worker_name, const JwtConfig *jwt)
+{
+	session_loop = loop;
+	session_worker_name = worker_name;
+	session_jwt = jwt;
+}
+
+/* Token times are unix seconds of the server's clock. */
+static int64
+now_unix(void)
+{
+	return (int64) time(NULL);
+}
+
+/* ----------------------------------------------------------------
+ * Opening, deadlines and the end of a session
+ * ---------------------------------------------------------------- */
+
+/* Is origin in collab.allowed_origins?  No list, or no Origin header: yes. */
+static bool
+origin_allowed(const char *origin)
+{
+	const char *p = collab_allowed_origins;
+	size_t		olen;
+
+	if (p == NULL || *p == '\0' || origin == NULL)
+		return true;
+	olen = strlen(origin);
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && end[-1] == ' ')
+			end--;
+		if ((size_t) (end - start) == olen && strncmp(start, origin, olen) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+schedule_timer(Conn *conn)
+{
+	int64		now = lws_now_usecs();
+	int64		next = INT64_MAX;
+
+	if (conn->state == CONN_OPEN || conn->state == CONN_REJECTED)
+		next = conn->connect_deadline;
+	if (conn->pong_deadline > 0)
+		next = Min(next, conn->pong_deadline);
+	else if (conn->next_ping > 0)
+		next = Min(next, conn->next_ping);
+	if (conn->state == CONN_CONNECTED && conn->token_exp > 0)
+	{
+		int64		exp_us = now + (conn->token_exp + collab_jwt_leeway - now_unix()) * 1000000LL;
+
+		next = Min(next, exp_us);
+	}
+	ev_timer_stop(session_loop, &conn->timer);
+	if (next == INT64_MAX)
+		return;
+	ev_timer_set(&conn->timer, Max(next - now, 1000) / 1e6, 0.0);
+	ev_timer_start(session_loop, &conn->timer);
+}
+
+/*
+ * A deadline of conn passed: the CONNECT timeout, a heartbeat, the token's
+ * expiry.  False when the connection must be dropped at once.
+ */
+static bool
+deadline_passed(Conn *conn)
+{
+	int64		now = lws_now_usecs();
+
+	if ((conn->state == CONN_OPEN || conn->state == CONN_REJECTED) && now >= conn->connect_deadline)
+		return false;
+	if (conn->pong_deadline > 0 && now >= conn->pong_deadline)
+	{
+		conn->close_reason = "timeout";
+		return false;
+	}
+	if (conn->state == CONN_CONNECTED && conn->token_exp > 0 &&
+		now_unix() >= conn->token_exp + collab_jwt_leeway)
+	{
+		StringInfoData buf;
+
+		conn_send_error(conn, SIO_NO_ACK, CE_AUTH_TOKEN_EXPIRED,
+						"your token expired; reconnect with a new one (or send auth:refresh before it expires)",
+						NULL);
+		initStringInfo(&buf);
+		sio_encode_disconnect(&buf, NULL);
+		conn_send_buf(conn, &buf);
+		pfree(buf.data);
+		conn->token_exp = 0;
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
+		return true;
+	}
+	if (conn->pong_deadline == 0 && conn->next_ping > 0 && now >= conn->next_ping)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		sio_encode_ping(&buf);
+		conn_send_buf(conn, &buf);
+		pfree(buf.data);
+		conn->pong_deadline = now + (int64) collab_ping_timeout_ms * 1000;
+	}
+	schedule_timer(conn);
+	return true;
+}
+
+/* A connection's deadline passed; runs in the event loop, outside lws callbacks. */
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	Conn	   *conn = (Conn *) w->data;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (conn->transport == NULL)
+		return;
+	PG_TRY();
+	{
+		if (!deadline_passed(conn))
+			conn_kill(conn);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		conn_kill(conn);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A new session on transport t, from a peer at address (with an Origin
+ * header, or NULL): the Engine.IO open packet is sent and the CONNECT
+ * deadline set.  NULL when the worker has no room for another connection.
+ */
+Conn *
+session_open(Transport *t, const char *address, const char *origin)
+{
+	Conn	   *conn;
+	StringInfoData buf;
+
+	if (conn_count() >= collab_max_connections)
+	{
+		ereport(LOG, (errmsg("collab worker refuses a connection: collab.max_connections (%d) reached",
+							 collab_max_connections)));
+		return NULL;
+	}
+	conn = conn_create();
+	conn_attach(conn, t);
+	ev_init(&conn->timer, conn_timer_cb);
+	conn->timer.data = conn;
+	strlcpy(conn->address, address, sizeof(conn->address));
+	if (origin)
+		conn->origin = MemoryContextStrdup(conn->cxt, origin);
+	conn->origin_ok = origin_allowed(conn->origin);
+	conn->rate_tokens = collab_rate_limit;
+	conn->rate_stamp = lws_now_usecs();
+	conn->close_reason = "disconnected";
+
+	initStringInfo(&buf);
+	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
+					collab_max_message_size);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+
+	conn->connect_deadline = lws_now_usecs() + CONNECT_TIMEOUT_US;
+	conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
+	schedule_timer(conn);
+	return conn;
+}
+
+/* The connection's rows are gone from the database (or could not be removed). */
+static void
+disconnect_done(Job *job)
+{
+	if (job->failed)
+		ereport(LOG, (errmsg("collab worker could not clean up connection %s: %s",
+							 job->conn->id, job->err_message)));
+}
+
+/*
+ * conn's transport is gone, and with it the session: it leaves its rooms,
+ * and what it held in the database is released.
+ */
+void
+session_transport_lost(Conn *conn)
+{
+	conn_detach(conn);
+	ev_timer_stop(session_loop, &conn->timer);
+	rooms_leave_all(conn);
+	if (conn->registered || conn->state == CONN_CONNECTING)
+	{
+		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, $2)::text",
+								  conn, disconnect_done);
+
+		job->nargs = 2;
+		job->args[0] = job_strdup(conn->id);
+		job->args[1] = job_strdup(conn->close_reason);
+		jobs_queue(job);
+	}
+	conn_end(conn);
+}
+
+/* ----------------------------------------------------------------
+ * Socket.IO CONNECT and authentication
+ * ---------------------------------------------------------------- */
+
+/* A CONNECT to a namespace we do not serve: refused, the connection stays. */
+static void
+reject_namespace(Conn *conn, const char *nsp)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_encode_connect_error(&buf, nsp, "Invalid namespace", NULL);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+}
+
+/* A refused CONNECT: the client gets REJECT_LINGER_US to read why. */
+static void
+reject_connect(Conn *conn, CollabErrorCode code, const char *message)
+{
+	const char *name = collab_errors[code].code;
+	StringInfoData buf;
+
+	if (strncmp(name, "AUTH_", 5) == 0)
+		collab_metrics->auth_failures++;
+	initStringInfo(&buf);
+	sio_encode_connect_error(&buf, "/", message, name);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	conn->state = CONN_REJECTED;
+	conn->connect_deadline = lws_now_usecs() + REJECT_LINGER_US;
+	schedule_timer(conn);
+}
+
+/* Verifies a token; false, with the error's code and message, if it fails. */
+static bool
+check_token(const char *token, size_t len, JwtClaims *claims,
+			CollabErrorCode *code, char **message)
+{
+	JwtError	err;
+	char	   *perr = NULL;
+
+	err = jwt_verify(session_jwt, token, len, now_unix(), claims, &perr);
+	if (err != JWT_OK)
+	{
+		*code = jwt_collab_error(err);
+		*message = perr ? perr : pstrdup("authentication failed");
+		return false;
+	}
+	return true;
+}
+
+/* The connection is registered (collab.ws_connect): the session is live. */
+static void
+connect_done(Job *job)
+{
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+
+	if (!job->failed)
+		conn->registered = true;
+	if (conn->state != CONN_CONNECTING)
+		return;
+	if (job->failed)
+	{
+		reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		return;
+	}
+	conn->state = CONN_CONNECTED;
+	initStringInfo(&buf);
+	sio_encode_connect(&buf, NULL, conn->id);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	schedule_timer(conn);
+}
+
+/* Registers the authenticated connection (collab.ws_connect). */
+static void
+queue_connect(Conn *conn)
+{
+	Job		   *job = job_new(sizeof(Job),
+							  "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7)::text",
+							  conn, connect_done);
+
+	conn->state = CONN_CONNECTING;
+	job->timed = true;
+	job->nargs = 7;
+	job->args[0] = job_strdup(conn->id);
+	job->args[1] = job_strdup(session_worker_name);
+	job->args[2] = job_strdup(psprintf("%d", MyProcPid));
+	job->args[3] = job_strdup(conn->user_id);
+	job->args[4] = job_strdup(conn->username);
+	job->args[5] = job_strdup(conn->address);
+	job->args[6] = conn->origin ? job_strdup(conn->origin) : NULL;
+	jobs_queue(job);
+}
+
+static void
+handle_connect(Conn *conn, SioFrame *f)
+{
+	JsonObject	auth;
+	char	   *perr = NULL;
+	const char *token = NULL;
+	size_t		token_len = 0;
+	CollabErrorCode code;
+	char	   *message;
+	JwtClaims	claims;
+
+	if (strcmp(f->nsp, "/") != 0)
+	{
+		reject_namespace(conn, f->nsp);
+		return;
+	}
+	if (conn->state != CONN_OPEN)
+	{
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		return;
+	}
+	if (!conn->origin_ok)
+	{
+		reject_connect(conn, CE_FORBIDDEN, "this origin is not allowed to connect");
+		return;
+	}
+	if (f->data != NULL && f->data_len > 0)
+	{
+		const JsonMember *m;
+
+		if (!json_object_parse(f->data, f->data_len, &auth, &perr))
+		{
+			reject_connect(conn, CE_AUTH_TOKEN_INVALID, "the auth payload is not a JSON object");
+			return;
+		}
+		m = json_object_get(&auth, "token");
+		if (m != NULL && m->kind != JSON_KIND_NULL)
+		{
+			if (m->kind != JSON_KIND_STRING)
+			{
+				reject_connect(conn, CE_AUTH_TOKEN_INVALID, "auth.token must be a string");
+				return;
+			}
+			token = m->value;
+			token_len = m->len;
+		}
+	}
+	if (token == NULL || token_len == 0)
+	{
+		reject_connect(conn, CE_AUTH_TOKEN_MISSING, "no token: pass auth: { token } when connecting");
+		return;
+	}
+	if (!check_token(token, token_len, &claims, &code, &message))
+	{
+		reject_connect(conn, code, message);
+		return;
+	}
+	conn->user_id = MemoryContextStrdup(conn->cxt, claims.sub);
+	conn->username = MemoryContextStrdup(conn->cxt, claims.display_name);
+	conn->token_exp = claims.exp;
+	jwt_claims_free(&claims);
+	queue_connect(conn);
+}
+
+/* auth:refresh {token}: a new token for the same user extends the session. */
+static void
+handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
+{
+	const char *token;
+	size_t		len;
+	CollabErrorCode code;
+	char	   *message;
+	JwtClaims	claims;
+	StringInfoData buf;
+	pg_time_t	exp;
+
+	if (json_object_get_string(args, "token", &token, &len) != JSON_GET_OK || len == 0)
+	{
+		conn_send_error(conn, ack_id, CE_AUTH_TOKEN_MISSING, "auth:refresh needs { token }", NULL);
+		return;
+	}
+	if (!check_token(token, len, &claims, &code, &message))
+	{
+		conn_send_error(conn, ack_id, code, message, NULL);
+		return;
+	}
+	if (strcmp(claims.sub, conn->user_id) != 0)
+	{
+		jwt_claims_free(&claims);
+		conn_send_error(conn, ack_id, CE_AUTH_CLAIM_INVALID,
+						"the new token is for another user", NULL);
+		return;
+	}
+	conn->token_exp = claims.exp;
+	jwt_claims_free(&claims);
+	schedule_timer(conn);
+	if (ack_id < 0)
+		return;
+	initStringInfo(&buf);
+	exp = (pg_time_t) conn->token_exp;
+	appendStringInfoString(&buf, "{\"ok\":true,\"expiresAt\":");
+	{
+		char		ts[64];
+
+		pg_strftime(ts, sizeof(ts), "\"%Y-%m-%dT%H:%M:%S.000Z\"", pg_gmtime(&exp));
+		appendStringInfoString(&buf, ts);
+	}
+	appendStringInfoChar(&buf, '}');
+	conn_send_ack(conn, ack_id, buf.data, buf.len);
+	pfree(buf.data);
+}
+
+/* ----------------------------------------------------------------
+ * Client events
+ * ---------------------------------------------------------------- */
+
+/* What a client event changes in the worker once its job has committed. */
+typedef enum JobAfter
+{
+	AFTER_NOTHING,
+	AFTER_JOIN,
+	AFTER_LEAVE
+} JobAfter;
+
+typedef struct EventSpec
+{
+	const char *name;
+	const char *sql;
+	JobAfter	after;
+	bool		needs_mode;
+	bool		is_save;
+} EventSpec;
+
+/* The job of a client event. */
+typedef struct RequestJob
+{
+	Job			job;
+	const EventSpec *spec;
+	int64		ack_id;			/* SIO_NO_ACK for none */
+	char	   *resource_id;
+	/* presence:join: the places of its ack and presence:state in the queue */
+	OutItem    *ack_slot;
+	OutItem    *state_slot;
+} RequestJob;
+
+static void request_done(Job *job);
+
+static const EventSpec event_specs[] = {
+	{"presence:join", "SELECT ack, token::text FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
+	{"presence:leave", "SELECT collab.ws_leave($1, $2)::text", AFTER_LEAVE, false, false},
+	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:release", "SELECT collab.ws_release($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:request", "SELECT collab.ws_request($1, $2)::text", AFTER_NOTHING, false, false},
+	{"doc:save", "SELECT collab.ws_save($1, $2, $3, $4::bigint, $5::bigint)::text", AFTER_NOTHING, false, true},
+};
+
+/* Reads an optional non-negative integer member; false (and an error sent) if ill-typed. */
+static bool
+optional_int(Conn *conn, int64 ack_id, JsonObject *args, const char *key,
+			 char **out, const char *resource_id)
+{
+	int64		v;
+	JsonGetResult r = json_object_get_int64(args, key, &v);
+
+	*out = NULL;
+	if (r == JSON_GET_MISSING || r == JSON_GET_NULL)
+		return true;
+	if (r != JSON_GET_OK || v < 0)
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST,
+						psprintf("%s must be a non-negative integer", key), resource_id);
+		return false;
+	}
+	*out = job_strdup(psprintf(INT64_FORMAT, v));
+	return true;
+}
+
+static bool
+rate_allows(Conn *conn)
+{
+	int64		now;
+
+	if (collab_rate_limit <= 0)
+		return true;
+	now = lws_now_usecs();
+	conn->rate_tokens = Min((double) collab_rate_limit,
+							conn->rate_tokens + (now - conn->rate_stamp) * collab_rate_limit / 1e6);
+	conn->rate_stamp = now;
+	if (conn->rate_tokens < 1.0)
+		return false;
+	conn->rate_tokens -= 1.0;
+	return true;
+}
+
+/*
+ * The arguments of a client event beyond the connection and the resource:
+ * presence:join's mode, doc:save's content, base version and token.  False,
+ * with an error sent, when one is missing or ill-typed.
+ */
+static bool
+event_args(Conn *conn, const EventSpec *spec, JsonObject *args, RequestJob *rj)
+{
+	Job		   *job = &rj->job;
+	const char *rid = rj->resource_id;
+
+	if (spec->needs_mode)
+	{
+		const char *mode;
+		size_t		mlen;
+
+		if (json_object_get_string(args, "mode", &mode, &mlen) != JSON_GET_OK ||
+			(strcmp(mode, "editor") != 0 && strcmp(mode, "viewer") != 0))
+		{
+			conn_send_error(conn, rj->ack_id, CE_BAD_REQUEST, "mode must be \"editor\" or \"viewer\"", rid);
+			return false;
+		}
+		job->args[2] = job_strdup(mode);
+		job->nargs = 3;
+	}
+	if (spec->is_save)
+	{
+		const JsonMember *m = json_object_get(args, "content");
+
+		if (m == NULL || m->kind != JSON_KIND_STRING)
+		{
+			conn_send_error(conn, rj->ack_id, CE_BAD_REQUEST, "content must be a string", rid);
+			return false;
+		}
+		if (m->len > (size_t) collab_max_content_size)
+		{
+			conn_send_error(conn, rj->ack_id, CE_PAYLOAD_TOO_LARGE,
+							psprintf("content of %zu bytes exceeds collab.max_content_size (%d bytes)",
+									 m->len, collab_max_content_size), rid);
+			return false;
+		}
+		job->args[2] = job_strdup(m->value);
+		if (!optional_int(conn, rj->ack_id, args, "baseVersion", &job->args[3], rid) ||
+			!optional_int(conn, rj->ack_id, args, "token", &job->args[4], rid))
+			return false;
+		job->nargs = 5;
+	}
+	return true;
+}
+
+static void
+handle_event(Conn *conn, SioFrame *f)
+{
+	const EventSpec *spec = NULL;
+	JsonObject	args;
+	char	   *perr = NULL;
+	const char *rid;
+	size_t		rid_len;
+	size_t		offset;
+	ResourceIdError rerr;
+	RequestJob *rj;
+	int64		ack_id = f->has_ack ? f->ack_id : SIO_NO_ACK;
+
+	if (!rate_allows(conn))
+	{
+		conn_send_error(conn, ack_id, CE_RATE_LIMITED,
+						psprintf("more than %d messages per second", collab_rate_limit), NULL);
+		return;
+	}
+	if (f->nargs < 1 || f->arg0 == NULL)
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST, "the event needs a payload object", NULL);
+		return;
+	}
+	if (!json_object_parse(f->arg0, f->arg0_len, &args, &perr))
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST, "the payload must be a JSON object", NULL);
+		return;
+	}
+	if (strcmp(f->event, "auth:refresh") == 0)
+	{
+		handle_refresh(conn, ack_id, &args);
+		return;
+	}
+	for (int i = 0; i < lengthof(event_specs); i++)
+		if (strcmp(event_specs[i].name, f->event) == 0)
+			spec = &event_specs[i];
+	if (spec == NULL)
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST,
+						psprintf("unknown event \"%s\"", f->event), NULL);
+		return;
+	}
+
+	if (json_object_get_string(&args, "resourceId", &rid, &rid_len) != JSON_GET_OK)
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST, "resourceId must be a string", NULL);
+		return;
+	}
+	rerr = resource_id_check(rid, rid_len, &offset);
+	if (rerr != RID_OK)
+	{
+		conn_send_error(conn, ack_id, CE_RESOURCE_ID_INVALID,
+						psprintf("invalid resource id: %s", resource_id_error_message(rerr)), NULL);
+		return;
+	}
+
+	rj = (RequestJob *) job_new(sizeof(RequestJob), spec->sql, conn, request_done);
+	rj->job.timed = true;
+	rj->spec = spec;
+	rj->ack_id = ack_id;
+	rj->resource_id = job_strdup(rid);
+	rj->job.args[0] = job_strdup(conn->id);
+	rj->job.args[1] = rj->resource_id;
+	rj->job.nargs = 2;
+	if (event_args(conn, spec, &args, rj))
+		jobs_queue(&rj->job);
+}
+
+/*
+ * One message from the client: an Engine.IO packet, maybe carrying a
+ * Socket.IO packet.  A malformed one closes the connection.
+ */
+void
+session_receive(Conn *conn, const char *data, size_t len)
+{
+	SioFrame	f;
+	SioParseError err;
+	StringInfoData buf;
+
+	err = sio_parse_frame(data, len, &f);
+	if (err != SIO_OK)
+	{
+		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn->state == CONN_CONNECTED)
+		{
+			conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
+			return;
+		}
+		ereport(DEBUG1, (errmsg("collab worker closes connection %s: %s", conn->id, sio_error_message(err))));
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		return;
+	}
+	switch (f.eio_type)
+	{
+		case SIO_EIO_PONG:
+			conn->pong_deadline = 0;
+			conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
+			schedule_timer(conn);
+			return;
+		case SIO_EIO_PING:
+			initStringInfo(&buf);
+			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
+			conn_send_buf(conn, &buf);
+			pfree(buf.data);
+			return;
+		case SIO_EIO_CLOSE:
+			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
+			return;
+		case SIO_EIO_MESSAGE:
+			break;
+		default:
+			return;				/* noop, upgrade: nothing to do on websocket */
+	}
+	switch (f.sio_type)
+	{
+		case SIO_CONNECT:
+			handle_connect(conn, &f);
+			break;
+		case SIO_DISCONNECT:
+			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
+			break;
+		case SIO_EVENT:
+			if (conn->state != CONN_CONNECTED || strcmp(f.nsp, "/") != 0)
+			{
+				conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+				break;
+			}
+			handle_event(conn, &f);
+			break;
+		case SIO_ACK:
+			break;				/* we never ask clients for acks */
+		default:
+			conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+			break;
+	}
+}
+
+/* ----------------------------------------------------------------
+ * Replies to client events
+ * ---------------------------------------------------------------- */
+
+static void join_users_done(Job *job);
+
+/*
+ * presence:join, after its commit: the joiner is in the room from now on,
+ * and its ack and presence:state get their places in its (held) queue, in
+ * front of the events of the batch.  They are written once the room's users
+ * have been read (join_users_done), after the room has heard of the join.
+ */
+static void
+join_done(RequestJob *rj)
+{
+	Job		   *job = &rj->job;
+	Conn	   *conn = job->conn;
+	int64		token;
+
+	if (job->result == NULL || !conn->held)
+	{
+		conn_send_error(conn, rj->ack_id, CE_INTERNAL, "internal error: malformed reply", rj->resource_id);
+		return;
+	}
+	if (job->result2 && collab_parse_int64(job->result2, &token))
+		conn_store_token(conn, rj->resource_id, token);
+	rooms_join(conn, rj->resource_id);
+	rj->ack_slot = rj->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
+	rj->state_slot = conn_queue_slot(conn);
+	job_follow_up(job, "SELECT collab._room_users($1)", rj->resource_id, join_users_done);
+}
+
+/*
+ * The join's ack (the acknowledgement from collab.ws_join, to which the
+ * users are added as its last member) and presence:state, into their
+ * places.  Without the users (their query failed), the client is closed: it
+ * reconnects and joins again.
+ */
+static void
+join_users_done(Job *job)
+{
+	RequestJob *rj = (RequestJob *) job;
+	Conn	   *conn = job->conn;
+	const char *users = job->then_result;
+	StringInfoData buf;
+	size_t		alen = strlen(job->result);
+
+	if (users == NULL || alen < 2 || job->result[alen - 1] != '}')
+	{
+		conn_fill_slot(conn, rj->ack_slot, NULL);
+		conn_fill_slot(conn, rj->state_slot, NULL);
+		ereport(LOG, (errmsg("collab worker closes connection %s: the room's users could not be read",
+							 conn->id)));
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_GOINGAWAY);
+		return;
+	}
+	initStringInfo(&buf);
+	if (rj->ack_slot)
+	{
+		StringInfoData ack;
+
+		initStringInfo(&ack);
+		appendBinaryStringInfo(&ack, job->result, alen - 1);
+		appendStringInfoString(&ack, ",\"users\":");
+		appendStringInfoString(&ack, users);
+		appendStringInfoChar(&ack, '}');
+		sio_encode_ack(&buf, NULL, rj->ack_id, ack.data, ack.len);
+		pfree(ack.data);
+		conn_fill_slot(conn, rj->ack_slot, outframe_make(buf.data, buf.len));
+		resetStringInfo(&buf);
+	}
+	sio_event_begin(&buf, NULL, "presence:state", SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, "{\"resourceId\":");
+	sio_json_escape(&buf, rj->resource_id);
+	appendStringInfoString(&buf, ",\"users\":");
+	appendStringInfoString(&buf, users);
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	conn_fill_slot(conn, rj->state_slot, outframe_make(buf.data, buf.len));
+	pfree(buf.data);
+}
+
+/*
+ * An acknowledgement {"ok": false, "error": {...}} of a SQL function sent
+ * without an ack id: the client hears of the failure as an error event.
+ */
+static void
+send_failure_event(Conn *conn, JsonObject *ack, const char *resource_id)
+{
+	const JsonMember *e = json_object_get(ack, "error");
+	JsonObject	err;
+	char	   *perr = NULL;
+	const char *name;
+	const char *message = "request failed";
+	size_t		l;
+	CollabErrorCode code = CE_INTERNAL;
+
+	if (e && e->kind == JSON_KIND_OBJECT && json_object_parse(e->value, e->len, &err, &perr))
+	{
+		if (json_object_get_string(&err, "code", &name, &l) == JSON_GET_OK &&
+			!collab_error_of_name(name, &code))
+			code = CE_INTERNAL;
+		(void) json_object_get_string(&err, "message", &message, &l);
+	}
+	conn_send_error(conn, SIO_NO_ACK, code, message, resource_id);
+}
+
+/* A client event's job committed, or failed: the ack, or an error event. */
+static void
+request_done(Job *job)
+{
+	RequestJob *rj = (RequestJob *) job;
+	Conn	   *conn = job->conn;
+	JsonObject	result;
+	JsonObject	ack;
+	const JsonMember *ackm;
+	const JsonMember *tokm;
+	char	   *perr = NULL;
+	bool		ok = false;
+	int64		token;
+
+	if (conn->state != CONN_CONNECTED)
+		return;
+	if (job->failed)
+	{
+		if (rj->spec->is_save)
+			collab_metrics->saves_rejected++;
+		conn_send_error(conn, rj->ack_id, job->err_code, job->err_message, rj->resource_id);
+		return;
+	}
+	if (rj->spec->after == AFTER_JOIN)
+	{
+		join_done(rj);
+		return;
+	}
+	if (job->result == NULL || !json_object_parse(job->result, strlen(job->result), &result, &perr) ||
+		(ackm = json_object_get(&result, "ack")) == NULL || ackm->kind != JSON_KIND_OBJECT ||
+		!json_object_parse(ackm->value, ackm->len, &ack, &perr))
+	{
+		conn_send_error(conn, rj->ack_id, CE_INTERNAL, "internal error: malformed reply", rj->resource_id);
+		return;
+	}
+	(void) json_object_get_bool(&ack, "ok", &ok);
+	tokm = json_object_get(&result, "token");
+	if (tokm && json_member_int64(tokm, &token) == JSON_GET_OK)
+		conn_store_token(conn, rj->resource_id, token);
+
+	if (ok && rj->spec->after == AFTER_LEAVE)
+		rooms_leave(conn, rj->resource_id);
+
+	if (rj->ack_id >= 0)
+		conn_send_ack(conn, rj->ack_id, ackm->value, ackm->len);
+	else if (!ok)
+		send_failure_event(conn, &ack, rj->resource_id);
+}

@@ -1,0 +1,444 @@
+/*-------------------------------------------------------------------------
+ *
+ * ws_transport.c
+ *	  The worker's port under libwebsockets: HTTP requests (/healthz,
+ *	  /metrics, the demo UI), and WebSocket connections as the transport
+ *	  of sessions.
+ *
+ * Every libwebsockets callback runs inside a PG_TRY boundary
+ * (ws_transport_callback): an error closes that one connection and the
+ * worker lives on.  A WebSocket carries one session (session.c): what
+ * arrives is reassembled into whole messages and handed to it, and what it
+ * sends is written through the TransportOps below, straight to the socket
+ * where the connection is plain.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "utils/memutils.h"
+
+#include "collab.h"
+#include "conn.h"
+#include "metrics.h"
+#include "rooms.h"
+#include "session.h"
+#include "sio_codec.h"
+#include "static_files.h"
+#include "ws_transport.h"
+
+/* A WebSocket carrying a session. */
+typedef struct WsTransport
+{
+	Transport	base;
+	struct lws *wsi;
+	bool		plain;			/* not TLS, not closing: send_plain() may write */
+	StringInfoData rx;			/* reassembly of a fragmented message */
+} WsTransport;
+
+/* Inside a libwebsockets callback (where frames are only queued)? */
+static int	in_callback = 0;
+
+static MemoryContext transports_cxt = NULL;
+
+/*
+ * Messages that arrive in pieces are assembled here, not in the
+ * connection's own context: a buffer freed there would stay with that
+ * connection for good, and every connection that once sent a long message
+ * would keep one.
+ */
+static MemoryContext rx_cxt = NULL;
+
+static WsTransport *
+transport_of(struct lws *wsi)
+{
+	WsTransport **slot = (WsTransport **) lws_wsi_user(wsi);
+
+	return slot ? *slot : NULL;
+}
+
+/* ----------------------------------------------------------------
+ * Writing (the TransportOps of a WebSocket)
+ * ---------------------------------------------------------------- */
+
+/*
+ * Writes a whole frame to a plain (not TLS) connection's socket with one
+ * send(), framing it in the frame's headroom: a server's text frame is the
+ * same header for every recipient, so a frame shared by a fan-out can be
+ * framed in place.  Going past lws_write() saves, per member of a fan-out,
+ * the poll() that lws 4.1 needs before each write it did not ask for (see
+ * ws_ready) and its own bookkeeping.  What the kernel does not take is
+ * handed to lws as raw bytes, which it sends before anything else.
+ * Returns false if the socket failed.
+ */
+static bool
+send_plain(WsTransport *t, OutFrame *frame)
+{
+	unsigned char *payload = frame->data + LWS_PRE;
+	size_t		len = frame->len;
+	size_t		hlen = len < 126 ? 2 : (len < 65536 ? 4 : 10);
+	unsigned char *h = payload - hlen;
+	ssize_t		n;
+
+	h[0] = 0x81;				/* FIN, text */
+	if (len < 126)
+		h[1] = (unsigned char) len;
+	else if (len < 65536)
+	{
+		h[1] = 126;
+		h[2] = (unsigned char) (len >> 8);
+		h[3] = (unsigned char) len;
+	}
+	else
+	{
+		h[1] = 127;
+		for (int i = 0; i < 8; i++)
+			h[2 + i] = (unsigned char) ((uint64) len >> (56 - 8 * i));
+	}
+	n = send(lws_get_socket_fd(t->wsi), h, hlen + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+	{
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return false;
+		n = 0;
+	}
+	if ((size_t) n < hlen + len)
+	{
+		size_t		rest = hlen + len - n;
+		unsigned char *buf = palloc(LWS_PRE + rest);
+		int			m;
+
+		memcpy(buf + LWS_PRE, h + n, rest);
+		/* clears lws's back-to-back guard (the answer is known: choked) */
+		if (lws_send_pipe_choked(t->wsi))
+		{
+			/* lws keeps what the socket does not take */
+		}
+		m = lws_write(t->wsi, buf + LWS_PRE, rest, LWS_WRITE_HTTP);
+		pfree(buf);
+		if (m < (int) rest)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * May a frame go to the socket now?  Not inside an lws callback, where
+ * frames only queue.  What the kernel does not take, lws keeps and sends
+ * when it can; until then frames queue in the session.  (lws 4.1 must not
+ * be given a frame while it still holds part of an earlier one, and refuses
+ * a second write that no lws_send_pipe_choked() or pass of its loop came
+ * before, as an "illegal back-to-back write": so that call, with its
+ * poll(), stays, except where send_plain() writes the socket itself.)
+ */
+static bool
+ws_ready(Transport *base)
+{
+	WsTransport *t = (WsTransport *) base;
+
+	return in_callback == 0 &&
+		(t->plain ? !lws_partial_buffered(t->wsi) : !lws_send_pipe_choked(t->wsi));
+}
+
+static bool
+ws_write(Transport *base, OutFrame *frame)
+{
+	WsTransport *t = (WsTransport *) base;
+	bool		sent;
+
+	if (t->plain)
+		sent = send_plain(t, frame);
+	else
+		sent = lws_write(t->wsi, frame->data + LWS_PRE, frame->len,
+						 LWS_WRITE_TEXT) >= (int) frame->len;
+	collab_metrics->messages_out++;
+	return sent;
+}
+
+static void
+ws_want_writable(Transport *base)
+{
+	lws_callback_on_writable(((WsTransport *) base)->wsi);
+}
+
+static void
+ws_kill(Transport *base)
+{
+	lws_set_timeout(((WsTransport *) base)->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static const TransportOps ws_ops = {
+	.ready = ws_ready,
+	.write = ws_write,
+	.want_writable = ws_want_writable,
+	.kill = ws_kill,
+};
+
+/*
+ * WRITEABLE: writes queued frames while the socket takes them: one syscall
+ * per frame, but one trip through the event loop for the whole queue.
+ */
+static int
+ws_writeable(WsTransport *t)
+{
+	Conn	   *conn = t->base.conn;
+	struct lws *wsi = t->wsi;
+
+	while (conn->out_head != NULL)
+	{
+		OutFrame   *f = conn_queue_pop(conn);
+		bool		whole = true;
+
+		if (f != NULL)
+		{
+			whole = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) >= (int) f->len;
+			collab_metrics->messages_out++;
+			outframe_release(f);
+		}
+		if (!whole)
+			return -1;
+		/* lws keeps what the kernel did not take; wait until it is out */
+		if (conn->out_head != NULL && lws_send_pipe_choked(wsi))
+		{
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	}
+	if (conn->close_after_flush)
+	{
+		lws_close_reason(wsi, conn->close_status, NULL, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* ----------------------------------------------------------------
+ * A WebSocket's life
+ * ---------------------------------------------------------------- */
+
+/* ESTABLISHED: a new WebSocket, and a new session on it. */
+static int
+ws_established(struct lws *wsi)
+{
+	WsTransport **slot = (WsTransport **) lws_wsi_user(wsi);
+	WsTransport *t;
+	char		address[64];
+	char		origin[256];
+	bool		has_origin;
+
+	if (transports_cxt == NULL)
+	{
+		transports_cxt = AllocSetContextCreate(TopMemoryContext, "collab WebSocket transports",
+											   ALLOCSET_DEFAULT_SIZES);
+		rx_cxt = AllocSetContextCreate(TopMemoryContext, "collab receive buffers",
+									   ALLOCSET_DEFAULT_SIZES);
+	}
+	t = MemoryContextAllocZero(transports_cxt, sizeof(WsTransport));
+	t->base.ops = &ws_ops;
+	t->wsi = wsi;
+	t->plain = !lws_is_ssl(wsi);
+	t->rx.data = NULL;
+	lws_get_peer_simple(wsi, address, sizeof(address));
+	has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
+	*slot = t;
+	if (session_open(&t->base, address, has_origin ? origin : NULL) == NULL)
+	{
+		*slot = NULL;
+		pfree(t);
+		return -1;
+	}
+	return 0;
+}
+
+/* RECEIVE: a whole message goes to the session, pieces are assembled first. */
+static int
+ws_receive(WsTransport *t, const char *in, size_t len)
+{
+	struct lws *wsi = t->wsi;
+	Conn	   *conn = t->base.conn;
+	bool		complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+
+	if (conn->close_after_flush)
+		return 0;
+	if (lws_frame_is_binary(wsi))
+	{
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
+		return 0;
+	}
+	if ((size_t) t->rx.len + len > (size_t) collab_max_message_size)
+	{
+		conn_send_error(conn, SIO_NO_ACK, CE_PAYLOAD_TOO_LARGE,
+						psprintf("messages are limited to %d bytes (collab.max_message_size)",
+								 collab_max_message_size), NULL);
+		conn_close_after_flush(conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+		return 0;
+	}
+
+	/*
+	 * Most messages arrive whole in one callback: parse them where lws put
+	 * them.  Only a message in pieces is assembled, in a buffer given back
+	 * once it is handled, so that an idle connection holds no buffer at all.
+	 */
+	if (complete && t->rx.data == NULL)
+	{
+		collab_metrics->messages_in++;
+		session_receive(conn, in, len);
+		return 0;
+	}
+	if (t->rx.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(rx_cxt);
+
+		initStringInfo(&t->rx);
+		MemoryContextSwitchTo(old);
+	}
+	appendBinaryStringInfo(&t->rx, in, len);
+	if (!complete)
+		return 0;
+	collab_metrics->messages_in++;
+	session_receive(conn, t->rx.data, t->rx.len);
+	pfree(t->rx.data);
+	t->rx.data = NULL;
+	t->rx.len = 0;
+	return 0;
+}
+
+/* CLOSED: the socket is gone, and with it the session's transport. */
+static void
+ws_closed(struct lws *wsi)
+{
+	WsTransport **slot = (WsTransport **) lws_wsi_user(wsi);
+	WsTransport *t = slot ? *slot : NULL;
+
+	if (t == NULL)
+		return;
+	*slot = NULL;
+	if (t->rx.data != NULL)
+		pfree(t->rx.data);
+	if (t->base.conn)
+		session_transport_lost(t->base.conn);
+	pfree(t);
+}
+
+/* ----------------------------------------------------------------
+ * HTTP
+ * ---------------------------------------------------------------- */
+
+/*
+ * Upgrade requests must be Engine.IO v4 over the WebSocket transport;
+ * others get an HTTP error instead of the switch of protocols.
+ */
+static int
+filter_upgrade(struct lws *wsi)
+{
+	char		uri[256];
+	char		arg[64];
+	const char *v;
+	const char *why = NULL;
+
+	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		strcmp(uri, "/socket.io/") != 0)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+		return 1;
+	}
+	/* the returned pointer is to the value, inside arg */
+	v = lws_get_urlarg_by_name(wsi, "EIO=", arg, sizeof(arg));
+	if (v == NULL || strcmp(v, "4") != 0)
+		why = "unsupported protocol version: collab speaks Engine.IO v4 (EIO=4)";
+	else if ((v = lws_get_urlarg_by_name(wsi, "transport=", arg, sizeof(arg))) == NULL ||
+			 strcmp(v, "websocket") != 0)
+		why = "transport unknown: collab serves the websocket transport only";
+	if (why)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, why);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+http_request(struct lws *wsi, const char *uri)
+{
+	int			rc;
+
+	metrics_set_gauges(conn_count(), rooms_count());
+	rc = metrics_http(wsi, uri);
+	if (rc == -2)
+		rc = static_http(wsi, uri);
+	if (rc != -2)
+		return rc;
+	if (strncmp(uri, "/socket.io/", 11) == 0)
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+							   "collab serves Engine.IO v4 over the WebSocket transport only: "
+							   "use transports: ['websocket']");
+	else
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+	return -1;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len)
+{
+	WsTransport *t;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_HTTP:
+			return http_request(wsi, (const char *) in);
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			return filter_upgrade(wsi);
+		case LWS_CALLBACK_ESTABLISHED:
+			return ws_established(wsi);
+		case LWS_CALLBACK_RECEIVE:
+			t = transport_of(wsi);
+			return t && t->base.conn ? ws_receive(t, (const char *) in, len) : -1;
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			t = transport_of(wsi);
+			return t && t->base.conn ? ws_writeable(t) : -1;
+		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+			/* lws answers the close: nothing may follow it on the socket */
+			t = transport_of(wsi);
+			if (t)
+				t->plain = false;
+			return 0;
+		case LWS_CALLBACK_CLOSED:
+			ws_closed(wsi);
+			return 0;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * The PG_TRY boundary around every callback: a PostgreSQL error (out of
+ * memory, say) must not longjmp through libwebsockets' frames.
+ */
+int
+ws_transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
+					  void *user, void *in, size_t len)
+{
+	volatile int rc = 0;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	int			outer = in_callback;
+
+	in_callback = outer + 1;
+	PG_TRY();
+	{
+		rc = callback(wsi, reason, in, len);
+	}
+	PG_CATCH();
+	{
+		in_callback = outer;
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		/* close only connections, never the listening socket */
+		rc = (reason == LWS_CALLBACK_CLOSED) ? 0 : -1;
+	}
+	PG_END_TRY();
+	in_callback = outer;
+	return rc;
+}
