@@ -330,12 +330,12 @@ COMMENT ON FUNCTION collab.purge_revisions(timestamptz)
 	IS 'Superuser only: drops revisions saved before p_before (never a resource''s newest, nor a chain that does not verify), keeping an anchor hash; returns how many';
 
 -- collab.save() gains restored_from; the 4-argument call resolves to it.
--- In C (src/revisions.c), around save_guard.c's collab_save().
+-- In C (src/save_guard.c).
 DROP FUNCTION collab.save(text, bigint, text, bigint);
 CREATE FUNCTION collab.save(p_resource_id text, p_token bigint, p_content text,
 	p_base_version bigint DEFAULT NULL, p_restored_from bigint DEFAULT NULL)
 RETURNS bigint
-	AS 'MODULE_PATHNAME', 'collab_save_with_origin' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'collab_save' LANGUAGE C;
 COMMENT ON FUNCTION collab.save(text, bigint, text, bigint, bigint)
 	IS 'Saves content with the live lock''s token (optionally expecting a base version, or restoring an earlier version''s content); returns the new version';
 
@@ -343,7 +343,7 @@ COMMENT ON FUNCTION collab.save(text, bigint, text, bigint, bigint)
 CREATE FUNCTION collab._save(p_resource_id text, p_token bigint, p_content text,
 	p_base_version bigint, p_restored_from bigint, p_path text)
 RETURNS bigint
-	AS 'MODULE_PATHNAME', 'collab_save_with_origin' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'collab_save' LANGUAGE C;
 COMMENT ON FUNCTION collab._save(text, bigint, text, bigint, bigint, text)
 	IS 'collab.save() with the path recorded in the revision (ws or sql); for the WebSocket worker';
 

@@ -20,10 +20,10 @@
  * revision it dropped), so that the chain still verifies afterwards and a
  * save running beside it always finds the revision it chains to.
  *
- * The path and the restored version reach the guard from collab.save() and
- * collab._save() (the WebSocket worker's save) as a save origin kept here
- * for the duration of the call, or from the transaction-local setting
- * collab.restored_from for a plain UPDATE.
+ * The path and the restored version are what the save presented to the
+ * guard (save_guard.c): the arguments of collab.save() and collab._save()
+ * (the WebSocket worker's save), or the transaction-local setting
+ * collab.restored_from of a plain UPDATE.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,8 +47,6 @@
 
 #include "collab.h"
 
-extern Datum collab_save(PG_FUNCTION_ARGS);
-
 /* The format tag, first field of every hash input. */
 #define REVISION_HASH_TAG	"collab.revision.v1"
 
@@ -70,17 +68,6 @@ typedef struct RevisionFields
 	bool		has_restored_from;
 	int64		restored_from;
 } RevisionFields;
-
-/* The origin of the save in progress, set by collab.save() / collab._save(). */
-typedef struct SaveOrigin
-{
-	bool		active;
-	bool		ws;
-	bool		has_restored_from;
-	int64		restored_from;
-} SaveOrigin;
-
-static SaveOrigin origin = {false, false, false, 0};
 
 /* True only while collab.purge_revisions() runs its DELETE. */
 static bool purging = false;
@@ -294,17 +281,15 @@ check_restored(Datum id, Datum created, int64 restored_from, Datum content)
 /*
  * Records the revision of a save the guard accepted (version, saver, time,
  * token; the resource and its new content come from the old and new rows).
- * Returns true, with *restored_from set, when the save restores an earlier
- * version.  Runs its queries as the owner of function fn.
+ * A save that restores an earlier version names it in restored_from
+ * (has_restored); ws tells the WebSocket path from SQL.  Runs its queries
+ * as the owner of function fn.
  */
-bool
+void
 collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, int64 version,
 					   const char *user_id, const char *username, TimestampTz saved_at,
-					   int64 token, int64 *restored_from)
+					   int64 token, bool ws, bool has_restored, int64 restored)
 {
-	bool		has_restored = false;
-	int64		restored = 0;
-	bool		ws = false;
 	bool		isnull;
 	Datum		id,
 				created,
@@ -312,28 +297,13 @@ collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, i
 	CollabOwner oc;
 
 	if (!revisions_installed())
-		return false;
+		return;
 	id = column(oldt, desc, "id", &isnull);
 	created = column(oldt, desc, "created_at", &isnull);
 	content = column(newt, desc, "content", &isnull);
 	/* the row's NOT NULL constraint refuses this UPDATE after the trigger */
 	if (isnull)
-		return false;
-
-	if (origin.active)
-	{
-		ws = origin.ws;
-		has_restored = origin.has_restored_from;
-		restored = origin.restored_from;
-	}
-	else if (collab_restored_from && *collab_restored_from)
-	{
-		if (!collab_parse_int64(collab_restored_from, &restored))
-			ereport(ERROR,
-					(errcode(collab_errcode(CE_BAD_REQUEST)),
-					 errmsg("collab.restored_from must be an integer")));
-		has_restored = true;
-	}
+		return;
 
 	collab_become_owner(fn, &oc);
 	PG_TRY();
@@ -397,51 +367,6 @@ collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, i
 		collab_restore_user(&oc);
 	}
 	PG_END_TRY();
-
-	*restored_from = restored;
-	return has_restored;
-}
-
-/*
- * collab.save(resource_id, token, content, base_version, restored_from) and
- * collab._save(..., path): collab_save() with the save's origin known to
- * the guard for the duration of the call.
- */
-PG_FUNCTION_INFO_V1(collab_save_with_origin);
-Datum
-collab_save_with_origin(PG_FUNCTION_ARGS)
-{
-	SaveOrigin	outer = origin;
-	SaveOrigin	o = {true, false, false, 0};
-	Datum		result;
-
-	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
-	{
-		o.has_restored_from = true;
-		o.restored_from = PG_GETARG_INT64(4);
-	}
-	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
-	{
-		char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(5));
-
-		if (strcmp(path, "ws") == 0)
-			o.ws = true;
-		else if (strcmp(path, "sql") != 0)
-			ereport(ERROR,
-					(errcode(collab_errcode(CE_BAD_REQUEST)),
-					 errmsg("a save's path must be \"ws\" or \"sql\"")));
-	}
-	origin = o;
-	PG_TRY();
-	{
-		result = collab_save(fcinfo);
-	}
-	PG_FINALLY();
-	{
-		origin = outer;
-	}
-	PG_END_TRY();
-	return result;
 }
 
 /* ------------------------------------------------------------------------

@@ -54,12 +54,6 @@ static const char save_sql[] =
 "WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version";
 static const Oid save_types[2] = {TEXTOID, TEXTOID};
 
-/* collab.save() hands its token to the guard here rather than via settings */
-static bool save_active = false;
-static int64 save_token;
-static bool save_has_base;
-static int64 save_base;
-
 static bool
 column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int att)
 {
@@ -99,14 +93,25 @@ typedef struct GuardedUpdate
 	int			a_at;
 } GuardedUpdate;
 
-/* The token and base version a save presents. */
+/*
+ * What a save presents: its token, the version it expects to replace, the
+ * version whose content it restores, and whether it comes from the
+ * WebSocket worker (its revision's path).
+ */
 typedef struct Presented
 {
 	bool		has_token;
 	int64		token;
 	bool		has_base;
 	int64		base;
+	bool		has_restored;
+	int64		restored_from;
+	bool		ws;
 } Presented;
+
+/* collab.save() hands what it presents to the guard here, not via settings */
+static bool save_active = false;
+static Presented save_presented;
 
 /* Who saved: the holder of the lease that the save renewed. */
 typedef struct Saver
@@ -143,26 +148,28 @@ forbid_key_changes(GuardedUpdate *u)
 				 errmsg("resource ids, parents, kinds and creation times cannot change")));
 }
 
-/* The token and base version from collab.save(), or from the settings. */
+/* What the save presents, from collab.save(), or from the settings. */
 static void
 read_presented(Presented *p)
 {
 	if (save_active)
 	{
-		p->has_token = true;
-		p->token = save_token;
-		p->has_base = save_has_base;
-		p->base = save_base;
+		*p = save_presented;
 		return;
 	}
-	p->token = p->base = 0;
+	memset(p, 0, sizeof(*p));
 	p->has_token = collab_lock_token && *collab_lock_token;
 	p->has_base = collab_base_version && *collab_base_version;
+	p->has_restored = collab_restored_from && *collab_restored_from;
 	if ((p->has_token && !collab_parse_int64(collab_lock_token, &p->token)) ||
 		(p->has_base && !collab_parse_int64(collab_base_version, &p->base)))
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_BAD_REQUEST)),
 				 errmsg("collab.lock_token and collab.base_version must be integers")));
+	if (p->has_restored && !collab_parse_int64(collab_restored_from, &p->restored_from))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_BAD_REQUEST)),
+				 errmsg("collab.restored_from must be an integer")));
 }
 
 /*
@@ -288,8 +295,6 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	int64		old_version;
 	TimestampTz now;
 	Saver		saver;
-	bool		restored;
-	int64		restored_from = 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -309,14 +314,19 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id, id_str, now, &saver);
 	if (p.has_base && p.base != old_version)
 		version_conflict(&u, id_str, old_version, p.base);
-	restored = collab_record_revision(fcinfo->flinfo->fn_oid, u.desc, u.oldt, u.newt, old_version + 1,
-									  saver.user_id, saver.username, now, p.token, &restored_from);
+	collab_record_revision(fcinfo->flinfo->fn_oid, u.desc, u.oldt, u.newt, old_version + 1,
+						   saver.user_id, saver.username, now, p.token, p.ws,
+						   p.has_restored, p.restored_from);
 	publish_doc_saved(id_str, old_version + 1, saver.user_id, saver.username, saver.holder_id, now,
-					  restored ? &restored_from : NULL);
+					  p.has_restored ? &p.restored_from : NULL);
 	return PointerGetDatum(saved_row(&u, old_version + 1, &saver, now));
 }
 
-/* collab.save(resource_id, token, content, base_version): the new version */
+/*
+ * collab.save(resource_id, token, content, base_version, restored_from) and
+ * collab._save(..., path), the WebSocket worker's save ("ws" or "sql"): the
+ * new version.
+ */
 PG_FUNCTION_INFO_V1(collab_save);
 Datum
 collab_save(PG_FUNCTION_ARGS)
@@ -336,11 +346,26 @@ collab_save(PG_FUNCTION_ARGS)
 				 errmsg("no lock token presented on \"%s\"", TextDatumGetCString(PG_GETARG_DATUM(0))),
 				 errhint("Acquire the editor lock and present its token.")));
 
+	memset(&save_presented, 0, sizeof(save_presented));
+	save_presented.has_token = true;
+	save_presented.token = PG_GETARG_INT64(1);
+	save_presented.has_base = !PG_ARGISNULL(3);
+	save_presented.base = save_presented.has_base ? PG_GETARG_INT64(3) : 0;
+	save_presented.has_restored = PG_NARGS() > 4 && !PG_ARGISNULL(4);
+	save_presented.restored_from = save_presented.has_restored ? PG_GETARG_INT64(4) : 0;
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+	{
+		char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(5));
+
+		save_presented.ws = strcmp(path, "ws") == 0;
+		if (!save_presented.ws && strcmp(path, "sql") != 0)
+			ereport(ERROR,
+					(errcode(collab_errcode(CE_BAD_REQUEST)),
+					 errmsg("a save's path must be \"ws\" or \"sql\"")));
+	}
+
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	save_active = true;
-	save_token = PG_GETARG_INT64(1);
-	save_has_base = !PG_ARGISNULL(3);
-	save_base = save_has_base ? PG_GETARG_INT64(3) : 0;
 	PG_TRY();
 	{
 		Datum		v[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(2)};
