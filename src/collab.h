@@ -89,6 +89,8 @@ typedef enum CollabErrorCode
 	CE_PAYLOAD_TOO_LARGE,
 	CE_RATE_LIMITED,
 	CE_INTERNAL,
+	CE_AUTH_TOKEN_REVOKED,
+	CE_BUSY,
 	CE_NUM_CODES
 } CollabErrorCode;
 
