@@ -5,6 +5,7 @@ EXTVERSION = 0.2.0
 
 MODULE_big = collab
 OBJS = \
+	src/access.o \
 	src/collab.o \
 	src/errors.o \
 	src/event_queue.o \
@@ -29,9 +30,9 @@ OBJS = \
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
-REGRESS = resource_id documents locks saves events presence privileges
+REGRESS = resource_id documents locks saves events presence privileges access
 REGRESS_OPTS = --inputdir=test --load-extension=collab
-ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete revoke_vs_save revoke_vs_acquire revoke_vs_join
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config

@@ -35,12 +35,23 @@ extern int	collab_sweep_interval_ms;
 extern int	collab_rate_limit;
 extern char *collab_lock_token;
 extern char *collab_base_version;
+extern bool collab_access_control;
+extern char *collab_access_rule;
+extern char *collab_jwt_groups_claim;
+extern int	collab_access_log_retention_min;
 
 /* Most WebSocket worker processes (collab.workers). */
 #define COLLAB_MAX_WORKERS 32
 
 /* Notification channel carrying every event the browsers must hear about. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
+
+/*
+ * Events whose name starts with this are for the workers' own bookkeeping
+ * (access changes, session revocations): never sent to browsers, never
+ * forwarded to NOTIFY listeners.
+ */
+#define COLLAB_INTERNAL_EVENT_PREFIX "internal:"
 
 /* owner.c */
 typedef struct CollabOwner

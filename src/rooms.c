@@ -11,7 +11,9 @@
  * conflicts with; a presence change on R reaches R and its ancestors, since
  * a document carries the presence of its tabs.  Each connection gets each
  * event once, and every recipient shares one encoded frame, except the
- * holder's copy of lock:acquired, which alone carries the token.
+ * holder's copy of lock:acquired, which alone carries the token.  Internal
+ * events (COLLAB_INTERNAL_EVENT_PREFIX) are the workers' own and reach no
+ * connection.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +22,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "collab.h"
 #include "json_object.h"
 #include "metrics.h"
 #include "resource_id.h"
@@ -246,8 +249,18 @@ dispatch_event(const char *json, size_t len, bool count)
 	dlist_iter	rit;
 
 	if (!json_object_parse(json, len, &ev, &perr) ||
-		json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK ||
-		json_object_get_string(&ev, "resourceId", &rid, &l) != JSON_GET_OK)
+		json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK)
+	{
+		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
+		return;
+	}
+	/* the workers' own bookkeeping, never a browser's */
+	if (strncmp(name, COLLAB_INTERNAL_EVENT_PREFIX, strlen(COLLAB_INTERNAL_EVENT_PREFIX)) == 0)
+	{
+		json_object_free(&ev);
+		return;
+	}
+	if (json_object_get_string(&ev, "resourceId", &rid, &l) != JSON_GET_OK)
 	{
 		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
 		return;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installation edge cases: CREATE EXTENSION without preloading fails with a
 # clear error and hint; pg_dump and restore keep documents, the audit trail
-# and the token sequence, so tokens keep increasing after a restore.
+# and the token sequence, so tokens keep increasing after a restore, and the
+# grants, session revocations and access trail.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -28,6 +29,9 @@ q "SELECT collab.create_document('dump', 'Dumped report', ARRAY['diagnosis'])" >
 t=$(q "SELECT token FROM collab.acquire('document:dump/tab:diagnosis', 'u1', 'Ann', 'c1')")
 q "SELECT collab.save('document:dump/tab:diagnosis', $t, 'kept across dumps')" >/dev/null
 q "SELECT collab.release($t)" >/dev/null
+q "SELECT collab.grant('document:dump', 'group:surgery', 'edit')" >/dev/null
+q "SELECT collab.grant('document:dump/tab:diagnosis', 'user:u-ben', 'view')" >/dev/null
+q "SELECT collab.revoke_sessions('u-lost', 'badge lost')" >/dev/null
 pg_dump -h "$PGHOST" -p "$PGPORT" -U postgres dump_src >"$COLLAB_TEST_WORK/dump.sql" 2>"$COLLAB_TEST_WORK/dump.log"
 psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d dump_dst -f "$COLLAB_TEST_WORK/dump.sql" >/dev/null 2>&1
 export TESTDB=dump_dst
@@ -36,6 +40,15 @@ expect_eq "the content was restored" \
 	"kept across dumps v1 Ann"
 expect_eq "the audit trail was restored" \
 	"$(q "SELECT string_agg(action, ',' ORDER BY id) FROM collab.audit_log")" "grant,release"
+expect_eq "the grants were restored" \
+	"$(q "SELECT string_agg(resource_id || ' ' || subject || ' ' || permission, ', ' ORDER BY resource_id) FROM collab.grants")" \
+	"document:dump group:surgery edit, document:dump/tab:diagnosis user:u-ben view"
+expect_eq "the session revocations were restored" \
+	"$(q "SELECT user_id || ' ' || reason FROM collab.session_revocations")" "u-lost badge lost"
+expect_eq "the access trail was restored" \
+	"$(q "SELECT string_agg(action, ',' ORDER BY id) FROM collab.access_log")" "grant,grant,revoke_sessions"
+expect_eq "access decisions work in the restored database" \
+	"$(q "SELECT collab.can('u-sam', ARRAY['surgery'], 'document:dump/tab:diagnosis', 'edit')")" "t"
 t2=$(q "SELECT token FROM collab.acquire('document:dump/tab:diagnosis', 'u2', 'Bob', 'c2')")
 expect_eq "the first token after the restore ($t2) is greater than the last one before ($t)" \
 	"$([ "$t2" -gt "$t" ] && echo yes || echo no)" "yes"
