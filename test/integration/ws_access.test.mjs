@@ -164,6 +164,7 @@ test('grants, revokes and access changes never reach a browser', async () => {
   const a = await connect(anna);
   ok(await join(a, doc.tab('t'), 'editor'));
   ok(await join(a, doc.id, 'viewer'));
+  await waitFor(a, 'presence:joined', (e) => e.resourceId === doc.id && e.user.connectionId === a.id);
   const m = mark(a);
   await grant(doc.id, 'group:nurses', 'view');
   await grant(doc.tab('t'), '*', 'view');
