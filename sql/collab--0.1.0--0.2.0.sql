@@ -324,10 +324,14 @@ END
 $$;
 COMMENT ON FUNCTION collab._level(text, text[], text) IS 'The permission a user with these groups has on a resource (grants, collab.access_rule, collab.access_control); NULL for none';
 
+-- PL/pgSQL: a SQL function with a FROM clause is planned again in every
+-- transaction that calls it (see collab._resource_json()).
 CREATE FUNCTION collab._permissions(p_level collab.permission) RETURNS text[]
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT ARRAY(SELECT x.p::text FROM unnest(enum_range(NULL::collab.permission)) WITH ORDINALITY x(p, n)
-				  WHERE x.p <= p_level ORDER BY x.n)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	RETURN ARRAY(SELECT x.p::text FROM unnest(enum_range(NULL::collab.permission)) WITH ORDINALITY x(p, n)
+				  WHERE x.p <= p_level ORDER BY x.n);
+END
 $$;
 COMMENT ON FUNCTION collab._permissions(collab.permission) IS 'A permission and those it implies, as the permissions array of the protocol';
 
@@ -909,6 +913,16 @@ CREATE OR REPLACE VIEW collab.presence AS
 		   CASE WHEN pg_has_role('collab_admin', 'USAGE') THEN connection_id END AS connection_id,
 		   user_id, username, role::text AS role, joined_at
 	  FROM collab.ws_presence;
+
+COMMENT ON VIEW collab.locks IS 'Live locks, never their token; holder_id of a browser connection''s lock only for collab_admin';
+COMMENT ON VIEW collab.connections IS 'WebSocket connections and their rooms; connection_id only for collab_admin';
+COMMENT ON VIEW collab.presence IS 'Who is in which room; connection_id only for collab_admin';
+COMMENT ON FUNCTION collab.acquire(text, text, text, text) IS 'The editor lock of a resource for a holder, or who holds it instead; FORBIDDEN for a holder id that is a browser connection''s, except from the worker''s functions';
+COMMENT ON FUNCTION collab.release_holder(text, text) IS 'Releases every live lock of a holder (a connection that went away); collab_admin';
+COMMENT ON FUNCTION collab.ws_join(text, text, text, boolean) IS 'Worker: presence:join; RESOURCE_NOT_FOUND, as for a missing resource, without view; viewer without edit; the ack carries the permissions';
+COMMENT ON FUNCTION collab.ws_request(text, text) IS 'Worker: lock:request; needs edit';
+COMMENT ON FUNCTION collab.ws_renew(text, text) IS 'Worker: lock:renew; needs edit';
+COMMENT ON FUNCTION collab.ws_save(text, text, text, bigint, bigint) IS 'Worker: doc:save; needs edit, checked under the path lock';
 
 -- What a NOTIFY listener may see of a payload: no internal event, and no
 -- id of a browser connection (docs/events.md); NULL when nothing is left.
