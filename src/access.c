@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * access.c
- *	  The C parts of access control: the shared path locks that join
- *	  decisions take, the access trail's record of refusals, and the
- *	  retention setting as an interval.
+ *	  The C parts of access control: the access locks of a path, the
+ *	  access trail's record of refusals, and the retention setting as an
+ *	  interval.
  *
  * Who may do what is decided in SQL (collab._level() and the functions
  * around it, see docs/access-control.md).  Two things SQL cannot do alone
@@ -105,12 +105,11 @@ collab_lock_access(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* argument n as a C string in the current memory context, NULL for NULL */
 static char *
 arg_or_null(FunctionCallInfo fcinfo, int n)
 {
-	if (PG_ARGISNULL(n))
-		return NULL;
-	return MemoryContextStrdup(TopTransactionContext, TextDatumGetCString(PG_GETARG_DATUM(n)));
+	return PG_ARGISNULL(n) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(n));
 }
 
 static void

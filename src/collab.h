@@ -48,8 +48,8 @@ extern int	collab_access_log_retention_min;
 
 /*
  * Events whose name starts with this are for the workers' own bookkeeping
- * (access changes, session revocations): never sent to browsers, never
- * forwarded to NOTIFY listeners.
+ * (access changes, session revocations): never sent to browsers, and left
+ * out of what NOTIFY listeners may see (collab.public_payload()).
  */
 #define COLLAB_INTERNAL_EVENT_PREFIX "internal:"
 
