@@ -134,6 +134,9 @@ SELECT collab.add_tab('$DOC_ID', 'patient-info', 'Patient information');
 SELECT collab.add_tab('$DOC_ID', 'diagnosis', 'Diagnosis');
 SELECT collab.add_tab('$DOC_ID', 'procedure-notes', 'Procedure notes');
 SELECT collab.add_tab('$DOC_ID', 'anesthesia', 'Anesthesia');
+-- Who may open it (docs/access-control.md): the two doctors of the tokens below.
+SELECT collab.grant('$DOC_ID', 'user:u-anna', 'edit');
+SELECT collab.grant('$DOC_ID', 'user:u-ben', 'edit');
 
 -- Content is written only under a lock: take it, save, give it back.
 DO \$\$

@@ -42,6 +42,10 @@ char	   *collab_lock_token = NULL;
 char	   *collab_base_version = NULL;
 char	   *collab_restored_from = NULL;
 char	   *collab_ui_directory = NULL;
+bool		collab_access_control = true;
+char	   *collab_access_rule = NULL;
+char	   *collab_jwt_groups_claim = NULL;
+int			collab_access_log_retention_min = 0;
 
 /* default of collab.ui_directory: SHAREDIR/extension/collab_ui */
 static char default_ui_directory[MAXPGPATH];
@@ -169,6 +173,29 @@ collab_define_reloadable_settings(void)
 							   NULL, &collab_restored_from, "",
 							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
+
+	/*
+	 * Access control (access.c and the SQL functions of docs/access-control.md).
+	 * Superuser settings: an application role cannot turn the checks off for
+	 * itself, nor name a rule of its own.
+	 */
+	DefineCustomBoolVariable("collab.access_control",
+							 "Whether per-resource grants decide who may view and edit (off: every authenticated user may edit everything).",
+							 NULL, &collab_access_control, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.access_rule",
+							   "Function (schema.name) consulted after the grants: (user_id text, groups text[], resource_id text, permission text) returns boolean.",
+							   "Empty: grants alone decide.",
+							   &collab_access_rule, "",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("collab.jwt_groups_claim",
+							   "JWT claim holding the user's groups, an array of strings (empty: groups are not read).",
+							   NULL, &collab_jwt_groups_claim, "groups",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.access_log_retention",
+							"How long entries of the access log are kept (0: for ever).",
+							NULL, &collab_access_log_retention_min, 0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN, NULL, NULL, NULL);
 }
 
 /* An empty list would leave the worker nothing to listen on. */

@@ -38,6 +38,10 @@ extern int	collab_rate_limit;
 extern char *collab_lock_token;
 extern char *collab_base_version;
 extern char *collab_restored_from;
+extern bool collab_access_control;
+extern char *collab_access_rule;
+extern char *collab_jwt_groups_claim;
+extern int	collab_access_log_retention_min;
 
 extern void collab_define_postmaster_settings(void);
 extern void collab_define_reloadable_settings(void);
@@ -47,6 +51,13 @@ extern void collab_define_reloadable_settings(void);
 
 /* The NOTIFY channel on which LISTENers hear every committed event. */
 #define COLLAB_EVENT_CHANNEL "collab_events"
+
+/*
+ * Events whose name starts with this are for the workers' own bookkeeping
+ * (access changes, session revocations): never sent to browsers, and left
+ * out of what NOTIFY listeners may see (collab.public_payload()).
+ */
+#define COLLAB_INTERNAL_EVENT_PREFIX "internal:"
 
 /*
  * The services of the SQL backend files.  Frontend builds of the
@@ -124,6 +135,8 @@ typedef enum CollabErrorCode
 	CE_PAYLOAD_TOO_LARGE,
 	CE_RATE_LIMITED,
 	CE_INTERNAL,
+	CE_AUTH_TOKEN_REVOKED,
+	CE_BUSY,
 	CE_NUM_CODES
 } CollabErrorCode;
 

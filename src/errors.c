@@ -47,6 +47,8 @@ const CollabErrorInfo collab_errors[CE_NUM_CODES] = {
 	[CE_PAYLOAD_TOO_LARGE] = {"PAYLOAD_TOO_LARGE", "CL021", "The message or content exceeds the configured size limit."},
 	[CE_RATE_LIMITED] = {"RATE_LIMITED", "CL030", "The connection sent more messages than its rate limit allows."},
 	[CE_INTERNAL] = {"INTERNAL", "CL999", "An unexpected server error; the request had no effect."},
+	[CE_AUTH_TOKEN_REVOKED] = {"AUTH_TOKEN_REVOKED", "CLA07", "The user's sessions were revoked after this token was issued (or it has no iat); sign in again."},
+	[CE_BUSY] = {"BUSY", "CL031", "The server could not take the request in time; it had no effect and may be retried."},
 };
 
 const CollabErrorInfo *

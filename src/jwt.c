@@ -69,6 +69,7 @@ typedef struct Scratch
 	JsonObject	hdr;
 	JsonObject	claims;
 	JsonArray	aud;
+	JsonArray	groups;
 } Scratch;
 
 static JwtError verify_token(const JwtConfig *cfg, const char *token,
@@ -207,6 +208,7 @@ jwt_verify(const JwtConfig *cfg, const char *token, size_t len,
 	json_object_free(&s.hdr);
 	json_object_free(&s.claims);
 	json_array_free(&s.aud);
+	json_array_free(&s.groups);
 
 	if (err != JWT_OK)
 	{
@@ -231,6 +233,10 @@ jwt_claims_free(JwtClaims *claims)
 		pfree(claims->iss);
 	if (claims->kid)
 		pfree(claims->kid);
+	for (int i = 0; i < claims->ngroups; i++)
+		pfree(claims->groups[i]);
+	if (claims->groups)
+		pfree(claims->groups);
 	memset(claims, 0, sizeof(JwtClaims));
 }
 
@@ -512,6 +518,49 @@ check_audience(const JwtConfig *cfg, const JsonObject *claims, Scratch *s,
 				"token audience (\"aud\") does not include this service");
 }
 
+/*
+ * The groups claim: its strings become out->groups.  Access decisions take
+ * each one as a subject group:<name>, so anything that is not plainly a
+ * list of names fails the token rather than being partly read.
+ */
+static JwtError
+read_groups(const JwtConfig *cfg, const JsonObject *claims, Scratch *s,
+			JwtClaims *out, char **msg)
+{
+	const JsonMember *m = json_object_get(claims, cfg->groups_claim);
+	const char *name = quotable(cfg->groups_claim, strlen(cfg->groups_claim))
+		? cfg->groups_claim : "groups";
+
+	if (m == NULL || m->kind == JSON_KIND_NULL)
+		return JWT_OK;
+	if (m->kind != JSON_KIND_ARRAY || !json_array_parse(m->value, m->len, &s->groups, NULL))
+	{
+		*msg = psprintf("token claim \"%s\" must be an array of group names", name);
+		return JWT_CLAIM_INVALID;
+	}
+	if (s->groups.nelems > JWT_MAX_GROUPS)
+	{
+		*msg = psprintf("token claim \"%s\" has more than %d groups", name, JWT_MAX_GROUPS);
+		return JWT_CLAIM_INVALID;
+	}
+	out->groups = palloc0(sizeof(char *) * Max(s->groups.nelems, 1));
+	for (int i = 0; i < s->groups.nelems; i++)
+	{
+		const char *g;
+		size_t		glen;
+
+		if (json_member_string(&s->groups.elems[i], &g, &glen) != JSON_GET_OK ||
+			glen == 0 || glen > JWT_MAX_GROUP_LEN || has_forbidden_chars(g, glen))
+		{
+			*msg = psprintf("token claim \"%s\" must be an array of group names: non-empty strings of at most %d bytes without control characters",
+							name, JWT_MAX_GROUP_LEN);
+			return JWT_CLAIM_INVALID;
+		}
+		out->groups[out->ngroups++] = pnstrdup(g, glen);
+	}
+	return JWT_OK;
+}
+
 static JwtError
 verify_token(const JwtConfig *cfg, const char *token, size_t len, int64 now,
 			 JwtClaims *out, char **msg, Scratch *s)
@@ -688,6 +737,17 @@ verify_token(const JwtConfig *cfg, const char *token, size_t len, int64 now,
 	if (has_forbidden_chars(sub, sub_len))
 		return fail(msg, JWT_CLAIM_INVALID,
 					"token subject (\"sub\") contains control characters");
+	/* "*" stands for every user in grants: nobody may be it */
+	if (strcmp(sub, "*") == 0)
+		return fail(msg, JWT_CLAIM_INVALID,
+					"token subject (\"sub\") must not be \"*\"");
+
+	if (cfg->groups_claim && cfg->groups_claim[0])
+	{
+		err = read_groups(cfg, &s->claims, s, out, msg);
+		if (err != JWT_OK)
+			return err;
+	}
 
 	if (!optional_name_claim(&s->claims, "name", &name) ||
 		!optional_name_claim(&s->claims, "preferred_username", &preferred))

@@ -24,6 +24,9 @@
 #define JWT_MAX_SUB_LEN 256
 /* Display names are truncated to this many bytes (on a UTF-8 boundary). */
 #define JWT_MAX_DISPLAY_NAME_LEN 128
+/* Most groups a token may carry, and the longest group name in bytes. */
+#define JWT_MAX_GROUPS 256
+#define JWT_MAX_GROUP_LEN 256
 /*
  * RFC 7518 3.2: an HS256 key must be at least as long as the hash output.
  * Not enforced by jwt_verify(); meant for the setting's check hook.
@@ -65,9 +68,17 @@ typedef struct JwtConfig
 	const char *issuer;
 	const char *audience;
 	int			leeway_s;		/* clock skew allowed for exp/nbf; < 0 = 0 */
+	const char *groups_claim;	/* claim holding the groups; NULL or "": not read */
 } JwtConfig;
 
-/* The verified identity.  Strings are palloc'd, NUL-terminated UTF-8. */
+/*
+ * The verified identity.  Strings are palloc'd, NUL-terminated UTF-8.
+ * Groups (cfg->groups_claim) are validated like sub: an absent or null
+ * claim is no groups; anything but an array of non-empty strings of at
+ * most JWT_MAX_GROUP_LEN bytes without control characters, or more than
+ * JWT_MAX_GROUPS of them, fails the token (JWT_CLAIM_INVALID), so that a
+ * malformed claim never reaches an access decision.
+ */
 typedef struct JwtClaims
 {
 	JwtAlgorithm alg;
@@ -78,6 +89,8 @@ typedef struct JwtClaims
 	int64		exp;			/* always present (required) */
 	int64		nbf;			/* 0 if absent */
 	int64		iat;			/* 0 if absent */
+	char	  **groups;			/* the groups claim's strings, NULL if not read */
+	int			ngroups;		/* absent or null claim: 0 */
 } JwtClaims;
 
 /*

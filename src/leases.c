@@ -17,6 +17,10 @@
  * the tables are raised by the SQL helpers (collab._check_user(),
  * collab._token_error(), ...), so that each message is written once.
  *
+ * A lock:acquire needs edit permission, checked under the path lock
+ * (collab._ws_require_edit()); collab.acquire() refuses a caller other than
+ * the worker a holder id that is a browser connection's.
+ *
  * Queries run as the extension's owner (owner.c) with generic plans
  * prepared once per backend (plans.c): a custom plan of the path query per
  * call costs more than the call itself.
@@ -33,6 +37,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/timestamp.h"
@@ -67,6 +73,8 @@ typedef enum PlanId
 	P_HAS_REQUESTS,
 	P_MEMBER,
 	P_SET_ROLE,
+	P_IS_CONNECTION,
+	P_REQUIRE_EDIT,
 	NUM_PLANS
 } PlanId;
 
@@ -172,6 +180,15 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2 "
 		"   AND p.role OPERATOR(pg_catalog.<>) $3",
 		5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+	},
+	[P_IS_CONNECTION] = {
+		"SELECT FROM collab.ws_connections c WHERE c.connection_id OPERATOR(pg_catalog.=) $1",
+		1, {TEXTOID}
+	},
+	/* raises FORBIDDEN or AUTH_TOKEN_REVOKED; a new snapshot, after the path lock */
+	[P_REQUIRE_EDIT] = {
+		"SELECT collab._ws_require_edit($1, $2)",
+		2, {TEXTOID, TEXTOID}
 	},
 };
 
@@ -674,13 +691,34 @@ collab_acquire(PG_FUNCTION_ARGS)
 	char	   *uname = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *hid = PG_ARGISNULL(3) ? uid : text_to_cstring(PG_GETARG_TEXT_PP(3));
 
+	Oid			caller = GetUserId();
+	bool		trusted;
+
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "collab.acquire must return a record");
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
+	/* the worker's functions run as the owner; the application does not */
+	trusted = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/*
+		 * The application names users, but a browser connection's lock is
+		 * that connection's: renewing it here would hand out its token.
+		 */
+		if (!trusted && hid != NULL)
+		{
+			Datum		h = text_datum(hid);
+
+			run(P_IS_CONNECTION, &h, NULL, SPI_OK_SELECT);
+			if (SPI_processed > 0)
+				ereport(ERROR,
+						(errcode(collab_errcode(CE_FORBIDDEN)),
+						 errmsg("holder_id names a WebSocket connection"),
+						 errdetail("Only that connection may take, renew or release its locks."),
+						 errhint("Use a holder id of the application's own; administrators end a browser's lock with collab.force_release().")));
+		}
 		acquire_lease(rid, uid, uname, hid, false, &a);
 		SPI_finish();
 	}
@@ -857,6 +895,13 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 			not_joined(key);
 		uid = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		uname = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		/*
+		 * Edit permission, decided under the path lock that a grant or revoke
+		 * on the path takes too (collab._ws_require_edit)
+		 */
+		require_read_committed();
+		collab_lock_path_of(key[1]);
+		run(P_REQUIRE_EDIT, key, NULL, SPI_OK_SELECT);
 		/* the presence row vouches for the resource (see collab.ws_presence) */
 		acquire_lease(TextDatumGetCString(key[1]), uid, uname, conn, true, &a);
 		if (a.granted)

@@ -11,7 +11,9 @@
  * conflicts with; a presence change on R reaches R and its ancestors, since
  * a document carries the presence of its tabs.  Each connection gets each
  * event once, and every recipient shares one encoded frame, except the
- * holder's copy of lock:acquired, which alone carries the token.
+ * holder's copy of lock:acquired, which alone carries the token.  Internal
+ * events (COLLAB_INTERNAL_EVENT_PREFIX) are the workers' own and reach no
+ * connection.
  *
  *-------------------------------------------------------------------------
  */
@@ -317,6 +319,17 @@ read_routing(JsonObject *ev, Fanout *f)
 	return true;
 }
 
+/* Events named with COLLAB_INTERNAL_EVENT_PREFIX are the workers' own. */
+static bool
+is_internal_event(JsonObject *ev)
+{
+	const char *name;
+	size_t		l;
+
+	return json_object_get_string(ev, "event", &name, &l) == JSON_GET_OK &&
+		strncmp(name, COLLAB_INTERNAL_EVENT_PREFIX, strlen(COLLAB_INTERNAL_EVENT_PREFIX)) == 0;
+}
+
 /* The payload clients get: every member but the routing ones, and its frame. */
 static void
 client_payload(JsonObject *ev, Fanout *f)
@@ -405,7 +418,18 @@ dispatch_event(const char *json, size_t len, bool count)
 	RootEntry  *root;
 	dlist_iter	rit;
 
-	if (!json_object_parse(json, len, &ev, &perr) || !read_routing(&ev, &f))
+	if (!json_object_parse(json, len, &ev, &perr))
+	{
+		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
+		return;
+	}
+	/* the workers' own bookkeeping, never a browser's */
+	if (is_internal_event(&ev))
+	{
+		json_object_free(&ev);
+		return;
+	}
+	if (!read_routing(&ev, &f))
 	{
 		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
 		return;

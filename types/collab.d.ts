@@ -118,7 +118,11 @@ export type ErrorCode =
 	/** The connection sent more messages than its rate limit allows. */
 	| "RATE_LIMITED"
 	/** An unexpected server error; the request had no effect. */
-	| "INTERNAL";
+	| "INTERNAL"
+	/** The user's sessions were revoked after this token was issued (or it has no `iat`): sign in again. */
+	| "AUTH_TOKEN_REVOKED"
+	/** The server could not take the request in time; it had no effect and may be retried. */
+	| "BUSY";
 
 /* ------------------------------------------------------------------------
  * Shared objects

@@ -94,10 +94,14 @@ export async function q(sql, params = []) {
 }
 
 const created = [];
-/** Creates document:<unique key> with the given tabs. */
+/**
+ * Creates document:<unique key> with the given tabs, which every user may
+ * edit (the tests of access control grant their own).
+ */
 export async function createDocument(tabs = ['a', 'b'], prefix = 'ws') {
   const key = uniq(prefix);
   const [{ id }] = await q('SELECT collab.create_document($1, NULL, $2::text[]) AS id', [key, tabs]);
+  await q("SELECT collab.grant($1, '*', 'edit')", [id]);
   created.push(id);
   const doc = {
     id,

@@ -3,7 +3,7 @@
 # clear error and hint; pg_dump and restore keep documents, the audit trail,
 # the revisions with their purge anchors (the chains still verify), the token
 # sequence and the token epochs, so tokens keep increasing after a restore, in
-# a new epoch.
+# a new epoch, and the grants, session revocations and access trail.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -38,6 +38,9 @@ revisions="SELECT string_agg(version || ' ' || encode(hash, 'hex') || ' ' || coa
              || ' ' || saved_at || ' ' || token || ' ' || path, ', ' ORDER BY version) FROM collab.revisions"
 revs_src=$(q "$revisions")
 anchor_src=$(q "SELECT through_version || ' ' || encode(hash, 'hex') FROM collab.revision_purges")
+q "SELECT collab.grant('document:dump', 'group:surgery', 'edit')" >/dev/null
+q "SELECT collab.grant('document:dump/tab:diagnosis', 'user:u-ben', 'view')" >/dev/null
+q "SELECT collab.revoke_sessions('u-lost', 'badge lost')" >/dev/null
 pg_dump -h "$PGHOST" -p "$PGPORT" -U postgres dump_src >"$COLLAB_TEST_WORK/dump.sql" 2>"$COLLAB_TEST_WORK/dump.log"
 psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d dump_dst -f "$COLLAB_TEST_WORK/dump.sql" >/dev/null 2>&1
 export TESTDB=dump_dst
@@ -53,6 +56,15 @@ expect_eq "revisions are immutable in the restored database" \
 	"$(q "DELETE FROM collab.revisions" 2>&1 | grep -c 'revisions are immutable')" "1"
 expect_eq "the audit trail was restored" \
 	"$(q "SELECT string_agg(action, ',' ORDER BY id) FROM collab.audit_log")" "grant,release"
+expect_eq "the grants were restored" \
+	"$(q "SELECT string_agg(resource_id || ' ' || subject || ' ' || permission, ', ' ORDER BY resource_id) FROM collab.grants")" \
+	"document:dump group:surgery edit, document:dump/tab:diagnosis user:u-ben view"
+expect_eq "the session revocations were restored" \
+	"$(q "SELECT user_id || ' ' || reason FROM collab.session_revocations")" "u-lost badge lost"
+expect_eq "the access trail was restored" \
+	"$(q "SELECT string_agg(action, ',' ORDER BY id) FROM collab.access_log")" "grant,grant,revoke_sessions"
+expect_eq "access decisions work in the restored database" \
+	"$(q "SELECT collab.can('u-sam', ARRAY['surgery'], 'document:dump/tab:diagnosis', 'edit')")" "t"
 t2=$(q "SELECT token FROM collab.acquire('document:dump/tab:diagnosis', 'u2', 'Bob', 'c2')")
 expect_eq "the first token after the restore ($t2) is greater than the last one before ($t)" \
 	"$([ "$t2" -gt "$t" ] && echo yes || echo no)" "yes"

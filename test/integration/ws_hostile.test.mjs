@@ -310,6 +310,7 @@ describe('resource ids at and over the limits', () => {
     const key = 'k'.repeat(128 - 'document:'.length);
     await q("DELETE FROM collab.resources WHERE id LIKE 'document:' || $1 || '%'", [key]);
     const [{ id }] = await q('SELECT collab.create_document($1, NULL, ARRAY[$2]) AS id', [key, 'x'.repeat(124)]);
+    await q("SELECT collab.grant($1, '*', 'edit')", [id]);
     try {
       const s = await connect(newUser('LongId'));
       const tab = `${id}/tab:${'x'.repeat(124)}`;

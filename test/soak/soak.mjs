@@ -223,6 +223,8 @@ const count = async (sql) => Number((await db.query(sql)).rows[0].n);
 const tabs = Array.from({ length: TABS }, (_, i) => `t${i}`);
 await db.query(`SELECT collab.create_document('soak' || d, 'Soak ' || d, $1::text[]) FROM generate_series(0, $2 - 1) d`,
   [tabs, DOCS]);
+// every client may edit every document
+await db.query(`SELECT collab.grant('document:soak' || d, '*', 'edit') FROM generate_series(0, $1 - 1) d`, [DOCS]);
 
 console.log(`soak: ${CLIENTS} clients (${SIO} socket.io-client, the rest lightweight in ${PROCS} processes) ` +
   `on ${DOCS} documents x ${TABS} tabs, ${SECONDS} s after the ramp; think time ${THINK_MS} ms ` +

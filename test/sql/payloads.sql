@@ -21,6 +21,7 @@ SELECT collab._user_ref(NULL, 'Ann');
 
 -- the stored PresenceUser is the builder's, and a role change keeps it so
 SELECT collab.create_document('pl', NULL, ARRAY['a']);
+SELECT collab.grant('document:pl', '*', 'edit');
 SELECT collab.ws_connect('pl-c1', 'collab worker 1', 1, 'u1', 'Ann', NULL, NULL);
 SELECT count(*) FROM collab.ws_join('pl-c1', 'document:pl/tab:a', 'viewer');
 CREATE FUNCTION pg_temp.as_built(p_conn text, p_rid text) RETURNS text LANGUAGE sql AS $$

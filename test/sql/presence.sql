@@ -2,6 +2,8 @@
 -- and the triggers keep the rows consistent with connections and resources.
 \set VERBOSITY terse
 SELECT collab.create_document('pr', NULL, ARRAY['a', 'b']);
+-- every user may edit (access control is tested in access.sql)
+SELECT collab.grant('document:pr', '*', 'edit');
 SELECT collab.ws_connect('pr-c1', 'collab worker 1', 1, 'u1', 'Ann', NULL, NULL);
 SELECT collab.ws_connect('pr-c2', 'collab worker 1', 1, 'u2', 'Bob', NULL, NULL);
 

@@ -142,6 +142,7 @@ DROP ROLE collab_test_reader, collab_test_monitor;
 -- call SQL helpers on their rarer paths (errors, the hand-off): an operator
 -- of the caller's own schema must never run in their place, as the owner.
 SELECT collab.create_document('priv2', NULL, ARRAY['t']);
+SELECT collab.grant('document:priv2', '*', 'edit');
 SELECT collab.ws_connect('priv-h1', 'collab worker 1', 1, 'u-h1', 'Hal', NULL, NULL);
 SELECT collab.ws_connect('priv-h2', 'collab worker 1', 1, 'u-h2', 'Ida', NULL, NULL);
 SELECT count(*) FROM collab.ws_join('priv-h1', 'document:priv2/tab:t', 'editor');

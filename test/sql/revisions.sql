@@ -255,6 +255,7 @@ SELECT collab.release(:tx);
 -- The WebSocket path: ws_save records path ws; doc:history and doc:revision
 -- read what the room may see, paged.
 SELECT collab.create_document('rvws', NULL, ARRAY['t']);
+SELECT collab.grant('document:rvws', '*', 'edit');
 SELECT collab.ws_connect('rv-w1', 'collab worker 1', 1, 'u-anna', 'Dr. Anna Berg', NULL, NULL);
 SELECT collab.ws_connect('rv-w2', 'collab worker 1', 1, 'u-ben', 'Dr. Ben Kaya', NULL, NULL);
 SELECT count(*) FROM collab.ws_join('rv-w1', 'document:rvws/tab:t', 'editor');

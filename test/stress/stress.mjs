@@ -76,6 +76,7 @@ const docs = [];
 for (let d = 1; d <= DOCS; d++) {
   const tabs = Array.from({ length: TABS }, (_, i) => `t${i + 1}`);
   const [{ id }] = await q('SELECT collab.create_document($1, $2, $3::text[]) AS id', [`${runKey}-${d}`, `Stress document ${d}`, tabs]);
+  await q("SELECT collab.grant($1, '*', 'edit')", [id]);
   docs.push({ id, tabs: tabs.map((t) => `${id}/tab:${t}`) });
 }
 const resourceIds = docs.flatMap((d) => [d.id, ...d.tabs]);

@@ -961,6 +961,106 @@ test_display_name(void)
 	}
 }
 
+static bool
+groups_are(const JwtConfig *cfg, const char *payload, JwtError expect,
+		   int n, const char *const *want)
+{
+	char	   *tok = token(HS_HDR, payload, hs());
+	bool		ok = verify(cfg, tok, expect);
+
+	if (ok && expect == JWT_OK)
+	{
+		ok = last_claims.ngroups == n && (n == 0 || last_claims.groups != NULL);
+		for (int i = 0; ok && want && i < n; i++)
+			ok = strcmp(last_claims.groups[i], want[i]) == 0;
+		if (!ok)
+			printf("     got %d groups\n", last_claims.ngroups);
+	}
+	pfree(tok);
+	return ok;
+}
+
+static void
+test_groups(void)
+{
+	JwtConfig	cfg = cfg_hs;
+	JwtConfig	roles = cfg_hs;
+	const char *two[] = {"surgery", "icu"};
+	const char *escaped[] = {"a\"b", "\xc3\xa9quipe", "/clinic/surgery"};
+	StringInfoData p;
+
+	cfg.groups_claim = "groups";
+	roles.groups_claim = "roles";
+
+#define GROUPS(json, expect, n, want, name) \
+	CHECK(groups_are(&cfg, psprintf("{\"sub\":\"u\",\"exp\":1700003600,\"groups\":%s}", json), \
+					 expect, n, want), name)
+
+	CHECK(groups_are(&cfg, claims(""), JWT_OK, 0, NULL) && last_claims.groups == NULL,
+		  "no groups claim: no groups");
+	GROUPS("null", JWT_OK, 0, NULL, "groups null: no groups");
+	GROUPS("[]", JWT_OK, 0, NULL, "groups empty");
+	GROUPS("[\"surgery\",\"icu\"]", JWT_OK, 2, two, "two groups, in order");
+	GROUPS("[\"a\\\"b\",\"\\u00e9quipe\",\"/clinic/surgery\"]", JWT_OK, 3, escaped,
+		   "groups de-escaped; a Keycloak path is a name");
+	GROUPS("\"surgery\"", JWT_CLAIM_INVALID, 0, NULL, "groups a string, not an array");
+	GROUPS("{\"0\":\"surgery\"}", JWT_CLAIM_INVALID, 0, NULL, "groups an object");
+	GROUPS("5", JWT_CLAIM_INVALID, 0, NULL, "groups a number");
+	GROUPS("true", JWT_CLAIM_INVALID, 0, NULL, "groups a boolean");
+	GROUPS("[\"a\",5]", JWT_CLAIM_INVALID, 0, NULL, "a number among the groups");
+	GROUPS("[\"a\",null]", JWT_CLAIM_INVALID, 0, NULL, "null among the groups");
+	GROUPS("[\"a\",[\"b\"]]", JWT_CLAIM_INVALID, 0, NULL, "an array among the groups");
+	GROUPS("[\"a\",{\"b\":1}]", JWT_CLAIM_INVALID, 0, NULL, "an object among the groups");
+	GROUPS("[\"\"]", JWT_CLAIM_INVALID, 0, NULL, "an empty group name");
+	GROUPS("[\"a\\nb\"]", JWT_CLAIM_INVALID, 0, NULL, "a group name with a newline");
+	GROUPS("[\"a\\u202eb\"]", JWT_CLAIM_INVALID, 0, NULL, "a group name with a bidi override");
+	{
+		char	   *g256 = psprintf("[\"%0256d\"]", 7);
+		char	   *g257 = psprintf("[\"%0257d\"]", 7);
+
+		CHECK(groups_are(&cfg, psprintf("{\"sub\":\"u\",\"exp\":1700003600,\"groups\":%s}", g256),
+						 JWT_OK, 1, NULL) && strlen(last_claims.groups[0]) == 256,
+			  "a group name of 256 bytes");
+		GROUPS(g257, JWT_CLAIM_INVALID, 0, NULL, "a group name of 257 bytes");
+	}
+	initStringInfo(&p);
+	appendStringInfoChar(&p, '[');
+	for (int i = 0; i < JWT_MAX_GROUPS; i++)
+		appendStringInfo(&p, "%s\"g%d\"", i ? "," : "", i);
+	appendStringInfoChar(&p, ']');
+	CHECK(groups_are(&cfg, psprintf("{\"sub\":\"u\",\"exp\":1700003600,\"groups\":%s}", p.data),
+					 JWT_OK, JWT_MAX_GROUPS, NULL) &&
+		  strcmp(last_claims.groups[JWT_MAX_GROUPS - 1], psprintf("g%d", JWT_MAX_GROUPS - 1)) == 0,
+		  "256 groups");
+	p.data[p.len - 1] = ',';
+	appendStringInfoString(&p, "\"one-more\"]");
+	GROUPS(p.data, JWT_CLAIM_INVALID, 0, NULL, "257 groups");
+	{
+		char	   *msg = NULL;
+		JwtClaims	c = {0};
+		char	   *tok = token(HS_HDR, "{\"sub\":\"u\",\"exp\":1700003600,\"groups\":\"admins\"}", hs());
+
+		(void) jwt_verify(&cfg, tok, strlen(tok), NOW, &c, &msg);
+		CHECK(msg != NULL && strstr(msg, "\"groups\"") != NULL && c.groups == NULL && c.ngroups == 0,
+			  "the failure names the claim and leaves no groups");
+	}
+
+	/* the configured claim only */
+	CHECK(groups_are(&roles, "{\"sub\":\"u\",\"exp\":1700003600,\"groups\":5,\"roles\":[\"surgery\",\"icu\"]}",
+					 JWT_OK, 2, two), "another claim name: that claim is read, groups ignored");
+	CHECK(groups_are(&roles, "{\"sub\":\"u\",\"exp\":1700003600,\"roles\":\"surgery\"}",
+					 JWT_CLAIM_INVALID, 0, NULL), "another claim name: it is validated");
+	CHECK(groups_are(&cfg_hs, "{\"sub\":\"u\",\"exp\":1700003600,\"groups\":5}", JWT_OK, 0, NULL) &&
+		  last_claims.groups == NULL, "no claim configured: groups not read");
+
+	/* "*" means every user in grants */
+	CHECK(hs_payload("{\"sub\":\"*\",\"exp\":1700003600}", JWT_CLAIM_INVALID), "sub \"*\"");
+	CHECK(hs_payload("{\"sub\":\"**\",\"exp\":1700003600}", JWT_OK), "sub \"**\" is a user id");
+	CHECK(hs_payload("{\"sub\":\"u\",\"exp\":1700003600}", JWT_OK) && last_claims.iat == 0,
+		  "iat absent: 0");
+#undef GROUPS
+}
+
 static void
 test_codes(void)
 {
@@ -997,6 +1097,7 @@ main(void)
 	test_time();
 	test_iss_aud();
 	test_display_name();
+	test_groups();
 	test_codes();
 	cleanup();
 	jwt_claims_free(&last_claims);

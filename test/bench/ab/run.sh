@@ -142,7 +142,8 @@ SELECT collab.create_document('bench', 'A/B benchmark', $TABS);
 INSERT INTO collab.resources (id, parent_id, kind, title)
 SELECT 'document:s' || d, NULL, 'document', 'Operation report ' || d FROM generate_series(1, 99) d;
 INSERT INTO collab.resources (id, parent_id, kind, title)
-SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;"
+SELECT 'document:s' || d || '/tab:' || t, 'document:s' || d, 'tab', NULL FROM generate_series(1, 99) d, generate_series(1, 9) t;
+SELECT count(collab.grant(id, '*', 'edit')) FROM collab.resources WHERE parent_id IS NULL;"
 psql -X -q -v ON_ERROR_STOP=1 <<SQL >/dev/null || die "could not set up the extension"
 $COLLAB_SETUP
 CREATE DATABASE baseline;

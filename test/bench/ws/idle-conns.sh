@@ -38,7 +38,8 @@ bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.max_connections = $((N + 1000))" >/dev/null || die "could not start the cluster"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION collab" \
-	-c "SELECT collab.create_document('bench', 'idle', ARRAY['lock'])" >/dev/null
+	-c "SELECT collab.create_document('bench', 'idle', ARRAY['lock'])" \
+	-c "SELECT collab.grant('document:bench', '*', 'edit')" >/dev/null
 bash "$ROOT/scripts/cluster.sh" wait-port "$WS_PORT" || true
 wpid=$(psql -X -At -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")
 [ -n "$wpid" ] || die "the collab worker is not running"

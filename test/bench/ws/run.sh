@@ -104,6 +104,7 @@ psql -X -q -v ON_ERROR_STOP=1 <<'SQL' >/dev/null || die "could not set up the ex
 CREATE EXTENSION collab;
 SELECT collab.create_document('bench', 'WebSocket benchmark',
 	ARRAY['a', 'lock', 'save', 'sql', 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9']);
+SELECT collab.grant('document:bench', '*', 'edit');
 SQL
 psql -X -q -v ON_ERROR_STOP=1 -f "$TEST_DIR/bench/grants.sql" >/dev/null || die "could not grant the document"
 
