@@ -47,6 +47,9 @@ export type ResourceId = string;
  */
 export type FencingToken = number;
 
+/** A permission on a resource ([access-control.md](access-control.md)). */
+export type Permission = "view" | "edit" | "admin";
+
 /** A connection's role in a room: `"editor"` holds the lock, `"viewer"` does not. */
 export type Role = "editor" | "viewer";
 
@@ -276,8 +279,10 @@ export interface JoinAck {
 	users: PresenceUser[];
 	/** *Extension*: the resource as stored now, with its content. */
 	resource: ResourceState;
-	/** *Extension*: the resource's children (a document's tabs), oldest first, with their versions and live locks. */
+	/** *Extension*: the resource's children (a document's tabs), oldest first, with their versions and live locks; whoever may view a resource may view its children (grants are inherited). */
 	children: ChildResource[];
+	/** What this user may do on the resource now: `"view"`, and `"edit"` and `"admin"` where granted (each implies the ones before it). Without `"edit"`, an editor's join is a viewer's. */
+	permissions: Permission[];
 }
 
 /** *Extension*: a resource as stored, in a `presence:join` acknowledgement. */

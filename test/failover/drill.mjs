@@ -84,6 +84,8 @@ const docs = [];
 for (let d = 1; d <= DOCS; d++) {
   const tabs = Array.from({ length: TABS }, (_, i) => `t${i + 1}`);
   const [{ id }] = await rows(primary, 'SELECT collab.create_document($1, $2, $3::text[]) AS id', [`drill-${d}`, `Drill document ${d}`, tabs]);
+  // every drill user may edit (access control has tests of its own)
+  await rows(primary, "SELECT collab.grant($1, '*', 'edit')", [id]);
   docs.push({ id, tabs: tabs.map((t) => `${id}/tab:${t}`) });
 }
 const resourceIds = docs.flatMap((d) => [d.id, ...d.tabs]);

@@ -548,7 +548,12 @@ for (const m of wsC.matchAll(/sio_event_begin\(\s*&(\w+),\s*NULL,\s*"([^"]+)"/g)
 	if (r.error) check(false, `the "${m[2]}" event built by the worker can be read`, r.error);
 	else own.set(m[2], r.keys);
 }
-const serverEvents = new Set([...published.keys(), ...own.keys()]);
+// events named with COLLAB_INTERNAL_EVENT_PREFIX (src/collab.h) are the
+// workers' own bookkeeping, which rooms.c never sends to a browser
+const internalPrefix = /#define\s+COLLAB_INTERNAL_EVENT_PREFIX\s+"([^"]+)"/.exec(read("src/collab.h"))?.[1];
+check(typeof internalPrefix === "string" && /is_internal_event\(/.test(cSources.get("rooms.c") ?? ""),
+	"internal events have a prefix (src/collab.h) that the fan-out (src/rooms.c) filters out");
+const serverEvents = new Set([...published.keys(), ...own.keys()].filter((e) => !internalPrefix || !e.startsWith(internalPrefix)));
 const s2c = interfaces.get("ServerToClientEvents")?.members ?? new Map();
 compareSets("ServerToClientEvents has exactly the events the code can emit",
 	serverEvents, new Set(s2c.keys()), "the code", "ServerToClientEvents");
