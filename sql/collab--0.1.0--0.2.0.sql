@@ -1006,15 +1006,9 @@ COMMENT ON FUNCTION collab.ws_renew(text, text) IS 'Worker: lock:renew; needs ed
 
 -- What a NOTIFY listener may see of a payload: no internal event, and no
 -- id of a browser connection (docs/events.md); NULL when nothing is left.
+-- The filter the worker and the direct NOTIFY route apply (src/events.c).
 CREATE FUNCTION collab.public_payload(p_payload text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE WHEN count(*) > 0 THEN
-		jsonb_build_object('v', p_payload::jsonb -> 'v',
-			'events', jsonb_agg(((x.e - 'holderId' - 'requesterHolderId' - 'to') #- '{user,connectionId}')
-								ORDER BY x.n))::text END
-	  FROM jsonb_array_elements(p_payload::jsonb -> 'events') WITH ORDINALITY AS x(e, n)
-	 WHERE x.e ->> 'event' NOT LIKE 'internal:%'
-$$;
+	AS 'MODULE_PATHNAME', 'collab_public_payload_sql' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION collab.public_payload(text) IS 'A notification payload without internal events and browser connection ids, for NOTIFY listeners; NULL if nothing is left';
 
 /* Privileges */

@@ -137,7 +137,7 @@ jobs_discard(void)
 static SPIPlanPtr
 statement_plan(const char *sql, int nargs)
 {
-	static const Oid types[JOB_MAX_ARGS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	static const Oid types[JOB_MAX_ARGS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 	return collab_plan(sql, nargs, types, 0);
 }

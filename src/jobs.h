@@ -17,7 +17,7 @@
 #include "collab.h"
 #include "conn.h"
 
-#define JOB_MAX_ARGS 7
+#define JOB_MAX_ARGS 8
 
 typedef struct Job Job;
 typedef void (*JobCallback) (Job *job);
