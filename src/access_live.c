@@ -61,9 +61,12 @@ typedef struct RoomJob
 {
 	Job			job;
 	char	   *resource_id;
+	uint8		perms;			/* the answer of a re-check */
+	uint8		viewable_ancestors;
 } RoomJob;
 
 static void recheck_done(Job *job);
+static void recheck_apply(Job *job);
 static void ancestors_done(Job *job);
 
 /* ROOM_PERM_* of a JSON array of permission names; false if malformed. */
@@ -178,20 +181,19 @@ ancestors_done(Job *job)
 		m->viewable_ancestors = parse_ancestors(job->result);
 }
 
-/* A re-check answered: the member's permissions now, and what it is told. */
+/*
+ * A re-check answered.  What it changed is applied once the events of its
+ * batch have gone out (recheck_apply), so that the member, still in the
+ * room, hears its lock released and its own departure first.
+ */
 static void
 recheck_done(Job *job)
 {
 	RoomJob    *rj = (RoomJob *) job;
 	Conn	   *conn = job->conn;
-	RoomMember *m;
-	uint8		perms;
 
 	if (conn->state != CONN_CONNECTED)
 		return;
-	m = rooms_member(conn, rj->resource_id);
-	if (m == NULL)
-		return;					/* it left meanwhile */
 	if (job->failed)
 	{
 		/* a revoked session is closed by its own event */
@@ -201,15 +203,33 @@ recheck_done(Job *job)
 							conn->id, rj->resource_id, job->err_message)));
 		return;
 	}
-	if (job->result == NULL || !parse_permissions(job->result, strlen(job->result), &perms))
+	if (job->result == NULL || !parse_permissions(job->result, strlen(job->result), &rj->perms))
 		return;
-	m->viewable_ancestors = parse_ancestors(job->result2);
-	if ((perms & ROOM_PERM_VIEW) == 0 && job->sql == permissions_sql)
+	rj->viewable_ancestors = parse_ancestors(job->result2);
+	if ((rj->perms & ROOM_PERM_VIEW) == 0 && job->sql == permissions_sql)
 	{
 		/* a read-only job saw view gone: the re-check takes it out */
 		queue_room_job(conn, rj->resource_id, recheck_sql, recheck_done);
 		return;
 	}
+	job_follow_up(job, NULL, "", recheck_apply);
+}
+
+/* The member's permissions now, and what it is told. */
+static void
+recheck_apply(Job *job)
+{
+	RoomJob    *rj = (RoomJob *) job;
+	Conn	   *conn = job->conn;
+	RoomMember *m;
+	uint8		perms = rj->perms;
+
+	if (conn->state != CONN_CONNECTED)
+		return;
+	m = rooms_member(conn, rj->resource_id);
+	if (m == NULL)
+		return;					/* it left meanwhile */
+	m->viewable_ancestors = rj->viewable_ancestors;
 	if (perms != m->perms)
 		send_access_event(conn, "access:changed", rj->resource_id, job->result);
 	m->perms = perms;

@@ -93,7 +93,10 @@ job_strndup(const char *s, Size len)
 	return copy;
 }
 
-/* Asks for a read-only query once the batch's events are out (see reply). */
+/*
+ * Asks for a read-only query once the batch's events are out (see reply);
+ * with sql NULL, only for done to be called then.
+ */
 void
 job_follow_up(Job *job, const char *sql, const char *arg, JobCallback done)
 {

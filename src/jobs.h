@@ -47,7 +47,7 @@ struct Job
 	/*
 	 * A read-only query that done may ask for (job_follow_up): it runs after
 	 * the batch's events have gone out, and then_done gets its answer in
-	 * then_result (NULL if it failed).
+	 * then_result (NULL if it failed, or if there was no query).
 	 */
 	const char *then_sql;
 	char	   *then_arg;
