@@ -121,23 +121,36 @@ queue_room_job(Conn *conn, const char *resource_id, const char *sql, JobCallback
 	jobs_queue(&rj->job);
 }
 
-/* An event {"resourceId": ..., <extra>} to one connection. */
+/* access:changed {resourceId, permissions}: permissions is a JSON array. */
 static void
-send_access_event(Conn *conn, const char *name, const char *resource_id,
-				  const char *permissions)
+send_access_changed(Conn *conn, const char *resource_id, const char *permissions)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	sio_event_begin(&buf, NULL, name, SIO_NO_ACK);
+	sio_event_begin(&buf, NULL, "access:changed", SIO_NO_ACK);
 	sio_arg_begin(&buf);
 	appendStringInfoString(&buf, "{\"resourceId\":");
 	sio_json_escape(&buf, resource_id);
-	if (permissions)
-	{
-		appendStringInfoString(&buf, ",\"permissions\":");
-		appendStringInfoString(&buf, permissions);
-	}
+	appendStringInfoString(&buf, ",\"permissions\":");
+	appendStringInfoString(&buf, permissions);
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+}
+
+/* access:revoked {resourceId}: the connection left the room. */
+static void
+send_access_revoked(Conn *conn, const char *resource_id)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, "access:revoked", SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, "{\"resourceId\":");
+	sio_json_escape(&buf, resource_id);
 	appendStringInfoChar(&buf, '}');
 	sio_packet_end(&buf);
 	conn_send_buf(conn, &buf);
@@ -231,12 +244,12 @@ recheck_apply(Job *job)
 		return;					/* it left meanwhile */
 	m->viewable_ancestors = rj->viewable_ancestors;
 	if (perms != m->perms)
-		send_access_event(conn, "access:changed", rj->resource_id, job->result);
+		send_access_changed(conn, rj->resource_id, job->result);
 	m->perms = perms;
 	if ((perms & ROOM_PERM_VIEW) == 0)
 	{
 		rooms_leave(conn, rj->resource_id);
-		send_access_event(conn, "access:revoked", rj->resource_id, NULL);
+		send_access_revoked(conn, rj->resource_id);
 	}
 }
 
