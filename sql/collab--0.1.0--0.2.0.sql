@@ -175,12 +175,11 @@ COMMENT ON COLUMN collab.ws_connections.groups IS 'The token''s groups (collab.j
 COMMENT ON COLUMN collab.ws_connections.token_issued_at IS 'The token''s iat (NULL: the token had none), compared with collab.session_revocations';
 
 /*
- * The access trail.  An entry of a join (a read of content) is written to
- * an unlogged buffer, so that a join still writes no WAL and does not wait
- * for a flush; collab.sweep() moves the buffer into the logged table every
- * collab.sweep_interval.  A crash loses what the buffer held (the joins of
- * the last sweep interval), never an entry already moved.  Grants, revokes
- * and session revocations are written to the logged table at once.
+ * The access trail, in one logged table: an entry of a join (a read of
+ * content) commits with the join, and the worker sends the joiner the
+ * content only once that commit is durable (src/jobs.c), so that no content
+ * leaves the server unrecorded.  Grants, revokes and session revocations
+ * are written there too.
  */
 CREATE TYPE collab.access_action AS ENUM ('connect', 'join', 'grant', 'revoke', 'revoke_sessions');
 COMMENT ON TYPE collab.access_action IS 'What an access-log entry records';
@@ -208,29 +207,11 @@ CREATE INDEX access_entries_user_idx ON collab.access_entries (user_id, at);
 CREATE INDEX access_entries_at_idx ON collab.access_entries (at);
 COMMENT ON TABLE collab.access_entries IS 'The access trail, durable part (read it through collab.access_log)';
 
--- No id and no index: an insert here is a join's only write to the trail.
-CREATE UNLOGGED TABLE collab.access_buffer (
-	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
-	action		collab.access_action NOT NULL,
-	outcome		collab.access_outcome NOT NULL,
-	user_id		text,
-	username	text,
-	resource_id	text COLLATE "C",
-	address		text,
-	actor		name NOT NULL DEFAULT session_user,
-	detail		jsonb
-);
-COMMENT ON TABLE collab.access_buffer IS 'The access trail''s entries of joins until collab.sweep() moves them to collab.access_entries';
-
 CREATE VIEW collab.access_log AS
 	SELECT id, at, action::text AS action, outcome::text AS outcome, user_id, username,
 		   resource_id, address, actor, detail
-	  FROM collab.access_entries
-	UNION ALL
-	SELECT NULL::bigint, at, action::text, outcome::text, user_id, username,
-		   resource_id, address, actor, detail
-	  FROM collab.access_buffer;
-COMMENT ON VIEW collab.access_log IS 'Who joined (read) which resource, or was refused, and every grant, revoke and session revocation; id is NULL until the entry is moved to durable storage';
+	  FROM collab.access_entries;
+COMMENT ON VIEW collab.access_log IS 'Who joined (read) which resource, or was refused, and every grant, revoke and session revocation';
 
 CREATE VIEW collab.grants AS
 	SELECT resource_id, subject, permission::text AS permission, granted_by, granted_at
@@ -808,8 +789,8 @@ BEGIN
 	-- deleted while we joined? (see collab.ws_presence: no foreign key)
 	PERFORM collab._check_resource(p_resource_id);
 	PERFORM collab._publish_presence_joined(p_resource_id, p.user_json);
-	-- the content is read below: the trail records it (see collab.access_buffer)
-	INSERT INTO collab.access_buffer (action, outcome, user_id, username, resource_id, address, detail)
+	-- the content is read below: the trail records it (see collab.access_entries)
+	INSERT INTO collab.access_entries (action, outcome, user_id, username, resource_id, address, detail)
 		VALUES ('join', 'allowed', c.user_id, c.username, p_resource_id, c.address,
 				jsonb_build_object('mode', p_mode, 'role', v_role, 'permissions', v_permissions,
 								   'connectionId', p_conn));
@@ -917,13 +898,6 @@ DECLARE
 	v_keep interval := collab.access_log_retention();
 BEGIN
 	-- bounded, so that one sweep stays short after a burst
-	WITH moved AS (
-		DELETE FROM collab.access_buffer b
-		 WHERE b.ctid = ANY (ARRAY(SELECT x.ctid FROM collab.access_buffer x LIMIT 10000))
-		RETURNING b.*)
-	INSERT INTO collab.access_entries (at, action, outcome, user_id, username, resource_id, address, actor, detail)
-	SELECT at, action, outcome, user_id, username, resource_id, address, actor, detail
-	  FROM moved ORDER BY at;
 	IF v_keep IS NOT NULL THEN
 		DELETE FROM collab.access_entries e
 		 WHERE e.id IN (SELECT x.id FROM collab.access_entries x
@@ -931,7 +905,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION collab._access_log_maintain() IS 'Moves the buffered join entries of the access trail to durable storage and drops entries older than collab.access_log_retention (up to 10000 of each per call)';
+COMMENT ON FUNCTION collab._access_log_maintain() IS 'Drops entries of the access trail older than collab.access_log_retention (up to 10000 per call)';
 
 CREATE OR REPLACE FUNCTION collab.sweep(
 	OUT resource_id text, OUT token bigint, OUT user_id text, OUT username text,

@@ -8,6 +8,13 @@
  * job cannot harm the others.  After the commit each job's done callback
  * gets its answer; what a job is for is its queuer's business.
  *
+ * The commit does not wait for its WAL flush: the batch's events go out to
+ * the rooms first, then the flush (and, with synchronous replication, the
+ * standby) is waited for, and only then are the replies sent.  So a reply
+ * acknowledges only what is durable, a join's content leaves the server
+ * only once its access-trail entry is durable, and the rooms do not wait
+ * for the disk.  A crash before the flush ends every connection anyway.
+ *
  * A batch keeps its jobs' path locks until it commits, so only its first
  * job, which holds no other job's locks, may wait for a lock.  A later job
  * that would wait is handed back: requeue_blocked() puts it at the head of
@@ -20,9 +27,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
+#include "replication/syncrep.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -45,6 +54,9 @@ typedef enum JobOutcome
 } JobOutcome;
 
 static MemoryContext jobs_cxt = NULL;
+
+/* The end of the last batch's commit record, if it wrote WAL (see reply). */
+static XLogRecPtr batch_commit_lsn = InvalidXLogRecPtr;
 static Job *job_head = NULL;
 static Job *job_tail = NULL;
 
@@ -323,6 +335,7 @@ static void
 run_batch(Job *batch)
 {
 	char	   *saved_lock_timeout = NULL;
+	bool		wrote_wal;
 
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -331,13 +344,14 @@ run_batch(Job *batch)
 	pgstat_report_activity(STATE_RUNNING, "collab: running client requests");
 
 	/*
-	 * Jobs of their own batch forward events that are already committed; a
-	 * NOTIFY lost in a crash is lost to its listeners anyway.  Not waiting
-	 * for the WAL flush keeps the forwarding off the clients' path.
+	 * No batch waits for its WAL flush at commit: a client batch waits for
+	 * it after its events have gone out (reply).  Jobs of their own batch
+	 * forward events that are already committed; a NOTIFY lost in a crash
+	 * is lost to its listeners anyway, so they do not wait at all.
 	 */
-	if (batch->own_batch)
-		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	batch_commit_lsn = InvalidXLogRecPtr;
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 
 	for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
 	{
@@ -355,7 +369,11 @@ run_batch(Job *batch)
 
 	SPI_finish();
 	PopActiveSnapshot();
+	/* only a batch that changed logged data has something to flush */
+	wrote_wal = XactLastRecEnd != InvalidXLogRecPtr;
 	CommitTransactionCommand();
+	if (wrote_wal && !batch->own_batch)
+		batch_commit_lsn = XactLastCommitEnd;
 	collab_metrics->last_commit_us = lws_now_usecs();
 }
 
@@ -487,6 +505,13 @@ reply(Job *batch)
 			reply_step(j->done, j);
 	if (fan_out_hook)
 		fan_out_hook();
+	/* what the replies acknowledge is durable from here (see the top) */
+	if (batch_commit_lsn != InvalidXLogRecPtr)
+	{
+		XLogFlush(batch_commit_lsn);
+		SyncRepWaitForLSN(batch_commit_lsn, true);
+		batch_commit_lsn = InvalidXLogRecPtr;
+	}
 	run_follow_ups(batch);
 	for (Job *j = batch; j; j = j->next)
 		if (j->then_done)
