@@ -36,6 +36,8 @@ struct Job
 	bool		timed;			/* a client request: its time is a metric */
 	bool		own_batch;		/* runs only in batches of such jobs, which
 								 * commit without waiting for the WAL flush */
+	bool		events_first;	/* its batch's events may go out before the
+								 * WAL flush that its reply waits for */
 
 	/* The answer, for done */
 	char	   *result;			/* first column, NULL for none */

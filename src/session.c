@@ -694,6 +694,8 @@ event_args(Conn *conn, const EventSpec *spec, JsonObject *args, RequestJob *rj)
 		}
 		job->args[2] = job_strdup(mode);
 		job->nargs = 3;
+		/* a viewer's join writes only its access-trail entry (jobs.c) */
+		job->events_first = strcmp(mode, "viewer") == 0;
 	}
 	if (spec->is_save)
 	{

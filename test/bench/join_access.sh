@@ -16,7 +16,9 @@
 # synchronous_commit on, so the 0.2.0 columns include the WAL flush that the
 # worker waits for before it sends a joiner its ack (once per batch of
 # requests, see src/jobs.c).  No WebSocket worker runs (collab.workers = 0):
-# only the SQL is measured.  The machine is shared: compare the columns
+# only the SQL is measured.  A fourth column runs the 0.2.0 joins with
+# synchronous_commit off: the SQL alone, without the flush (which the
+# worker shares among the requests of a batch).  The machine is shared: compare the columns
 # of one run, never runs of different days.
 #
 # Environment: BENCH_SECONDS (per round, default 10), BENCH_ROUNDS (default
@@ -95,11 +97,12 @@ run() {
 declare -A tps lat
 for clients in 1 "$CLIENTS"; do
 	for r in $(seq 1 "$ROUNDS"); do
-		for variant in 0.1.0 off on; do
+		for variant in 0.1.0 off on nowait; do
 			case $variant in
 				0.1.0) res=$(run v010 "$clients" "") ;;
 				off) res=$(run v020 "$clients" "-c collab.access_control=off") ;;
 				on) res=$(run v020 "$clients" "") ;;
+				nowait) res=$(run v020 "$clients" "-c synchronous_commit=off") ;;
 			esac
 			tps[$clients,$variant]="${tps[$clients,$variant]:-} ${res% *}"
 			lat[$clients,$variant]="${lat[$clients,$variant]:-} ${res#* }"
@@ -111,11 +114,11 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 echo
 echo "join + leave of a viewer, medians of $ROUNDS rounds of ${SECS} s (pgbench -M prepared):"
 echo
-echo "| clients | 0.1.0 (no access control) | 0.2.0, access_control off | 0.2.0, access_control on | on vs 0.1.0 |"
-echo "|---|---|---|---|---|"
+echo "| clients | 0.1.0 (no access control) | 0.2.0, access_control off | 0.2.0, access_control on | on, without the flush | on vs 0.1.0 |"
+echo "|---|---|---|---|---|---|"
 for clients in 1 "$CLIENTS"; do
 	row="| $clients"
-	for variant in 0.1.0 off on; do
+	for variant in 0.1.0 off on nowait; do
 		t=$(echo "${tps[$clients,$variant]}" | median)
 		l=$(echo "${lat[$clients,$variant]}" | median)
 		row="$row | $t pairs/s, $l ms"
