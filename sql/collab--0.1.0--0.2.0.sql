@@ -1387,7 +1387,7 @@ DECLARE
 	c collab.ws_connections;
 	v_exists boolean;
 	v_level collab.permission;
-	v_detail jsonb := coalesce(p_detail, '{}') || jsonb_build_object('connectionId', p_conn);
+	v_detail jsonb := jsonb_set(coalesce(p_detail, '{}'), '{connectionId}', to_jsonb(p_conn));
 BEGIN
 	PERFORM collab.check_resource_id(p_resource_id);
 	c := collab._ws_conn(p_conn);
