@@ -9,8 +9,9 @@
 // holds that tab's lock or waits for it (lock:request), so switching tabs does
 // not give a lock away.
 //
-// The protocol has no way to read content: the text area shows what this page
-// typed or saved itself, and otherwise says that the saved text is not shown.
+// The text area shows the tab's text as stored when the page joined it (or
+// as this page typed or saved it); below it, the tab's history (see "history
+// panel").
 
 import { diffTexts } from '/ui/diff.js';
 
@@ -1185,6 +1186,7 @@ function historyOf(key) {
       epoch: -1,            // the connection it was loaded on
       loading: false,
       error: null,
+      again: false,         // load the newest page again when this load is done
       selected: [],         // up to two versions, in the order they were picked
       contents: new Map(),  // version -> content (revisions are immutable)
       diff: null,           // { from, to, rows } or { from, to, error }
@@ -1197,7 +1199,12 @@ function historyOf(key) {
 /** Loads the newest page (merged with what is shown), or with older, the next older one. */
 async function loadHistory(key, { older = false } = {}) {
   const h = historyOf(key);
-  if (h.loading || !state.connected) return;
+  if (!state.connected) return;
+  if (h.loading) {
+    // a save while a page was on its way: the newest page once more after it
+    if (!older) h.again = true;
+    return;
+  }
   const epoch = state.epoch;
   h.loading = true;
   renderHistory();
@@ -1206,6 +1213,7 @@ async function loadHistory(key, { older = false } = {}) {
   const ack = await emit('doc:history', payload);
   h.loading = false;
   if (epoch !== state.epoch) {
+    h.again = false;
     render();
     return;
   }
@@ -1214,6 +1222,7 @@ async function loadHistory(key, { older = false } = {}) {
     h.error = errorText(ack);
     if (h.epoch !== epoch) h.items.clear();
     h.epoch = epoch;
+    h.again = false;
     render();
     return;
   }
@@ -1230,13 +1239,19 @@ async function loadHistory(key, { older = false } = {}) {
   for (const r of ack.revisions) h.items.set(r.version, r);
   h.epoch = epoch;
   render();
+  if (h.again) {
+    h.again = false;
+    loadHistory(key);
+  }
 }
 
-/** The newest page again when the tab on screen was saved. */
+/** A tab was saved: the newest page again if it is on screen, else when it is shown next. */
 function historyOnSaved(ev) {
   const key = tabKeyOf(ev.resourceId);
   const h = key ? histories.get(key) : null;
-  if (h && h.epoch === state.epoch && key === state.activeKey) loadHistory(key);
+  if (!h) return;
+  if (key === state.activeKey && h.epoch === state.epoch) loadHistory(key);
+  else h.epoch = -1;
 }
 
 async function revisionContent(key, version) {

@@ -259,6 +259,23 @@ test('history panel: versions newest first, paged; a diff in colour; the holder 
                           GROUP BY 1, 2 ORDER BY 1, 2`, [rid]);
   assert.ok(reads.some((r) => r.user_id === vera.sub && r.action === 'revision' && r.n >= 2), JSON.stringify(reads));
   assert.ok(reads.some((r) => r.user_id === anna.sub && r.action === 'revision' && r.n >= 1), JSON.stringify(reads));
+
+  // a history seen earlier is read again when its tab comes back on screen
+  const notes = `${docId}/tab:procedure-notes`;
+  await v.id('tab-procedure-notes').click();
+  await until('Vera sees that procedure notes have no versions', async () => {
+    assert.equal(await v.id('history-status').textContent(), 'No saved versions yet.');
+  });
+  await v.id('tab-diagnosis').click();
+  await until('diagnosis again', async () => assert.equal((await shownHistory(v))[0].version, 13));
+  const [{ token }] = await q('SELECT token FROM collab.acquire($1, $2, $3, $4)', [notes, ben.sub, ben.name, uniq('backend')]);
+  await q('SELECT collab.save($1, $2, $3)', [notes, token, 'Three ports.']);
+  await q('SELECT collab.release($1)', [token]);
+  await v.id('tab-procedure-notes').click();
+  await until('the save made meanwhile is listed', async () => {
+    const h = await shownHistory(v);
+    assert.deepEqual(h.map((x) => [x.version, x.author]), [[1, ben.name]]);
+  });
   assert.deepEqual(pageErrors, [], 'no script errors in the pages');
   for (const p of [a, v]) await p.context.close();
 });
