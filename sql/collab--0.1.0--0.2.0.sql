@@ -181,7 +181,8 @@ COMMENT ON COLUMN collab.ws_connections.token_issued_at IS 'The token''s iat (NU
  * leaves the server unrecorded.  Grants, revokes and session revocations
  * are written there too.
  */
-CREATE TYPE collab.access_action AS ENUM ('connect', 'join', 'grant', 'revoke', 'revoke_sessions');
+CREATE TYPE collab.access_action AS ENUM ('connect', 'join', 'grant', 'revoke', 'revoke_sessions',
+	'history', 'revision');
 COMMENT ON TYPE collab.access_action IS 'What an access-log entry records';
 CREATE TYPE collab.access_outcome AS ENUM ('allowed', 'refused');
 COMMENT ON TYPE collab.access_outcome IS 'Whether the access recorded was allowed or refused';
@@ -205,7 +206,7 @@ ALTER SEQUENCE collab.access_id_seq OWNED BY collab.access_entries.id;
 CREATE INDEX access_entries_resource_idx ON collab.access_entries (resource_id, at);
 CREATE INDEX access_entries_user_idx ON collab.access_entries (user_id, at);
 CREATE INDEX access_entries_at_idx ON collab.access_entries (at);
-COMMENT ON TABLE collab.access_entries IS 'The access trail, durable part (read it through collab.access_log)';
+COMMENT ON TABLE collab.access_entries IS 'The access trail (read it through collab.access_log)';
 
 CREATE VIEW collab.access_log AS
 	SELECT id, at, action::text AS action, outcome::text AS outcome, user_id, username,
@@ -1149,7 +1150,7 @@ COMMENT ON FUNCTION collab.ws_save(text, text, text, bigint, bigint, bigint)
 
 -- The page size of a history: NULL is the default; the one place that
 -- sets the default and the maximum.
-CREATE FUNCTION collab._history_limit(p_limit integer) RETURNS integer
+CREATE FUNCTION collab._history_limit(p_limit bigint) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF p_limit IS NULL THEN
@@ -1162,7 +1163,7 @@ BEGIN
 	RETURN p_limit;
 END
 $$;
-COMMENT ON FUNCTION collab._history_limit(integer) IS 'Page size of a history: 50 by default, 1 to 500';
+COMMENT ON FUNCTION collab._history_limit(bigint) IS 'Page size of a history: 50 by default, 1 to 500';
 
 -- The resource whose revisions are read: it must exist (its current
 -- incarnation's revisions are meant).
@@ -1342,23 +1343,46 @@ COMMENT ON FUNCTION collab.verify_history(text)
 	IS 'Recomputes a resource''s hash chain: ok, or the first version that does not verify and why';
 
 -- Reading history over the WebSocket worker.  The one place that decides
--- whether a connection may read a resource's revisions: until permissions
--- exist, the room (or an ancestor's) must be joined.  p_what names the read
--- ('history', or 'revision N') for an access trail.
-CREATE FUNCTION collab._ws_may_read(p_conn text, p_resource_id text, p_what text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- whether a connection may read a resource's revisions, as a join decides
+-- (collab.ws_join()): the view permission, the room need not be joined; a
+-- resource one may not view does not exist, as far as one can tell.  Each
+-- read is recorded in the access trail (p_action 'history' or 'revision',
+-- p_detail what was asked), a refusal too.
+CREATE FUNCTION collab._ws_may_read(p_conn text, p_resource_id text, p_action collab.access_action,
+	p_detail jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	v_exists boolean;
+	v_level collab.permission;
+	v_detail jsonb := jsonb_set(coalesce(p_detail, '{}'), '{connectionId}', to_jsonb(p_conn));
 BEGIN
 	PERFORM collab.check_resource_id(p_resource_id);
-	IF NOT EXISTS (SELECT FROM collab.ws_presence
-				    WHERE connection_id = p_conn
-					  AND resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)) THEN
-		PERFORM collab._raise('NOT_JOINED', format('not joined to "%s"', p_resource_id),
-			NULL, 'Send presence:join first.');
+	c := collab._ws_conn(p_conn);
+	-- a grant or revoke on the path waits for this decision, or this for it
+	PERFORM collab._lock_access(p_resource_id, false);
+	IF collab._revoked(c.user_id, c.token_issued_at) THEN
+		PERFORM collab._log_refusal(p_action::text, c.user_id, c.username, p_resource_id, c.address,
+			(v_detail || jsonb_build_object('reason', 'revoked'))::text);
+		PERFORM collab._raise_revoked();
 	END IF;
+	v_exists := EXISTS (SELECT FROM collab.resources WHERE id = p_resource_id);
+	IF v_exists THEN
+		v_level := collab._level(c.user_id, c.groups, p_resource_id);
+	END IF;
+	IF v_level IS NULL THEN
+		PERFORM collab._log_refusal(p_action::text, c.user_id, c.username, p_resource_id, c.address,
+			(v_detail || jsonb_build_object('reason', CASE WHEN v_exists THEN 'forbidden' ELSE 'not_found' END))::text);
+		PERFORM collab._raise_not_found(p_resource_id);
+	END IF;
+	-- written with the read: a read that fails later (no such revision)
+	-- rolls it back, having read nothing
+	INSERT INTO collab.access_entries (action, outcome, user_id, username, resource_id, address, detail)
+		VALUES (p_action, 'allowed', c.user_id, c.username, p_resource_id, c.address, v_detail);
 END
 $$;
-COMMENT ON FUNCTION collab._ws_may_read(text, text, text)
-	IS 'Whether a WebSocket connection may read a resource''s revisions (the room joined); raises NOT_JOINED';
+COMMENT ON FUNCTION collab._ws_may_read(text, text, collab.access_action, jsonb)
+	IS 'Whether a WebSocket connection may read a resource''s revisions (the view permission; RESOURCE_NOT_FOUND otherwise, as for a missing resource), recorded in the access trail';
 
 -- A revision as the WebSocket protocol shows it.
 CREATE FUNCTION collab._revision_json(p_version bigint, p_saved_by text, p_saved_by_name text,
@@ -1373,28 +1397,32 @@ COMMENT ON FUNCTION collab._revision_json(bigint, text, text, timestamptz, bigin
 	IS 'The version, savedBy, savedAt (and restoredFrom) of a revision as WebSocket payloads carry them';
 
 -- doc:history: a page of revisions, newest first; nextBefore is the before
--- of the next page, null on the last.
+-- of the next page, null on the last.  p_limit is a bigint, so that any
+-- integer a client sends is judged by collab._history_limit().
 CREATE FUNCTION collab.ws_history(p_conn text, p_resource_id text,
-	p_before bigint DEFAULT NULL, p_limit integer DEFAULT NULL)
+	p_before bigint DEFAULT NULL, p_limit bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_list jsonb;
 	v_oldest bigint;
+	v_limit integer;
 BEGIN
-	PERFORM collab._ws_may_read(p_conn, p_resource_id, 'history');
+	PERFORM collab._ws_may_read(p_conn, p_resource_id, 'history',
+		jsonb_build_object('before', p_before, 'limit', p_limit));
+	v_limit := collab._history_limit(p_limit);
 	SELECT coalesce(jsonb_agg(collab._revision_json(h.version, h.saved_by, h.saved_by_name, h.saved_at, h.restored_from)
 			|| jsonb_build_object('size', h.size) ORDER BY h.version DESC), '[]'), min(h.version)
 	  INTO v_list, v_oldest
-	  FROM collab.history(p_resource_id, p_before, p_limit) h;
+	  FROM collab.history(p_resource_id, p_before, v_limit) h;
 	IF v_oldest < 1 OR NOT EXISTS (SELECT FROM collab.history(p_resource_id, v_oldest, 1)) THEN
 		v_oldest := NULL;
 	END IF;
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'revisions', v_list, 'nextBefore', v_oldest));
 END
 $$;
-COMMENT ON FUNCTION collab.ws_history(text, text, bigint, integer)
-	IS 'doc:history for the WebSocket worker: a page of revisions (newest first) of a resource the connection may read';
+COMMENT ON FUNCTION collab.ws_history(text, text, bigint, bigint)
+	IS 'doc:history for the WebSocket worker: a page of revisions (newest first) of a resource the connection may view; the read is in the access trail';
 
 -- doc:revision: one revision with its content.
 CREATE FUNCTION collab.ws_revision(p_conn text, p_resource_id text, p_version bigint)
@@ -1403,7 +1431,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v record;
 BEGIN
-	PERFORM collab._ws_may_read(p_conn, p_resource_id, format('revision %s', p_version));
+	PERFORM collab._ws_may_read(p_conn, p_resource_id, 'revision', jsonb_build_object('version', p_version));
 	SELECT * INTO v FROM collab.revision(p_resource_id, p_version);
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'revision',
 		collab._revision_json(v.version, v.saved_by, v.saved_by_name, v.saved_at, v.restored_from)
@@ -1411,7 +1439,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION collab.ws_revision(text, text, bigint)
-	IS 'doc:revision for the WebSocket worker: one revision with its content, of a resource the connection may read';
+	IS 'doc:revision for the WebSocket worker: one revision with its content, of a resource the connection may view; the read is in the access trail';
 
 -- Resources that already have content start their chains here.  Saves wait
 -- for the upgrade to commit (SHARE conflicts with their row locks), so no
@@ -1430,12 +1458,12 @@ REVOKE ALL ON collab.revisions, collab.revision_purges FROM PUBLIC;
 REVOKE ALL ON FUNCTION collab.revision_hash(bytea, text, bigint, text, text, text, timestamptz, bigint, text, bigint),
 	collab._revisions_immutable(), collab.purge_revisions(timestamptz),
 	collab.save(text, bigint, text, bigint, bigint), collab._save(text, bigint, text, bigint, bigint, text),
-	collab.ws_save(text, text, text, bigint, bigint, bigint), collab._history_limit(integer),
+	collab.ws_save(text, text, text, bigint, bigint, bigint), collab._history_limit(bigint),
 	collab._revision_resource(text), collab.history(text, bigint, integer), collab.revision(text, bigint),
 	collab._verify_chain(text, timestamptz, bigint), collab.verify_history(text),
-	collab._ws_may_read(text, text, text),
+	collab._ws_may_read(text, text, collab.access_action, jsonb),
 	collab._revision_json(bigint, text, text, timestamptz, bigint),
-	collab.ws_history(text, text, bigint, integer), collab.ws_revision(text, text, bigint)
+	collab.ws_history(text, text, bigint, bigint), collab.ws_revision(text, text, bigint)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION collab.save(text, bigint, text, bigint, bigint),
 	collab.history(text, bigint, integer), collab.revision(text, bigint), collab.verify_history(text),

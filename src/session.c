@@ -599,6 +599,14 @@ typedef enum JobAfter
 	AFTER_LEAVE
 } JobAfter;
 
+/* Arguments a client event has beyond its resource, other than a join's and a save's. */
+typedef enum EventArgs
+{
+	ARGS_NONE,
+	ARGS_HISTORY,				/* doc:history: before?, limit? */
+	ARGS_REVISION				/* doc:revision: version */
+} EventArgs;
+
 typedef struct EventSpec
 {
 	const char *name;
@@ -606,6 +614,7 @@ typedef struct EventSpec
 	JobAfter	after;
 	bool		needs_mode;
 	bool		is_save;
+	EventArgs	args;
 } EventSpec;
 
 /* The job of a client event. */
@@ -629,7 +638,9 @@ static const EventSpec event_specs[] = {
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:release", "SELECT collab.ws_release($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:request", "SELECT collab.ws_request($1, $2)::text", AFTER_NOTHING, false, false},
-	{"doc:save", "SELECT collab.ws_save($1, $2, $3, $4::bigint, $5::bigint)::text", AFTER_NOTHING, false, true},
+	{"doc:save", "SELECT collab.ws_save($1, $2, $3, $4::bigint, $5::bigint, $6::bigint)::text", AFTER_NOTHING, false, true},
+	{"doc:history", "SELECT collab.ws_history($1, $2, $3::bigint, $4::bigint)::text", AFTER_NOTHING, false, false, ARGS_HISTORY},
+	{"doc:revision", "SELECT collab.ws_revision($1, $2, $3::bigint)::text", AFTER_NOTHING, false, false, ARGS_REVISION},
 };
 
 /* Reads an optional non-negative integer member; false (and an error sent) if ill-typed. */
@@ -647,6 +658,32 @@ optional_int(Conn *conn, int64 ack_id, JsonObject *args, const char *key,
 	{
 		conn_send_error(conn, ack_id, CE_BAD_REQUEST,
 						psprintf("%s must be a non-negative integer", key), resource_id);
+		return false;
+	}
+	*out = job_strdup(psprintf(INT64_FORMAT, v));
+	return true;
+}
+
+/*
+ * Reads an integer member, of any sign: its range is the SQL function's to
+ * judge (doc:history's paging, doc:revision's version).  A missing or null
+ * one is NULL, or, when required, an error.  False (and an error sent) if
+ * ill-typed.
+ */
+static bool
+integer_arg(Conn *conn, int64 ack_id, JsonObject *args, const char *key, bool required,
+			char **out, const char *resource_id)
+{
+	int64		v;
+	JsonGetResult r = json_object_get_int64(args, key, &v);
+
+	*out = NULL;
+	if (!required && (r == JSON_GET_MISSING || r == JSON_GET_NULL))
+		return true;
+	if (r != JSON_GET_OK)
+	{
+		conn_send_error(conn, ack_id, CE_BAD_REQUEST,
+						psprintf("%s must be an integer", key), resource_id);
 		return false;
 	}
 	*out = job_strdup(psprintf(INT64_FORMAT, v));
@@ -672,8 +709,9 @@ rate_allows(Conn *conn)
 
 /*
  * The arguments of a client event beyond the connection and the resource:
- * presence:join's mode, doc:save's content, base version and token.  False,
- * with an error sent, when one is missing or ill-typed.
+ * presence:join's mode, doc:save's content, base version, token and
+ * restored version, doc:history's before and limit, doc:revision's version.
+ * False, with an error sent, when one is missing or ill-typed.
  */
 static bool
 event_args(Conn *conn, const EventSpec *spec, JsonObject *args, RequestJob *rj)
@@ -715,9 +753,23 @@ event_args(Conn *conn, const EventSpec *spec, JsonObject *args, RequestJob *rj)
 		}
 		job->args[2] = job_strdup(m->value);
 		if (!optional_int(conn, rj->ack_id, args, "baseVersion", &job->args[3], rid) ||
-			!optional_int(conn, rj->ack_id, args, "token", &job->args[4], rid))
+			!optional_int(conn, rj->ack_id, args, "token", &job->args[4], rid) ||
+			!optional_int(conn, rj->ack_id, args, "restoredFrom", &job->args[5], rid))
 			return false;
-		job->nargs = 5;
+		job->nargs = 6;
+	}
+	if (spec->args == ARGS_HISTORY)
+	{
+		if (!integer_arg(conn, rj->ack_id, args, "before", false, &job->args[2], rid) ||
+			!integer_arg(conn, rj->ack_id, args, "limit", false, &job->args[3], rid))
+			return false;
+		job->nargs = 4;
+	}
+	if (spec->args == ARGS_REVISION)
+	{
+		if (!integer_arg(conn, rj->ack_id, args, "version", true, &job->args[2], rid))
+			return false;
+		job->nargs = 3;
 	}
 	return true;
 }

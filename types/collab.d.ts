@@ -224,6 +224,30 @@ export interface SaveRequest {
 	baseVersion?: number;
 	/** *Extension*: when given, must be the token of the connection's current lock, else `LOCK_EXPIRED` / `LOCK_NOT_HELD`. */
 	token?: FencingToken;
+	/**
+	 * A restore: the earlier version whose content this is.  `content` must be
+	 * exactly that revision's (else `BAD_REQUEST`, and nothing is saved); the
+	 * new revision records it, and `doc:saved` carries it.  A non-negative integer.
+	 */
+	restoredFrom?: number;
+}
+
+/** `doc:history`: a page of a resource's revisions, newest first (needs `view`; the read is in the access trail). */
+export interface HistoryRequest {
+	/** The resource whose revisions are listed. */
+	resourceId: ResourceId;
+	/** Only versions below this one (at least 1): the previous page's `nextBefore`.  Absent or `null`: from the newest. */
+	before?: number | null;
+	/** At most this many revisions, 1 to 500; absent or `null`: 50. */
+	limit?: number | null;
+}
+
+/** `doc:revision`: one revision with its content (needs `view`; the read is in the access trail). */
+export interface RevisionRequest {
+	/** The resource. */
+	resourceId: ResourceId;
+	/** The version (0 or more); one without a revision (never saved, or purged) is `RESOURCE_NOT_FOUND`. */
+	version: number;
 }
 
 /** *Extension* `auth:refresh`: a new JWT for the same user extends the session. */
@@ -358,6 +382,52 @@ export interface SaveAck {
 	ok: true;
 	/** The resource's new version number. */
 	version: number;
+}
+
+/** A revision in a `doc:history` page (no content). */
+export interface RevisionSummary {
+	/** The version this save produced. */
+	version: number;
+	/** Who saved it; `null` only for the first revision of content that existed before revisions were kept and was never saved by a user. */
+	savedBy: UserRef | null;
+	/** When it was saved (milliseconds, like `doc:saved`'s `savedAt`). */
+	savedAt: IsoTime;
+	/** The size of its content in bytes (UTF-8). */
+	size: number;
+	/** A restore: the version whose content it brought back (absent otherwise). */
+	restoredFrom?: number;
+}
+
+/** `doc:history` succeeded. */
+export interface HistoryAck {
+	/** Always `true` for a success. */
+	ok: true;
+	/** The page, newest first; empty when there is nothing below `before`. */
+	revisions: RevisionSummary[];
+	/** The `before` of the next (older) page, or `null` when this page is the last. */
+	nextBefore: number | null;
+}
+
+/** A revision with its content (`doc:revision`). */
+export interface Revision {
+	/** The version this save produced. */
+	version: number;
+	/** The content saved, in full. */
+	content: string;
+	/** Who saved it (`null` as in `RevisionSummary`). */
+	savedBy: UserRef | null;
+	/** When it was saved. */
+	savedAt: IsoTime;
+	/** A restore: the version whose content it brought back (absent otherwise). */
+	restoredFrom?: number;
+}
+
+/** `doc:revision` succeeded. */
+export interface RevisionAck {
+	/** Always `true` for a success. */
+	ok: true;
+	/** The revision asked for. */
+	revision: Revision;
 }
 
 /** *Extension*: `auth:refresh` succeeded. */
@@ -565,8 +635,12 @@ export interface ClientToServerEvents {
 	"lock:release": (p: ReleaseRequest, ack?: (r: ReleaseAck | Failure) => void) => void;
 	/** *Extension*: as a viewer in the room, ask the holder to hand the lock on (granted at once when free). */
 	"lock:request": (p: HandOffRequest, ack?: (r: HandOffAck | AcquireAck | LockHeldFailure | Failure) => void) => void;
-	/** Save content under this connection's live lock. */
+	/** Save content under this connection's live lock (a restore names the version it brings back). */
 	"doc:save": (p: SaveRequest, ack?: (r: SaveAck | Failure) => void) => void;
+	/** A page of a resource's revisions, newest first; needs `view`, not the room. */
+	"doc:history": (p: HistoryRequest, ack?: (r: HistoryAck | Failure) => void) => void;
+	/** One revision with its content; needs `view`, not the room. */
+	"doc:revision": (p: RevisionRequest, ack?: (r: RevisionAck | Failure) => void) => void;
 	/** *Extension*: extend the session with a new token for the same user. */
 	"auth:refresh": (p: RefreshRequest, ack?: (r: RefreshAck | Failure) => void) => void;
 }

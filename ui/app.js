@@ -9,12 +9,15 @@
 // holds that tab's lock or waits for it (lock:request), so switching tabs does
 // not give a lock away.
 //
-// The protocol has no way to read content: the text area shows what this page
-// typed or saved itself, and otherwise says that the saved text is not shown.
+// The text area shows the tab's text as stored when the page joined it (or
+// as this page typed or saved it); below it, the tab's history (see "history
+// panel").
 //
 // What the user may do comes with each join's acknowledgement (permissions):
 // without "edit" the page is view only (a banner, no Edit or Request edit),
 // and it follows access:changed and access:revoked as they arrive.
+
+import { diffTexts } from '/ui/diff.js';
 
 const DEMO_TABS = [
   ['patient-info', 'Patient information'],
@@ -246,6 +249,7 @@ function start() {
   state.activeKey = wanted && /^[^/]+$/.test(wanted) ? tabOf(wanted).key : DEMO_TABS[0][0];
 
   wireControls();
+  wireHistory();
   render();
   setInterval(tick, 1000);
 
@@ -686,9 +690,13 @@ function onDocSaved(ev = {}) {
     t.savedAt = ev.savedAt || null;
   }
   if (!mine && key === state.activeKey) {
+    const who = ev.savedBy ? ev.savedBy.username : 'Someone';
     notify({ key: `saved:${ev.resourceId}`, kind: 'info',
-      text: `A new version (${ev.version}) of ${t.title} was saved by ${ev.savedBy ? ev.savedBy.username : 'someone'} at ${clock(ev.savedAt)}.` });
+      text: typeof ev.restoredFrom === 'number'
+        ? `${who} restored version ${ev.restoredFrom} of ${t.title} at ${clock(ev.savedAt)}: it is version ${ev.version} now.`
+        : `A new version (${ev.version}) of ${t.title} was saved by ${ev.savedBy ? ev.savedBy.username : 'someone'} at ${clock(ev.savedAt)}.` });
   }
+  historyOnSaved(ev);
   render();
 }
 
@@ -1086,7 +1094,8 @@ function renderPanel() {
     ...avatarList(peopleIn(t.id, false), { editingUserId: lock?.holder?.userId }));
 
   const editor = $('#editor');
-  if (editor.dataset.tabKey !== t.key) {
+  // the text of another tab, or the stored text loaded (or restored) since
+  if (editor.dataset.tabKey !== t.key || (!t.dirty && editor.value !== t.text)) {
     editor.dataset.tabKey = t.key;
     editor.value = t.text;
   }
@@ -1159,6 +1168,7 @@ function render() {
     renderTabs();
     renderPanel();
     renderPresence();
+    renderHistory();
   });
 }
 
@@ -1237,6 +1247,345 @@ function wireControls() {
       e.preventDefault();
       e.returnValue = '';
     }
+  });
+}
+
+/* ----------------------------------------------------------- history panel */
+//
+// The revisions of the tab on screen (doc:history, newest first, a page at a
+// time), two of them compared line by line and word by word (diff.js, their
+// contents read with doc:revision), and, for the lock holder, a restore: a
+// doc:save of an earlier version's content naming it in restoredFrom, which
+// the room's doc:saved announces. Reading history needs the view permission
+// only, so every reader sees it; only the holder is offered Restore.
+
+const HISTORY_PAGE = 10;
+const DIFF_CONTEXT = 2;     // unchanged lines shown around a change
+
+const histories = new Map(); // tab key -> History
+
+function historyOf(key) {
+  let h = histories.get(key);
+  if (!h) {
+    h = {
+      items: new Map(),     // version -> { version, savedBy, savedAt, size, restoredFrom? }
+      nextBefore: null,     // the before of the next older page, null when there is none
+      epoch: -1,            // the connection it was loaded on
+      loading: false,
+      error: null,
+      again: false,         // load the newest page again when this load is done
+      selected: [],         // up to two versions, in the order they were picked
+      contents: new Map(),  // version -> content (revisions are immutable)
+      diff: null,           // { from, to, rows } or { from, to, error }
+    };
+    histories.set(key, h);
+  }
+  return h;
+}
+
+/** Loads the newest page (merged with what is shown), or with older, the next older one. */
+async function loadHistory(key, { older = false } = {}) {
+  const h = historyOf(key);
+  if (!state.connected) return;
+  if (h.loading) {
+    // a save while a page was on its way: the newest page once more after it
+    if (!older) h.again = true;
+    return;
+  }
+  const epoch = state.epoch;
+  h.loading = true;
+  renderHistory();
+  const payload = { resourceId: tabId(key), limit: HISTORY_PAGE };
+  if (older) payload.before = h.nextBefore;
+  const ack = await emit('doc:history', payload);
+  h.loading = false;
+  if (epoch !== state.epoch) {
+    h.again = false;
+    render();
+    return;
+  }
+  if (!ack.ok || !Array.isArray(ack.revisions)) {
+    // not again on this connection unless asked (a save, Show older)
+    h.error = errorText(ack);
+    if (h.epoch !== epoch) h.items.clear();
+    h.epoch = epoch;
+    h.again = false;
+    render();
+    return;
+  }
+  h.error = null;
+  const newest = Math.max(-1, ...h.items.keys());
+  const oldestNew = Math.min(Infinity, ...ack.revisions.map((r) => r.version));
+  if (!older && (h.epoch !== epoch || !h.items.size || (oldestNew > newest + 1 && ack.nextBefore !== null))) {
+    // a first load, or more saves since than a page holds: start over
+    h.items.clear();
+    h.nextBefore = ack.nextBefore;
+  } else if (older) {
+    h.nextBefore = ack.nextBefore;
+  }
+  for (const r of ack.revisions) h.items.set(r.version, r);
+  h.epoch = epoch;
+  render();
+  if (h.again) {
+    h.again = false;
+    loadHistory(key);
+  }
+}
+
+/** A tab was saved: the newest page again if it is on screen, else when it is shown next. */
+function historyOnSaved(ev) {
+  const key = tabKeyOf(ev.resourceId);
+  const h = key ? histories.get(key) : null;
+  if (!h) return;
+  if (key === state.activeKey && h.epoch === state.epoch) loadHistory(key);
+  else h.epoch = -1;
+}
+
+async function revisionContent(key, version) {
+  const h = historyOf(key);
+  if (h.contents.has(version)) return { ok: true, content: h.contents.get(version) };
+  const ack = await emit('doc:revision', { resourceId: tabId(key), version });
+  if (!ack.ok || !ack.revision || typeof ack.revision.content !== 'string') return { ok: false, error: errorText(ack) };
+  h.contents.set(version, ack.revision.content);
+  return { ok: true, content: ack.revision.content };
+}
+
+function toggleCompare(key, version, on) {
+  const h = historyOf(key);
+  h.selected = h.selected.filter((v) => v !== version);
+  if (on) h.selected.push(version);
+  if (h.selected.length > 2) h.selected = h.selected.slice(-2);
+  h.diff = null;
+  if (h.selected.length === 2) showDiff(key);
+  render();
+}
+
+async function showDiff(key) {
+  const h = historyOf(key);
+  const [from, to] = [...h.selected].sort((x, y) => x - y);
+  h.diff = { from, to, loading: true };
+  render();
+  const [a, b] = await Promise.all([revisionContent(key, from), revisionContent(key, to)]);
+  const still = h.selected.length === 2 && Math.min(...h.selected) === from && Math.max(...h.selected) === to;
+  if (!still) return;
+  h.diff = a.ok && b.ok
+    ? { from, to, rows: diffTexts(a.content, b.content) }
+    : { from, to, error: a.ok ? b.error : a.error };
+  render();
+}
+
+/** The holder saves an earlier version's content again, naming it. */
+async function restoreVersion(key, version, { confirmed = false } = {}) {
+  const t = tabOf(key);
+  const lock = lockFor(key);
+  if (!isMine(lock) || t.busy) return;
+  if (t.dirty && !confirmed) {
+    notify({ key: `confirm-restore:${t.id}`, kind: 'warning', sticky: true,
+      text: `${t.title} has unsaved changes. Restoring version ${version} replaces them.`,
+      actions: [
+        { label: `Restore version ${version}`, testid: 'notice-restore', primary: true, run: () => restoreVersion(key, version, { confirmed: true }) },
+        { label: 'Keep my text', testid: 'notice-keep', run: () => {} },
+      ] });
+    return;
+  }
+  t.busy = true;
+  render();
+  const old = await revisionContent(key, version);
+  if (!old.ok) {
+    t.busy = false;
+    notify({ key: `restore-failed:${t.id}`, kind: 'error', text: `Could not read version ${version}: ${old.error}` });
+    render();
+    return;
+  }
+  const payload = { resourceId: t.id, content: old.content, token: lock.token, restoredFrom: version };
+  if (typeof t.version === 'number') payload.baseVersion = t.version;
+  const ack = await emit('doc:save', payload);
+  t.busy = false;
+  if (ack.ok) {
+    t.text = old.content;
+    t.textVersion = ack.version;
+    t.version = ack.version;
+    t.dirty = false;
+    t.savedBy = { ...state.me };
+    t.savedAt = new Date(serverNow()).toISOString();
+    dismiss(`restore-failed:${t.id}`);
+    notify({ key: `saved:${t.id}`, kind: 'success', text: `${t.title}: version ${version} restored as version ${ack.version}.` });
+    renew(lock.resourceId || t.id);
+  } else {
+    const code = ack.error && ack.error.code;
+    notify({ key: `restore-failed:${t.id}`, kind: 'error', sticky: true,
+      text: `${t.title}: version ${version} was not restored. ${errorText(ack)}.${saveFailureHint(code)}` });
+    if (code === 'LOCK_EXPIRED' || code === 'LOCK_NOT_HELD') clearLock(lock.resourceId || t.id);
+  }
+  render();
+}
+
+const historyTimeFmt = new Intl.DateTimeFormat(undefined, {
+  day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', second: '2-digit',
+});
+function historyTime(iso) {
+  const t = Date.parse(iso);
+  return Number.isFinite(t) ? historyTimeFmt.format(new Date(t - state.skewMs)) : '';
+}
+
+const authorOf = (r) => (r && r.savedBy ? r.savedBy.username : 'unknown');
+
+let historyDrawn = '';
+let diffDrawn = null;
+
+function renderHistory() {
+  const node = $('[data-testid="history"]');
+  if (!node) return;
+  const t = tabOf(state.activeKey);
+  const h = historyOf(t.key);
+  if (state.connected && state.rooms.get(docId) === 'joined' && h.epoch !== state.epoch && !h.loading && !t.missing) {
+    queueMicrotask(() => loadHistory(t.key));
+  }
+  const mine = isMine(lockFor(t.key)) && state.connected;
+  const items = [...h.items.values()].sort((x, y) => y.version - x.version);
+  // redrawn only when something shown changed, so that focus stays put
+  const drawn = JSON.stringify([t.key, items.map((r) => r.version), h.selected, mine, t.busy, t.version,
+    h.nextBefore, h.loading, h.error, state.connected]);
+  if (drawn !== historyDrawn) {
+    historyDrawn = drawn;
+    $('#history-title').textContent = `History of ${t.title}`;
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focusKey : null;
+    const list = $('[data-testid="history-list"]');
+    list.replaceChildren(...items.map((r) => historyItem(t, r, h, mine)));
+    if (focused) {
+      const again = list.querySelector(`[data-focus-key="${focused}"]`);
+      if (again) again.focus();
+    }
+    const more = $('[data-testid="history-more"]');
+    more.hidden = h.nextBefore === null || h.nextBefore === undefined || !items.length;
+    more.disabled = h.loading || !state.connected;
+    let status = '';
+    if (h.error) status = `The history could not be read: ${h.error}`;
+    else if (h.loading && !items.length) status = 'Loading the history…';
+    else if (!items.length && h.epoch === state.epoch) status = 'No saved versions yet.';
+    $('[data-testid="history-status"]').textContent = status;
+    $('[data-testid="history-hint"]').textContent = !items.length ? ''
+      : h.selected.length === 0 ? 'Select two versions to compare them.'
+        : h.selected.length === 1 ? `Select one more version to compare with version ${h.selected[0]}.`
+          : `Comparing version ${Math.min(...h.selected)} with version ${Math.max(...h.selected)}.`;
+  }
+  renderDiff(t, h);
+}
+
+function historyItem(t, r, h, mine) {
+  const current = r.version === t.version;
+  const picked = h.selected.includes(r.version);
+  const label = `Version ${r.version}, ${authorOf(r)}, ${historyTime(r.savedAt)}`;
+  const box = el('input', {
+    type: 'checkbox', 'data-testid': 'history-select', 'data-focus-key': `select-${r.version}`,
+    'aria-label': `Compare ${label}`, checked: picked,
+    onchange: (e) => toggleCompare(t.key, r.version, e.currentTarget.checked),
+  });
+  const tags = [];
+  if (typeof r.restoredFrom === 'number') {
+    tags.push(el('span', { class: 'history-tag', 'data-testid': 'history-restored', text: `restored from ${r.restoredFrom}` }));
+  }
+  if (current) tags.push(el('span', { class: 'history-tag history-tag--current', text: 'current' }));
+  const restore = mine && !current
+    ? el('button', {
+      type: 'button', class: 'history-restore', 'data-testid': 'history-restore', 'data-focus-key': `restore-${r.version}`,
+      'aria-label': `Restore version ${r.version}`, text: 'Restore', disabled: t.busy,
+      onclick: () => restoreVersion(t.key, r.version),
+    })
+    : null;
+  return el('li', {
+    class: `history-item${picked ? ' picked' : ''}`, 'data-testid': 'history-item', 'data-version': r.version,
+  },
+  el('label', { class: 'history-pick' }, box,
+    el('span', { class: 'history-meta' },
+      el('span', { class: 'history-line' },
+        el('span', { class: 'history-version', 'data-testid': 'history-version', text: `Version ${r.version}` }), ...tags),
+      el('span', { class: 'history-by' },
+        el('span', { class: 'history-author', 'data-testid': 'history-author', text: authorOf(r) }),
+        el('span', { 'aria-hidden': 'true', text: ' · ' }),
+        el('time', { class: 'history-time', 'data-testid': 'history-time', datetime: r.savedAt, text: historyTime(r.savedAt) })))),
+  restore);
+}
+
+function renderDiff(t, h) {
+  const box = $('[data-testid="history-diff"]');
+  if (!box || diffDrawn === h.diff) return;
+  diffDrawn = h.diff;
+  const d = h.diff;
+  box.hidden = !d;
+  const body = $('[data-testid="diff-body"]');
+  if (!d) {
+    body.replaceChildren();
+    return;
+  }
+  const who = (v) => {
+    const r = h.items.get(v);
+    return r ? ` (${authorOf(r)}, ${historyTime(r.savedAt)})` : '';
+  };
+  $('[data-testid="diff-title"]').textContent = `Changes from version ${d.from} to version ${d.to}`;
+  $('[data-testid="diff-versions"]').textContent = `Version ${d.from}${who(d.from)} → version ${d.to}${who(d.to)}`;
+  if (d.loading) {
+    body.replaceChildren(el('p', { class: 'diff-note', text: 'Loading both versions…' }));
+  } else if (d.error) {
+    body.replaceChildren(el('p', { class: 'diff-note', text: `The versions could not be read: ${d.error}` }));
+  } else if (!d.rows.some((r) => r.kind !== 'same')) {
+    body.replaceChildren(el('p', { class: 'diff-note', 'data-testid': 'diff-same', text: 'The two versions have the same text.' }));
+  } else {
+    body.replaceChildren(...diffRows(d.rows));
+  }
+}
+
+/** The rows of a diff as lines, long unchanged stretches folded. */
+function diffRows(rows) {
+  const near = rows.map(() => false);
+  rows.forEach((r, i) => {
+    if (r.kind === 'same') return;
+    for (let j = Math.max(0, i - DIFF_CONTEXT); j <= Math.min(rows.length - 1, i + DIFF_CONTEXT); j++) near[j] = true;
+  });
+  const out = [];
+  for (let i = 0; i < rows.length; i++) {
+    if (!near[i]) {
+      let j = i;
+      while (j < rows.length && !near[j]) j++;
+      const n = j - i;
+      out.push(el('div', { class: 'diff-line diff-line--fold', text: `⋯ ${n} unchanged ${n === 1 ? 'line' : 'lines'}` }));
+      i = j - 1;
+      continue;
+    }
+    out.push(diffLine(rows[i]));
+  }
+  return out;
+}
+
+function diffLine(r) {
+  const sign = { same: ' ', del: '−', add: '+', mod: '±' }[r.kind];
+  const said = { same: '', del: 'removed line: ', add: 'added line: ', mod: 'changed line: ' }[r.kind];
+  const text = el('span', { class: 'diff-text' });
+  if (r.kind === 'mod') {
+    for (const p of r.parts) {
+      if (p.op === '=') text.append(p.text);
+      else text.append(el(p.op === '-' ? 'del' : 'ins', { 'data-testid': p.op === '-' ? 'diff-del' : 'diff-ins', text: p.text }));
+    }
+  } else if (r.kind === 'del') {
+    text.append(el('del', { 'data-testid': 'diff-del', text: r.text || ' ' }));
+  } else if (r.kind === 'add') {
+    text.append(el('ins', { 'data-testid': 'diff-ins', text: r.text || ' ' }));
+  } else {
+    text.append(r.text || ' ');
+  }
+  return el('div', { class: `diff-line diff-line--${r.kind}`, 'data-testid': `diff-${r.kind}-line` },
+    el('span', { class: 'diff-sign', 'aria-hidden': 'true', text: sign }),
+    said ? el('span', { class: 'visually-hidden', text: said }) : null,
+    text);
+}
+
+function wireHistory() {
+  $('[data-testid="history-more"]').addEventListener('click', () => loadHistory(state.activeKey, { older: true }));
+  $('[data-testid="diff-clear"]').addEventListener('click', () => {
+    const h = historyOf(state.activeKey);
+    h.selected = [];
+    h.diff = null;
+    render();
   });
 }
 

@@ -253,11 +253,11 @@ SELECT count(*) AS both_lives FROM collab.revisions WHERE resource_id = 'documen
 SELECT collab.release(:tx);
 
 -- The WebSocket path: ws_save records path ws; doc:history and doc:revision
--- read what the room may see, paged.
+-- read what the user may view, paged, and the access trail records it.
 SELECT collab.create_document('rvws', NULL, ARRAY['t']);
-SELECT collab.grant('document:rvws', '*', 'edit');
-SELECT collab.ws_connect('rv-w1', 'collab worker 1', 1, 'u-anna', 'Dr. Anna Berg', NULL, NULL);
-SELECT collab.ws_connect('rv-w2', 'collab worker 1', 1, 'u-ben', 'Dr. Ben Kaya', NULL, NULL);
+SELECT collab.grant('document:rvws', 'user:u-anna', 'edit');
+SELECT collab.ws_connect('rv-w1', 'collab worker 1', 1, 'u-anna', 'Dr. Anna Berg', '10.0.0.1', NULL);
+SELECT collab.ws_connect('rv-w2', 'collab worker 1', 1, 'u-ben', 'Dr. Ben Kaya', '10.0.0.2', NULL);
 SELECT count(*) FROM collab.ws_join('rv-w1', 'document:rvws/tab:t', 'editor');
 SELECT collab.ws_save('rv-w1', 'document:rvws/tab:t', 'ws one');
 SELECT collab.ws_save('rv-w1', 'document:rvws/tab:t', 'ws two', 1);
@@ -271,18 +271,41 @@ SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', 2, 2)->'ack' #- '{revis
 SELECT (collab.ws_revision('rv-w1', 'document:rvws/tab:t', 3)->'ack') #- '{revision,savedAt}' AS revision_ack;
 SELECT (collab.ws_revision('rv-w1', 'document:rvws/tab:t', 3)->'ack'->'revision'->>'savedAt') =
 	   collab._ts((SELECT saved_at FROM collab.revisions WHERE resource_id = 'document:rvws/tab:t' AND version = 3)) AS saved_at_ms;
--- not joined, bad versions and limits, missing resources
-SELECT pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:t')$$);
-SELECT pg_temp.try($$SELECT collab.ws_revision('rv-w2', 'document:rvws/tab:t', 1)$$);
+-- bad versions and limits (any bigint reaches collab._history_limit()), missing resources
 SELECT pg_temp.try($$SELECT collab.ws_revision('rv-w1', 'document:rvws/tab:t', 9)$$);
 SELECT pg_temp.try($$SELECT collab.ws_revision('rv-w1', 'document:rvws/tab:t', -1)$$);
+SELECT pg_temp.try($$SELECT collab.ws_revision('rv-w1', 'document:rvws/tab:t', NULL)$$);
 SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, -1)$$);
-SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, 100000)$$);
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, 0)$$);
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, 501)$$);
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, 9223372036854775807)$$);
+SELECT jsonb_array_length(collab.ws_history('rv-w1', 'document:rvws/tab:t', NULL, 500)->'ack'->'revisions') AS limit_500;
 SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:rvws/tab:t', -3)$$);
 SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'document:nope')$$);
 SELECT pg_temp.try($$SELECT collab.ws_history('rv-w1', 'no id at all')$$);
--- joined to the document: its tabs' history is readable
-SELECT count(*) FROM collab.ws_join('rv-w2', 'document:rvws', 'viewer');
-SELECT jsonb_array_length(collab.ws_history('rv-w2', 'document:rvws/tab:t')->'ack'->'revisions') AS via_document;
+-- without the view permission: exactly the answers of a missing resource,
+-- whatever else is wrong with the request
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:t')$$) AS forbidden,
+	   pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:none')$$) AS missing;
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:t', -3, 100000)$$)
+	 = pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:t')$$) AS bad_paging_too;
+SELECT pg_temp.try($$SELECT collab.ws_revision('rv-w2', 'document:rvws/tab:t', 1)$$) AS forbidden,
+	   pg_temp.try($$SELECT collab.ws_revision('rv-w2', 'document:rvws/tab:none', 1)$$) AS missing;
+-- with it, the room need not be joined; a grant on the document covers its tabs
+SELECT collab.grant('document:rvws', 'user:u-ben', 'view');
+SELECT jsonb_array_length(collab.ws_history('rv-w2', 'document:rvws/tab:t')->'ack'->'revisions') AS viewer_not_joined,
+	   collab.ws_revision('rv-w2', 'document:rvws/tab:t', 2)->'ack'->'revision'->>'content' AS content;
+SELECT count(*) FROM collab.ws_presence WHERE connection_id = 'rv-w2';
+-- a revoked session reads nothing
+SELECT collab.revoke_sessions('u-ben', 'lost badge');
+SELECT pg_temp.try($$SELECT collab.ws_history('rv-w2', 'document:rvws/tab:t')$$);
+DELETE FROM collab.session_revocations WHERE user_id = 'u-ben';
+-- every read and refusal in the trail, with the client's address; a read
+-- that failed after the decision (no revision 9, a bad limit) read nothing
+-- and left nothing
+SELECT action, outcome, user_id, address, resource_id, detail - 'connectionId' AS detail,
+	   detail->>'connectionId' AS conn
+  FROM collab.access_log WHERE action IN ('history', 'revision') AND resource_id LIKE 'document:rvws%'
+ ORDER BY at;
 SELECT collab.ws_disconnect('rv-w1');
 SELECT collab.ws_disconnect('rv-w2');

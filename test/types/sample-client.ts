@@ -15,6 +15,7 @@ import type {
 	ErrorCode,
 	ErrorEvent,
 	Failure,
+	HistoryAck,
 	IsoTime,
 	JoinAck,
 	JoinRequest,
@@ -25,6 +26,8 @@ import type {
 	PresenceLeftReason,
 	PresenceUser,
 	RenewAck,
+	Revision,
+	RevisionSummary,
 	SaveAck,
 	SaveRequest,
 	ServerToClientEvents,
@@ -400,6 +403,36 @@ export class CollabClient {
 		});
 	}
 
+	/** Every revision of the tab, newest first, page by page. */
+	async history(): Promise<RevisionSummary[]> {
+		const st = this.state;
+		if (!st) return [];
+		const all: RevisionSummary[] = [];
+		let before: number | null = null;
+		do {
+			const ack: HistoryAck | Failure = await this.acked.emitWithAck("doc:history", { resourceId: st.resourceId, before, limit: 100 });
+			if (!ack.ok) throw new Error(ack.error.code);
+			all.push(...ack.revisions);
+			before = ack.nextBefore;
+		} while (before !== null);
+		return all;
+	}
+
+	/** The holder brings back an earlier version: a save of its content that names it. */
+	async restore(version: number): Promise<number> {
+		const st = this.state;
+		if (!st || st.token === null) throw new Error("not the editor");
+		const ack = await this.acked.emitWithAck("doc:revision", { resourceId: st.resourceId, version });
+		if (!ack.ok) throw new Error(ack.error.code);
+		const old: Revision = ack.revision;
+		const saved = await this.acked.emitWithAck("doc:save", {
+			resourceId: st.resourceId, content: old.content, baseVersion: st.version, token: st.token, restoredFrom: old.version,
+		});
+		if (!saved.ok) throw new Error(saved.error.code);
+		st.version = saved.version;
+		return saved.version;
+	}
+
 	close(): void {
 		this.stopRenewing();
 		this.socket.disconnect();
@@ -427,6 +460,14 @@ export function misuse(socket: CollabSocket): void {
 	socket.emit("doc:save", { resourceId: "document:1", content: "x", token: "7" });
 	// @ts-expect-error: version is a number
 	socket.on("doc:saved", (p) => { const v: string = p.version; void v; });
+	// @ts-expect-error: doc:revision needs a version
+	socket.emit("doc:revision", { resourceId: "document:1" });
+	// @ts-expect-error: a page's limit is a number
+	socket.emit("doc:history", { resourceId: "document:1", limit: "10" });
+	// @ts-expect-error: a history has no content
+	socket.emit("doc:history", { resourceId: "document:1" }, (ack) => { if (ack.ok) void ack.revisions[0].content; });
+	// @ts-expect-error: a revision's savedBy may be null
+	socket.emit("doc:revision", { resourceId: "document:1", version: 1 }, (ack) => { if (ack.ok) void ack.revision.savedBy.userId; });
 	// @ts-expect-error: not an error code
 	const code: ErrorCode = "LOCK_TAKEN"; void code;
 	// @ts-expect-error: not a release reason

@@ -1119,6 +1119,10 @@ function targetRows(runs, once) {
     perRun('lock round trip p50 ≤ 1.0x baseline (C client)', (P) => P.lock && ratio(P.lock.collab.acquire.p50, P.lock.baseline.acquire.p50), fr, (m) => m <= 1);
     perRun('lock round trip p99 ≤ 2 ms (C client)', (P) => P.lock?.collab.acquire.p99, fms, (m) => m <= 2);
   }
+  if (any('save')) {
+    // both stacks keep the saved version (collab: its revision; the baseline: a history row)
+    perRun('save round trip p99 ≤ 1.0x baseline (both keep the version)', (P) => P.save && ratio(P.save.collab.p99, P.save.baseline.p99), fr, (m) => m <= 1);
+  }
   if (any('contend')) {
     // 50 clients in a closed loop wait for each other: an absolute bound is out of reach for either stack, the ratio is not
     perRun(`contended lock round trip p99 (${CONTEND_CLIENTS} clients, ${CONTEND_TABS} tabs) ≤ 1.0x baseline`,

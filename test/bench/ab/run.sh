@@ -173,6 +173,17 @@ CREATE TABLE resources (
 	created_at	timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON resources (parent_id);
+-- every save's version, as collab keeps its revisions (baseline/server.mjs)
+CREATE TABLE history (
+	resource_id	text COLLATE "C" NOT NULL,
+	version		bigint NOT NULL,
+	content		text NOT NULL,
+	saved_by	text,
+	saved_by_name text,
+	saved_at	timestamptz NOT NULL,
+	token		bigint,
+	PRIMARY KEY (resource_id, version)
+);
 INSERT INTO resources (id, parent_id, kind, title) VALUES ('document:bench', NULL, 'document', 'A/B benchmark');
 INSERT INTO resources (id, parent_id, kind, title)
 SELECT 'document:bench/tab:' || t, 'document:bench', 'tab', t FROM unnest($TABS) t;
