@@ -959,8 +959,10 @@ function onAccessRevoked({ resourceId } = {}) {
     for (const key of [...notices.keys()]) if (key.startsWith('access:')) dismiss(key);
   }
   $('#editor').dataset.tabKey = '';
-  notify({ key: whole ? 'withdrawn' : `access:${resourceId}`, kind: 'error', sticky: true,
-    text: whole ? 'Your access to this report was withdrawn.' : `Your access to ${titleOf(resourceId)} was withdrawn.` });
+  if (whole || !state.withdrawn) {
+    notify({ key: whole ? 'withdrawn' : `access:${resourceId}`, kind: 'error', sticky: true,
+      text: whole ? 'Your access to this report was withdrawn.' : `Your access to ${titleOf(resourceId)} was withdrawn.` });
+  }
   render();
 }
 
@@ -1436,6 +1438,9 @@ let diffDrawn = null;
 function renderHistory() {
   const node = $('[data-testid="history"]');
   if (!node) return;
+  // nothing of a report whose access was withdrawn stays on screen
+  node.hidden = state.withdrawn;
+  if (state.withdrawn) return;
   const t = tabOf(state.activeKey);
   const h = historyOf(t.key);
   if (state.connected && state.rooms.get(docId) === 'joined' && h.epoch !== state.epoch && !h.loading && !t.missing) {

@@ -390,6 +390,7 @@ test('who may do what: two doctors edit, a nurse only views, a second report is 
       assert.equal(await c.id('editor').inputValue(), '', 'the text is gone from her screen');
       assert.equal(await c.id('btn-request').isVisible(), false);
       assert.equal(await c.id('presence-tab').getByTestId('avatar').count(), 0);
+      assert.equal(await c.id('history').isVisible(), false, 'nor its history');
     });
     await screenshot(c, 'demo-carla-withdrawn.png');
 
