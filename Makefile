@@ -6,6 +6,7 @@ EXTVERSION = 0.2.0
 MODULE_big = collab
 OBJS = \
 	src/access.o \
+	src/access_live.o \
 	src/collab.o \
 	src/conn.o \
 	src/errors.o \

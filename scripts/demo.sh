@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 DEMO_DIR=/tmp/collab-demo
 DOC_KEY=op-2026-0042
 DOC_ID="document:$DOC_KEY"
+DOC2_KEY=op-2026-0043
+DOC2_ID="document:$DOC2_KEY"
 APP_ROLE=collab_demo_app
 
 die() {
@@ -41,13 +43,15 @@ make_jwt() {
 	printf '%s.%s.%s\n' "$header" "$payload" "$sig"
 }
 
-# The worker's URL, sample JWTs for two users (signed with the HS256 secret
-# in $secret_file, which is never printed) and a socket.io-client snippet.
+# The worker's URL, sample JWTs for three users (signed with the HS256
+# secret in $secret_file, which is never printed) and a socket.io-client
+# snippet.
 print_worker_info() {
-	local worker_port=$1 secret_file=$2 url anna ben
+	local worker_port=$1 secret_file=$2 url anna ben carla
 	url="http://127.0.0.1:$worker_port"
 	anna=$(make_jwt "$secret_file" u-anna "Dr. Anna Berg")
 	ben=$(make_jwt "$secret_file" u-ben "Dr. Ben Kaya")
+	carla=$(make_jwt "$secret_file" u-carla "Carla Rossi, RN")
 
 	# the worker starts listening within 2 s of CREATE EXTENSION
 	if ! bash scripts/cluster.sh wait-port "$worker_port"; then
@@ -56,10 +60,14 @@ print_worker_info() {
 
 	cat <<EOF
 
-Demo UI: open these two URLs side by side (two users; each takes the token from the URL):
+Demo UI: open these URLs side by side (each takes the token from the URL).
+Anna and Ben may edit $DOC_KEY; Carla, a nurse, may only view it;
+$DOC2_KEY is Anna's alone (Ben and Carla are told there is no such report).
 
-  Dr. Anna Berg : $url/?doc=op-2026-0042&token=$anna
-  Dr. Ben Kaya  : $url/?doc=op-2026-0042&token=$ben
+  Dr. Anna Berg   : $url/?doc=$DOC_KEY&token=$anna
+  Dr. Ben Kaya    : $url/?doc=$DOC_KEY&token=$ben
+  Carla Rossi, RN : $url/?doc=$DOC_KEY&token=$carla  (view only)
+  Dr. Anna Berg   : $url/?doc=$DOC2_KEY&token=$anna  (her second report)
 
 WebSocket worker (Socket.IO, protocol in docs/protocol.md):
 
@@ -68,6 +76,8 @@ WebSocket worker (Socket.IO, protocol in docs/protocol.md):
     $anna
   JWT, Dr. Ben Kaya (sub u-ben), valid 12 h:
     $ben
+  JWT, Carla Rossi, RN (sub u-carla), valid 12 h:
+    $carla
 
 Join the diagnosis tab as editor as Anna and log every event (Node.js, run in
 $(pwd)/test, where socket.io-client is installed; Ctrl-C stops it).
@@ -134,9 +144,17 @@ SELECT collab.add_tab('$DOC_ID', 'patient-info', 'Patient information');
 SELECT collab.add_tab('$DOC_ID', 'diagnosis', 'Diagnosis');
 SELECT collab.add_tab('$DOC_ID', 'procedure-notes', 'Procedure notes');
 SELECT collab.add_tab('$DOC_ID', 'anesthesia', 'Anesthesia');
--- Who may open it (docs/access-control.md): the two doctors of the tokens below.
+-- Who may open it (docs/access-control.md): the two doctors of the tokens
+-- below edit, the nurse reads.
 SELECT collab.grant('$DOC_ID', 'user:u-anna', 'edit');
 SELECT collab.grant('$DOC_ID', 'user:u-ben', 'edit');
+SELECT collab.grant('$DOC_ID', 'user:u-carla', 'view');
+
+-- A second report, Anna's alone.
+SELECT collab.create_document('$DOC2_KEY', 'Operation report OP-2026-0043');
+SELECT collab.add_tab('$DOC2_ID', 'diagnosis', 'Diagnosis');
+SELECT collab.add_tab('$DOC2_ID', 'procedure-notes', 'Procedure notes');
+SELECT collab.grant('$DOC2_ID', 'user:u-anna', 'edit');
 
 -- Content is written only under a lock: take it, save, give it back.
 DO \$\$
@@ -160,6 +178,8 @@ demo: collab demo cluster ready
   server log     : $DEMO_DIR/server.log
   PostgreSQL     : port $pg_port, Unix socket in $DEMO_DIR
   document       : $DOC_ID with tabs patient-info, diagnosis, procedure-notes, anesthesia
+                   (u-anna and u-ben edit, u-carla views)
+  second document: $DOC2_ID (u-anna only)
   app role       : $APP_ROLE (member of collab_app)
   WebSocket      : http://127.0.0.1:$worker_port (JWTs below; HS256 secret in $DEMO_DIR/jwt-secret, root only)
 

@@ -175,12 +175,11 @@ COMMENT ON COLUMN collab.ws_connections.groups IS 'The token''s groups (collab.j
 COMMENT ON COLUMN collab.ws_connections.token_issued_at IS 'The token''s iat (NULL: the token had none), compared with collab.session_revocations';
 
 /*
- * The access trail.  An entry of a join (a read of content) is written to
- * an unlogged buffer, so that a join still writes no WAL and does not wait
- * for a flush; collab.sweep() moves the buffer into the logged table every
- * collab.sweep_interval.  A crash loses what the buffer held (the joins of
- * the last sweep interval), never an entry already moved.  Grants, revokes
- * and session revocations are written to the logged table at once.
+ * The access trail, in one logged table: an entry of a join (a read of
+ * content) commits with the join, and the worker sends the joiner the
+ * content only once that commit is durable (src/jobs.c), so that no content
+ * leaves the server unrecorded.  Grants, revokes and session revocations
+ * are written there too.
  */
 CREATE TYPE collab.access_action AS ENUM ('connect', 'join', 'grant', 'revoke', 'revoke_sessions',
 	'history', 'revision');
@@ -207,31 +206,13 @@ ALTER SEQUENCE collab.access_id_seq OWNED BY collab.access_entries.id;
 CREATE INDEX access_entries_resource_idx ON collab.access_entries (resource_id, at);
 CREATE INDEX access_entries_user_idx ON collab.access_entries (user_id, at);
 CREATE INDEX access_entries_at_idx ON collab.access_entries (at);
-COMMENT ON TABLE collab.access_entries IS 'The access trail, durable part (read it through collab.access_log)';
-
--- No id and no index: an insert here is a join's only write to the trail.
-CREATE UNLOGGED TABLE collab.access_buffer (
-	at			timestamptz NOT NULL DEFAULT clock_timestamp(),
-	action		collab.access_action NOT NULL,
-	outcome		collab.access_outcome NOT NULL,
-	user_id		text,
-	username	text,
-	resource_id	text COLLATE "C",
-	address		text,
-	actor		name NOT NULL DEFAULT session_user,
-	detail		jsonb
-);
-COMMENT ON TABLE collab.access_buffer IS 'The access trail''s entries of joins and reads of revisions until collab.sweep() moves them to collab.access_entries';
+COMMENT ON TABLE collab.access_entries IS 'The access trail (read it through collab.access_log)';
 
 CREATE VIEW collab.access_log AS
 	SELECT id, at, action::text AS action, outcome::text AS outcome, user_id, username,
 		   resource_id, address, actor, detail
-	  FROM collab.access_entries
-	UNION ALL
-	SELECT NULL::bigint, at, action::text, outcome::text, user_id, username,
-		   resource_id, address, actor, detail
-	  FROM collab.access_buffer;
-COMMENT ON VIEW collab.access_log IS 'Who joined (read) which resource, or was refused, and every grant, revoke and session revocation; id is NULL until the entry is moved to durable storage';
+	  FROM collab.access_entries;
+COMMENT ON VIEW collab.access_log IS 'Who joined (read) which resource, or was refused, and every grant, revoke and session revocation';
 
 CREATE VIEW collab.grants AS
 	SELECT resource_id, subject, permission::text AS permission, granted_by, granted_at
@@ -809,8 +790,8 @@ BEGIN
 	-- deleted while we joined? (see collab.ws_presence: no foreign key)
 	PERFORM collab._check_resource(p_resource_id);
 	PERFORM collab._publish_presence_joined(p_resource_id, p.user_json);
-	-- the content is read below: the trail records it (see collab.access_buffer)
-	INSERT INTO collab.access_buffer (action, outcome, user_id, username, resource_id, address, detail)
+	-- the content is read below: the trail records it (see collab.access_entries)
+	INSERT INTO collab.access_entries (action, outcome, user_id, username, resource_id, address, detail)
 		VALUES ('join', 'allowed', c.user_id, c.username, p_resource_id, c.address,
 				jsonb_build_object('mode', p_mode, 'role', v_role, 'permissions', v_permissions,
 								   'connectionId', p_conn));
@@ -918,13 +899,6 @@ DECLARE
 	v_keep interval := collab.access_log_retention();
 BEGIN
 	-- bounded, so that one sweep stays short after a burst
-	WITH moved AS (
-		DELETE FROM collab.access_buffer b
-		 WHERE b.ctid = ANY (ARRAY(SELECT x.ctid FROM collab.access_buffer x LIMIT 10000))
-		RETURNING b.*)
-	INSERT INTO collab.access_entries (at, action, outcome, user_id, username, resource_id, address, actor, detail)
-	SELECT at, action, outcome, user_id, username, resource_id, address, actor, detail
-	  FROM moved ORDER BY at;
 	IF v_keep IS NOT NULL THEN
 		DELETE FROM collab.access_entries e
 		 WHERE e.id IN (SELECT x.id FROM collab.access_entries x
@@ -932,7 +906,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION collab._access_log_maintain() IS 'Moves the buffered join entries of the access trail to durable storage and drops entries older than collab.access_log_retention (up to 10000 of each per call)';
+COMMENT ON FUNCTION collab._access_log_maintain() IS 'Drops entries of the access trail older than collab.access_log_retention (up to 10000 per call)';
 
 CREATE OR REPLACE FUNCTION collab.sweep(
 	OUT resource_id text, OUT token bigint, OUT user_id text, OUT username text,
@@ -1007,15 +981,9 @@ COMMENT ON FUNCTION collab.ws_renew(text, text) IS 'Worker: lock:renew; needs ed
 
 -- What a NOTIFY listener may see of a payload: no internal event, and no
 -- id of a browser connection (docs/events.md); NULL when nothing is left.
+-- The filter the worker and the direct NOTIFY route apply (src/events.c).
 CREATE FUNCTION collab.public_payload(p_payload text) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE WHEN count(*) > 0 THEN
-		jsonb_build_object('v', p_payload::jsonb -> 'v',
-			'events', jsonb_agg(((x.e - 'holderId' - 'requesterHolderId' - 'to') #- '{user,connectionId}')
-								ORDER BY x.n))::text END
-	  FROM jsonb_array_elements(p_payload::jsonb -> 'events') WITH ORDINALITY AS x(e, n)
-	 WHERE x.e ->> 'event' NOT LIKE 'internal:%'
-$$;
+	AS 'MODULE_PATHNAME', 'collab_public_payload_sql' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION collab.public_payload(text) IS 'A notification payload without internal events and browser connection ids, for NOTIFY listeners; NULL if nothing is left';
 
 /* Privileges */
@@ -1409,7 +1377,7 @@ BEGIN
 	END IF;
 	-- written with the read: a read that fails later (no such revision)
 	-- rolls it back, having read nothing
-	INSERT INTO collab.access_buffer (action, outcome, user_id, username, resource_id, address, detail)
+	INSERT INTO collab.access_entries (action, outcome, user_id, username, resource_id, address, detail)
 		VALUES (p_action, 'allowed', c.user_id, c.username, p_resource_id, c.address, v_detail);
 END
 $$;

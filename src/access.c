@@ -64,7 +64,7 @@ static Oid	refusals_owner = InvalidOid;
 static bool callback_registered = false;
 
 #define REFUSAL_INSERT \
-	"INSERT INTO collab.access_buffer " \
+	"INSERT INTO collab.access_entries " \
 	"(at, action, outcome, user_id, username, resource_id, address, actor, detail) " \
 	"VALUES ($1, CAST($2 AS collab.access_action), 'refused', $3, $4, $5, $6, $7, " \
 	"CAST($8 AS pg_catalog.jsonb))"

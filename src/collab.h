@@ -90,6 +90,8 @@ extern void collab_require_resource_id(struct varlena *t);
 
 /* events.c */
 extern void collab_publish_event(const char *json, int len);
+extern bool collab_event_routing_member(const char *key);
+extern bool collab_public_payload(const char *payload, size_t len, char **out);
 
 /* leases.c */
 extern TimestampTz collab_lease_expiry(TimestampTz from);

@@ -147,6 +147,16 @@ conn_close_all(int status)
 		conn_close_after_flush(dlist_container(Conn, all_node, it.cur), status);
 }
 
+/* Calls fn for every connection; fn may close it, but not end it. */
+void
+conn_foreach(void (*fn) (Conn *conn, void *arg), void *arg)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &all_conns)
+		fn(dlist_container(Conn, all_node, it.cur), arg);
+}
+
 /* ----------------------------------------------------------------
  * Outgoing frames
  * ---------------------------------------------------------------- */

@@ -95,6 +95,9 @@ struct Conn
 	char	   *user_id;
 	char	   *username;
 	int64		token_exp;		/* unix seconds */
+	int64		token_iat;		/* unix seconds, at most the time of CONNECT; -1: none */
+	char	  **groups;			/* the token's groups (collab.jwt_groups_claim) */
+	int			ngroups;
 	char		address[64];
 	char	   *origin;
 	bool		origin_ok;
@@ -126,6 +129,7 @@ struct Conn
 	HeldLock   *locks;
 	int			pending_jobs;
 	bool		registered;		/* ws_connect committed */
+	bool		revoked;		/* its user's sessions were revoked: it ends */
 	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */
 	dlist_node	all_node;
 };
@@ -139,6 +143,7 @@ extern void conn_pin(Conn *conn);
 extern void conn_unpin(Conn *conn);
 extern int	conn_count(void);
 extern void conn_close_all(int status);
+extern void conn_foreach(void (*fn) (Conn *conn, void *arg), void *arg);
 
 /* Sending and closing */
 extern OutFrame *outframe_make(const char *data, size_t len);

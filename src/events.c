@@ -17,6 +17,12 @@
  * of a rolled-back subtransaction or transaction are dropped: only what
  * commits is heard.
  *
+ * Whoever can connect may LISTEN, so both routes send NOTIFY only the
+ * public form of a payload (collab_public_payload(), also SQL's
+ * collab.public_payload()): without the internal events and without the
+ * members that name browser connections, which only the workers read.  It
+ * is C so that the direct route, at pre-commit, runs no SQL.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -32,6 +38,8 @@
 
 #include "collab.h"
 #include "event_queue.h"
+#include "json_object.h"
+#include "sio_codec.h"
 
 /* Largest payload we hand to NOTIFY (the server's limit is 8000 bytes). */
 #define EVENT_PAYLOAD_MAX	7900
@@ -101,7 +109,12 @@ flush_events(void)
 		return;
 	}
 	foreach(lc, payloads)
-		Async_Notify(COLLAB_EVENT_CHANNEL, (char *) lfirst(lc));
+	{
+		char	   *pub = NULL;
+
+		if (collab_public_payload(lfirst(lc), strlen(lfirst(lc)), &pub) && pub != NULL)
+			Async_Notify(COLLAB_EVENT_CHANNEL, pub);
+	}
 }
 
 static void
@@ -231,4 +244,170 @@ collab_pending_events(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
 	return (Datum) 0;
+}
+
+/* ----------------------------------------------------------------
+ * What NOTIFY listeners may see
+ * ---------------------------------------------------------------- */
+
+/*
+ * Is key a routing member of an event: the connection (or application
+ * holder) it is about or for, which the workers read and strip before a
+ * browser or a listener sees the event?
+ */
+bool
+collab_event_routing_member(const char *key)
+{
+	return strcmp(key, "holderId") == 0 || strcmp(key, "requesterHolderId") == 0 ||
+		strcmp(key, "to") == 0;
+}
+
+static void
+append_json_value(StringInfo buf, const JsonMember *m)
+{
+	if (m->kind == JSON_KIND_STRING)
+		sio_json_escape_len(buf, m->value, m->len);
+	else
+		appendBinaryStringInfo(buf, m->value, m->len);
+}
+
+/* A PresenceUser without its connectionId; false if it is not an object. */
+static bool
+append_public_user(StringInfo buf, const JsonMember *user)
+{
+	JsonObject	u;
+	char	   *perr = NULL;
+	bool		first = true;
+
+	if (user->kind != JSON_KIND_OBJECT || !json_object_parse(user->value, user->len, &u, &perr))
+		return false;
+	appendStringInfoChar(buf, '{');
+	for (int i = 0; i < u.nmembers; i++)
+	{
+		if (strcmp(u.members[i].key, "connectionId") == 0)
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		first = false;
+		sio_json_escape(buf, u.members[i].key);
+		appendStringInfoChar(buf, ':');
+		append_json_value(buf, &u.members[i]);
+	}
+	appendStringInfoChar(buf, '}');
+	json_object_free(&u);
+	return true;
+}
+
+/* One event's public form appended to buf; false if it has none. */
+static bool
+append_public_event(StringInfo buf, const JsonMember *elem)
+{
+	JsonObject	ev;
+	char	   *perr = NULL;
+	const char *name;
+	size_t		l;
+	bool		first = true;
+
+	if (elem->kind != JSON_KIND_OBJECT || !json_object_parse(elem->value, elem->len, &ev, &perr))
+		return false;
+	if (json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK ||
+		strncmp(name, COLLAB_INTERNAL_EVENT_PREFIX, strlen(COLLAB_INTERNAL_EVENT_PREFIX)) == 0)
+	{
+		json_object_free(&ev);
+		return false;
+	}
+	appendStringInfoChar(buf, '{');
+	for (int i = 0; i < ev.nmembers; i++)
+	{
+		const JsonMember *m = &ev.members[i];
+
+		if (collab_event_routing_member(m->key))
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		first = false;
+		sio_json_escape(buf, m->key);
+		appendStringInfoChar(buf, ':');
+		if (strcmp(m->key, "user") == 0 && append_public_user(buf, m))
+			continue;
+		append_json_value(buf, m);
+	}
+	appendStringInfoChar(buf, '}');
+	json_object_free(&ev);
+	return true;
+}
+
+/*
+ * The public form of a payload {"v":1,"events":[...]}: its events but the
+ * internal ones, without routing members and without user.connectionId.
+ * *out is NULL when no event is left.  False if payload is not such an
+ * envelope.
+ */
+bool
+collab_public_payload(const char *payload, size_t len, char **out)
+{
+	JsonObject	env;
+	JsonArray	events;
+	char	   *perr = NULL;
+	const JsonMember *v;
+	const JsonMember *m;
+	StringInfoData buf;
+	int			n = 0;
+
+	*out = NULL;
+	if (!json_object_parse(payload, len, &env, &perr))
+		return false;
+	v = json_object_get(&env, "v");
+	m = json_object_get(&env, "events");
+	if (v == NULL || v->kind != JSON_KIND_NUMBER || m == NULL || m->kind != JSON_KIND_ARRAY ||
+		!json_array_parse(m->value, m->len, &events, &perr))
+	{
+		json_object_free(&env);
+		return false;
+	}
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"v\":");
+	appendStringInfoString(&buf, v->value);
+	appendStringInfoString(&buf, ",\"events\":[");
+	for (int i = 0; i < events.nelems; i++)
+	{
+		int			before = buf.len;
+
+		if (n > 0)
+			appendStringInfoChar(&buf, ',');
+		if (append_public_event(&buf, &events.elems[i]))
+			n++;
+		else
+		{
+			/* nothing of it: not even its comma */
+			buf.len = before;
+			buf.data[before] = '\0';
+		}
+	}
+	appendStringInfoString(&buf, "]}");
+	json_array_free(&events);
+	json_object_free(&env);
+	if (n > 0)
+		*out = buf.data;
+	else
+		pfree(buf.data);
+	return true;
+}
+
+/* collab.public_payload(payload text): NULL when nothing is left */
+PG_FUNCTION_INFO_V1(collab_public_payload_sql);
+Datum
+collab_public_payload_sql(PG_FUNCTION_ARGS)
+{
+	char	   *payload = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *out;
+
+	if (!collab_public_payload(payload, strlen(payload), &out))
+		ereport(ERROR,
+				(errcode(collab_errcode(CE_BAD_REQUEST)),
+				 errmsg("not an event payload of collab"),
+				 errdetail("A payload is {\"v\": 1, \"events\": [...]} with an object per event.")));
+	if (out == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(out));
 }

@@ -17,7 +17,7 @@
 #include "collab.h"
 #include "conn.h"
 
-#define JOB_MAX_ARGS 7
+#define JOB_MAX_ARGS 8
 
 typedef struct Job Job;
 typedef void (*JobCallback) (Job *job);
@@ -36,6 +36,8 @@ struct Job
 	bool		timed;			/* a client request: its time is a metric */
 	bool		own_batch;		/* runs only in batches of such jobs, which
 								 * commit without waiting for the WAL flush */
+	bool		events_first;	/* its batch's events may go out before the
+								 * WAL flush that its reply waits for */
 
 	/* The answer, for done */
 	char	   *result;			/* first column, NULL for none */
@@ -47,7 +49,7 @@ struct Job
 	/*
 	 * A read-only query that done may ask for (job_follow_up): it runs after
 	 * the batch's events have gone out, and then_done gets its answer in
-	 * then_result (NULL if it failed).
+	 * then_result (NULL if it failed, or if there was no query).
 	 */
 	const char *then_sql;
 	char	   *then_arg;

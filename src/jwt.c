@@ -709,9 +709,10 @@ verify_token(const JwtConfig *cfg, const char *token, size_t len, int64 now,
 		return fail(msg, JWT_CLAIM_INVALID, "authentication token is not valid yet");
 
 	if (json_object_get(&s->claims, "iat") != NULL &&
-		json_object_get_int64(&s->claims, "iat", &iat) != JSON_GET_OK)
+		(json_object_get_int64(&s->claims, "iat", &iat) != JSON_GET_OK ||
+		 iat < 0 || iat > JWT_MAX_IAT))
 		return fail(msg, JWT_CLAIM_INVALID,
-					"token issue time (\"iat\") must be an integer number of seconds");
+					"token issue time (\"iat\") must be an integer number of seconds since 1970");
 
 	if (json_object_get(&s->claims, "iss") != NULL &&
 		json_object_get_string(&s->claims, "iss", &iss, NULL) != JSON_GET_OK)
@@ -779,5 +780,6 @@ verify_token(const JwtConfig *cfg, const char *token, size_t len, int64 now,
 	out->exp = exp;
 	out->nbf = nbf;
 	out->iat = iat;
+	out->has_iat = json_object_get(&s->claims, "iat") != NULL;
 	return JWT_OK;
 }

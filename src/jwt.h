@@ -24,6 +24,8 @@
 #define JWT_MAX_SUB_LEN 256
 /* Display names are truncated to this many bytes (on a UTF-8 boundary). */
 #define JWT_MAX_DISPLAY_NAME_LEN 128
+/* Latest accepted "iat" (9999-12-31T23:59:59Z), as PostgreSQL can store it. */
+#define JWT_MAX_IAT 253402300799LL
 /* Most groups a token may carry, and the longest group name in bytes. */
 #define JWT_MAX_GROUPS 256
 #define JWT_MAX_GROUP_LEN 256
@@ -89,6 +91,7 @@ typedef struct JwtClaims
 	int64		exp;			/* always present (required) */
 	int64		nbf;			/* 0 if absent */
 	int64		iat;			/* 0 if absent */
+	bool		has_iat;		/* whether "iat" was present */
 	char	  **groups;			/* the groups claim's strings, NULL if not read */
 	int			ngroups;		/* absent or null claim: 0 */
 } JwtClaims;

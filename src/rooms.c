@@ -13,7 +13,15 @@
  * event once, and every recipient shares one encoded frame, except the
  * holder's copy of lock:acquired, which alone carries the token.  Internal
  * events (COLLAB_INTERNAL_EVENT_PREFIX) are the workers' own and reach no
- * connection.
+ * connection: they go to the handler given to rooms_init().
+ *
+ * Access: a member may view its room's resource (checked at its join and
+ * again on every change of access, access_live.c), so events of the
+ * resource and of its descendants reach it, viewing being inherited
+ * downwards.  An event of a proper ancestor reaches it only if it may view
+ * that ancestor too (RoomMember.viewable_ancestors), except lock:* events:
+ * a lock on an ancestor covers the member's own resource, and who holds it
+ * is what the member needs to know to edit there.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,12 +61,14 @@ static HTAB *roots = NULL;
 static MemoryContext rooms_cxt = NULL;
 static int	nrooms = 0;
 static uint64 fanout_stamp = 0;
+static InternalEventHandler internal_event_handler = NULL;
 
 void
-rooms_init(void)
+rooms_init(InternalEventHandler on_internal_event)
 {
 	HASHCTL		ctl;
 
+	internal_event_handler = on_internal_event;
 	rooms_cxt = AllocSetContextCreate(TopMemoryContext, "collab rooms", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = ROOT_KEY_LEN;
@@ -131,23 +141,40 @@ drop_room_if_empty(Room *room)
 	pfree(room);
 }
 
-void
+/* conn's membership in the room of resource_id, NULL if it is not in it. */
+RoomMember *
+rooms_member(Conn *conn, const char *resource_id)
+{
+	for (RoomMember *m = conn->rooms; m; m = m->next_of_conn)
+		if (strcmp(m->room->id, resource_id) == 0)
+			return m;
+	return NULL;
+}
+
+const char *
+rooms_member_resource(const RoomMember *m)
+{
+	return m->room->id;
+}
+
+/* conn is in the room of resource_id (a member already, or a new one). */
+RoomMember *
 rooms_join(Conn *conn, const char *resource_id)
 {
 	Room	   *room;
-	RoomMember *m;
+	RoomMember *m = rooms_member(conn, resource_id);
 
-	for (m = conn->rooms; m; m = m->next_of_conn)
-		if (strcmp(m->room->id, resource_id) == 0)
-			return;
+	if (m)
+		return m;
 	room = find_room(resource_id, true);
-	m = MemoryContextAlloc(conn->cxt, sizeof(RoomMember));
+	m = MemoryContextAllocZero(conn->cxt, sizeof(RoomMember));
 	m->conn = conn;
 	m->room = room;
 	dlist_push_tail(&room->members, &m->in_room);
 	room->nmembers++;
 	m->next_of_conn = conn->rooms;
 	conn->rooms = m;
+	return m;
 }
 
 static void
@@ -197,6 +224,36 @@ static bool
 is_ancestor(const char *a, int alen, const char *b, int blen)
 {
 	return alen < blen && b[alen] == '/' && strncmp(a, b, alen) == 0;
+}
+
+/*
+ * Calls fn for every member of the rooms of resource_id and of its
+ * descendants.  fn must not make a member leave or join a room.
+ */
+void
+rooms_foreach_member_under(const char *resource_id,
+						   void (*fn) (RoomMember *m, void *arg), void *arg)
+{
+	char		key[ROOT_KEY_LEN];
+	RootEntry  *root;
+	dlist_iter	rit;
+	int			len = strlen(resource_id);
+
+	root_key(resource_id, key);
+	root = hash_search(roots, key, HASH_FIND, NULL);
+	if (root == NULL)
+		return;
+	dlist_foreach(rit, &root->rooms)
+	{
+		Room	   *room = dlist_container(Room, in_root, rit.cur);
+		dlist_iter	mit;
+
+		if (!((room->len == len && strcmp(room->id, resource_id) == 0) ||
+			  is_ancestor(resource_id, len, room->id, room->len)))
+			continue;
+		dlist_foreach(mit, &room->members)
+			fn(dlist_container(RoomMember, in_room, mit.cur), arg);
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -288,6 +345,8 @@ typedef struct Fanout
 	const char *holder;			/* holderId: the connection whose lock it is */
 	const char *requester;		/* the one connection it is for, if any */
 	bool		presence;		/* reaches the resource and its ancestors only */
+	bool		lock;			/* lock:*: reaches descendants' members regardless */
+	int			depth;			/* the resource's number of segments */
 	bool		acquired;		/* lock:acquired: the holder's copy has the token */
 	bool		drops_lock;		/* the holder's lock is gone */
 	StringInfoData payload;		/* what clients get, without its closing brace */
@@ -314,6 +373,11 @@ read_routing(JsonObject *ev, Fanout *f)
 	if (f->requester == NULL)
 		(void) json_object_get_string(ev, "to", &f->requester, &l);
 	f->presence = strncmp(name, "presence:", 9) == 0;
+	f->lock = strncmp(name, "lock:", 5) == 0;
+	f->depth = 1;
+	for (int i = 0; i < f->rlen; i++)
+		if (f->rid[i] == '/')
+			f->depth++;
 	f->acquired = strcmp(name, "lock:acquired") == 0;
 	f->drops_lock = strcmp(name, "lock:released") == 0 || strcmp(name, "lock:expired") == 0;
 	return true;
@@ -342,8 +406,7 @@ client_payload(JsonObject *ev, Fanout *f)
 	{
 		JsonMember *m = &ev->members[i];
 
-		if (strcmp(m->key, "event") == 0 || strcmp(m->key, "holderId") == 0 ||
-			strcmp(m->key, "requesterHolderId") == 0 || strcmp(m->key, "to") == 0)
+		if (strcmp(m->key, "event") == 0 || collab_event_routing_member(m->key))
 			continue;
 		if (f->payload.len > 1)
 			appendStringInfoChar(&f->payload, ',');
@@ -376,11 +439,19 @@ on_path(const Room *room, const Fanout *f)
 
 /* The event for one member of a room on its path, once per connection. */
 static void
-deliver(Conn *conn, Fanout *f)
+deliver(RoomMember *m, Fanout *f)
 {
+	Conn	   *conn = m->conn;
 	bool		is_holder = f->holder != NULL && strcmp(conn->id, f->holder) == 0;
 
 	if (conn->fanout_stamp == fanout_stamp)
+		return;
+	/*
+	 * An ancestor's event, for a member who may not view the ancestor (it
+	 * may still reach the connection through another of its rooms).
+	 */
+	if (m->room->len > f->rlen && !f->lock &&
+		(m->viewable_ancestors & (1 << (f->depth - 1))) == 0)
 		return;
 	conn->fanout_stamp = fanout_stamp;
 	if (conn->state != CONN_CONNECTED)
@@ -426,6 +497,8 @@ dispatch_event(const char *json, size_t len, bool count)
 	/* the workers' own bookkeeping, never a browser's */
 	if (is_internal_event(&ev))
 	{
+		if (internal_event_handler)
+			internal_event_handler(&ev);
 		json_object_free(&ev);
 		return;
 	}
@@ -454,7 +527,7 @@ dispatch_event(const char *json, size_t len, bool count)
 		if (!on_path(room, &f))
 			continue;
 		dlist_foreach(mit, &room->members)
-			deliver(dlist_container(RoomMember, in_room, mit.cur)->conn, &f);
+			deliver(dlist_container(RoomMember, in_room, mit.cur), &f);
 	}
 	outframe_release(f.shared);
 	pfree(f.payload.data);

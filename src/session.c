@@ -21,6 +21,7 @@
 #include "pgtime.h"
 #include "utils/memutils.h"
 
+#include "access_live.h"
 #include "collab.h"
 #include "conn.h"
 #include "jobs.h"
@@ -310,7 +311,11 @@ check_token(const char *token, size_t len, JwtClaims *claims,
 	return true;
 }
 
-/* The connection is registered (collab.ws_connect): the session is live. */
+/*
+ * The connection is registered (collab.ws_connect): the session is live.
+ * A refusal of the database (AUTH_TOKEN_REVOKED, ...) is the client's
+ * CONNECT_ERROR, with its message.
+ */
 static void
 connect_done(Job *job)
 {
@@ -321,9 +326,20 @@ connect_done(Job *job)
 		conn->registered = true;
 	if (conn->state != CONN_CONNECTING)
 		return;
+	if (job->failed && job->err_code != CE_INTERNAL)
+	{
+		reject_connect(conn, job->err_code, job->err_message);
+		return;
+	}
 	if (job->failed)
 	{
 		reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		return;
+	}
+	if (conn->revoked)
+	{
+		/* revoked while it registered (access_live.c) */
+		reject_connect(conn, CE_AUTH_TOKEN_REVOKED, "your sessions were revoked: sign in again");
 		return;
 	}
 	conn->state = CONN_CONNECTED;
@@ -334,17 +350,64 @@ connect_done(Job *job)
 	schedule_timer(conn);
 }
 
+/*
+ * What the SQL functions need of a token beyond its user: {"groups": [...],
+ * "iat": n} (iat null when the token has none), in one job argument.
+ */
+static char *
+token_access_json(const JwtClaims *claims)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"groups\":[");
+	for (int i = 0; i < claims->ngroups; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		sio_json_escape(&buf, claims->groups[i]);
+	}
+	appendStringInfoString(&buf, "],\"iat\":");
+	if (claims->has_iat)
+		sio_append_int64(&buf, claims->iat);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* What conn keeps of a token's groups and issue time. */
+static void
+keep_token_access(Conn *conn, const JwtClaims *claims)
+{
+	MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+
+	for (int i = 0; i < conn->ngroups; i++)
+		pfree(conn->groups[i]);
+	if (conn->groups)
+		pfree(conn->groups);
+	conn->groups = palloc0(sizeof(char *) * Max(claims->ngroups, 1));
+	for (int i = 0; i < claims->ngroups; i++)
+		conn->groups[i] = pstrdup(claims->groups[i]);
+	conn->ngroups = claims->ngroups;
+	/* as collab._issued_at(): an iat in the future counts from now */
+	conn->token_iat = claims->has_iat ? Min(claims->iat, now_unix()) : -1;
+	MemoryContextSwitchTo(old);
+}
+
 /* Registers the authenticated connection (collab.ws_connect). */
 static void
-queue_connect(Conn *conn)
+queue_connect(Conn *conn, const JwtClaims *claims)
 {
 	Job		   *job = job_new(sizeof(Job),
-							  "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7)::text",
+							  "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7,"
+							  " ARRAY(SELECT jsonb_array_elements_text(($8::jsonb)->'groups')),"
+							  " (($8::jsonb)->>'iat')::bigint)::text",
 							  conn, connect_done);
 
 	conn->state = CONN_CONNECTING;
 	job->timed = true;
-	job->nargs = 7;
+	job->nargs = 8;
 	job->args[0] = job_strdup(conn->id);
 	job->args[1] = job_strdup(session_worker_name);
 	job->args[2] = job_strdup(psprintf("%d", MyProcPid));
@@ -352,6 +415,7 @@ queue_connect(Conn *conn)
 	job->args[4] = job_strdup(conn->username);
 	job->args[5] = job_strdup(conn->address);
 	job->args[6] = conn->origin ? job_strdup(conn->origin) : NULL;
+	job->args[7] = job_strdup(token_access_json(claims));
 	jobs_queue(job);
 }
 
@@ -415,11 +479,63 @@ handle_connect(Conn *conn, SioFrame *f)
 	conn->user_id = MemoryContextStrdup(conn->cxt, claims.sub);
 	conn->username = MemoryContextStrdup(conn->cxt, claims.display_name);
 	conn->token_exp = claims.exp;
+	keep_token_access(conn, &claims);
+	queue_connect(conn, &claims);
 	jwt_claims_free(&claims);
-	queue_connect(conn);
 }
 
-/* auth:refresh {token}: a new token for the same user extends the session. */
+/* auth:refresh: the new token's groups and issue time, for collab.ws_refresh. */
+typedef struct RefreshJob
+{
+	Job			job;
+	int64		ack_id;
+	int64		exp;
+	JwtClaims	claims;			/* groups and iat only, in conn->cxt */
+} RefreshJob;
+
+/*
+ * The database took the new token (collab.ws_refresh), or refused it
+ * (AUTH_TOKEN_REVOKED): the session is extended, with the new groups, and
+ * when they changed, every room is checked again.
+ */
+static void
+refresh_done(Job *job)
+{
+	RefreshJob *rj = (RefreshJob *) job;
+	Conn	   *conn = job->conn;
+	StringInfoData buf;
+	pg_time_t	exp;
+	char		ts[64];
+
+	if (conn->state != CONN_CONNECTED)
+		return;
+	if (job->failed)
+	{
+		conn_send_error(conn, rj->ack_id, job->err_code,
+						job->err_code == CE_INTERNAL ? "internal error" : job->err_message, NULL);
+		return;
+	}
+	conn->token_exp = rj->exp;
+	keep_token_access(conn, &rj->claims);
+	schedule_timer(conn);
+	if (job->result && strcmp(job->result, "true") == 0)
+		access_live_recheck_rooms(conn);
+	if (rj->ack_id < 0)
+		return;
+	initStringInfo(&buf);
+	exp = (pg_time_t) conn->token_exp;
+	appendStringInfoString(&buf, "{\"ok\":true,\"expiresAt\":");
+	pg_strftime(ts, sizeof(ts), "\"%Y-%m-%dT%H:%M:%S.000Z\"", pg_gmtime(&exp));
+	appendStringInfoString(&buf, ts);
+	appendStringInfoChar(&buf, '}');
+	conn_send_ack(conn, rj->ack_id, buf.data, buf.len);
+	pfree(buf.data);
+}
+
+/*
+ * auth:refresh {token}: a new token for the same user extends the session;
+ * the database checks it against revocations and takes its groups.
+ */
 static void
 handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
 {
@@ -428,8 +544,8 @@ handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
 	CollabErrorCode code;
 	char	   *message;
 	JwtClaims	claims;
-	StringInfoData buf;
-	pg_time_t	exp;
+	RefreshJob *rj;
+	MemoryContext old;
 
 	if (json_object_get_string(args, "token", &token, &len) != JSON_GET_OK || len == 0)
 	{
@@ -448,23 +564,27 @@ handle_refresh(Conn *conn, int64 ack_id, JsonObject *args)
 						"the new token is for another user", NULL);
 		return;
 	}
-	conn->token_exp = claims.exp;
+	rj = (RefreshJob *) job_new(sizeof(RefreshJob),
+								"SELECT collab.ws_refresh($1, ARRAY(SELECT jsonb_array_elements_text(($2::jsonb)->'groups')),"
+								" (($2::jsonb)->>'iat')::bigint)::text",
+								conn, refresh_done);
+	rj->job.timed = true;
+	rj->ack_id = ack_id;
+	rj->exp = claims.exp;
+	rj->job.nargs = 2;
+	rj->job.args[0] = job_strdup(conn->id);
+	rj->job.args[1] = job_strdup(token_access_json(&claims));
+	/* kept with the job, until refresh_done copies them to conn */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(rj));
+	rj->claims.iat = claims.iat;
+	rj->claims.has_iat = claims.has_iat;
+	rj->claims.ngroups = claims.ngroups;
+	rj->claims.groups = palloc0(sizeof(char *) * Max(claims.ngroups, 1));
+	for (int i = 0; i < claims.ngroups; i++)
+		rj->claims.groups[i] = pstrdup(claims.groups[i]);
+	MemoryContextSwitchTo(old);
 	jwt_claims_free(&claims);
-	schedule_timer(conn);
-	if (ack_id < 0)
-		return;
-	initStringInfo(&buf);
-	exp = (pg_time_t) conn->token_exp;
-	appendStringInfoString(&buf, "{\"ok\":true,\"expiresAt\":");
-	{
-		char		ts[64];
-
-		pg_strftime(ts, sizeof(ts), "\"%Y-%m-%dT%H:%M:%S.000Z\"", pg_gmtime(&exp));
-		appendStringInfoString(&buf, ts);
-	}
-	appendStringInfoChar(&buf, '}');
-	conn_send_ack(conn, ack_id, buf.data, buf.len);
-	pfree(buf.data);
+	jobs_queue(&rj->job);
 }
 
 /* ----------------------------------------------------------------
@@ -612,6 +732,8 @@ event_args(Conn *conn, const EventSpec *spec, JsonObject *args, RequestJob *rj)
 		}
 		job->args[2] = job_strdup(mode);
 		job->nargs = 3;
+		/* a viewer's join writes only its access-trail entry (jobs.c) */
+		job->events_first = strcmp(mode, "viewer") == 0;
 	}
 	if (spec->is_save)
 	{
@@ -816,6 +938,7 @@ join_done(RequestJob *rj)
 	if (job->result2 && collab_parse_int64(job->result2, &token))
 		conn_store_token(conn, rj->resource_id, token);
 	rooms_join(conn, rj->resource_id);
+	access_live_joined(conn, rj->resource_id, job->result);
 	rj->ack_slot = rj->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
 	rj->state_slot = conn_queue_slot(conn);
 	job_follow_up(job, "SELECT collab._room_users($1)", rj->resource_id, join_users_done);

@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "access_live.h"
 #include "collab.h"
 #include "conn.h"
 #include "event_queue.h"
@@ -148,6 +149,7 @@ load_jwt_config(void)
 	worker_jwt.issuer = (collab_jwt_issuer && *collab_jwt_issuer) ? collab_jwt_issuer : NULL;
 	worker_jwt.audience = (collab_jwt_audience && *collab_jwt_audience) ? collab_jwt_audience : NULL;
 	worker_jwt.leeway_s = collab_jwt_leeway;
+	worker_jwt.groups_claim = collab_jwt_groups_claim;
 	if (collab_jwt_public_key_file && *collab_jwt_public_key_file)
 	{
 		char	   *perr = NULL;
@@ -163,6 +165,28 @@ load_jwt_config(void)
 		ereport(WARNING,
 				(errmsg("neither collab.jwt_secret nor collab.jwt_public_key_file is set"),
 				 errdetail("Every WebSocket connection will be refused.")));
+}
+
+/*
+ * With collab.access_control off every authenticated user may edit every
+ * document: said at start, and at a reload that turns it off.
+ */
+static void
+warn_if_access_control_off(void)
+{
+	static bool warned = false;
+
+	if (collab_access_control)
+	{
+		warned = false;
+		return;
+	}
+	if (warned)
+		return;
+	warned = true;
+	ereport(WARNING,
+			(errmsg("collab.access_control is off: every authenticated user may view and edit every document"),
+			 errhint("Set collab.access_control = on and grant access with collab.grant().")));
 }
 
 /* ----------------------------------------------------------------
@@ -266,12 +290,14 @@ forward_done(Job *job)
 
 /*
  * Fans out one committed payload to our connections, and, in the
- * forwarding worker, queues it for NOTIFY listeners.
+ * forwarding worker, queues its public form for NOTIFY listeners (see
+ * events.c): nothing when no event of it is for them.
  */
 static void
 dispatch_payload(const char *payload, bool forwarder, void *arg)
 {
 	Job		   *job;
+	char	   *pub = NULL;
 
 	PG_TRY();
 	{
@@ -284,13 +310,14 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 	}
 	PG_END_TRY();
 
-	if (!forwarder)
+	if (!forwarder || !collab_public_payload(payload, strlen(payload), &pub) || pub == NULL)
 		return;
 	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
 				  NULL, forward_done);
 	job->own_batch = true;
 	job->nargs = 1;
-	job->args[0] = job_strdup(payload);
+	job->args[0] = job_strdup(pub);
+	pfree(pub);
 	jobs_queue(job);
 }
 
@@ -562,13 +589,14 @@ start_worker(Datum main_arg)
 	pgstat_report_appname("collab worker");
 
 	jobs_init(drain_events);
-	rooms_init();
+	rooms_init(access_live_internal_event);
 
 	wait_for_extension();
 	release_previous_incarnation();
 	collab_metrics->last_commit_us = lws_now_usecs();
 	load_jwt_config();
 	check_tls_files();
+	warn_if_access_control_off();
 
 	raise_descriptor_limit();
 	vh = create_context();
@@ -615,6 +643,7 @@ serve(void)
 			got_sighup = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			load_jwt_config();
+			warn_if_access_control_off();
 		}
 		/* events of other sessions, then our own jobs (each batch drains its events) */
 		worked = events_readable || jobs_pending();

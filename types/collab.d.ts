@@ -65,7 +65,9 @@ export type LockReleaseReason =
 	/** The holder's connection closed (or timed out). */
 	| "disconnected"
 	/** An administrator called `collab.force_release()`. */
-	| "forced";
+	| "forced"
+	/** The holder lost the `edit` permission (a revoke, or `auth:refresh` with other groups). */
+	| "revoked";
 
 /** Why someone left a room (`presence:left`'s `reason`). */
 export type PresenceLeftReason =
@@ -74,7 +76,9 @@ export type PresenceLeftReason =
 	/** The connection closed, or the worker restarted. */
 	| "disconnected"
 	/** The connection stopped answering Engine.IO pings. */
-	| "timeout";
+	| "timeout"
+	/** The user lost the `view` permission, or their sessions were revoked. */
+	| "revoked";
 
 /** Why a lock was denied (`lock:denied`'s `reason`): someone holds a conflicting lock. */
 export type LockDeniedReason = "held";
@@ -540,7 +544,24 @@ export interface DocSaved {
 	restoredFrom?: number;
 }
 
-/** `error`: a command without ack callback failed, or the session ended (`AUTH_TOKEN_EXPIRED`, `PAYLOAD_TOO_LARGE`). */
+/** `access:changed`: this connection's permissions on a resource whose room it is in changed. */
+export interface AccessChanged {
+	/** The room's resource. */
+	resourceId: ResourceId;
+	/** What the connection may do there now, as in the join ack; `[]`: nothing (`access:revoked` follows). */
+	permissions: Permission[];
+}
+
+/** `access:revoked`: this connection may no longer view the resource, and left its room. */
+export interface AccessRevoked {
+	/** The room left. */
+	resourceId: ResourceId;
+}
+
+/**
+ * `error`: a command without ack callback failed, or the session ended
+ * (`AUTH_TOKEN_EXPIRED`, `AUTH_TOKEN_REVOKED`, `PAYLOAD_TOO_LARGE`).
+ */
 export interface ErrorEvent {
 	/** The machine-readable code. */
 	code: ErrorCode;
@@ -555,7 +576,7 @@ export interface ErrorEvent {
  * as `err.data` (`{ code: "AUTH_TOKEN_EXPIRED" }`, ...).
  */
 export interface ConnectErrorData {
-	/** Why the connection was refused (an `AUTH_*` code, `FORBIDDEN` or `INTERNAL`). */
+	/** Why the connection was refused (an `AUTH_*` code such as `AUTH_TOKEN_REVOKED`, `FORBIDDEN`, `BAD_REQUEST` or `INTERNAL`). */
 	code: ErrorCode;
 }
 
@@ -592,6 +613,10 @@ export interface ServerToClientEvents {
 	"lock:expired": (p: LockExpired) => void;
 	/** To every room on the path: a save was stored. */
 	"doc:saved": (p: DocSaved) => void;
+	/** To one connection: its permissions on the resource of one of its rooms changed. */
+	"access:changed": (p: AccessChanged) => void;
+	/** To one connection: it may no longer view the resource, and is out of its room. */
+	"access:revoked": (p: AccessRevoked) => void;
 	/** To one connection: a failure without ack callback, or the end of the session. */
 	"error": (p: ErrorEvent) => void;
 }

@@ -12,6 +12,10 @@
 // The text area shows the tab's text as stored when the page joined it (or
 // as this page typed or saved it); below it, the tab's history (see "history
 // panel").
+//
+// What the user may do comes with each join's acknowledgement (permissions):
+// without "edit" the page is view only (a banner, no Edit or Request edit),
+// and it follows access:changed and access:revoked as they arrive.
 
 import { diffTexts } from '/ui/diff.js';
 
@@ -31,6 +35,7 @@ const RELEASE_REASONS = {
   left: 'left the section',
   disconnected: 'lost the connection',
   forced: 'the lock was released by an administrator',
+  revoked: 'their permission to edit was withdrawn',
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -145,6 +150,8 @@ const state = {
   requested: new Set(),     // resourceIds this connection asked for (lock:request)
   ownEnds: new Set(),       // resourceIds whose lock this page gave up (release, dropped connection)
   rooms: new Map(),         // resourceId -> 'joining' | 'joined' | 'leaving'
+  permissions: new Map(),   // resourceId -> ("view" | "edit" | "admin")[], from joins and access:changed
+  withdrawn: false,         // access to the report was withdrawn
   connected: false,
   epoch: 0,                 // bumped on every connect and disconnect: stale acks are ignored
   skewMs: 0,                // client clock minus server clock, estimated
@@ -280,6 +287,8 @@ function start() {
   socket.on('lock:expired', onLockExpired);
   socket.on('lock:requested', onLockRequested);
   socket.on('doc:saved', onDocSaved);
+  socket.on('access:changed', onAccessChanged);
+  socket.on('access:revoked', onAccessRevoked);
   socket.on('error', onServerError);
 }
 
@@ -299,6 +308,7 @@ async function onConnect() {
   state.presence.clear();
   state.locks.clear();
   state.requested.clear();
+  state.permissions.clear();
   render();
 
   const ack = await emit('presence:join', { resourceId: docId, mode: 'viewer' });
@@ -311,7 +321,10 @@ async function onConnect() {
     return;
   }
   dismiss('doc-join');
+  state.withdrawn = false;
+  dismiss('withdrawn');
   state.rooms.set(docId, 'joined');
+  state.permissions.set(docId, ack.permissions || []);
   applyUsers(docId, ack.users);
   setLock(docId, ack.lock);
   // the report's own tab list, with their versions and locks
@@ -444,6 +457,7 @@ async function joinRoom(rid) {
   }
   dismiss(`join:${rid}`);
   state.rooms.set(rid, 'joined');
+  state.permissions.set(rid, ack.permissions || []);
   applyUsers(rid, ack.users);
   setLock(rid, ack.lock);
   // the content as stored now, unless this page has unsaved typing
@@ -882,6 +896,76 @@ function dismiss(key) {
   notices.delete(key);
 }
 
+/* ------------------------------------------------------------------ access */
+
+/** May this user edit the tab? Its own join says; until then, the report's (grants inherit). */
+function mayEdit(key) {
+  const p = state.permissions.get(tabId(key)) || state.permissions.get(docId);
+  return Boolean(p) && p.includes('edit');
+}
+
+/** Are the permissions of the tab known (a join acknowledged them)? */
+function permissionsKnown(key) {
+  return state.permissions.has(tabId(key)) || state.permissions.has(docId);
+}
+
+function titleOf(rid) {
+  const key = tabKeyOf(rid);
+  return key ? tabOf(key).title : 'this report';
+}
+
+function onAccessChanged({ resourceId, permissions } = {}) {
+  if (!resourceId || !Array.isArray(permissions)) return;
+  const before = state.permissions.get(resourceId) || [];
+  state.permissions.set(resourceId, permissions);
+  const could = before.includes('edit');
+  const can = permissions.includes('edit');
+  if (can && !could) {
+    notify({ key: `access:${resourceId}`, kind: 'success', text: `You may now edit ${titleOf(resourceId)}.` });
+  } else if (could && !can && permissions.includes('view')) {
+    notify({ key: `access:${resourceId}`, kind: 'warning', sticky: true,
+      text: `You may no longer edit ${titleOf(resourceId)}: it is view only for you now.` });
+  }
+  render();
+}
+
+/** The page forgets what it showed of a resource it may no longer view. */
+function onAccessRevoked({ resourceId } = {}) {
+  if (!resourceId) return;
+  const whole = resourceId === docId;
+  state.rooms.delete(resourceId);
+  state.permissions.delete(resourceId);
+  for (const t of state.tabs.values()) {
+    if (whole || t.id === resourceId) {
+      t.text = '';
+      t.textVersion = null;
+      t.version = null;
+      t.savedBy = null;
+      t.savedAt = null;
+      t.dirty = false;
+    }
+  }
+  for (const key of [...state.presence.keys()]) {
+    const rid = key.slice(key.indexOf('|') + 1);
+    if (whole || rid === resourceId) state.presence.delete(key);
+  }
+  for (const rid of [...state.locks.keys()]) if (whole || rid === resourceId) state.locks.delete(rid);
+  if (whole) {
+    state.withdrawn = true;
+    state.rooms.clear();
+    state.permissions.clear();
+    stopRenewals();
+    // one notice says it all
+    for (const key of [...notices.keys()]) if (key.startsWith('access:')) dismiss(key);
+  }
+  $('#editor').dataset.tabKey = '';
+  if (whole || !state.withdrawn) {
+    notify({ key: whole ? 'withdrawn' : `access:${resourceId}`, kind: 'error', sticky: true,
+      text: whole ? 'Your access to this report was withdrawn.' : `Your access to ${titleOf(resourceId)} was withdrawn.` });
+  }
+  render();
+}
+
 function onServerError(ev = {}) {
   notify({ key: `error:${ev.code}:${ev.resourceId || ''}`, kind: 'error',
     text: `${ev.message || 'Error'}${ev.code ? ` (${ev.code})` : ''}` });
@@ -1001,7 +1085,8 @@ function renderPanel() {
   badge.dataset.holder = sum.holder || '';
   badge.replaceChildren(
     icon(sum.state === 'free' ? 'unlock' : sum.state === 'mine' ? 'pencil' : 'lock'),
-    el('span', { class: 'holder', 'data-testid': 'lock-holder', text: online ? sum.long : 'Loading…' }),
+    el('span', { class: 'holder', 'data-testid': 'lock-holder',
+      text: online ? sum.long : state.withdrawn ? 'No access' : 'Loading…' }),
     ' ', // for textContent and screen readers; a flex container does not render it
     el('span', { class: 'time', 'data-testid': 'lock-time' }),
   );
@@ -1028,8 +1113,11 @@ function renderPanel() {
     b.disabled = !enabled;
   };
   const waiting = state.requested.has(t.id);
-  show('btn-edit', !lock, online);
-  show('btn-request', held, online && !waiting);
+  const editable = mayEdit(t.key);
+  // view only: said once permissions are known, and no way to ask for the lock
+  $('[data-testid="view-only"]').hidden = editable || state.withdrawn || !permissionsKnown(t.key);
+  show('btn-edit', !lock && editable, online);
+  show('btn-request', held && editable, online && !waiting);
   $('[data-testid="btn-request"]').textContent = waiting ? 'Edit requested' : 'Request edit';
   show('btn-save', mine, online && !t.busy);
   $('[data-testid="btn-save"]').textContent = t.busy ? 'Saving…' : 'Save';
@@ -1040,6 +1128,7 @@ function renderPanel() {
 
 function contentNote(t, mine) {
   const newer = typeof t.version === 'number' && t.version !== t.textVersion;
+  if (state.withdrawn) return 'You may no longer view this report.';
   if (mine) {
     if (t.textVersion === null) {
       return 'You are editing. Saving replaces this section with the text below.';
@@ -1349,6 +1438,9 @@ let diffDrawn = null;
 function renderHistory() {
   const node = $('[data-testid="history"]');
   if (!node) return;
+  // nothing of a report whose access was withdrawn stays on screen
+  node.hidden = state.withdrawn;
+  if (state.withdrawn) return;
   const t = tabOf(state.activeKey);
   const h = historyOf(t.key);
   if (state.connected && state.rooms.get(docId) === 'joined' && h.epoch !== state.epoch && !h.loading && !t.missing) {

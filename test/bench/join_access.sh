@@ -11,10 +11,14 @@
 # Each 0.2.0 database holds 1000 documents of 4 tabs and 10^4 grants (ten per
 # document: two to groups, eight to users); each pgbench client is a
 # connection of a user in 5 of 50 groups, and joins tabs of the documents
-# one of its groups may edit.  Then collab.sweep() moves the joins' entries of
-# the access trail from the unlogged buffer to the logged table, and its
-# time per entry is reported too.  No WebSocket worker runs (collab.workers =
-# 0): only the SQL is measured.  The machine is shared: compare the columns
+# one of its groups may edit.  Each join writes its entry of the access
+# trail (a logged row) and each pgbench transaction commits with
+# synchronous_commit on, so the 0.2.0 columns include the WAL flush that the
+# worker waits for before it sends a joiner its ack (once per batch of
+# requests, see src/jobs.c).  No WebSocket worker runs (collab.workers = 0):
+# only the SQL is measured.  A fourth column runs the 0.2.0 joins with
+# synchronous_commit off: the SQL alone, without the flush (which the
+# worker shares among the requests of a batch).  The machine is shared: compare the columns
 # of one run, never runs of different days.
 #
 # Environment: BENCH_SECONDS (per round, default 10), BENCH_ROUNDS (default
@@ -91,28 +95,17 @@ run() {
 }
 
 declare -A tps lat
-moved=0
-sweep_ms=0
 for clients in 1 "$CLIENTS"; do
 	for r in $(seq 1 "$ROUNDS"); do
-		for variant in 0.1.0 off on; do
+		for variant in 0.1.0 off on nowait; do
 			case $variant in
 				0.1.0) res=$(run v010 "$clients" "") ;;
 				off) res=$(run v020 "$clients" "-c collab.access_control=off") ;;
 				on) res=$(run v020 "$clients" "") ;;
+				nowait) res=$(run v020 "$clients" "-c synchronous_commit=off") ;;
 			esac
 			tps[$clients,$variant]="${tps[$clients,$variant]:-} ${res% *}"
 			lat[$clients,$variant]="${lat[$clients,$variant]:-} ${res#* }"
-		done
-		# what the joins left in the buffer, moved as the worker's sweep does
-		n=$(q v020 -At -c "SELECT count(*) FROM collab.access_buffer")
-		ms=$(q v020 -At -c "\\timing on" -c "SELECT count(*) FROM collab.sweep()" | awk '/^Time:/ { print $2 }')
-		moved=$((moved + n))
-		sweep_ms=$(awk -v a="$sweep_ms" -v b="$ms" 'BEGIN { print a + b }')
-		# the sweep moves at most 10000 entries a call
-		while [ "$(q v020 -At -c "SELECT count(*) FROM collab.access_buffer")" != 0 ]; do
-			ms=$(q v020 -At -c "\\timing on" -c "SELECT count(*) FROM collab.sweep()" | awk '/^Time:/ { print $2 }')
-			sweep_ms=$(awk -v a="$sweep_ms" -v b="$ms" 'BEGIN { print a + b }')
 		done
 	done
 done
@@ -121,11 +114,11 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 echo
 echo "join + leave of a viewer, medians of $ROUNDS rounds of ${SECS} s (pgbench -M prepared):"
 echo
-echo "| clients | 0.1.0 (no access control) | 0.2.0, access_control off | 0.2.0, access_control on | on vs 0.1.0 |"
-echo "|---|---|---|---|---|"
+echo "| clients | 0.1.0 (no access control) | 0.2.0, access_control off | 0.2.0, access_control on | on, without the flush | on vs 0.1.0 |"
+echo "|---|---|---|---|---|---|"
 for clients in 1 "$CLIENTS"; do
 	row="| $clients"
-	for variant in 0.1.0 off on; do
+	for variant in 0.1.0 off on nowait; do
 		t=$(echo "${tps[$clients,$variant]}" | median)
 		l=$(echo "${lat[$clients,$variant]}" | median)
 		row="$row | $t pairs/s, $l ms"
@@ -136,6 +129,4 @@ for clients in 1 "$CLIENTS"; do
 	echo "$row"
 done
 echo
-echo "access trail: $moved join entries moved from the buffer by collab.sweep() in $(printf '%.0f' "$sweep_ms") ms" \
-	"($(awk -v m="$sweep_ms" -v n="$moved" 'BEGIN { printf "%.1f", n ? m * 1000 / n : 0 }') µs per entry)"
-echo "entries kept: $(q v020 -At -c "SELECT count(*) FROM collab.access_entries WHERE action = 'join'")"
+echo "access trail entries of the joins: $(q v020 -At -c "SELECT count(*) FROM collab.access_entries WHERE action = 'join'")"

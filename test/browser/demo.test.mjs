@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import {
-  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf,
+  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf, uniq,
 } from '../integration/helpers.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -309,6 +309,109 @@ test('an open editor keeps its lock alive; a lock nobody renews expires on every
     for (const p of [a, b]) await p.context.close();
   } finally {
     await resetConf('collab.lock_ttl');
+  }
+});
+
+test('who may do what: two doctors edit, a nurse only views, a second report is Anna\'s alone', async () => {
+  // the demo's grants (scripts/demo.sh), on documents of this test
+  const bare = async (tabs) => {
+    const [{ id }] = await q('SELECT collab.create_document($1, NULL, $2::text[]) AS id', [uniq('op'), tabs]);
+    return id;
+  };
+  const report = await bare(DEMO_TABS);
+  const second = await bare(['diagnosis', 'procedure-notes']);
+  const anna = newUser('Dr. Anna Berg');
+  const ben = newUser('Dr. Ben Kaya');
+  const carla = newUser('Carla Rossi, RN', { email: 'carla.rossi@hospital.example' });
+  for (const [rid, u, perm] of [[report, anna, 'edit'], [report, ben, 'edit'], [report, carla, 'view'], [second, anna, 'edit']]) {
+    await q('SELECT collab.grant($1, $2, $3)', [rid, `user:${u.sub}`, perm]);
+  }
+  try {
+    const key = report.slice('document:'.length);
+    const a = await openDemo(anna, key);
+    const b = await openDemo(ben, key);
+    const c = await openDemo(carla, key);
+
+    // --- Carla: view only, said plainly, and no way to edit
+    await openTab(c, 'diagnosis');
+    await until('Carla sees view-only mode', async () => {
+      assert.equal(await c.id('view-only').isVisible(), true);
+      assert.match(await c.id('view-only').textContent(), /View only\. You may read this report, but not edit it\./);
+      assert.equal(await c.id('btn-edit').isVisible(), false);
+      assert.equal(await c.id('btn-save').isVisible(), false);
+      assert.notEqual(await c.id('editor').getAttribute('readonly'), null);
+    });
+    await c.id('editor').focus();
+    await c.page.keyboard.type('Carla tries to type');
+    await c.page.keyboard.press('Control+s');
+    assert.equal(await c.id('editor').inputValue(), '');
+    for (const p of [a, b]) assert.equal(await p.id('view-only').isVisible(), false, `${p.user.name} may edit`);
+
+    // --- Anna edits and saves; Ben, on the same tab, is a viewer while she holds it
+    await openTab(a, 'diagnosis');
+    await a.id('btn-edit').click();
+    await expectEditing(a);
+    await openTab(b, 'diagnosis');
+    await expectViewing(b, anna);
+    await until('Carla sees Anna editing, and cannot ask for the lock', async () => {
+      assert.match(await badgeText(c), new RegExp(`${anna.name} is editing`));
+      assert.equal(await c.id('btn-request').isVisible(), false);
+    });
+    const text = 'Acute appendicitis. Seen by the nurse.';
+    await a.id('editor').fill(text);
+    await a.id('btn-save').click();
+    await until('the save is stored', async () => {
+      const [row] = await q('SELECT content, version FROM collab.resources WHERE id = $1', [`${report}/tab:diagnosis`]);
+      assert.deepEqual(row, { content: text, version: '1' });
+    });
+    await until('Carla and Ben see the new version', async () => {
+      for (const p of [b, c]) assert.match(await p.id('version').textContent(), new RegExp(`^Version 1 · saved by ${anna.name}`));
+    });
+    const [{ n }] = await q("SELECT count(*)::int AS n FROM collab.audit_log WHERE resource_id = $1 AND user_id = $2 AND action = 'save'",
+      [`${report}/tab:diagnosis`, carla.sub]);
+    assert.equal(n, 0, 'Carla saved nothing');
+    await screenshot(c, 'demo-carla-view-only.png');
+
+    // --- no e-mail address on any screen
+    for (const p of [a, b, c]) {
+      assert.doesNotMatch(await p.page.locator('body').innerText(), /@/, `${p.user.name}'s page shows no e-mail address`);
+    }
+
+    // --- a grant reaches Carla's open page, and so does its withdrawal
+    await q('SELECT collab.grant($1, $2, $3)', [report, `user:${carla.sub}`, 'edit']);
+    await until('Carla may edit now', async () => {
+      assert.equal(await c.id('view-only').isVisible(), false);
+      assert.equal(await c.id('btn-request').isVisible(), true);
+      assert.equal(await notice(c, 'You may now edit Diagnosis.').count(), 1);
+    });
+    await q('SELECT collab.revoke($1, $2)', [report, `user:${carla.sub}`]);
+    await until('Carla\'s access is withdrawn', async () => {
+      assert.equal(await notice(c, 'Your access to this report was withdrawn.').count(), 1);
+      assert.equal(await c.id('editor').inputValue(), '', 'the text is gone from her screen');
+      assert.equal(await c.id('btn-request').isVisible(), false);
+      assert.equal(await c.id('presence-tab').getByTestId('avatar').count(), 0);
+      assert.equal(await c.id('history').isVisible(), false, 'nor its history');
+    });
+    await screenshot(c, 'demo-carla-withdrawn.png');
+
+    // --- the second report: Anna's alone
+    const key2 = second.slice('document:'.length);
+    const a2 = await openDemo(anna, key2);
+    await openTab(a2, 'diagnosis');
+    await until('Anna may edit her second report', async () => {
+      assert.equal(await a2.id('btn-edit').isVisible(), true);
+      assert.equal(await a2.id('view-only').isVisible(), false);
+    });
+    const b2 = await openDemo(ben, key2);
+    await until('for Ben the second report does not exist', async () => {
+      assert.equal(await notice(b2, `There is no report "${key2}"`).count(), 1);
+      assert.equal(await b2.id('btn-edit').isVisible(), false);
+    });
+    await screenshot(b2, 'demo-ben-second-report.png');
+    assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+    for (const p of [a, b, c, a2, b2]) await p.context.close();
+  } finally {
+    await q('DELETE FROM collab.resources WHERE id = ANY ($1)', [[report, second]]);
   }
 });
 

@@ -55,7 +55,10 @@ test('one notification per transaction, with every event in order', async () => 
   const [acq, saved, denied] = body.events;
   assert.deepEqual(acq.holder, { userId: 'u1', username: 'Ann' });
   assert.equal(acq.resourceId, 'document:notify/tab:a');
-  assert.equal(acq.holderId, 'c1');
+  // routing members are the workers' own (collab.public_payload())
+  assert.equal('holderId' in acq, false);
+  assert.equal('holderId' in saved, false);
+  assert.equal('requesterHolderId' in denied, false);
   assert.match(acq.acquiredAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.ok(Date.parse(acq.expiresAt) - Date.parse(acq.acquiredAt) === 5 * 60 * 1000);
   assert.equal(saved.version, 1);
@@ -65,6 +68,24 @@ test('one notification per transaction, with every event in order', async () => 
   assert.equal(denied.reason, 'held');
   assert.ok(!n.payload.includes('"token"'), 'no token in any payload');
   assert.equal(received.length, 0, 'exactly one notification');
+});
+
+test('internal events never reach listeners; a payload of nothing else is not sent', async () => {
+  await writer.query("SELECT collab.grant('document:notify', 'group:notify-listeners', 'view')");
+  await writer.query("SELECT collab.revoke('document:notify', 'group:notify-listeners')");
+  await writer.query("SELECT collab.revoke_sessions('u-notify-nobody', 'test')");
+  await writer.query('BEGIN');
+  await writer.query("SELECT collab.grant('document:notify', 'group:notify-listeners', 'edit')");
+  await writer.query("SELECT collab.acquire('document:notify/tab:b', 'u4', 'Di', 'c4')");
+  await writer.query('COMMIT');
+  const n = await nextNotification();
+  assert.deepEqual(JSON.parse(n.payload).events.map((e) => [e.event, e.resourceId, 'holderId' in e]),
+    [['lock:acquired', 'document:notify/tab:b', false]], n.payload);
+  assert.ok(!n.payload.includes('internal:') && !n.payload.includes('c4'), n.payload);
+  await writer.query("SELECT collab.release_holder('c4', 'left')");
+  assert.equal(JSON.parse((await nextNotification()).payload).events[0].event, 'lock:released');
+  await writer.query("SELECT collab.revoke('document:notify', 'group:notify-listeners')");
+  await writer.query("DELETE FROM collab.session_revocations WHERE user_id = 'u-notify-nobody'");
 });
 
 test('a rolled-back transaction publishes nothing', async () => {

@@ -17,4 +17,6 @@ env -u COLLAB_WS_URL -u PGHOST -u PGPORT -u COLLAB_TEST_WORK COLLAB_WORKERS=2 \
 	integration/ws_saves.test.mjs \
 	integration/ws_sql_bridge.test.mjs \
 	integration/ws_batch.test.mjs \
-	integration/ws_observability.test.mjs
+	integration/ws_observability.test.mjs \
+	integration/ws_access.test.mjs \
+	integration/ws_access_live.test.mjs

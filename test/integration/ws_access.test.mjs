@@ -133,22 +133,29 @@ test('a grant on one tab opens that tab only', async () => {
   assert.deepEqual(await save(t, doc.tab('anesthesia'), 'ok'), { ok: true, version: 1 });
 });
 
-test('a revoke stops the holder\'s saves and renewals at once', async () => {
+test('a revoke stops the holder\'s saves and renewals, and takes it out of the room', async () => {
   const doc = await bareDocument(['t']);
   const anna = newUser('Anna');
   await grant(doc.id, `user:${anna.sub}`, 'edit');
   const a = await connect(anna);
   const rid = doc.tab('t');
-  ok(await join(a, rid, 'editor'));
+  const j = ok(await join(a, rid, 'editor'));
   assert.deepEqual(await save(a, rid, 'before'), { ok: true, version: 1 });
+  const m = mark(a);
   assert.deepEqual(await q('SELECT collab.revoke($1, $2) AS n', [doc.id, `user:${anna.sub}`]), [{ n: 1 }]);
-  fails(await save(a, rid, 'after'), 'FORBIDDEN', 'save after the revoke');
-  fails(await renew(a, rid), 'FORBIDDEN', 'renew after the revoke');
+  // refused at once by the database, whether or not the worker has taken
+  // her out of the room yet
+  const refused = await save(a, rid, 'after', { token: j.lock.token });
+  assert.ok(['FORBIDDEN', 'NOT_JOINED'].includes(refused.error?.code), JSON.stringify(refused));
+  await waitFor(a, 'access:revoked', (e) => e.resourceId === rid, { since: m });
+  fails(await save(a, rid, 'after', { token: j.lock.token }), 'NOT_JOINED', 'save after the revoke');
+  fails(await renew(a, rid), 'NOT_JOINED', 'renew after the revoke');
   assert.equal((await resourceRow(rid)).content, 'before');
+  assert.deepEqual(await locksOn(rid), []);
   fails(await join(a, doc.id, 'viewer'), 'RESOURCE_NOT_FOUND', 'join after the revoke');
 });
 
-test('revoke_sessions: an open connection can do nothing more', async () => {
+test('revoke_sessions: an open connection is told and closed', async () => {
   const doc = await bareDocument(['t']);
   const user = newUser('Revoked', { sub: uniq('u-revoked') });
   await grant(doc.id, '*', 'edit');
@@ -156,10 +163,11 @@ test('revoke_sessions: an open connection can do nothing more', async () => {
   ok(await join(s, doc.tab('t'), 'editor'));
   const before = await resourceRow(doc.tab('t'));
   assert.deepEqual(await q('SELECT collab.revoke_sessions($1, $2) AS n', [user.sub, 'test']), [{ n: 1 }]);
-  fails(await save(s, doc.tab('t'), 'after'), 'AUTH_TOKEN_REVOKED', 'save');
-  fails(await join(s, doc.id, 'viewer'), 'AUTH_TOKEN_REVOKED', 'join');
-  fails(await acquire(s, doc.tab('t')), 'AUTH_TOKEN_REVOKED', 'acquire');
+  assert.deepEqual(await waitFor(s, 'error', () => true),
+    { code: 'AUTH_TOKEN_REVOKED', message: 'your sessions were revoked: sign in again' });
+  assert.equal(await waitFor(s, '$disconnect'), 'io server disconnect');
   assert.deepEqual(await resourceRow(doc.tab('t')), before, 'nothing changed');
+  await eventually(async () => (await locksOn(doc.tab('t'))).length === 0, 'the lock is released');
 });
 
 test('grants, revokes and access changes never reach a browser', async () => {

@@ -63,7 +63,9 @@ test('terminated worker: restarted, clients reconnect, old locks released, new w
     assert.equal(e.reason, 'disconnected');
   }
   const left = await nextEvent((x) => x.event === 'presence:left' && x.resourceId === ra, `presence:left on ${ra}`);
-  assert.equal(left.user.connectionId, oldIds[0]);
+  assert.deepEqual(left.user.userId, anna.sub);
+  // NOTIFY listeners never learn connection ids (docs/access-control.md)
+  assert.equal('connectionId' in left.user, false);
 
   // both clients notice and reconnect by themselves
   await waitFor(a, '$disconnect', () => true, { since: ma, timeout: 10000 });

@@ -436,16 +436,13 @@ SELECT action, outcome, user_id, username, resource_id, address, actor = current
 -- "who opened this report" is one query
 SELECT DISTINCT user_id, address FROM collab.access_log
  WHERE resource_id LIKE 'document:ac/%' AND action = 'join' AND outcome = 'allowed' ORDER BY 1;
--- joins wait in the unlogged buffer until the sweep moves them
-SELECT count(*) > 0 AS buffered, bool_and(id IS NULL) AS without_id FROM collab.access_log WHERE action = 'join';
-SELECT relname, relpersistence FROM pg_class
- WHERE oid IN ('collab.access_buffer'::regclass, 'collab.access_entries'::regclass) ORDER BY 1;
+-- joins are in the logged table at once, each with its id
+SELECT count(*) > 0 AS recorded, bool_and(id IS NOT NULL) AS with_id FROM collab.access_log WHERE action = 'join';
+SELECT relname, relpersistence FROM pg_class WHERE oid = 'collab.access_entries'::regclass;
 SELECT count(*) AS log_before FROM collab.access_log \gset
 SELECT count(*) FILTER (WHERE resource_id LIKE 'document:ac%') AS expired FROM collab.sweep();
-SELECT count(*) = :log_before AS nothing_lost, count(*) FILTER (WHERE id IS NULL) AS still_buffered,
-	   count(DISTINCT id) = count(*) AS ids_unique
+SELECT count(*) = :log_before AS nothing_lost, count(DISTINCT id) = count(*) AS ids_unique
   FROM collab.access_log;
-SELECT count(*) AS buffer_rows FROM collab.access_buffer;
 
 -- retention: default keep; older entries dropped by the sweep
 SHOW collab.access_log_retention;
@@ -490,7 +487,6 @@ SELECT p.oid::regprocedure AS function,
  ORDER BY 1::text;
 SELECT r AS role, has_table_privilege(r, 'collab.access_log', 'SELECT') AS access_log,
 	   has_table_privilege(r, 'collab.access_entries', 'SELECT') AS entries,
-	   has_table_privilege(r, 'collab.access_buffer', 'SELECT') AS buffer,
 	   has_table_privilege(r, 'collab.grants', 'SELECT') AS grants,
 	   has_table_privilege(r, 'collab.acl', 'SELECT') AS acl,
 	   has_table_privilege(r, 'collab.session_revocations', 'SELECT') AS revocations

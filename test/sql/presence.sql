@@ -1,4 +1,4 @@
--- Presence rows: unlogged, no foreign keys; joins and leaves write no WAL,
+-- Presence rows: unlogged, no foreign keys; leaves write no WAL, joins only their access-trail entry,
 -- and the triggers keep the rows consistent with connections and resources.
 \set VERBOSITY terse
 SELECT collab.create_document('pr', NULL, ARRAY['a', 'b']);
@@ -16,13 +16,6 @@ SELECT relname, relpersistence FROM pg_class
 SELECT count(*) FROM collab.ws_join('pr-c1', 'document:pr/tab:b', 'viewer');
 SELECT collab.ws_leave('pr-c1', 'document:pr/tab:b');
 
--- a viewer's join and its leave write no WAL record (no "WAL:" line), so
--- their commits do not wait for a flush; an editor's join does (its lease)
-EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'viewer');
-EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT collab.ws_leave('pr-c1', 'document:pr/tab:a');
-SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
 CREATE FUNCTION pg_temp.wal_records(q text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
 	l text;
@@ -35,6 +28,16 @@ BEGIN
 	RETURN false;
 END
 $$;
+-- a viewer's join writes one logged row, its entry in the access trail (the
+-- worker sends the content once that is flushed); its presence row is
+-- unlogged, and its leave writes no WAL record (no "WAL:" line); an
+-- editor's join also writes its lease
+SELECT count(*) AS trail_before FROM collab.access_entries WHERE action = 'join' \gset
+SELECT pg_temp.wal_records($$SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'viewer')$$) AS viewer_join_wrote_wal;
+SELECT count(*) - :trail_before AS its_trail_entries FROM collab.access_entries WHERE action = 'join';
+EXPLAIN (ANALYZE, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT collab.ws_leave('pr-c1', 'document:pr/tab:a');
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
 SELECT pg_temp.wal_records($$SELECT collab.ws_join('pr-c1', 'document:pr/tab:a', 'editor')$$) AS editor_join_wrote_wal;
 SELECT resource_id, connection_id, username, role FROM collab.presence
  WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;

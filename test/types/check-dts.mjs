@@ -255,7 +255,7 @@ console.log(`# documentation of ${dtsPath}`);
 const errorsC = read("src/errors.c");
 const collabH = read("src/collab.h");
 // the worker's side of a session: its protocol, its outgoing frames, its transport
-const wsC = stripComments(["session.c", "conn.c", "ws_transport.c"].map((f) => read(`src/${f}`)).join("\n"), "c");
+const wsC = stripComments(["session.c", "conn.c", "ws_transport.c", "access_live.c"].map((f) => read(`src/${f}`)).join("\n"), "c");
 const roomsC = stripComments(read("src/rooms.c"), "c");
 const saveGuardRaw = read("src/save_guard.c");
 const jwtC = stripComments(read("src/jwt.c"), "c");
@@ -494,8 +494,13 @@ compareSets("ClientToServerEvents has exactly the events the worker accepts",
  * 3. Server -> client events
  * ------------------------------------------------------------------------ */
 console.log(`# server events (src/payloads.c, ${sqlFile}, src/session.c, src/conn.c) vs ServerToClientEvents`);
+// the fields rooms.c strips: "event", and the routing members that
+// src/events.c names once (for the fan-out and for NOTIFY listeners)
 const routing = new Set([...(cFunction(roomsC, "client_payload") ?? "").matchAll(/strcmp\(m->key,\s*"(\w+)"\)/g)].map((m) => m[1]));
-check(routing.has("event"), `routing fields stripped by src/rooms.c: ${fmt(routing)}`, "no strcmp(m->key, ...) found in client_payload()");
+const eventsC = stripComments(read("src/events.c"), "c");
+for (const m of (cFunction(eventsC, "collab_event_routing_member") ?? "").matchAll(/strcmp\(key,\s*"(\w+)"\)/g)) routing.add(m[1]);
+check(routing.has("event") && routing.has("holderId") && /collab_event_routing_member\(m->key\)/.test(cFunction(roomsC, "client_payload") ?? ""),
+	`routing fields stripped by src/rooms.c: ${fmt(routing)}`, "client_payload() or collab_event_routing_member() not found");
 const published = new Map();	// event -> [{ keys: [...], where }]
 // optional: keys a site sends only sometimes (appended under an if in C)
 const publish = (name, keys, where, optional = []) => {
@@ -704,7 +709,10 @@ function ackShapes(ev) {
 		const handler = /strcmp\(\s*f->event\s*,\s*"([^"]+)"\s*\)\s*==\s*0\s*\)\s*\{\s*(\w+)\(/g;
 		for (const m of wsC.matchAll(handler)) {
 			if (m[1] !== ev) continue;
-			const fnText = cFunction(wsC, m[2]) ?? "";
+			let fnText = cFunction(wsC, m[2]) ?? "";
+			// answered by the done callback of the job it queues
+			const cb = /job_new\([^;]*,\s*(\w+)\s*\);/.exec(fnText);
+			if (!fnText.includes("conn_send_ack") && cb) fnText = cFunction(wsC, cb[1]) ?? "";
 			const at = fnText.lastIndexOf("initStringInfo(&buf)");
 			const r = replayC(fnText.slice(at, fnText.indexOf("conn_send_ack", at)), "buf");
 			if (r.error) shapes.push({ error: `${m[2]}(): ${r.error}` });

@@ -32,6 +32,8 @@ import type {
 	SaveRequest,
 	ServerToClientEvents,
 	UserRef,
+	AccessChanged,
+	AccessRevoked,
 } from "../../types/collab";
 
 type CollabSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -71,12 +73,14 @@ const releaseText: Record<LockReleaseReason, string> = {
 	left: "left the document",
 	disconnected: "lost the connection",
 	forced: "had the lock taken away by an administrator",
+	revoked: "may no longer edit",
 };
 
 const leftText: Record<PresenceLeftReason, string> = {
 	left: "left",
 	disconnected: "disconnected",
 	timeout: "timed out",
+	revoked: "may no longer view it",
 };
 
 export class CollabClient {
@@ -217,6 +221,16 @@ export class CollabClient {
 			this.view.toast(p.restoredFrom === undefined
 				? `saved by ${p.savedBy.username} at ${p.savedAt}`
 				: `${p.savedBy.username} restored version ${p.restoredFrom}`);
+		});
+
+		s.on("access:changed", (p: AccessChanged) => {
+			const canEdit: boolean = p.permissions.includes("edit");
+			this.view.toast(`${p.resourceId}: ${canEdit ? "you may edit" : "view only"} (${p.permissions.join(", ")})`);
+		});
+
+		s.on("access:revoked", (p: AccessRevoked) => {
+			if (this.state?.resourceId === p.resourceId) this.state = null;
+			this.view.toast(`your access to ${p.resourceId} was withdrawn`);
 		});
 
 		s.on("error", (e: ErrorEvent) => {

@@ -149,6 +149,16 @@ $COLLAB_SETUP
 CREATE DATABASE baseline;
 SQL
 psql -X -q -v ON_ERROR_STOP=1 -f "$TEST_DIR/bench/grants.sql" >/dev/null || die "could not grant the documents"
+# Access control as a hospital has it (AB_ACL=open: every document to every
+# user): 10^4 grants, the users in 5 groups, the baseline checking the same
+# grants (copied into its Redis, see ../baseline/server.mjs).
+acl=${AB_ACL:-realistic}
+baseline_acl=""
+if [ "$acl" = realistic ]; then
+	psql -X -q -v ON_ERROR_STOP=1 -f "$TEST_DIR/bench/acl.sql" >/dev/null || die "could not load the grant set"
+	export BENCH_TOKEN_GROUPS='["ward-3", "surgery", "icu", "on-call", "residents"]'
+	baseline_acl=postgres
+fi
 psql -X -q -v ON_ERROR_STOP=1 -d baseline <<SQL >/dev/null || die "could not set up the baseline database"
 CREATE TABLE resources (
 	id			text COLLATE "C" PRIMARY KEY,
@@ -214,7 +224,7 @@ start_baseline() {
 		kill "$NODE_PID" 2>/dev/null || true
 		wait "$NODE_PID" 2>/dev/null || true
 	fi
-	BASELINE_PORT=$BASE_PORT REDIS_PORT=$REDIS_PORT BASELINE_JWT_SECRET=$SECRET PGDATABASE=baseline \
+	BASELINE_PORT=$BASE_PORT REDIS_PORT=$REDIS_PORT BASELINE_JWT_SECRET=$SECRET PGDATABASE=baseline BASELINE_ACL_DB=$baseline_acl \
 		node --max-old-space-size=8192 "$TEST_DIR/bench/baseline/server.mjs" >>"$WORK/baseline.log" 2>&1 &
 	NODE_PID=$!
 	for _ in $(seq 1 100); do
@@ -257,7 +267,7 @@ so="$(pg_config --pkglibdir)/collab.so"
 mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 export AB_MACHINE="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $mem RAM, Linux $(uname -r)"
 export AB_VERSIONS="PostgreSQL $(psql -X -At -c 'SHOW server_version' | cut -d' ' -f1), Node $(node --version), $(redis-server --version | awk '{ print $1, $3 }' | tr -d 'v='), socket.io $(node -p "require('$TEST_DIR/node_modules/socket.io/package.json').version")"
-export AB_BUILD="collab.so $(md5sum "$so" | cut -c1-10) built $(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')${busy_note:+; $busy_note}"
+export AB_BUILD="collab.so $(md5sum "$so" | cut -c1-10) built $(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), access control: $acl$( [ "$acl" = realistic ] && psql -X -At -c 'SELECT count(*) FROM collab.acl' | sed 's/^/ (/; s/$/ grants, users in 5 groups)/')${busy_note:+; $busy_note}"
 export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" BASELINE_URL="http://127.0.0.1:$BASE_PORT" AB_JWT_SECRET=$SECRET
 export REDIS_PID REDIS_PORT AB_OUT_DIR=$RESULTS
 

@@ -13,15 +13,24 @@
 // Fencing tokens come from INCR of `fence`.  A save first renews the lock
 // (compare-and-pexpire: the token must still be live), then UPDATEs the row.
 //
+// Access control (with BASELINE_ACL_DB): the grants of that database's
+// collab.acl are copied into Redis at start, a hash acl:<R> of subject ->
+// level (1 view, 2 edit, 3 admin); a user's level on R is the highest over R
+// and its ancestors for the subjects "*", "user:<sub>" and "group:<g>" of the
+// token's groups claim, read by one script.  As collab: a join needs view (a
+// resource one may not view is RESOURCE_NOT_FOUND), an editor's join
+// without edit is a viewer's, and lock:acquire, lock:renew and doc:save need
+// edit (FORBIDDEN); the join's ack carries the permissions.
+//
 // Not covered (not measured by the benchmark): lock:expired events (keyspace
-// notifications), lock:request, auth:refresh, RS256/ES256 tokens, reading
-// history.  A save keeps its version in a history table, as collab keeps a
-// revision, so that saves are compared doing the same work: one INSERT with
-// the UPDATE (no hash chain).
+// notifications), lock:request, auth:refresh, live revocation, RS256/ES256
+// tokens, reading history.  A save keeps its version in a history table, as
+// collab keeps a revision, so that saves are compared doing the same work:
+// one INSERT with the UPDATE (no hash chain).
 //
 // Environment: BASELINE_PORT, BASELINE_HOST (127.0.0.1), REDIS_PORT,
 // BASELINE_JWT_SECRET, PGHOST/PGPORT/PGUSER/PGDATABASE, BASELINE_LOCK_TTL_MS
-// (300000), BASELINE_PG_POOL (10).  Prints "listening <port>" when ready.
+// (300000), BASELINE_PG_POOL (10), BASELINE_ACL_DB.  Prints "listening <port>" when ready.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import { Server } from 'socket.io';
@@ -95,6 +104,32 @@ end
 return v`,
 });
 
+// KEYS acl:R, acl:A1, ...; ARGV the user's subjects.  The highest level granted.
+redis.defineCommand('aclLevel', {
+  lua: `
+local best = 0
+for i = 1, #KEYS do
+  for _, v in ipairs(redis.call('HMGET', KEYS[i], unpack(ARGV))) do
+    if v then local n = tonumber(v); if n > best then best = n end end
+  end
+end
+return best`,
+});
+const ACL_DB = process.env.BASELINE_ACL_DB || '';
+const PERMISSIONS = [[], ['view'], ['view', 'edit'], ['view', 'edit', 'admin']];
+
+async function loadAcl() {
+  const c = new pg.Client({ database: ACL_DB });
+  await c.connect();
+  const { rows } = await c.query(`SELECT resource_id, subject,
+      max(CASE permission::text WHEN 'view' THEN 1 WHEN 'edit' THEN 2 ELSE 3 END) AS level
+    FROM collab.acl GROUP BY 1, 2`);
+  await c.end();
+  const p = redis.pipeline();
+  for (const r of rows) p.hset(`acl:${r.resource_id}`, r.subject, r.level);
+  await p.exec();
+}
+
 /* ------------------------------------------------------------ helpers */
 const SEG = /^[^/:\s]{1,128}:[^/\s]{1,128}$/;
 function validRid(rid) {
@@ -153,10 +188,21 @@ io.use((socket, next) => {
   const [code, claims] = verifyJwt(socket.handshake.auth && socket.handshake.auth.token);
   if (code) { const e = new Error(claims); e.data = { code }; return next(e); }
   socket.data.user = { userId: claims.sub, username: claims.name || claims.preferred_username || claims.sub };
+  const groups = Array.isArray(claims.groups) ? claims.groups : [];
+  if (!groups.every((g) => typeof g === 'string' && g !== '')) { const e = new Error('groups must be an array of names'); e.data = { code: 'AUTH_CLAIM_INVALID' }; return next(e); }
+  socket.data.subjects = ['*', `user:${claims.sub}`, ...groups.map((g) => `group:${g}`)];
   socket.data.rooms = new Map();   // rid -> PresenceUser
   socket.data.locks = new Map();   // rid -> token
   next();
 });
+
+/** The user's level on rid (3 without access control). */
+async function level(socket, rid) {
+  if (!ACL_DB) return 3;
+  const keys = [rid, ...ancestors(rid)].map((k) => `acl:${k}`);
+  return Number(await redis.aclLevel(keys.length, ...keys, ...socket.data.subjects));
+}
+const forbidden = (rid) => err('FORBIDDEN', `you may not edit "${rid}"`);
 
 async function acquire(socket, rid) {
   const anc = ancestors(rid);
@@ -216,6 +262,8 @@ io.on('connection', (socket) => {
 
   on('presence:join', async (p, rid) => {
     if (p.mode !== 'editor' && p.mode !== 'viewer') return err('BAD_REQUEST', 'mode must be editor or viewer');
+    const lvl = await level(socket, rid);
+    if (lvl < 1) return err('RESOURCE_NOT_FOUND', 'No such resource');
     const rows = (await pool.query(
       `SELECT id, parent_id, kind, title, version, content, saved_by, saved_by_name, saved_at
          FROM resources WHERE id = $1 OR parent_id = $1 ORDER BY id = $1 DESC, created_at, id`, [rid])).rows;
@@ -225,7 +273,7 @@ io.on('connection', (socket) => {
     if (kids.length) childrenOf.set(rid, kids);
     let role = 'viewer';
     let lock = null;
-    if (p.mode === 'editor' && !socket.data.locks.has(rid)) {
+    if (p.mode === 'editor' && lvl >= 2 && !socket.data.locks.has(rid)) {
       const a = await acquire(socket, rid);
       if (a.granted) { role = 'editor'; lock = a.lock; announceGrant(socket, a.lock); } else { lock = publicLock(a.lock); denied(socket, rid, a); }
     } else if (socket.data.locks.has(rid)) {
@@ -252,7 +300,7 @@ io.on('connection', (socket) => {
     io.to([rid, ...ancestors(rid)]).emit('presence:joined', { resourceId: rid, user });
     socket.emit('presence:state', { resourceId: rid, users });
     return {
-      ok: true, role, lock, users,
+      ok: true, role, permissions: PERMISSIONS[lvl], lock, users,
       resource: {
         resourceId: rid, kind: r.kind, title: r.title, version: Number(r.version), content: r.content,
         savedBy: r.saved_by ? { userId: r.saved_by, username: r.saved_by_name } : null,
@@ -271,6 +319,7 @@ io.on('connection', (socket) => {
   on('lock:acquire', async (p, rid) => {
     if (!socket.data.rooms.has(rid)) return err('NOT_JOINED', 'Not in this room');
     if (socket.data.locks.has(rid)) return err('BAD_REQUEST', 'Already holding this lock');
+    if (await level(socket, rid) < 2) return forbidden(rid);
     const a = await acquire(socket, rid);
     if (!a.granted) {
       denied(socket, rid, a);
@@ -283,6 +332,7 @@ io.on('connection', (socket) => {
   on('lock:renew', async (p, rid) => {
     const token = socket.data.locks.get(rid);
     if (token === undefined) return err('LOCK_NOT_HELD', 'No lock held');
+    if (await level(socket, rid) < 2) return forbidden(rid);
     const dz = ancestors(rid).map((a) => `dz:${a}`);
     const v = await redis.lockRenew(1 + dz.length, `lk:${rid}`, ...dz, token, TTL, rid);
     if (!v) { socket.data.locks.delete(rid); return err('LOCK_EXPIRED', 'The lock expired'); }
@@ -302,6 +352,7 @@ io.on('connection', (socket) => {
     // the connection's lock on the resource or on an ancestor
     const lockRid = [rid, ...ancestors(rid)].find((x) => socket.data.locks.has(x));
     if (!lockRid) return err('LOCK_NOT_HELD', 'No lock held');
+    if (await level(socket, rid) < 2) return forbidden(rid);
     const token = socket.data.locks.get(lockRid);
     const dz = ancestors(lockRid).map((a) => `dz:${a}`);
     if (!(await redis.lockRenew(1 + dz.length, `lk:${lockRid}`, ...dz, token, TTL, lockRid))) {
@@ -333,7 +384,9 @@ io.on('connection', (socket) => {
   });
 });
 
-httpServer.listen(PORT, HOST, () => console.log(`listening ${PORT}`));
+(ACL_DB ? loadAcl() : Promise.resolve()).then(() => {
+  httpServer.listen(PORT, HOST, () => console.log(`listening ${PORT}`));
+}, (e) => { console.error('could not load the grants', e); process.exit(1); });
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => { io.close(); redis.disconnect(); pool.end().finally(() => process.exit(0)); });
 }
