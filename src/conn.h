@@ -110,6 +110,7 @@ struct Conn
 	bool		held;			/* replies of a batch queued until its fan-out is out */
 	bool		close_after_flush;
 	int			close_status;	/* a WebSocket close code */
+	bool		ended_cleanly;	/* ended on purpose (see conn_close_after_flush) */
 
 	/*
 	 * Deadlines in lws_now_usecs() time, served by one libev timer per

@@ -54,7 +54,7 @@ typedef struct Acquired
 	Lease		lease;			/* the lease granted, or the one in the way */
 } Acquired;
 
-#define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at"
+#define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at, suspended_until"
 
 typedef enum PlanId
 {
@@ -74,6 +74,7 @@ typedef enum PlanId
 	P_MEMBER,
 	P_SET_ROLE,
 	P_IS_CONNECTION,
+	P_IS_ATTACHED,
 	P_REQUIRE_EDIT,
 	NUM_PLANS
 } PlanId;
@@ -185,6 +186,12 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT FROM collab.ws_connections c WHERE c.connection_id OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
+	/* a connection whose transport is there (collab.ws_detach) */
+	[P_IS_ATTACHED] = {
+		"SELECT FROM collab.ws_connections c WHERE c.connection_id OPERATOR(pg_catalog.=) $1 "
+		"   AND c.detached_at IS NULL",
+		1, {TEXTOID}
+	},
 	/* raises FORBIDDEN or AUTH_TOKEN_REVOKED; a new snapshot, after the path lock */
 	[P_REQUIRE_EDIT] = {
 		"SELECT collab._ws_require_edit($1, $2)",
@@ -269,6 +276,9 @@ lease_from_row(uint64 i, Lease *l)
 	l->holder_id = upper_strdup(SPI_getvalue(tup, desc, 5));
 	l->acquired_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 	l->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+	l->suspended_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+	if (isnull)
+		l->suspended_until = 0;
 }
 
 /* A collab.leases row passed to a SQL-callable step. */
@@ -288,6 +298,8 @@ lease_from_composite(HeapTupleHeader row, Lease *l)
 	l->holder_id = TextDatumGetCString(GetAttributeByName(row, "holder_id", &isnull));
 	l->acquired_at = DatumGetTimestampTz(GetAttributeByName(row, "acquired_at", &isnull));
 	l->expires_at = DatumGetTimestampTz(GetAttributeByName(row, "expires_at", &isnull));
+	d = GetAttributeByName(row, "suspended_until", &isnull);
+	l->suspended_until = isnull ? 0 : DatumGetTimestampTz(d);
 }
 
 static void
@@ -566,9 +578,12 @@ renew_own(const Request *r, Acquired *out)
 		  "reacquire", NULL);
 }
 
-/* A new lease with the next fencing token; a request for it is answered. */
+/*
+ * A new lease with the next fencing token, audited with reason (NULL for a
+ * plain grant); a request for it is answered.  The caller announces it.
+ */
 static void
-grant(const Request *r, Acquired *out)
+insert_lease(const Request *r, Acquired *out, const char *reason)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	Lease	   *l = &out->lease;
@@ -584,6 +599,7 @@ grant(const Request *r, Acquired *out)
 	l->holder_id = upper_strdup(r->holder_id);
 	l->acquired_at = now;
 	l->expires_at = collab_lease_expiry(now);
+	l->suspended_until = 0;
 	v[0] = r->rid;
 	v[1] = Int64GetDatum(l->token);
 	v[2] = text_datum(r->user_id);
@@ -592,11 +608,60 @@ grant(const Request *r, Acquired *out)
 	v[5] = TimestampTzGetDatum(now);
 	v[6] = TimestampTzGetDatum(l->expires_at);
 	run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
-	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, NULL, NULL);
+	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, reason, NULL);
 	q[0] = v[4];
 	q[1] = r->rid;
 	run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
-	publish_lock_acquired(l);
+}
+
+/* A new lease, announced with lock:acquired. */
+static void
+grant(const Request *r, Acquired *out)
+{
+	insert_lease(r, out, NULL);
+	publish_lock_acquired(&out->lease);
+}
+
+/*
+ * May the request take the conflicting lease over?  Only its own user,
+ * joining again from a new browser connection while the connection that
+ * holds it is lost (the lease is suspended, collab.ws_detach), and only on
+ * the same resource: the lease stays that user's, with a new token for the
+ * new connection.  An application's holder id is never a browser
+ * connection's (collab.acquire refuses it), so no backend takes a
+ * browser's lock over.
+ */
+static bool
+may_take_over(const Request *r)
+{
+	Datum		h;
+
+	if (r->conflict.suspended_until == 0 ||
+		strcmp(r->conflict.resource_id, r->resource_id) != 0 ||
+		strcmp(r->conflict.user_id, r->user_id) != 0 ||
+		strcmp(r->conflict.holder_id, r->holder_id) == 0)
+		return false;
+	h = text_datum(r->holder_id);
+	run(P_IS_ATTACHED, &h, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * The takeover: the suspended lease ends (audited as a release, reason
+ * "takeover") and a new one with the next token is the requester's; the
+ * room hears lock:resumed, as for a holder who came back.
+ */
+static void
+take_over(const Request *r, Acquired *out)
+{
+	const Lease *old = &r->conflict;
+	Datum		tok = Int64GetDatum(old->token);
+
+	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
+	audit("release", old->resource_id, &old->token, old->user_id, old->username, old->holder_id,
+		  "takeover", NULL);
+	insert_lease(r, out, "takeover");
+	publish_lock_resumed(&out->lease, old->holder_id);
 }
 
 /*
@@ -618,7 +683,9 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	r.holder_id = holder_id;
 	collab_lock_path_of(r.rid);
 	read_path(&r);
-	if (r.have_conflict)
+	if (r.have_conflict && may_take_over(&r))
+		take_over(&r, out);
+	else if (r.have_conflict)
 		deny(&r, out);
 	else if (r.have_mine)
 		renew_own(&r, out);

@@ -385,9 +385,10 @@ wait_for_extension(void)
 }
 
 /*
- * Connections of our previous incarnation are gone: release what they
- * held.  Worker 1 also releases those of workers that collab.workers no
- * longer runs.
+ * Connections of our previous incarnation are gone, uncleanly as far as
+ * their clients know: they are detached, their locks kept for
+ * collab.disconnect_grace (collab.ws_worker_start).  Worker 1 does the same
+ * for those of workers that collab.workers no longer runs.
  */
 static void
 release_previous_incarnation(void)
@@ -416,7 +417,7 @@ release_previous_incarnation(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (n > 0)
-		ereport(LOG, (errmsg("collab worker released %d connection(s) of its previous run", n)));
+		ereport(LOG, (errmsg("collab worker detached %d connection(s) of its previous run", n)));
 }
 
 /*
