@@ -31,6 +31,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -41,6 +42,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
@@ -55,6 +57,9 @@ typedef struct Acquired
 } Acquired;
 
 #define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at, suspended_until"
+/* the same of a 0.1.0 schema (see check_schema), which suspends no lease */
+#define LEASE_COLUMNS_010 \
+	"resource_id, token, user_id, username, holder_id, acquired_at, expires_at, NULL::pg_catalog.timestamptz"
 
 typedef enum PlanId
 {
@@ -84,7 +89,13 @@ typedef struct PlanDef
 	const char *sql;
 	int			nargs;
 	Oid			types[8];
+	const char *sql_010;		/* for a 0.1.0 schema, where it differs */
 } PlanDef;
+
+/* A query of the lease columns, in both forms. */
+#define LEASE_PLAN(rest, n, ...) \
+	{"SELECT " LEASE_COLUMNS " FROM collab.leases c " rest, n, {__VA_ARGS__}, \
+	 "SELECT " LEASE_COLUMNS_010 " FROM collab.leases c " rest}
 
 /* Every name and operator qualified: the caller's search_path is in force. */
 static const PlanDef plan_defs[NUM_PLANS] = {
@@ -105,32 +116,20 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		1, {TEXTOID}
 	},
 	/* the resource, its ancestors and its descendants */
-	[P_PATH_LEASES] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+	[P_PATH_LEASES] = LEASE_PLAN(
 		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
 		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
 		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
 		" ORDER BY c.resource_id FOR UPDATE",
-		1, {TEXTOID}
-	},
+		1, TEXTOID),
 	/* no row lock: see acquire_lease() */
-	[P_OWN_LEASE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.resource_id OPERATOR(pg_catalog.=) $1",
-		1, {TEXTOID}
-	},
-	[P_LEASE_BY_TOKEN] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
-		1, {INT8OID}
-	},
-	[P_LEASE_BY_TOKEN_FOR_UPDATE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-		1, {INT8OID}
-	},
-	[P_HOLDER_LEASE_FOR_UPDATE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+	[P_OWN_LEASE] = LEASE_PLAN("WHERE c.resource_id OPERATOR(pg_catalog.=) $1", 1, TEXTOID),
+	[P_LEASE_BY_TOKEN] = LEASE_PLAN("WHERE c.token OPERATOR(pg_catalog.=) $1", 1, INT8OID),
+	[P_LEASE_BY_TOKEN_FOR_UPDATE] = LEASE_PLAN("WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+											   1, INT8OID),
+	[P_HOLDER_LEASE_FOR_UPDATE] = LEASE_PLAN(
 		" WHERE c.resource_id OPERATOR(pg_catalog.=) $1 AND c.holder_id OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-		2, {TEXTOID, TEXTOID}
-	},
+		2, TEXTOID, TEXTOID),
 	[P_DELETE_LEASE] = {
 		"DELETE FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
 		1, {INT8OID}
@@ -200,6 +199,24 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 };
 
 /*
+ * Can leases be suspended here?  A library newer than the database's
+ * schema (0.1.0, before ALTER EXTENSION UPDATE) reads leases without
+ * suspended_until, which that schema lacks.  Checked by every SQL-callable
+ * function below (a few cached catalog lookups): the update may run during
+ * a backend's life.
+ */
+static bool leases_suspendable = true;
+
+static void
+check_schema(void)
+{
+	Oid			nsp = get_namespace_oid("collab", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("leases", nsp) : InvalidOid;
+
+	leases_suspendable = OidIsValid(rel) && get_attnum(rel, "suspended_until") != InvalidAttrNumber;
+}
+
+/*
  * Runs one of the statements above, with a generic plan prepared on first
  * use; values are Datums, NULL where nulls[i] is 'n'.
  */
@@ -207,9 +224,10 @@ static void
 run(PlanId id, Datum *values, const char *nulls, int expect)
 {
 	const PlanDef *d = &plan_defs[id];
+	const char *sql = (!leases_suspendable && d->sql_010) ? d->sql_010 : d->sql;
 	int			rc;
 
-	rc = SPI_execute_plan(collab_plan(d->sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
+	rc = SPI_execute_plan(collab_plan(sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
 						  values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "collab statement \"%s\" failed: %s",
@@ -298,8 +316,13 @@ lease_from_composite(HeapTupleHeader row, Lease *l)
 	l->holder_id = TextDatumGetCString(GetAttributeByName(row, "holder_id", &isnull));
 	l->acquired_at = DatumGetTimestampTz(GetAttributeByName(row, "acquired_at", &isnull));
 	l->expires_at = DatumGetTimestampTz(GetAttributeByName(row, "expires_at", &isnull));
-	d = GetAttributeByName(row, "suspended_until", &isnull);
-	l->suspended_until = isnull ? 0 : DatumGetTimestampTz(d);
+	l->suspended_until = 0;
+	if (leases_suspendable)
+	{
+		d = GetAttributeByName(row, "suspended_until", &isnull);
+		if (!isnull)
+			l->suspended_until = DatumGetTimestampTz(d);
+	}
 }
 
 static void
@@ -763,6 +786,7 @@ collab_acquire(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "collab.acquire must return a record");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	/* the worker's functions run as the owner; the application does not */
 	trusted = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
@@ -819,6 +843,7 @@ collab_release(PG_FUNCTION_ARGS)
 	char	   *reason = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Lease		l = {0};
 
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
@@ -867,6 +892,7 @@ collab_expire_lease(PG_FUNCTION_ARGS)
 	(void) GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "token", &isnull);
 	if (isnull)
 		PG_RETURN_VOID();
+	check_schema();
 	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -884,6 +910,7 @@ collab_drop_lease(PG_FUNCTION_ARGS)
 	char	   *action = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *reason = text_to_cstring(PG_GETARG_TEXT_PP(2));
 
+	check_schema();
 	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -947,6 +974,7 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "collab.ws_acquire needs a connection and a resource id");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
@@ -1019,6 +1047,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "collab.ws_release needs a connection and a resource id");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
