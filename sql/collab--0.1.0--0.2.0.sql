@@ -1153,8 +1153,11 @@ BEGIN
 	token := v_token;
 	-- children: grants inherit, so whoever may view a resource may view
 	-- every one of its children; the list is theirs in full
+	-- disconnectGraceMs: how long a lock of this connection outlives an
+	-- unclean loss of it, which its page must know while it cannot ask
 	ack := '{"ok":true,"role":' || to_json(v_role)::text
 		|| ',"permissions":' || to_json(v_permissions)::text
+		|| ',"disconnectGraceMs":' || (extract(epoch FROM collab.disconnect_grace()) * 1000)::bigint
 		|| ',"lock":' || v_lock::text
 		|| ',"resource":' || collab._resource_json(p_resource_id)::text
 		|| ',"children":' || collab._children_json(p_resource_id)::text || '}';
