@@ -172,3 +172,31 @@ test('SELECT ... FOR UPDATE on a resource row delays the saves of that row only:
   });
   assert.deepEqual(await q('SELECT content FROM collab.resources WHERE id = $1', [doc.tab('a')]), [{ content: 'after the commit' }]);
 });
+
+test('a holder that disconnects while a backend transaction holds its document: the release waits past collab.request_timeout, and is never lost', { timeout: 30000 }, async () => {
+  const doc = await createDocument(['a']);
+  const app = await session(['collab_app']);
+  const anna = newUser('Anna');
+  const a = await connect(anna);
+  assert.equal(ok(await join(a, doc.tab('a'), 'editor')).role, 'editor');
+
+  await bystander.measure('a disconnect whose release waits for a backend transaction', async () => {
+    await app.query('BEGIN');
+    // denied (Anna holds a tab), but the decision keeps the document's path until the commit
+    const [held] = (await app.query("SELECT granted FROM collab.acquire($1, 'u-app', 'App', 'h-app')", [doc.id])).rows;
+    assert.equal(held.granted, false);
+    const parked0 = await metric('collab_requests_parked_total');
+    a.close();
+    await eventually(async () => (await metric('collab_requests_parked_total')) > parked0, 'the release is parked', 3000, 20);
+    // longer than collab.request_timeout: a request would have been answered BUSY by now
+    const t0 = performance.now();
+    await eventually(async () => since(t0) > REQUEST_TIMEOUT_MS + 500, 'past collab.request_timeout', REQUEST_TIMEOUT_MS + 2000, 100);
+    assert.deepEqual((await locksOn(doc.tab('a'))).map((l) => l.user_id), [anna.sub], 'the lease is still there, its release waiting');
+    await app.query('COMMIT');
+    await eventually(async () => (await locksOn(doc.tab('a'))).length === 0, 'the lease is released once the transaction ends', 3000, 20);
+  });
+  assert.deepEqual(await q(`SELECT action, reason FROM collab.audit WHERE resource_id = $1 AND user_id = $2
+                             AND action IN ('release', 'expire') ORDER BY id`, [doc.tab('a'), anna.sub]),
+  [{ action: 'release', reason: 'disconnected' }]);
+  assert.deepEqual(await q('SELECT count(*)::int AS n FROM collab.connections WHERE user_id = $1', [anna.sub]), [{ n: 0 }]);
+});
