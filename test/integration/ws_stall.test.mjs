@@ -104,14 +104,14 @@ test('a backend transaction holds a document for 10 s: requests on it wait, then
   await q('SELECT collab.force_release($1, $2)', [doc.id, 'test over']).catch(() => {});
 });
 
-test('pg_advisory_lock on collab 0.1\'s path key, which any login can compute, touches nothing of collab', async () => {
+test('pg_advisory_lock on a path\'s key, which any login can compute, touches nothing of collab', async () => {
   const doc = await createDocument(['a']);
   const hostile = await session();
   const anna = newUser('Anna');
   const a = await connect(anna);
 
-  await bystander.measure('pg_advisory_lock on the old path keys', async () => {
-    // the key of 0.1 (and still collab.lock_key()'s value), in both advisory forms
+  await bystander.measure('pg_advisory_lock on the path keys', async () => {
+    // collab.lock_key()'s value, in both advisory forms
     for (const rid of [doc.id, doc.tab('a')]) {
       const [{ same }] = await q('SELECT hashtextextended($1, 1668246636) = collab.lock_key($1) AS same', [rid]);
       assert.equal(same, true, 'collab.lock_key() is the public hash');
