@@ -200,3 +200,33 @@ test('a holder that disconnects while a backend transaction holds its document: 
   [{ action: 'release', reason: 'disconnected' }]);
   assert.deepEqual(await q('SELECT count(*)::int AS n FROM collab.connections WHERE user_id = $1', [anna.sub]), [{ n: 0 }]);
 });
+
+test('a statement that runs past its deadline (collab.request_timeout, at most 1 s) is stopped and answered BUSY, having changed nothing', { timeout: 30000 }, async () => {
+  // a deployment's access rule that takes 3 s for one document
+  const doc = await createDocument(['a']);
+  const rule = `public.${uniq('slow_rule').replace(/-/g, '_')}`;
+  await q(`CREATE FUNCTION ${rule}(p_user text, p_groups text[], p_resource text, p_permission text)
+             RETURNS boolean LANGUAGE plpgsql AS $$
+           BEGIN
+             IF p_resource LIKE '${doc.id}%' THEN PERFORM pg_sleep(3); END IF;
+             RETURN false;
+           END $$`);
+  await setWorkerConf('collab.access_rule', rule);
+  try {
+    const a = await connect(newUser('Anna'));
+    // the statement runs in the event loop until its deadline: the bystander
+    // waits that long once, and no longer
+    await bystander.measure('a statement stopped at its deadline', async () => {
+      const t0 = performance.now();
+      fails(await join(a, doc.tab('a'), 'viewer'), 'BUSY');
+      const ms = since(t0);
+      console.log(`# the slow join was stopped and answered BUSY after ${ms.toFixed(0)} ms`);
+      assert.ok(ms >= 950 && ms < 2500, `stopped at its deadline (1 s): ${ms} ms`);
+    }, { maxMs: 1500 });
+    assert.deepEqual(await q('SELECT count(*)::int AS n FROM collab.presence WHERE resource_id = $1', [doc.tab('a')]), [{ n: 0 }]);
+    a.close();
+  } finally {
+    await resetWorkerConf('collab.access_rule');
+    await q(`DROP FUNCTION ${rule}(text, text[], text, text)`);
+  }
+});
