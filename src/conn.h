@@ -87,6 +87,17 @@ typedef struct HeldLock
 
 struct RoomMember;
 
+/*
+ * A stream of jobs that must run in order (a connection's; jobs.c): how
+ * many of them are parked, and what the last retry pass decided for it.
+ */
+typedef struct JobOrder
+{
+	int			parked;
+	uint64		retry_pass;
+	bool		retry_moving;
+} JobOrder;
+
 struct Conn
 {
 	char		id[CONN_ID_LEN + 1];
@@ -137,9 +148,7 @@ struct Conn
 	struct RoomMember *rooms;	/* rooms.c */
 	HeldLock   *locks;
 	int			pending_jobs;
-	int			parked_jobs;	/* jobs.c: its jobs waiting for a retry */
-	uint64		retry_pass;		/* jobs.c: the last retry pass that saw it */
-	bool		retry_moving;	/* jobs.c: in that pass, its jobs run again */
+	JobOrder	job_order;		/* jobs.c: its jobs run in order */
 	bool		registered;		/* ws_connect committed */
 	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */
 	dlist_node	all_node;

@@ -20,8 +20,9 @@
  * Jobs that must not be lost (what a closed connection held, events for
  * NOTIFY listeners) are tried until they run.  A connection's jobs keep
  * their order: while one of them is parked, the ones after it wait behind
- * it, and other connections' jobs go on.  Parking is the one place that
- * decides what becomes of a job that cannot run now.
+ * it, and other connections' jobs go on; events forwarded to NOTIFY
+ * listeners keep their order alike.  Parking is the one place that decides
+ * what becomes of a job that cannot run now.
  *
  * Jobs are allocated in generations of memory: all jobs queued between two
  * moments when the queue is empty share one context, freed once its last
@@ -71,6 +72,8 @@
 	"collab.request_timeout; the request had no effect and may be retried"
 #define TIMEOUT_MESSAGE "the request ran past its deadline and was stopped; " \
 	"it had no effect and may be retried"
+#define BUSY_NOW_MESSAGE "another transaction holds what this request needs; " \
+	"it had no effect"
 
 /* What became of a job's statement in its batch. */
 typedef enum JobOutcome
@@ -99,6 +102,9 @@ static Job *park_tail = NULL;
 static int	nparked = 0;
 static int64 park_next = 0;
 static uint64 retry_pass = 0;
+
+/* Events forwarded to NOTIFY listeners (jobs of their own batch) keep their order too. */
+static JobOrder forward_order;
 
 /* The worker's fan-out of committed events, run before replies are released. */
 static void (*fan_out_hook) (void) = NULL;
@@ -206,6 +212,17 @@ job_finished(Job *job)
  * Parking
  * ---------------------------------------------------------------- */
 
+/* The stream whose order job keeps: its connection's, or the forwarding's. */
+static JobOrder *
+order_of(Job *job)
+{
+	if (job->conn)
+		return &job->conn->job_order;
+	if (job->own_batch)
+		return &forward_order;
+	return NULL;
+}
+
 /*
  * Parks job: behind, to wait for its connection's parked job before it;
  * otherwise to be tried again after the next step of its backoff.
@@ -227,8 +244,8 @@ park(Job *job, bool behind)
 	}
 	append(&park_head, &park_tail, job);
 	nparked++;
-	if (job->conn)
-		job->conn->parked_jobs++;
+	if (order_of(job))
+		order_of(job)->parked++;
 }
 
 void
@@ -239,7 +256,7 @@ jobs_queue(Job *job)
 	if (job->conn)
 		conn_pin(job->conn);
 	/* a connection's jobs run in order */
-	if (job->conn && job->conn->parked_jobs > 0)
+	if (order_of(job) && order_of(job)->parked > 0)
 		park(job, true);
 	else
 		append(&job_head, &job_tail, job);
@@ -323,22 +340,22 @@ jobs_retry_due(void)
 	retry_pass++;
 	for (Job *j = park_head; j; j = next)
 	{
-		Conn	   *c = j->conn;
+		JobOrder   *o = order_of(j);
 		bool		run;
 
 		next = j->next;
-		if (c && c->retry_pass == retry_pass)
-			run = c->retry_moving;	/* behind its connection's first one */
+		if (o && o->retry_pass == retry_pass)
+			run = o->retry_moving;	/* behind the first parked job of its stream */
 		else
 		{
 			if (j->retry_at > now)
 				run = false;
 			else if (out_of_time(j, now))
 			{
-				/* the next parked job of its connection comes first now */
+				/* the next parked job of its stream comes first now */
 				nparked--;
-				if (c)
-					c->parked_jobs--;
+				if (o)
+					o->parked--;
 				j->failed = true;
 				j->err_code = CE_BUSY;
 				j->err_message = BUSY_MESSAGE;
@@ -356,17 +373,17 @@ jobs_retry_due(void)
 			}
 			else
 				run = true;
-			if (c)
+			if (o)
 			{
-				c->retry_pass = retry_pass;
-				c->retry_moving = run;
+				o->retry_pass = retry_pass;
+				o->retry_moving = run;
 			}
 		}
 		if (run)
 		{
 			nparked--;
-			if (c)
-				c->parked_jobs--;
+			if (o)
+				o->parked--;
 			append(&run_head, &run_tail, j);
 		}
 		else
@@ -400,6 +417,7 @@ jobs_discard(void)
 	park_head = park_tail = NULL;
 	nparked = 0;
 	park_next = 0;
+	forward_order.parked = 0;
 }
 
 /* ----------------------------------------------------------------
@@ -493,15 +511,20 @@ job_failed(Job *job, ErrorData *edata)
 	job->failed = true;
 	if (collab_error_of_sqlstate(edata->sqlerrcode, &job->err_code))
 		job->err_message = MemoryContextStrdup(job->gen->cxt, edata->message);
-	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			 edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 	{
-		/* its deadline (or a cancel), or a busy lock for a job that does not wait */
+		/* its deadline, or an administrator's cancel */
 		ereport(LOG,
 				(errmsg("collab worker stopped a request: %s", edata->message),
 				 errdetail_internal("statement: %s", job->sql)));
 		job->err_code = CE_BUSY;
 		job->err_message = TIMEOUT_MESSAGE;
+	}
+	else if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	{
+		/* a job that is not tried again (JOB_RETRY_NEVER) found a lock busy */
+		job->err_code = CE_BUSY;
+		job->err_message = BUSY_NOW_MESSAGE;
 	}
 	else
 	{
@@ -648,7 +671,7 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 			append(ran_head, ran_tail, j);
 			continue;
 		}
-		if (j->conn && j->conn->parked_jobs > 0)
+		if (order_of(j) && order_of(j)->parked > 0)
 		{
 			park(j, true);
 			continue;
@@ -714,8 +737,8 @@ fail_batch(Job *ran, int n, MemoryContext cxt)
 			if (park_next == 0 || j->retry_at < park_next)
 				park_next = j->retry_at;
 			nparked++;
-			if (j->conn)
-				j->conn->parked_jobs++;
+			if (order_of(j))
+				order_of(j)->parked++;
 			append(&again_head, &again_tail, j);
 			continue;
 		}

@@ -175,8 +175,10 @@ static void
 sweep_done(Job *job)
 {
 	sweep_queued = false;
+	/* a busy lease is the next sweep's */
 	if (job->failed)
-		ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
+		ereport(job->err_code == CE_BUSY ? DEBUG1 : LOG,
+				(errmsg("collab lock sweep failed: %s", job->err_message)));
 }
 
 static void
