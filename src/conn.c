@@ -44,7 +44,6 @@
 #define CLOSE_TRY_AGAIN_LATER	1013
 
 #define SHED_REASON "collab.max_output_buffer reached: this connection read too slowly"
-#define SLOW_REASON "too far behind: the connection read too slowly"
 
 static dlist_head all_conns = DLIST_STATIC_INIT(all_conns);
 static int	nconns = 0;
@@ -317,7 +316,6 @@ conn_send_frame(Conn *conn, OutFrame *frame)
 			ereport(LOG, (errmsg("collab worker closes connection %s: outgoing queue full", conn->id)));
 			conn->close_after_flush = true;
 			conn->close_status = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-			conn->close_text = SLOW_REASON;
 			conn_kill(conn);
 		}
 		return;
