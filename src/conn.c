@@ -10,6 +10,16 @@
  * a limit is disconnected.  The transport is reached only through its
  * TransportOps (see conn.h).
  *
+ * The worker's memory for slow readers is bounded too, whatever carries
+ * them: every byte queued here, or held by a transport that could not
+ * write a frame whole (it reports that with conn_transport_holds()), counts
+ * against collab.max_output_buffer.  When the sum passes it, the
+ * connections that have waited longest for their data to go out (then
+ * those with most of it) are shed: their queues are dropped and they are
+ * closed with code 1013 and a reason, once what the transport holds has
+ * gone out; if those transports' own bytes keep the sum too high, the
+ * oldest of them are dropped at once.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,11 +37,23 @@
 #define OUT_QUEUE_MAX_FRAMES	4096
 #define OUT_QUEUE_MAX_BYTES		(16 * 1024 * 1024)
 
+/* A shed connection's close frame waits this long for its socket. */
+#define SHED_LINGER_S			10
+
+/* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
+#define CLOSE_TRY_AGAIN_LATER	1013
+
+#define SHED_REASON "collab.max_output_buffer reached: this connection read too slowly"
+
 static dlist_head all_conns = DLIST_STATIC_INIT(all_conns);
 static int	nconns = 0;
 static MemoryContext conns_cxt = NULL;
 
+/* Bytes queued and held by transports, over every connection. */
+static int64 output_bytes = 0;
+
 static void release_held(Conn *conn);
+static void account(Conn *conn, int64 queued, int64 held);
 
 /* ----------------------------------------------------------------
  * Lifecycle
@@ -109,6 +131,7 @@ conn_end(Conn *conn)
 		outframe_release(item->frame);
 	conn->out_head = conn->out_tail = NULL;
 	conn->out_count = 0;
+	account(conn, -(int64) conn->out_bytes, -(int64) conn->transport_bytes);
 	dlist_delete(&conn->all_node);
 	nconns--;
 	conn->state = CONN_CLOSED;
@@ -228,7 +251,7 @@ conn_queue_pop(Conn *conn)
 		conn->out_tail = NULL;
 	conn->out_count--;
 	if (f != NULL)
-		conn->out_bytes -= f->len;
+		account(conn, -(int64) f->len, 0);
 	pfree(item);
 	return f;
 }
@@ -275,6 +298,7 @@ queue_item(Conn *conn)
 	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
 
 	item->frame = NULL;
+	item->queued_at = lws_now_usecs();
 	item->next = NULL;
 	if (conn->out_tail)
 		conn->out_tail->next = item;
@@ -290,7 +314,8 @@ conn_send_frame(Conn *conn, OutFrame *frame)
 {
 	OutItem    *item;
 
-	if (conn->transport == NULL || conn->state == CONN_CLOSED)
+	/* a shed connection gets nothing more: it is closing for what it had */
+	if (conn->transport == NULL || conn->state == CONN_CLOSED || conn->shed)
 		return;
 	if (conn->out_count >= OUT_QUEUE_MAX_FRAMES ||
 		conn->out_bytes + frame->len > OUT_QUEUE_MAX_BYTES)
@@ -320,9 +345,9 @@ conn_send_frame(Conn *conn, OutFrame *frame)
 	item = queue_item(conn);
 	item->frame = frame;
 	frame->refcount++;
-	conn->out_bytes += frame->len;
 	if (!conn->held)
 		conn->transport->ops->want_writable(conn->transport);
+	account(conn, (int64) frame->len, 0);
 }
 
 /*
@@ -350,7 +375,7 @@ conn_fill_slot(Conn *conn, OutItem *slot, OutFrame *frame)
 	{
 		frame->refcount++;
 		slot->frame = frame;
-		conn->out_bytes += frame->len;
+		account(conn, (int64) frame->len, 0);
 		return;
 	}
 	for (link = &conn->out_head; *link != slot; link = &(*link)->next)
@@ -499,4 +524,160 @@ conn_held_token(Conn *conn, const char *resource_id)
 		if (strcmp(h->resource_id, resource_id) == 0)
 			return h->token;
 	return -1;
+}
+
+/* ----------------------------------------------------------------
+ * The output budget (collab.max_output_buffer)
+ * ---------------------------------------------------------------- */
+
+/* Bytes queued and held by transports, over every connection. */
+int64
+conn_output_bytes(void)
+{
+	return output_bytes;
+}
+
+/*
+ * conn's transport now holds bytes of a frame it could not write whole
+ * (0: it has written them).
+ */
+void
+conn_transport_holds(Conn *conn, size_t bytes)
+{
+	if (bytes > 0 && conn->transport_bytes == 0)
+		conn->transport_since = lws_now_usecs();
+	account(conn, 0, (int64) bytes - (int64) conn->transport_bytes);
+}
+
+/* Since when conn has been waiting for its data to go out (INT64_MAX: it is not). */
+static int64
+waiting_since(const Conn *conn)
+{
+	int64		since = INT64_MAX;
+
+	if (conn->out_head != NULL)
+		since = conn->out_head->queued_at;
+	if (conn->transport_bytes > 0)
+		since = Min(since, conn->transport_since);
+	return since;
+}
+
+typedef struct ShedCandidate
+{
+	Conn	   *conn;
+	int64		since;
+	size_t		bytes;
+} ShedCandidate;
+
+/* The slowest reader first: waiting longest, then with most to send. */
+static int
+slowest_first(const void *a, const void *b)
+{
+	const ShedCandidate *x = a;
+	const ShedCandidate *y = b;
+
+	if (x->since != y->since)
+		return x->since < y->since ? -1 : 1;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Sheds conn: what it had queued is dropped, and it is closed with 1013
+ * and a reason once its transport has written what it holds, or after
+ * SHED_LINGER_S.
+ */
+static void
+shed_conn(Conn *conn)
+{
+	OutItem    *next;
+
+	for (OutItem *item = conn->out_head; item; item = next)
+	{
+		next = item->next;
+		outframe_release(item->frame);
+		pfree(item);
+	}
+	conn->out_head = conn->out_tail = NULL;
+	conn->out_count = 0;
+	account(conn, -(int64) conn->out_bytes, 0);
+	conn->shed = true;
+	conn->close_after_flush = true;
+	conn->close_status = CLOSE_TRY_AGAIN_LATER;
+	conn->close_text = SHED_REASON;
+	collab_metrics->connections_shed++;
+	if (conn->transport)
+	{
+		conn->transport->ops->want_writable(conn->transport);
+		conn->transport->ops->kill_after(conn->transport, SHED_LINGER_S);
+	}
+}
+
+/*
+ * The sum passed collab.max_output_buffer: sheds the slowest readers until
+ * it is a tenth below it (so that the next shedding is not the next
+ * frame's), then, if what shed connections' transports still hold keeps
+ * it above, drops the oldest of those at once.
+ */
+static void
+shed_slowest(void)
+{
+	int64		cap = (int64) collab_max_output_buffer_kb * 1024;
+	int64		target = cap - cap / 10;
+	ShedCandidate *cands;
+	int			n = 0;
+	int			nshed = 0;
+	dlist_iter	it;
+
+	cands = palloc(sizeof(ShedCandidate) * Max(nconns, 1));
+	dlist_foreach(it, &all_conns)
+	{
+		Conn	   *c = dlist_container(Conn, all_node, it.cur);
+
+		if (c->out_bytes + c->transport_bytes == 0 || c->transport == NULL)
+			continue;
+		cands[n].conn = c;
+		cands[n].since = waiting_since(c);
+		cands[n].bytes = c->out_bytes + c->transport_bytes;
+		n++;
+	}
+	qsort(cands, n, sizeof(ShedCandidate), slowest_first);
+	for (int i = 0; i < n && output_bytes > target; i++)
+		if (!cands[i].conn->shed)
+		{
+			shed_conn(cands[i].conn);
+			nshed++;
+		}
+	for (int i = 0; i < n && output_bytes > target; i++)
+	{
+		Conn	   *c = cands[i].conn;
+
+		if (!c->shed || c->transport_bytes == 0)
+			continue;
+		/* its transport lets go of the bytes as it closes, on the next pass */
+		account(c, 0, -(int64) c->transport_bytes);
+		conn_kill(c);
+	}
+	pfree(cands);
+	if (nshed > 0)
+		ereport(LOG,
+				(errmsg("collab worker closes %d connection(s) that read too slowly: collab.max_output_buffer (%d kB) reached",
+						nshed, collab_max_output_buffer_kb)));
+}
+
+/*
+ * Adds to conn's queued and transport-held bytes and to the worker's sum;
+ * past collab.max_output_buffer, the slowest readers are shed.
+ */
+static void
+account(Conn *conn, int64 queued, int64 held)
+{
+	conn->out_bytes = (size_t) ((int64) conn->out_bytes + queued);
+	conn->transport_bytes = (size_t) ((int64) conn->transport_bytes + held);
+	output_bytes += queued + held;
+	collab_metrics->output_bytes = output_bytes;
+	if ((queued > 0 || held > 0) &&
+		output_bytes > (int64) collab_max_output_buffer_kb * 1024)
+		shed_slowest();
 }

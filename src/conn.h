@@ -39,6 +39,7 @@ typedef struct OutFrame
 typedef struct OutItem
 {
 	OutFrame   *frame;			/* NULL: a place kept for a frame to come */
+	int64		queued_at;		/* lws_now_usecs() */
 	struct OutItem *next;
 } OutItem;
 
@@ -65,6 +66,8 @@ typedef struct TransportOps
 	void		(*want_writable) (Transport *t);
 	/* Drops the transport at once. */
 	void		(*kill) (Transport *t);
+	/* Drops the transport after seconds, whatever it is doing then. */
+	void		(*kill_after) (Transport *t, int seconds);
 } TransportOps;
 
 /* The part of a transport that a session sees; transports embed it. */
@@ -84,6 +87,17 @@ typedef struct HeldLock
 
 struct RoomMember;
 
+/*
+ * A stream of jobs that must run in order (a connection's; jobs.c): how
+ * many of them are parked, and what the last retry pass decided for it.
+ */
+typedef struct JobOrder
+{
+	int			parked;
+	uint64		retry_pass;
+	bool		retry_moving;
+} JobOrder;
+
 struct Conn
 {
 	char		id[CONN_ID_LEN + 1];
@@ -101,15 +115,24 @@ struct Conn
 	char		address[64];
 	char	   *origin;
 	bool		origin_ok;
+	bool		unauthenticated;	/* counted in its address's budget */
 
-	/* outgoing frames not yet written */
+	/*
+	 * Outgoing frames not yet written, and what the transport holds of
+	 * frames it could not write whole: both count against
+	 * collab.max_output_buffer.
+	 */
 	OutItem    *out_head;
 	OutItem    *out_tail;
 	int			out_count;
 	size_t		out_bytes;
+	size_t		transport_bytes;
+	int64		transport_since;	/* when the transport began holding them */
+	bool		shed;			/* closed for collab.max_output_buffer */
 	bool		held;			/* replies of a batch queued until its fan-out is out */
 	bool		close_after_flush;
 	int			close_status;	/* a WebSocket close code */
+	const char *close_text;		/* its reason, for the client's log */
 	bool		ended_cleanly;	/* ended on purpose (see conn_close_after_flush) */
 
 	/*
@@ -129,6 +152,7 @@ struct Conn
 	struct RoomMember *rooms;	/* rooms.c */
 	HeldLock   *locks;
 	int			pending_jobs;
+	JobOrder	job_order;		/* jobs.c: its jobs run in order */
 	bool		registered;		/* ws_connect committed */
 	bool		revoked;		/* its user's sessions were revoked: it ends */
 	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */
@@ -157,6 +181,8 @@ extern void conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code,
 							const char *message, const char *resource_id);
 extern void conn_close_after_flush(Conn *conn, int status);
 extern void conn_kill(Conn *conn);
+extern void conn_transport_holds(Conn *conn, size_t bytes);
+extern int64 conn_output_bytes(void);
 
 /* The outgoing queue, for a transport's writes and for replies held back */
 extern void conn_hold(Conn *conn);

@@ -19,6 +19,7 @@
 
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "access_live.h"
@@ -33,14 +34,24 @@
 #include "session.h"
 #include "sio_codec.h"
 
-/* Time to send CONNECT after the WebSocket opens (socket.io's default). */
-#define CONNECT_TIMEOUT_US		(45 * 1000 * 1000LL)
 /* Time a refused client gets to read its CONNECT_ERROR. */
 #define REJECT_LINGER_US		(5 * 1000 * 1000LL)
 
 static struct ev_loop *session_loop = NULL;
 static const char *session_worker_name = NULL;
 static const JwtConfig *session_jwt = NULL;
+
+/*
+ * Connections that have not authenticated yet, per client address
+ * (collab.max_unauthenticated_per_address).
+ */
+typedef struct AddressCount
+{
+	char		address[64];	/* hash key */
+	int			unauthenticated;
+} AddressCount;
+
+static HTAB *unauthenticated = NULL;
 
 /* The loop that serves the sessions' timers, and what sessions report. */
 void
@@ -187,23 +198,82 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
+ * The count of unauthenticated connections from address, created with
+ * zero when create.
+ */
+static AddressCount *
+address_count(const char *address, bool create)
+{
+	char		key[64];
+	AddressCount *a;
+	bool		found;
+
+	if (unauthenticated == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(key);
+		ctl.entrysize = sizeof(AddressCount);
+		unauthenticated = hash_create("collab unauthenticated connections by address", 256, &ctl,
+									  HASH_ELEM | HASH_STRINGS);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, address, sizeof(key));
+	a = hash_search(unauthenticated, key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (a != NULL && !found)
+		a->unauthenticated = 0;
+	return a;
+}
+
+/* conn has authenticated, or is gone: its address has one slot more. */
+static void
+release_address_slot(Conn *conn)
+{
+	AddressCount *a;
+
+	if (!conn->unauthenticated)
+		return;
+	conn->unauthenticated = false;
+	a = address_count(conn->address, false);
+	if (a != NULL && --a->unauthenticated <= 0)
+		hash_search(unauthenticated, a->address, HASH_REMOVE, NULL);
+}
+
+/*
  * A new session on transport t, from a peer at address (with an Origin
  * header, or NULL): the Engine.IO open packet is sent and the CONNECT
- * deadline set.  NULL when the worker has no room for another connection.
+ * deadline set.  NULL when the worker has no room for another connection;
+ * *refusal then says why in words for a close frame, or is NULL when the
+ * socket is simply dropped.
  */
 Conn *
-session_open(Transport *t, const char *address, const char *origin)
+session_open(Transport *t, const char *address, const char *origin, const char **refusal)
 {
 	Conn	   *conn;
 	StringInfoData buf;
+	AddressCount *a;
 
+	*refusal = NULL;
 	if (conn_count() >= collab_max_connections)
 	{
 		ereport(LOG, (errmsg("collab worker refuses a connection: collab.max_connections (%d) reached",
 							 collab_max_connections)));
+		collab_metrics->connections_refused++;
 		return NULL;
 	}
+	a = address_count(address, true);
+	if (collab_max_unauthenticated_per_address > 0 &&
+		a->unauthenticated >= collab_max_unauthenticated_per_address)
+	{
+		collab_metrics->connections_refused++;
+		*refusal = "too many connections from this address have not authenticated yet "
+			"(collab.max_unauthenticated_per_address); try again later";
+		return NULL;
+	}
+	a->unauthenticated++;
 	conn = conn_create();
+	conn->unauthenticated = true;
 	conn_attach(conn, t);
 	ev_init(&conn->timer, conn_timer_cb);
 	conn->timer.data = conn;
@@ -221,7 +291,7 @@ session_open(Transport *t, const char *address, const char *origin)
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 
-	conn->connect_deadline = lws_now_usecs() + CONNECT_TIMEOUT_US;
+	conn->connect_deadline = lws_now_usecs() + (int64) collab_connect_timeout_ms * 1000;
 	conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
 	schedule_timer(conn);
 	return conn;
@@ -250,7 +320,10 @@ session_transport_lost(Conn *conn)
 
 	conn_detach(conn);
 	ev_timer_stop(session_loop, &conn->timer);
+	release_address_slot(conn);
 	rooms_leave_all(conn);
+	/* nobody will read the answers to its parked requests */
+	jobs_abandon(conn);
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
 		Job		   *job = job_new(sizeof(Job),
@@ -258,6 +331,8 @@ session_transport_lost(Conn *conn)
 								  : "SELECT collab.ws_disconnect($1, $2)::text",
 								  conn, disconnect_done);
 
+		/* the locks of a closed connection are released (or kept), however late */
+		job->retry = JOB_RETRY_ALWAYS;
 		job->nargs = 2;
 		job->args[0] = job_strdup(conn->id);
 		job->args[1] = job_strdup(conn->close_reason);
@@ -340,7 +415,11 @@ connect_done(Job *job)
 	}
 	if (job->failed)
 	{
-		reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		/* a refusal of the database's (too many connections, BUSY), or not */
+		if (job->err_code == CE_INTERNAL)
+			reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		else
+			reject_connect(conn, job->err_code, job->err_message);
 		return;
 	}
 	if (conn->revoked)
@@ -413,6 +492,7 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 							  conn, connect_done);
 
 	conn->state = CONN_CONNECTING;
+	release_address_slot(conn);
 	job->timed = true;
 	job->nargs = 8;
 	job->args[0] = job_strdup(conn->id);
@@ -714,6 +794,13 @@ rate_allows(Conn *conn)
 	return true;
 }
 
+static void
+rate_limited(Conn *conn, int64 ack_id)
+{
+	conn_send_error(conn, ack_id, CE_RATE_LIMITED,
+					psprintf("more than %d messages per second", collab_rate_limit), NULL);
+}
+
 /*
  * The arguments of a client event beyond the connection and the resource:
  * presence:join's mode, doc:save's content, base version, token and
@@ -794,12 +881,6 @@ handle_event(Conn *conn, SioFrame *f)
 	RequestJob *rj;
 	int64		ack_id = f->has_ack ? f->ack_id : SIO_NO_ACK;
 
-	if (!rate_allows(conn))
-	{
-		conn_send_error(conn, ack_id, CE_RATE_LIMITED,
-						psprintf("more than %d messages per second", collab_rate_limit), NULL);
-		return;
-	}
 	if (f->nargs < 1 || f->arg0 == NULL)
 	{
 		conn_send_error(conn, ack_id, CE_BAD_REQUEST, "the event needs a payload object", NULL);
@@ -853,6 +934,12 @@ handle_event(Conn *conn, SioFrame *f)
 /*
  * One message from the client: an Engine.IO packet, maybe carrying a
  * Socket.IO packet.  A malformed one closes the connection.
+ *
+ * Every message counts against collab.rate_limit.  Over the limit, an
+ * event is answered RATE_LIMITED; a ping, a CONNECT to another namespace
+ * or a pong that answers no ping of ours is dropped unanswered; a pong to
+ * our ping, a CONNECT to "/", a DISCONNECT or a close are still handled,
+ * since dropping them would only cost the client its connection.
  */
 void
 session_receive(Conn *conn, const char *data, size_t len)
@@ -860,13 +947,17 @@ session_receive(Conn *conn, const char *data, size_t len)
 	SioFrame	f;
 	SioParseError err;
 	StringInfoData buf;
+	bool		within = rate_allows(conn);
 
 	err = sio_parse_frame(data, len, &f);
 	if (err != SIO_OK)
 	{
 		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn->state == CONN_CONNECTED)
 		{
-			conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
+			if (within)
+				conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
+			else
+				rate_limited(conn, f.ack_id);
 			return;
 		}
 		ereport(DEBUG1, (errmsg("collab worker closes connection %s: %s", conn->id, sio_error_message(err))));
@@ -876,11 +967,21 @@ session_receive(Conn *conn, const char *data, size_t len)
 	switch (f.eio_type)
 	{
 		case SIO_EIO_PONG:
+			if (!within && conn->pong_deadline == 0)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			conn->pong_deadline = 0;
 			conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
 			schedule_timer(conn);
 			return;
 		case SIO_EIO_PING:
+			if (!within)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			initStringInfo(&buf);
 			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
 			conn_send_buf(conn, &buf);
@@ -897,6 +998,11 @@ session_receive(Conn *conn, const char *data, size_t len)
 	switch (f.sio_type)
 	{
 		case SIO_CONNECT:
+			if (!within && strcmp(f.nsp, "/") != 0)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			handle_connect(conn, &f);
 			break;
 		case SIO_DISCONNECT:
@@ -908,9 +1014,14 @@ session_receive(Conn *conn, const char *data, size_t len)
 				conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 				break;
 			}
-			handle_event(conn, &f);
+			if (!within)
+				rate_limited(conn, f.has_ack ? f.ack_id : SIO_NO_ACK);
+			else
+				handle_event(conn, &f);
 			break;
 		case SIO_ACK:
+			if (!within)
+				collab_metrics->frames_dropped++;
 			break;				/* we never ask clients for acks */
 		default:
 			conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);

@@ -15,7 +15,8 @@
 #include "jwt.h"
 
 extern void session_init(struct ev_loop *loop, const char *worker_name, const JwtConfig *jwt);
-extern Conn *session_open(Transport *t, const char *address, const char *origin);
+extern Conn *session_open(Transport *t, const char *address, const char *origin,
+						  const char **refusal);
 extern void session_receive(Conn *conn, const char *data, size_t len);
 extern void session_transport_lost(Conn *conn);
 

@@ -35,8 +35,13 @@ typedef struct WsTransport
 	Transport	base;
 	struct lws *wsi;
 	bool		plain;			/* not TLS, not closing: send_plain() may write */
+	bool		closing;		/* its close frame is lws's to send */
+	size_t		held;			/* bytes of a frame that lws keeps to send */
 	StringInfoData rx;			/* reassembly of a fragmented message */
 } WsTransport;
+
+/* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
+#define CLOSE_TRY_AGAIN_LATER	1013
 
 /* Inside a libwebsockets callback (where frames are only queued)? */
 static int	in_callback = 0;
@@ -62,6 +67,33 @@ transport_of(struct lws *wsi)
 /* ----------------------------------------------------------------
  * Writing (the TransportOps of a WebSocket)
  * ---------------------------------------------------------------- */
+
+/*
+ * lws keeps what the kernel did not take of a frame (at most one frame, see
+ * ws_ready), and those bytes count against the worker's output budget
+ * (conn.c) until they are out: at most bytes, which we learn in its next
+ * writable callback, asked for here.
+ */
+static void
+hold(WsTransport *t, size_t bytes)
+{
+	t->held = bytes;
+	if (t->base.conn)
+		conn_transport_holds(t->base.conn, bytes);
+	lws_callback_on_writable(t->wsi);
+}
+
+/* Has lws written what it held? */
+static void
+check_held(WsTransport *t)
+{
+	if (t->held > 0 && !lws_partial_buffered(t->wsi))
+	{
+		t->held = 0;
+		if (t->base.conn)
+			conn_transport_holds(t->base.conn, 0);
+	}
+}
 
 /*
  * Writes a whole frame to a plain (not TLS) connection's socket with one
@@ -120,6 +152,7 @@ send_plain(WsTransport *t, OutFrame *frame)
 		pfree(buf);
 		if (m < (int) rest)
 			return false;
+		hold(t, rest);
 	}
 	return true;
 }
@@ -138,8 +171,12 @@ ws_ready(Transport *base)
 {
 	WsTransport *t = (WsTransport *) base;
 
-	return in_callback == 0 &&
-		(t->plain ? !lws_partial_buffered(t->wsi) : !lws_send_pipe_choked(t->wsi));
+	if (in_callback != 0)
+		return false;
+	if (lws_partial_buffered(t->wsi))
+		return false;
+	check_held(t);
+	return t->plain || !lws_send_pipe_choked(t->wsi);
 }
 
 static bool
@@ -151,8 +188,12 @@ ws_write(Transport *base, OutFrame *frame)
 	if (t->plain)
 		sent = send_plain(t, frame);
 	else
+	{
 		sent = lws_write(t->wsi, frame->data + LWS_PRE, frame->len,
 						 LWS_WRITE_TEXT) >= (int) frame->len;
+		if (sent && lws_partial_buffered(t->wsi))
+			hold(t, frame->len);
+	}
 	collab_metrics->messages_out++;
 	return sent;
 }
@@ -169,11 +210,18 @@ ws_kill(Transport *base)
 	lws_set_timeout(((WsTransport *) base)->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+static void
+ws_kill_after(Transport *base, int seconds)
+{
+	lws_set_timeout(((WsTransport *) base)->wsi, PENDING_TIMEOUT_USER_OK, seconds);
+}
+
 static const TransportOps ws_ops = {
 	.ready = ws_ready,
 	.write = ws_write,
 	.want_writable = ws_want_writable,
 	.kill = ws_kill,
+	.kill_after = ws_kill_after,
 };
 
 /*
@@ -186,13 +234,22 @@ ws_writeable(WsTransport *t)
 	Conn	   *conn = t->base.conn;
 	struct lws *wsi = t->wsi;
 
+	/* lws sends the close frame once the socket takes it, then closes */
+	if (t->closing)
+		return 0;
+	check_held(t);
+	/* lws writes what it holds before it calls here: wait until it is out */
+	if (t->held > 0)
+		return 0;
 	while (conn->out_head != NULL)
 	{
 		OutFrame   *f = conn_queue_pop(conn);
 		bool		whole = true;
+		size_t		len = 0;
 
 		if (f != NULL)
 		{
+			len = f->len;
 			whole = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) >= (int) f->len;
 			collab_metrics->messages_out++;
 			outframe_release(f);
@@ -200,6 +257,11 @@ ws_writeable(WsTransport *t)
 		if (!whole)
 			return -1;
 		/* lws keeps what the kernel did not take; wait until it is out */
+		if (lws_partial_buffered(wsi))
+		{
+			hold(t, len);
+			return 0;
+		}
 		if (conn->out_head != NULL && lws_send_pipe_choked(wsi))
 		{
 			lws_callback_on_writable(wsi);
@@ -208,7 +270,11 @@ ws_writeable(WsTransport *t)
 	}
 	if (conn->close_after_flush)
 	{
-		lws_close_reason(wsi, conn->close_status, NULL, 0);
+		const char *text = conn->close_text;
+
+		lws_close_reason(wsi, conn->close_status, (unsigned char *) text, text ? strlen(text) : 0);
+		t->closing = true;
+		t->plain = false;
 		return -1;
 	}
 	return 0;
@@ -227,6 +293,7 @@ ws_established(struct lws *wsi)
 	char		address[64];
 	char		origin[256];
 	bool		has_origin;
+	const char *refusal;
 
 	if (transports_cxt == NULL)
 	{
@@ -243,10 +310,12 @@ ws_established(struct lws *wsi)
 	lws_get_peer_simple(wsi, address, sizeof(address));
 	has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
 	*slot = t;
-	if (session_open(&t->base, address, has_origin ? origin : NULL) == NULL)
+	if (session_open(&t->base, address, has_origin ? origin : NULL, &refusal) == NULL)
 	{
 		*slot = NULL;
 		pfree(t);
+		if (refusal)
+			lws_close_reason(wsi, CLOSE_TRY_AGAIN_LATER, (unsigned char *) refusal, strlen(refusal));
 		return -1;
 	}
 	return 0;
