@@ -21,6 +21,11 @@
  * (collab._ws_require_edit()); collab.acquire() refuses a caller other than
  * the worker a holder id that is a browser connection's.
  *
+ * A lease whose holder's connection was lost (suspended, collab.ws_detach())
+ * is a live lease here like any other, with one exception: the same user,
+ * asking for that very resource from a new browser connection, takes it
+ * over with a new token (take_over()).
+ *
  * Queries run as the extension's owner (owner.c) with generic plans
  * prepared once per backend (plans.c): a custom plan of the path query per
  * call costs more than the call itself.
