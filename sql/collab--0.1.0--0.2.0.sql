@@ -953,6 +953,7 @@ DECLARE
 	v_groups text[];
 	v_issued timestamptz;
 	v_limit integer;
+	v_old text;
 BEGIN
 	PERFORM collab._check_user(p_user_id, p_username);
 	PERFORM collab._check_user_id(p_user_id);
@@ -968,6 +969,16 @@ BEGIN
 	v_limit := current_setting('collab.max_connections_per_user')::integer;
 	IF v_limit > 0 THEN
 		PERFORM collab._lock_user(p_user_id);
+		-- connections lost uncleanly count until they are gone (their
+		-- grace keeps them); a new one ends the oldest of them rather than
+		-- be refused, as the user is back
+		WHILE (SELECT count(*) FROM collab.ws_connections WHERE user_id = p_user_id) >= v_limit LOOP
+			SELECT c.connection_id INTO v_old FROM collab.ws_connections c
+			 WHERE c.user_id = p_user_id AND c.detached_at IS NOT NULL
+			 ORDER BY c.detached_at LIMIT 1;
+			EXIT WHEN NOT FOUND;
+			PERFORM collab._ws_remove_detached(v_old, 'disconnected', true);
+		END LOOP;
 		IF (SELECT count(*) FROM collab.ws_connections WHERE user_id = p_user_id) >= v_limit THEN
 			PERFORM collab._log_refusal('connect', p_user_id, p_username, NULL, p_address,
 				jsonb_build_object('reason', 'too_many_connections', 'limit', v_limit)::text);
@@ -982,7 +993,7 @@ BEGIN
 				v_groups, v_issued);
 END
 $$;
-COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session, RATE_LIMITED past collab.max_connections_per_user';
+COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session, RATE_LIMITED past collab.max_connections_per_user (the oldest of the user''s detached connections ended first)';
 
 -- auth:refresh: a new token of the same user, whose groups may differ.
 CREATE FUNCTION collab.ws_refresh(p_conn text, p_groups text[] DEFAULT NULL, p_iat bigint DEFAULT NULL)

@@ -147,29 +147,9 @@ export async function waitForLockTtl(socket, probeResourceId, ttlMs) {
   }, `${socket.__label}'s worker grants locks of ${ttlMs} ms`);
 }
 
-/**
- * Sets collab.disconnect_grace to ms (ALTER SYSTEM, reload) and waits until
- * the worker applies it: a probe holder's connection is cut until its lease
- * is suspended for ms or, for 0, released at once.
- */
+/** Sets collab.disconnect_grace to ms and waits until every worker has reloaded. */
 export async function setGrace(ms) {
-  await setConf('collab.disconnect_grace', `${ms}ms`);
-  await eventually(async () => {
-    const doc = await createDocument(['probe'], 'grace');
-    const s = await connect(newUser('Probe'), { label: 'grace probe' });
-    const id = s.id;
-    ok(await emitAck(s, 'presence:join', { resourceId: doc.tab('probe'), mode: 'editor' }));
-    killSocket(s);
-    const state = await eventually(async () => {
-      const [c] = await q('SELECT detached_at FROM collab.ws_connections WHERE connection_id = $1', [id]);
-      if (c && c.detached_at === null) return null;
-      const [l] = await q(`SELECT extract(epoch FROM l.suspended_until - c.detached_at) * 1000 AS ms
-                             FROM collab.leases l JOIN collab.ws_connections c ON c.connection_id = l.holder_id
-                            WHERE l.holder_id = $1`, [id]);
-      return { gone: c === undefined, ms: l ? Number(l.ms) : null };
-    }, 'the worker handled the probe\'s lost connection', 5000, 50);
-    return ms === 0 ? state.gone : state.ms !== null && Math.abs(state.ms - ms) < 250;
-  }, `the worker keeps a lost holder's lock for ${ms} ms`, 10000, 100);
+  await setWorkerConf('collab.disconnect_grace', `${ms}ms`);
 }
 
 export async function resetConf(...names) {

@@ -290,13 +290,15 @@ test('a worker that stops detaches its own clients, their locks kept for the gra
   assert.deepEqual((await locksOn(doc.tab('one'))).map((l) => l.holder_id), [a.id], 'worker 1\'s lock is kept');
   assert.ok(a.connected, 'worker 1\'s client stays connected');
   assert.deepEqual(ok(await save(a, doc.tab('one'), 'still editing')), { ok: true, version: 1 });
-  // Ben, back on worker 1, takes his lock over
-  const b2 = await connectOn(WORKERS[0], ben);
-  const back = ok(await join(b2, doc.tab('two'), 'editor'));
+  // Ben, back on worker 1, takes his lock over, and leaves
+  const bBack = await connectOn(WORKERS[0], ben);
+  const back = ok(await join(bBack, doc.tab('two'), 'editor'));
   assert.equal(back.role, 'editor');
   const resumed = await waitFor(a, 'lock:resumed', (e) => e.resourceId === doc.tab('two'), { since: ma });
   assert.deepEqual(resumed.holder, ref(ben));
-  assert.deepEqual((await locksOn(doc.tab('two'))).map((l) => l.holder_id), [b2.id]);
+  assert.deepEqual((await locksOn(doc.tab('two'))).map((l) => l.holder_id), [bBack.id]);
+  bBack.close();
+  await waitFor(a, 'lock:released', (e) => e.resourceId === doc.tab('two'), { since: ma });
 
   // worker 2 comes back under a new pid and serves again
   await eventually(async () => {

@@ -9,9 +9,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  ISO_RE, newUser, connect, tokenFor, join, acquire, save, ok, fails, emitAck, createDocument, q,
+  ISO_RE, eventually, newUser, connect, tokenFor, join, acquire, save, ok, fails, emitAck, createDocument, q,
   waitFor, received, mark, ref, killSocket, rawConnect, teardown, resourceRow, locksOn, setConf,
-  resetConf, setGrace, waitForLockTtl, sleep,
+  resetConf, setGrace, waitForLockTtl, sleep, setWorkerConf, resetWorkerConf,
 } from './helpers.mjs';
 
 const GRACE_MS = 2000;
@@ -21,7 +21,7 @@ const SWEEP_SLACK_MS = 1500;
 
 before(() => setGrace(GRACE_MS));
 after(async () => {
-  await resetConf('collab.disconnect_grace', 'collab.lock_ttl');
+  await resetWorkerConf('collab.disconnect_grace', 'collab.lock_ttl');
   await teardown();
 });
 
@@ -269,5 +269,39 @@ test('with collab.disconnect_grace = 0 a lost connection releases at once', asyn
     b.close();
   } finally {
     await setGrace(GRACE_MS);
+  }
+});
+
+test('at collab.max_connections_per_user, a new connection ends the user\'s oldest lost one instead of being refused', async () => {
+  await setWorkerConf('collab.max_connections_per_user', '2');
+  try {
+    const { rid, anna, a, b } = await heldTab();
+    const first = a.id;
+    const a2 = await connect(anna, { label: 'Anna, second tab' });
+    const second = a2.id;
+    const since = mark(b);
+    killSocket(a);
+    killSocket(a2);
+    await suspendedFor(b, rid, anna, since);
+    await eventually(async () => (await q('SELECT count(*)::int AS n FROM collab.connections WHERE user_id = $1 AND detached_at IS NOT NULL', [anna.sub]))[0].n === 2,
+      'both of Anna\'s connections are detached');
+    // a third: the oldest lost one goes, its lock with it
+    const a3 = await connect(anna, { label: 'Anna, back' });
+    const rel = await waitFor(b, 'lock:released', (e) => e.resourceId === rid, { since });
+    assert.equal(rel.reason, 'disconnected');
+    assert.deepEqual((await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 ORDER BY connected_at', [anna.sub]))
+      .map((r) => r.connection_id), [second, a3.id], `${first} was ended`);
+    // the next ends the other lost one; with the limit reached by
+    // connections that are there, one more is refused
+    const a4 = await connect(anna, { label: 'Anna, in a second tab again' });
+    assert.deepEqual((await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 ORDER BY connected_at', [anna.sub]))
+      .map((r) => r.connection_id), [a3.id, a4.id], `${second} was ended`);
+    const err = await connect(anna, { label: 'Anna, one too many' }).catch((e) => e);
+    assert.equal(err.connectError?.data?.code, 'RATE_LIMITED', String(err));
+    a3.close();
+    a4.close();
+    b.close();
+  } finally {
+    await resetWorkerConf('collab.max_connections_per_user');
   }
 });
