@@ -276,26 +276,26 @@ test('at collab.max_connections_per_user, a new connection ends the user\'s olde
   await setWorkerConf('collab.max_connections_per_user', '2');
   try {
     const { rid, anna, a, b } = await heldTab();
-    const first = a.id;
     const a2 = await connect(anna, { label: 'Anna, second tab' });
-    const second = a2.id;
     const since = mark(b);
     killSocket(a);
     killSocket(a2);
     await suspendedFor(b, rid, anna, since);
-    await eventually(async () => (await q('SELECT count(*)::int AS n FROM collab.connections WHERE user_id = $1 AND detached_at IS NOT NULL', [anna.sub]))[0].n === 2,
-      'both of Anna\'s connections are detached');
-    // a third: the oldest lost one goes, its lock with it
+    const lost = await eventually(async () => {
+      const rows = await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 AND detached_at IS NOT NULL ORDER BY detached_at', [anna.sub]);
+      return rows.length === 2 && rows.map((r) => r.connection_id);
+    }, 'both of Anna\'s connections are detached');
+    const ids = async () => (await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 ORDER BY connected_at', [anna.sub]))
+      .map((r) => r.connection_id);
+    // a third ends the oldest lost one, a fourth the other; Anna's lock goes with hers
     const a3 = await connect(anna, { label: 'Anna, back' });
+    assert.deepEqual(await ids(), [lost[1], a3.id], `${lost[0]} was ended`);
+    const a4 = await connect(anna, { label: 'Anna, in a second tab again' });
+    assert.deepEqual(await ids(), [a3.id, a4.id], `${lost[1]} was ended`);
     const rel = await waitFor(b, 'lock:released', (e) => e.resourceId === rid, { since });
     assert.equal(rel.reason, 'disconnected');
-    assert.deepEqual((await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 ORDER BY connected_at', [anna.sub]))
-      .map((r) => r.connection_id), [second, a3.id], `${first} was ended`);
-    // the next ends the other lost one; with the limit reached by
-    // connections that are there, one more is refused
-    const a4 = await connect(anna, { label: 'Anna, in a second tab again' });
-    assert.deepEqual((await q('SELECT connection_id FROM collab.connections WHERE user_id = $1 ORDER BY connected_at', [anna.sub]))
-      .map((r) => r.connection_id), [a3.id, a4.id], `${second} was ended`);
+    assert.deepEqual(await locksOn(rid), []);
+    // with the limit reached by connections that are there, one more is refused
     const err = await connect(anna, { label: 'Anna, one too many' }).catch((e) => e);
     assert.equal(err.connectError?.data?.code, 'RATE_LIMITED', String(err));
     a3.close();
