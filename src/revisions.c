@@ -9,9 +9,13 @@
  * version it brings back, go into collab.revisions together with a hash
  * over all of that and the hash of the resource's previous revision.  The
  * hash input is defined once, here (revision_hash()), and documented in
- * docs/revisions.md so that an auditor can recompute it elsewhere;
- * collab.revision_hash() exposes it to SQL, where the recording INSERT,
- * the verification and the upgrade's genesis revisions use it.
+ * docs/revisions.md so that an auditor can recompute it elsewhere; the
+ * recording computes it in C, and collab.revision_hash() exposes it to SQL,
+ * where the verification and the upgrade's genesis revisions use it.
+ *
+ * A save's content is compressed once, here, and the resource's row stores
+ * the same bytes as its revision (the guard puts them in the new row): the
+ * hash reads the content as saved, the tables store it compressed.
  *
  * Revisions never change: a trigger refuses UPDATE, DELETE and TRUNCATE of
  * collab.revisions and collab.revision_purges, except the DELETEs that

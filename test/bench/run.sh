@@ -27,6 +27,8 @@
 #   BENCH_CLIENTS      pgbench clients for the save comparison (default 4)
 #   BENCH_LAT_CLIENTS  pgbench clients for the latency runs (default 1)
 #   BENCH_BIG_ROWS     resource rows of the large database (default 1000000)
+#   BENCH_ONLY=saves   the save comparison alone, printed, no report written
+#                      (for iteration on the save path)
 #   BENCH_KEEP=1       keep the work directory (pgbench logs, server log)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -314,6 +316,19 @@ read -r hist_n hist_bytes < <(q $SDB -F ' ' -c "VACUUM bench_history" -c "
 [ "$(q $SDB -c "SELECT bool_and(ok) FROM collab.resources r, collab.verify_history(r.id) WHERE r.id LIKE 'document:bench/%'")" = t ] ||
 	die "the revisions written by the rounds do not verify"
 echo "  storage per revision: $rev_bytes bytes ($rev_n revisions; heap $rev_heap, TOAST $rev_toast, index $rev_index; content $rev_col bytes stored for $CONTENT_BYTES); hand-written history row: $hist_bytes bytes; every chain verifies"
+# The baseline's UPDATE compresses its content with the method of the column
+# it copied (LIKE ... INCLUDING ALL); the hand-written history with the
+# server's default.
+compression=$(q $SDB -c "SELECT string_agg(c.relname || ' ' || CASE a.attcompression
+		WHEN '' THEN current_setting('default_toast_compression') || ' (the server''s default)'
+		WHEN 'l' THEN 'lz4' ELSE 'pglz' END, ', ' ORDER BY c.relname)
+	  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	 WHERE a.attname = 'content' AND c.relname IN ('resources', 'revisions', 'bench_plain', 'bench_history')")
+echo "  content compression: $compression"
+if [ "${BENCH_ONLY:-}" = saves ]; then
+	echo "bench: BENCH_ONLY=saves: the lock latency and the report are left out"
+	exit 0
+fi
 
 # ---------------------------------------------------------------------------
 # 2. Lock acquire latency with 10^3 and 10^6 resource rows
@@ -463,6 +478,7 @@ report="$ROOT/test/bench/results/sql-core.md"
 	echo "| **fenced / (UPDATE + history INSERT)** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[history,$r]}")"; done)**$hpair_med**, the median of the round ratios (lowest-highest $hpair_min-$hpair_max; target >= $HISTORY_TARGET: **$history_verdict**); ratio of the median tps $history_ratio |"
 	echo
 	echo "Storage per revision of a $CONTENT_BYTES-byte save: **$rev_bytes bytes** (table $rev_heap, TOAST $rev_toast, index $rev_index; the content takes $rev_col bytes compressed; $rev_n revisions); a row of the hand-written history: $hist_bytes bytes."
+	echo "Content compression of the tables: $compression."
 	echo
 	echo "Wait events of the bench backends, round 1 (sampled every 50 ms; CPU = not waiting; Lock:object = the cluster-wide lock NOTIFY takes at commit):"
 	echo "plain: ${save_waits[plain,1]}; history: ${save_waits[history,1]}; fenced: ${save_waits[fenced,1]}."
