@@ -334,6 +334,7 @@ previous_hash(Relation rel, Datum id, Datum created, int64 version)
 	ScanKeyInit(&key[0], a_id, BTEqualStrategyNumber, F_TEXTEQ, id);
 	ScanKeyInit(&key[1], a_created, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ, created);
 	ScanKeyInit(&key[2], a_version, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(version - 1));
+	/* the scans renumber their keys' columns: each gets keys of its own */
 	scan = systable_beginscan(rel, pk, true, snapshot, 3, key);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
@@ -348,6 +349,8 @@ previous_hash(Relation rel, Datum id, Datum created, int64 version)
 	{
 		Relation	index = index_open(pk, AccessShareLock);
 
+		ScanKeyInit(&key[0], a_id, BTEqualStrategyNumber, F_TEXTEQ, id);
+		ScanKeyInit(&key[1], a_created, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ, created);
 		scan = systable_beginscan_ordered(rel, index, snapshot, 2, key);
 		tuple = systable_getnext_ordered(scan, BackwardScanDirection);
 		if (HeapTupleIsValid(tuple))

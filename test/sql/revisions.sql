@@ -306,6 +306,23 @@ SELECT pg_temp.try(format('SELECT collab.save(%L, %s, repeat(%L, 99), NULL, 1)',
 	'Laparoscopic appendectomy, no complications. '));
 SELECT collab.release(:tb);
 
+-- A save chains to the resource's newest revision, also when the one before
+-- its version is missing (the row's version changed behind the guard): the
+-- gap is what verify_history reports.
+SELECT collab.create_document('rvgap', NULL, ARRAY['t']);
+SELECT token AS tg FROM collab.acquire('document:rvgap/tab:t', 'u-anna', 'Dr. Anna Berg', 'c1') \gset
+SELECT collab.save('document:rvgap/tab:t', :tg, 'one');
+SELECT collab.save('document:rvgap/tab:t', :tg, 'two');
+SET session_replication_role = replica;
+UPDATE collab.resources SET version = 5 WHERE id = 'document:rvgap/tab:t';
+RESET session_replication_role;
+SELECT collab.save('document:rvgap/tab:t', :tg, 'six');
+SELECT v.prev_hash = (SELECT w.hash FROM collab.revisions w
+						WHERE w.resource_id = v.resource_id AND w.version = 2) AS chained_to_newest
+  FROM collab.revisions v WHERE v.resource_id = 'document:rvgap/tab:t' AND v.version = 6;
+SELECT pg_temp.ok('document:rvgap/tab:t') AS verify_gap;
+SELECT collab.release(:tg);
+
 -- The live lease of another resource is no lease for this one: the save is
 -- refused, and the other lease is not renewed by it.
 SELECT collab.create_document('rvelse', NULL, ARRAY['a', 'b', 'ab']);
