@@ -231,15 +231,26 @@ history_rows() {
 	esac
 }
 
-declare -A save_tps=() save_walb=() save_fpi=() save_waits=()
+# CPU time (clock ticks) of the worker, which takes the events of the
+# fenced saves (doc:saved to its rooms, forwarded to NOTIFY listeners): its
+# share of a save runs beside the saving backend, on the same cores.
+TICK=$(getconf CLK_TCK)
+worker_ticks() {
+	local pid
+	pid=$(q $SDB -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker' LIMIT 1")
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && awk '{ print $14 + $15 }' "/proc/$pid/stat" || echo ""
+}
+
+declare -A save_tps=() save_walb=() save_fpi=() save_waits=() save_wcpu=()
 save_round() {
-	local variant=$1 round=$2 table out before after txns tps wal0 sampler hist0 hist1
+	local variant=$1 round=$2 table out before after txns tps wal0 sampler hist0 hist1 wt0 wt1
 	table=$([ "$variant" = fenced ] && echo collab.resources || echo bench_plain)
 	q $SDB -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE bench_history" -c "VACUUM ANALYZE collab.resources" \
 		-c "VACUUM ANALYZE collab.revisions" -c "VACUUM ANALYZE collab.leases" -c "CHECKPOINT"
 	before=$(version_sum "$table")
 	hist0=$(history_rows "$variant")
 	wal0=$(wal_mark)
+	wt0=$(worker_ticks)
 	out="$WORK/save_${variant}_$round.out"
 	( sleep 1; sample_waits $SDB $((SECS > 3 ? SECS - 2 : 1)) >"$WORK/waits_${variant}_$round" ) &
 	sampler=$!
@@ -256,10 +267,13 @@ save_round() {
 	[ "$variant" = plain ] || [ $((hist1 - hist0)) -eq "$txns" ] ||
 		die "$variant round $round: $((hist1 - hist0)) history rows for $txns saves"
 	read -r save_walb[$variant,$round] save_fpi[$variant,$round] < <(wal_per "$txns" "$wal0" "$(wal_mark)")
+	wt1=$(worker_ticks)
+	save_wcpu[$variant,$round]=$([ -n "$wt0" ] && [ -n "$wt1" ] &&
+		awk -v a="$wt0" -v b="$wt1" -v t="$TICK" -v n="$txns" 'BEGIN { printf "%.1f", (b - a) / t * 1e6 / n }' || echo n/a)
 	save_waits[$variant,$round]=$(cat "$WORK/waits_${variant}_$round")
 	save_tps[$variant,$round]=$(printf '%.1f' "$tps")
-	printf '  round %d  %-6s  tps %9.1f  (%d saves, versions +%d; WAL %s B/save; waits: %s)\n' "$round" "$variant" "$tps" \
-		"$txns" $((after - before)) "${save_walb[$variant,$round]}" "${save_waits[$variant,$round]}"
+	printf '  round %d  %-6s  tps %9.1f  (%d saves, versions +%d; WAL %s B/save; worker CPU %s us/save; waits: %s)\n' "$round" "$variant" "$tps" \
+		"$txns" $((after - before)) "${save_walb[$variant,$round]}" "${save_wcpu[$variant,$round]}" "${save_waits[$variant,$round]}"
 }
 
 echo
@@ -474,6 +488,7 @@ report="$ROOT/test/bench/results/sql-core.md"
 		for r in $(seq 1 "$ROUNDS"); do list+="${save_walb[$v,$r]} "; done
 		echo "| $v WAL per save, bytes (FPI) | $(for r in $(seq 1 "$ROUNDS"); do printf '%s (%s) | ' "${save_walb[$v,$r]}" "${save_fpi[$v,$r]}"; done)$(echo "$list" | median) |"
 	done
+	echo "| fenced: the worker's CPU per save, µs | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_wcpu[fenced,$r]}"; done)$(for r in $(seq 1 "$ROUNDS"); do printf '%s ' "${save_wcpu[fenced,$r]}"; done | median) |"
 	echo "| **fenced / plain** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[plain,$r]}")"; done)**$pair_med**, the median of the round ratios (lowest-highest $pair_min-$pair_max; target >= $SAVE_TARGET: **$save_verdict**); ratio of the median tps $save_ratio |"
 	echo "| **fenced / (UPDATE + history INSERT)** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[history,$r]}")"; done)**$hpair_med**, the median of the round ratios (lowest-highest $hpair_min-$hpair_max; target >= $HISTORY_TARGET: **$history_verdict**); ratio of the median tps $history_ratio |"
 	echo
