@@ -151,11 +151,11 @@ extern void collab_token_error(int64 token, const char *resource_id) pg_attribut
 /* revisions.c */
 struct TupleDescData;
 struct HeapTupleData;
-extern void collab_record_revision(Oid fn, struct TupleDescData *desc, struct HeapTupleData *oldt,
-								   struct HeapTupleData *newt, int64 version,
-								   const char *user_id, const char *username,
-								   TimestampTz saved_at, int64 token, bool ws,
-								   bool has_restored, int64 restored_from);
+extern Datum collab_record_revision(Oid fn, struct TupleDescData *desc, struct HeapTupleData *oldt,
+									struct HeapTupleData *newt, int64 version,
+									const char *user_id, const char *username,
+									TimestampTz saved_at, int64 token, bool ws,
+									bool has_restored, int64 restored_from);
 
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import {
   newUser, tokenFor, connect, tryConnect, emitAck, ok, fails, join, leave, acquire, save, createDocument,
   q, teardown, eventually, waitFor, received, mark, rawOpen, rawConnect, setWorkerConf, resetWorkerConf,
-  startTimedBystander, metric, currentWorkerPid, ref, sleep, ISO_RE,
+  startTimedBystander, metric, currentWorkerPid, ref, sleep, ISO_RE, killRaw,
 } from './helpers.mjs';
 
 let bystander;
@@ -316,6 +316,7 @@ describe('collab.max_output_buffer', () => {
     const shed0 = await metric('collab_connections_shed_total');
     const N = 1000;
     const sockets = [];
+    try {
     await timed.measure('1000 sockets that never read a 1 MB document', async () => {
       // 20 at a time, about 60 a second: each join sends the document and
       // a room of up to 1000 users, and tells the room; what a worker can do
@@ -345,6 +346,13 @@ describe('collab.max_output_buffer', () => {
       assert.equal(ack.resource.content.length, 1024 * 1024);
       late.close();
     });
+    } catch (e) {
+      // a failed measure must not leave the sampler and the sockets behind
+      sampling = false;
+      await sampler;
+      for (const c of sockets) killRaw(c);
+      throw e;
+    }
     sampling = false;
     await sampler;
     const shed = (await metric('collab_connections_shed_total')) - shed0;
