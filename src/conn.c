@@ -403,12 +403,18 @@ conn_send_buf(Conn *conn, StringInfo buf)
 	conn_send_text(conn, buf->data, buf->len);
 }
 
-/* Closes the connection once what is queued has been written. */
+/*
+ * Closes the connection once what is queued has been written.  The session
+ * ends on purpose, the client's (a close packet, a DISCONNECT) or the
+ * server's: its locks are released at once, unlike those of a session
+ * whose transport is lost (session_transport_lost).
+ */
 void
 conn_close_after_flush(Conn *conn, int status)
 {
 	if (conn->transport == NULL)
 		return;
+	conn->ended_cleanly = true;
 	conn->close_after_flush = true;
 	conn->close_status = status;
 	conn->transport->ops->want_writable(conn->transport);

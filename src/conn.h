@@ -133,6 +133,7 @@ struct Conn
 	bool		close_after_flush;
 	int			close_status;	/* a WebSocket close code */
 	const char *close_text;		/* its reason, for the client's log */
+	bool		ended_cleanly;	/* ended on purpose (see conn_close_after_flush) */
 
 	/*
 	 * Deadlines in lws_now_usecs() time, served by one libev timer per

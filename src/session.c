@@ -307,12 +307,17 @@ disconnect_done(Job *job)
 }
 
 /*
- * conn's transport is gone, and with it the session: it leaves its rooms,
- * and what it held in the database is released.
+ * conn's transport is gone, and with it the session: it leaves its rooms.
+ * A session that ended on purpose (conn->ended_cleanly) releases what it
+ * held in the database at once; one whose transport was lost (closed
+ * without a close packet or DISCONNECT, or silent past the ping timeout)
+ * is detached there, its locks kept for collab.disconnect_grace.
  */
 void
 session_transport_lost(Conn *conn)
 {
+	bool		lost = !conn->ended_cleanly && collab_disconnect_grace_ms > 0;
+
 	conn_detach(conn);
 	ev_timer_stop(session_loop, &conn->timer);
 	release_address_slot(conn);
@@ -321,10 +326,12 @@ session_transport_lost(Conn *conn)
 	jobs_abandon(conn);
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
-		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, $2)::text",
+		Job		   *job = job_new(sizeof(Job),
+								  lost ? "SELECT collab.ws_detach($1, $2)::text"
+								  : "SELECT collab.ws_disconnect($1, $2)::text",
 								  conn, disconnect_done);
 
-		/* the locks of a closed connection are released, however late */
+		/* the locks of a closed connection are released (or kept), however late */
 		job->retry = JOB_RETRY_ALWAYS;
 		job->nargs = 2;
 		job->args[0] = job_strdup(conn->id);

@@ -147,6 +147,11 @@ export async function waitForLockTtl(socket, probeResourceId, ttlMs) {
   }, `${socket.__label}'s worker grants locks of ${ttlMs} ms`);
 }
 
+/** Sets collab.disconnect_grace to ms and waits until every worker has reloaded. */
+export async function setGrace(ms) {
+  await setWorkerConf('collab.disconnect_grace', `${ms}ms`);
+}
+
 export async function resetConf(...names) {
   for (const n of names) await q(`ALTER SYSTEM RESET ${n}`);
   await q('SELECT pg_reload_conf()');
