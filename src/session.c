@@ -1,15 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * session.c
- *	  A connection's Engine.IO / Socket.IO session: the open packet and
- *	  heartbeats, CONNECT with JWT authentication, client events and the
- *	  replies to them.
+ *	  A client's Socket.IO session: CONNECT with JWT authentication, client
+ *	  events and the replies to them, DISCONNECT, and the end of the session
+ *	  with the Engine.IO session that carries it.
  *
- * A transport (ws_transport.c) hands the session each message it receives,
- * inside its PG_TRY boundary: an error closes that one connection and the
- * worker lives on.  Client commands become SQL jobs (jobs.c), whose done
- * callbacks here send the replies after their batch has committed.  Nothing
- * here runs SQL or knows how the connection is carried.
+ * The Engine.IO layer (eio.c) hands each message packet here, from inside
+ * its transport's PG_TRY boundary: an error closes that one connection and
+ * the worker lives on.  A CONNECT of the main namespace begins a Socket.IO
+ * session (conn.c) on the Engine.IO session; a DISCONNECT ends it like a
+ * clean leave and leaves the Engine.IO session open, for a new CONNECT.
+ * Client commands become SQL jobs (jobs.c), whose done callbacks here send
+ * the replies after their batch has committed.  Nothing here runs SQL or
+ * knows which transport carries a session.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +27,7 @@
 #include "access_live.h"
 #include "collab.h"
 #include "conn.h"
+#include "eio.h"
 #include "jobs.h"
 #include "json_object.h"
 #include "jwt.h"
@@ -33,7 +37,10 @@
 #include "session.h"
 #include "sio_codec.h"
 
-/* Time to send CONNECT after the WebSocket opens (socket.io's default). */
+/*
+ * Time to send CONNECT after the Engine.IO session opens, or after a
+ * DISCONNECT (socket.io's default).
+ */
 #define CONNECT_TIMEOUT_US		(45 * 1000 * 1000LL)
 /* Time a refused client gets to read its CONNECT_ERROR. */
 #define REJECT_LINGER_US		(5 * 1000 * 1000LL)
@@ -42,13 +49,27 @@ static struct ev_loop *session_loop = NULL;
 static const char *session_worker_name = NULL;
 static const JwtConfig *session_jwt = NULL;
 
-/* The loop that serves the sessions' timers, and what sessions report. */
+static void session_opened(EioSession *eio);
+static void session_message(EioSession *eio, const char *data, size_t len);
+static void session_ended(EioSession *eio);
+
+static const EioCallbacks session_callbacks = {
+	.opened = session_opened,
+	.message = session_message,
+	.ended = session_ended,
+};
+
+/*
+ * The loop that serves the sessions' timers, and what sessions report;
+ * Engine.IO sessions hand their messages here from now on.
+ */
 void
-session_init(struct ev_loop *loop, const char *worker_name, const JwtConfig *jwt)
+session_init(struct ev_loop *loop, const char *worker_name, int worker_slot, const JwtConfig *jwt)
 {
 	session_loop = loop;
 	session_worker_name = worker_name;
 	session_jwt = jwt;
+	eio_init(loop, worker_slot, &session_callbacks);
 }
 
 /* Token times are unix seconds of the server's clock. */
@@ -59,122 +80,65 @@ now_unix(void)
 }
 
 /* ----------------------------------------------------------------
- * Opening, deadlines and the end of a session
+ * Deadlines and the end of a session
  * ---------------------------------------------------------------- */
 
-/* Is origin in collab.allowed_origins?  No list, or no Origin header: yes. */
-static bool
-origin_allowed(const char *origin)
+/* A new Engine.IO session: it must CONNECT within CONNECT_TIMEOUT_US. */
+static void
+session_opened(EioSession *eio)
 {
-	const char *p = collab_allowed_origins;
-	size_t		olen;
-
-	if (p == NULL || *p == '\0' || origin == NULL)
-		return true;
-	olen = strlen(origin);
-	while (*p)
-	{
-		const char *start;
-		const char *end;
-
-		while (*p == ' ' || *p == ',')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && end[-1] == ' ')
-			end--;
-		if ((size_t) (end - start) == olen && strncmp(start, origin, olen) == 0)
-			return true;
-	}
-	return false;
+	eio_set_deadline(eio, lws_now_usecs() + CONNECT_TIMEOUT_US);
 }
 
+/* Arms the timer of the token's expiry (plus collab.jwt_leeway). */
 static void
-schedule_timer(Conn *conn)
+schedule_expiry(Conn *conn)
 {
-	int64		now = lws_now_usecs();
-	int64		next = INT64_MAX;
-
-	if (conn->state == CONN_OPEN || conn->state == CONN_REJECTED)
-		next = conn->connect_deadline;
-	if (conn->pong_deadline > 0)
-		next = Min(next, conn->pong_deadline);
-	else if (conn->next_ping > 0)
-		next = Min(next, conn->next_ping);
-	if (conn->state == CONN_CONNECTED && conn->token_exp > 0)
-	{
-		int64		exp_us = now + (conn->token_exp + collab_jwt_leeway - now_unix()) * 1000000LL;
-
-		next = Min(next, exp_us);
-	}
 	ev_timer_stop(session_loop, &conn->timer);
-	if (next == INT64_MAX)
+	if (conn->state != CONN_CONNECTED || conn->token_exp <= 0)
 		return;
-	ev_timer_set(&conn->timer, Max(next - now, 1000) / 1e6, 0.0);
+	ev_timer_set(&conn->timer,
+				 Max(conn->token_exp + collab_jwt_leeway - now_unix(), 0) + 0.001, 0.0);
 	ev_timer_start(session_loop, &conn->timer);
 }
 
 /*
- * A deadline of conn passed: the CONNECT timeout, a heartbeat, the token's
- * expiry.  False when the connection must be dropped at once.
+ * The token expired: the client is told (AUTH_TOKEN_EXPIRED, then a
+ * DISCONNECT) and the connection closed.
  */
-static bool
-deadline_passed(Conn *conn)
+static void
+token_expired(Conn *conn)
 {
-	int64		now = lws_now_usecs();
+	StringInfoData buf;
 
-	if ((conn->state == CONN_OPEN || conn->state == CONN_REJECTED) && now >= conn->connect_deadline)
-		return false;
-	if (conn->pong_deadline > 0 && now >= conn->pong_deadline)
+	if (conn->state != CONN_CONNECTED || conn->token_exp <= 0)
+		return;
+	if (now_unix() < conn->token_exp + collab_jwt_leeway)
 	{
-		conn->close_reason = "timeout";
-		return false;
+		schedule_expiry(conn);
+		return;
 	}
-	if (conn->state == CONN_CONNECTED && conn->token_exp > 0 &&
-		now_unix() >= conn->token_exp + collab_jwt_leeway)
-	{
-		StringInfoData buf;
-
-		conn_send_error(conn, SIO_NO_ACK, CE_AUTH_TOKEN_EXPIRED,
-						"your token expired; reconnect with a new one (or send auth:refresh before it expires)",
-						NULL);
-		initStringInfo(&buf);
-		sio_encode_disconnect(&buf, NULL);
-		conn_send_buf(conn, &buf);
-		pfree(buf.data);
-		conn->token_exp = 0;
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
-		return true;
-	}
-	if (conn->pong_deadline == 0 && conn->next_ping > 0 && now >= conn->next_ping)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		sio_encode_ping(&buf);
-		conn_send_buf(conn, &buf);
-		pfree(buf.data);
-		conn->pong_deadline = now + (int64) collab_ping_timeout_ms * 1000;
-	}
-	schedule_timer(conn);
-	return true;
+	conn_send_error(conn, SIO_NO_ACK, CE_AUTH_TOKEN_EXPIRED,
+					"your token expired; reconnect with a new one (or send auth:refresh before it expires)",
+					NULL);
+	initStringInfo(&buf);
+	sio_encode_disconnect(&buf, NULL);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	conn->token_exp = 0;
+	conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
 }
 
-/* A connection's deadline passed; runs in the event loop, outside lws callbacks. */
+/* A token's expiry; runs in the event loop, outside lws callbacks. */
 static void
-conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	Conn	   *conn = (Conn *) w->data;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
-	if (conn->transport == NULL)
-		return;
 	PG_TRY();
 	{
-		if (!deadline_passed(conn))
-			conn_kill(conn);
+		token_expired(conn);
 	}
 	PG_CATCH();
 	{
@@ -184,47 +148,6 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_kill(conn);
 	}
 	PG_END_TRY();
-}
-
-/*
- * A new session on transport t, from a peer at address (with an Origin
- * header, or NULL): the Engine.IO open packet is sent and the CONNECT
- * deadline set.  NULL when the worker has no room for another connection.
- */
-Conn *
-session_open(Transport *t, const char *address, const char *origin)
-{
-	Conn	   *conn;
-	StringInfoData buf;
-
-	if (conn_count() >= collab_max_connections)
-	{
-		ereport(LOG, (errmsg("collab worker refuses a connection: collab.max_connections (%d) reached",
-							 collab_max_connections)));
-		return NULL;
-	}
-	conn = conn_create();
-	conn_attach(conn, t);
-	ev_init(&conn->timer, conn_timer_cb);
-	conn->timer.data = conn;
-	strlcpy(conn->address, address, sizeof(conn->address));
-	if (origin)
-		conn->origin = MemoryContextStrdup(conn->cxt, origin);
-	conn->origin_ok = origin_allowed(conn->origin);
-	conn->rate_tokens = collab_rate_limit;
-	conn->rate_stamp = lws_now_usecs();
-	conn->close_reason = "disconnected";
-
-	initStringInfo(&buf);
-	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
-					collab_max_message_size);
-	conn_send_buf(conn, &buf);
-	pfree(buf.data);
-
-	conn->connect_deadline = lws_now_usecs() + CONNECT_TIMEOUT_US;
-	conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
-	schedule_timer(conn);
-	return conn;
 }
 
 /* The connection's rows are gone from the database (or could not be removed). */
@@ -237,13 +160,12 @@ disconnect_done(Job *job)
 }
 
 /*
- * conn's transport is gone, and with it the session: it leaves its rooms,
- * and what it held in the database is released.
+ * The Socket.IO session is over: it leaves its rooms, and what it held in
+ * the database is released (conn->close_reason says why to the others).
  */
-void
-session_transport_lost(Conn *conn)
+static void
+end_session(Conn *conn)
 {
-	conn_detach(conn);
 	ev_timer_stop(session_loop, &conn->timer);
 	rooms_leave_all(conn);
 	if (conn->registered || conn->state == CONN_CONNECTING)
@@ -259,19 +181,32 @@ session_transport_lost(Conn *conn)
 	conn_end(conn);
 }
 
+/* The Engine.IO session ended, and with it the Socket.IO session it carried. */
+static void
+session_ended(EioSession *eio)
+{
+	Conn	   *conn = (Conn *) eio->conn;
+
+	if (conn == NULL)
+		return;
+	if (eio->end_reason == EIO_END_TIMEOUT && strcmp(conn->close_reason, "disconnected") == 0)
+		conn->close_reason = "timeout";
+	end_session(conn);
+}
+
 /* ----------------------------------------------------------------
  * Socket.IO CONNECT and authentication
  * ---------------------------------------------------------------- */
 
 /* A CONNECT to a namespace we do not serve: refused, the connection stays. */
 static void
-reject_namespace(Conn *conn, const char *nsp)
+reject_namespace(EioSession *eio, const char *nsp)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	sio_encode_connect_error(&buf, nsp, "Invalid namespace", NULL);
-	conn_send_buf(conn, &buf);
+	eio_send_text(eio, buf.data, buf.len);
 	pfree(buf.data);
 }
 
@@ -289,8 +224,8 @@ reject_connect(Conn *conn, CollabErrorCode code, const char *message)
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 	conn->state = CONN_REJECTED;
-	conn->connect_deadline = lws_now_usecs() + REJECT_LINGER_US;
-	schedule_timer(conn);
+	if (conn->eio)
+		eio_set_deadline(conn->eio, lws_now_usecs() + REJECT_LINGER_US);
 }
 
 /* Verifies a token; false, with the error's code and message, if it fails. */
@@ -347,7 +282,7 @@ connect_done(Job *job)
 	sio_encode_connect(&buf, NULL, conn->id);
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
-	schedule_timer(conn);
+	schedule_expiry(conn);
 }
 
 /*
@@ -399,6 +334,7 @@ keep_token_access(Conn *conn, const JwtClaims *claims)
 static void
 queue_connect(Conn *conn, const JwtClaims *claims)
 {
+	EioSession *eio = conn->eio;
 	Job		   *job = job_new(sizeof(Job),
 							  "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7,"
 							  " ARRAY(SELECT jsonb_array_elements_text(($8::jsonb)->'groups')),"
@@ -406,6 +342,7 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 							  conn, connect_done);
 
 	conn->state = CONN_CONNECTING;
+	eio_set_deadline(eio, 0);
 	job->timed = true;
 	job->nargs = 8;
 	job->args[0] = job_strdup(conn->id);
@@ -413,15 +350,20 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 	job->args[2] = job_strdup(psprintf("%d", MyProcPid));
 	job->args[3] = job_strdup(conn->user_id);
 	job->args[4] = job_strdup(conn->username);
-	job->args[5] = job_strdup(conn->address);
-	job->args[6] = conn->origin ? job_strdup(conn->origin) : NULL;
+	job->args[5] = job_strdup(eio->address);
+	job->args[6] = eio->origin ? job_strdup(eio->origin) : NULL;
 	job->args[7] = job_strdup(token_access_json(claims));
 	jobs_queue(job);
 }
 
+/*
+ * A CONNECT: to the main namespace, it begins a Socket.IO session on eio,
+ * authenticated by the token of its auth payload.
+ */
 static void
-handle_connect(Conn *conn, SioFrame *f)
+handle_connect(EioSession *eio, SioFrame *f)
 {
+	Conn	   *conn;
 	JsonObject	auth;
 	char	   *perr = NULL;
 	const char *token = NULL;
@@ -432,15 +374,22 @@ handle_connect(Conn *conn, SioFrame *f)
 
 	if (strcmp(f->nsp, "/") != 0)
 	{
-		reject_namespace(conn, f->nsp);
+		reject_namespace(eio, f->nsp);
 		return;
 	}
-	if (conn->state != CONN_OPEN)
+	if (eio->conn != NULL)
 	{
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		/* one session of the main namespace at a time */
+		eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 		return;
 	}
-	if (!conn->origin_ok)
+	conn = conn_create(eio);
+	ev_init(&conn->timer, expiry_cb);
+	conn->timer.data = conn;
+	conn->rate_tokens = collab_rate_limit;
+	conn->rate_stamp = lws_now_usecs();
+	conn->close_reason = "disconnected";
+	if (!eio->origin_ok)
 	{
 		reject_connect(conn, CE_FORBIDDEN, "this origin is not allowed to connect");
 		return;
@@ -484,6 +433,23 @@ handle_connect(Conn *conn, SioFrame *f)
 	jwt_claims_free(&claims);
 }
 
+/*
+ * A DISCONNECT of the main namespace: the Socket.IO session ends like a
+ * clean leave; the Engine.IO session stays open, and pinging, for a new
+ * CONNECT within CONNECT_TIMEOUT_US.  One of another namespace, which we
+ * never connected, changes nothing.
+ */
+static void
+handle_disconnect(EioSession *eio, SioFrame *f)
+{
+	Conn	   *conn = (Conn *) eio->conn;
+
+	if (strcmp(f->nsp, "/") != 0 || conn == NULL)
+		return;
+	end_session(conn);
+	eio_set_deadline(eio, lws_now_usecs() + CONNECT_TIMEOUT_US);
+}
+
 /* auth:refresh: the new token's groups and issue time, for collab.ws_refresh. */
 typedef struct RefreshJob
 {
@@ -517,7 +483,7 @@ refresh_done(Job *job)
 	}
 	conn->token_exp = rj->exp;
 	keep_token_access(conn, &rj->claims);
-	schedule_timer(conn);
+	schedule_expiry(conn);
 	if (job->result && strcmp(job->result, "true") == 0)
 		access_live_recheck_rooms(conn);
 	if (rj->ack_id < 0)
@@ -844,61 +810,40 @@ handle_event(Conn *conn, SioFrame *f)
 }
 
 /*
- * One message from the client: an Engine.IO packet, maybe carrying a
- * Socket.IO packet.  A malformed one closes the connection.
+ * One message packet ("4...") of eio: a Socket.IO packet.  A malformed one
+ * closes the connection.
  */
-void
-session_receive(Conn *conn, const char *data, size_t len)
+static void
+session_message(EioSession *eio, const char *data, size_t len)
 {
+	Conn	   *conn = (Conn *) eio->conn;
 	SioFrame	f;
 	SioParseError err;
-	StringInfoData buf;
 
 	err = sio_parse_frame(data, len, &f);
 	if (err != SIO_OK)
 	{
-		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn->state == CONN_CONNECTED)
+		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn && conn->state == CONN_CONNECTED)
 		{
 			conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
 			return;
 		}
-		ereport(DEBUG1, (errmsg("collab worker closes connection %s: %s", conn->id, sio_error_message(err))));
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		ereport(DEBUG1, (errmsg("collab worker closes session %s: %s", eio->sid, sio_error_message(err))));
+		eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 		return;
-	}
-	switch (f.eio_type)
-	{
-		case SIO_EIO_PONG:
-			conn->pong_deadline = 0;
-			conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
-			schedule_timer(conn);
-			return;
-		case SIO_EIO_PING:
-			initStringInfo(&buf);
-			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
-			conn_send_buf(conn, &buf);
-			pfree(buf.data);
-			return;
-		case SIO_EIO_CLOSE:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
-			return;
-		case SIO_EIO_MESSAGE:
-			break;
-		default:
-			return;				/* noop, upgrade: nothing to do on websocket */
 	}
 	switch (f.sio_type)
 	{
 		case SIO_CONNECT:
-			handle_connect(conn, &f);
+			handle_connect(eio, &f);
 			break;
 		case SIO_DISCONNECT:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
+			handle_disconnect(eio, &f);
 			break;
 		case SIO_EVENT:
-			if (conn->state != CONN_CONNECTED || strcmp(f.nsp, "/") != 0)
+			if (conn == NULL || conn->state != CONN_CONNECTED || strcmp(f.nsp, "/") != 0)
 			{
-				conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+				eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 				break;
 			}
 			handle_event(conn, &f);
@@ -906,7 +851,7 @@ session_receive(Conn *conn, const char *data, size_t len)
 		case SIO_ACK:
 			break;				/* we never ask clients for acks */
 		default:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+			eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 			break;
 	}
 }

@@ -48,11 +48,14 @@
 #include "access_live.h"
 #include "collab.h"
 #include "conn.h"
+#include "eio.h"
 #include "event_queue.h"
 #include "jobs.h"
 #include "jwt.h"
 #include "listen.h"
 #include "metrics.h"
+#include "poll_http.h"
+#include "relay.h"
 #include "rooms.h"
 #include "session.h"
 #include "worker.h"
@@ -600,7 +603,10 @@ start_worker(Datum main_arg)
 
 	raise_descriptor_limit();
 	vh = create_context();
-	session_init(worker_loop, worker_name, &worker_jwt);
+	session_init(worker_loop, worker_name, worker_slot, &worker_jwt);
+	poll_http_init();
+	if (collab_workers > 1)
+		relay_start(worker_loop, worker_slot);
 	before_shmem_exit(detach_event_queue, (Datum) 0);
 	if (!event_queue_attach(worker_slot))
 		ereport(ERROR,
@@ -633,7 +639,7 @@ serve(void)
 		bool		worked;
 
 		MemoryContextSwitchTo(loopcxt);
-		metrics_set_gauges(conn_count(), rooms_count());
+		metrics_set_gauges(eio_count(), rooms_count());
 		/* one pass: wait for some I/O or timer, run its callbacks */
 		ev_run(worker_loop, EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);
@@ -668,6 +674,7 @@ static void
 stop_worker(void)
 {
 	listen_stop(worker_loop);
+	relay_stop();
 	PG_TRY();
 	{
 		drain_events();

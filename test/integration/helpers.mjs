@@ -5,11 +5,17 @@
 //   COLLAB_WS_URL            http://127.0.0.1:<collab.port>
 //   COLLAB_JWT_SECRET        the cluster's collab.jwt_secret (HS256)
 //   COLLAB_TEST_WORK         a scratch directory readable by the postgres user
+//   COLLAB_TRANSPORTS        how socket.io-client connects (connect(), tryConnect()):
+//                              websocket (the default here): transports: ['websocket']
+//                              polling:   transports: ['polling'] (HTTP long-polling only)
+//                              default:   socket.io-client's own default, long-polling
+//                                         first, then the upgrade to WebSocket
 //
 // Every socket a test opens is logged from its first packet on (onAny), so
 // waitFor() finds an event whether it arrived before or after the call.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -25,6 +31,14 @@ export const RAW_WS_URL = WS_URL.replace(/^http/, 'ws') + '/socket.io/?EIO=4&tra
 export const SECRET = process.env.COLLAB_JWT_SECRET;
 export const WORK = process.env.COLLAB_TEST_WORK;
 export const DEFAULT_TIMEOUT = 5000;
+
+/** The client setup of this run: 'websocket', 'polling' or 'default' (COLLAB_TRANSPORTS). */
+export const TRANSPORTS = process.env.COLLAB_TRANSPORTS || 'websocket';
+if (!['websocket', 'polling', 'default'].includes(TRANSPORTS)) {
+  throw new Error(`COLLAB_TRANSPORTS must be websocket, polling or default, not "${TRANSPORTS}"`);
+}
+/** socket.io-client options for that setup: none for its default transports. */
+export const transportOptions = () => (TRANSPORTS === 'default' ? {} : { transports: [TRANSPORTS] });
 export const DEFAULT_TTL_MS = 5 * 60 * 1000;
 
 export const ISO_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$/;
@@ -196,13 +210,24 @@ function attachLog(socket, label) {
   socket.on('connect', () => push({ event: '$connect', payload: socket.id, args: [] }));
 }
 
+/*
+ * Each client's long-polling requests go through an agent of its own, so
+ * that killSocket() can cut its connections.  Without keep-alive, as
+ * socket.io-client's own default in Node (the browser test has it).
+ */
+function pollingAgent() {
+  if (TRANSPORTS === 'websocket' || !WS_URL.startsWith('http:')) return {};
+  return { agent: new http.Agent({ keepAlive: false }) };
+}
+
 function socketOptions(auth, opts) {
   const { reconnection = false, nsp = '', label, ...rest } = opts;
   return {
     url: WS_URL + nsp,
     label,
     options: {
-      transports: ['websocket'],
+      ...transportOptions(),
+      ...pollingAgent(),
       ...(auth === undefined ? {} : { auth }),
       reconnection,
       forceNew: true,
@@ -386,11 +411,24 @@ export async function startBystander(prefix) {
   };
 }
 
-/** Closes the TCP connection under a socket.io-client socket, without a close frame. */
+/**
+ * Cuts a socket.io-client socket off without a goodbye: the TCP connection
+ * under its WebSocket is destroyed without a close frame; on long-polling,
+ * the poll that waits at the server is aborted (its connection closed).
+ */
 export function killSocket(socket) {
-  const ws = socket.io.engine.transport.ws;
-  assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
-  ws._socket.destroy();
+  const transport = socket.io.engine.transport;
+  if (transport.name === 'websocket') {
+    const ws = transport.ws;
+    assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
+    ws._socket.destroy();
+    return;
+  }
+  const agent = socket.io.opts.agent;
+  assert.ok(agent, 'a long-polling socket has an agent of its own');
+  const open = Object.values(agent.sockets).flat();
+  assert.ok(open.length > 0, 'a poll is in flight');
+  for (const s of open) s.destroy();
 }
 
 /* ------------------------------------------------------------------------
