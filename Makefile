@@ -31,6 +31,7 @@ OBJS = \
 	src/resource_id_sql.o \
 	src/revisions.o \
 	src/rooms.o \
+	src/sampling.o \
 	src/save_guard.o \
 	src/session.o \
 	src/static_files.o \
@@ -44,7 +45,7 @@ PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
 REGRESS = resource_id documents locks saves events presence privileges token_epochs revisions access payloads comments
 REGRESS_OPTS = --inputdir=test --load-extension=collab
-ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete save_race_revisions purge_vs_save revoke_vs_save revoke_vs_acquire revoke_vs_join
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete save_race_revisions purge_vs_save revoke_vs_save revoke_vs_acquire revoke_vs_join lock_space
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config

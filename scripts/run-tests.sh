@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-ALL_SUITES="unit fuzz types regress notify restart crash_load install tls ws workers browser soak stress"
+ALL_SUITES="unit fuzz types regress notify restart crash_load install revisions tls ws workers browser soak stress failover"
 for s in ${SUITES:-}; do
 	case " $ALL_SUITES " in
 	*" $s "*) ;;

@@ -625,6 +625,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_groups text[];
 	v_issued timestamptz;
+	v_limit integer;
 BEGIN
 	PERFORM collab._check_user(p_user_id, p_username);
 	PERFORM collab._check_user_id(p_user_id);
@@ -635,13 +636,26 @@ BEGIN
 			jsonb_build_object('reason', 'revoked', 'issuedAt', collab._ts(v_issued))::text);
 		PERFORM collab._raise_revoked();
 	END IF;
+	-- collab.max_connections_per_user, over every worker: the user's
+	-- registrations are counted one at a time
+	v_limit := current_setting('collab.max_connections_per_user')::integer;
+	IF v_limit > 0 THEN
+		PERFORM collab._lock_user(p_user_id);
+		IF (SELECT count(*) FROM collab.ws_connections WHERE user_id = p_user_id) >= v_limit THEN
+			PERFORM collab._log_refusal('connect', p_user_id, p_username, NULL, p_address,
+				jsonb_build_object('reason', 'too_many_connections', 'limit', v_limit)::text);
+			PERFORM collab._raise('RATE_LIMITED',
+				format('this user has %s connections open, the most collab.max_connections_per_user allows', v_limit),
+				NULL, 'Close a connection (a browser tab) first.');
+		END IF;
+	END IF;
 	INSERT INTO collab.ws_connections (connection_id, worker, worker_pid, user_id, username, address, origin,
 			groups, token_issued_at)
 		VALUES (p_conn, p_worker, p_worker_pid, p_user_id, p_username, p_address, left(p_origin, 256),
 				v_groups, v_issued);
 END
 $$;
-COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session';
+COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session, RATE_LIMITED past collab.max_connections_per_user';
 
 -- auth:refresh: a new token of the same user, whose groups may differ.
 CREATE FUNCTION collab.ws_refresh(p_conn text, p_groups text[] DEFAULT NULL, p_iat bigint DEFAULT NULL)
@@ -783,13 +797,17 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- a re-join in the same role changes no row and publishes nothing
 	INSERT INTO collab.ws_presence (connection_id, resource_id, user_id, username, role)
 		VALUES (p_conn, p_resource_id, c.user_id, c.username, v_role)
 	ON CONFLICT (connection_id, resource_id) DO UPDATE SET role = EXCLUDED.role
+		WHERE ws_presence.role IS DISTINCT FROM EXCLUDED.role
 	RETURNING * INTO p;
 	-- deleted while we joined? (see collab.ws_presence: no foreign key)
 	PERFORM collab._check_resource(p_resource_id);
-	PERFORM collab._publish_presence_joined(p_resource_id, p.user_json);
+	IF p.connection_id IS NOT NULL THEN
+		PERFORM collab._publish_presence_joined(p_resource_id, p.user_json);
+	END IF;
 	-- the content is read below: the trail records it (see collab.access_entries)
 	INSERT INTO collab.access_entries (action, outcome, user_id, username, resource_id, address, detail)
 		VALUES ('join', 'allowed', c.user_id, c.username, p_resource_id, c.address,
@@ -975,7 +993,7 @@ COMMENT ON VIEW collab.connections IS 'WebSocket connections and their rooms; co
 COMMENT ON VIEW collab.presence IS 'Who is in which room; connection_id only for collab_admin';
 COMMENT ON FUNCTION collab.acquire(text, text, text, text) IS 'The editor lock of a resource for a holder, or who holds it instead; FORBIDDEN for a holder id that is a browser connection''s, except from the worker''s functions';
 COMMENT ON FUNCTION collab.release_holder(text, text) IS 'Releases every live lock of a holder (a connection that went away); collab_admin';
-COMMENT ON FUNCTION collab.ws_join(text, text, text, boolean) IS 'Worker: presence:join; RESOURCE_NOT_FOUND, as for a missing resource, without view; viewer without edit; the ack carries the permissions';
+COMMENT ON FUNCTION collab.ws_join(text, text, text, boolean) IS 'Worker: presence:join; RESOURCE_NOT_FOUND, as for a missing resource, without view; viewer without edit; the ack carries the permissions; a re-join in the same role publishes nothing';
 COMMENT ON FUNCTION collab.ws_request(text, text) IS 'Worker: lock:request; needs edit';
 COMMENT ON FUNCTION collab.ws_renew(text, text) IS 'Worker: lock:renew; needs edit';
 
@@ -1006,6 +1024,62 @@ SELECT pg_catalog.pg_extension_config_dump('collab.access_id_seq', '');
 /* ------------------------------------------------------------------------
  * Responsiveness and budgets
  * ------------------------------------------------------------------------ */
+
+/*
+ * The worker never waits for another session (docs/design.md, "Requests
+ * never wait in the event loop"): the path locks of src/lock_path.c live in
+ * a key space no SQL function can take (LOCKTAG_USERLOCK, shown by pg_locks
+ * as locktype 'userlock'), the worker takes them without waiting, and a
+ * request that finds one busy is parked and tried again.
+ */
+
+-- The registrations of one user's connections, one at a time
+-- (collab.max_connections_per_user, in collab.ws_connect).
+CREATE FUNCTION collab._lock_user(p_user_id text) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_lock_user' LANGUAGE C STRICT;
+COMMENT ON FUNCTION collab._lock_user(text) IS 'Internal: serializes the registrations of a user''s connections for the transaction, so that collab.max_connections_per_user counts them exactly';
+
+-- how many connections a user has open, for that count
+CREATE INDEX ws_connections_user_idx ON collab.ws_connections (user_id);
+
+-- The connections a (re)starting worker must release: those of its
+-- previous run and, for worker 1 (p_workers given), those of workers
+-- beyond collab.workers.  The worker releases them one job each, so that a
+-- transaction holding one of their paths holds up that one only.
+CREATE FUNCTION collab.ws_previous_connections(p_worker text, p_workers integer DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT connection_id FROM collab.ws_connections
+	 WHERE worker = p_worker
+	    OR (p_workers IS NOT NULL
+	        AND worker <> ALL (ARRAY(SELECT 'collab worker ' || i FROM generate_series(1, p_workers) i)))
+	 ORDER BY connected_at
+$$;
+COMMENT ON FUNCTION collab.ws_previous_connections(text, integer) IS 'Worker: the connections of its previous run (and, with p_workers, of workers no longer running), oldest first';
+
+CREATE OR REPLACE FUNCTION collab.ws_worker_start(p_worker text, p_workers integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_conn text;
+	n integer := 0;
+BEGIN
+	FOR v_conn IN SELECT collab.ws_previous_connections(p_worker, p_workers) LOOP
+		PERFORM collab.ws_disconnect(v_conn, 'disconnected');
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- Denials and refusals of a worker's browsers are sampled with counts
+-- (src/sampling.c); the worker writes the counts whose second has ended.
+CREATE FUNCTION collab._flush_sampled_refusals() RETURNS integer
+	AS 'MODULE_PATHNAME', 'collab_flush_sampled_refusals' LANGUAGE C;
+COMMENT ON FUNCTION collab._flush_sampled_refusals() IS 'Worker: writes to collab.audit and the access trail the rows that count the refusals it sampled, for every second that has ended; how many rows';
+
+REVOKE ALL ON FUNCTION collab._lock_user(text), collab.ws_previous_connections(text, integer),
+	collab._flush_sampled_refusals() FROM PUBLIC;
 
 /* ------------------------------------------------------------------------
  * Revisions: every accepted save kept, hash-chained
@@ -1045,10 +1119,13 @@ CREATE TABLE collab.revisions (
 COMMENT ON TABLE collab.revisions IS 'Every accepted save: content, saver, time, token, path, SHA-256 chained per resource; immutable';
 -- Every save writes a revision and few are read back: lz4, where the server
 -- was built with it, compresses a 2 kB save several times faster than pglz
--- (for about 15 % more room).
+-- (for about 15 % more room).  The save guard compresses a save's content
+-- once, with the resource column's method, and stores the same bytes in the
+-- resource's row and in its revision (src/revisions.c): both columns use it.
 DO $$
 BEGIN
 	IF EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+		ALTER TABLE collab.resources ALTER COLUMN content SET COMPRESSION lz4;
 		ALTER TABLE collab.revisions ALTER COLUMN content SET COMPRESSION lz4;
 	END IF;
 END
@@ -1701,7 +1778,7 @@ COMMENT ON FUNCTION collab.resource_id_valid(text) IS 'Is this a valid resource 
 COMMENT ON FUNCTION collab.check_resource_id(text) IS 'Raises RESOURCE_ID_INVALID, naming the rule and the byte offset, unless the id is valid';
 COMMENT ON FUNCTION collab.parent_id(text) IS 'A resource id without its last segment; NULL for a top-level id';
 COMMENT ON FUNCTION collab.ancestors(text) IS 'The proper ancestors of a resource id, root first';
-COMMENT ON FUNCTION collab.lock_key(text) IS 'The advisory lock key of a resource path (a 64-bit hash)';
+COMMENT ON FUNCTION collab.lock_key(text) IS 'The lock key of a resource path (a 64-bit hash); its locks are in collab''s own key space (pg_locks: locktype userlock, objsubid 1), not pg_advisory_lock''s';
 COMMENT ON FUNCTION collab.lock_ttl() IS 'The session''s collab.lock_ttl as an interval';
 COMMENT ON FUNCTION collab.max_content_size() IS 'The session''s collab.max_content_size in bytes';
 COMMENT ON FUNCTION collab.pending_events() IS 'The events this transaction will publish at commit (for tests and debugging)';
@@ -1716,7 +1793,7 @@ COMMENT ON FUNCTION collab.ws_release(text, text) IS 'Worker: lock:release of th
 -- internal steps and checks
 COMMENT ON FUNCTION collab._check_preloaded() IS 'Internal: raises unless collab is in shared_preload_libraries';
 COMMENT ON FUNCTION collab._raise(text, text, text, text) IS 'Internal: raises the error of a collab error code with its SQLSTATE';
-COMMENT ON FUNCTION collab._lock_path(text) IS 'Internal: takes the advisory locks of a resource path for the transaction (shared on ancestors, exclusive on the resource)';
+COMMENT ON FUNCTION collab._lock_path(text) IS 'Internal: takes the path locks of a resource for the transaction (shared on ancestors, exclusive on the resource); in a worker without waiting';
 COMMENT ON FUNCTION collab._try_lock_path(text) IS 'Internal: the locks of _lock_path without waiting; false if another transaction holds one';
 COMMENT ON FUNCTION collab._publish(text) IS 'Internal: queues one event (JSON) for publication at commit';
 COMMENT ON FUNCTION collab._require_read_committed() IS 'Internal: raises unless the transaction is READ COMMITTED, as lock decisions need';

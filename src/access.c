@@ -22,6 +22,8 @@
  *   access-log entry is therefore kept here, in the top transaction's
  *   memory, and written just before that transaction commits: it survives
  *   the failed request, and is lost only if the whole transaction is.
+ *   In a collab worker, identical refusals are sampled with counts
+ *   (sampling.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -42,9 +44,8 @@
 #include "utils/timestamp.h"
 
 #include "collab.h"
+#include "json_object.h"
 #include "resource_id.h"
-
-extern Datum collab_lock_key(PG_FUNCTION_ARGS);
 
 /* One refusal waiting for its transaction's commit. */
 typedef struct Refusal
@@ -73,9 +74,9 @@ static bool callback_registered = false;
  * collab._lock_access(resource_id, exclusive): the access locks of a path.
  * Shared: one on each segment of the path, root first (a join).  Exclusive:
  * the one of the resource itself (a grant or revoke), which conflicts with
- * every join on the resource and its descendants.  They are advisory locks
- * of the two-key form, whose tags never meet the path locks' (lock_path.c),
- * and whose keys are the same path hashes (collab.lock_key()).
+ * every join on the resource and its descendants.  They are locks of
+ * lock_path.c's own key space, of a kind apart from the path locks', on the
+ * same path hashes (collab.lock_key()).
  */
 PG_FUNCTION_INFO_V1(collab_lock_access);
 Datum
@@ -91,17 +92,7 @@ collab_lock_access(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_RESOURCE_ID_INVALID)),
 				 errmsg("invalid resource id")));
-	for (int i = exclusive ? len : 0; i <= len; i++)
-	{
-		int64		key;
-
-		if (i < len && s[i] != '/')
-			continue;
-		key = DatumGetInt64(DirectFunctionCall1(collab_lock_key,
-												PointerGetDatum(cstring_to_text_with_len(s, i))));
-		DirectFunctionCall2(exclusive ? pg_advisory_xact_lock_int4 : pg_advisory_xact_lock_shared_int4,
-							Int32GetDatum((int32) (key >> 32)), Int32GetDatum((int32) key));
-	}
+	collab_lock_access_of(s, len, exclusive);
 	PG_RETURN_VOID();
 }
 
@@ -110,6 +101,46 @@ static char *
 arg_or_null(FunctionCallInfo fcinfo, int n)
 {
 	return PG_ARGISNULL(n) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(n));
+}
+
+/*
+ * One refused access as a row of collab.access_entries, with detail; the
+ * caller is connected to SPI, as the log's owner.  Also the writer of the
+ * rows that count sampled refusals (sampling.c).
+ */
+static void
+insert_refusal(const CollabRefusal *r, const char *detail)
+{
+	Oid			types[8] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	const char *strs[7] = {r->action, r->user_id, r->fields[0], r->resource_id,
+	r->fields[1], r->fields[2], detail};
+	Datum		values[8];
+	char		nulls[8];
+
+	values[0] = TimestampTzGetDatum(r->at);
+	nulls[0] = ' ';
+	for (int i = 0; i < 7; i++)
+	{
+		values[i + 1] = strs[i] ? CStringGetTextDatum(strs[i]) : (Datum) 0;
+		nulls[i + 1] = strs[i] ? ' ' : 'n';
+	}
+	if (SPI_execute_with_args(REFUSAL_INSERT, 8, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "collab could not record a refused access");
+}
+
+/* The "reason" member of a refusal's detail, NULL for none. */
+static const char *
+detail_reason(const char *detail)
+{
+	JsonObject	obj;
+	char	   *perr = NULL;
+	const char *reason;
+	size_t		len;
+
+	if (detail == NULL || !json_object_parse(detail, strlen(detail), &obj, &perr) ||
+		json_object_get_string(&obj, "reason", &reason, &len) != JSON_GET_OK)
+		return NULL;
+	return pnstrdup(reason, len);
 }
 
 static void
@@ -125,28 +156,18 @@ write_refusals(void)
 	SetUserIdAndSecContext(refusals_owner, saved_ctx | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		Oid			types[8] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
 		foreach(lc, todo)
 		{
 			Refusal    *r = lfirst(lc);
-			const char *strs[7] = {r->action, r->user_id, r->username, r->resource_id,
-			r->address, r->actor, r->detail};
-			Datum		values[8];
-			char		nulls[8];
+			CollabRefusal cr = {"access", r->action, r->user_id, r->resource_id,
+				detail_reason(r->detail), {r->username, r->address, r->actor}, r->detail, r->at};
 
-			values[0] = TimestampTzGetDatum(r->at);
-			nulls[0] = ' ';
-			for (int i = 0; i < 7; i++)
-			{
-				values[i + 1] = strs[i] ? CStringGetTextDatum(strs[i]) : (Datum) 0;
-				nulls[i + 1] = strs[i] ? ' ' : 'n';
-			}
-			if (SPI_execute_with_args(REFUSAL_INSERT, 8, types, values, nulls, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "collab could not record a refused access");
+			/* a worker's browsers cannot grow the log faster than once a second per kind */
+			if (collab_refusal_sample(&cr, insert_refusal))
+				insert_refusal(&cr, cr.detail);
 		}
 		PopActiveSnapshot();
 		SPI_finish();

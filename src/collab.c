@@ -46,6 +46,13 @@ bool		collab_access_control = true;
 char	   *collab_access_rule = NULL;
 char	   *collab_jwt_groups_claim = NULL;
 int			collab_access_log_retention_min = 0;
+int			collab_request_timeout_ms = 5000;
+int			collab_max_connections_per_user = 32;
+int			collab_max_unauthenticated_per_address = 256;
+int			collab_connect_timeout_ms = 10000;
+int			collab_max_output_buffer_kb = 256 * 1024;
+
+bool		collab_worker_session = false;
 
 /* default of collab.ui_directory: SHAREDIR/extension/collab_ui */
 static char default_ui_directory[MAXPGPATH];
@@ -151,8 +158,33 @@ collab_define_reloadable_settings(void)
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.rate_limit",
 							"Messages per second one connection may send (0: unlimited).",
-							NULL, &collab_rate_limit, 50, 0, 100000,
+							"Every frame counts: events, pings, pongs, acknowledgements, CONNECTs.",
+							&collab_rate_limit, 50, 0, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	/* Budgets of the worker (docs/design.md, "Requests never wait") */
+	DefineCustomIntVariable("collab.request_timeout",
+							"Time a request of a browser may wait for a lock before it is answered BUSY.",
+							"Also bounds each statement the worker runs (at most 1s).",
+							&collab_request_timeout_ms, 5000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_connections_per_user",
+							"Most WebSocket connections one user may have open, over all workers (0: unlimited).",
+							NULL, &collab_max_connections_per_user, 32, 0, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_unauthenticated_per_address",
+							"Most connections from one client address that a worker keeps before they authenticate (0: unlimited).",
+							NULL, &collab_max_unauthenticated_per_address, 256, 0, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.connect_timeout",
+							"Time a new connection has to authenticate (Socket.IO CONNECT).",
+							NULL, &collab_connect_timeout_ms, 10000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.max_output_buffer",
+							"Most outgoing data one worker keeps queued for slow readers, over all its connections.",
+							"When it is reached, the slowest readers are disconnected first.",
+							&collab_max_output_buffer_kb, 256 * 1024, 1024, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 
 	/*
 	 * Per-transaction inputs to the save guard, set with SET LOCAL by an

@@ -42,6 +42,17 @@ extern bool collab_access_control;
 extern char *collab_access_rule;
 extern char *collab_jwt_groups_claim;
 extern int	collab_access_log_retention_min;
+extern int	collab_request_timeout_ms;
+extern int	collab_max_connections_per_user;
+extern int	collab_max_unauthenticated_per_address;
+extern int	collab_connect_timeout_ms;
+extern int	collab_max_output_buffer_kb;
+
+/*
+ * This process is a collab worker: its lock decisions never wait for a
+ * lock (lock_path.c) and its refusals are sampled (sampling.c).
+ */
+extern bool collab_worker_session;
 
 extern void collab_define_postmaster_settings(void);
 extern void collab_define_reloadable_settings(void);
@@ -81,8 +92,46 @@ typedef struct CollabOwner
 extern void collab_become_owner(Oid fn, CollabOwner *oc);
 extern void collab_restore_user(CollabOwner *oc);
 
-/* lock_path.c */
+/* lock_path.c: the kinds of lock of a path (objsubid in pg_locks) */
+typedef enum CollabLockKind
+{
+	COLLAB_LOCK_NONE = 0,
+	COLLAB_LOCK_PATH = 1,		/* lock decisions and saves */
+	COLLAB_LOCK_ACCESS = 2,		/* joins against grants and revokes */
+	COLLAB_LOCK_USER = 3		/* a user's connections (their number) */
+} CollabLockKind;
+
+/* A lock that a worker's request found busy (lock_path.c). */
+typedef struct CollabBlocker
+{
+	uint64		key;
+	CollabLockKind kind;
+	int			mode;			/* a LOCKMODE */
+} CollabBlocker;
+
 extern void collab_lock_path_of(Datum resource_id);
+extern void collab_lock_access_of(const char *s, int len, bool exclusive);
+extern void collab_take_blocker(CollabBlocker *b);
+extern bool collab_blocker_gone(const CollabBlocker *b);
+
+/* sampling.c: a refusal for collab.audit or the access trail */
+typedef struct CollabRefusal
+{
+	const char *trail;			/* "audit" or "access" */
+	const char *action;
+	const char *user_id;
+	const char *resource_id;	/* NULL for none */
+	const char *reason;			/* why, NULL for none */
+	const char *fields[3];		/* the writer's other columns */
+	const char *detail;			/* a JSON object, or NULL */
+	TimestampTz at;
+} CollabRefusal;
+
+/* Writes one row of a refusal, with detail in place of r->detail. */
+typedef void (*CollabRefusalWriter) (const CollabRefusal *r, const char *detail);
+
+extern bool collab_refusal_sample(const CollabRefusal *r, CollabRefusalWriter writer);
+extern bool collab_refusals_due(TimestampTz now);
 
 /* resource_id_sql.c */
 struct varlena;
@@ -100,11 +149,11 @@ extern void collab_token_error(int64 token, const char *resource_id) pg_attribut
 /* revisions.c */
 struct TupleDescData;
 struct HeapTupleData;
-extern void collab_record_revision(Oid fn, struct TupleDescData *desc, struct HeapTupleData *oldt,
-								   struct HeapTupleData *newt, int64 version,
-								   const char *user_id, const char *username,
-								   TimestampTz saved_at, int64 token, bool ws,
-								   bool has_restored, int64 restored_from);
+extern Datum collab_record_revision(Oid fn, struct TupleDescData *desc, struct HeapTupleData *oldt,
+									struct HeapTupleData *newt, int64 version,
+									const char *user_id, const char *username,
+									TimestampTz saved_at, int64 token, bool ws,
+									bool has_restored, int64 restored_from);
 
 /* tokens.c */
 extern bool collab_parse_int64(const char *s, int64 *out);

@@ -48,6 +48,17 @@ typedef struct HeldLock
 
 struct RoomMember;
 
+/*
+ * A stream of jobs that must run in order (a connection's; jobs.c): how
+ * many of them are parked, and what the last retry pass decided for it.
+ */
+typedef struct JobOrder
+{
+	int			parked;
+	uint64		retry_pass;
+	bool		retry_moving;
+} JobOrder;
+
 struct Conn
 {
 	char		id[CONN_ID_LEN + 1];
@@ -67,12 +78,10 @@ struct Conn
 	ev_timer	timer;			/* the token's expiry (session.c) */
 	const char *close_reason;	/* 'disconnected', 'timeout' or 'revoked' */
 
-	double		rate_tokens;
-	int64		rate_stamp;
-
 	struct RoomMember *rooms;	/* rooms.c */
 	HeldLock   *locks;
 	int			pending_jobs;
+	JobOrder	job_order;		/* jobs.c: its jobs run in order */
 	bool		registered;		/* ws_connect committed */
 	bool		revoked;		/* its user's sessions were revoked: it ends */
 	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */

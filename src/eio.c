@@ -13,6 +13,16 @@
  * next GET of a poll), so a slow client only delays itself; one whose
  * queue grows past a limit is disconnected.
  *
+ * The worker's memory for slow readers is bounded too, whatever carries
+ * them: every byte queued here, or held by a transport that could not
+ * write a packet whole (it reports that with eio_transport_holds()), counts
+ * against collab.max_output_buffer.  When the sum passes it, the sessions
+ * that have waited longest for their data to go out (then those with most
+ * of it) are shed: their queues are dropped and they are closed (a
+ * WebSocket with code 1013 and a reason, long-polling with a close packet)
+ * once what the transport holds has gone out; if those transports' own
+ * bytes keep the sum too high, the oldest of them are dropped at once.
+ *
  * Nothing ends a session in the middle of what is being done to it: the
  * callers that want it gone (a kill, a close packet, two polls at once) ask
  * for its end, and its timer ends it from the event loop.  Only a transport
@@ -40,6 +50,14 @@
 /* Time a client has to finish an upgrade it probed (the reference server's). */
 #define PROBE_TIMEOUT_US		(10 * 1000 * 1000LL)
 
+/* A shed session's close waits this long for its transport. */
+#define SHED_LINGER_US			(10 * 1000 * 1000LL)
+
+/* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
+#define CLOSE_TRY_AGAIN_LATER	1013
+
+#define SHED_REASON "collab.max_output_buffer reached: this connection read too slowly"
+
 static const char sid_alphabet[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -57,8 +75,24 @@ static HTAB *sessions_by_sid = NULL;
 static dlist_head all_sessions = DLIST_STATIC_INIT(all_sessions);
 static int	nsessions = 0;
 
+/* Bytes queued and held by transports, over every session. */
+static int64 output_bytes = 0;
+
+/*
+ * Sessions that have not authenticated yet, per client address
+ * (collab.max_unauthenticated_per_address).
+ */
+typedef struct AddressCount
+{
+	char		address[64];	/* hash key */
+	int			unauthenticated;
+} AddressCount;
+
+static HTAB *unauthenticated = NULL;
+
 static void eio_end(EioSession *eio, EioEnd reason);
 static void schedule_timer(EioSession *eio);
+static void account(EioSession *eio, int64 queued, int64 held);
 
 /* The loop that serves the sessions' timers, and what sessions report. */
 void
@@ -76,6 +110,12 @@ eio_init(struct ev_loop *loop, int worker_slot, const EioCallbacks *callbacks)
 	ctl.entrysize = sizeof(SidEntry);
 	ctl.hcxt = sessions_cxt;
 	sessions_by_sid = hash_create("collab Engine.IO sessions by sid", 1024, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = 64;
+	ctl.entrysize = sizeof(AddressCount);
+	ctl.hcxt = sessions_cxt;
+	unauthenticated = hash_create("collab unauthenticated connections by address", 256, &ctl,
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
@@ -291,6 +331,59 @@ eio_set_deadline(EioSession *eio, int64 when_us)
 }
 
 /* ----------------------------------------------------------------
+ * The budget of unauthenticated sessions per address
+ * ---------------------------------------------------------------- */
+
+/*
+ * The count of unauthenticated sessions from address, created with zero
+ * when create.
+ */
+static AddressCount *
+address_count(const char *address, bool create)
+{
+	char		key[64];
+	AddressCount *a;
+	bool		found;
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, address, sizeof(key));
+	a = hash_search(unauthenticated, key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (a != NULL && !found)
+		a->unauthenticated = 0;
+	return a;
+}
+
+/*
+ * eio's Socket.IO session has authenticated, or eio is gone: its address
+ * has one slot more.
+ */
+void
+eio_authenticated(EioSession *eio)
+{
+	AddressCount *a;
+
+	if (!eio->unauthenticated)
+		return;
+	eio->unauthenticated = false;
+	a = address_count(eio->address, false);
+	if (a != NULL && --a->unauthenticated <= 0)
+		hash_search(unauthenticated, a->address, HASH_REMOVE, NULL);
+}
+
+/*
+ * eio carries no authenticated session any more (after a DISCONNECT): it
+ * counts in its address's budget again until a new CONNECT authenticates.
+ */
+void
+eio_unauthenticated(EioSession *eio)
+{
+	if (eio->unauthenticated)
+		return;
+	eio->unauthenticated = true;
+	address_count(eio->address, true)->unauthenticated++;
+}
+
+/* ----------------------------------------------------------------
  * Opening and ending
  * ---------------------------------------------------------------- */
 
@@ -315,7 +408,15 @@ eio_open(Transport *t, const char *address, const char *origin, const char **ref
 	{
 		ereport(LOG, (errmsg("collab worker refuses a connection: collab.max_connections (%d) reached",
 							 collab_max_connections)));
-		*refusal = "the server has no room for another connection (collab.max_connections)";
+		collab_metrics->connections_refused++;
+		return NULL;
+	}
+	if (collab_max_unauthenticated_per_address > 0 &&
+		address_count(address, true)->unauthenticated >= collab_max_unauthenticated_per_address)
+	{
+		collab_metrics->connections_refused++;
+		*refusal = "too many connections from this address have not authenticated yet "
+			"(collab.max_unauthenticated_per_address); try again later";
 		return NULL;
 	}
 	cxt = AllocSetContextCreate(sessions_cxt, "collab Engine.IO session", ALLOCSET_SMALL_SIZES);
@@ -334,9 +435,12 @@ eio_open(Transport *t, const char *address, const char *origin, const char **ref
 	eio->transport = t;
 	t->eio = eio;
 	strlcpy(eio->address, address, sizeof(eio->address));
+	eio_unauthenticated(eio);
 	if (origin)
 		eio->origin = MemoryContextStrdup(cxt, origin);
 	eio->origin_ok = eio_allows_origin(eio->origin);
+	eio->rate_tokens = collab_rate_limit;
+	eio->rate_stamp = lws_now_usecs();
 	ev_init(&eio->timer, timer_cb);
 	eio->timer.data = eio;
 
@@ -411,8 +515,10 @@ eio_end(EioSession *eio, EioEnd reason)
 	if (eio->conn && eio_callbacks.ended)
 		eio_callbacks.ended(eio);
 	eio->conn = NULL;
+	eio_authenticated(eio);
 	while (eio->out_head != NULL)
 		outframe_release(eio_queue_pop(eio));
+	account(eio, 0, -(int64) eio->transport_bytes);
 	drop_probe(eio);
 	eio->transport = NULL;
 	if (t)
@@ -495,6 +601,27 @@ probe_receive(EioSession *eio, const char *data, size_t len)
 	schedule_timer(eio);
 }
 
+/*
+ * Is one more packet within collab.rate_limit (a token bucket of that many
+ * per second)?
+ */
+static bool
+rate_allows(EioSession *eio)
+{
+	int64		now;
+
+	if (collab_rate_limit <= 0)
+		return true;
+	now = lws_now_usecs();
+	eio->rate_tokens = Min((double) collab_rate_limit,
+						   eio->rate_tokens + (now - eio->rate_stamp) * collab_rate_limit / 1e6);
+	eio->rate_stamp = now;
+	if (eio->rate_tokens < 1.0)
+		return false;
+	eio->rate_tokens -= 1.0;
+	return true;
+}
+
 /* A malformed packet: the session is closed. */
 static void
 protocol_error(EioSession *eio, int status, const char *why)
@@ -507,6 +634,12 @@ protocol_error(EioSession *eio, int status, const char *why)
  * One Engine.IO packet from transport from.  Messages go up to the carried
  * protocol; heartbeats, close and upgrade packets are handled here.  A
  * malformed packet closes the session.
+ *
+ * Every packet counts against collab.rate_limit.  Over the limit, a ping,
+ * or a pong that answers no ping of ours, is dropped unanswered (the
+ * protocol above decides for messages); a pong to our ping or a close is
+ * still handled, since dropping it would only cost the client its
+ * connection.
  */
 void
 eio_receive(EioSession *eio, Transport *from, const char *data, size_t len)
@@ -514,6 +647,7 @@ eio_receive(EioSession *eio, Transport *from, const char *data, size_t len)
 	SioFrame	f;
 	SioParseError err;
 	StringInfoData buf;
+	bool		within;
 
 	if (eio->ending)
 		return;
@@ -524,10 +658,11 @@ eio_receive(EioSession *eio, Transport *from, const char *data, size_t len)
 	}
 	if (from != eio->transport || eio->close_after_flush)
 		return;
+	within = rate_allows(eio);
 	if (len > 0 && data[0] == '4')
 	{
 		if (eio_callbacks.message)
-			eio_callbacks.message(eio, data, len);
+			eio_callbacks.message(eio, data, len, within);
 		return;
 	}
 	if (len > 0 && data[0] == 'b')
@@ -545,11 +680,21 @@ eio_receive(EioSession *eio, Transport *from, const char *data, size_t len)
 	switch (f.eio_type)
 	{
 		case SIO_EIO_PONG:
+			if (!within && eio->pong_deadline == 0)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			eio->pong_deadline = 0;
 			eio->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
 			schedule_timer(eio);
 			return;
 		case SIO_EIO_PING:
+			if (!within)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			initStringInfo(&buf);
 			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
 			eio_send_text(eio, buf.data, buf.len);
@@ -639,7 +784,7 @@ eio_queue_pop(EioSession *eio)
 		eio->out_tail = NULL;
 	eio->out_count--;
 	if (f != NULL)
-		eio->out_bytes -= f->len;
+		account(eio, -(int64) f->len, 0);
 	pfree(item);
 	return f;
 }
@@ -683,6 +828,7 @@ queue_item(EioSession *eio)
 	OutItem    *item = MemoryContextAlloc(eio->cxt, sizeof(OutItem));
 
 	item->frame = NULL;
+	item->queued_at = lws_now_usecs();
 	item->next = NULL;
 	if (eio->out_tail)
 		eio->out_tail->next = item;
@@ -698,7 +844,8 @@ eio_send_frame(EioSession *eio, OutFrame *frame)
 {
 	OutItem    *item;
 
-	if (eio->ending)
+	/* a shed session gets nothing more: it is closing for what it had */
+	if (eio->ending || eio->shed)
 		return;
 	if (eio->out_count >= OUT_QUEUE_MAX_FRAMES ||
 		eio->out_bytes + frame->len > OUT_QUEUE_MAX_BYTES)
@@ -728,9 +875,9 @@ eio_send_frame(EioSession *eio, OutFrame *frame)
 	item = queue_item(eio);
 	item->frame = frame;
 	frame->refcount++;
-	eio->out_bytes += frame->len;
 	if (!eio->held && eio->transport != NULL)
 		eio->transport->ops->want_writable(eio->transport);
+	account(eio, (int64) frame->len, 0);
 }
 
 void
@@ -768,7 +915,7 @@ eio_fill_slot(EioSession *eio, OutItem *slot, OutFrame *frame)
 	{
 		frame->refcount++;
 		slot->frame = frame;
-		eio->out_bytes += frame->len;
+		account(eio, (int64) frame->len, 0);
 		return;
 	}
 	for (link = &eio->out_head; *link != slot; link = &(*link)->next)
@@ -797,4 +944,159 @@ eio_close_after_flush(EioSession *eio, int status)
 	schedule_timer(eio);
 	if (eio->transport != NULL)
 		eio->transport->ops->want_writable(eio->transport);
+}
+
+/* ----------------------------------------------------------------
+ * The output budget (collab.max_output_buffer)
+ * ---------------------------------------------------------------- */
+
+/* Bytes queued and held by transports, over every session. */
+int64
+eio_output_bytes(void)
+{
+	return output_bytes;
+}
+
+/*
+ * eio's transport now holds bytes of a packet it could not write whole
+ * (0: it has written them).
+ */
+void
+eio_transport_holds(EioSession *eio, size_t bytes)
+{
+	if (bytes > 0 && eio->transport_bytes == 0)
+		eio->transport_since = lws_now_usecs();
+	account(eio, 0, (int64) bytes - (int64) eio->transport_bytes);
+}
+
+/* Since when eio has been waiting for its data to go out (INT64_MAX: it is not). */
+static int64
+waiting_since(const EioSession *eio)
+{
+	int64		since = INT64_MAX;
+
+	if (eio->out_head != NULL)
+		since = eio->out_head->queued_at;
+	if (eio->transport_bytes > 0)
+		since = Min(since, eio->transport_since);
+	return since;
+}
+
+typedef struct ShedCandidate
+{
+	EioSession *eio;
+	int64		since;
+	size_t		bytes;
+} ShedCandidate;
+
+/* The slowest reader first: waiting longest, then with most to send. */
+static int
+slowest_first(const void *a, const void *b)
+{
+	const ShedCandidate *x = a;
+	const ShedCandidate *y = b;
+
+	if (x->since != y->since)
+		return x->since < y->since ? -1 : 1;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Sheds eio: what it had queued is dropped, and it is closed (1013 and a
+ * reason on a WebSocket) once its transport has written what it holds, or
+ * after SHED_LINGER_US.
+ */
+static void
+shed_session(EioSession *eio)
+{
+	OutItem    *next;
+
+	for (OutItem *item = eio->out_head; item; item = next)
+	{
+		next = item->next;
+		outframe_release(item->frame);
+		pfree(item);
+	}
+	eio->out_head = eio->out_tail = NULL;
+	eio->out_count = 0;
+	account(eio, -(int64) eio->out_bytes, 0);
+	eio->shed = true;
+	eio->close_after_flush = true;
+	eio->close_status = CLOSE_TRY_AGAIN_LATER;
+	eio->close_text = SHED_REASON;
+	eio->flush_deadline = lws_now_usecs() + SHED_LINGER_US;
+	collab_metrics->connections_shed++;
+	schedule_timer(eio);
+	if (eio->transport)
+		eio->transport->ops->want_writable(eio->transport);
+}
+
+/*
+ * The sum passed collab.max_output_buffer: sheds the slowest readers until
+ * it is a tenth below it (so that the next shedding is not the next
+ * packet's), then, if what shed sessions' transports still hold keeps it
+ * above, drops the oldest of those at once.
+ */
+static void
+shed_slowest(void)
+{
+	int64		cap = (int64) collab_max_output_buffer_kb * 1024;
+	int64		target = cap - cap / 10;
+	ShedCandidate *cands;
+	int			n = 0;
+	int			nshed = 0;
+	dlist_iter	it;
+
+	cands = palloc(sizeof(ShedCandidate) * Max(nsessions, 1));
+	dlist_foreach(it, &all_sessions)
+	{
+		EioSession *e = dlist_container(EioSession, all_node, it.cur);
+
+		if (e->out_bytes + e->transport_bytes == 0 || e->transport == NULL || e->ending)
+			continue;
+		cands[n].eio = e;
+		cands[n].since = waiting_since(e);
+		cands[n].bytes = e->out_bytes + e->transport_bytes;
+		n++;
+	}
+	qsort(cands, n, sizeof(ShedCandidate), slowest_first);
+	for (int i = 0; i < n && output_bytes > target; i++)
+		if (!cands[i].eio->shed)
+		{
+			shed_session(cands[i].eio);
+			nshed++;
+		}
+	for (int i = 0; i < n && output_bytes > target; i++)
+	{
+		EioSession *e = cands[i].eio;
+
+		if (!e->shed || e->transport_bytes == 0)
+			continue;
+		/* its transport lets go of the bytes as it closes, on the next pass */
+		account(e, 0, -(int64) e->transport_bytes);
+		eio_kill(e);
+	}
+	pfree(cands);
+	if (nshed > 0)
+		ereport(LOG,
+				(errmsg("collab worker closes %d connection(s) that read too slowly: collab.max_output_buffer (%d kB) reached",
+						nshed, collab_max_output_buffer_kb)));
+}
+
+/*
+ * Adds to eio's queued and transport-held bytes and to the worker's sum;
+ * past collab.max_output_buffer, the slowest readers are shed.
+ */
+static void
+account(EioSession *eio, int64 queued, int64 held)
+{
+	eio->out_bytes = (size_t) ((int64) eio->out_bytes + queued);
+	eio->transport_bytes = (size_t) ((int64) eio->transport_bytes + held);
+	output_bytes += queued + held;
+	collab_metrics->output_bytes = output_bytes;
+	if ((queued > 0 || held > 0) &&
+		output_bytes > (int64) collab_max_output_buffer_kb * 1024)
+		shed_slowest();
 }

@@ -42,6 +42,7 @@ typedef struct OutFrame
 typedef struct OutItem
 {
 	OutFrame   *frame;			/* NULL: a place kept for a frame to come */
+	int64		queued_at;		/* lws_now_usecs() */
 	struct OutItem *next;
 } OutItem;
 
@@ -97,15 +98,26 @@ struct EioSession
 	char		address[64];
 	char	   *origin;			/* NULL: no Origin header */
 	bool		origin_ok;
+	bool		unauthenticated;	/* counted in its address's budget */
+	double		rate_tokens;	/* collab.rate_limit, over every packet */
+	int64		rate_stamp;
 
-	/* outgoing packets not yet written */
+	/*
+	 * Outgoing packets not yet written, and what the transport holds of
+	 * packets it could not write whole: both count against
+	 * collab.max_output_buffer.
+	 */
 	OutItem    *out_head;
 	OutItem    *out_tail;
 	int			out_count;
 	size_t		out_bytes;
+	size_t		transport_bytes;
+	int64		transport_since;	/* when the transport began holding them */
+	bool		shed;			/* closed for collab.max_output_buffer */
 	bool		held;			/* replies of a batch queued until its fan-out is out */
 	bool		close_after_flush;
 	int			close_status;	/* a WebSocket close code */
+	const char *close_text;		/* its reason, for the client's log */
 
 	/*
 	 * Deadlines in lws_now_usecs() time, served by one libev timer per
@@ -131,8 +143,11 @@ typedef struct EioCallbacks
 {
 	/* A new session: the protocol above sets its deadline. */
 	void		(*opened) (EioSession *eio);
-	/* A message packet ("4..."), whole, with its type byte. */
-	void		(*message) (EioSession *eio, const char *data, size_t len);
+	/*
+	 * A message packet ("4..."), whole, with its type byte; within says
+	 * whether it is within collab.rate_limit.
+	 */
+	void		(*message) (EioSession *eio, const char *data, size_t len, bool within);
 	/* The session ended (eio->end_reason); eio is freed on return. */
 	void		(*ended) (EioSession *eio);
 } EioCallbacks;
@@ -151,6 +166,8 @@ extern void eio_receive(EioSession *eio, Transport *from, const char *data, size
 extern void eio_transport_closed(EioSession *eio, Transport *t);
 extern void eio_end_soon(EioSession *eio, EioEnd reason);
 extern bool eio_allows_origin(const char *origin);
+extern void eio_authenticated(EioSession *eio);
+extern void eio_unauthenticated(EioSession *eio);
 
 /* Sending and closing */
 extern OutFrame *outframe_make(const char *data, size_t len);
@@ -160,6 +177,8 @@ extern void eio_send_text(EioSession *eio, const char *data, size_t len);
 extern void eio_close_after_flush(EioSession *eio, int status);
 extern void eio_kill(EioSession *eio);
 extern void eio_set_deadline(EioSession *eio, int64 when_us);
+extern void eio_transport_holds(EioSession *eio, size_t bytes);
+extern int64 eio_output_bytes(void);
 
 /* The outgoing queue, for a transport's writes and for replies held back */
 extern void eio_hold(EioSession *eio);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * jobs.c
- *	  The worker's queue of SQL jobs and the batches that run them.
+ *	  The worker's queue of SQL jobs, the batches that run them, and the
+ *	  jobs parked because something they need is busy.
  *
  * A batch of jobs runs in one transaction with a subtransaction per job,
  * so one commit (and one WAL flush) serves many clients and one failing
@@ -16,16 +17,29 @@
  * sent, so that a join's content leaves the server only once its entry is
  * durable and the room does not wait for the disk.  Other batches wait for
  * the flush at commit, which costs a lock or a save less: an asynchronous
- * commit wakes the WAL writer, and waiting for its flush afterwards cost
- * about 0.1 ms more on the lock round trip (test/bench/ab).  A crash before
- * the flush ends every connection anyway.
+ * commit wakes the WAL writer, and waiting for its flush afterwards made
+ * the lock round trip slower (test/bench/ab).  A crash before the flush
+ * ends every connection anyway.
  *
- * A batch keeps its jobs' path locks until it commits, so only its first
- * job, which holds no other job's locks, may wait for a lock.  A later job
- * that would wait is handed back: requeue_blocked() puts it at the head of
- * the queue, where it runs first in the next batch.  That is the one place
- * that decides what becomes of a job that cannot run now; a job that
- * carries a deadline could be parked there and retried instead.
+ * Every client is served by the one event loop that runs these batches,
+ * so no job may wait for another session.  The worker takes path locks
+ * without waiting (lock_path.c), every other lock with lock_timeout 1 ms
+ * (set for the worker's whole session, worker.c), and each statement has
+ * a deadline (jobs_deadline_arm).  A job whose statement found a lock busy
+ * rolled back with its subtransaction and changed nothing: it is parked,
+ * and tried again after a backoff (2, 4, 8 ... 50 ms) once the lock it met
+ * can be had, until collab.request_timeout, when it is answered BUSY.
+ * Jobs that must not be lost (what a closed connection held, events for
+ * NOTIFY listeners) are tried until they run.  A connection's jobs keep
+ * their order: while one of them is parked, the ones after it wait behind
+ * it, and other connections' jobs go on; events forwarded to NOTIFY
+ * listeners keep their order alike.  Parking is the one place that decides
+ * what becomes of a job that cannot run now.
+ *
+ * Jobs are allocated in generations of memory: all jobs queued between two
+ * moments when the queue is empty share one context, freed once its last
+ * job is answered, so that a job parked for long keeps only its own
+ * generation alive.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +48,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
 #include "replication/syncrep.h"
@@ -41,6 +56,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 
 #include "collab.h"
 #include "conn.h"
@@ -50,35 +66,86 @@
 /* Jobs run in one transaction at most this many at a time. */
 #define JOB_BATCH_MAX	64
 
+/*
+ * A batch takes no more jobs once it has run this long, so that the event
+ * loop gets back to its sockets between batches, or once its answers take
+ * this much memory (a join's carries the resource's content), so that they
+ * are sent and freed before more are read.
+ */
+#define JOB_BATCH_BUDGET_US		(50 * 1000)
+#define JOB_BATCH_BUDGET_BYTES	(8 * 1024 * 1024)
+
+/* A parked job is tried again after 2, 4, 8 ... ms, at most 50 ms apart. */
+#define RETRY_FIRST_US	2000
+#define RETRY_MAX_US	(50 * 1000)
+
+/* The deadline of one statement: collab.request_timeout, at most this. */
+#define STATEMENT_TIMEOUT_MAX_MS	1000
+
+#define BUSY_MESSAGE "another transaction held what this request needs for longer than " \
+	"collab.request_timeout; the request had no effect and may be retried"
+#define TIMEOUT_MESSAGE "the request ran past its deadline and was stopped; " \
+	"it had no effect and may be retried"
+#define BUSY_NOW_MESSAGE "another transaction holds what this request needs; " \
+	"it had no effect"
+
 /* What became of a job's statement in its batch. */
 typedef enum JobOutcome
 {
 	JOB_RAN,
 	JOB_FAILED,					/* err_code and err_message say why */
-	JOB_WOULD_WAIT				/* not run: it would have waited for a lock */
+	JOB_BLOCKED					/* a lock was busy: it changed nothing */
 } JobOutcome;
 
-static MemoryContext jobs_cxt = NULL;
+/* The memory of the jobs queued between two moments of an empty queue. */
+typedef struct JobGen
+{
+	MemoryContext cxt;
+	int			live;			/* its jobs queued and not yet answered */
+} JobGen;
+
+static JobGen *cur_gen = NULL;
 
 /* The end of the last batch's commit record, if it wrote WAL (see reply). */
 static XLogRecPtr batch_commit_lsn = InvalidXLogRecPtr;
+
+/* Jobs to run, in order */
 static Job *job_head = NULL;
 static Job *job_tail = NULL;
+
+/* Parked jobs, in order; park_next: the earliest retry_at among them */
+static Job *park_head = NULL;
+static Job *park_tail = NULL;
+static int	nparked = 0;
+static int64 park_next = 0;
+static uint64 retry_pass = 0;
+
+/* Events forwarded to NOTIFY listeners (jobs of their own batch) keep their order too. */
+static JobOrder forward_order;
 
 /* The worker's fan-out of committed events, run before replies are released. */
 static void (*fan_out_hook) (void) = NULL;
 
+static JobGen *
+new_gen(void)
+{
+	JobGen	   *g = MemoryContextAllocZero(TopMemoryContext, sizeof(JobGen));
+
+	g->cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
+								   ALLOCSET_DEFAULT_SIZES);
+	return g;
+}
+
 void
 jobs_init(void (*fan_out) (void))
 {
-	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "collab worker jobs",
-									 ALLOCSET_DEFAULT_SIZES);
+	cur_gen = new_gen();
 	fan_out_hook = fan_out;
 }
 
 /*
  * A new job of size bytes (a Job, or a struct that starts with one), zeroed,
- * living until its batch's replies are out.
+ * living until it has been answered.
  */
 Job *
 job_new(Size size, const char *sql, Conn *conn, JobCallback done)
@@ -86,24 +153,25 @@ job_new(Size size, const char *sql, Conn *conn, JobCallback done)
 	Job		   *job;
 
 	Assert(size >= sizeof(Job));
-	job = MemoryContextAllocZero(jobs_cxt, size);
+	job = MemoryContextAllocZero(cur_gen->cxt, size);
 	job->sql = sql;
 	job->conn = conn;
 	job->done = done;
+	job->gen = cur_gen;
 	return job;
 }
 
-/* Copies for a job's arguments and fields, living as long as the job. */
+/* Copies for the arguments and fields of the job just made, living as long as it. */
 char *
 job_strdup(const char *s)
 {
-	return MemoryContextStrdup(jobs_cxt, s);
+	return MemoryContextStrdup(cur_gen->cxt, s);
 }
 
 char *
 job_strndup(const char *s, Size len)
 {
-	char	   *copy = MemoryContextAlloc(jobs_cxt, len + 1);
+	char	   *copy = MemoryContextAlloc(cur_gen->cxt, len + 1);
 
 	memcpy(copy, s, len);
 	copy[len] = '\0';
@@ -118,35 +186,290 @@ void
 job_follow_up(Job *job, const char *sql, const char *arg, JobCallback done)
 {
 	job->then_sql = sql;
-	job->then_arg = job_strdup(arg);
+	job->then_arg = MemoryContextStrdup(job->gen->cxt, arg);
 	job->then_done = done;
+}
+
+static void
+append(Job **head, Job **tail, Job *job)
+{
+	job->next = NULL;
+	if (*tail)
+		(*tail)->next = job;
+	else
+		*head = job;
+	*tail = job;
+}
+
+/*
+ * job has been answered: its generation may go, and its arguments and
+ * answers (a save's content, a join's) are freed now rather than with it.
+ */
+static void
+job_finished(Job *job)
+{
+	JobGen	   *g = job->gen;
+
+	for (int i = 0; i < job->nargs; i++)
+		if (job->args[i])
+			pfree(job->args[i]);
+	if (job->result)
+		pfree(job->result);
+	if (job->result2)
+		pfree(job->result2);
+	if (job->then_result)
+		pfree(job->then_result);
+	if (job->then_arg)
+		pfree(job->then_arg);
+
+	if (--g->live > 0 || g == cur_gen)
+		return;
+	MemoryContextDelete(g->cxt);
+	pfree(g);
+}
+
+/* ----------------------------------------------------------------
+ * Parking
+ * ---------------------------------------------------------------- */
+
+/* The stream whose order job keeps: its connection's, or the forwarding's. */
+static JobOrder *
+order_of(Job *job)
+{
+	if (job->conn)
+		return &job->conn->job_order;
+	if (job->own_batch)
+		return &forward_order;
+	return NULL;
+}
+
+/*
+ * Parks job: behind, to wait for its connection's parked job before it;
+ * otherwise to be tried again after the next step of its backoff.
+ */
+static void
+park(Job *job, bool behind)
+{
+	if (behind)
+		job->retry_at = 0;
+	else
+	{
+		int64		delay = Min((int64) RETRY_FIRST_US << Min(job->attempts, 10), RETRY_MAX_US);
+
+		job->attempts++;
+		job->retry_at = lws_now_usecs() + delay;
+		if (park_next == 0 || job->retry_at < park_next)
+			park_next = job->retry_at;
+		collab_metrics->requests_parked++;
+	}
+	append(&park_head, &park_tail, job);
+	nparked++;
+	if (order_of(job))
+		order_of(job)->parked++;
 }
 
 void
 jobs_queue(Job *job)
 {
-	job->next = NULL;
+	job->queued_at = lws_now_usecs();
+	job->gen->live++;
 	if (job->conn)
 		conn_pin(job->conn);
-	if (job_tail)
-		job_tail->next = job;
+	/* a connection's jobs run in order */
+	if (order_of(job) && order_of(job)->parked > 0)
+		park(job, true);
 	else
-		job_head = job;
-	job_tail = job;
+		append(&job_head, &job_tail, job);
 }
 
-/* Are jobs waiting to run? */
+/* Are jobs waiting to run now (parked ones are not)? */
 bool
 jobs_pending(void)
 {
 	return job_head != NULL;
 }
 
-/* Forgets every queued job (at shutdown, once nothing is left to run them). */
+/* How many jobs are parked. */
+int
+jobs_parked(void)
+{
+	return nparked;
+}
+
+/* When a parked job is due to be tried again (lws_now_usecs() time), 0 for none. */
+int64
+jobs_next_retry(void)
+{
+	return park_next;
+}
+
+/*
+ * conn has closed: its parked requests will never be read, and are
+ * answered BUSY at the next retry (nobody hears it), so that what must
+ * follow them (releasing what it held) runs at once.
+ */
+void
+jobs_abandon(Conn *conn)
+{
+	for (Job *j = park_head; j; j = j->next)
+		if (j->conn == conn && j->retry == JOB_RETRY_UNTIL_TIMEOUT)
+		{
+			j->abandoned = true;
+			j->retry_at = 1;
+			park_next = 1;
+		}
+}
+
+/*
+ * Has a parked job waited as long as it may?  Only one that found a lock
+ * busy itself: a job that waited behind another of its connection is
+ * tried once when its turn comes, and answered BUSY if it then has to wait.
+ */
+static bool
+out_of_time(Job *job, int64 now)
+{
+	if (job->retry != JOB_RETRY_UNTIL_TIMEOUT)
+		return false;
+	return job->abandoned ||
+		(job->attempts > 0 && now - job->queued_at >= (int64) collab_request_timeout_ms * 1000);
+}
+
+static void reply(Job *batch);
+
+/*
+ * Parked jobs whose time has come: the first parked job of each
+ * connection (and every job without one) is answered BUSY if it has waited
+ * too long, stays parked if the lock it met is still busy, or goes back
+ * to the head of the queue, with the jobs of its connection behind it.
+ */
+void
+jobs_retry_due(void)
+{
+	int64		now = lws_now_usecs();
+	Job		   *keep_head = NULL,
+			   *keep_tail = NULL,
+			   *run_head = NULL,
+			   *run_tail = NULL,
+			   *busy_head = NULL,
+			   *busy_tail = NULL;
+	int64		next_due = 0;
+	Job		   *next;
+
+	if (park_head == NULL || park_next == 0 || now < park_next)
+		return;
+	retry_pass++;
+	for (Job *j = park_head; j; j = next)
+	{
+		JobOrder   *o = order_of(j);
+		bool		run;
+
+		next = j->next;
+		if (o && o->retry_pass == retry_pass)
+			run = o->retry_moving;	/* behind the first parked job of its stream */
+		else
+		{
+			if (j->retry_at > now)
+				run = false;
+			else if (out_of_time(j, now))
+			{
+				/* the next parked job of its stream comes first now */
+				nparked--;
+				if (o)
+					o->parked--;
+				j->failed = true;
+				j->err_code = CE_BUSY;
+				j->err_message = BUSY_MESSAGE;
+				append(&busy_head, &busy_tail, j);
+				collab_metrics->requests_busy++;
+				continue;
+			}
+			else if (!collab_blocker_gone(&j->blocker))
+			{
+				int64		delay = Min((int64) RETRY_FIRST_US << Min(j->attempts, 10), RETRY_MAX_US);
+
+				j->attempts++;
+				j->retry_at = now + delay;
+				run = false;
+			}
+			else
+				run = true;
+			if (o)
+			{
+				o->retry_pass = retry_pass;
+				o->retry_moving = run;
+			}
+		}
+		if (run)
+		{
+			nparked--;
+			if (o)
+				o->parked--;
+			append(&run_head, &run_tail, j);
+		}
+		else
+		{
+			append(&keep_head, &keep_tail, j);
+			if (j->retry_at > 0 && (next_due == 0 || j->retry_at < next_due))
+				next_due = j->retry_at;
+		}
+	}
+	park_head = keep_head;
+	park_tail = keep_tail;
+	park_next = next_due;
+
+	/* they go first: they are older than anything queued since */
+	if (run_head)
+	{
+		run_tail->next = job_head;
+		if (job_head == NULL)
+			job_tail = run_tail;
+		job_head = run_head;
+	}
+	if (busy_head)
+		reply(busy_head);
+}
+
+/* Forgets every queued and parked job (at shutdown, once nothing is left to run them). */
 void
 jobs_discard(void)
 {
 	job_head = job_tail = NULL;
+	park_head = park_tail = NULL;
+	nparked = 0;
+	park_next = 0;
+	forward_order.parked = 0;
+}
+
+/* ----------------------------------------------------------------
+ * Deadlines
+ * ---------------------------------------------------------------- */
+
+/* The deadline of one statement of the worker, in ms. */
+int
+jobs_statement_timeout_ms(void)
+{
+	return Min(collab_request_timeout_ms, STATEMENT_TIMEOUT_MAX_MS);
+}
+
+/*
+ * A background worker's statements are not timed by statement_timeout
+ * (only a client's are, in postgres.c): the timeout is armed here around
+ * each statement, and a statement past it is cancelled as a client's
+ * would be (ERRCODE_QUERY_CANCELED).
+ */
+void
+jobs_deadline_arm(int ms)
+{
+	enable_timeout_after(STATEMENT_TIMEOUT, ms);
+}
+
+void
+jobs_deadline_disarm(void)
+{
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	/* fired as the statement ended: there is nothing left to cancel */
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
 }
 
 /* ----------------------------------------------------------------
@@ -185,14 +508,21 @@ run_statement(Job *job)
 		char	   *v = SPI_getvalue(tup, desc, 1);
 
 		if (v)
-			job->result = MemoryContextStrdup(jobs_cxt, v);
+		{
+			job->result = MemoryContextStrdup(job->gen->cxt, v);
+			pfree(v);
+		}
 		if (desc->natts >= 2)
 		{
 			char	   *t = SPI_getvalue(tup, desc, 2);
 
-			job->result2 = t ? MemoryContextStrdup(jobs_cxt, t) : NULL;
+			job->result2 = t ? MemoryContextStrdup(job->gen->cxt, t) : NULL;
+			if (t)
+				pfree(t);
 		}
 	}
+	/* an answer can be large (a join's): only the job's copy stays */
+	SPI_freetuptable(SPI_tuptable);
 }
 
 static void
@@ -200,7 +530,22 @@ job_failed(Job *job, ErrorData *edata)
 {
 	job->failed = true;
 	if (collab_error_of_sqlstate(edata->sqlerrcode, &job->err_code))
-		job->err_message = MemoryContextStrdup(jobs_cxt, edata->message);
+		job->err_message = MemoryContextStrdup(job->gen->cxt, edata->message);
+	else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	{
+		/* its deadline, or an administrator's cancel */
+		ereport(LOG,
+				(errmsg("collab worker stopped a request: %s", edata->message),
+				 errdetail_internal("statement: %s", job->sql)));
+		job->err_code = CE_BUSY;
+		job->err_message = TIMEOUT_MESSAGE;
+	}
+	else if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	{
+		/* a job that is not tried again (JOB_RETRY_NEVER) found a lock busy */
+		job->err_code = CE_BUSY;
+		job->err_message = BUSY_NOW_MESSAGE;
+	}
 	else
 	{
 		/* unexpected: log it in full, tell the client nothing internal */
@@ -208,18 +553,18 @@ job_failed(Job *job, ErrorData *edata)
 				(errmsg("collab worker job failed: %s", edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 		job->err_code = CE_INTERNAL;
-		job->err_message = MemoryContextStrdup(jobs_cxt,
-											   "internal error; the request had no effect");
+		job->err_message = "internal error; the request had no effect";
 	}
 }
 
 /*
- * Runs job in a subtransaction of the batch's transaction.  A job that may
- * not wait for locks (see forbid_lock_waits) and would have is rolled back
- * and reported as JOB_WOULD_WAIT.
+ * Runs job in a subtransaction of the batch's transaction, its statement
+ * under its deadline.  A job that found a lock busy is rolled back and
+ * reported as JOB_BLOCKED, with the lock in job->blocker when it is a
+ * lock of collab's key space.
  */
 static JobOutcome
-run_in_subxact(Job *job, bool may_wait)
+run_in_subxact(Job *job)
 {
 	ResourceOwner oldowner = CurrentResourceOwner;
 	MemoryContext jobcxt = CurrentMemoryContext;
@@ -233,7 +578,9 @@ run_in_subxact(Job *job, bool may_wait)
 					t1;
 
 		INSTR_TIME_SET_CURRENT(t0);
+		jobs_deadline_arm(jobs_statement_timeout_ms());
 		run_statement(job);
+		jobs_deadline_disarm();
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
 		if (job->timed)
@@ -246,14 +593,16 @@ run_in_subxact(Job *job, bool may_wait)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(jobs_cxt);
+		jobs_deadline_disarm();
+		MemoryContextSwitchTo(job->gen->cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(jobcxt);
 		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !may_wait)
-			outcome = JOB_WOULD_WAIT;
+		collab_take_blocker(&job->blocker);
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && job->retry != JOB_RETRY_NEVER)
+			outcome = JOB_BLOCKED;
 		else
 		{
 			job_failed(job, edata);
@@ -262,50 +611,6 @@ run_in_subxact(Job *job, bool may_wait)
 	}
 	PG_END_TRY();
 	return outcome;
-}
-
-/*
- * Path locks are transaction locks: the jobs of a batch keep theirs until
- * the batch commits.  A later job that waited for a lock could then close a
- * cycle with any other transaction deciding about a path (a deadlock, the
- * worker stalled until deadlock_timeout).  So the jobs after the first run
- * with lock_timeout 1 ms; *saved keeps the setting to restore.
- */
-static void
-forbid_lock_waits(char **saved)
-{
-	if (*saved != NULL)
-		return;
-	*saved = pstrdup(GetConfigOption("lock_timeout", false, false));
-	(void) set_config_option("lock_timeout", "1", PGC_SUSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-}
-
-static void
-allow_lock_waits(char *saved)
-{
-	if (saved != NULL)
-		(void) set_config_option("lock_timeout", saved, PGC_SUSET,
-								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-}
-
-/*
- * job would have waited for a lock: it and the jobs after it go back to
- * the head of the queue, so that it runs first, and may wait, in the next
- * batch; prev, the job before it, now ends this batch.
- */
-static void
-requeue_blocked(Job *job, Job *prev)
-{
-	Job		   *tail = job;
-
-	while (tail->next)
-		tail = tail->next;
-	prev->next = NULL;
-	tail->next = job_head;
-	job_head = job;
-	if (job_tail == NULL)
-		job_tail = tail;
 }
 
 /*
@@ -335,11 +640,33 @@ take_batch(int *n)
 	return batch;
 }
 
-/* The batch's transaction: each job in its subtransaction, then the commit. */
+/* Puts jobs (a list) back at the head of the queue, in their order. */
 static void
-run_batch(Job *batch)
+requeue_first(Job *jobs)
 {
-	char	   *saved_lock_timeout = NULL;
+	Job		   *tail = jobs;
+
+	while (tail->next)
+		tail = tail->next;
+	tail->next = job_head;
+	if (job_head == NULL)
+		job_tail = tail;
+	job_head = jobs;
+}
+
+/*
+ * The batch's transaction: each job in its subtransaction, then the commit.
+ * The jobs that ran (or failed) are appended to *ran, as they go, for the
+ * replies or, should the commit fail, for fail_batch(); the ones that
+ * found a lock busy are parked; past the batch's budget the rest go back
+ * to the head of the queue.
+ */
+static void
+run_batch(Job *batch, Job **ran_head, Job **ran_tail)
+{
+	int64		start = lws_now_usecs();
+	Size		answers = 0;
+	Job		   *next;
 	bool		wrote_wal;
 	bool		events_first;
 
@@ -363,19 +690,33 @@ run_batch(Job *batch)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 
-	for (Job *j = batch, *prev = NULL; j; prev = j, j = j->next)
+	for (Job *j = batch; j; j = next)
 	{
+		next = j->next;
 		if (j->sql == NULL)
-			continue;
-		if (j != batch)
-			forbid_lock_waits(&saved_lock_timeout);
-		if (run_in_subxact(j, j == batch) == JOB_WOULD_WAIT)
 		{
-			requeue_blocked(j, prev);
+			append(ran_head, ran_tail, j);
+			continue;
+		}
+		if (order_of(j) && order_of(j)->parked > 0)
+		{
+			park(j, true);
+			continue;
+		}
+		if (*ran_head != NULL &&
+			(lws_now_usecs() - start > JOB_BATCH_BUDGET_US || answers > JOB_BATCH_BUDGET_BYTES))
+		{
+			requeue_first(j);
 			break;
 		}
+		if (run_in_subxact(j) == JOB_BLOCKED)
+			park(j, false);
+		else
+		{
+			append(ran_head, ran_tail, j);
+			answers += (j->result ? strlen(j->result) : 0) + (j->result2 ? strlen(j->result2) : 0);
+		}
 	}
-	allow_lock_waits(saved_lock_timeout);
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -387,26 +728,68 @@ run_batch(Job *batch)
 	collab_metrics->last_commit_us = lws_now_usecs();
 }
 
-/* The batch's transaction failed (at commit, say): no job had an effect. */
-static void
-fail_batch(Job *batch, int n)
+/*
+ * The batch's transaction failed (at commit, say): no job had an effect.
+ * If the commit found a lock busy (lock_timeout), the jobs go to the head
+ * of the parked ones, in order, to be tried again; otherwise they fail.
+ * Returns the jobs to answer now.
+ */
+static Job *
+fail_batch(Job *ran, int n, MemoryContext cxt)
 {
 	ErrorData  *edata;
+	bool		retry;
+	Job		   *answer_head = NULL,
+			   *answer_tail = NULL;
+	Job		   *again_head = NULL,
+			   *again_tail = NULL;
+	Job		   *next;
 
-	MemoryContextSwitchTo(jobs_cxt);
+	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortCurrentTransaction();
-	ereport(LOG, (errmsg("collab worker batch of %d requests failed: %s", n, edata->message)));
-	for (Job *j = batch; j; j = j->next)
+	jobs_deadline_disarm();
+	retry = edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	ereport(LOG, (errmsg("collab worker batch of %d requests failed%s: %s", n,
+						 retry ? " (tried again)" : "", edata->message)));
+	for (Job *j = ran; j; j = next)
 	{
-		if (j->sql == NULL)
+		next = j->next;
+		j->result = j->result2 = NULL;
+		j->then_sql = NULL;
+		j->failed = false;
+		if (j->sql != NULL && retry && j->retry != JOB_RETRY_NEVER)
+		{
+			int64		delay = Min((int64) RETRY_FIRST_US << Min(j->attempts, 10), RETRY_MAX_US);
+
+			j->attempts++;
+			j->retry_at = lws_now_usecs() + delay;
+			if (park_next == 0 || j->retry_at < park_next)
+				park_next = j->retry_at;
+			nparked++;
+			if (order_of(j))
+				order_of(j)->parked++;
+			append(&again_head, &again_tail, j);
 			continue;
-		j->result = NULL;
-		j->failed = true;
-		j->err_code = CE_INTERNAL;
-		j->err_message = "internal error; the request had no effect";
+		}
+		if (j->sql != NULL)
+		{
+			j->failed = true;
+			j->err_code = CE_INTERNAL;
+			j->err_message = "internal error; the request had no effect";
+		}
+		append(&answer_head, &answer_tail, j);
 	}
+	/* before the jobs parked in the batch itself: a connection's order holds */
+	if (again_head)
+	{
+		again_tail->next = park_head;
+		if (park_head == NULL)
+			park_tail = again_tail;
+		park_head = again_head;
+	}
+	return answer_head;
 }
 
 /* ----------------------------------------------------------------
@@ -468,17 +851,23 @@ run_follow_ups(Job *batch)
 		{
 			Datum		value;
 			char		null = ' ';
+			int			rc;
 
 			if (!j->then_sql)
 				continue;
 			value = CStringGetTextDatum(j->then_arg);
-			if (SPI_execute_plan(statement_plan(j->then_sql, 1), &value, &null, true, 1) == SPI_OK_SELECT &&
-				SPI_processed == 1)
+			jobs_deadline_arm(jobs_statement_timeout_ms());
+			rc = SPI_execute_plan(statement_plan(j->then_sql, 1), &value, &null, true, 1);
+			jobs_deadline_disarm();
+			if (rc == SPI_OK_SELECT && SPI_processed == 1)
 			{
 				char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-				j->then_result = u ? MemoryContextStrdup(jobs_cxt, u) : NULL;
+				j->then_result = u ? MemoryContextStrdup(j->gen->cxt, u) : NULL;
+				if (u)
+					pfree(u);
 			}
+			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -487,6 +876,7 @@ run_follow_ups(Job *batch)
 	PG_CATCH();
 	{
 		/* the follow-ups get no result, and their callbacks say so */
+		jobs_deadline_disarm();
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
@@ -507,6 +897,8 @@ run_follow_ups(Job *batch)
 static void
 reply(Job *batch)
 {
+	Job		   *next;
+
 	for (Job *j = batch; j; j = j->next)
 		if (j->conn)
 			conn_hold(j->conn);
@@ -526,9 +918,13 @@ reply(Job *batch)
 	for (Job *j = batch; j; j = j->next)
 		if (j->then_done)
 			reply_step(j->then_done, j);
-	for (Job *j = batch; j; j = j->next)
+	for (Job *j = batch; j; j = next)
+	{
+		next = j->next;
 		if (j->conn)
 			reply_step(release_conn, j);
+		job_finished(j);
+	}
 }
 
 /* Runs the next batch of queued jobs and sends their replies. */
@@ -536,6 +932,9 @@ void
 jobs_run_batch(void)
 {
 	Job		   *batch;
+	Job		   *volatile ran_head = NULL;
+	Job		   *volatile ran_tail = NULL;
+	Job		   *answer;
 	int			n;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -545,17 +944,26 @@ jobs_run_batch(void)
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
-		run_batch(batch);
+		run_batch(batch, (Job **) &ran_head, (Job **) &ran_tail);
+		answer = ran_head;
 	}
 	PG_CATCH();
 	{
-		fail_batch(batch, n);
+		answer = fail_batch(ran_head, n, oldcxt);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	reply(batch);
+	if (answer)
+		reply(answer);
+
+	/* a new generation once the queue is empty; the old one goes with its last job */
 	if (job_head == NULL)
-		MemoryContextReset(jobs_cxt);
+	{
+		if (cur_gen->live == 0)
+			MemoryContextReset(cur_gen->cxt);
+		else
+			cur_gen = new_gen();
+	}
 }

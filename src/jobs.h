@@ -9,6 +9,10 @@
  * needs more per job embeds Job as the first member of its own struct and
  * allocates that with job_new().
  *
+ * No job waits for a lock held by another session: one that would is
+ * parked, changed nothing, and is tried again later (job->retry says how
+ * long); a connection's later jobs wait behind its parked one.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef COLLAB_JOBS_H
@@ -21,6 +25,17 @@
 
 typedef struct Job Job;
 typedef void (*JobCallback) (Job *job);
+
+/* What becomes of a job that found a lock busy (or ran out of time). */
+typedef enum JobRetry
+{
+	JOB_RETRY_UNTIL_TIMEOUT,	/* a request: tried again until
+								 * collab.request_timeout, then BUSY */
+	JOB_RETRY_ALWAYS,			/* tried again until it runs (what a closed
+								 * connection held, events to forward) */
+	JOB_RETRY_NEVER				/* fails at once (the sweep: its next run
+								 * tries again) */
+} JobRetry;
 
 struct Job
 {
@@ -38,6 +53,7 @@ struct Job
 								 * commit without waiting for the WAL flush */
 	bool		events_first;	/* its batch's events may go out before the
 								 * WAL flush that its reply waits for */
+	JobRetry	retry;
 
 	/* The answer, for done */
 	char	   *result;			/* first column, NULL for none */
@@ -56,6 +72,14 @@ struct Job
 	char	   *then_result;
 	JobCallback then_done;
 
+	/* The runner's */
+	struct JobGen *gen;			/* the memory it lives in */
+	int64		queued_at;		/* lws_now_usecs() when first queued */
+	int64		retry_at;		/* parked: when to try again (0: at once,
+								 * or behind its connection's parked job) */
+	int			attempts;		/* times parked */
+	CollabBlocker blocker;		/* the lock it found busy, if known */
+	bool		abandoned;		/* its connection closed while it was parked */
 	struct Job *next;
 };
 
@@ -69,5 +93,14 @@ extern void jobs_queue(Job *job);
 extern bool jobs_pending(void);
 extern void jobs_run_batch(void);
 extern void jobs_discard(void);
+
+extern int64 jobs_next_retry(void);
+extern void jobs_retry_due(void);
+extern int	jobs_parked(void);
+extern void jobs_abandon(Conn *conn);
+
+extern int	jobs_statement_timeout_ms(void);
+extern void jobs_deadline_arm(int ms);
+extern void jobs_deadline_disarm(void);
 
 #endif							/* COLLAB_JOBS_H */

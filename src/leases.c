@@ -526,11 +526,25 @@ read_path(Request *r)
 	read_path_leases(r, now);
 }
 
-/* Denied: the conflicting lease is named, the denial audited and published. */
+/*
+ * A denial's audit row; also the writer of the rows that count sampled
+ * denials (sampling.c).  Within SPI, as the owner.
+ */
+static void
+audit_denial(const CollabRefusal *r, const char *detail)
+{
+	audit(r->action, r->resource_id, NULL, r->user_id, r->fields[0], r->fields[1], r->fields[2], detail);
+}
+
+/*
+ * Denied: the conflicting lease is named, the denial audited (in a worker,
+ * sampled: see sampling.c) and published.
+ */
 static void
 deny(const Request *r, Acquired *out)
 {
 	StringInfoData detail;
+	CollabRefusal cr;
 
 	out->granted = false;
 	out->renewed = false;
@@ -541,7 +555,18 @@ deny(const Request *r, Acquired *out)
 	appendStringInfoString(&detail, ",\"heldOn\":");
 	escape_json(&detail, r->conflict.resource_id);
 	appendStringInfoChar(&detail, '}');
-	audit("deny", r->resource_id, NULL, r->user_id, r->username, r->holder_id, "held", detail.data);
+	cr.trail = "audit";
+	cr.action = "deny";
+	cr.user_id = r->user_id;
+	cr.resource_id = r->resource_id;
+	cr.reason = "held";
+	cr.fields[0] = r->username;
+	cr.fields[1] = r->holder_id;
+	cr.fields[2] = "held";
+	cr.detail = detail.data;
+	cr.at = GetCurrentTimestamp();
+	if (collab_refusal_sample(&cr, audit_denial))
+		audit_denial(&cr, cr.detail);
 	publish_lock_denied(r->resource_id, r->user_id, r->username, r->holder_id, &r->conflict);
 }
 

@@ -127,6 +127,14 @@ metrics_total(CollabMetrics *sum)
 		sum->saves_accepted += m->saves_accepted;
 		sum->saves_rejected += m->saves_rejected;
 		sum->requests_failed += m->requests_failed;
+		sum->requests_waiting += m->requests_waiting;
+		sum->requests_parked += m->requests_parked;
+		sum->requests_busy += m->requests_busy;
+		sum->output_bytes += m->output_bytes;
+		sum->connections_shed += m->connections_shed;
+		sum->connections_refused += m->connections_refused;
+		sum->frames_dropped += m->frames_dropped;
+		sum->config_reloads += m->config_reloads;
 		for (int b = 0; b < METRICS_LATENCY_BUCKETS; b++)
 			sum->sql_latency_buckets[b] += m->sql_latency_buckets[b];
 		sum->sql_latency_count += m->sql_latency_count;
@@ -226,6 +234,14 @@ metrics_render(StringInfo buf)
 	metric(buf, "collab_saves_accepted_total", "counter", "Saves committed.", m->saves_accepted);
 	metric(buf, "collab_saves_rejected_total", "counter", "doc:save requests rejected.", m->saves_rejected);
 	metric(buf, "collab_requests_failed_total", "counter", "Client requests answered with an error.", m->requests_failed);
+	metric(buf, "collab_requests_waiting", "gauge", "Requests parked until what they need is free.", m->requests_waiting);
+	metric(buf, "collab_requests_parked_total", "counter", "Times a request was parked because a lock it needs was busy.", m->requests_parked);
+	metric(buf, "collab_requests_busy_total", "counter", "Requests answered BUSY after collab.request_timeout.", m->requests_busy);
+	metric(buf, "collab_output_buffer_bytes", "gauge", "Outgoing bytes queued for connections that read slowly.", m->output_bytes);
+	metric(buf, "collab_connections_shed_total", "counter", "Connections closed because collab.max_output_buffer was reached.", m->connections_shed);
+	metric(buf, "collab_connections_refused_total", "counter", "Connections refused by a budget (per address, per user).", m->connections_refused);
+	metric(buf, "collab_frames_dropped_total", "counter", "Frames over collab.rate_limit that were dropped (events are answered RATE_LIMITED).", m->frames_dropped);
+	metric(buf, "collab_config_reloads_total", "counter", "Times a worker has reloaded its configuration (SIGHUP), summed over the workers.", m->config_reloads);
 
 	appendStringInfoString(buf,
 						   "# HELP collab_sql_duration_ms Time the worker spends on the SQL of one client request.\n"

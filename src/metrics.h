@@ -29,6 +29,14 @@ typedef struct CollabMetrics
 	uint64		saves_accepted;
 	uint64		saves_rejected;
 	uint64		requests_failed;
+	int			requests_waiting;	/* gauges kept by jobs.c and conn.c */
+	uint64		requests_parked;
+	uint64		requests_busy;
+	int64		output_bytes;
+	uint64		connections_shed;
+	uint64		connections_refused;
+	uint64		frames_dropped;
+	uint64		config_reloads;
 	uint64		sql_latency_buckets[METRICS_LATENCY_BUCKETS];
 	uint64		sql_latency_count;
 	double		sql_latency_sum_ms;

@@ -9,9 +9,13 @@
  * version it brings back, go into collab.revisions together with a hash
  * over all of that and the hash of the resource's previous revision.  The
  * hash input is defined once, here (revision_hash()), and documented in
- * docs/revisions.md so that an auditor can recompute it elsewhere;
- * collab.revision_hash() exposes it to SQL, where the recording INSERT,
- * the verification and the upgrade's genesis revisions use it.
+ * docs/revisions.md so that an auditor can recompute it elsewhere; the
+ * recording computes it in C, and collab.revision_hash() exposes it to SQL,
+ * where the verification and the upgrade's genesis revisions use it.
+ *
+ * A save's content is compressed once, here, and the resource's row stores
+ * the same bytes as its revision (the guard puts them in the new row): the
+ * hash reads the content as saved, the tables store it compressed.
  *
  * Revisions never change: a trigger refuses UPDATE, DELETE and TRUNCATE of
  * collab.revisions and collab.revision_purges, except the DELETEs that
@@ -29,7 +33,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heaptoast.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "access/toast_compression.h"
+#include "access/toast_internals.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -41,8 +52,11 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
@@ -72,7 +86,6 @@ typedef struct RevisionFields
 /* True only while collab.purge_revisions() runs its DELETE. */
 static bool purging = false;
 
-static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr restored_plan = NULL;
 
 /* ------------------------------------------------------------------------
@@ -209,17 +222,30 @@ collab_revision_hash(PG_FUNCTION_ARGS)
  * Recording a save
  * ------------------------------------------------------------------------ */
 
+/* The statements that insert a revision, one per path: no cast per save. */
+static const char insert_sql_ws[] =
+"INSERT INTO collab.revisions (resource_id, resource_created_at, version, content, saved_by, "
+"       saved_by_name, saved_at, token, path, restored_from, prev_hash, hash) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ws', $9, $10, $11)";
+static const char insert_sql_sql[] =
+"INSERT INTO collab.revisions (resource_id, resource_created_at, version, content, saved_by, "
+"       saved_by_name, saved_at, token, path, restored_from, prev_hash, hash) "
+"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'sql', $9, $10, $11)";
+static const Oid insert_types[11] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+TIMESTAMPTZOID, INT8OID, INT8OID, BYTEAOID, BYTEAOID};
+
 /*
- * A library newer than the database's schema (0.1.0, before ALTER
- * EXTENSION UPDATE) has no table to record into: saves go on without
- * revisions until the upgrade gives every resource its genesis revision.
+ * collab.revisions, or InvalidOid while the database's schema is older than
+ * the library (0.1.0, before ALTER EXTENSION UPDATE): then saves go on
+ * without revisions until the upgrade gives every resource its genesis
+ * revision.
  */
-static bool
-revisions_installed(void)
+static Oid
+revisions_relid(void)
 {
 	Oid			nsp = get_namespace_oid("collab", true);
 
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("revisions", nsp));
+	return OidIsValid(nsp) ? get_relname_relid("revisions", nsp) : InvalidOid;
 }
 
 static Datum
@@ -279,85 +305,193 @@ check_restored(Datum id, Datum created, int64 restored_from, Datum content)
 }
 
 /*
+ * The hash of the revision that a save of version chains to: the previous
+ * version's, looked up by its whole key; the resource's newest only when
+ * that one is missing (a resource whose earlier versions were never
+ * recorded).  NULL when the resource has none.  Read straight from the
+ * primary key, with a snapshot taken now: it sees the save this one waited
+ * for (the resource's row lock orders saves of a resource).
+ */
+static bytea *
+previous_hash(Relation rel, Datum id, Datum created, int64 version)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	int			a_id = SPI_fnumber(desc, "resource_id");
+	int			a_created = SPI_fnumber(desc, "resource_created_at");
+	int			a_version = SPI_fnumber(desc, "version");
+	int			a_hash = SPI_fnumber(desc, "hash");
+	Snapshot	snapshot;
+	ScanKeyData key[3];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bytea	   *hash = NULL;
+	bool		isnull;
+
+	if (!OidIsValid(pk) || a_id <= 0 || a_created <= 0 || a_version <= 0 || a_hash <= 0)
+		elog(ERROR, "collab.revisions is not as this library knows it");
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&key[0], a_id, BTEqualStrategyNumber, F_TEXTEQ, id);
+	ScanKeyInit(&key[1], a_created, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ, created);
+	ScanKeyInit(&key[2], a_version, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(version - 1));
+	/* the scans renumber their keys' columns: each gets keys of its own */
+	scan = systable_beginscan(rel, pk, true, snapshot, 3, key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		Datum		h = heap_getattr(tuple, a_hash, desc, &isnull);
+
+		if (!isnull)
+			hash = DatumGetByteaPCopy(h);
+	}
+	systable_endscan(scan);
+	if (hash == NULL)
+	{
+		Relation	index = index_open(pk, AccessShareLock);
+
+		ScanKeyInit(&key[0], a_id, BTEqualStrategyNumber, F_TEXTEQ, id);
+		ScanKeyInit(&key[1], a_created, BTEqualStrategyNumber, F_TIMESTAMPTZ_EQ, created);
+		scan = systable_beginscan_ordered(rel, index, snapshot, 2, key);
+		tuple = systable_getnext_ordered(scan, BackwardScanDirection);
+		if (HeapTupleIsValid(tuple))
+		{
+			Datum		h = heap_getattr(tuple, a_hash, desc, &isnull);
+
+			if (!isnull)
+				hash = DatumGetByteaPCopy(h);
+		}
+		systable_endscan_ordered(scan);
+		index_close(index, AccessShareLock);
+	}
+	UnregisterSnapshot(snapshot);
+	if (hash != NULL && VARSIZE_ANY_EXHDR(hash) != PG_SHA256_DIGEST_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the newest revision of \"%s\" has a hash of %d bytes",
+						TextDatumGetCString(id), (int) VARSIZE_ANY_EXHDR(hash)),
+				 errhint("collab.verify_history() tells what was changed.")));
+	return hash;
+}
+
+/*
+ * The content as both tables store it: compressed once, here, with the
+ * resource column's method, when the row is large enough that the heap
+ * would compress it; otherwise as it is.  The heap leaves a compressed
+ * value as it is, in the resource's row and in the revision alike.  A
+ * value stored out of line, or already compressed, stays as it is.
+ */
+static Datum
+stored_content(TupleDesc desc, HeapTuple newt, int att, Datum content)
+{
+	Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+	char		method = a->attcompression;
+	Datum		compressed;
+
+	if (VARATT_IS_EXTENDED(DatumGetPointer(content)) && !VARATT_IS_SHORT(DatumGetPointer(content)))
+		return content;
+	if (newt->t_len <= TOAST_TUPLE_THRESHOLD ||
+		(a->attstorage != TYPSTORAGE_EXTENDED && a->attstorage != TYPSTORAGE_MAIN))
+		return content;
+	if (!CompressionMethodIsValid(method))
+		method = default_toast_compression;
+	compressed = toast_compress_datum(content, method);
+	return compressed != (Datum) 0 ? compressed : content;
+}
+
+/*
  * Records the revision of a save the guard accepted (version, saver, time,
  * token; the resource and its new content come from the old and new rows).
  * A save that restores an earlier version names it in restored_from
  * (has_restored); ws tells the WebSocket path from SQL.  Runs its queries
- * as the owner of function fn.
+ * as the owner of function fn.  Returns the content datum that the row is
+ * to store (the revision's, compressed once for both), or 0 when the row
+ * keeps the one it has.
  */
-void
+Datum
 collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, int64 version,
 					   const char *user_id, const char *username, TimestampTz saved_at,
 					   int64 token, bool ws, bool has_restored, int64 restored)
 {
+	Oid			relid = revisions_relid();
 	bool		isnull;
 	Datum		id,
 				created,
-				content;
+				content,
+				stored;
+	int			a_content;
+	text	   *plain;
+	text	   *id_text;
+	RevisionFields f;
+	bytea	   *prev;
+	bytea	   *hash;
+	Relation	rel;
 	CollabOwner oc;
 
-	if (!revisions_installed())
-		return;
+	if (!OidIsValid(relid))
+		return (Datum) 0;
 	id = column(oldt, desc, "id", &isnull);
 	created = column(oldt, desc, "created_at", &isnull);
+	a_content = SPI_fnumber(desc, "content");
 	content = column(newt, desc, "content", &isnull);
 	/* the row's NOT NULL constraint refuses this UPDATE after the trigger */
 	if (isnull)
-		return;
+		return (Datum) 0;
+
+	/* the hash reads the content as saved, the tables store it compressed */
+	plain = DatumGetTextPP(content);
+	stored = stored_content(desc, newt, a_content, content);
+	id_text = DatumGetTextPP(id);
 
 	collab_become_owner(fn, &oc);
 	PG_TRY();
 	{
-		Datum		v[10];
-		char		n[10];
+		Datum		v[11];
+		char		n[11];
 		int			rc;
+
+		rel = table_open(relid, RowExclusiveLock);
+		prev = previous_hash(rel, id, created, version);
+		table_close(rel, NoLock);
+
+		memset(&f, 0, sizeof(f));
+		f.prev_hash = prev ? (const uint8 *) VARDATA_ANY(prev) : NULL;
+		f.resource_id = VARDATA_ANY(id_text);
+		f.resource_id_len = VARSIZE_ANY_EXHDR(id_text);
+		f.version = version;
+		f.content = VARDATA_ANY(plain);
+		f.content_len = VARSIZE_ANY_EXHDR(plain);
+		f.saved_by = user_id;
+		f.saved_by_name = username;
+		f.saved_at = saved_at;
+		f.has_token = true;
+		f.token = token;
+		f.path = ws ? "ws" : "sql";
+		f.has_restored_from = has_restored;
+		f.restored_from = restored;
+		hash = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+		SET_VARSIZE(hash, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+		revision_hash(&f, (uint8 *) VARDATA(hash));
 
 		SPI_connect();
 		if (has_restored)
-			check_restored(id, created, restored, content);
-
-		/*
-		 * One statement finds the revision to chain to, hashes the new one
-		 * and inserts it.  That is the previous version's, looked up by its
-		 * whole key (a B-tree scan for the newest of a resource would test
-		 * every entry of the index page it lands on); the resource's newest
-		 * only when that one is missing.  Not read-only: a new snapshot sees
-		 * the save this one waited for.
-		 */
-		if (insert_plan == NULL)
-		{
-			Oid			types[10] = {TEXTOID, TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-			TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID};
-
-			insert_plan = prepare("INSERT INTO collab.revisions (resource_id, resource_created_at, version, "
-								  "       content, saved_by, saved_by_name, saved_at, token, path, restored_from, "
-								  "       prev_hash, hash) "
-								  "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::collab.revision_path, $10, p.h, "
-								  "       collab.revision_hash(p.h, $1, $3, $4, $5, $6, $7, $8, $9, $10) "
-								  "  FROM (SELECT COALESCE("
-								  "         (SELECT r.hash FROM collab.revisions r "
-								  "           WHERE r.resource_id OPERATOR(pg_catalog.=) $1 "
-								  "             AND r.resource_created_at OPERATOR(pg_catalog.=) $2 "
-								  "             AND r.version OPERATOR(pg_catalog.=) ($3 OPERATOR(pg_catalog.-) 1)),"
-								  "         (SELECT r.hash FROM collab.revisions r "
-								  "           WHERE r.resource_id OPERATOR(pg_catalog.=) $1 "
-								  "             AND r.resource_created_at OPERATOR(pg_catalog.=) $2 "
-								  "           ORDER BY r.version DESC LIMIT 1)) AS h) p",
-								  10, types);
-		}
+			check_restored(id, created, restored, PointerGetDatum(plain));
 		memset(n, ' ', sizeof(n));
 		v[0] = id;
 		v[1] = created;
 		v[2] = Int64GetDatum(version);
-		v[3] = content;
+		v[3] = stored;
 		v[4] = CStringGetTextDatum(user_id);
 		v[5] = CStringGetTextDatum(username);
 		v[6] = TimestampTzGetDatum(saved_at);
 		v[7] = Int64GetDatum(token);
-		v[8] = CStringGetTextDatum(ws ? "ws" : "sql");
-		v[9] = Int64GetDatum(restored);
-		n[9] = has_restored ? ' ' : 'n';
-		rc = SPI_execute_plan(insert_plan, v, n, false, 0);
+		v[8] = Int64GetDatum(restored);
+		n[8] = has_restored ? ' ' : 'n';
+		v[9] = PointerGetDatum(prev);
+		n[9] = prev ? ' ' : 'n';
+		v[10] = PointerGetDatum(hash);
+		rc = SPI_execute_plan(collab_plan(ws ? insert_sql_ws : insert_sql_sql, 11, insert_types,
+										  CURSOR_OPT_GENERIC_PLAN),
+							  v, n, false, 0);
 		if (rc != SPI_OK_INSERT || SPI_processed != 1)
 			elog(ERROR, "recording the revision failed: %s", SPI_result_code_string(rc));
 		SPI_finish();
@@ -367,6 +501,7 @@ collab_record_revision(Oid fn, TupleDesc desc, HeapTuple oldt, HeapTuple newt, i
 		collab_restore_user(&oc);
 	}
 	PG_END_TRY();
+	return stored != content ? stored : (Datum) 0;
 }
 
 /* ------------------------------------------------------------------------

@@ -38,15 +38,18 @@
 #include "payloads.h"
 
 
-/* The renewal of the live lease of the row or an ancestor, by token */
+/*
+ * The renewal of the live lease with this token.  Whether its resource is
+ * the saved one or an ancestor is checked in C (lease_covers()): the token
+ * is unique, and the path's ids need not be built for every save.
+ */
 static const char renew_sql[] =
 "UPDATE collab.leases c "
-"   SET renewed_at = $2, expires_at = $4 "
+"   SET renewed_at = $2, expires_at = $3 "
 " WHERE c.token OPERATOR(pg_catalog.=) $1 "
-"   AND c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($3) OPERATOR(pg_catalog.||) $3) "
 "   AND c.expires_at OPERATOR(pg_catalog.>) $2 "
-"RETURNING c.user_id, c.username, c.holder_id";
-static const Oid renew_types[4] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
+"RETURNING c.resource_id, c.user_id, c.username, c.holder_id";
+static const Oid renew_types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
 /* collab.save()'s UPDATE, which the guard then checks */
 static const char save_sql[] =
@@ -210,34 +213,62 @@ check_content_size(GuardedUpdate *u)
 						size, collab_max_content_size)));
 }
 
+/* Whether a lease on resource lease_id covers id: the same, or an ancestor. */
+static bool
+lease_covers(const char *lease_id, const char *id)
+{
+	size_t		len = strlen(lease_id);
+
+	return strncmp(lease_id, id, len) == 0 && (id[len] == '\0' || id[len] == '/');
+}
+
+static char *
+text_result(MemoryContext cxt, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? NULL : MemoryContextStrdup(cxt, TextDatumGetCString(d));
+}
+
 /*
  * Renews the live lease of token on the resource id or an ancestor, as the
  * owner of function fn, and tells who holds it; raises the right error
- * when token is not such a lease.
+ * when token is not such a lease.  The renewal locks the lease's row until
+ * commit: a release or takeover of the lease waits for the save, or the
+ * save for it, and then finds no live lease with its token.
  */
 static void
-renew_for_save(Oid fn, int64 token, Datum id, const char *id_str, TimestampTz now,
-			   Saver *saver)
+renew_for_save(Oid fn, int64 token, const char *id_str, TimestampTz now, Saver *saver)
 {
 	MemoryContext upper = CurrentMemoryContext;
 	CollabOwner oc;
+	bool		covered = false;
 
 	collab_become_owner(fn, &oc);
 	PG_TRY();
 	{
-		Datum		v[4] = {Int64GetDatum(token), TimestampTzGetDatum(now), id,
+		Datum		v[3] = {Int64GetDatum(token), TimestampTzGetDatum(now),
 							TimestampTzGetDatum(collab_lease_expiry(now))};
 		int			rc;
 
 		SPI_connect();
-		rc = SPI_execute_plan(collab_plan(renew_sql, 4, renew_types, 0), v, NULL, false, 1);
+		rc = SPI_execute_plan(collab_plan(renew_sql, 3, renew_types, CURSOR_OPT_GENERIC_PLAN),
+							  v, NULL, false, 1);
 		if (rc != SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "lease renewal failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed != 1)
+		if (SPI_processed == 1)
+		{
+			char	   *lease_id = text_result(CurrentMemoryContext, 1);
+
+			covered = lease_covers(lease_id, id_str);
+			saver->user_id = text_result(upper, 2);
+			saver->username = text_result(upper, 3);
+			saver->holder_id = text_result(upper, 4);
+		}
+		/* a live lease elsewhere: the error undoes its renewal with the save */
+		if (!covered)
 			collab_token_error(token, id_str);
-		saver->user_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		saver->username = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-		saver->holder_id = MemoryContextStrdup(upper, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -266,19 +297,23 @@ version_conflict(GuardedUpdate *u, const char *id, int64 version, int64 base)
 			 errhint("Reload the current content and apply your change to it.")));
 }
 
-/* The saved row: the next version, who saved it and when. */
+/*
+ * The saved row: the next version, who saved it and when, and the content
+ * as its revision stores it (0: as the UPDATE gave it).
+ */
 static HeapTuple
-saved_row(GuardedUpdate *u, int64 version, const Saver *saver, TimestampTz now)
+saved_row(GuardedUpdate *u, int64 version, const Saver *saver, TimestampTz now, Datum content)
 {
-	int			cols[4] = {u->a_version, u->a_by, u->a_byname, u->a_at};
-	Datum		vals[4];
-	bool		nulls[4] = {false, false, false, false};
+	int			cols[5] = {u->a_version, u->a_by, u->a_byname, u->a_at, u->a_content};
+	Datum		vals[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
 	vals[0] = Int64GetDatum(version);
 	vals[1] = CStringGetTextDatum(saver->user_id);
 	vals[2] = CStringGetTextDatum(saver->username);
 	vals[3] = TimestampTzGetDatum(now);
-	return heap_modify_tuple_by_cols(u->newt, u->desc, 4, cols, vals, nulls);
+	vals[4] = content;
+	return heap_modify_tuple_by_cols(u->newt, u->desc, content != (Datum) 0 ? 5 : 4, cols, vals, nulls);
 }
 
 /* collab._guard_update(): BEFORE UPDATE FOR EACH ROW on collab.resources */
@@ -295,6 +330,7 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	int64		old_version;
 	TimestampTz now;
 	Saver		saver;
+	Datum		stored;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_UPDATE(td->tg_event) ||
 		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
@@ -311,15 +347,15 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	old_version = DatumGetInt64(heap_getattr(u.oldt, u.a_version, u.desc, &isnull));
 	collab_lock_path_of(id);
 	now = GetCurrentTimestamp();
-	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id, id_str, now, &saver);
+	renew_for_save(fcinfo->flinfo->fn_oid, p.token, id_str, now, &saver);
 	if (p.has_base && p.base != old_version)
 		version_conflict(&u, id_str, old_version, p.base);
-	collab_record_revision(fcinfo->flinfo->fn_oid, u.desc, u.oldt, u.newt, old_version + 1,
-						   saver.user_id, saver.username, now, p.token, p.ws,
-						   p.has_restored, p.restored_from);
+	stored = collab_record_revision(fcinfo->flinfo->fn_oid, u.desc, u.oldt, u.newt, old_version + 1,
+									saver.user_id, saver.username, now, p.token, p.ws,
+									p.has_restored, p.restored_from);
 	publish_doc_saved(id_str, old_version + 1, saver.user_id, saver.username, saver.holder_id, now,
 					  p.has_restored ? &p.restored_from : NULL);
-	return PointerGetDatum(saved_row(&u, old_version + 1, &saver, now));
+	return PointerGetDatum(saved_row(&u, old_version + 1, &saver, now, stored));
 }
 
 /*

@@ -37,11 +37,6 @@
 #include "session.h"
 #include "sio_codec.h"
 
-/*
- * Time to send CONNECT after the Engine.IO session opens, or after a
- * DISCONNECT (socket.io's default).
- */
-#define CONNECT_TIMEOUT_US		(45 * 1000 * 1000LL)
 /* Time a refused client gets to read its CONNECT_ERROR. */
 #define REJECT_LINGER_US		(5 * 1000 * 1000LL)
 
@@ -50,7 +45,7 @@ static const char *session_worker_name = NULL;
 static const JwtConfig *session_jwt = NULL;
 
 static void session_opened(EioSession *eio);
-static void session_message(EioSession *eio, const char *data, size_t len);
+static void session_message(EioSession *eio, const char *data, size_t len, bool within);
 static void session_ended(EioSession *eio);
 
 static const EioCallbacks session_callbacks = {
@@ -83,11 +78,21 @@ now_unix(void)
  * Deadlines and the end of a session
  * ---------------------------------------------------------------- */
 
-/* A new Engine.IO session: it must CONNECT within CONNECT_TIMEOUT_US. */
+/*
+ * When an Engine.IO session without a Socket.IO session (a new one, or one
+ * after a DISCONNECT) is dropped unless it CONNECTs.
+ */
+static int64
+connect_deadline(void)
+{
+	return lws_now_usecs() + (int64) collab_connect_timeout_ms * 1000;
+}
+
+/* A new Engine.IO session: it must CONNECT within collab.connect_timeout. */
 static void
 session_opened(EioSession *eio)
 {
-	eio_set_deadline(eio, lws_now_usecs() + CONNECT_TIMEOUT_US);
+	eio_set_deadline(eio, connect_deadline());
 }
 
 /* Arms the timer of the token's expiry (plus collab.jwt_leeway). */
@@ -168,11 +173,15 @@ end_session(Conn *conn)
 {
 	ev_timer_stop(session_loop, &conn->timer);
 	rooms_leave_all(conn);
+	/* nobody will read the answers to its parked requests */
+	jobs_abandon(conn);
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
 		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, $2)::text",
 								  conn, disconnect_done);
 
+		/* the locks of a closed session are released, however late */
+		job->retry = JOB_RETRY_ALWAYS;
 		job->nargs = 2;
 		job->args[0] = job_strdup(conn->id);
 		job->args[1] = job_strdup(conn->close_reason);
@@ -261,14 +270,13 @@ connect_done(Job *job)
 		conn->registered = true;
 	if (conn->state != CONN_CONNECTING)
 		return;
-	if (job->failed && job->err_code != CE_INTERNAL)
-	{
-		reject_connect(conn, job->err_code, job->err_message);
-		return;
-	}
 	if (job->failed)
 	{
-		reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		/* a refusal of the database's (too many connections, BUSY), or not */
+		if (job->err_code == CE_INTERNAL)
+			reject_connect(conn, CE_INTERNAL, "the server could not register the connection");
+		else
+			reject_connect(conn, job->err_code, job->err_message);
 		return;
 	}
 	if (conn->revoked)
@@ -343,6 +351,7 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 
 	conn->state = CONN_CONNECTING;
 	eio_set_deadline(eio, 0);
+	eio_authenticated(eio);
 	job->timed = true;
 	job->nargs = 8;
 	job->args[0] = job_strdup(conn->id);
@@ -386,8 +395,6 @@ handle_connect(EioSession *eio, SioFrame *f)
 	conn = conn_create(eio);
 	ev_init(&conn->timer, expiry_cb);
 	conn->timer.data = conn;
-	conn->rate_tokens = collab_rate_limit;
-	conn->rate_stamp = lws_now_usecs();
 	conn->close_reason = "disconnected";
 	if (!eio->origin_ok)
 	{
@@ -436,8 +443,9 @@ handle_connect(EioSession *eio, SioFrame *f)
 /*
  * A DISCONNECT of the main namespace: the Socket.IO session ends like a
  * clean leave; the Engine.IO session stays open, and pinging, for a new
- * CONNECT within CONNECT_TIMEOUT_US.  One of another namespace, which we
- * never connected, changes nothing.
+ * CONNECT within collab.connect_timeout, and counts as unauthenticated
+ * again until then.  One of another namespace, which we never connected,
+ * changes nothing.
  */
 static void
 handle_disconnect(EioSession *eio, SioFrame *f)
@@ -447,7 +455,8 @@ handle_disconnect(EioSession *eio, SioFrame *f)
 	if (strcmp(f->nsp, "/") != 0 || conn == NULL)
 		return;
 	end_session(conn);
-	eio_set_deadline(eio, lws_now_usecs() + CONNECT_TIMEOUT_US);
+	eio_unauthenticated(eio);
+	eio_set_deadline(eio, connect_deadline());
 }
 
 /* auth:refresh: the new token's groups and issue time, for collab.ws_refresh. */
@@ -656,21 +665,11 @@ integer_arg(Conn *conn, int64 ack_id, JsonObject *args, const char *key, bool re
 	return true;
 }
 
-static bool
-rate_allows(Conn *conn)
+static void
+rate_limited(Conn *conn, int64 ack_id)
 {
-	int64		now;
-
-	if (collab_rate_limit <= 0)
-		return true;
-	now = lws_now_usecs();
-	conn->rate_tokens = Min((double) collab_rate_limit,
-							conn->rate_tokens + (now - conn->rate_stamp) * collab_rate_limit / 1e6);
-	conn->rate_stamp = now;
-	if (conn->rate_tokens < 1.0)
-		return false;
-	conn->rate_tokens -= 1.0;
-	return true;
+	conn_send_error(conn, ack_id, CE_RATE_LIMITED,
+					psprintf("more than %d messages per second", collab_rate_limit), NULL);
 }
 
 /*
@@ -753,12 +752,6 @@ handle_event(Conn *conn, SioFrame *f)
 	RequestJob *rj;
 	int64		ack_id = f->has_ack ? f->ack_id : SIO_NO_ACK;
 
-	if (!rate_allows(conn))
-	{
-		conn_send_error(conn, ack_id, CE_RATE_LIMITED,
-						psprintf("more than %d messages per second", collab_rate_limit), NULL);
-		return;
-	}
 	if (f->nargs < 1 || f->arg0 == NULL)
 	{
 		conn_send_error(conn, ack_id, CE_BAD_REQUEST, "the event needs a payload object", NULL);
@@ -812,9 +805,14 @@ handle_event(Conn *conn, SioFrame *f)
 /*
  * One message packet ("4...") of eio: a Socket.IO packet.  A malformed one
  * closes the connection.
+ *
+ * Over collab.rate_limit (within false), an event is answered
+ * RATE_LIMITED, and a CONNECT to another namespace or an ACK is dropped
+ * unanswered; a CONNECT to "/" or a DISCONNECT is still handled, since
+ * dropping it would only cost the client its connection.
  */
 static void
-session_message(EioSession *eio, const char *data, size_t len)
+session_message(EioSession *eio, const char *data, size_t len, bool within)
 {
 	Conn	   *conn = (Conn *) eio->conn;
 	SioFrame	f;
@@ -825,7 +823,10 @@ session_message(EioSession *eio, const char *data, size_t len)
 	{
 		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn && conn->state == CONN_CONNECTED)
 		{
-			conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
+			if (within)
+				conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
+			else
+				rate_limited(conn, f.ack_id);
 			return;
 		}
 		ereport(DEBUG1, (errmsg("collab worker closes session %s: %s", eio->sid, sio_error_message(err))));
@@ -835,6 +836,11 @@ session_message(EioSession *eio, const char *data, size_t len)
 	switch (f.sio_type)
 	{
 		case SIO_CONNECT:
+			if (!within && strcmp(f.nsp, "/") != 0)
+			{
+				collab_metrics->frames_dropped++;
+				return;
+			}
 			handle_connect(eio, &f);
 			break;
 		case SIO_DISCONNECT:
@@ -846,9 +852,14 @@ session_message(EioSession *eio, const char *data, size_t len)
 				eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 				break;
 			}
-			handle_event(conn, &f);
+			if (!within)
+				rate_limited(conn, f.has_ack ? f.ack_id : SIO_NO_ACK);
+			else
+				handle_event(conn, &f);
 			break;
 		case SIO_ACK:
+			if (!within)
+				collab_metrics->frames_dropped++;
 			break;				/* we never ask clients for acks */
 		default:
 			eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);

@@ -83,9 +83,11 @@ static volatile bool events_readable = false;
 static volatile bool postmaster_gone = false;
 
 static bool sweep_queued = false;
+static bool flush_queued = false;
 
 static lws_sorted_usec_list_t sweep_sul;
 static ev_timer tick_timer;
+static ev_timer retry_timer;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -200,8 +202,33 @@ static void
 sweep_done(Job *job)
 {
 	sweep_queued = false;
+	/* a busy lease is the next sweep's */
 	if (job->failed)
-		ereport(LOG, (errmsg("collab lock sweep failed: %s", job->err_message)));
+		ereport(job->err_code == CE_BUSY ? DEBUG1 : LOG,
+				(errmsg("collab lock sweep failed: %s", job->err_message)));
+}
+
+static void
+flush_done(Job *job)
+{
+	flush_queued = false;
+	if (job->failed)
+		ereport(LOG, (errmsg("collab worker could not write its counts of refusals: %s",
+							 job->err_message)));
+}
+
+/* Counts of sampled refusals whose second has ended go to their trails (sampling.c). */
+static void
+flush_refusals(void)
+{
+	Job		   *job;
+
+	if (flush_queued || !collab_refusals_due(GetCurrentTimestamp()))
+		return;
+	job = job_new(sizeof(Job), "SELECT collab._flush_sampled_refusals()::text", NULL, flush_done);
+	job->retry = JOB_RETRY_NEVER;
+	jobs_queue(job);
+	flush_queued = true;
 }
 
 /* The forwarding worker (see event_queue.c) also sweeps: one sweep per server. */
@@ -210,7 +237,11 @@ sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
 	if (!sweep_queued && event_queue_is_forwarder())
 	{
-		jobs_queue(job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done));
+		Job		   *job = job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done);
+
+		/* a busy lease is left to the next sweep */
+		job->retry = JOB_RETRY_NEVER;
+		jobs_queue(job);
 		sweep_queued = true;
 	}
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
@@ -229,6 +260,25 @@ static void
 tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	lws_cancel_service(worker_context);
+}
+
+/* A parked job is due: the loop only has to wake up (see serve). */
+static void
+retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+}
+
+/* Wakes the loop when the next parked job is due. */
+static void
+schedule_retry(void)
+{
+	int64		due = jobs_next_retry();
+
+	ev_timer_stop(worker_loop, &retry_timer);
+	if (due == 0)
+		return;
+	ev_timer_set(&retry_timer, Max(due - lws_now_usecs(), 0) / 1e6, 0.0);
+	ev_timer_start(worker_loop, &retry_timer);
 }
 
 static WorkerFd
@@ -318,6 +368,8 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
 				  NULL, forward_done);
 	job->own_batch = true;
+	/* in order, and never lost to a busy lock at commit */
+	job->retry = JOB_RETRY_ALWAYS;
 	job->nargs = 1;
 	job->args[0] = job_strdup(pub);
 	pfree(pub);
@@ -348,6 +400,55 @@ detach_event_queue(int code, Datum arg)
 	event_queue_detach();
 }
 
+/*
+ * Runs query (one row, one column, or none) in a transaction of its own
+ * within deadline_ms; false if it failed (logged).  *found: a row came
+ * back; *value its first column.
+ */
+static bool
+run_startup_query(const char *query, int nargs, Oid *types, Datum *values, const char *nulls,
+				  int deadline_ms, bool *found, Datum *value)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	*found = false;
+	SetCurrentStatementStartTimestamp();
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		jobs_deadline_arm(deadline_ms);
+		if (SPI_execute_with_args(query, nargs, types, values, nulls, false, 0) == SPI_OK_SELECT &&
+			SPI_processed >= 1)
+		{
+			bool		isnull;
+
+			*found = true;
+			if (value)
+				*value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		}
+		jobs_deadline_disarm();
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		jobs_deadline_disarm();
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	return ok;
+}
+
 /* Waits until CREATE EXTENSION collab has run in our database. */
 static void
 wait_for_extension(void)
@@ -358,16 +459,8 @@ wait_for_extension(void)
 	{
 		bool		found;
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'collab'", true, 1);
-		found = SPI_processed == 1;
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		if (found)
+		if (run_startup_query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'collab'",
+							  0, NULL, NULL, NULL, jobs_statement_timeout_ms(), &found, NULL) && found)
 			return;
 		if (!logged)
 			ereport(LOG,
@@ -387,39 +480,96 @@ wait_for_extension(void)
 	}
 }
 
+static void
+previous_done(Job *job)
+{
+	if (job->failed)
+		ereport(LOG, (errmsg("collab worker could not release connection %s of its previous run: %s",
+							 job->args[0], job->err_message)));
+}
+
 /*
- * Connections of our previous incarnation are gone: release what they
- * held.  Worker 1 also releases those of workers that collab.workers no
- * longer runs.
+ * Connections of our previous incarnation are gone: what they held is
+ * released, one connection per job, each tried again until it runs (a
+ * transaction holding one of their paths holds up that one only).  Worker
+ * 1 also releases those of workers that collab.workers no longer runs.
  */
 static void
-release_previous_incarnation(void)
+release_previous_run(void)
 {
+	MemoryContext oldcxt = CurrentMemoryContext;
 	int			n = 0;
 
 	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
 	{
 		Oid			types[2] = {TEXTOID, INT4OID};
 		Datum		values[2] = {CStringGetTextDatum(worker_name), Int32GetDatum(collab_workers)};
 		char		nulls[2] = {' ', worker_slot == 0 ? ' ' : 'n'};
 
-		if (SPI_execute_with_args("SELECT collab.ws_worker_start($1, $2)", 2, types, values,
-								  nulls, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		jobs_deadline_arm(jobs_statement_timeout_ms());
+		if (SPI_execute_with_args("SELECT id FROM collab.ws_previous_connections($1, $2) id",
+								  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "collab worker could not list the connections of its previous run");
+		jobs_deadline_disarm();
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, 'disconnected')::text",
+									  NULL, previous_done);
 
-			n = isnull ? 0 : DatumGetInt32(d);
+			job->retry = JOB_RETRY_ALWAYS;
+			job->nargs = 1;
+			job->args[0] = job_strdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+			jobs_queue(job);
+			n++;
 		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PG_CATCH();
+	{
+		/* jobs made here were never queued, or will still run */
+		jobs_deadline_disarm();
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+
+	/* what is not held up is released before the first client comes */
+	while (jobs_pending())
+		jobs_run_batch();
 	if (n > 0)
-		ereport(LOG, (errmsg("collab worker released %d connection(s) of its previous run", n)));
+		ereport(LOG, (errmsg("collab worker releases %d connection(s) of its previous run%s", n,
+							 jobs_parked() > 0 ? "; some wait for a transaction that holds their locks" : "")));
+}
+
+/*
+ * At a clean stop: what this run's connections held is released in one
+ * transaction, within collab.request_timeout (no client is served any
+ * more); if that cannot be done (a lock held elsewhere), the next start
+ * releases it.
+ */
+static void
+release_this_run(void)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(worker_name), Int32GetDatum(collab_workers)};
+	char		nulls[2] = {' ', worker_slot == 0 ? ' ' : 'n'};
+	bool		found;
+	Datum		n = 0;
+
+	if (run_startup_query("SELECT collab.ws_worker_start($1, $2)", 2, types, values, nulls,
+						  collab_request_timeout_ms, &found, &n) &&
+		found && DatumGetInt32(n) > 0)
+		ereport(LOG, (errmsg("collab worker released %d connection(s) at its stop", DatumGetInt32(n))));
 }
 
 /*
@@ -589,13 +739,20 @@ start_worker(Datum main_arg)
 	worker_name = psprintf("collab worker %d", DatumGetInt32(main_arg));
 	BackgroundWorkerInitializeConnection(collab_database, NULL, 0);
 	SetConfigOption("application_name", "collab worker", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * Nothing the worker runs may wait for another session: path locks are
+	 * taken without waiting (lock_path.c), any other lock gives up after
+	 * 1 ms, and each statement has a deadline (jobs.c).  See docs/design.md.
+	 */
+	collab_worker_session = true;
+	SetConfigOption("lock_timeout", "1", PGC_SUSET, PGC_S_SESSION);
 	pgstat_report_appname("collab worker");
 
 	jobs_init(drain_events);
 	rooms_init(access_live_internal_event);
 
 	wait_for_extension();
-	release_previous_incarnation();
 	collab_metrics->last_commit_us = lws_now_usecs();
 	load_jwt_config();
 	check_tls_files();
@@ -615,6 +772,8 @@ start_worker(Datum main_arg)
 	metrics_attach(worker_slot);
 	adopt_fd(vh, event_queue_wake_fd(worker_slot), FD_EVENT_QUEUE);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], FD_POSTMASTER);
+	ev_init(&retry_timer, retry_cb);
+	release_previous_run();
 	listen_start(worker_loop, vh);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -627,7 +786,13 @@ start_worker(Datum main_arg)
 					collab_port, collab_database)));
 }
 
-/* The main loop, until SIGTERM or the postmaster's death. */
+/*
+ * The main loop, until SIGTERM or the postmaster's death.  Jobs run in
+ * batches until none is left or PASS_BUDGET_US has gone by; then the loop
+ * reads and writes its sockets again (without sleeping while jobs wait).
+ */
+#define PASS_BUDGET_US	(50 * 1000)
+
 static void
 serve(void)
 {
@@ -637,11 +802,14 @@ serve(void)
 	while (!got_sigterm && !postmaster_gone)
 	{
 		bool		worked;
+		int64		start;
 
 		MemoryContextSwitchTo(loopcxt);
 		metrics_set_gauges(eio_count(), rooms_count());
+		collab_metrics->requests_waiting = jobs_parked();
+		schedule_retry();
 		/* one pass: wait for some I/O or timer, run its callbacks */
-		ev_run(worker_loop, EVRUN_ONCE);
+		ev_run(worker_loop, jobs_pending() ? EVRUN_NOWAIT : EVRUN_ONCE);
 		MemoryContextSwitchTo(loopcxt);
 
 		if (got_sighup)
@@ -650,11 +818,15 @@ serve(void)
 			ProcessConfigFile(PGC_SIGHUP);
 			load_jwt_config();
 			warn_if_access_control_off();
+			collab_metrics->config_reloads++;
 		}
 		/* events of other sessions, then our own jobs (each batch drains its events) */
 		worked = events_readable || jobs_pending();
 		drain_events();
-		while (jobs_pending() && !got_sigterm)
+		jobs_retry_due();
+		flush_refusals();
+		start = lws_now_usecs();
+		while (jobs_pending() && !got_sigterm && lws_now_usecs() - start < PASS_BUDGET_US)
 			jobs_run_batch();
 		/* timers that job replies set out here: let lws arm its timer */
 		if (worked)
@@ -678,6 +850,7 @@ stop_worker(void)
 	PG_TRY();
 	{
 		drain_events();
+		jobs_retry_due();
 		while (jobs_pending())
 			jobs_run_batch();
 	}
@@ -691,19 +864,11 @@ stop_worker(void)
 	lws_context_destroy(worker_context);
 	worker_context = NULL;
 	ev_timer_stop(worker_loop, &tick_timer);
+	ev_timer_stop(worker_loop, &retry_timer);
 	ev_loop_destroy(worker_loop);
 	worker_loop = NULL;
 	jobs_discard();
-	PG_TRY();
-	{
-		release_previous_incarnation();
-	}
-	PG_CATCH();
-	{
-		EmitErrorReport();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	release_this_run();
 }
 
 void

@@ -42,12 +42,17 @@ typedef struct WsTransport
 	Transport	base;
 	struct lws *wsi;
 	bool		plain;			/* not TLS, not closing: send_plain() may write */
+	bool		closing;		/* its close frame is lws's to send */
+	size_t		held;			/* bytes of a frame that lws keeps to send */
 	StringInfoData rx;			/* reassembly of a fragmented message */
 	OutItem    *own_head;		/* packets of its own (a probe's answer), first */
 	OutItem    *own_tail;
 } WsTransport;
 
 #define ws_of(t)	((WsTransport *) ((char *) (t) - offsetof(WsTransport, base)))
+
+/* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
+#define CLOSE_TRY_AGAIN_LATER	1013
 
 /* Inside a libwebsockets callback (where frames are only queued)? */
 static int	in_callback = 0;
@@ -73,6 +78,42 @@ transport_of(struct lws *wsi)
 /* ----------------------------------------------------------------
  * Writing (the TransportOps of a WebSocket)
  * ---------------------------------------------------------------- */
+
+/* The session this WebSocket carries (not one it is only a probe of), or NULL. */
+static EioSession *
+carried(WsTransport *t)
+{
+	EioSession *eio = t->base.eio;
+
+	return eio && eio->transport == &t->base ? eio : NULL;
+}
+
+/*
+ * lws keeps what the kernel did not take of a frame (at most one frame, see
+ * ws_ready), and those bytes count against the worker's output budget
+ * (eio.c) until they are out: at most bytes, which we learn in its next
+ * writable callback, asked for here.
+ */
+static void
+hold(WsTransport *t, size_t bytes)
+{
+	t->held = bytes;
+	if (carried(t))
+		eio_transport_holds(carried(t), bytes);
+	lws_callback_on_writable(t->wsi);
+}
+
+/* Has lws written what it held? */
+static void
+check_held(WsTransport *t)
+{
+	if (t->held > 0 && !lws_partial_buffered(t->wsi))
+	{
+		t->held = 0;
+		if (carried(t))
+			eio_transport_holds(carried(t), 0);
+	}
+}
 
 /*
  * Writes a whole frame to a plain (not TLS) connection's socket with one
@@ -131,6 +172,7 @@ send_plain(WsTransport *t, OutFrame *frame)
 		pfree(buf);
 		if (m < (int) rest)
 			return false;
+		hold(t, rest);
 	}
 	return true;
 }
@@ -149,8 +191,12 @@ ws_ready(Transport *base)
 {
 	WsTransport *t = ws_of(base);
 
-	return in_callback == 0 &&
-		(t->plain ? !lws_partial_buffered(t->wsi) : !lws_send_pipe_choked(t->wsi));
+	if (in_callback != 0 || t->closing)
+		return false;
+	if (lws_partial_buffered(t->wsi))
+		return false;
+	check_held(t);
+	return t->plain || !lws_send_pipe_choked(t->wsi);
 }
 
 static bool
@@ -162,8 +208,12 @@ ws_write(Transport *base, OutFrame *frame)
 	if (t->plain)
 		sent = send_plain(t, frame);
 	else
+	{
 		sent = lws_write(t->wsi, frame->data + LWS_PRE, frame->len,
 						 LWS_WRITE_TEXT) >= (int) frame->len;
+		if (sent && lws_partial_buffered(t->wsi))
+			hold(t, frame->len);
+	}
 	collab_metrics->messages_out++;
 	return sent;
 }
@@ -224,6 +274,13 @@ ws_writeable(WsTransport *t)
 	EioSession *eio = t->base.eio;
 	struct lws *wsi = t->wsi;
 
+	/* lws sends the close frame once the socket takes it, then closes */
+	if (t->closing)
+		return 0;
+	check_held(t);
+	/* lws writes what it holds before it calls here: wait until it is out */
+	if (t->held > 0)
+		return 0;
 	while (t->own_head != NULL)
 	{
 		OutItem    *item = t->own_head;
@@ -251,9 +308,11 @@ ws_writeable(WsTransport *t)
 	{
 		OutFrame   *f = eio_queue_pop(eio);
 		bool		whole = true;
+		size_t		len = 0;
 
 		if (f != NULL)
 		{
+			len = f->len;
 			whole = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) >= (int) f->len;
 			collab_metrics->messages_out++;
 			outframe_release(f);
@@ -261,6 +320,11 @@ ws_writeable(WsTransport *t)
 		if (!whole)
 			return -1;
 		/* lws keeps what the kernel did not take; wait until it is out */
+		if (lws_partial_buffered(wsi))
+		{
+			hold(t, len);
+			return 0;
+		}
 		if (eio->out_head != NULL && lws_send_pipe_choked(wsi))
 		{
 			lws_callback_on_writable(wsi);
@@ -269,7 +333,11 @@ ws_writeable(WsTransport *t)
 	}
 	if (eio->close_after_flush)
 	{
-		lws_close_reason(wsi, eio->close_status, NULL, 0);
+		const char *text = eio->close_text;
+
+		lws_close_reason(wsi, eio->close_status, (unsigned char *) text, text ? strlen(text) : 0);
+		t->closing = true;
+		t->plain = false;
 		return -1;
 	}
 	return 0;
@@ -328,6 +396,8 @@ ws_established(struct lws *wsi)
 	*slot = NULL;
 	t->kind = 0;
 	pfree(t);
+	if (refusal)
+		lws_close_reason(wsi, CLOSE_TRY_AGAIN_LATER, (unsigned char *) refusal, strlen(refusal));
 	return -1;
 }
 

@@ -122,7 +122,7 @@ export type ErrorCode =
 	| "VERSION_CONFLICT"
 	/** The message or content exceeds the configured size limit. */
 	| "PAYLOAD_TOO_LARGE"
-	/** The connection sent more messages than its rate limit allows. */
+	/** The connection sent more messages than its rate limit allows, or its user already has as many connections as allowed. */
 	| "RATE_LIMITED"
 	/** An unexpected server error; the request had no effect. */
 	| "INTERNAL"

@@ -27,6 +27,8 @@
 #   BENCH_CLIENTS      pgbench clients for the save comparison (default 4)
 #   BENCH_LAT_CLIENTS  pgbench clients for the latency runs (default 1)
 #   BENCH_BIG_ROWS     resource rows of the large database (default 1000000)
+#   BENCH_ONLY=saves   the save comparison alone, printed, no report written
+#                      (for iteration on the save path)
 #   BENCH_KEEP=1       keep the work directory (pgbench logs, server log)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -229,15 +231,26 @@ history_rows() {
 	esac
 }
 
-declare -A save_tps=() save_walb=() save_fpi=() save_waits=()
+# CPU time (clock ticks) of the worker, which takes the events of the
+# fenced saves (doc:saved to its rooms, forwarded to NOTIFY listeners): its
+# share of a save runs beside the saving backend, on the same cores.
+TICK=$(getconf CLK_TCK)
+worker_ticks() {
+	local pid
+	pid=$(q $SDB -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker' LIMIT 1")
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && awk '{ print $14 + $15 }' "/proc/$pid/stat" || echo ""
+}
+
+declare -A save_tps=() save_walb=() save_fpi=() save_waits=() save_wcpu=()
 save_round() {
-	local variant=$1 round=$2 table out before after txns tps wal0 sampler hist0 hist1
+	local variant=$1 round=$2 table out before after txns tps wal0 sampler hist0 hist1 wt0 wt1
 	table=$([ "$variant" = fenced ] && echo collab.resources || echo bench_plain)
 	q $SDB -c "VACUUM ANALYZE bench_plain" -c "VACUUM ANALYZE bench_history" -c "VACUUM ANALYZE collab.resources" \
 		-c "VACUUM ANALYZE collab.revisions" -c "VACUUM ANALYZE collab.leases" -c "CHECKPOINT"
 	before=$(version_sum "$table")
 	hist0=$(history_rows "$variant")
 	wal0=$(wal_mark)
+	wt0=$(worker_ticks)
 	out="$WORK/save_${variant}_$round.out"
 	( sleep 1; sample_waits $SDB $((SECS > 3 ? SECS - 2 : 1)) >"$WORK/waits_${variant}_$round" ) &
 	sampler=$!
@@ -254,10 +267,13 @@ save_round() {
 	[ "$variant" = plain ] || [ $((hist1 - hist0)) -eq "$txns" ] ||
 		die "$variant round $round: $((hist1 - hist0)) history rows for $txns saves"
 	read -r save_walb[$variant,$round] save_fpi[$variant,$round] < <(wal_per "$txns" "$wal0" "$(wal_mark)")
+	wt1=$(worker_ticks)
+	save_wcpu[$variant,$round]=$([ -n "$wt0" ] && [ -n "$wt1" ] &&
+		awk -v a="$wt0" -v b="$wt1" -v t="$TICK" -v n="$txns" 'BEGIN { printf "%.1f", (b - a) / t * 1e6 / n }' || echo n/a)
 	save_waits[$variant,$round]=$(cat "$WORK/waits_${variant}_$round")
 	save_tps[$variant,$round]=$(printf '%.1f' "$tps")
-	printf '  round %d  %-6s  tps %9.1f  (%d saves, versions +%d; WAL %s B/save; waits: %s)\n' "$round" "$variant" "$tps" \
-		"$txns" $((after - before)) "${save_walb[$variant,$round]}" "${save_waits[$variant,$round]}"
+	printf '  round %d  %-6s  tps %9.1f  (%d saves, versions +%d; WAL %s B/save; worker CPU %s us/save; waits: %s)\n' "$round" "$variant" "$tps" \
+		"$txns" $((after - before)) "${save_walb[$variant,$round]}" "${save_wcpu[$variant,$round]}" "${save_waits[$variant,$round]}"
 }
 
 echo
@@ -314,6 +330,19 @@ read -r hist_n hist_bytes < <(q $SDB -F ' ' -c "VACUUM bench_history" -c "
 [ "$(q $SDB -c "SELECT bool_and(ok) FROM collab.resources r, collab.verify_history(r.id) WHERE r.id LIKE 'document:bench/%'")" = t ] ||
 	die "the revisions written by the rounds do not verify"
 echo "  storage per revision: $rev_bytes bytes ($rev_n revisions; heap $rev_heap, TOAST $rev_toast, index $rev_index; content $rev_col bytes stored for $CONTENT_BYTES); hand-written history row: $hist_bytes bytes; every chain verifies"
+# The baseline's UPDATE compresses its content with the method of the column
+# it copied (LIKE ... INCLUDING ALL); the hand-written history with the
+# server's default.
+compression=$(q $SDB -c "SELECT string_agg(c.relname || ' ' || CASE a.attcompression
+		WHEN '' THEN current_setting('default_toast_compression') || ' (the server''s default)'
+		WHEN 'l' THEN 'lz4' ELSE 'pglz' END, ', ' ORDER BY c.relname)
+	  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	 WHERE a.attname = 'content' AND c.relname IN ('resources', 'revisions', 'bench_plain', 'bench_history')")
+echo "  content compression: $compression"
+if [ "${BENCH_ONLY:-}" = saves ]; then
+	echo "bench: BENCH_ONLY=saves: the lock latency and the report are left out"
+	exit 0
+fi
 
 # ---------------------------------------------------------------------------
 # 2. Lock acquire latency with 10^3 and 10^6 resource rows
@@ -459,10 +488,12 @@ report="$ROOT/test/bench/results/sql-core.md"
 		for r in $(seq 1 "$ROUNDS"); do list+="${save_walb[$v,$r]} "; done
 		echo "| $v WAL per save, bytes (FPI) | $(for r in $(seq 1 "$ROUNDS"); do printf '%s (%s) | ' "${save_walb[$v,$r]}" "${save_fpi[$v,$r]}"; done)$(echo "$list" | median) |"
 	done
+	echo "| fenced: the worker's CPU per save, µs | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "${save_wcpu[fenced,$r]}"; done)$(for r in $(seq 1 "$ROUNDS"); do printf '%s ' "${save_wcpu[fenced,$r]}"; done | median) |"
 	echo "| **fenced / plain** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[plain,$r]}")"; done)**$pair_med**, the median of the round ratios (lowest-highest $pair_min-$pair_max; target >= $SAVE_TARGET: **$save_verdict**); ratio of the median tps $save_ratio |"
 	echo "| **fenced / (UPDATE + history INSERT)** | $(for r in $(seq 1 "$ROUNDS"); do printf '%s | ' "$(ratio "${save_tps[fenced,$r]}" "${save_tps[history,$r]}")"; done)**$hpair_med**, the median of the round ratios (lowest-highest $hpair_min-$hpair_max; target >= $HISTORY_TARGET: **$history_verdict**); ratio of the median tps $history_ratio |"
 	echo
 	echo "Storage per revision of a $CONTENT_BYTES-byte save: **$rev_bytes bytes** (table $rev_heap, TOAST $rev_toast, index $rev_index; the content takes $rev_col bytes compressed; $rev_n revisions); a row of the hand-written history: $hist_bytes bytes."
+	echo "Content compression of the tables: $compression."
 	echo
 	echo "Wait events of the bench backends, round 1 (sampled every 50 ms; CPU = not waiting; Lock:object = the cluster-wide lock NOTIFY takes at commit):"
 	echo "plain: ${save_waits[plain,1]}; history: ${save_waits[history,1]}; fenced: ${save_waits[fenced,1]}."

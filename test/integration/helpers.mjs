@@ -166,6 +166,34 @@ export async function resetConf(...names) {
   await q('SELECT pg_reload_conf()');
 }
 
+/** A counter or gauge of the worker's /metrics (summed over the workers). */
+export async function metric(name) {
+  const text = await (await fetch(`${WS_URL}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : null;
+}
+
+/** Waits until every worker has reloaded its configuration since reloads was read. */
+async function workersReloaded(reloads) {
+  const workers = await metric('collab_workers');
+  await eventually(async () => (await metric('collab_config_reloads_total')) >= reloads + workers,
+    'every worker has reloaded its configuration', 5000, 20);
+}
+
+/** setConf, and then waits until every worker has the new value (the worker's settings). */
+export async function setWorkerConf(name, value) {
+  const reloads = await metric('collab_config_reloads_total');
+  await setConf(name, value);
+  await workersReloaded(reloads);
+}
+
+/** resetConf, and then waits until every worker has reloaded. */
+export async function resetWorkerConf(...names) {
+  const reloads = await metric('collab_config_reloads_total');
+  await resetConf(...names);
+  await workersReloaded(reloads);
+}
+
 /**
  * Retries fn until it returns a truthy value (which is returned); rejects
  * with `what` and the last value/error after timeout ms.
@@ -407,6 +435,63 @@ export async function startBystander(prefix) {
       assert.equal(ev.resourceId, doc.tab('t'));
       assert.ok(socket.connected, `bystander still connected after ${what}`);
       assert.equal(await currentWorkerPid(), workerPid, `same worker process after ${what}`);
+    },
+  };
+}
+
+/**
+ * A bystander that keeps asking while something hostile happens: a
+ * socket.io-client connection, editor of a tab of its own, renews its lock
+ * every everyMs and times each acknowledgement.  measure(what, fn) runs fn
+ * meanwhile, prints the bystander's figures and asserts that it got answers
+ * all along, none slower than maxMs (generous: the machine is shared, and
+ * the point is milliseconds against the seconds a wait in the event loop
+ * would take); it returns what fn returned.
+ */
+export async function startTimedBystander(prefix, { everyMs = 40 } = {}) {
+  const doc = await createDocument(['t'], prefix);
+  const socket = await connect(newUser('TimedBystander'), { label: 'timed bystander' });
+  assert.equal(ok(await join(socket, doc.tab('t'), 'editor')).role, 'editor');
+  return {
+    socket,
+    resourceId: doc.tab('t'),
+    // maxMs tells a loop that stalled behind a hostile session (it would
+    // wait for the whole hold, seconds) from a machine that is merely busy:
+    // the figures themselves are printed, not judged.
+    async measure(what, fn, { maxMs = 2000 } = {}) {
+      const times = [];
+      const failures = [];
+      let running = true;
+      const loop = (async () => {
+        while (running) {
+          const t0 = performance.now();
+          try {
+            const ack = await emitAck(socket, 'lock:renew', { resourceId: doc.tab('t') }, 15000);
+            if (!ack.ok) failures.push(JSON.stringify(ack));
+          } catch (e) {
+            failures.push(e.message);
+          }
+          times.push(performance.now() - t0);
+          await sleep(everyMs);
+        }
+      })();
+      let result;
+      try {
+        result = await fn();
+      } finally {
+        running = false;
+        await loop;
+      }
+      const sorted = [...times].sort((a, b) => a - b);
+      const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+      console.log(`# bystander during ${what}: ${sorted.length} answers, p50 ${at(0.5).toFixed(1)} ms, ` +
+        `p99 ${at(0.99).toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
+      assert.deepEqual(failures, [], `the bystander's requests all succeeded during ${what}`);
+      assert.ok(sorted.length >= 1, `the bystander got answers during ${what}`);
+      assert.ok(sorted[sorted.length - 1] <= maxMs,
+        `the bystander was answered within ${maxMs} ms during ${what}: slowest ${sorted[sorted.length - 1].toFixed(1)} ms`);
+      assert.ok(socket.connected, `the bystander is still connected after ${what}`);
+      return result;
     },
   };
 }

@@ -1,17 +1,17 @@
 // The worker runs queued requests in batches, one transaction per batch; the
-// path locks of a batch's jobs are held until it commits.  A later job of a
-// batch must not wait for a lock: with the earlier jobs' locks held, the
-// wait could close a cycle with an application transaction (a deadlock: the
-// application's call or the browser's request would fail, after the worker
-// had stalled for deadlock_timeout).
+// path locks of a batch's jobs are held until it commits.  No job of a batch
+// waits for a lock another session holds: it is parked and tried again,
+// while the rest of the batch commits.  Waiting there, with the earlier
+// jobs' locks held, could close a cycle with an application transaction (a
+// deadlock), and would stop every other client of the worker meanwhile.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { newUser, connect, emitAck, ok, createDocument, q, ref, teardown, eventually } from './helpers.mjs';
+import { newUser, connect, emitAck, ok, createDocument, q, ref, teardown, eventually, metric } from './helpers.mjs';
 
 after(teardown);
 
-test('a batch that meets an application transaction on two paths does not deadlock', async () => {
+test('a batch that meets an application transaction on two paths parks the blocked request and does not deadlock', async () => {
   const doc = await createDocument(['a', 'b']);
   const anna = newUser('Anna');
   const app = new pg.Client({ database: 'postgres' });
@@ -28,10 +28,11 @@ test('a batch that meets an application transaction on two paths does not deadlo
     const a = await connect(anna);
     const tabJoin = emitAck(a, 'presence:join', { resourceId: doc.tab('a'), mode: 'editor' }, 15000);
     const docJoin = emitAck(a, 'presence:join', { resourceId: doc.id, mode: 'editor' }, 15000);
-    await eventually(async () => (await q(
+    await eventually(async () => (await metric('collab_requests_waiting')) === 1,
+      'the worker parks the document\'s join');
+    assert.deepEqual(await q(
       `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity s USING (pid)
-        WHERE s.backend_type = 'collab worker' AND l.locktype = 'advisory' AND NOT l.granted`))[0].n === 1,
-    'the worker waits for the document\'s path lock');
+        WHERE s.backend_type = 'collab worker' AND NOT l.granted`), [{ n: 0 }], 'the worker waits for no lock');
 
     // the application now asks for tab:a: it must get an answer, not a deadlock
     const [other] = (await app.query(

@@ -18,7 +18,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   WS_URL, newUser, tokenFor, connect, save, join, ok, createDocument, q,
-  rawOpen, rawConnect, teardown, eventually, startBystander,
+  rawOpen, rawConnect, teardown, eventually, startBystander, setWorkerConf, resetWorkerConf,
 } from './helpers.mjs';
 
 let bystander;
@@ -372,6 +372,19 @@ describe('floods', () => {
   });
 
   test('connection flood: 300 connections at once, served up to collab.max_connections, the excess refused', { timeout: 60000 }, async () => {
+    // all from one address, and unauthenticated at once: that budget is
+    // ws_budgets.test.mjs's, this test is about collab.max_connections
+    await setWorkerConf('collab.max_unauthenticated_per_address', '0');
+    try {
+      await connectionFlood();
+    } finally {
+      await resetWorkerConf('collab.max_unauthenticated_per_address');
+    }
+  });
+});
+
+async function connectionFlood() {
+  {
     const [{ setting }] = await q("SELECT setting FROM pg_settings WHERE name = 'collab.max_connections'");
     const max = Number(setting);
     const N = 300;
@@ -418,5 +431,5 @@ describe('floods', () => {
     const again = await connect(newUser('AfterFlood'));
     again.close();
     await bystander.served('the connection flood, closed');
-  });
-});
+  }
+}

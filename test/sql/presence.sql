@@ -75,6 +75,16 @@ SELECT role, pg_temp.user_json_role('pr-c1', 'document:pr/tab:a') FROM collab.pr
  WHERE connection_id = 'pr-c1' AND resource_id = 'document:pr/tab:a';
 SELECT collab.ws_acquire('pr-c1', 'document:pr/tab:a')::jsonb->'ack'->'ok' AS acquired;
 
+-- a re-join in the same role publishes nothing; a change of role publishes
+-- presence:joined with the new role
+BEGIN;
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'viewer');
+SELECT count(*) AS events_of_two_rejoins FROM collab.pending_events();
+SELECT count(*) FROM collab.ws_join('pr-c2', 'document:pr/tab:b', 'editor');
+SELECT e::jsonb->>'event' AS event, e::jsonb->'user'->>'role' AS role FROM collab.pending_events() e ORDER BY 1;
+ROLLBACK;
+
 -- a connection's rows go with it
 DELETE FROM collab.ws_connections WHERE connection_id = 'pr-c2';
 SELECT resource_id, connection_id FROM collab.presence WHERE resource_id LIKE 'document:pr%' ORDER BY 1, 2;

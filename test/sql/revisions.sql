@@ -252,6 +252,91 @@ SELECT pg_temp.ok('document:rvdel/tab:t') AS verify_second_life;
 SELECT count(*) AS both_lives FROM collab.revisions WHERE resource_id = 'document:rvdel/tab:t';
 SELECT collab.release(:tx);
 
+-- Content large enough to be compressed is compressed once per save: the
+-- resource's row and its revision store the same bytes, and the hash is over
+-- the content as saved.  By collab.save(), a guarded UPDATE, a restore, a
+-- save that presents a token without changing the content, and content that
+-- does not compress.
+SELECT collab.create_document('rvbig', NULL, ARRAY['t']);
+SELECT token AS tb FROM collab.acquire('document:rvbig/tab:t', 'u-anna', 'Dr. Anna Berg', 'c1') \gset
+SELECT collab.save('document:rvbig/tab:t', :tb, repeat('Laparoscopic appendectomy, no complications. ', 100));
+BEGIN;
+SET LOCAL collab.lock_token = :tb;
+UPDATE collab.resources SET content = repeat('Wound clean, sutures removed on day 7. ', 120) WHERE id = 'document:rvbig/tab:t';
+COMMIT;
+SELECT collab.save('document:rvbig/tab:t', :tb, repeat('Laparoscopic appendectomy, no complications. ', 100), NULL, 1);
+BEGIN;
+SET LOCAL collab.lock_token = :tb;
+UPDATE collab.resources SET title = 'Procedure' WHERE id = 'document:rvbig/tab:t';
+COMMIT;
+SELECT collab.save('document:rvbig/tab:t', :tb, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g));
+SELECT v.version, octet_length(v.content) AS bytes, v.restored_from,
+	   pg_column_size(v.content) < octet_length(v.content) AS compressed,
+	   v.content = r.content AS is_current
+  FROM collab.revisions v JOIN collab.resources r ON r.id = v.resource_id
+ WHERE v.resource_id = 'document:rvbig/tab:t' ORDER BY v.version;
+-- the row stores its revision's bytes: the current version, then saves of
+-- the earlier versions' contents
+CREATE TEMP TABLE rvbig_rows AS SELECT 0 AS version, ''::text AS compression, 0 AS size WHERE false;
+DO $$
+DECLARE
+	t bigint := (SELECT token FROM collab.leases WHERE resource_id = 'document:rvbig/tab:t');
+	c text;
+BEGIN
+	INSERT INTO rvbig_rows SELECT r.version, pg_column_compression(r.content), pg_column_size(r.content)
+	  FROM collab.resources r WHERE r.id = 'document:rvbig/tab:t';
+	FOR c IN SELECT v.content FROM collab.revisions v WHERE v.resource_id = 'document:rvbig/tab:t'
+			  AND v.version < 5 ORDER BY v.version LOOP
+		PERFORM collab.save('document:rvbig/tab:t', t, c);
+		INSERT INTO rvbig_rows SELECT r.version, pg_column_compression(r.content), pg_column_size(r.content)
+		  FROM collab.resources r WHERE r.id = 'document:rvbig/tab:t';
+	END LOOP;
+END
+$$;
+SELECT v.version, coalesce(pg_column_compression(v.content), 'none') = coalesce(w.compression, 'none')
+		  AND pg_column_size(v.content) = w.size AS row_stores_the_revisions_bytes
+  FROM collab.revisions v JOIN rvbig_rows w USING (version)
+ WHERE v.resource_id = 'document:rvbig/tab:t' ORDER BY v.version;
+SELECT bool_and(hash = collab.revision_hash(prev_hash, resource_id, version, content, saved_by, saved_by_name,
+		saved_at, token, path::text, restored_from)) AS hashes_match
+  FROM collab.revisions WHERE resource_id = 'document:rvbig/tab:t';
+SELECT pg_temp.ok('document:rvbig/tab:t') AS verify_big;
+-- a restore of large content must still be exact
+SELECT pg_temp.try(format('SELECT collab.save(%L, %s, repeat(%L, 99), NULL, 1)', 'document:rvbig/tab:t', :tb,
+	'Laparoscopic appendectomy, no complications. '));
+SELECT collab.release(:tb);
+
+-- A save chains to the resource's newest revision, also when the one before
+-- its version is missing (the row's version changed behind the guard): the
+-- gap is what verify_history reports.
+SELECT collab.create_document('rvgap', NULL, ARRAY['t']);
+SELECT token AS tg FROM collab.acquire('document:rvgap/tab:t', 'u-anna', 'Dr. Anna Berg', 'c1') \gset
+SELECT collab.save('document:rvgap/tab:t', :tg, 'one');
+SELECT collab.save('document:rvgap/tab:t', :tg, 'two');
+SET session_replication_role = replica;
+UPDATE collab.resources SET version = 5 WHERE id = 'document:rvgap/tab:t';
+RESET session_replication_role;
+SELECT collab.save('document:rvgap/tab:t', :tg, 'six');
+SELECT v.prev_hash = (SELECT w.hash FROM collab.revisions w
+						WHERE w.resource_id = v.resource_id AND w.version = 2) AS chained_to_newest
+  FROM collab.revisions v WHERE v.resource_id = 'document:rvgap/tab:t' AND v.version = 6;
+SELECT pg_temp.ok('document:rvgap/tab:t') AS verify_gap;
+SELECT collab.release(:tg);
+
+-- The live lease of another resource is no lease for this one: the save is
+-- refused, and the other lease is not renewed by it.
+SELECT collab.create_document('rvelse', NULL, ARRAY['a', 'b', 'ab']);
+SELECT token AS te FROM collab.acquire('document:rvelse/tab:a', 'u-anna', 'Dr. Anna Berg', 'c1') \gset
+SELECT renewed_at AS renewed_before FROM collab.leases WHERE token = :te \gset
+SELECT pg_temp.try(format('SELECT collab.save(%L, %s, %L)', 'document:rvelse/tab:b', :te, 'not mine'));
+SELECT pg_temp.try(format('SELECT collab.save(%L, %s, %L)', 'document:rvelse/tab:ab', :te, 'not mine'));
+SELECT pg_temp.try(format('SELECT collab.save(%L, %s, %L)', 'document:rvelse', :te, 'not mine'));
+SELECT pg_temp.try(format($$SET LOCAL collab.lock_token = %s;
+	UPDATE collab.resources SET content = 'not mine' WHERE id = 'document:rvelse/tab:b'$$, :te));
+SELECT renewed_at = :'renewed_before' AS not_renewed FROM collab.leases WHERE token = :te;
+SELECT count(*) AS revisions_elsewhere FROM collab.revisions WHERE resource_id LIKE 'document:rvelse%';
+SELECT collab.release(:te);
+
 -- The WebSocket path: ws_save records path ws; doc:history and doc:revision
 -- read what the user may view, paged, and the access trail records it.
 SELECT collab.create_document('rvws', NULL, ARRAY['t']);
