@@ -63,12 +63,14 @@ typedef struct HttpPoll
 	char	   *origin;			/* NULL: no Origin header */
 	bool		origin_ok;
 	StringInfoData body;		/* a POST's body */
+	ev_timer	body_timer;		/* the body must be whole by then */
 	PollAnswer	answer;			/* HP_ANSWER: what to write */
 } HttpPoll;
 
 #define POLL_HTTP_KIND	0x706f6c6c	/* "poll" */
 
 static MemoryContext requests_cxt = NULL;
+static struct ev_loop *requests_loop = NULL;
 
 static void http_wake(PollRequest *r);
 
@@ -92,8 +94,9 @@ request_of_req(PollRequest *r)
 }
 
 void
-poll_http_init(void)
+poll_http_init(struct ev_loop *loop)
 {
+	requests_loop = loop;
 	requests_cxt = AllocSetContextCreate(TopMemoryContext, "collab polling requests",
 										 ALLOCSET_DEFAULT_SIZES);
 }
@@ -162,6 +165,7 @@ static void
 free_request(HttpPoll *hp)
 {
 	hp->kind = 0;
+	ev_timer_stop(requests_loop, &hp->body_timer);
 	if (hp->origin)
 		pfree(hp->origin);
 	if (hp->body.data)
@@ -219,6 +223,28 @@ relay_done(void *arg, PollAnswer *answer)
 
 	hp->call = NULL;
 	answer_later(hp, answer);
+}
+
+/*
+ * A body that has not arrived whole within collab.ping_timeout: its
+ * connection is dropped (lws's own timeout for a body is its context's,
+ * for every request alike).
+ */
+static void
+body_late(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	HttpPoll   *hp = (HttpPoll *) w->data;
+
+	lws_set_timeout(hp->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void
+await_body(HttpPoll *hp)
+{
+	hp->state = HP_BODY;
+	ev_timer_init(&hp->body_timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
+	hp->body_timer.data = hp;
+	ev_timer_start(requests_loop, &hp->body_timer);
 }
 
 /* ----------------------------------------------------------------
@@ -297,8 +323,7 @@ refuse_post(struct lws *wsi, void **slot, HttpPoll *hp, PollAnswer *a, int64 con
 		return content_length == 0 ? rc : -1;
 	}
 	hp->refused = true;
-	hp->state = HP_BODY;
-	lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, Max(collab_ping_timeout_ms / 1000, 1));
+	await_body(hp);
 	{
 		MemoryContext old = MemoryContextSwitchTo(requests_cxt);
 
@@ -450,7 +475,6 @@ poll_http_request(struct lws *wsi, void **slot)
 			poll_answer_error(&a, 413, POLL_ERR_BAD_REQUEST, msg);
 		return refuse_post(wsi, slot, hp, &a, content_length);
 	}
-	hp->state = HP_BODY;
 	{
 		MemoryContext old = MemoryContextSwitchTo(requests_cxt);
 
@@ -458,7 +482,7 @@ poll_http_request(struct lws *wsi, void **slot)
 		MemoryContextSwitchTo(old);
 	}
 	/* the body must arrive within collab.ping_timeout */
-	lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, Max(collab_ping_timeout_ms / 1000, 1));
+	await_body(hp);
 	if (content_length == 0)
 		return poll_http_body_done(wsi, slot);
 	return 0;
@@ -492,7 +516,7 @@ poll_http_body_done(struct lws *wsi, void **slot)
 
 	if (hp == NULL || hp->state != HP_BODY)
 		return 0;
-	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	ev_timer_stop(requests_loop, &hp->body_timer);
 	if (hp->refused)
 	{
 		hp->state = HP_ANSWER;

@@ -12,9 +12,10 @@
 #ifndef COLLAB_POLL_HTTP_H
 #define COLLAB_POLL_HTTP_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 
-extern void poll_http_init(void);
+extern void poll_http_init(struct ev_loop *loop);
 extern int	poll_http_request(struct lws *wsi, void **slot);
 extern int	poll_http_body(struct lws *wsi, void **slot, const char *in, size_t len);
 extern int	poll_http_body_done(struct lws *wsi, void **slot);

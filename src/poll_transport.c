@@ -315,7 +315,8 @@ poll_post_begin(PollRequest *r, const char *sid, PollAnswer *out)
 
 /*
  * The body of a POST (poll_post_begin), read whole: its packets go to the
- * session, and it is answered "ok".  The packets are handled in order
+ * session, and it is answered "ok", or 400 if one of them closed the
+ * session (a malformed packet, say).  The packets are handled in order
  * until the session closes; what follows a packet that closes it is
  * ignored, so no body costs more than one pass over its bytes.
  */
@@ -347,7 +348,11 @@ poll_post_end(PollRequest *r, const char *body, size_t len, PollAnswer *out)
 			break;
 		p = sep + 1;
 	}
-	answer_text(out, "ok");
+	/* a packet that closed the session on a protocol error: as the reference server */
+	if ((eio->ending || eio->close_after_flush) && !eio->client_closed)
+		poll_answer_error(out, 400, POLL_ERR_BAD_REQUEST, "Bad request");
+	else
+		answer_text(out, "ok");
 }
 
 /*

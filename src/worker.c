@@ -761,7 +761,7 @@ start_worker(Datum main_arg)
 	raise_descriptor_limit();
 	vh = create_context();
 	session_init(worker_loop, worker_name, worker_slot, &worker_jwt);
-	poll_http_init();
+	poll_http_init(worker_loop);
 	if (collab_workers > 1)
 		relay_start(worker_loop, worker_slot);
 	before_shmem_exit(detach_event_queue, (Datum) 0);

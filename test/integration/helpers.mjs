@@ -614,6 +614,97 @@ export function killRaw(client) {
   client.ws._socket.destroy();
 }
 
+/* ------------------------------------------------------------------------
+ * Raw Engine.IO long-polling clients (wire-level tests)
+ * ------------------------------------------------------------------------ */
+const pollClients = new Set();
+
+/**
+ * One HTTP request to /socket.io/?<query> with fetch (keep-alive, as a
+ * browser). Resolves with {status, headers, text, json (or null)}.
+ */
+export async function pollFetch(query, { method = 'GET', body, headers = {}, timeout = DEFAULT_TIMEOUT } = {}) {
+  const res = await fetch(`${WS_URL}/socket.io/?${query}`, {
+    method,
+    body,
+    headers: body === undefined ? headers : { 'content-type': 'text/plain;charset=UTF-8', ...headers },
+    signal: AbortSignal.timeout(timeout),
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** The packets of a polling answer. */
+export const packetsOf = (text) => text.split('\x1e');
+
+/**
+ * Opens a long-polling session (the handshake GET). The client has
+ * get(opts) / post(body, opts) for its sid, recv(pred) that polls until a
+ * packet matches (answering pings when autoPong), connect(token),
+ * emitAck(id, event, payload) and close(); .packets is everything received.
+ */
+export async function pollOpen({ headers = {}, autoPong = true } = {}) {
+  const r = await pollFetch('EIO=4&transport=polling', { headers });
+  assert.equal(r.status, 200, `handshake: ${r.status} ${r.text}`);
+  assert.ok(r.text.startsWith('0{'), `handshake answers the open packet: ${r.text}`);
+  const open = JSON.parse(r.text.slice(1));
+  const query = `EIO=4&transport=polling&sid=${encodeURIComponent(open.sid)}`;
+  const c = {
+    sid: open.sid,
+    open,
+    packets: [],
+    headers,
+    closed: false,
+    get: (opts = {}) => pollFetch(query, { headers, ...opts }),
+    post: (body, opts = {}) => pollFetch(query, { method: 'POST', body, headers, ...opts }),
+  };
+  pollClients.add(c);
+  /** Polls until a packet matches pred (a string prefix, RegExp or function); resolves with it. */
+  c.recv = async (pred, timeout = DEFAULT_TIMEOUT) => {
+    const test = typeof pred === 'function' ? pred : pred instanceof RegExp ? (p) => pred.test(p) : (p) => p.startsWith(pred);
+    const end = Date.now() + timeout;
+    for (;;) {
+      const seen = c.packets.find((p) => !p.__taken && test(p.valueOf()));
+      if (seen) { seen.__taken = true; return seen.valueOf(); }
+      if (Date.now() > end) throw new Error(`no polled packet matching ${pred} within ${timeout} ms; packets: ${JSON.stringify(c.packets.slice(-10).map(String))}`);
+      const r = await c.get({ timeout: Math.max(end - Date.now(), 100) });
+      if (r.status !== 200) throw new Error(`poll answered ${r.status} ${r.text}`);
+      for (const p of packetsOf(r.text)) {
+        c.packets.push(new String(p));
+        if (p === '2' && autoPong) await c.post('3');
+        if (p === '1') c.closed = true;
+      }
+    }
+  };
+  c.connect = async (token) => {
+    assert.equal((await c.post(`40${JSON.stringify({ token })}`)).text, 'ok');
+    const f = await c.recv(/^4[04]/);
+    if (!f.startsWith('40')) throw new Error(`polling CONNECT refused: ${f}`);
+    c.connectionId = JSON.parse(f.slice(2)).sid;
+    return c.connectionId;
+  };
+  c.emitAck = async (id, event, payload) => {
+    assert.equal((await c.post(`42${id}${JSON.stringify([event, payload])}`)).text, 'ok');
+    const f = await c.recv(`43${id}[`);
+    return JSON.parse(f.slice(2 + String(id).length))[0];
+  };
+  c.close = async () => {
+    if (c.closed) return;
+    c.closed = true;
+    await c.post('1').catch(() => {});
+  };
+  return c;
+}
+
+/** A polling session through CONNECT: resolves with the client (its .connectionId set). */
+export async function pollConnect(token, opts = {}) {
+  const c = await pollOpen(opts);
+  await c.connect(token);
+  return c;
+}
+
 /**
  * The worker still serves: a fresh client connects, joins a resource and
  * gets its ack. Used after each malformed-frame test.
@@ -638,6 +729,8 @@ export async function closeAll() {
   sockets.clear();
   for (const ws of raws) ws.terminate();
   raws.clear();
+  await Promise.all([...pollClients].map((c) => c.close()));
+  pollClients.clear();
 }
 
 export async function teardown() {
