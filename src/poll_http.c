@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include <libwebsockets.h>
 
 #include "utils/memutils.h"
@@ -64,6 +66,8 @@ typedef struct HttpPoll
 	bool		origin_ok;
 	StringInfoData body;		/* a POST's body */
 	ev_timer	body_timer;		/* the body must be whole by then */
+	ev_io		gone_io;		/* a waiting request's socket: has its client left? */
+	bool		tls;
 	PollAnswer	answer;			/* HP_ANSWER: what to write */
 } HttpPoll;
 
@@ -166,6 +170,7 @@ free_request(HttpPoll *hp)
 {
 	hp->kind = 0;
 	ev_timer_stop(requests_loop, &hp->body_timer);
+	ev_io_stop(requests_loop, &hp->gone_io);
 	if (hp->origin)
 		pfree(hp->origin);
 	if (hp->body.data)
@@ -245,6 +250,62 @@ await_body(HttpPoll *hp)
 	ev_timer_init(&hp->body_timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
 	hp->body_timer.data = hp;
 	ev_timer_start(requests_loop, &hp->body_timer);
+}
+
+/*
+ * The socket of a waiting request became readable.  lws reads nothing
+ * from a connection whose request it has not answered, so it would not see
+ * the client go away; a request that waits for minutes needs to, as the
+ * reference server does (the session is then lost, and a relayed request
+ * withdrawn).  A peek tells: the end of the stream, an error, or, on TLS,
+ * an alert (the client closing) mean gone; other bytes are the client's
+ * next request, which lws reads once this one is answered.
+ */
+static void
+socket_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	HttpPoll   *hp = (HttpPoll *) w->data;
+	struct lws *wsi = hp->wsi;
+	void	  **slot = (void **) lws_wsi_user(wsi);
+	unsigned char b;
+	ssize_t		n = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	ev_io_stop(loop, w);
+	if (n > 0 && !(hp->tls && b == 0x15))
+		return;
+	PG_TRY();
+	{
+		if (slot && *slot == hp)
+			*slot = NULL;
+		if (hp->call)
+			relay_cancel(hp->call);
+		else if (hp->local)
+			poll_request_gone(&hp->req);
+		hp->call = NULL;
+		free_request(hp);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* A request waits (for its session, or for the relay): its client is watched. */
+static void
+wait_for_answer(struct lws *wsi, HttpPoll *hp)
+{
+	hp->state = HP_WAITING;
+	hp->tls = lws_is_ssl(wsi);
+	ev_io_init(&hp->gone_io, socket_readable, lws_get_socket_fd(wsi), EV_READ);
+	hp->gone_io.data = hp;
+	ev_io_start(requests_loop, &hp->gone_io);
 }
 
 /* ----------------------------------------------------------------
@@ -435,7 +496,7 @@ poll_http_request(struct lws *wsi, void **slot)
 		else if (poll_get(&hp->req, sid, &a) == POLL_ANSWERED)
 			return finish(wsi, slot, hp, &a);
 		/* it waits: no header table held meanwhile, and no idle timeout before its answer */
-		hp->state = HP_WAITING;
+		wait_for_answer(wsi, hp);
 		lws_http_headers_detach(wsi);
 		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
 						(collab_ping_interval_ms + collab_ping_timeout_ms) / 1000 + 5);
@@ -525,7 +586,7 @@ poll_http_body_done(struct lws *wsi, void **slot)
 	}
 	if (!hp->local)
 	{
-		hp->state = HP_WAITING;
+		wait_for_answer(wsi, hp);
 		hp->call = relay_forward(hp->owner, true, hp->sid, hp->body.data, hp->body.len,
 								 relay_done, hp);
 		if (hp->call == NULL)

@@ -169,6 +169,7 @@ poll_release(Transport *t)
 	PollRequest *get = pt->get;
 
 	t->eio = NULL;
+	collab_metrics->polling_sessions--;
 	if (pt->post)
 		pt->post->pt = NULL;
 	if (get)
@@ -213,6 +214,7 @@ poll_open(PollRequest *r, const char *address, const char *origin, PollAnswer *o
 						  refusal ? refusal : "the server cannot open a session now");
 		return;
 	}
+	collab_metrics->polling_sessions++;
 	take_packets(pt, out);
 }
 

@@ -41,6 +41,7 @@
 #include "utils/memutils.h"
 
 #include "collab.h"
+#include "metrics.h"
 #include "poll_transport.h"
 #include "relay.h"
 
@@ -641,6 +642,7 @@ relay_forward(int slot, bool post, const char *sid, const char *body, size_t len
 	peer = peer_for(slot);
 	if (peer == NULL)
 		return NULL;
+	collab_metrics->relayed_requests++;
 	call = MemoryContextAllocZero(relay_cxt, sizeof(RelayCall));
 	call->peer = peer;
 	call->id = peer->next_id++;

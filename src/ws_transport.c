@@ -590,7 +590,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len
 			return poll_http_body_done(wsi, (void **) lws_wsi_user(wsi));
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			return poll_http_writeable(wsi, (void **) lws_wsi_user(wsi));
+		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		case LWS_CALLBACK_CLOSED_HTTP:
+			/* lws frees the user data with the protocol: the request is over */
 			poll_http_closed(wsi, (void **) lws_wsi_user(wsi));
 			return 0;
 		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -641,7 +643,8 @@ ws_transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		EmitErrorReport();
 		FlushErrorState();
 		/* close only connections, never the listening socket */
-		rc = (reason == LWS_CALLBACK_CLOSED || reason == LWS_CALLBACK_CLOSED_HTTP) ? 0 : -1;
+		rc = (reason == LWS_CALLBACK_CLOSED || reason == LWS_CALLBACK_CLOSED_HTTP ||
+			  reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL) ? 0 : -1;
 	}
 	PG_END_TRY();
 	in_callback = outer;

@@ -9,7 +9,9 @@
 # run again with transports: ['polling'] and with socket.io-client's
 # default transports (long-polling, then the upgrade).  The wire-level and
 # hostile files run once, over their own transport.  Files named on the
-# command line run once, with COLLAB_TRANSPORTS as set (websocket if unset).
+# command line run once, with COLLAB_TRANSPORTS as set (websocket if unset),
+# or, with COLLAB_SETUPS="websocket polling ...", under the first setup and
+# then, those of them that are client-facing, under the others.
 #
 # Inside scripts/run-tests.sh the environment names the test cluster:
 #   PGHOST PGPORT PGUSER COLLAB_WS_URL COLLAB_JWT_SECRET COLLAB_TEST_WORK
@@ -27,10 +29,10 @@ if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/ws ] || [ ! -d 
 fi
 
 files=("$@")
-setups=("${COLLAB_TRANSPORTS:-websocket}")
+read -r -a setups <<<"${COLLAB_SETUPS:-${COLLAB_TRANSPORTS:-websocket}}"
 if [ ${#files[@]} -eq 0 ]; then
 	files=(integration/ws_*.test.mjs)
-	setups=(websocket polling default)
+	read -r -a setups <<<"${COLLAB_SETUPS:-websocket polling default}"
 fi
 CLIENT_FILES=(access access_live auth batch handoff locks observability presence restart revisions saves sql_bridge)
 
@@ -77,7 +79,11 @@ for setup in "${setups[@]}"; do
 	run=("${files[@]}")
 	if [ "$setup" != "${setups[0]}" ]; then
 		run=()
-		for f in "${CLIENT_FILES[@]}"; do run+=("integration/ws_$f.test.mjs"); done
+		for f in "${CLIENT_FILES[@]}"; do
+			for g in "${files[@]}"; do
+				if [ "$g" = "integration/ws_$f.test.mjs" ]; then run+=("$g"); fi
+			done
+		done
 	fi
 	echo "=== socket.io-client transports: $setup (${#run[@]} files)"
 	COLLAB_TRANSPORTS=$setup node --test --test-concurrency=1 --test-reporter=spec "${run[@]}" || status=$?

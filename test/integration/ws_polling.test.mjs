@@ -183,6 +183,29 @@ describe('messages', () => {
     await c.close();
   });
 
+  test('a waiting poll whose client goes away: the session is lost at once (presence:left "disconnected"), as with the reference server', async () => {
+    const doc = await createDocument(['t']);
+    const watcher = await connect(newUser('Watcher'));
+    ok(await join(watcher, doc.tab('t'), 'viewer'));
+    const u = newUser('Vanishing');
+    const c = await pollConnect(tokenFor(u));
+    assert.equal((await c.emitAck(1, 'presence:join', { resourceId: doc.tab('t'), mode: 'editor' })).role, 'editor');
+    await c.recv('2', 3000);			// the next ping is a pingInterval away
+    const url = new URL(WS_URL);
+    const t0 = Date.now();
+    const raw = await rawHttp(`GET /socket.io/?${query(c.sid)} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    await sleep(100);
+    raw.socket.end();
+    const left = await waitFor(watcher, 'presence:left', (e) => e.user.userId === u.sub, 3000);
+    assert.equal(left.reason, 'disconnected');
+    assert.ok(Date.now() - t0 < 900, `before a ping would have found it gone: ${Date.now() - t0} ms`);
+    const released = await waitFor(watcher, 'lock:released', (e) => e.resourceId === doc.tab('t'));
+    assert.equal(released.reason, 'disconnected');
+    c.closed = true;
+    await assertGone(c.sid, 'client gone');
+    watcher.close();
+  });
+
   test('a close packet: "ok", the waiting poll gets a noop, the session is gone', async () => {
     const c = await pollConnect(tokenFor(newUser('Leaver')));
     const poll = c.get();
