@@ -43,9 +43,9 @@ OBJS = \
 DATA = sql/collab--0.1.0.sql sql/collab--0.1.0--0.2.0.sql
 PGFILEDESC = "collab - collaborative editing with fenced editor locks"
 
-REGRESS = resource_id documents locks saves events presence privileges token_epochs revisions access payloads comments
+REGRESS = resource_id documents locks saves events presence privileges token_epochs revisions access payloads grace comments
 REGRESS_OPTS = --inputdir=test --load-extension=collab
-ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete save_race_revisions purge_vs_save revoke_vs_save revoke_vs_acquire revoke_vs_join lock_space
+ISOLATION = acquire_race parent_child save_vs_takeover renew_vs_release sweep_vs_acquire join_vs_delete save_race_revisions purge_vs_save revoke_vs_save revoke_vs_acquire revoke_vs_join lock_space suspend_vs_acquire suspend_vs_takeover grace_vs_handoff ttl_during_grace
 ISOLATION_OPTS = --inputdir=test --load-extension=collab
 
 PG_CONFIG ?= pg_config

@@ -61,7 +61,8 @@ CREATE OR REPLACE FUNCTION collab._ts(t timestamptz) RETURNS text
 CREATE OR REPLACE FUNCTION collab._user_ref(p_user_id text, p_username text) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'collab_user_ref_sql' LANGUAGE C STABLE;
 CREATE FUNCTION collab._lock_info(p_resource_id text, p_user_id text, p_username text,
-	p_acquired_at timestamptz, p_expires_at timestamptz, p_token bigint DEFAULT NULL) RETURNS jsonb
+	p_acquired_at timestamptz, p_expires_at timestamptz, p_token bigint DEFAULT NULL,
+	p_suspended_until timestamptz DEFAULT NULL) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'collab_lock_info_sql' LANGUAGE C STABLE;
 CREATE FUNCTION collab._presence_user(p_user_id text, p_username text, p_connection_id text,
 	p_role text, p_joined_at timestamptz, p_resource_id text) RETURNS text
@@ -73,7 +74,7 @@ CREATE FUNCTION collab._publish_presence_left(p_resource_id text, p_user text, p
 CREATE FUNCTION collab._publish_lock_requested(p_resource_id text, p_user_id text, p_username text,
 	p_requested_at timestamptz, p_holder_id text) RETURNS void
 	AS 'MODULE_PATHNAME', 'collab_publish_lock_requested' LANGUAGE C;
-REVOKE ALL ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestamptz, bigint),
+REVOKE ALL ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestamptz, bigint, timestamptz),
 	collab._presence_user(text, text, text, text, timestamptz, text),
 	collab._publish_presence_joined(text, text),
 	collab._publish_presence_left(text, text, text),
@@ -94,7 +95,8 @@ LANGUAGE plpgsql STABLE AS $$
 BEGIN
 	RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('resourceId', r.id, 'kind', r.kind, 'title', r.title,
 		'version', r.version,
-		'lock', collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at))
+		'lock', collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at,
+			NULL, l.suspended_until))
 		ORDER BY r.created_at, r.id), '[]')
 	  FROM collab.resources r
 	  LEFT JOIN collab.leases l ON l.resource_id = r.id AND l.expires_at > clock_timestamp()
@@ -125,6 +127,325 @@ $$;
 -- collab._lock_info() builds every LockInfo.
 DROP FUNCTION collab._lock_json(record, boolean);
 DROP FUNCTION collab._lease_json(collab.leases, boolean);
+
+/* ------------------------------------------------------------------------
+ * Sessions that outlive their transport: the holder's grace
+ * ------------------------------------------------------------------------ */
+
+/*
+ * A browser connection lost uncleanly (its transport closed without a close
+ * packet or a Socket.IO DISCONNECT, or it stopped answering pings) is
+ * detached rather than removed (collab.ws_detach()): its presence rows go
+ * (presence:left), its rooms and roles stay with the connection row, and
+ * its live leases are suspended until now + collab.disconnect_grace
+ * (lock:suspended).  A suspended lease is still its holder's: nobody else
+ * acquires it and no save without its token passes; its TTL keeps running,
+ * and one that passes it expires as any lease.  The holder is back when the
+ * connection returns (collab.ws_resume(): presence:joined, lock:resumed) or
+ * when the same user joins the resource again as editor from a new
+ * connection, which takes the lease over with a new token (src/leases.c).
+ * Otherwise the sweep ends the grace (collab._end_graces()): the lease is
+ * released with reason "disconnected" and a queued lock:request is served;
+ * once the grace and collab.recovery_window have both passed, the
+ * connection row goes as well.  A clean end (presence:leave, lock:release,
+ * a close packet, a DISCONNECT) still releases at once, and so does every
+ * loss with collab.disconnect_grace = 0.
+ */
+
+ALTER TABLE collab.leases ADD COLUMN suspended_until timestamptz;
+COMMENT ON COLUMN collab.leases.suspended_until IS 'Set while the holder''s connection is lost: the lease is kept for it until then (collab.disconnect_grace); NULL while the holder is connected';
+ALTER TABLE collab.ws_connections
+	ADD COLUMN detached_at timestamptz,
+	ADD COLUMN detached_rooms jsonb;
+COMMENT ON COLUMN collab.ws_connections.detached_at IS 'When the connection was lost uncleanly (NULL: connected); it may return until collab.recovery_window has passed';
+COMMENT ON COLUMN collab.ws_connections.detached_rooms IS 'A detached connection''s rooms, [{resourceId, role, joinedAt}], in which its return places it again';
+-- what a detached connection's lease went through (collab.audit_log)
+ALTER TYPE collab.audit_action ADD VALUE 'suspend';
+ALTER TYPE collab.audit_action ADD VALUE 'resume';
+
+/* The settings (src/collab.c) */
+CREATE FUNCTION collab.disconnect_grace() RETURNS interval
+	AS 'MODULE_PATHNAME', 'collab_disconnect_grace_sql' LANGUAGE C STABLE;
+COMMENT ON FUNCTION collab.disconnect_grace() IS 'The session''s collab.disconnect_grace as an interval: how long a lock stays with a holder whose connection was lost';
+CREATE FUNCTION collab.recovery_window() RETURNS interval
+	AS 'MODULE_PATHNAME', 'collab_recovery_window_sql' LANGUAGE C STABLE;
+COMMENT ON FUNCTION collab.recovery_window() IS 'The session''s collab.recovery_window as an interval: how long a connection lost uncleanly may return';
+
+/* The events' builders (src/payloads.c) */
+CREATE FUNCTION collab._publish_lock_suspended(p_resource_id text, p_user_id text, p_username text,
+	p_holder_id text, p_expires_at timestamptz, p_until timestamptz) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_publish_lock_suspended' LANGUAGE C;
+COMMENT ON FUNCTION collab._publish_lock_suspended(text, text, text, text, timestamptz, timestamptz) IS 'Payloads: builds and queues lock:suspended';
+CREATE FUNCTION collab._publish_lock_resumed(p_resource_id text, p_user_id text, p_username text,
+	p_holder_id text, p_expires_at timestamptz) RETURNS void
+	AS 'MODULE_PATHNAME', 'collab_publish_lock_resumed' LANGUAGE C;
+COMMENT ON FUNCTION collab._publish_lock_resumed(text, text, text, text, timestamptz) IS 'Payloads: builds and queues lock:resumed for a holder back on its own connection';
+
+-- A connection lost uncleanly (p_reason 'disconnected', or 'timeout' for a
+-- peer that stopped answering pings).  Its leases are suspended (an
+-- expired one expires), then it leaves its rooms, which it keeps for its
+-- return.  Detaching twice changes nothing; with collab.disconnect_grace =
+-- 0 it is collab.ws_disconnect().
+CREATE FUNCTION collab.ws_detach(p_conn text, p_reason text DEFAULT 'disconnected')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	p collab.ws_presence;
+	l collab.leases;
+	v_id text;
+	v_grace interval := collab.disconnect_grace();
+	v_rooms jsonb;
+BEGIN
+	PERFORM collab._require_read_committed();
+	IF p_reason IS NULL OR p_reason NOT IN ('disconnected', 'timeout') THEN
+		PERFORM collab._raise('BAD_REQUEST', 'reason must be disconnected or timeout');
+	END IF;
+	SELECT * INTO c FROM collab.ws_connections WHERE connection_id = p_conn FOR UPDATE;
+	IF NOT FOUND OR c.detached_at IS NOT NULL THEN
+		RETURN;
+	END IF;
+	IF v_grace <= interval '0' THEN
+		PERFORM collab.ws_disconnect(p_conn, p_reason);
+		RETURN;
+	END IF;
+	FOR v_id IN SELECT x.resource_id FROM collab.leases x WHERE x.holder_id = p_conn ORDER BY 1 LOOP
+		PERFORM collab._lock_path(v_id);
+		SELECT * INTO l FROM collab.leases x WHERE x.resource_id = v_id AND x.holder_id = p_conn FOR UPDATE;
+		CONTINUE WHEN NOT FOUND;
+		IF l.expires_at <= clock_timestamp() THEN
+			PERFORM collab._expire_lease(l);
+			CONTINUE;
+		END IF;
+		UPDATE collab.leases x SET suspended_until = clock_timestamp() + v_grace
+		 WHERE x.token = l.token
+		RETURNING * INTO l;
+		INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason, detail)
+			VALUES ('suspend', l.resource_id, l.token, l.user_id, l.username, l.holder_id, p_reason,
+				jsonb_build_object('until', collab._ts(l.suspended_until)));
+		PERFORM collab._publish_lock_suspended(l.resource_id, l.user_id, l.username, l.holder_id,
+			l.expires_at, l.suspended_until);
+	END LOOP;
+	-- its rooms, kept for its return; its lock requests stay queued (a
+	-- hand-off passes over a requester that is in no room)
+	SELECT coalesce(jsonb_agg(jsonb_build_object('resourceId', x.resource_id, 'role', x.role,
+			'joinedAt', x.joined_at) ORDER BY x.joined_at, x.resource_id), '[]')
+	  INTO v_rooms FROM collab.ws_presence x WHERE x.connection_id = p_conn;
+	FOR p IN SELECT * FROM collab.ws_presence WHERE connection_id = p_conn ORDER BY resource_id DESC LOOP
+		DELETE FROM collab.ws_presence WHERE connection_id = p_conn AND resource_id = p.resource_id;
+		PERFORM collab._publish_presence_left(p.resource_id, p.user_json, p_reason);
+	END LOOP;
+	UPDATE collab.ws_connections SET detached_at = clock_timestamp(), detached_rooms = v_rooms
+	 WHERE connection_id = p_conn;
+END
+$$;
+COMMENT ON FUNCTION collab.ws_detach(text, text) IS 'Worker: a connection lost uncleanly; suspends its leases for collab.disconnect_grace (lock:suspended), leaves its rooms (presence:left) and keeps it, detached, for its return';
+
+-- A detached connection of p_user_id returns (a recovering client, with
+-- the groups and iat of the token it presented, on worker p_worker): its
+-- rooms are joined again where it may still view them (presence:joined),
+-- with the role it had (editor where it gets its lease back), and its
+-- suspended leases are resumed where it may still edit (lock:resumed).  A
+-- lease whose grace has ended is released as the sweep would release it
+-- (reason "disconnected"), one on a resource it may no longer edit with
+-- reason "revoked"; an expired one expires.  Returns {"rooms":
+-- [{resourceId, role, permissions}], "locks": [{resourceId, token,
+-- expiresAt}], "left": [resourceId]} (left: rooms it may no longer view
+-- or that are gone), or NULL when there is nothing to return to: no such
+-- connection, one not detached, another user's, or one detached longer
+-- than collab.recovery_window.  AUTH_TOKEN_REVOKED for a revoked token.
+CREATE FUNCTION collab.ws_resume(p_conn text, p_user_id text,
+	p_groups text[] DEFAULT NULL, p_iat bigint DEFAULT NULL,
+	p_worker text DEFAULT NULL, p_worker_pid integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c collab.ws_connections;
+	v_groups text[] := collab._check_groups(p_groups);
+	v_issued timestamptz := collab._issued_at(p_iat);
+	r record;
+	l collab.leases;
+	p collab.ws_presence;
+	v_id text;
+	v_level collab.permission;
+	v_levels jsonb := '{}';
+	v_resumed text[] := '{}';
+	v_rooms jsonb := '[]';
+	v_locks jsonb := '[]';
+	v_left jsonb := '[]';
+	v_role text;
+BEGIN
+	PERFORM collab._require_read_committed();
+	SELECT * INTO c FROM collab.ws_connections WHERE connection_id = p_conn FOR UPDATE;
+	IF NOT FOUND OR c.detached_at IS NULL OR c.user_id IS DISTINCT FROM p_user_id
+	   OR c.detached_at + collab.recovery_window() <= clock_timestamp() THEN
+		RETURN NULL;
+	END IF;
+	IF collab._revoked(c.user_id, v_issued) THEN
+		PERFORM collab._log_refusal('connect', c.user_id, c.username, NULL, c.address,
+			jsonb_build_object('reason', 'revoked', 'issuedAt', collab._ts(v_issued), 'resume', true,
+							   'connectionId', p_conn)::text);
+		PERFORM collab._raise_revoked();
+	END IF;
+	UPDATE collab.ws_connections
+	   SET detached_at = NULL, detached_rooms = NULL, groups = v_groups, token_issued_at = v_issued,
+		   worker = coalesce(p_worker, worker), worker_pid = coalesce(p_worker_pid, worker_pid)
+	 WHERE connection_id = p_conn;
+
+	-- what it may do in each room now: the access locks first, as a join
+	-- takes them, then the path locks of its leases
+	FOR r IN SELECT x."resourceId" AS resource_id
+			   FROM jsonb_to_recordset(coalesce(c.detached_rooms, '[]')) AS x("resourceId" text)
+			  ORDER BY 1 LOOP
+		PERFORM collab._lock_access(r.resource_id, false);
+		v_level := NULL;
+		IF EXISTS (SELECT FROM collab.resources WHERE id = r.resource_id) THEN
+			v_level := collab._level(c.user_id, v_groups, r.resource_id);
+		END IF;
+		v_levels := v_levels || jsonb_build_object(r.resource_id, v_level);
+	END LOOP;
+
+	FOR v_id IN SELECT x.resource_id FROM collab.leases x WHERE x.holder_id = p_conn ORDER BY 1 LOOP
+		PERFORM collab._lock_path(v_id);
+		SELECT * INTO l FROM collab.leases x WHERE x.resource_id = v_id AND x.holder_id = p_conn FOR UPDATE;
+		CONTINUE WHEN NOT FOUND;
+		IF l.expires_at <= clock_timestamp() THEN
+			PERFORM collab._expire_lease(l);
+			PERFORM collab._hand_off(l.resource_id);
+		ELSIF l.suspended_until <= clock_timestamp() THEN
+			PERFORM collab._drop_lease(l, 'release', 'disconnected');
+		ELSIF NOT coalesce((v_levels ->> l.resource_id)::collab.permission >= 'edit', false) THEN
+			PERFORM collab._drop_lease(l, 'release', 'revoked');
+		ELSE
+			IF l.suspended_until IS NOT NULL THEN
+				UPDATE collab.leases x SET suspended_until = NULL WHERE x.token = l.token;
+				INSERT INTO collab.audit (action, resource_id, token, user_id, username, holder_id, reason)
+					VALUES ('resume', l.resource_id, l.token, l.user_id, l.username, l.holder_id, 'returned');
+				PERFORM collab._publish_lock_resumed(l.resource_id, l.user_id, l.username, l.holder_id,
+					l.expires_at);
+			END IF;
+			v_resumed := v_resumed || l.resource_id;
+			v_locks := v_locks || jsonb_build_object('resourceId', l.resource_id, 'token', l.token,
+				'expiresAt', collab._ts(l.expires_at));
+		END IF;
+	END LOOP;
+
+	-- its rooms again, in their joining order, as they were
+	FOR r IN SELECT x."resourceId" AS resource_id, x."joinedAt" AS joined_at
+			   FROM jsonb_to_recordset(coalesce(c.detached_rooms, '[]')) AS x("resourceId" text, "joinedAt" timestamptz)
+			  ORDER BY x."joinedAt", x."resourceId" LOOP
+		v_level := (v_levels ->> r.resource_id)::collab.permission;
+		IF v_level IS NULL THEN
+			v_left := v_left || to_jsonb(r.resource_id);
+			CONTINUE;
+		END IF;
+		v_role := CASE WHEN r.resource_id = ANY (v_resumed) THEN 'editor' ELSE 'viewer' END;
+		INSERT INTO collab.ws_presence (connection_id, resource_id, user_id, username, role, joined_at)
+			VALUES (p_conn, r.resource_id, c.user_id, c.username, v_role, r.joined_at)
+		ON CONFLICT (connection_id, resource_id) DO NOTHING
+		RETURNING * INTO p;
+		CONTINUE WHEN p.connection_id IS NULL;
+		-- deleted since? (see collab.ws_presence: no foreign key)
+		IF NOT EXISTS (SELECT FROM collab.resources WHERE id = r.resource_id) THEN
+			DELETE FROM collab.ws_presence WHERE connection_id = p_conn AND resource_id = r.resource_id;
+			v_left := v_left || to_jsonb(r.resource_id);
+			CONTINUE;
+		END IF;
+		PERFORM collab._publish_presence_joined(r.resource_id, p.user_json);
+		v_rooms := v_rooms || jsonb_build_object('resourceId', r.resource_id, 'role', v_role,
+			'permissions', collab._permissions(v_level));
+		p := NULL;
+	END LOOP;
+	RETURN jsonb_build_object('rooms', v_rooms, 'locks', v_locks, 'left', v_left);
+END
+$$;
+COMMENT ON FUNCTION collab.ws_resume(text, text, text[], bigint, text, integer) IS 'Worker: a detached connection of the user returns within collab.recovery_window; joins its rooms again (presence:joined) and resumes its leases (lock:resumed), access checked again; NULL if there is nothing to return to';
+
+-- Ends a detached connection: its leases released with p_reason (an
+-- expired one expires) and its row removed.  Without p_wait, a path that
+-- another transaction holds leaves the rest for later: false.
+CREATE FUNCTION collab._ws_remove_detached(p_conn text, p_reason text, p_wait boolean) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	v_id text;
+BEGIN
+	FOR v_id IN SELECT x.resource_id FROM collab.leases x WHERE x.holder_id = p_conn ORDER BY 1 LOOP
+		IF p_wait THEN
+			PERFORM collab._lock_path(v_id);
+		ELSIF NOT collab._try_lock_path(v_id) THEN
+			RETURN false;
+		END IF;
+		SELECT * INTO l FROM collab.leases x WHERE x.resource_id = v_id AND x.holder_id = p_conn FOR UPDATE;
+		CONTINUE WHEN NOT FOUND;
+		IF l.expires_at <= clock_timestamp() THEN
+			PERFORM collab._expire_lease(l);
+			PERFORM collab._hand_off(l.resource_id);
+		ELSE
+			PERFORM collab._drop_lease(l, 'release', p_reason);
+		END IF;
+	END LOOP;
+	DELETE FROM collab.ws_connections WHERE connection_id = p_conn;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION collab._ws_remove_detached(text, text, boolean) IS 'Internal: removes a detached connection, releasing its leases with a reason; without waiting for a busy path (false: left for later) unless told to';
+
+-- The sweep's part (collab.sweep()): graces that have ended, and detached
+-- connections whose grace and recovery window have both passed.  Paths
+-- and connections that another transaction holds are left to the next
+-- sweep, as the expiries are.
+CREATE FUNCTION collab._end_graces() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+	v_token bigint;
+	v_id text;
+	v_conn text;
+	v_keep interval := greatest(collab.disconnect_grace(), collab.recovery_window());
+BEGIN
+	FOR v_token, v_id IN
+		SELECT x.token, x.resource_id FROM collab.leases x
+		 WHERE x.suspended_until <= clock_timestamp()
+		 ORDER BY x.suspended_until
+	LOOP
+		CONTINUE WHEN NOT collab._try_lock_path(v_id);
+		SELECT * INTO l FROM collab.leases x WHERE x.token = v_token FOR UPDATE;
+		CONTINUE WHEN NOT FOUND OR NOT l.suspended_until <= clock_timestamp();
+		IF l.expires_at <= clock_timestamp() THEN
+			PERFORM collab._expire_lease(l);
+			PERFORM collab._hand_off(l.resource_id);
+		ELSE
+			-- lock:released, then the hand-off to a queued lock:request
+			PERFORM collab._drop_lease(l, 'release', 'disconnected');
+		END IF;
+	END LOOP;
+	FOR v_conn IN
+		SELECT c.connection_id FROM collab.ws_connections c
+		 WHERE c.detached_at <= clock_timestamp() - v_keep
+		 ORDER BY c.detached_at
+		 FOR UPDATE SKIP LOCKED
+	LOOP
+		-- a row it must lock that is busy (a lock request being served)
+		-- leaves this connection to the next sweep, not the sweep undone
+		BEGIN
+			PERFORM collab._ws_remove_detached(v_conn, 'disconnected', false);
+		EXCEPTION WHEN lock_not_available THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION collab._end_graces() IS 'Internal (collab.sweep()): releases suspended leases whose grace has ended (reason disconnected, then the hand-off) and removes detached connections past their grace and recovery window';
+
+
+REVOKE ALL ON FUNCTION collab.disconnect_grace(), collab.recovery_window(),
+	collab._publish_lock_suspended(text, text, text, text, timestamptz, timestamptz),
+	collab._publish_lock_resumed(text, text, text, text, timestamptz),
+	collab.ws_detach(text, text), collab.ws_resume(text, text, text[], bigint, text, integer),
+	collab._ws_remove_detached(text, text, boolean), collab._end_graces()
+	FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION collab.disconnect_grace(), collab.recovery_window() TO collab_app, collab_admin;
 
 /* ------------------------------------------------------------------------
  * Access control: grants, permissions, session revocation, access trail
@@ -588,6 +909,12 @@ BEGIN
 		SET revoked_before = greatest(r.revoked_before, EXCLUDED.revoked_before),
 			reason = EXCLUDED.reason, revoked_by = EXCLUDED.revoked_by;
 	SELECT count(*) INTO n FROM collab.ws_connections WHERE user_id = p_user_id;
+	-- connections lost uncleanly keep no lock for a revoked user: the
+	-- workers close the others
+	PERFORM collab._ws_remove_detached(x.connection_id, 'revoked', true)
+	   FROM collab.ws_connections x
+	  WHERE x.user_id = p_user_id AND x.detached_at IS NOT NULL
+	  ORDER BY x.connection_id;
 	INSERT INTO collab.access_entries (action, outcome, user_id, address, detail)
 		VALUES ('revoke_sessions', 'allowed', p_user_id, inet_client_addr()::text,
 				jsonb_build_object('reason', p_reason, 'revokedBefore', collab._ts(v_at), 'connections', n));
@@ -626,6 +953,7 @@ DECLARE
 	v_groups text[];
 	v_issued timestamptz;
 	v_limit integer;
+	v_old text;
 BEGIN
 	PERFORM collab._check_user(p_user_id, p_username);
 	PERFORM collab._check_user_id(p_user_id);
@@ -641,6 +969,16 @@ BEGIN
 	v_limit := current_setting('collab.max_connections_per_user')::integer;
 	IF v_limit > 0 THEN
 		PERFORM collab._lock_user(p_user_id);
+		-- connections lost uncleanly count until they are gone (their
+		-- grace keeps them); a new one ends the oldest of them rather than
+		-- be refused, as the user is back
+		WHILE (SELECT count(*) FROM collab.ws_connections WHERE user_id = p_user_id) >= v_limit LOOP
+			SELECT c.connection_id INTO v_old FROM collab.ws_connections c
+			 WHERE c.user_id = p_user_id AND c.detached_at IS NOT NULL
+			 ORDER BY c.detached_at LIMIT 1;
+			EXIT WHEN NOT FOUND;
+			PERFORM collab._ws_remove_detached(v_old, 'disconnected', true);
+		END LOOP;
 		IF (SELECT count(*) FROM collab.ws_connections WHERE user_id = p_user_id) >= v_limit THEN
 			PERFORM collab._log_refusal('connect', p_user_id, p_username, NULL, p_address,
 				jsonb_build_object('reason', 'too_many_connections', 'limit', v_limit)::text);
@@ -655,7 +993,7 @@ BEGIN
 				v_groups, v_issued);
 END
 $$;
-COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session, RATE_LIMITED past collab.max_connections_per_user';
+COMMENT ON FUNCTION collab.ws_connect(text, text, integer, text, text, text, text, text[], bigint) IS 'Worker: registers a connection with its token''s groups and iat; AUTH_TOKEN_REVOKED for a revoked session, RATE_LIMITED past collab.max_connections_per_user (the oldest of the user''s detached connections ended first)';
 
 -- auth:refresh: a new token of the same user, whose groups may differ.
 CREATE FUNCTION collab.ws_refresh(p_conn text, p_groups text[] DEFAULT NULL, p_iat bigint DEFAULT NULL)
@@ -751,6 +1089,7 @@ DECLARE
 	v_exists boolean;
 	v_level collab.permission;
 	v_permissions text[];
+	v_suspended timestamptz;
 BEGIN
 	IF p_mode IS NULL OR p_mode NOT IN ('editor', 'viewer') THEN
 		PERFORM collab._raise('BAD_REQUEST', 'mode must be "editor" or "viewer"');
@@ -784,15 +1123,20 @@ BEGIN
 		IF a.granted THEN
 			v_role := 'editor';
 			v_token := a.token;
+		ELSE
+			-- whether the holder in the way has lost their connection
+			SELECT x.suspended_until INTO v_suspended FROM collab.leases x
+			 WHERE x.resource_id = a.holder_resource_id;
 		END IF;
 		-- the token (NULL unless granted) only for the new holder
 		v_lock := collab._lock_info(a.holder_resource_id, a.holder_user_id, a.holder_username,
-			a.acquired_at, a.expires_at, a.token);
+			a.acquired_at, a.expires_at, a.token, v_suspended);
 	ELSE
 		-- a viewer still learns who holds the lock, if anyone does
 		SELECT * INTO l FROM collab.leases WHERE resource_id = p_resource_id AND expires_at > clock_timestamp();
 		IF FOUND THEN
-			v_lock := collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at);
+			v_lock := collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at,
+				NULL, l.suspended_until);
 			v_role := CASE WHEN l.holder_id = p_conn THEN 'editor' ELSE 'viewer' END;
 		END IF;
 	END IF;
@@ -817,8 +1161,11 @@ BEGIN
 	token := v_token;
 	-- children: grants inherit, so whoever may view a resource may view
 	-- every one of its children; the list is theirs in full
+	-- disconnectGraceMs: how long a lock of this connection outlives an
+	-- unclean loss of it, which its page must know while it cannot ask
 	ack := '{"ok":true,"role":' || to_json(v_role)::text
 		|| ',"permissions":' || to_json(v_permissions)::text
+		|| ',"disconnectGraceMs":' || (extract(epoch FROM collab.disconnect_grace()) * 1000)::bigint
 		|| ',"lock":' || v_lock::text
 		|| ',"resource":' || collab._resource_json(p_resource_id)::text
 		|| ',"children":' || collab._children_json(p_resource_id)::text || '}';
@@ -860,7 +1207,8 @@ BEGIN
 	ON CONFLICT (resource_id, connection_id) DO UPDATE SET requested_at = EXCLUDED.requested_at;
 	PERFORM collab._publish_lock_requested(p_resource_id, c.user_id, c.username, v_at, l.holder_id);
 	RETURN jsonb_build_object('ack', jsonb_build_object('ok', true, 'requested', true,
-		'lock', collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at)));
+		'lock', collab._lock_info(l.resource_id, l.user_id, l.username, l.acquired_at, l.expires_at,
+			NULL, l.suspended_until)));
 END
 $$;
 
@@ -960,6 +1308,8 @@ BEGIN
 		expired_at := l.expires_at;
 		RETURN NEXT;
 	END LOOP;
+	-- after the expiries: a suspended lease whose TTL ended expires
+	PERFORM collab._end_graces();
 END
 $$;
 
@@ -969,7 +1319,7 @@ CREATE OR REPLACE VIEW collab.locks AS
 		   CASE WHEN pg_has_role('collab_admin', 'USAGE')
 					 OR NOT EXISTS (SELECT FROM collab.ws_connections c WHERE c.connection_id = l.holder_id)
 				THEN l.holder_id END AS holder_id,
-		   l.acquired_at, l.renewed_at, l.expires_at
+		   l.acquired_at, l.renewed_at, l.expires_at, l.suspended_until
 	  FROM collab.leases l
 	 WHERE l.expires_at > clock_timestamp();
 
@@ -977,7 +1327,8 @@ CREATE OR REPLACE VIEW collab.connections AS
 	SELECT CASE WHEN pg_has_role('collab_admin', 'USAGE') THEN c.connection_id END AS connection_id,
 		   c.user_id, c.username, c.address, c.origin, c.connected_at,
 		   c.worker, c.worker_pid,
-		   coalesce(array_agg(p.resource_id ORDER BY p.resource_id) FILTER (WHERE p.resource_id IS NOT NULL), '{}') AS rooms
+		   coalesce(array_agg(p.resource_id ORDER BY p.resource_id) FILTER (WHERE p.resource_id IS NOT NULL), '{}') AS rooms,
+		   c.detached_at
 	  FROM collab.ws_connections c
 	  LEFT JOIN collab.ws_presence p USING (connection_id)
 	 GROUP BY c.connection_id;
@@ -988,8 +1339,8 @@ CREATE OR REPLACE VIEW collab.presence AS
 		   user_id, username, role::text AS role, joined_at
 	  FROM collab.ws_presence;
 
-COMMENT ON VIEW collab.locks IS 'Live locks, never their token; holder_id of a browser connection''s lock only for collab_admin';
-COMMENT ON VIEW collab.connections IS 'WebSocket connections and their rooms; connection_id only for collab_admin';
+COMMENT ON VIEW collab.locks IS 'Live locks, never their token; holder_id of a browser connection''s lock only for collab_admin; suspended_until while its holder''s connection is lost';
+COMMENT ON VIEW collab.connections IS 'WebSocket connections and their rooms; connection_id only for collab_admin; detached_at since a connection was lost uncleanly';
 COMMENT ON VIEW collab.presence IS 'Who is in which room; connection_id only for collab_admin';
 COMMENT ON FUNCTION collab.acquire(text, text, text, text) IS 'The editor lock of a resource for a holder, or who holds it instead; FORBIDDEN for a holder id that is a browser connection''s, except from the worker''s functions';
 COMMENT ON FUNCTION collab.release_holder(text, text) IS 'Releases every live lock of a holder (a connection that went away); collab_admin';
@@ -1042,21 +1393,27 @@ COMMENT ON FUNCTION collab._lock_user(text) IS 'Internal: serializes the registr
 -- how many connections a user has open, for that count
 CREATE INDEX ws_connections_user_idx ON collab.ws_connections (user_id);
 
--- The connections a (re)starting worker must release: those of its
+-- The connections a (re)starting worker must detach: those of its
 -- previous run and, for worker 1 (p_workers given), those of workers
--- beyond collab.workers.  The worker releases them one job each, so that a
--- transaction holding one of their paths holds up that one only.
+-- beyond collab.workers, which were lost with that run, uncleanly as far
+-- as their clients know (their leases are kept for collab.disconnect_grace,
+-- collab.ws_detach()); those detached already are the sweep's.  The worker
+-- detaches them one job each, so that a transaction holding one of their
+-- paths holds up that one only.
 CREATE FUNCTION collab.ws_previous_connections(p_worker text, p_workers integer DEFAULT NULL)
 RETURNS SETOF text
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT connection_id FROM collab.ws_connections
-	 WHERE worker = p_worker
-	    OR (p_workers IS NOT NULL
-	        AND worker <> ALL (ARRAY(SELECT 'collab worker ' || i FROM generate_series(1, p_workers) i)))
+	 WHERE detached_at IS NULL
+	   AND (worker = p_worker
+			OR (p_workers IS NOT NULL
+				AND worker <> ALL (ARRAY(SELECT 'collab worker ' || i FROM generate_series(1, p_workers) i))))
 	 ORDER BY connected_at
 $$;
-COMMENT ON FUNCTION collab.ws_previous_connections(text, integer) IS 'Worker: the connections of its previous run (and, with p_workers, of workers no longer running), oldest first';
+COMMENT ON FUNCTION collab.ws_previous_connections(text, integer) IS 'Worker: the connections of its previous run (and, with p_workers, of workers no longer running) not detached yet, oldest first';
 
+-- At a worker's clean stop, and for a caller without the worker: the same
+-- connections detached in one transaction.
 CREATE OR REPLACE FUNCTION collab.ws_worker_start(p_worker text, p_workers integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1065,12 +1422,13 @@ DECLARE
 	n integer := 0;
 BEGIN
 	FOR v_conn IN SELECT collab.ws_previous_connections(p_worker, p_workers) LOOP
-		PERFORM collab.ws_disconnect(v_conn, 'disconnected');
+		PERFORM collab.ws_detach(v_conn, 'disconnected');
 		n := n + 1;
 	END LOOP;
 	RETURN n;
 END
 $$;
+COMMENT ON FUNCTION collab.ws_worker_start(text, integer) IS 'Worker: detaches the connections of a previous run of the worker (and of workers no longer running), suspending their leases for collab.disconnect_grace; returns how many';
 
 -- Denials and refusals of a worker's browsers are sampled with counts
 -- (src/sampling.c); the worker writes the counts whose second has ended.
@@ -1756,7 +2114,7 @@ COMMENT ON TABLE collab.leases IS 'Editor locks, one row per lease; live while e
 COMMENT ON SEQUENCE collab.fencing_token_seq IS 'Fencing tokens: strictly increasing, never issued twice (also across crashes and dump/restore)';
 COMMENT ON TABLE collab.audit IS 'Every grant, denial, renewal, release, expiry and forced release (shown by collab.audit_log)';
 COMMENT ON SEQUENCE collab.audit_id_seq IS 'Ids of collab.audit rows';
-COMMENT ON TYPE collab.audit_action IS 'What an audit row records: grant, deny, renew, release, expire, force_release';
+COMMENT ON TYPE collab.audit_action IS 'What an audit row records: grant, deny, renew, release, expire, force_release, suspend, resume';
 COMMENT ON TABLE collab.ws_connections IS 'WebSocket connections of the worker(s), one row per session (shown by collab.connections)';
 COMMENT ON TABLE collab.ws_presence IS 'Who is in which room, as editor or viewer, with the PresenceUser JSON; unlogged (shown by collab.presence)';
 COMMENT ON TABLE collab.ws_lock_requests IS 'Edit hand-off: viewers who asked the holder of a lock for it, in order';
@@ -1785,7 +2143,6 @@ COMMENT ON FUNCTION collab.pending_events() IS 'The events this transaction will
 
 -- the WebSocket worker's calls, one per client command
 COMMENT ON FUNCTION collab.ws_disconnect(text, text) IS 'Worker: a connection closed; releases its locks, leaves its rooms and removes it';
-COMMENT ON FUNCTION collab.ws_worker_start(text, integer) IS 'Worker: releases the connections of a previous run of the worker (and of workers no longer running)';
 COMMENT ON FUNCTION collab.ws_leave(text, text) IS 'Worker: presence:leave, releasing the connection''s lock on the resource';
 COMMENT ON FUNCTION collab.ws_acquire(text, text) IS 'Worker: lock:acquire of a connection in the room; {"ack": ..., "token": ...} as text';
 COMMENT ON FUNCTION collab.ws_release(text, text) IS 'Worker: lock:release of the connection''s own lease';
@@ -1821,7 +2178,7 @@ COMMENT ON FUNCTION collab._children_json(text) IS 'Internal: a resource''s chil
 -- the payload builders of src/payloads.c
 COMMENT ON FUNCTION collab._ts(timestamptz) IS 'Payloads: a time as ISO 8601 in UTC with milliseconds';
 COMMENT ON FUNCTION collab._user_ref(text, text) IS 'Payloads: a UserRef {userId, username}';
-COMMENT ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestamptz, bigint) IS 'Payloads: a LockInfo, with the token only when one is given; NULL for no lease';
+COMMENT ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestamptz, bigint, timestamptz) IS 'Payloads: a LockInfo, with the token only when one is given and suspendedUntil while its holder''s connection is lost; NULL for no lease';
 COMMENT ON FUNCTION collab._presence_user(text, text, text, text, timestamptz, text) IS 'Payloads: a PresenceUser, as stored with its presence row';
 COMMENT ON FUNCTION collab._publish_presence_joined(text, text) IS 'Payloads: builds and queues presence:joined';
 COMMENT ON FUNCTION collab._publish_presence_left(text, text, text) IS 'Payloads: builds and queues presence:left';

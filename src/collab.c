@@ -46,6 +46,8 @@ bool		collab_access_control = true;
 char	   *collab_access_rule = NULL;
 char	   *collab_jwt_groups_claim = NULL;
 int			collab_access_log_retention_min = 0;
+int			collab_disconnect_grace_ms = 30 * 1000;
+int			collab_recovery_window_ms = 2 * 60 * 1000;
 int			collab_request_timeout_ms = 5000;
 int			collab_max_connections_per_user = 32;
 int			collab_max_unauthenticated_per_address = 256;
@@ -224,6 +226,19 @@ collab_define_reloadable_settings(void)
 							   "JWT claim holding the user's groups, an array of strings (empty: groups are not read).",
 							   NULL, &collab_jwt_groups_claim, "groups",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	/*
+	 * Sessions that outlive their transport (docs/design.md).  Superuser
+	 * settings, as collab.lock_ttl: they decide how long a lock stays with a
+	 * holder who cannot renew it.
+	 */
+	DefineCustomIntVariable("collab.disconnect_grace",
+							"How long a lock stays with a holder whose connection was lost uncleanly (0: released at once).",
+							NULL, &collab_disconnect_grace_ms, 30 * 1000, 0, 24 * 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("collab.recovery_window",
+							"How long a connection lost uncleanly may come back as the same session.",
+							NULL, &collab_recovery_window_ms, 2 * 60 * 1000, 0, 24 * 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.access_log_retention",
 							"How long entries of the access log are kept (0: for ever).",
 							NULL, &collab_access_log_retention_min, 0, 0, INT_MAX,
@@ -255,6 +270,32 @@ collab_lock_ttl(PG_FUNCTION_ARGS)
 
 	ttl->time = (int64) collab_lock_ttl_ms * 1000;
 	PG_RETURN_INTERVAL_P(ttl);
+}
+
+/* An interval of ms milliseconds. */
+static Interval *
+interval_ms(int ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) ms * 1000;
+	return iv;
+}
+
+/* collab.disconnect_grace(): the effective grace of a lost holder, as an interval. */
+PG_FUNCTION_INFO_V1(collab_disconnect_grace_sql);
+Datum
+collab_disconnect_grace_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INTERVAL_P(interval_ms(collab_disconnect_grace_ms));
+}
+
+/* collab.recovery_window(): the effective recovery window, as an interval. */
+PG_FUNCTION_INFO_V1(collab_recovery_window_sql);
+Datum
+collab_recovery_window_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INTERVAL_P(interval_ms(collab_recovery_window_ms));
 }
 
 /* collab.max_content_size(): the effective content limit in bytes. */

@@ -42,6 +42,8 @@ extern bool collab_access_control;
 extern char *collab_access_rule;
 extern char *collab_jwt_groups_claim;
 extern int	collab_access_log_retention_min;
+extern int	collab_disconnect_grace_ms;
+extern int	collab_recovery_window_ms;
 extern int	collab_request_timeout_ms;
 extern int	collab_max_connections_per_user;
 extern int	collab_max_unauthenticated_per_address;

@@ -226,12 +226,19 @@ conn_send_buf(Conn *conn, StringInfo buf)
 	conn_send_text(conn, buf->data, buf->len);
 }
 
-/* Closes the connection once what is queued has been written. */
+/*
+ * Closes the connection once what is queued has been written.  The session
+ * ends on purpose, the client's (a close packet, a DISCONNECT) or the
+ * server's: its locks are released at once, unlike those of a session
+ * whose transport is lost (session_transport_lost).
+ */
 void
 conn_close_after_flush(Conn *conn, int status)
 {
-	if (conn->eio)
-		eio_close_after_flush(conn->eio, status);
+	if (conn->eio == NULL)
+		return;
+	conn->ended_cleanly = true;
+	eio_close_after_flush(conn->eio, status);
 }
 
 /* An acknowledgement whose argument is the JSON value json. */

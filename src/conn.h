@@ -77,6 +77,7 @@ struct Conn
 	bool		held;			/* replies of a batch queued until its fan-out is out */
 	ev_timer	timer;			/* the token's expiry (session.c) */
 	const char *close_reason;	/* 'disconnected', 'timeout' or 'revoked' */
+	bool		ended_cleanly;	/* ended on purpose (see conn_close_after_flush) */
 
 	struct RoomMember *rooms;	/* rooms.c */
 	HeldLock   *locks;

@@ -259,7 +259,7 @@ bool
 collab_event_routing_member(const char *key)
 {
 	return strcmp(key, "holderId") == 0 || strcmp(key, "requesterHolderId") == 0 ||
-		strcmp(key, "to") == 0;
+		strcmp(key, "previousHolderId") == 0 || strcmp(key, "to") == 0;
 }
 
 static void

@@ -21,6 +21,11 @@
  * (collab._ws_require_edit()); collab.acquire() refuses a caller other than
  * the worker a holder id that is a browser connection's.
  *
+ * A lease whose holder's connection was lost (suspended, collab.ws_detach())
+ * is a live lease here like any other, with one exception: the same user,
+ * asking for that very resource from a new browser connection, takes it
+ * over with a new token (take_over()).
+ *
  * Queries run as the extension's owner (owner.c) with generic plans
  * prepared once per backend (plans.c): a custom plan of the path query per
  * call costs more than the call itself.
@@ -31,6 +36,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -41,6 +47,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
@@ -54,7 +61,10 @@ typedef struct Acquired
 	Lease		lease;			/* the lease granted, or the one in the way */
 } Acquired;
 
-#define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at"
+#define LEASE_COLUMNS "resource_id, token, user_id, username, holder_id, acquired_at, expires_at, suspended_until"
+/* the same of a 0.1.0 schema (see check_schema), which suspends no lease */
+#define LEASE_COLUMNS_010 \
+	"resource_id, token, user_id, username, holder_id, acquired_at, expires_at, NULL::pg_catalog.timestamptz"
 
 typedef enum PlanId
 {
@@ -74,6 +84,7 @@ typedef enum PlanId
 	P_MEMBER,
 	P_SET_ROLE,
 	P_IS_CONNECTION,
+	P_IS_ATTACHED,
 	P_REQUIRE_EDIT,
 	NUM_PLANS
 } PlanId;
@@ -83,7 +94,13 @@ typedef struct PlanDef
 	const char *sql;
 	int			nargs;
 	Oid			types[8];
+	const char *sql_010;		/* for a 0.1.0 schema, where it differs */
 } PlanDef;
+
+/* A query of the lease columns, in both forms. */
+#define LEASE_PLAN(rest, n, ...) \
+	{"SELECT " LEASE_COLUMNS " FROM collab.leases c " rest, n, {__VA_ARGS__}, \
+	 "SELECT " LEASE_COLUMNS_010 " FROM collab.leases c " rest}
 
 /* Every name and operator qualified: the caller's search_path is in force. */
 static const PlanDef plan_defs[NUM_PLANS] = {
@@ -104,32 +121,20 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		1, {TEXTOID}
 	},
 	/* the resource, its ancestors and its descendants */
-	[P_PATH_LEASES] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+	[P_PATH_LEASES] = LEASE_PLAN(
 		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
 		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
 		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
 		" ORDER BY c.resource_id FOR UPDATE",
-		1, {TEXTOID}
-	},
+		1, TEXTOID),
 	/* no row lock: see acquire_lease() */
-	[P_OWN_LEASE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.resource_id OPERATOR(pg_catalog.=) $1",
-		1, {TEXTOID}
-	},
-	[P_LEASE_BY_TOKEN] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
-		1, {INT8OID}
-	},
-	[P_LEASE_BY_TOKEN_FOR_UPDATE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-		1, {INT8OID}
-	},
-	[P_HOLDER_LEASE_FOR_UPDATE] = {
-		"SELECT " LEASE_COLUMNS " FROM collab.leases c "
+	[P_OWN_LEASE] = LEASE_PLAN("WHERE c.resource_id OPERATOR(pg_catalog.=) $1", 1, TEXTOID),
+	[P_LEASE_BY_TOKEN] = LEASE_PLAN("WHERE c.token OPERATOR(pg_catalog.=) $1", 1, INT8OID),
+	[P_LEASE_BY_TOKEN_FOR_UPDATE] = LEASE_PLAN("WHERE c.token OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+											   1, INT8OID),
+	[P_HOLDER_LEASE_FOR_UPDATE] = LEASE_PLAN(
 		" WHERE c.resource_id OPERATOR(pg_catalog.=) $1 AND c.holder_id OPERATOR(pg_catalog.=) $2 FOR UPDATE",
-		2, {TEXTOID, TEXTOID}
-	},
+		2, TEXTOID, TEXTOID),
 	[P_DELETE_LEASE] = {
 		"DELETE FROM collab.leases c WHERE c.token OPERATOR(pg_catalog.=) $1",
 		1, {INT8OID}
@@ -185,12 +190,36 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		"SELECT FROM collab.ws_connections c WHERE c.connection_id OPERATOR(pg_catalog.=) $1",
 		1, {TEXTOID}
 	},
+	/* a connection whose transport is there (collab.ws_detach) */
+	[P_IS_ATTACHED] = {
+		"SELECT FROM collab.ws_connections c WHERE c.connection_id OPERATOR(pg_catalog.=) $1 "
+		"   AND c.detached_at IS NULL",
+		1, {TEXTOID}
+	},
 	/* raises FORBIDDEN or AUTH_TOKEN_REVOKED; a new snapshot, after the path lock */
 	[P_REQUIRE_EDIT] = {
 		"SELECT collab._ws_require_edit($1, $2)",
 		2, {TEXTOID, TEXTOID}
 	},
 };
+
+/*
+ * Can leases be suspended here?  A library newer than the database's
+ * schema (0.1.0, before ALTER EXTENSION UPDATE) reads leases without
+ * suspended_until, which that schema lacks.  Checked by every SQL-callable
+ * function below (a few cached catalog lookups): the update may run during
+ * a backend's life.
+ */
+static bool leases_suspendable = true;
+
+static void
+check_schema(void)
+{
+	Oid			nsp = get_namespace_oid("collab", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("leases", nsp) : InvalidOid;
+
+	leases_suspendable = OidIsValid(rel) && get_attnum(rel, "suspended_until") != InvalidAttrNumber;
+}
 
 /*
  * Runs one of the statements above, with a generic plan prepared on first
@@ -200,9 +229,10 @@ static void
 run(PlanId id, Datum *values, const char *nulls, int expect)
 {
 	const PlanDef *d = &plan_defs[id];
+	const char *sql = (!leases_suspendable && d->sql_010) ? d->sql_010 : d->sql;
 	int			rc;
 
-	rc = SPI_execute_plan(collab_plan(d->sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
+	rc = SPI_execute_plan(collab_plan(sql, d->nargs, d->types, CURSOR_OPT_GENERIC_PLAN),
 						  values, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "collab statement \"%s\" failed: %s",
@@ -269,6 +299,9 @@ lease_from_row(uint64 i, Lease *l)
 	l->holder_id = upper_strdup(SPI_getvalue(tup, desc, 5));
 	l->acquired_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 	l->expires_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+	l->suspended_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+	if (isnull)
+		l->suspended_until = 0;
 }
 
 /* A collab.leases row passed to a SQL-callable step. */
@@ -288,6 +321,13 @@ lease_from_composite(HeapTupleHeader row, Lease *l)
 	l->holder_id = TextDatumGetCString(GetAttributeByName(row, "holder_id", &isnull));
 	l->acquired_at = DatumGetTimestampTz(GetAttributeByName(row, "acquired_at", &isnull));
 	l->expires_at = DatumGetTimestampTz(GetAttributeByName(row, "expires_at", &isnull));
+	l->suspended_until = 0;
+	if (leases_suspendable)
+	{
+		d = GetAttributeByName(row, "suspended_until", &isnull);
+		if (!isnull)
+			l->suspended_until = DatumGetTimestampTz(d);
+	}
 }
 
 static void
@@ -591,9 +631,12 @@ renew_own(const Request *r, Acquired *out)
 		  "reacquire", NULL);
 }
 
-/* A new lease with the next fencing token; a request for it is answered. */
+/*
+ * A new lease with the next fencing token, audited with reason (NULL for a
+ * plain grant); a request for it is answered.  The caller announces it.
+ */
 static void
-grant(const Request *r, Acquired *out)
+insert_lease(const Request *r, Acquired *out, const char *reason)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	Lease	   *l = &out->lease;
@@ -609,6 +652,7 @@ grant(const Request *r, Acquired *out)
 	l->holder_id = upper_strdup(r->holder_id);
 	l->acquired_at = now;
 	l->expires_at = collab_lease_expiry(now);
+	l->suspended_until = 0;
 	v[0] = r->rid;
 	v[1] = Int64GetDatum(l->token);
 	v[2] = text_datum(r->user_id);
@@ -617,11 +661,60 @@ grant(const Request *r, Acquired *out)
 	v[5] = TimestampTzGetDatum(now);
 	v[6] = TimestampTzGetDatum(l->expires_at);
 	run(P_INSERT_LEASE, v, NULL, SPI_OK_INSERT);
-	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, NULL, NULL);
+	audit("grant", r->resource_id, &l->token, r->user_id, r->username, r->holder_id, reason, NULL);
 	q[0] = v[4];
 	q[1] = r->rid;
 	run(P_ANSWER_REQUEST, q, NULL, SPI_OK_DELETE);
-	publish_lock_acquired(l);
+}
+
+/* A new lease, announced with lock:acquired. */
+static void
+grant(const Request *r, Acquired *out)
+{
+	insert_lease(r, out, NULL);
+	publish_lock_acquired(&out->lease);
+}
+
+/*
+ * May the request take the conflicting lease over?  Only its own user,
+ * joining again from a new browser connection while the connection that
+ * holds it is lost (the lease is suspended, collab.ws_detach), and only on
+ * the same resource: the lease stays that user's, with a new token for the
+ * new connection.  An application's holder id is never a browser
+ * connection's (collab.acquire refuses it), so no backend takes a
+ * browser's lock over.
+ */
+static bool
+may_take_over(const Request *r)
+{
+	Datum		h;
+
+	if (r->conflict.suspended_until == 0 ||
+		strcmp(r->conflict.resource_id, r->resource_id) != 0 ||
+		strcmp(r->conflict.user_id, r->user_id) != 0 ||
+		strcmp(r->conflict.holder_id, r->holder_id) == 0)
+		return false;
+	h = text_datum(r->holder_id);
+	run(P_IS_ATTACHED, &h, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * The takeover: the suspended lease ends (audited as a release, reason
+ * "takeover") and a new one with the next token is the requester's; the
+ * room hears lock:resumed, as for a holder who came back.
+ */
+static void
+take_over(const Request *r, Acquired *out)
+{
+	const Lease *old = &r->conflict;
+	Datum		tok = Int64GetDatum(old->token);
+
+	run(P_DELETE_LEASE, &tok, NULL, SPI_OK_DELETE);
+	audit("release", old->resource_id, &old->token, old->user_id, old->username, old->holder_id,
+		  "takeover", NULL);
+	insert_lease(r, out, "takeover");
+	publish_lock_resumed(&out->lease, old->holder_id);
 }
 
 /*
@@ -643,7 +736,9 @@ acquire_lease(const char *resource_id, const char *user_id, const char *username
 	r.holder_id = holder_id;
 	collab_lock_path_of(r.rid);
 	read_path(&r);
-	if (r.have_conflict)
+	if (r.have_conflict && may_take_over(&r))
+		take_over(&r, out);
+	else if (r.have_conflict)
 		deny(&r, out);
 	else if (r.have_mine)
 		renew_own(&r, out);
@@ -721,6 +816,7 @@ collab_acquire(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "collab.acquire must return a record");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	/* the worker's functions run as the owner; the application does not */
 	trusted = superuser_arg(caller) || has_privs_of_role(caller, GetUserId());
@@ -777,6 +873,7 @@ collab_release(PG_FUNCTION_ARGS)
 	char	   *reason = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Lease		l = {0};
 
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
@@ -825,6 +922,7 @@ collab_expire_lease(PG_FUNCTION_ARGS)
 	(void) GetAttributeByName(PG_GETARG_HEAPTUPLEHEADER(0), "token", &isnull);
 	if (isnull)
 		PG_RETURN_VOID();
+	check_schema();
 	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -842,6 +940,7 @@ collab_drop_lease(PG_FUNCTION_ARGS)
 	char	   *action = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *reason = text_to_cstring(PG_GETARG_TEXT_PP(2));
 
+	check_schema();
 	lease_from_composite(PG_GETARG_HEAPTUPLEHEADER(0), &l);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -905,6 +1004,7 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "collab.ws_acquire needs a connection and a resource id");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{
@@ -977,6 +1077,7 @@ collab_ws_release(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "collab.ws_release needs a connection and a resource id");
+	check_schema();
 	collab_become_owner(fcinfo->flinfo->fn_oid, &oc);
 	PG_TRY();
 	{

@@ -67,7 +67,10 @@ payload_user_ref(StringInfo buf, const char *user_id, const char *username)
 	appendStringInfoChar(buf, '}');
 }
 
-/* A LockInfo; the token only for its holder's own eyes. */
+/*
+ * A LockInfo; the token only for its holder's own eyes, suspendedUntil only
+ * while its holder's connection is lost.
+ */
 void
 payload_lock_info(StringInfo buf, const Lease *l, bool with_token)
 {
@@ -79,6 +82,11 @@ payload_lock_info(StringInfo buf, const Lease *l, bool with_token)
 	collab_append_ts(buf, l->acquired_at);
 	appendStringInfoString(buf, ",\"expiresAt\":");
 	collab_append_ts(buf, l->expires_at);
+	if (l->suspended_until != 0)
+	{
+		appendStringInfoString(buf, ",\"suspendedUntil\":");
+		collab_append_ts(buf, l->suspended_until);
+	}
 	if (with_token)
 		appendStringInfo(buf, ",\"token\":" INT64_FORMAT, l->token);
 	appendStringInfoChar(buf, '}');
@@ -210,6 +218,61 @@ publish_lock_expired(const Lease *l)
 	pfree(ev.data);
 }
 
+/*
+ * The holder's connection was lost uncleanly: the lease stays theirs until
+ * l->suspended_until (unless its TTL ends first, at expiresAt).
+ */
+void
+publish_lock_suspended(const Lease *l)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:suspended\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"holder\":");
+	payload_user_ref(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	appendStringInfoString(&ev, ",\"until\":");
+	collab_append_ts(&ev, l->suspended_until);
+	appendStringInfoString(&ev, ",\"expiresAt\":");
+	collab_append_ts(&ev, l->expires_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
+/*
+ * A suspended lease's holder is back: on its own connection
+ * (previous_holder_id NULL), or, having joined again from a new one, which
+ * took the lease over (l is the new lease, previous_holder_id the
+ * connection that lost it).
+ */
+void
+publish_lock_resumed(const Lease *l, const char *previous_holder_id)
+{
+	StringInfoData ev;
+
+	initStringInfo(&ev);
+	appendStringInfoString(&ev, "{\"event\":\"lock:resumed\",\"resourceId\":");
+	escape_json(&ev, l->resource_id);
+	appendStringInfoString(&ev, ",\"holder\":");
+	payload_user_ref(&ev, l->user_id, l->username);
+	appendStringInfoString(&ev, ",\"holderId\":");
+	escape_json(&ev, l->holder_id);
+	if (previous_holder_id)
+	{
+		appendStringInfoString(&ev, ",\"previousHolderId\":");
+		escape_json(&ev, previous_holder_id);
+	}
+	appendStringInfoString(&ev, ",\"expiresAt\":");
+	collab_append_ts(&ev, l->expires_at);
+	appendStringInfoChar(&ev, '}');
+	collab_publish_event(ev.data, ev.len);
+	pfree(ev.data);
+}
+
 /* A viewer asked holder_id, the holder of resource_id's lock, for it. */
 void
 publish_lock_requested(const char *resource_id, const char *user_id, const char *username,
@@ -333,8 +396,9 @@ collab_user_ref_sql(PG_FUNCTION_ARGS)
 
 /*
  * collab._lock_info(resource_id, user_id, username, acquired_at,
- * expires_at, token): a LockInfo, with the token when one is given; NULL
- * when resource_id is (no lease).
+ * expires_at, token, suspended_until): a LockInfo, with the token when one
+ * is given and suspendedUntil when the lease is suspended; NULL when
+ * resource_id is (no lease).
  */
 PG_FUNCTION_INFO_V1(collab_lock_info_sql);
 Datum
@@ -354,6 +418,7 @@ collab_lock_info_sql(PG_FUNCTION_ARGS)
 	l.acquired_at = PG_GETARG_TIMESTAMPTZ(3);
 	l.expires_at = PG_GETARG_TIMESTAMPTZ(4);
 	l.token = PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5);
+	l.suspended_until = (PG_NARGS() > 6 && !PG_ARGISNULL(6)) ? PG_GETARG_TIMESTAMPTZ(6) : 0;
 	initStringInfo(&buf);
 	payload_lock_info(&buf, &l, !PG_ARGISNULL(5));
 	PG_RETURN_DATUM(jsonb_of(&buf));
@@ -396,6 +461,47 @@ collab_publish_presence_left(PG_FUNCTION_ARGS)
 	publish_presence_left(required_arg(fcinfo, 0, "a resource id"),
 						  required_arg(fcinfo, 1, "a PresenceUser"),
 						  required_arg(fcinfo, 2, "a reason"));
+	PG_RETURN_VOID();
+}
+
+/* A lease passed from SQL, as (resource_id, user_id, username, holder_id, expires_at, suspended_until). */
+static void
+lease_arg(FunctionCallInfo fcinfo, Lease *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->resource_id = required_arg(fcinfo, 0, "a resource id");
+	l->user_id = required_arg(fcinfo, 1, "a user id");
+	l->username = required_arg(fcinfo, 2, "a username");
+	l->holder_id = required_arg(fcinfo, 3, "the holder's connection");
+	if (PG_ARGISNULL(4))
+		elog(ERROR, "collab payload builder called without the lease's expiry");
+	l->expires_at = PG_GETARG_TIMESTAMPTZ(4);
+}
+
+/* collab._publish_lock_suspended(resource_id, user_id, username, holder_id, expires_at, until) */
+PG_FUNCTION_INFO_V1(collab_publish_lock_suspended);
+Datum
+collab_publish_lock_suspended(PG_FUNCTION_ARGS)
+{
+	Lease		l;
+
+	lease_arg(fcinfo, &l);
+	if (PG_ARGISNULL(5))
+		elog(ERROR, "collab payload builder called without the end of the suspension");
+	l.suspended_until = PG_GETARG_TIMESTAMPTZ(5);
+	publish_lock_suspended(&l);
+	PG_RETURN_VOID();
+}
+
+/* collab._publish_lock_resumed(resource_id, user_id, username, holder_id, expires_at) */
+PG_FUNCTION_INFO_V1(collab_publish_lock_resumed);
+Datum
+collab_publish_lock_resumed(PG_FUNCTION_ARGS)
+{
+	Lease		l;
+
+	lease_arg(fcinfo, &l);
+	publish_lock_resumed(&l, NULL);
 	PG_RETURN_VOID();
 }
 

@@ -22,6 +22,7 @@ typedef struct Lease
 	char	   *holder_id;
 	TimestampTz acquired_at;
 	TimestampTz expires_at;
+	TimestampTz suspended_until;	/* 0: not suspended (its holder is connected) */
 } Lease;
 
 /* Times: ISO 8601 in UTC with milliseconds, quoted, and unquoted for messages */
@@ -42,6 +43,8 @@ extern void publish_lock_denied(const char *resource_id, const char *user_id, co
 								const char *holder_id, const Lease *held);
 extern void publish_lock_released(const Lease *l, const char *reason, TimestampTz released_at);
 extern void publish_lock_expired(const Lease *l);
+extern void publish_lock_suspended(const Lease *l);
+extern void publish_lock_resumed(const Lease *l, const char *previous_holder_id);
 extern void publish_lock_requested(const char *resource_id, const char *user_id,
 								   const char *username, TimestampTz requested_at,
 								   const char *holder_id);

@@ -51,6 +51,8 @@ collab_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 		Assert(entry->nargs == nargs);
 		return entry->plan;
 	}
+	/* until prepared: a statement that fails to prepare is tried again */
+	entry->plan = NULL;
 	entry->plan = SPI_prepare_cursor(sql, nargs, unconstify(Oid *, argtypes), cursor_options);
 	if (entry->plan == NULL)
 		elog(ERROR, "collab could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));

@@ -165,22 +165,31 @@ disconnect_done(Job *job)
 }
 
 /*
- * The Socket.IO session is over: it leaves its rooms, and what it held in
- * the database is released (conn->close_reason says why to the others).
+ * The Socket.IO session is over: it leaves its rooms (conn->close_reason
+ * says why to the others).  A session that ended on purpose
+ * (conn->ended_cleanly: a DISCONNECT, a close packet, or closed by the
+ * server) releases what it held in the database at once; one whose
+ * transport was lost (closed without a close packet or DISCONNECT, or
+ * silent past the ping timeout) is detached there, its locks kept for
+ * collab.disconnect_grace.
  */
 static void
 end_session(Conn *conn)
 {
+	bool		lost = !conn->ended_cleanly && collab_disconnect_grace_ms > 0;
+
 	ev_timer_stop(session_loop, &conn->timer);
 	rooms_leave_all(conn);
 	/* nobody will read the answers to its parked requests */
 	jobs_abandon(conn);
 	if (conn->registered || conn->state == CONN_CONNECTING)
 	{
-		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, $2)::text",
+		Job		   *job = job_new(sizeof(Job),
+								  lost ? "SELECT collab.ws_detach($1, $2)::text"
+								  : "SELECT collab.ws_disconnect($1, $2)::text",
 								  conn, disconnect_done);
 
-		/* the locks of a closed session are released, however late */
+		/* the locks of a closed session are released (or kept), however late */
 		job->retry = JOB_RETRY_ALWAYS;
 		job->nargs = 2;
 		job->args[0] = job_strdup(conn->id);
@@ -200,6 +209,8 @@ session_ended(EioSession *eio)
 		return;
 	if (eio->end_reason == EIO_END_TIMEOUT && strcmp(conn->close_reason, "disconnected") == 0)
 		conn->close_reason = "timeout";
+	if (eio->end_reason == EIO_END_CLOSED)
+		conn->ended_cleanly = true;
 	end_session(conn);
 }
 
@@ -454,6 +465,7 @@ handle_disconnect(EioSession *eio, SioFrame *f)
 
 	if (strcmp(f->nsp, "/") != 0 || conn == NULL)
 		return;
+	conn->ended_cleanly = true;
 	end_session(conn);
 	eio_unauthenticated(eio);
 	eio_set_deadline(eio, connect_deadline());

@@ -484,15 +484,17 @@ static void
 previous_done(Job *job)
 {
 	if (job->failed)
-		ereport(LOG, (errmsg("collab worker could not release connection %s of its previous run: %s",
+		ereport(LOG, (errmsg("collab worker could not detach connection %s of its previous run: %s",
 							 job->args[0], job->err_message)));
 }
 
 /*
- * Connections of our previous incarnation are gone: what they held is
- * released, one connection per job, each tried again until it runs (a
- * transaction holding one of their paths holds up that one only).  Worker
- * 1 also releases those of workers that collab.workers no longer runs.
+ * Connections of our previous incarnation are gone, uncleanly as far as
+ * their clients know: they are detached, their locks kept for
+ * collab.disconnect_grace, one connection per job, each tried again until
+ * it runs (a transaction holding one of their paths holds up that one
+ * only).  Worker 1 does the same for those of workers that collab.workers
+ * no longer runs.
  */
 static void
 release_previous_run(void)
@@ -518,7 +520,7 @@ release_previous_run(void)
 		jobs_deadline_disarm();
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_disconnect($1, 'disconnected')::text",
+			Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, 'disconnected')::text",
 									  NULL, previous_done);
 
 			job->retry = JOB_RETRY_ALWAYS;
@@ -547,15 +549,15 @@ release_previous_run(void)
 	while (jobs_pending())
 		jobs_run_batch();
 	if (n > 0)
-		ereport(LOG, (errmsg("collab worker releases %d connection(s) of its previous run%s", n,
+		ereport(LOG, (errmsg("collab worker detaches %d connection(s) of its previous run%s", n,
 							 jobs_parked() > 0 ? "; some wait for a transaction that holds their locks" : "")));
 }
 
 /*
- * At a clean stop: what this run's connections held is released in one
- * transaction, within collab.request_timeout (no client is served any
- * more); if that cannot be done (a lock held elsewhere), the next start
- * releases it.
+ * At a clean stop: this run's connections are detached in one transaction,
+ * within collab.request_timeout (no client is served any more), their
+ * locks kept for collab.disconnect_grace as the clients reconnect; if that
+ * cannot be done (a lock held elsewhere), the next start detaches them.
  */
 static void
 release_this_run(void)
@@ -569,7 +571,7 @@ release_this_run(void)
 	if (run_startup_query("SELECT collab.ws_worker_start($1, $2)", 2, types, values, nulls,
 						  collab_request_timeout_ms, &found, &n) &&
 		found && DatumGetInt32(n) > 0)
-		ereport(LOG, (errmsg("collab worker released %d connection(s) at its stop", DatumGetInt32(n))));
+		ereport(LOG, (errmsg("collab worker detached %d connection(s) at its stop", DatumGetInt32(n))));
 }
 
 /*

@@ -62,7 +62,7 @@ export type LockReleaseReason =
 	| "released"
 	/** The holder left the room with `presence:leave`. */
 	| "left"
-	/** The holder's connection closed (or timed out). */
+	/** The holder's connection closed cleanly, or was lost and not back by the end of its grace (`collab.disconnect_grace`). */
 	| "disconnected"
 	/** An administrator called `collab.force_release()`. */
 	| "forced"
@@ -171,6 +171,8 @@ export interface LockInfo {
 	expiresAt: IsoTime;
 	/** The fencing token; present only in the holder's own copy. */
 	token?: FencingToken;
+	/** Present while the holder's connection is lost: the lock is kept for them until then (`lock:suspended`). */
+	suspendedUntil?: IsoTime;
 }
 
 /** A lock as its holder sees it: with the fencing token. */
@@ -311,6 +313,8 @@ export interface JoinAck {
 	children: ChildResource[];
 	/** What this user may do on the resource now: `"view"`, and `"edit"` and `"admin"` where granted (each implies the ones before it). Without `"edit"`, an editor's join is a viewer's. */
 	permissions: Permission[];
+	/** *Extension*: how long the server keeps this connection's locks after its connection is lost uncleanly (`collab.disconnect_grace`), in milliseconds; 0: released at once. */
+	disconnectGraceMs: number;
 }
 
 /** *Extension*: a resource as stored, in a `presence:join` acknowledgement. */
@@ -530,6 +534,37 @@ export interface LockExpired {
 	expiredAt: IsoTime;
 }
 
+/**
+ * `lock:suspended`: the holder's connection was lost uncleanly; the lock stays
+ * theirs (nobody else acquires it or saves) until `until`, unless its TTL
+ * ends first (`lock:expired`).  Then `lock:resumed`, or `lock:released` with
+ * reason `"disconnected"` (sent to every room on the path).
+ */
+export interface LockSuspended {
+	/** The locked resource. */
+	resourceId: ResourceId;
+	/** Who holds it. */
+	holder: UserRef;
+	/** The end of the grace (`collab.disconnect_grace` after the loss). */
+	until: IsoTime;
+	/** When the lock expires unless renewed; its TTL keeps running meanwhile. */
+	expiresAt: IsoTime;
+}
+
+/**
+ * `lock:resumed`: a suspended lock's holder is back, on its connection, or
+ * joining again from a new one, which took the lock over with a new token
+ * (its own acknowledgement carries it) (sent to every room on the path).
+ */
+export interface LockResumed {
+	/** The locked resource. */
+	resourceId: ResourceId;
+	/** Who holds it. */
+	holder: UserRef;
+	/** When the lock expires unless renewed. */
+	expiresAt: IsoTime;
+}
+
 /** `doc:saved`: new content was stored (sent to every room on the path). */
 export interface DocSaved {
 	/** The saved resource. */
@@ -611,6 +646,10 @@ export interface ServerToClientEvents {
 	"lock:released": (p: LockReleased) => void;
 	/** To every room on the path, former holder included: a lock expired. */
 	"lock:expired": (p: LockExpired) => void;
+	/** To every room on the path: the holder's connection was lost; the lock is kept for them until `until`. */
+	"lock:suspended": (p: LockSuspended) => void;
+	/** To every room on the path: the holder of a suspended lock is back. */
+	"lock:resumed": (p: LockResumed) => void;
 	/** To every room on the path: a save was stored. */
 	"doc:saved": (p: DocSaved) => void;
 	/** To one connection: its permissions on the resource of one of its rooms changed. */

@@ -16,6 +16,13 @@
 // What the user may do comes with each join's acknowledgement (permissions):
 // without "edit" the page is view only (a banner, no Edit or Request edit),
 // and it follows access:changed and access:revoked as they arrive.
+//
+// A lost connection (not one the page or the server ended) leaves this
+// page's locks with it for the server's grace (disconnectGraceMs of the join
+// acknowledgement): the page says until when, and once connected again it
+// takes them back (lock:acquire, a takeover with a new token). Others see
+// lock:suspended ("lost connection; their lock is kept until ...") until
+// lock:resumed, lock:released or lock:expired.
 
 import { diffTexts } from '/ui/diff.js';
 
@@ -120,9 +127,11 @@ function humanTitle(key) {
 }
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-function clock(iso) {
+const secondsFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+/** A server time on this page's clock; with seconds, for times a few seconds away (a grace). */
+function clock(iso, { seconds = false } = {}) {
   const t = Date.parse(iso);
-  return Number.isFinite(t) ? timeFmt.format(new Date(t - state.skewMs)) : '';
+  return Number.isFinite(t) ? (seconds ? secondsFmt : timeFmt).format(new Date(t - state.skewMs)) : '';
 }
 
 function formatLeft(ms) {
@@ -148,6 +157,8 @@ const state = {
   presence: new Map(),      // `${connectionId}|${resourceId}` -> PresenceUser
   locks: new Map(),         // resourceId -> { holder, acquiredAt, expiresAt, token? }
   requested: new Set(),     // resourceIds this connection asked for (lock:request)
+  kept: new Map(),          // resourceId -> until (server time): our locks while the connection is lost
+  graceMs: 0,               // how long the server keeps our locks after a lost connection
   ownEnds: new Set(),       // resourceIds whose lock this page gave up (release, dropped connection)
   rooms: new Map(),         // resourceId -> 'joining' | 'joined' | 'leaving'
   permissions: new Map(),   // resourceId -> ("view" | "edit" | "admin")[], from joins and access:changed
@@ -285,6 +296,8 @@ function start() {
   socket.on('lock:denied', onLockDenied);
   socket.on('lock:released', onLockReleased);
   socket.on('lock:expired', onLockExpired);
+  socket.on('lock:suspended', onLockSuspended);
+  socket.on('lock:resumed', onLockResumed);
   socket.on('lock:requested', onLockRequested);
   socket.on('doc:saved', onDocSaved);
   socket.on('access:changed', onAccessChanged);
@@ -323,6 +336,7 @@ async function onConnect() {
   dismiss('doc-join');
   state.withdrawn = false;
   dismiss('withdrawn');
+  state.graceMs = Number.isFinite(ack.disconnectGraceMs) ? ack.disconnectGraceMs : 0;
   state.rooms.set(docId, 'joined');
   state.permissions.set(docId, ack.permissions || []);
   applyUsers(docId, ack.users);
@@ -347,8 +361,40 @@ async function onConnect() {
     }
   }
   await syncRooms();
+  if (epoch !== state.epoch) return;
+  for (const rid of [...state.kept.keys()]) await reclaim(rid, epoch);
   render();
 }
+
+/* A lock kept for us while the connection was lost: take it back. */
+async function reclaim(rid, epoch) {
+  const key = tabKeyOf(rid);
+  const title = key ? tabOf(key).title : 'the report';
+  const dirty = key ? tabOf(key).dirty : false;
+  const ack = await emit('lock:acquire', { resourceId: rid });
+  if (epoch !== state.epoch) return;
+  state.kept.delete(rid);
+  dismiss(`kept:${rid}`);
+  if (ack.ok) {
+    dismiss(`denied:${rid}`);
+    setLock(rid, ack.lock);
+    notify({ key: `back:${rid}`, kind: 'success',
+      text: `Connection restored: you are still editing ${title}.${dirty ? ' Save when you are ready.' : ''}` });
+    if (key === state.activeKey) focusEditorSoon();
+  } else {
+    if (ack.error && ack.error.code === 'LOCK_HELD' && ack.lock) setLock(ack.lock.resourceId || rid, ack.lock);
+    const who = ack.lock && ack.lock.holder ? ack.lock.holder.username : null;
+    notify({ key: `lost:${rid}`, kind: 'warning', sticky: true,
+      text: `Your lock on ${title} was not kept: the connection was lost for too long`
+        + (who ? `, and ${who} is editing it now.` : '.')
+        + (dirty ? ' Your unsaved text is still here.' : '') });
+  }
+  await syncRooms();
+  render();
+}
+
+// socket.io-client's reasons for a connection lost without a goodbye
+const LOST_REASONS = new Set(['transport close', 'transport error', 'ping timeout']);
 
 function onDisconnect(reason) {
   state.connected = false;
@@ -361,11 +407,21 @@ function onDisconnect(reason) {
   // the server forgets this connection's requests with it
   for (const rid of state.requested) dismiss(`requested:${rid}`);
   state.requested.clear();
+  const kept = LOST_REASONS.has(reason) && state.graceMs > 0;
   for (const rid of lost) {
     state.locks.delete(rid);
-    state.ownEnds.add(rid); // its lock:released (reason disconnected) is no news
     const key = tabKeyOf(rid);
     const t = key ? tabOf(key) : null;
+    if (kept) {
+      // the server keeps it for us until then (lock:suspended to the others)
+      const until = new Date(serverNow() + state.graceMs).toISOString();
+      state.kept.set(rid, until);
+      notify({ key: `kept:${rid}`, kind: 'warning', sticky: true,
+        text: `Connection lost, your lock on ${t ? t.title : 'the report'} is kept until ${clock(until, { seconds: true })}. Reconnecting…`
+          + (t && t.dirty ? ' Your unsaved text is still here.' : '') });
+      continue;
+    }
+    state.ownEnds.add(rid); // its lock:released (reason disconnected) is no news
     notify({ key: `lost:${rid}`, kind: 'warning', sticky: true,
       text: `The connection dropped while you were editing ${t ? t.title : 'the report'}, so your lock on it is given up. `
         + (t && t.dirty ? 'Your unsaved text is still here: click Edit to take the lock again, then Save.' : 'Click Edit to continue.') });
@@ -377,7 +433,8 @@ function onDisconnect(reason) {
       text: 'The server ended this session (for example because the sign-in token expired). Reload the page with a new token.' });
   } else {
     setConnection('reconnecting', 'Connection lost — reconnecting…');
-    notify({ key: 'connection', kind: 'warning', sticky: true, text: 'Connection lost. Reconnecting…' });
+    // a kept lock's notice says it already
+    if (!kept || lost.length === 0) notify({ key: 'connection', kind: 'warning', sticky: true, text: 'Connection lost. Reconnecting…' });
   }
   render();
 }
@@ -402,6 +459,7 @@ function wantedRooms() {
   if (state.activeKey) want.add(tabId(state.activeKey));
   for (const [rid, lock] of state.locks) if (isMine(lock) && tabKeyOf(rid)) want.add(rid);
   for (const rid of state.requested) want.add(rid);
+  for (const rid of state.kept.keys()) want.add(rid);
   return want;
 }
 
@@ -610,6 +668,7 @@ function onLockReleased(ev = {}) {
   state.ownEnds.delete(rid);
   clearLock(rid);
   dismiss(`request-from:${rid}`);
+  dismiss(`suspended:${rid}`);
   const key = tabKeyOf(rid);
   const title = key ? tabOf(key).title : 'the report';
   const who = ev.previousHolder ? ev.previousHolder.username : 'Someone';
@@ -636,6 +695,7 @@ function onLockExpired(ev = {}) {
   noteServerTime(ev.expiredAt);
   const wasMine = isMine(state.locks.get(rid));
   clearLock(rid);
+  dismiss(`suspended:${rid}`);
   const key = tabKeyOf(rid);
   const title = key ? tabOf(key).title : 'the report';
   if (wasMine) {
@@ -650,6 +710,41 @@ function onLockExpired(ev = {}) {
   // an expired lock is not handed on: a request for it is over
   if (state.requested.delete(rid)) dismiss(`requested:${rid}`);
   syncRooms();
+  render();
+}
+
+/** Whose lock it is, as a notice names them. */
+function holderName(ref) {
+  return isMyUser(ref) ? `${ref.username} (you, on another connection)` : ref.username;
+}
+
+function onLockSuspended(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid || !ev.holder) return;
+  const old = state.locks.get(rid);
+  setLock(rid, { ...(old || {}), resourceId: rid, holder: ev.holder, expiresAt: ev.expiresAt, suspendedUntil: ev.until });
+  const key = tabKeyOf(rid);
+  if (key === state.activeKey || rid === docId || state.requested.has(rid)) {
+    notify({ key: `suspended:${rid}`, kind: 'warning', sticky: true,
+      text: `${holderName(ev.holder)} lost connection; their lock on ${key ? tabOf(key).title : 'the report'} is kept until ${clock(ev.until, { seconds: true })}.` });
+  }
+  render();
+}
+
+function onLockResumed(ev = {}) {
+  const rid = ev.resourceId;
+  if (!rid || !ev.holder) return;
+  const old = state.locks.get(rid) || {};
+  const lock = { ...old, resourceId: rid, holder: ev.holder, expiresAt: ev.expiresAt };
+  delete lock.suspendedUntil;
+  setLock(rid, lock);
+  const hadNotice = notices.has(`suspended:${rid}`);
+  dismiss(`suspended:${rid}`);
+  if (hadNotice && !isMine(state.locks.get(rid))) {
+    const key = tabKeyOf(rid);
+    notify({ key: `resumed:${rid}`, kind: 'info',
+      text: `${holderName(ev.holder)} is back and keeps editing ${key ? tabOf(key).title : 'the report'}.` });
+  }
   render();
 }
 
@@ -1008,7 +1103,12 @@ function lockSummary(key) {
       short: 'You',
       long: whole ? `${lock.holder.username} (you) has the whole report` : `${lock.holder.username} (you) is editing` };
   }
-  const who = isMyUser(lock.holder) ? `${lock.holder.username} (you, on another connection)` : lock.holder.username;
+  const who = holderName(lock.holder);
+  if (lock.suspendedUntil) {
+    return { state: 'held', holder: lock.holder.username,
+      short: lock.holder.username,
+      long: `${who} lost connection; ${whole ? 'the whole report' : 'the lock'} is kept until ${clock(lock.suspendedUntil, { seconds: true })}` };
+  }
   return { state: 'held', holder: lock.holder.username,
     short: lock.holder.username,
     long: whole ? `Whole report locked by ${who}` : `${who} is editing` };
@@ -1180,7 +1280,9 @@ function renderCountdown() {
   if (!node) return;
   const lock = lockFor(state.activeKey);
   const online = state.connected && state.rooms.get(tabId(state.activeKey)) === 'joined';
-  const left = lock ? Date.parse(lock.expiresAt) - serverNow() : NaN;
+  // a suspended lock ends with its grace, or its TTL if that comes first
+  const end = lock ? Math.min(Date.parse(lock.expiresAt), Date.parse(lock.suspendedUntil ?? lock.expiresAt)) : NaN;
+  const left = end - serverNow();
   node.textContent = online && Number.isFinite(left) ? `· ${formatLeft(left)}` : '';
   node.classList.toggle('soon', Number.isFinite(left) && left < 60_000);
 }

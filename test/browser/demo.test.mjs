@@ -17,8 +17,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import {
-  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf, uniq,
+  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf, uniq, setGrace,
 } from '../integration/helpers.mjs';
+import { Proxy } from '../failover/proxy.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -64,15 +65,15 @@ async function until(what, fn, timeout = WAIT) {
   }
 }
 
-/** A person in their own browser context, on the demo page of the document. */
-async function openDemo(user, docKey) {
+/** A person in their own browser context, on the demo page of the document (served from base). */
+async function openDemo(user, docKey, base = WS_URL) {
   // ignoreHTTPSErrors: a wss:// test cluster has a self-signed certificate
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
   context.setDefaultTimeout(WAIT);
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`${user.name}: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${user.name}: console: ${m.text()}`); });
-  const url = `${WS_URL}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}`;
+  const url = `${base}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}`;
   const res = await page.goto(url);
   assert.equal(res.status(), 200, 'the worker serves the page');
   const p = { user, context, page, id: (testid) => page.getByTestId(testid) };
@@ -240,23 +241,29 @@ test('two doctors hand the diagnosis tab over while a third edits procedure note
   assert.ok(fs.statSync(shot).size > 10_000, 'the screenshot is a real picture');
   assert.deepEqual(pageErrors, [], 'no script errors in the pages');
 
-  // --- a dropped connection: the page says so, reconnects and joins again
+  // --- a dropped connection: the page says so, and that his lock is kept
+  // for him (collab.disconnect_grace); back, it joins again and takes it
   await b.context.setOffline(true);
   await until('Ben sees the connection drop', async () => {
     assert.equal(await b.id('connection-status').getAttribute('data-state'), 'reconnecting');
     assert.notEqual(await b.id('editor').getAttribute('readonly'), null, 'read-only while offline');
+    assert.equal(await notice(b, 'Connection lost, your lock on Diagnosis is kept until').count(), 1);
   }, 15000);
-  await until('Anna sees the lock go with the dropped connection', async () => {
-    assert.equal(await a.id('lock-badge').getAttribute('data-state'), 'free');
+  await until('Anna sees that Ben lost connection and keeps the lock meanwhile', async () => {
+    assert.equal(await notice(a, 'Dr. Ben Kaya lost connection; their lock on Diagnosis is kept until').count(), 1);
+    assert.equal(await a.id('lock-badge').getAttribute('data-state'), 'held');
   }, 15000);
   await b.context.setOffline(false);
-  await until('Ben is back', async () => {
+  await until('Ben is back, with his lock', async () => {
     assert.equal(await b.id('connection-status').textContent(), 'Connected');
-    assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'free');
-    assert.equal(await notice(b, 'The connection dropped while you were editing Diagnosis').count(), 1);
-    const inTab = await avatarNames(a, 'presence-tab');
-    assert.ok(inTab.includes(ben.name), `Ben in the tab again, seen by Anna: ${inTab}`);
+    assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'mine');
+    assert.equal(await notice(b, 'Connection restored: you are still editing Diagnosis').count(), 1);
   }, 20000);
+  await until('Anna sees him back', async () => {
+    assert.equal(await notice(a, 'Dr. Ben Kaya is back and keeps editing Diagnosis').count(), 1);
+    const inTab = await avatarNames(a, 'presence-tab');
+    assert.ok(inTab.includes(`${ben.name}, editing`), `Ben in the tab again, editing, seen by Anna: ${inTab}`);
+  });
   assert.equal(await b.id('editor').inputValue(), benText, 'his text is still on screen');
 
   for (const p of [a, b, c]) await p.context.close();
@@ -433,4 +440,88 @@ test('a refused sign-in and an unknown report are said plainly', async () => {
     assert.equal(await page.getByTestId('notice').filter({ hasText: 'There is no report "no-such-report"' }).count(), 1);
   });
   await context.close();
+});
+
+test('a lost connection: the holder\'s lock is kept for the grace, both screens say until when, the holder takes it back', async () => {
+  const GRACE_MS = 6000;
+  await setGrace(GRACE_MS);
+  // Anna's network: a TCP proxy in front of the worker, which the test cuts
+  const net = new Proxy('Anna\'s network', Number(new URL(WS_URL).port));
+  await net.listen();
+  try {
+    const doc = await createDocument(DEMO_TABS, 'op');
+    const docKey = doc.id.slice('document:'.length);
+    const anna = newUser('Dr. Anna Berg');
+    const ben = newUser('Dr. Ben Kaya');
+    const a = await openDemo(anna, docKey, `http://127.0.0.1:${net.port}`);
+    const b = await openDemo(ben, docKey);
+    await openTab(a, 'diagnosis');
+    await a.id('btn-edit').click();
+    await expectEditing(a);
+    await a.id('editor').fill('Appendicitis, confirmed by ultrasound.');
+    await openTab(b, 'diagnosis');
+    await expectViewing(b, anna);
+    const time = '\\d\\d?:\\d\\d(:\\d\\d)?(\\s?[AP]M)?';
+
+    // the network drops: no close frame reaches either side
+    net.setTarget(null);
+    net.cutAll();
+    await until('Anna is told her lock is kept', async () => {
+      const n = notice(a, 'Connection lost, your lock on Diagnosis is kept until');
+      assert.equal(await n.count(), 1);
+      assert.match(await n.textContent(), new RegExp(`kept until ${time}\\. Reconnecting…`));
+      assert.match(await n.textContent(), /Your unsaved text is still here/);
+    });
+    await until('Ben is told Anna lost connection and until when her lock is kept', async () => {
+      const n = notice(b, 'Dr. Anna Berg lost connection; their lock on Diagnosis is kept until');
+      assert.equal(await n.count(), 1);
+      assert.match(await n.textContent(), new RegExp(`kept until ${time}\\.`));
+      assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'held');
+      assert.match(await badgeText(b), /Dr\. Anna Berg lost connection; the lock is kept until .* · 0:0\d left/);
+      assert.equal(await b.id('btn-edit').isVisible(), false, 'Ben cannot take it');
+      assert.equal(await b.id('btn-request').isVisible(), true);
+    });
+    const [lock] = await q('SELECT username, suspended_until IS NOT NULL AS suspended FROM collab.locks WHERE resource_id = $1', [doc.tab('diagnosis')]);
+    assert.deepEqual(lock, { username: anna.name, suspended: true });
+    await screenshot(a, 'grace-holder.png');
+    await screenshot(b, 'grace-others.png');
+
+    // the network is back: Anna's page reconnects and takes her lock over
+    net.setTarget(Number(new URL(WS_URL).port));
+    await until('Anna has her lock back', async () => {
+      assert.equal(await notice(a, 'Connection restored: you are still editing Diagnosis').count(), 1);
+      assert.equal(await notice(a, 'Connection lost').count(), 0);
+    }, 15000);
+    await expectEditing(a);
+    assert.equal(await a.id('editor').inputValue(), 'Appendicitis, confirmed by ultrasound.', 'her text is still there');
+    await until('Ben sees her back', async () => {
+      assert.equal(await notice(b, 'Dr. Anna Berg is back and keeps editing Diagnosis').count(), 1);
+      assert.equal(await notice(b, 'lost connection').count(), 0);
+    });
+    await expectViewing(b, anna);
+    await a.id('btn-save').click();
+    await until('her save is accepted', async () => {
+      assert.match(await a.id('version').textContent(), /^Version 1 · saved by you/);
+    });
+    assert.equal((await q('SELECT content FROM collab.resources WHERE id = $1', [doc.tab('diagnosis')]))[0].content,
+      'Appendicitis, confirmed by ultrasound.');
+
+    // lost again, for longer than the grace: the lock is released on Ben's screen
+    net.setTarget(null);
+    net.cutAll();
+    await until('Ben is told again', async () => {
+      assert.equal(await notice(b, 'Dr. Anna Berg lost connection').count(), 1);
+    });
+    await until('the grace ends on Ben\'s screen', async () => {
+      assert.equal(await notice(b, 'Dr. Anna Berg released Diagnosis (lost the connection)').count(), 1);
+      assert.equal(await notice(b, 'lost connection;').count(), 0);
+      assert.equal(await b.id('lock-badge').getAttribute('data-state'), 'free');
+      assert.equal(await b.id('btn-edit').isVisible(), true);
+    }, GRACE_MS + 6000);
+    assert.deepEqual(pageErrors.filter((e) => !/ERR_CONNECTION|WebSocket connection/.test(e)), [], 'no script errors in the pages');
+    for (const p of [a, b]) await p.context.close();
+  } finally {
+    await net.close();
+    await resetConf('collab.disconnect_grace');
+  }
 });

@@ -178,12 +178,16 @@ function wsWriter(id) {
   const socket = io(LB_URL, { transports: ['websocket'], forceNew: true, timeout: ACK_TIMEOUT,
     reconnectionDelay: 100, reconnectionDelayMax: 1000, randomizationFactor: 0.3,
     auth: { token: makeJwt(SECRET, id, `Writer ${id}`) } });
-  const w = { id, socket, connects: [], servedAfter: null };
+  const w = { id, socket, connects: [], servedAfter: null, holding: null, rejoin: null };
   socket.on('connect', () => {
     w.connects.push(now());
     rec({ k: 'note', client: id, conn: socket.id, msg: 'connect', t: now() });
   });
-  socket.on('disconnect', (reason) => rec({ k: 'note', client: id, msg: `disconnect: ${reason}`, t: now() }));
+  socket.on('disconnect', (reason) => {
+    rec({ k: 'note', client: id, msg: `disconnect: ${reason}`, t: now() });
+    // as an editor's page does: back, it opens what it was editing again
+    w.rejoin = w.holding;
+  });
   let n = 0;
   const op = async (name, payload, fields = {}, opId = `${id}#${++n}`) => {
     rec({ k: 'invoke', id: opId, client: id, user: id, conn: socket.id, kind: 'ws', op: name, res: payload.resourceId, ...fields, t: now() });
@@ -224,7 +228,8 @@ function wsWriter(id) {
         await sleep(50);
         continue;
       }
-      const target = pickTarget(r);
+      const target = w.rejoin ?? pickTarget(r);
+      w.rejoin = null;
       const j = await op('join', { resourceId: target, mode: 'editor' });
       if (!j || !j.ack.ok || j.ack.role !== 'editor') {
         if (j?.ack.ok && r() < 0.5) await op('leave', { resourceId: target });
@@ -232,6 +237,7 @@ function wsWriter(id) {
         continue;
       }
       const token = j.ack.lock.token;
+      w.holding = target;
       let known = { version: j.ack.resource.version, content: j.ack.resource.content };
       let held = true;
       for (let i = r.int(1, 4); i > 0 && held && !stopping; i--) {
@@ -245,6 +251,7 @@ function wsWriter(id) {
         else known = { version: x.ack.version, content };
       }
       if (held && !stopping) await op(r() < 0.6 ? 'release' : 'leave', { resourceId: target }, { token });
+      w.holding = null;
     }
     socket.close();
   })();
@@ -500,25 +507,37 @@ must('grants on both sides of the failover', st['tokens issued by the old primar
 if (SYNC) must('nothing acknowledged was lost (synchronous standby)', st['saves lost'] + st['grants lost'] + st['releases lost'] + st['reads of lost versions'] === 0);
 else must('the lagging standby missed grants (the failover tested what it should)', st['audit rows lost'] > 0, `${st['audit rows lost']} audit rows`);
 
+// Socket.IO holders across the promotion (the holder's grace): the new
+// primary's worker detaches the old one's connections, suspending their
+// leases instead of releasing them, and a holder who joins its resource
+// again takes its lease over (a new token) before anyone else gets it.
+const wsLive = leasesAtPromotion.filter((l) => !l.holder_id.startsWith('sql'));
+const holderOf = (l) => nowData.audit.find((a) => a.token === l.token && a.action === 'grant')?.user_id;
+const releasedAtStart = wsLive.filter((l) => nowData.audit.some((a) => a.at >= promotedAt && a.token === l.token &&
+  a.action === 'release' && a.reason === 'disconnected')).length;
+const suspendedAtStart = wsLive.filter((l) => nowData.audit.some((a) => a.at >= promotedAt && a.token === l.token &&
+  a.action === 'suspend')).length;
+must('socket.io holders live at the promotion keep their leases: suspended by the new primary\'s worker, none released',
+  releasedAtStart === 0 && suspendedAtStart === wsLive.length,
+  `${suspendedAtStart} of ${wsLive.length} suspended, ${releasedAtStart} released with reason "disconnected"`);
+// holders who joined their resource again after the failover
+const rejoined = wsLive.filter((l) => records.some((x) => x.k === 'invoke' && x.op === 'join' && x.t > tDown &&
+  x.res === l.resource_id && x.user === holderOf(l)));
+// the first grant on the resource after the promotion went to the lease's own user
+const regained = rejoined.filter((l) => {
+  const first = newGrants.find((a) => onOnePath(a.resource_id, l.resource_id));
+  return first && first.user_id === holderOf(l) && first.reason === 'takeover';
+}).length;
+must('holders who join their resource again take their leases over before anyone else (lock:resumed)',
+  regained === rejoined.length,
+  `${regained} of ${rejoined.length} (of ${wsLive.length} live at the promotion) went first to the same user, by a takeover`);
+
 // What the worker does not do yet across a promotion: reported, not failed.
 console.log('\npending: what the worker does not do yet across a promotion, as observed');
 const pending = (what, observed) => console.log(`  PENDING  ${what}: ${observed}`);
 pending('standby /healthz answers 503 with role "standby"', JSON.stringify(standbyBefore.health));
 pending('new primary /healthz carries role "primary"', JSON.stringify(newHealth.body ?? newHealth));
-const wsLive = leasesAtPromotion.filter((l) => !l.holder_id.startsWith('sql'));
-const releasedAtStart = nowData.audit.filter((a) => a.at >= promotedAt && a.action === 'release' && a.reason === 'disconnected' &&
-  wsLive.some((l) => l.token === a.token)).length;
 pending('the worker itself extends live leases by collab.disconnect_grace at promotion', 'the drill calls collab.extend_leases_after_promotion() in its place');
-pending('socket.io holders live at the promotion keep their leases (not released at the worker\'s start)',
-  `${releasedAtStart} of ${wsLive.length} released with reason "disconnected" by the new primary's worker`);
-// the first grant on the resource after the promotion went to the lease's own user
-const regained = wsLive.filter((l) => {
-  const first = newGrants.find((a) => onOnePath(a.resource_id, l.resource_id));
-  const holder = nowData.audit.find((a) => a.token === l.token);
-  return first && holder && first.user_id === holder.user_id;
-}).length;
-pending('their holders get them back when they reconnect, before anyone else (lock:resumed, or a takeover by the same user)',
-  `${regained} of ${wsLive.length} went first to the same user`);
 
 if (result.violations.length) {
   console.log(`\n${result.violations.length} violation(s):`);

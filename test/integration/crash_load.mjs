@@ -6,7 +6,8 @@
 // stopped with pg_ctl -m immediate and started again.  After each crash:
 //   - every client reconnects by itself (a new connect event, a new id);
 //   - the leases of the dead connections are released by the restarted
-//     worker before it listens (collab.ws_worker_start: lock:released with
+//     worker before it listens (collab.ws_worker_start, with
+//     collab.disconnect_grace = 0 on this cluster: lock:released with
 //     reason "disconnected", recorded in the audit trail), so they are gone
 //     from collab.locks before any client is back.  That event is published
 //     before anyone can have joined again, so a reconnected client learns

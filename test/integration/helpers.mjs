@@ -161,6 +161,11 @@ export async function waitForLockTtl(socket, probeResourceId, ttlMs) {
   }, `${socket.__label}'s worker grants locks of ${ttlMs} ms`);
 }
 
+/** Sets collab.disconnect_grace to ms and waits until every worker has reloaded. */
+export async function setGrace(ms) {
+  await setWorkerConf('collab.disconnect_grace', `${ms}ms`);
+}
+
 export async function resetConf(...names) {
   for (const n of names) await q(`ALTER SYSTEM RESET ${n}`);
   await q('SELECT pg_reload_conf()');
@@ -499,21 +504,35 @@ export async function startTimedBystander(prefix, { everyMs = 40 } = {}) {
 /**
  * Cuts a socket.io-client socket off without a goodbye: the TCP connection
  * under its WebSocket is destroyed without a close frame; on long-polling,
- * the poll that waits at the server is aborted (its connection closed).
+ * the connections of its requests in flight are destroyed (the poll that
+ * waits at the server among them: the server sees its client go), waiting
+ * for one if the client is between two polls; its later requests fail
+ * before they leave.
  */
-export function killSocket(socket) {
-  const transport = socket.io.engine.transport;
-  if (transport.name === 'websocket') {
-    const ws = transport.ws;
+export async function killSocket(socket) {
+  const engine = socket.io.engine;
+  const agent = socket.io.opts.agent;
+  const inFlight = () => (agent ? Object.values(agent.sockets).flat() : []);
+  // a poll the server has (sent whole, no answer yet): its connection
+  // closing is what the server sees of the loss
+  const waitingPoll = () => engine.transport.name === 'polling' && !engine.upgrading && inFlight().some((s) => {
+    const req = s._httpMessage;
+    return req && req.method === 'GET' && req.writableFinished && !req.res;
+  });
+  // with the default transports the probe may be under way: wait for either
+  await eventually(() => engine.transport.name === 'websocket' || waitingPoll(),
+    'a WebSocket, or a poll waiting at the server', 2000, 5);
+  if (engine.transport.name === 'websocket') {
+    const ws = engine.transport.ws;
     assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
     ws._socket.destroy();
     return;
   }
-  const agent = socket.io.opts.agent;
   assert.ok(agent, 'a long-polling socket has an agent of its own');
-  const open = Object.values(agent.sockets).flat();
-  assert.ok(open.length > 0, 'a poll is in flight');
-  for (const s of open) s.destroy();
+  // the network is gone: the goodbye the client posts when its poll fails
+  // (a close packet) must not reach the server either
+  agent.addRequest = (req) => process.nextTick(() => req.destroy(new Error('killSocket: network down')));
+  for (const s of inFlight()) s.destroy();
 }
 
 /* ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   ISO_RE, newUser, connect, tokenFor, join, leave, acquire, renew, release, save, ok, fails,
   createDocument, q, waitFor, received, mark, ref, killSocket, rawConnect, teardown,
-  assertPresenceUser, eventually, waitDisconnect, DEFAULT_TIMEOUT,
+  assertPresenceUser, eventually, waitDisconnect, DEFAULT_TIMEOUT, setGrace, resetConf,
 } from './helpers.mjs';
 
 after(teardown);
@@ -310,7 +310,18 @@ test('closing the socket: presence:left and lock:released with reason "disconnec
   a.close();
 });
 
-test('a killed socket (no close frame): presence:left and lock:released with reason "disconnected"', async () => {
+// An unclean loss keeps the holder's lock for collab.disconnect_grace
+// (ws_grace.test.mjs); without a grace it is released at once.
+test('a killed socket (no close frame), collab.disconnect_grace = 0: presence:left and lock:released with reason "disconnected"', async () => {
+  await setGrace(0);
+  try {
+    await killedSocket();
+  } finally {
+    await resetConf('collab.disconnect_grace');
+  }
+});
+
+async function killedSocket() {
   const doc = await createDocument(['a']);
   const rid = doc.tab('a');
   const [anna, ben] = [newUser('Anna'), newUser('Ben')];
@@ -319,12 +330,21 @@ test('a killed socket (no close frame): presence:left and lock:released with rea
   ok(await join(a, rid));
   assert.equal(ok(await join(b, rid, 'editor')).role, 'editor');
   const id = b.id;
-  killSocket(b);
+  await killSocket(b);
   await expectCleanup(a, rid, ben, id, 'disconnected');
   a.close();
+}
+
+test('a peer that stops answering pings, collab.disconnect_grace = 0: closed, presence:left reason "timeout", lock:released "disconnected"', async () => {
+  await setGrace(0);
+  try {
+    await silentPeer();
+  } finally {
+    await resetConf('collab.disconnect_grace');
+  }
 });
 
-test('a peer that stops answering pings: closed, presence:left reason "timeout", lock:released "disconnected"', async () => {
+async function silentPeer() {
   const doc = await createDocument(['a']);
   const rid = doc.tab('a');
   const [anna, ghost] = [newUser('Anna'), newUser('Ghost')];
@@ -338,7 +358,7 @@ test('a peer that stops answering pings: closed, presence:left reason "timeout",
   await client.waitClosed(8000);
   await expectCleanup(a, rid, ghost, sid, 'timeout');
   a.close();
-});
+}
 
 test('a client that answers pings stays connected through several intervals', async () => {
   const doc = await createDocument(['a']);

@@ -1,7 +1,8 @@
 // Worker restart: pg_terminate_backend on the collab worker; the postmaster
 // starts a new one, clients with reconnection reconnect by themselves, the
-// locks of the dead connections are released (reason "disconnected") and
-// the new worker serves join/acquire/save.
+// dead connections are detached, their locks kept for collab.disconnect_grace
+// (lock:suspended), a holder who joins again as editor takes the lock over
+// (lock:resumed), and the new worker serves join/acquire/save.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -15,7 +16,7 @@ after(async () => {
   await teardown();
 });
 
-test('terminated worker: restarted, clients reconnect, old locks released, new worker serves', { timeout: 60000 }, async () => {
+test('terminated worker: restarted, clients reconnect, old locks kept for their holders, new worker serves', { timeout: 60000 }, async () => {
   const doc = await createDocument(['a', 'b']);
   const [ra, rb] = [doc.tab('a'), doc.tab('b')];
   const events = [];
@@ -56,11 +57,11 @@ test('terminated worker: restarted, clients reconnect, old locks released, new w
   const terminated = await q("SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE backend_type = 'collab worker'");
   assert.ok(terminated.every((r) => r.t === true));
 
-  // the old connections' locks are released with reason "disconnected"
+  // the old connections' locks are kept for them: suspended, not released
   for (const [rid, user] of [[ra, anna], [rb, ben]]) {
-    const e = await nextEvent((x) => x.event === 'lock:released' && x.resourceId === rid, `lock:released on ${rid}`);
-    assert.deepEqual(e.previousHolder, ref(user));
-    assert.equal(e.reason, 'disconnected');
+    const e = await nextEvent((x) => x.event === 'lock:suspended' && x.resourceId === rid, `lock:suspended on ${rid}`);
+    assert.deepEqual(e.holder, ref(user));
+    assert.equal('holderId' in e, false, 'NOTIFY listeners never learn connection ids');
   }
   const left = await nextEvent((x) => x.event === 'presence:left' && x.resourceId === ra, `presence:left on ${ra}`);
   assert.deepEqual(left.user.userId, anna.sub);
@@ -78,18 +79,23 @@ test('terminated worker: restarted, clients reconnect, old locks released, new w
   const newPids = (await q("SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")).map((r) => r.pid);
   assert.ok(newPids.length >= 1, 'the worker was restarted');
   assert.ok(newPids.every((p) => !oldPids.includes(p)), `new worker pid(s) ${newPids} differ from ${oldPids}`);
-  assert.deepEqual(await locksOn(ra), []);
-  assert.deepEqual(await locksOn(rb), []);
-  await eventually(async () => (await q('SELECT 1 FROM collab.connections WHERE connection_id = ANY ($1)', [oldIds])).length === 0,
-    'old connections are gone from collab.connections');
+  assert.deepEqual((await locksOn(ra)).map((l) => l.holder_id), [oldIds[0]]);
+  assert.deepEqual((await locksOn(rb)).map((l) => l.holder_id), [oldIds[1]]);
+  assert.deepEqual(await q('SELECT connection_id, detached_at IS NOT NULL AS detached FROM collab.connections WHERE connection_id = ANY ($1) ORDER BY user_id', [oldIds]),
+    oldIds.map((id) => ({ connection_id: id, detached: true })));
   assert.deepEqual(await q('SELECT * FROM collab.presence WHERE connection_id = ANY ($1)', [oldIds]), []);
+  assert.deepEqual(await q(`SELECT DISTINCT reason FROM collab.audit_log WHERE resource_id IN ($1, $2) AND action <> 'grant'`, [ra, rb]),
+    [{ reason: 'disconnected' }], 'suspended, nothing released');
   const rows = await q('SELECT connection_id, user_id, worker_pid FROM collab.connections WHERE connection_id = ANY ($1) ORDER BY user_id', [[a.id, b.id]]);
   assert.equal(rows.length, 2);
   assert.ok(rows.every((r) => newPids.includes(r.worker_pid)), JSON.stringify(rows));
 
-  // the new worker serves: Anna takes tab:a again, Ben is downgraded
+  // the new worker serves: Anna takes tab:a over, Ben is downgraded
   const aj = ok(await join(a, ra, 'editor'));
   assert.equal(aj.role, 'editor');
+  const resumed = await nextEvent((x) => x.event === 'lock:resumed' && x.resourceId === ra, `lock:resumed on ${ra}`);
+  assert.deepEqual(resumed.holder, ref(anna));
+  assert.deepEqual((await locksOn(ra)).map((l) => l.holder_id), [a.id]);
   const bj = ok(await join(b, ra, 'editor'));
   assert.equal(bj.role, 'viewer');
   assert.deepEqual(bj.lock.holder, ref(anna));

@@ -106,9 +106,14 @@ export class SoakClient {
     });
   }
 
-  /** Closes the connection (expected) and resolves once it is closed. */
+  /**
+   * Closes the connection (expected) as socket.io-client's disconnect() does,
+   * with a DISCONNECT first (a close without it is a lost connection, whose
+   * locks the server keeps for a grace), and resolves once it is closed.
+   */
   close() {
     this.closing = true;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.connected) this.ws.send('41');
     if (this.ws && this.ws.readyState !== WebSocket.CLOSED) this.ws.close();
     return this.closedPromise || Promise.resolve();
   }

@@ -7,9 +7,10 @@
 // collab.verify_history() said of each.  Output: counts and violations for
 // six checks:
 //
-//   1  no save with a stale or expired token was accepted; refusals carry
-//      the code the audit trail implies; saves sent after the client's own
-//      lease had certainly lapsed were refused
+//   1  no save with a stale or expired token was accepted, nor one while
+//      its lease was suspended (its holder's connection lost); refusals
+//      carry the code the audit trail implies; saves sent after the
+//      client's own lease had certainly lapsed were refused
 //   2  no lost update: the final content of each resource is the ordered
 //      history of its accepted saves (one line per version), every
 //      acknowledged save is in it at its acknowledged version, refused saves
@@ -18,7 +19,9 @@
 //      descendant; client-observed grants match the audit trail; tokens
 //      increase in grant order
 //   4  every expiry produced exactly one lock:expired (and every grant,
-//      release and save exactly one lock:acquired, lock:released, doc:saved)
+//      release and save exactly one lock:acquired, lock:released, doc:saved;
+//      every suspension one lock:suspended; every return and takeover one
+//      lock:resumed)
 //   5  no unexpected error codes
 //   6  the revisions of each resource are exactly its accepted saves, in
 //      order (content, token, saver, path, time), with an unbroken hash
@@ -42,7 +45,7 @@ export const CHECKS = {
   1: 'no accepted save with a stale or expired token',
   2: 'no lost update (final content = ordered accepted saves)',
   3: 'no overlapping holders on a path',
-  4: 'one event per audited expiry (and per grant, release, save)',
+  4: 'one event per audited expiry (and per grant, release, save, suspension, return)',
   5: 'no unexpected error codes',
   6: 'revisions = accepted saves, in order, hash chain unbroken',
 };
@@ -152,7 +155,7 @@ export function check(input) {
       if (leases.has(a.token)) v(3, 'token-reissued', `token ${a.token} granted twice (audit ${leases.get(a.token).grantId} and ${a.id})`);
       leases.set(a.token, {
         token: a.token, res: a.resource_id, holder: a.holder_id, user: a.user_id,
-        grantAt: a.at, grantId: a.id, renewAt: [], extendedTo: [], end: null, saves: [],
+        grantAt: a.at, grantId: a.id, renewAt: [], extendedTo: [], end: null, saves: [], suspended: [],
       });
     }
   }
@@ -168,9 +171,25 @@ export function check(input) {
       v(3, 'audit-after-end', `audit ${a.id} ${a.action} for token ${a.token} after its ${l.end.action} (audit ${l.end.id})`);
       continue;
     }
+    // a suspension (the holder's connection lost) lasts until the holder
+    // is back or the lease ends; it does not end the lease
+    const open = l.suspended[l.suspended.length - 1];
+    if (a.action === 'suspend') {
+      if (open && open.to === null) v(3, 'suspend-twice', `audit ${a.id}: token ${a.token} suspended again while suspended (audit ${open.id})`);
+      l.suspended.push({ from: a.at, to: null, id: a.id });
+      continue;
+    }
+    if (a.action === 'resume') {
+      if (!open || open.to !== null) v(3, 'resume-unsuspended', `audit ${a.id}: token ${a.token} resumed while not suspended`);
+      else open.to = a.at;
+      continue;
+    }
     if (a.action === 'renew' && a.expiresAt != null) l.extendedTo.push({ at: a.at, until: a.expiresAt });
     else if (a.action === 'renew') l.renewAt.push(a.at);
-    else l.end = { action: a.action, at: a.at, id: a.id, reason: a.reason };
+    else {
+      l.end = { action: a.action, at: a.at, id: a.id, reason: a.reason };
+      if (open && open.to === null) open.to = a.at;
+    }
   }
   bump('audit grants', [...leases.values()].length);
   for (const a of auditSorted) bump(`audit ${a.action}`);
@@ -338,6 +357,13 @@ export function check(input) {
       }
       if (l.end && l.end.at < s) {
         v(1, 'save-after-end', `${what}: after the lease's ${l.end.action} at ${fmtT(l.end.at)} (audit ${l.end.id})`);
+      }
+      // nobody saves while the holder's connection is lost (the true save
+      // time lies in [s, s + 1))
+      for (const x of l.suspended) {
+        if (s > x.from && s + 1 < (x.to ?? Infinity)) {
+          v(1, 'save-while-suspended', `${what}: while the lease was suspended, from ${fmtT(x.from)} (audit ${x.id}) to ${x.to === null ? 'its end' : fmtT(x.to)}`);
+        }
       }
       // the latest renewal that may precede this save: grant, renew, or an
       // earlier save with the same token (taken at its latest possible time)
@@ -543,10 +569,20 @@ export function check(input) {
 
 /* Check 4: one event per audited grant, release, expiry and save. */
 function checkEvents(v, bump, ttlMs, events, auditSorted, leases) {
-  const auditCount = (actions, keyOf) => {
+  // a takeover (the same user back on a new connection) ends the old lease
+  // and grants a new one, announced by lock:resumed alone
+  const takeover = (a) => a.reason === 'takeover';
+  const rows = {
+    'lock:expired': (a) => a.action === 'expire',
+    'lock:acquired': (a) => a.action === 'grant' && !takeover(a),
+    'lock:released': (a) => (a.action === 'release' && !takeover(a)) || a.action === 'force_release',
+    'lock:suspended': (a) => a.action === 'suspend',
+    'lock:resumed': (a) => a.action === 'resume' || (a.action === 'grant' && takeover(a)),
+  };
+  const auditCount = (eventName, keyOf) => {
     const m = new Map();
     for (const a of auditSorted) {
-      if (!actions.includes(a.action)) continue;
+      if (!rows[eventName](a)) continue;
       const key = keyOf(a);
       m.set(key, (m.get(key) ?? 0) + 1);
     }
@@ -554,26 +590,28 @@ function checkEvents(v, bump, ttlMs, events, auditSorted, leases) {
   };
   // the worker strips holderId from the copies it sends: key by user (one user per client)
   const eventKey = (e) => `${e.payload.resourceId} ${e.payload.previousHolder?.userId ?? e.payload.holder?.userId}`;
-  const compare = (eventName, actions) => {
+  const compare = (eventName, what) => {
     const evs = new Map();
     for (const e of events) {
       if (e.event !== eventName) continue;
       const k = eventKey(e);
       evs.set(k, (evs.get(k) ?? 0) + 1);
     }
-    const aud = auditCount(actions, (a) => `${a.resource_id} ${a.user_id}`);
+    const aud = auditCount(eventName, (a) => `${a.resource_id} ${a.user_id}`);
     bump(`events ${eventName}`, [...evs.values()].reduce((x, y) => x + y, 0));
     for (const k of new Set([...evs.keys(), ...aud.keys()])) {
       const ne = evs.get(k) ?? 0;
       const na = aud.get(k) ?? 0;
       if (ne !== na) {
-        v(4, `${eventName}-count`, `${eventName} for ${k}: ${ne} event(s) for ${na} audit ${actions.join('/')} row(s)`);
+        v(4, `${eventName}-count`, `${eventName} for ${k}: ${ne} event(s) for ${na} audit row(s) (${what})`);
       }
     }
   };
-  compare('lock:expired', ['expire']);
-  compare('lock:acquired', ['grant']);
-  compare('lock:released', ['release', 'force_release']);
+  compare('lock:expired', 'expire');
+  compare('lock:acquired', 'grant, but a takeover');
+  compare('lock:released', 'release, but a takeover; force_release');
+  compare('lock:suspended', 'suspend');
+  compare('lock:resumed', 'resume; grant of a takeover');
   // an expiry's expiredAt is the lease's last renewal + ttl (to the ms) and precedes its audit row
   const expEvents = events.filter((e) => e.event === 'lock:expired');
   for (const l of leases.values()) {

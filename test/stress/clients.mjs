@@ -76,7 +76,11 @@ function docOf(docs, res) {
 /**
  * cfg: { url, secret, clientId, docs: [{id, tabs}], ttlMs, pLong, seed, t0,
  *        stopping(): bool, rec(record), stall(ms) | null, stallMs: [lo, hi],
- *        pStall, pCut, onSocket(socket) }
+ *        pStall, pCut, onSocket(socket), cuts?: [bool] }
+ * cuts: the writer's next cycles that hold a lock end with a cut, one per
+ * entry; after a cut whose entry is true it reconnects and joins the same
+ * resource again as editor at once (within collab.disconnect_grace: it
+ * takes its lock over), after one whose entry is false it goes elsewhere.
  */
 export async function runWsClient(cfg) {
   const r = rng(seedFor(cfg.seed, cfg.clientId));
@@ -159,13 +163,15 @@ async function wsOp(cfg, sess, nextId, user, op, payload, fields = {}) {
 
 async function wsCycle(cfg, r, sess, nextId, user) {
   const op = (name, payload, fields) => wsOp(cfg, sess, nextId, user, name, payload, fields);
-  const target = pickTarget(r, cfg);
+  const back = cfg.comeBackTo;
+  const target = back ?? pickTarget(r, cfg);
+  cfg.comeBackTo = null;
   sess.lock = null;
   sess.known.clear();
 
   // take the lock: join as editor, or (already in the room) lock:acquire and re-join to read
   let res;
-  if (!sess.joined.has(target) || r() < 0.6) {
+  if (back || !sess.joined.has(target) || r() < 0.6) {
     res = await op('join', { resourceId: target, mode: 'editor' });
     if (!res) return;
     if (res.ack.ok) sess.joined.add(target);
@@ -238,7 +244,8 @@ async function wsCycle(cfg, r, sess, nextId, user) {
   }
 
   if (!sess.lock || sess.dead || cfg.stopping()) return;
-  const end = r();
+  const forced = cfg.cuts?.length > 0;
+  const end = forced ? 1 : r();
   if (end < 0.35) {
     const x = await op('release', { resourceId: lock.res }, { token: lock.token });
     if (x && x.ack.ok && r() < 0.4) {
@@ -263,6 +270,7 @@ async function wsCycle(cfg, r, sess, nextId, user) {
     sess.destroyed = true;
     sess.dead = true;
     sess.socket.io.engine.transport.ws._socket.destroy();
+    if (forced && cfg.cuts.shift()) cfg.comeBackTo = lock.res;
   }
   sess.lock = null;
 }

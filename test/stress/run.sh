@@ -9,7 +9,8 @@
 #
 # Options (environment): STRESS_SECONDS (default 120), STRESS_WS_CLIENTS,
 # STRESS_CHILDREN, STRESS_SQL_CLIENTS, STRESS_DOCS, STRESS_TABS, STRESS_SEED,
-# STRESS_LOCK_TTL (default 1s), STRESS_WORKERS (collab.workers, default 1),
+# STRESS_LOCK_TTL (default 1s), STRESS_GRACE (collab.disconnect_grace,
+# default 400ms), STRESS_WORKERS (collab.workers, default 1),
 # KEEP_TEST_WORK=1 keeps the cluster's
 # directory and the history.
 set -euo pipefail
@@ -42,12 +43,15 @@ trap cleanup EXIT
 SECRET="stress-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 WSPORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
 # A writer stopped past its lease must still be connected when it resumes:
-# collab.lock_ttl well below collab.ping_timeout.
+# collab.lock_ttl well below collab.ping_timeout.  A grace below the TTL, so
+# that holders who drop (cut, killed, silent) lose their leases at the end
+# of it as well as by expiry.
 bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
 	"collab.jwt_secret = '$SECRET'" \
 	"collab.port = $WSPORT" \
 	"collab.database = 'postgres'" \
 	"collab.lock_ttl = '${STRESS_LOCK_TTL:-1s}'" \
+	"collab.disconnect_grace = '${STRESS_GRACE:-400ms}'" \
 	"collab.sweep_interval = '100ms'" \
 	"collab.ping_interval = '2s'" \
 	"collab.ping_timeout = '4s'" \

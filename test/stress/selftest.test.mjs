@@ -433,3 +433,90 @@ test('check 6: verify_history failing in the database is reported', () => {
   only(r, 6);
   assert.deepEqual(kinds(r), ['6:verify-history']);
 });
+
+/*
+ * Holders whose connection is lost: u5 (c5) takes tab b again (token 15),
+ * saves version 2, loses its connection (suspended at 3500) and, joining
+ * again from c6, takes the lease over (15 released "takeover", 16 granted
+ * "takeover", lock:resumed); saves version 3; loses c6 too (suspended at
+ * 3800) and does not come back: the grace ends at 4100 (released,
+ * "disconnected").
+ */
+function graceHistory() {
+  const h = history();
+  const op = (id, conn, o, res, fields, outcome, invokeT, ackT) => {
+    h.records.push({ k: 'invoke', id, client: 'u5', user: 'u5', conn, kind: 'ws', op: o, res, ...fields, t: invokeT });
+    h.records.push({ k: outcome.k, id, t: ackT, ...outcome });
+  };
+  const l5 = lineFor('u5#2', 15);
+  const l6 = lineFor('u5#4', 16);
+  op('u5#1', 'c5', 'acquire', TB, {}, { k: 'ok', granted: true, grant: { res: TB, token: 15 } }, 30, 31);
+  op('u5#2', 'c5', 'save', TB, { token: 15, line: l5 }, { k: 'ok', version: 2 }, 32, 33);
+  op('u5#3', 'c6', 'acquire', TB, {}, { k: 'ok', granted: true, grant: { res: TB, token: 16 } }, 34, 35);
+  op('u5#4', 'c6', 'save', TB, { token: 16, line: l6 }, { k: 'ok', version: 3 }, 36, 37);
+  const a = (at, action, res, token, user, holder, reason = null) =>
+    h.audit.push({ id: h.audit.length + 1, at: B + at, action, resource_id: res, token, user_id: user, holder_id: holder, reason });
+  a(3400.5, 'grant', TB, 15, 'u5', 'c5');
+  a(3500.5, 'suspend', TB, 15, 'u5', 'c5', 'disconnected');
+  a(3600.5, 'release', TB, 15, 'u5', 'c5', 'takeover');
+  a(3600.6, 'grant', TB, 16, 'u5', 'c6', 'takeover');
+  a(3800.5, 'suspend', TB, 16, 'u5', 'c6', 'disconnected');
+  a(4100.5, 'release', TB, 16, 'u5', 'c6', 'disconnected');
+  const ref = { userId: 'u5', username: 'u5' };
+  h.events.push(...[
+    { event: 'lock:acquired', payload: { resourceId: TB, holder: ref, acquiredAt: iso(3400), expiresAt: iso(4400) } },
+    { event: 'doc:saved', payload: { resourceId: TB, version: 2, savedBy: ref, savedAt: iso(3450) } },
+    { event: 'lock:suspended', payload: { resourceId: TB, holder: ref, until: iso(3800), expiresAt: iso(4450) } },
+    { event: 'lock:resumed', payload: { resourceId: TB, holder: ref, expiresAt: iso(4600) } },
+    { event: 'doc:saved', payload: { resourceId: TB, version: 3, savedBy: ref, savedAt: iso(3700) } },
+    { event: 'lock:suspended', payload: { resourceId: TB, holder: ref, until: iso(4100), expiresAt: iso(4700) } },
+    { event: 'lock:released', payload: { resourceId: TB, previousHolder: ref, reason: 'disconnected', releasedAt: iso(4100) } },
+  ].map((e, i) => ({ t: 200 + i, ...e })));
+  const tb = h.resources.find((r) => r.id === TB);
+  tb.content += `${l5}\n${l6}\n`;
+  tb.version = 3;
+  return h;
+}
+
+test('holders lost and back: suspensions, a takeover and a grace that ends pass', () => {
+  const r = check(graceHistory());
+  assert.deepEqual(r.violations, []);
+  assert.equal(r.counts['audit suspend'], 2);
+  assert.deepEqual(r.leases.get(15).suspended.map((x) => x.to - B), [3600.5]);
+  assert.deepEqual(r.leases.get(16).suspended.map((x) => x.to - B), [4100.5]);
+});
+
+test('check 1: a save accepted while its lease was suspended is reported', () => {
+  const h = graceHistory();
+  h.audit.find((a) => a.action === 'suspend' && a.token === 15).at = B + 3420.5;
+  const r = check(h);
+  only(r, 1);
+  assert.deepEqual(kinds(r), ['1:save-while-suspended']);
+});
+
+test('check 4: a missing lock:suspended or lock:resumed, or a takeover announced as lock:acquired, is reported', () => {
+  for (const [what, doctor, expected] of [
+    ['no lock:suspended', (h) => { h.events = h.events.filter((e) => !(e.event === 'lock:suspended' && e.payload.until === iso(3800))); }, ['4:lock:suspended-count']],
+    ['no lock:resumed', (h) => { h.events = h.events.filter((e) => e.event !== 'lock:resumed'); }, ['4:lock:resumed-count']],
+    ['lock:acquired for a takeover', (h) => { const e = h.events.find((x) => x.event === 'lock:resumed'); e.event = 'lock:acquired'; },
+      ['4:lock:acquired-count', '4:lock:resumed-count']],
+    ['lock:released for a takeover', (h) => { h.events.push({ t: 300, event: 'lock:released', payload: { resourceId: TB, previousHolder: { userId: 'u5', username: 'u5' }, reason: 'takeover', releasedAt: iso(3600) } }); },
+      ['4:lock:released-count']],
+  ]) {
+    const h = graceHistory();
+    doctor(h);
+    const r = check(h);
+    only(r, 4);
+    assert.deepEqual(kinds(r).sort(), expected, what);
+  }
+});
+
+test('check 3: a lease suspended twice without a return, or resumed unsuspended, is reported', () => {
+  for (const [at, action, kind] of [[3520.5, 'suspend', '3:suspend-twice'], [3450.5, 'resume', '3:resume-unsuspended']]) {
+    const h = graceHistory();
+    h.audit.push({ id: 0, at: B + at, action, resource_id: TB, token: 15, user_id: 'u5', holder_id: 'c5', reason: null });
+    h.audit.sort((x, y) => x.at - y.at).forEach((x, i) => { x.id = i + 1; });
+    const r = check(h);
+    assert.ok(kinds(r).includes(kind), `${action}: ${kinds(r).join()}`);
+  }
+});

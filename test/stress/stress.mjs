@@ -121,6 +121,9 @@ for (let i = CHILDREN + 1; i <= WS_CLIENTS; i++) {
   const clientId = `w${String(i).padStart(2, '0')}`;
   tasks.push(runWsClient({
     ...common, clientId, pStall: 0, stallMs, pCut: 0.15, stall: null,
+    // the first cuts its first two locked cycles short: it comes back for
+    // the first lock at once (a takeover), leaves the second to its grace
+    cuts: i === CHILDREN + 1 ? [true, false] : [],
     stopping: () => stopping,
     rec: (x) => { if (x.msg === 'cutting the TCP connection') chaos.cuts += 1; rec(x); },
     onSocket: (s) => { sockets.add(s); s.on('disconnect', () => sockets.delete(s)); },
@@ -250,9 +253,13 @@ const settled = async () => {
   const audit = await auditRows();
   const rows = await resourceRows();
   const count = (e) => events.filter((x) => x.event === e).length;
-  return count('lock:acquired') >= audit.filter((a) => a.action === 'grant').length &&
-    count('lock:released') >= audit.filter((a) => a.action === 'release' || a.action === 'force_release').length &&
-    count('lock:expired') >= audit.filter((a) => a.action === 'expire').length &&
+  const rowsOf = (pred) => audit.filter(pred).length;
+  const takeover = (a) => a.reason === 'takeover';
+  return count('lock:acquired') >= rowsOf((a) => a.action === 'grant' && !takeover(a)) &&
+    count('lock:released') >= rowsOf((a) => (a.action === 'release' && !takeover(a)) || a.action === 'force_release') &&
+    count('lock:expired') >= rowsOf((a) => a.action === 'expire') &&
+    count('lock:suspended') >= rowsOf((a) => a.action === 'suspend') &&
+    count('lock:resumed') >= rowsOf((a) => a.action === 'resume' || (a.action === 'grant' && takeover(a))) &&
     count('doc:saved') >= rows.reduce((s, r) => s + Number(r.version), 0);
 };
 const drainUntil = now() + Math.max(15000, ttlMs * 4);
@@ -312,6 +319,15 @@ for (const o of result.ops) {
 }
 table('operations (ok / fail / unknown; failure codes)', [...byOp.entries()].sort().map(([k, b]) => [k,
   `${String(b.ok).padStart(6)} ${String(b.fail).padStart(6)} ${String(b.unknown).padStart(6)}   ${[...b.codes].map(([c, n]) => `${c} ${n}`).join(', ')}`]));
+// holders whose connection was lost uncleanly, and how their leases ended
+const graces = { suspended: 0, ended: 0, expired: 0, takenOver: 0 };
+for (const l of result.leases.values()) {
+  if (l.suspended.length === 0) continue;
+  graces.suspended += 1;
+  if (l.end?.action === 'release' && l.end.reason === 'disconnected') graces.ended += 1;
+  if (l.end?.action === 'expire') graces.expired += 1;
+  if (l.end?.reason === 'takeover') graces.takenOver += 1;
+}
 const evCounts = new Map();
 for (const e of events) evCounts.set(e.event, (evCounts.get(e.event) ?? 0) + 1);
 const c = result.counts;
@@ -329,6 +345,8 @@ table('history', [
   ['renewals (audit)', String(c['audit renew'] ?? 0)],
   ['releases / forced releases (audit)', `${c['audit release'] ?? 0} / ${c['audit force_release'] ?? 0}`],
   ['expiries (audit)', String(c['audit expire'] ?? 0)],
+  ['holders lost: leases suspended / graces ended (released "disconnected") / expired while suspended / taken over',
+    `${graces.suspended} / ${graces.ended} / ${graces.expired} / ${graces.takenOver}`],
   ['denials (audit)', String(c['audit deny'] ?? 0)],
   ['reads checked', String(c.reads ?? 0)],
   ['revisions checked (content, token, saver, path, time, chain)', String(c['revisions checked'] ?? 0)],
@@ -358,6 +376,8 @@ const coverage = [
   ['expiries', c['audit expire'] ?? 0],
   ['refused saves on a lapsed lease', lapsedFail],
   ['lock grants to SQL writers', result.ops.filter((o) => o.kind === 'sql' && o.grant && o.outcome === 'ok').length],
+  ['holders that dropped past the grace', graces.ended],
+  ['holders back within the grace (takeovers)', graces.takenOver],
 ];
 if (CHILDREN > 0) coverage.push(['child stops past the lease', chaos.stalls]);
 if (workerCount > 1 && SECONDS >= 20) coverage.push(['worker serving clients beside the first', Object.keys(perWorker).length - 1]);
