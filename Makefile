@@ -9,6 +9,7 @@ OBJS = \
 	src/access_live.o \
 	src/collab.o \
 	src/conn.o \
+	src/eio.o \
 	src/errors.o \
 	src/event_queue.o \
 	src/events.o \
@@ -23,6 +24,9 @@ OBJS = \
 	src/owner.o \
 	src/payloads.o \
 	src/plans.o \
+	src/poll_http.o \
+	src/poll_transport.o \
+	src/relay.o \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/revisions.o \

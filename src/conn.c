@@ -1,24 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * conn.c
- *	  A client's connection to the worker: its life, its outgoing frames
- *	  and the locks it holds.
+ *	  A client's Socket.IO session: its life, what it sends and the locks
+ *	  it holds.
  *
- * Outgoing frames go to the transport at once when it takes them, and
- * otherwise are queued per connection and written when the transport asks
- * for them, so a slow client only delays itself; one whose queue grows past
- * a limit is disconnected.  The transport is reached only through its
- * TransportOps (see conn.h).
- *
- * The worker's memory for slow readers is bounded too, whatever carries
- * them: every byte queued here, or held by a transport that could not
- * write a frame whole (it reports that with conn_transport_holds()), counts
- * against collab.max_output_buffer.  When the sum passes it, the
- * connections that have waited longest for their data to go out (then
- * those with most of it) are shed: their queues are dropped and they are
- * closed with code 1013 and a reason, once what the transport holds has
- * gone out; if those transports' own bytes keep the sum too high, the
- * oldest of them are dropped at once.
+ * What a session sends goes to the Engine.IO session that carries it
+ * (eio.c), which writes it to whichever transport it has; a session that
+ * has ended sends nothing.  A session is freed once it has ended and no
+ * job refers to it any more.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,30 +19,13 @@
 
 #include "collab.h"
 #include "conn.h"
+#include "eio.h"
 #include "metrics.h"
 #include "sio_codec.h"
-
-/* A client further behind than this is too slow to keep. */
-#define OUT_QUEUE_MAX_FRAMES	4096
-#define OUT_QUEUE_MAX_BYTES		(16 * 1024 * 1024)
-
-/* A shed connection's close frame waits this long for its socket. */
-#define SHED_LINGER_S			10
-
-/* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
-#define CLOSE_TRY_AGAIN_LATER	1013
-
-#define SHED_REASON "collab.max_output_buffer reached: this connection read too slowly"
 
 static dlist_head all_conns = DLIST_STATIC_INIT(all_conns);
 static int	nconns = 0;
 static MemoryContext conns_cxt = NULL;
-
-/* Bytes queued and held by transports, over every connection. */
-static int64 output_bytes = 0;
-
-static void release_held(Conn *conn);
-static void account(Conn *conn, int64 queued, int64 held);
 
 /* ----------------------------------------------------------------
  * Lifecycle
@@ -73,9 +45,12 @@ make_conn_id(char *out)
 	out[CONN_ID_LEN] = '\0';
 }
 
-/* A new connection with a fresh random id, in a memory context of its own. */
+/*
+ * A new Socket.IO session with a fresh random id, carried by eio, in a
+ * memory context of its own.
+ */
 Conn *
-conn_create(void)
+conn_create(EioSession *eio)
 {
 	MemoryContext cxt;
 	Conn	   *conn;
@@ -88,50 +63,39 @@ conn_create(void)
 	conn->cxt = cxt;
 	conn->state = CONN_OPEN;
 	make_conn_id(conn->id);
+	conn->eio = eio;
+	eio->conn = conn;
 	dlist_push_tail(&all_conns, &conn->all_node);
 	nconns++;
-	collab_metrics->connections_total++;
 	return conn;
 }
 
-/* t carries conn from now on. */
-void
-conn_attach(Conn *conn, Transport *t)
-{
-	conn->transport = t;
-	t->conn = conn;
-}
-
-/* conn's transport is gone. */
+/* conn is no longer carried by its Engine.IO session. */
 void
 conn_detach(Conn *conn)
 {
-	if (conn->transport)
-		conn->transport->conn = NULL;
-	conn->transport = NULL;
+	if (conn->eio && conn->eio->conn == conn)
+		conn->eio->conn = NULL;
+	conn->eio = NULL;
 }
 
 /* Frees conn once it has ended and nothing refers to it. */
 static void
 free_if_done(Conn *conn)
 {
-	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0 || conn->transport != NULL)
+	if (conn->state != CONN_CLOSED || conn->pending_jobs > 0)
 		return;
 	MemoryContextDelete(conn->cxt);
 }
 
 /*
- * The session is over: what it had not sent is dropped, and it is freed as
- * soon as no job refers to it any more.
+ * The session is over: it sends nothing more, and it is freed as soon as
+ * no job refers to it any more.
  */
 void
 conn_end(Conn *conn)
 {
-	for (OutItem *item = conn->out_head; item; item = item->next)
-		outframe_release(item->frame);
-	conn->out_head = conn->out_tail = NULL;
-	conn->out_count = 0;
-	account(conn, -(int64) conn->out_bytes, -(int64) conn->transport_bytes);
+	conn_detach(conn);
 	dlist_delete(&conn->all_node);
 	nconns--;
 	conn->state = CONN_CLOSED;
@@ -145,13 +109,21 @@ conn_pin(Conn *conn)
 	conn->pending_jobs++;
 }
 
-/* The end of a job's reference: releases the hold, may free conn. */
+/*
+ * The end of a job's reference: ends a hold of its replies (conn_hold),
+ * and may free an ended session once nothing refers to it.
+ */
 void
 conn_unpin(Conn *conn)
 {
-	/* may free an ended connection once nothing refers to it */
 	conn->pending_jobs--;
-	release_held(conn);
+	if (conn->held)
+	{
+		conn->held = false;
+		if (conn->eio)
+			eio_release(conn->eio);
+	}
+	free_if_done(conn);
 }
 
 int
@@ -160,7 +132,7 @@ conn_count(void)
 	return nconns;
 }
 
-/* Closes every connection once its queue is written (they reconnect). */
+/* Closes every session's connection once its queue is written (they reconnect). */
 void
 conn_close_all(int status)
 {
@@ -170,7 +142,7 @@ conn_close_all(int status)
 		conn_close_after_flush(dlist_container(Conn, all_node, it.cur), status);
 }
 
-/* Calls fn for every connection; fn may close it, but not end it. */
+/* Calls fn for every session; fn may close it, but not end it. */
 void
 conn_foreach(void (*fn) (Conn *conn, void *arg), void *arg)
 {
@@ -181,210 +153,61 @@ conn_foreach(void (*fn) (Conn *conn, void *arg), void *arg)
 }
 
 /* ----------------------------------------------------------------
- * Outgoing frames
+ * Sending
  * ---------------------------------------------------------------- */
 
-OutFrame *
-outframe_make(const char *data, size_t len)
-{
-	OutFrame   *f = MemoryContextAlloc(TopMemoryContext, sizeof(OutFrame));
-
-	f->refcount = 0;
-	f->len = len;
-	f->data = MemoryContextAlloc(TopMemoryContext, LWS_PRE + len);
-	memcpy(f->data + LWS_PRE, data, len);
-	return f;
-}
-
-void
-outframe_release(OutFrame *frame)
-{
-	if (frame == NULL)			/* an unfilled place (conn_queue_slot) */
-		return;
-	if (--frame->refcount <= 0)
-	{
-		pfree(frame->data);
-		pfree(frame);
-	}
-}
-
-/* Drops the transport at once (the session then ends). */
+/* Drops the connection at once (the session then ends). */
 void
 conn_kill(Conn *conn)
 {
-	if (conn->transport)
-		conn->transport->ops->kill(conn->transport);
-}
-
-/* May a frame go to the transport now, outside its own callbacks? */
-static bool
-can_write_now(Conn *conn)
-{
-	return conn->transport != NULL && conn->state != CONN_CLOSED && !conn->close_after_flush &&
-		conn->transport->ops->ready(conn->transport);
-}
-
-static void
-write_now(Conn *conn, OutFrame *frame)
-{
-	if (!conn->transport->ops->write(conn->transport, frame))
-	{
-		/* the transport failed: it closes on the event loop's next pass */
-		conn->close_after_flush = true;
-		conn->close_status = LWS_CLOSE_STATUS_ABNORMAL_CLOSE;
-		conn_kill(conn);
-	}
+	if (conn->eio)
+		eio_kill(conn->eio);
 }
 
 /*
- * Takes the first item off the connection's queue and returns its frame
- * (NULL for an unfilled place, see conn_queue_slot), which the caller releases.
- */
-OutFrame *
-conn_queue_pop(Conn *conn)
-{
-	OutItem    *item = conn->out_head;
-	OutFrame   *f = item->frame;
-
-	conn->out_head = item->next;
-	if (conn->out_head == NULL)
-		conn->out_tail = NULL;
-	conn->out_count--;
-	if (f != NULL)
-		account(conn, -(int64) f->len, 0);
-	pfree(item);
-	return f;
-}
-
-/*
- * Holds conn's outgoing frames in its queue until the job that holds it
- * lets go (conn_unpin): the replies of a batch wait there while the batch's
- * events go out (jobs.c).
+ * Holds conn's outgoing frames in the queue of its Engine.IO session until
+ * the job that holds it lets go (conn_unpin): the replies of a batch wait
+ * there while the batch's events go out (jobs.c).
  */
 void
 conn_hold(Conn *conn)
 {
+	if (conn->eio == NULL || conn->state == CONN_CLOSED)
+		return;
 	conn->held = true;
-}
-
-/*
- * Ends a hold: writes what was queued meanwhile, replies first, as far as
- * the transport takes it; the transport asks for the rest when it can.
- */
-static void
-release_held(Conn *conn)
-{
-	conn->held = false;
-	while (conn->out_head != NULL && can_write_now(conn))
-	{
-		OutFrame   *f = conn_queue_pop(conn);
-
-		if (f != NULL)
-		{
-			write_now(conn, f);
-			outframe_release(f);
-		}
-	}
-	if (conn->out_head != NULL && conn->transport != NULL)
-		conn->transport->ops->want_writable(conn->transport);
-	if (conn->state == CONN_CLOSED)
-		free_if_done(conn);
-}
-
-/* A new, empty item at the end of the connection's queue. */
-static OutItem *
-queue_item(Conn *conn)
-{
-	OutItem    *item = MemoryContextAlloc(conn->cxt, sizeof(OutItem));
-
-	item->frame = NULL;
-	item->queued_at = lws_now_usecs();
-	item->next = NULL;
-	if (conn->out_tail)
-		conn->out_tail->next = item;
-	else
-		conn->out_head = item;
-	conn->out_tail = item;
-	conn->out_count++;
-	return item;
+	eio_hold(conn->eio);
 }
 
 void
 conn_send_frame(Conn *conn, OutFrame *frame)
 {
-	OutItem    *item;
-
-	/* a shed connection gets nothing more: it is closing for what it had */
-	if (conn->transport == NULL || conn->state == CONN_CLOSED || conn->shed)
+	if (conn->eio == NULL || conn->state == CONN_CLOSED)
 		return;
-	if (conn->out_count >= OUT_QUEUE_MAX_FRAMES ||
-		conn->out_bytes + frame->len > OUT_QUEUE_MAX_BYTES)
-	{
-		/* too slow: stop feeding it and close */
-		if (!conn->close_after_flush)
-		{
-			ereport(LOG, (errmsg("collab worker closes connection %s: outgoing queue full", conn->id)));
-			conn->close_after_flush = true;
-			conn->close_status = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-			conn_kill(conn);
-		}
-		return;
-	}
-
-	/*
-	 * Outside the transport's callbacks (replies after a commit, fan-out), a
-	 * frame for a connection with nothing pending goes straight to the
-	 * transport: no writable request, no extra pass of the event loop per
-	 * member.  A held connection's frames queue until it is released.
-	 */
-	if (!conn->held && conn->out_head == NULL && can_write_now(conn))
-	{
-		write_now(conn, frame);
-		return;
-	}
-	item = queue_item(conn);
-	item->frame = frame;
-	frame->refcount++;
-	if (!conn->held)
-		conn->transport->ops->want_writable(conn->transport);
-	account(conn, (int64) frame->len, 0);
+	eio_send_frame(conn->eio, frame);
 }
 
 /*
- * A place in a held connection's queue for a frame that is not built yet
+ * A place in a held session's queue for a frame that is not built yet
  * (see join_done in session.c); conn_fill_slot() puts the frame there, or
- * with NULL removes the place.  Nothing writes a held queue, so no empty
- * place is ever seen.
+ * with NULL removes the place.
  */
 OutItem *
 conn_queue_slot(Conn *conn)
 {
 	Assert(conn->held);
-	return queue_item(conn);
+	return conn->eio ? eio_queue_slot(conn->eio) : NULL;
 }
 
 void
 conn_fill_slot(Conn *conn, OutItem *slot, OutFrame *frame)
 {
-	OutItem   **link;
-	OutItem    *prev = NULL;
-
-	if (slot == NULL)
-		return;
-	if (frame != NULL)
+	if (slot == NULL || conn->eio == NULL)
 	{
-		frame->refcount++;
-		slot->frame = frame;
-		account(conn, (int64) frame->len, 0);
+		if (frame != NULL && frame->refcount == 0)
+			outframe_release(frame);
 		return;
 	}
-	for (link = &conn->out_head; *link != slot; link = &(*link)->next)
-		prev = *link;
-	*link = slot->next;
-	if (conn->out_tail == slot)
-		conn->out_tail = prev;
-	conn->out_count--;
-	pfree(slot);
+	eio_fill_slot(conn->eio, slot, frame);
 }
 
 void
@@ -412,12 +235,10 @@ conn_send_buf(Conn *conn, StringInfo buf)
 void
 conn_close_after_flush(Conn *conn, int status)
 {
-	if (conn->transport == NULL)
+	if (conn->eio == NULL)
 		return;
 	conn->ended_cleanly = true;
-	conn->close_after_flush = true;
-	conn->close_status = status;
-	conn->transport->ops->want_writable(conn->transport);
+	eio_close_after_flush(conn->eio, status);
 }
 
 /* An acknowledgement whose argument is the JSON value json. */
@@ -524,160 +345,4 @@ conn_held_token(Conn *conn, const char *resource_id)
 		if (strcmp(h->resource_id, resource_id) == 0)
 			return h->token;
 	return -1;
-}
-
-/* ----------------------------------------------------------------
- * The output budget (collab.max_output_buffer)
- * ---------------------------------------------------------------- */
-
-/* Bytes queued and held by transports, over every connection. */
-int64
-conn_output_bytes(void)
-{
-	return output_bytes;
-}
-
-/*
- * conn's transport now holds bytes of a frame it could not write whole
- * (0: it has written them).
- */
-void
-conn_transport_holds(Conn *conn, size_t bytes)
-{
-	if (bytes > 0 && conn->transport_bytes == 0)
-		conn->transport_since = lws_now_usecs();
-	account(conn, 0, (int64) bytes - (int64) conn->transport_bytes);
-}
-
-/* Since when conn has been waiting for its data to go out (INT64_MAX: it is not). */
-static int64
-waiting_since(const Conn *conn)
-{
-	int64		since = INT64_MAX;
-
-	if (conn->out_head != NULL)
-		since = conn->out_head->queued_at;
-	if (conn->transport_bytes > 0)
-		since = Min(since, conn->transport_since);
-	return since;
-}
-
-typedef struct ShedCandidate
-{
-	Conn	   *conn;
-	int64		since;
-	size_t		bytes;
-} ShedCandidate;
-
-/* The slowest reader first: waiting longest, then with most to send. */
-static int
-slowest_first(const void *a, const void *b)
-{
-	const ShedCandidate *x = a;
-	const ShedCandidate *y = b;
-
-	if (x->since != y->since)
-		return x->since < y->since ? -1 : 1;
-	if (x->bytes != y->bytes)
-		return x->bytes > y->bytes ? -1 : 1;
-	return 0;
-}
-
-/*
- * Sheds conn: what it had queued is dropped, and it is closed with 1013
- * and a reason once its transport has written what it holds, or after
- * SHED_LINGER_S.
- */
-static void
-shed_conn(Conn *conn)
-{
-	OutItem    *next;
-
-	for (OutItem *item = conn->out_head; item; item = next)
-	{
-		next = item->next;
-		outframe_release(item->frame);
-		pfree(item);
-	}
-	conn->out_head = conn->out_tail = NULL;
-	conn->out_count = 0;
-	account(conn, -(int64) conn->out_bytes, 0);
-	conn->shed = true;
-	conn->close_after_flush = true;
-	conn->close_status = CLOSE_TRY_AGAIN_LATER;
-	conn->close_text = SHED_REASON;
-	collab_metrics->connections_shed++;
-	if (conn->transport)
-	{
-		conn->transport->ops->want_writable(conn->transport);
-		conn->transport->ops->kill_after(conn->transport, SHED_LINGER_S);
-	}
-}
-
-/*
- * The sum passed collab.max_output_buffer: sheds the slowest readers until
- * it is a tenth below it (so that the next shedding is not the next
- * frame's), then, if what shed connections' transports still hold keeps
- * it above, drops the oldest of those at once.
- */
-static void
-shed_slowest(void)
-{
-	int64		cap = (int64) collab_max_output_buffer_kb * 1024;
-	int64		target = cap - cap / 10;
-	ShedCandidate *cands;
-	int			n = 0;
-	int			nshed = 0;
-	dlist_iter	it;
-
-	cands = palloc(sizeof(ShedCandidate) * Max(nconns, 1));
-	dlist_foreach(it, &all_conns)
-	{
-		Conn	   *c = dlist_container(Conn, all_node, it.cur);
-
-		if (c->out_bytes + c->transport_bytes == 0 || c->transport == NULL)
-			continue;
-		cands[n].conn = c;
-		cands[n].since = waiting_since(c);
-		cands[n].bytes = c->out_bytes + c->transport_bytes;
-		n++;
-	}
-	qsort(cands, n, sizeof(ShedCandidate), slowest_first);
-	for (int i = 0; i < n && output_bytes > target; i++)
-		if (!cands[i].conn->shed)
-		{
-			shed_conn(cands[i].conn);
-			nshed++;
-		}
-	for (int i = 0; i < n && output_bytes > target; i++)
-	{
-		Conn	   *c = cands[i].conn;
-
-		if (!c->shed || c->transport_bytes == 0)
-			continue;
-		/* its transport lets go of the bytes as it closes, on the next pass */
-		account(c, 0, -(int64) c->transport_bytes);
-		conn_kill(c);
-	}
-	pfree(cands);
-	if (nshed > 0)
-		ereport(LOG,
-				(errmsg("collab worker closes %d connection(s) that read too slowly: collab.max_output_buffer (%d kB) reached",
-						nshed, collab_max_output_buffer_kb)));
-}
-
-/*
- * Adds to conn's queued and transport-held bytes and to the worker's sum;
- * past collab.max_output_buffer, the slowest readers are shed.
- */
-static void
-account(Conn *conn, int64 queued, int64 held)
-{
-	conn->out_bytes = (size_t) ((int64) conn->out_bytes + queued);
-	conn->transport_bytes = (size_t) ((int64) conn->transport_bytes + held);
-	output_bytes += queued + held;
-	collab_metrics->output_bytes = output_bytes;
-	if ((queued > 0 || held > 0) &&
-		output_bytes > (int64) collab_max_output_buffer_kb * 1024)
-		shed_slowest();
 }

@@ -135,6 +135,8 @@ metrics_total(CollabMetrics *sum)
 		sum->connections_refused += m->connections_refused;
 		sum->frames_dropped += m->frames_dropped;
 		sum->config_reloads += m->config_reloads;
+		sum->polling_sessions += m->polling_sessions;
+		sum->relayed_requests += m->relayed_requests;
 		for (int b = 0; b < METRICS_LATENCY_BUCKETS; b++)
 			sum->sql_latency_buckets[b] += m->sql_latency_buckets[b];
 		sum->sql_latency_count += m->sql_latency_count;
@@ -221,11 +223,13 @@ metrics_render(StringInfo buf)
 
 	nworkers = metrics_total(&total);
 	metric(buf, "collab_workers", "gauge", "Running WebSocket worker processes.", nworkers);
-	metric(buf, "collab_connections", "gauge", "Open WebSocket connections.", m->connections);
-	metric(buf, "collab_connections_total", "counter", "WebSocket connections accepted.", m->connections_total);
+	metric(buf, "collab_connections", "gauge", "Open connections (Engine.IO sessions, on either transport).", m->connections);
+	metric(buf, "collab_connections_total", "counter", "Connections accepted (Engine.IO sessions, on either transport).", m->connections_total);
+	metric(buf, "collab_polling_sessions", "gauge", "Connections on HTTP long-polling.", m->polling_sessions);
+	metric(buf, "collab_relayed_requests_total", "counter", "Long-polling requests that reached a worker other than their session's, sent on to it.", m->relayed_requests);
 	metric(buf, "collab_rooms", "gauge", "Rooms with at least one member, counted in each worker serving one.", m->rooms);
-	metric(buf, "collab_messages_in_total", "counter", "WebSocket messages received.", m->messages_in);
-	metric(buf, "collab_messages_out_total", "counter", "WebSocket messages sent.", m->messages_out);
+	metric(buf, "collab_messages_in_total", "counter", "Engine.IO packets received.", m->messages_in);
+	metric(buf, "collab_messages_out_total", "counter", "Engine.IO packets sent.", m->messages_out);
 	metric(buf, "collab_auth_failures_total", "counter", "Connections refused at authentication.", m->auth_failures);
 	metric(buf, "collab_lock_grants_total", "counter", "Editor locks granted.", m->lock_grants);
 	metric(buf, "collab_lock_denials_total", "counter", "Editor lock requests denied.", m->lock_denials);

@@ -37,6 +37,8 @@ typedef struct CollabMetrics
 	uint64		connections_refused;
 	uint64		frames_dropped;
 	uint64		config_reloads;
+	int			polling_sessions;	/* gauge: sessions on long-polling */
+	uint64		relayed_requests;	/* long-polling requests sent to their session's worker */
 	uint64		sql_latency_buckets[METRICS_LATENCY_BUCKETS];
 	uint64		sql_latency_count;
 	double		sql_latency_sum_ms;

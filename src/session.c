@@ -1,15 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * session.c
- *	  A connection's Engine.IO / Socket.IO session: the open packet and
- *	  heartbeats, CONNECT with JWT authentication, client events and the
- *	  replies to them.
+ *	  A client's Socket.IO session: CONNECT with JWT authentication, client
+ *	  events and the replies to them, DISCONNECT, and the end of the session
+ *	  with the Engine.IO session that carries it.
  *
- * A transport (ws_transport.c) hands the session each message it receives,
- * inside its PG_TRY boundary: an error closes that one connection and the
- * worker lives on.  Client commands become SQL jobs (jobs.c), whose done
- * callbacks here send the replies after their batch has committed.  Nothing
- * here runs SQL or knows how the connection is carried.
+ * The Engine.IO layer (eio.c) hands each message packet here, from inside
+ * its transport's PG_TRY boundary: an error closes that one connection and
+ * the worker lives on.  A CONNECT of the main namespace begins a Socket.IO
+ * session (conn.c) on the Engine.IO session; a DISCONNECT ends it like a
+ * clean leave and leaves the Engine.IO session open, for a new CONNECT.
+ * Client commands become SQL jobs (jobs.c), whose done callbacks here send
+ * the replies after their batch has committed.  Nothing here runs SQL or
+ * knows which transport carries a session.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,12 +22,12 @@
 
 #include "miscadmin.h"
 #include "pgtime.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "access_live.h"
 #include "collab.h"
 #include "conn.h"
+#include "eio.h"
 #include "jobs.h"
 #include "json_object.h"
 #include "jwt.h"
@@ -41,25 +44,27 @@ static struct ev_loop *session_loop = NULL;
 static const char *session_worker_name = NULL;
 static const JwtConfig *session_jwt = NULL;
 
+static void session_opened(EioSession *eio);
+static void session_message(EioSession *eio, const char *data, size_t len, bool within);
+static void session_ended(EioSession *eio);
+
+static const EioCallbacks session_callbacks = {
+	.opened = session_opened,
+	.message = session_message,
+	.ended = session_ended,
+};
+
 /*
- * Connections that have not authenticated yet, per client address
- * (collab.max_unauthenticated_per_address).
+ * The loop that serves the sessions' timers, and what sessions report;
+ * Engine.IO sessions hand their messages here from now on.
  */
-typedef struct AddressCount
-{
-	char		address[64];	/* hash key */
-	int			unauthenticated;
-} AddressCount;
-
-static HTAB *unauthenticated = NULL;
-
-/* The loop that serves the sessions' timers, and what sessions report. */
 void
-session_init(struct ev_loop *loop, const char *worker_name, const JwtConfig *jwt)
+session_init(struct ev_loop *loop, const char *worker_name, int worker_slot, const JwtConfig *jwt)
 {
 	session_loop = loop;
 	session_worker_name = worker_name;
 	session_jwt = jwt;
+	eio_init(loop, worker_slot, &session_callbacks);
 }
 
 /* Token times are unix seconds of the server's clock. */
@@ -70,122 +75,75 @@ now_unix(void)
 }
 
 /* ----------------------------------------------------------------
- * Opening, deadlines and the end of a session
+ * Deadlines and the end of a session
  * ---------------------------------------------------------------- */
 
-/* Is origin in collab.allowed_origins?  No list, or no Origin header: yes. */
-static bool
-origin_allowed(const char *origin)
+/*
+ * When an Engine.IO session without a Socket.IO session (a new one, or one
+ * after a DISCONNECT) is dropped unless it CONNECTs.
+ */
+static int64
+connect_deadline(void)
 {
-	const char *p = collab_allowed_origins;
-	size_t		olen;
-
-	if (p == NULL || *p == '\0' || origin == NULL)
-		return true;
-	olen = strlen(origin);
-	while (*p)
-	{
-		const char *start;
-		const char *end;
-
-		while (*p == ' ' || *p == ',')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && end[-1] == ' ')
-			end--;
-		if ((size_t) (end - start) == olen && strncmp(start, origin, olen) == 0)
-			return true;
-	}
-	return false;
+	return lws_now_usecs() + (int64) collab_connect_timeout_ms * 1000;
 }
 
+/* A new Engine.IO session: it must CONNECT within collab.connect_timeout. */
 static void
-schedule_timer(Conn *conn)
+session_opened(EioSession *eio)
 {
-	int64		now = lws_now_usecs();
-	int64		next = INT64_MAX;
+	eio_set_deadline(eio, connect_deadline());
+}
 
-	if (conn->state == CONN_OPEN || conn->state == CONN_REJECTED)
-		next = conn->connect_deadline;
-	if (conn->pong_deadline > 0)
-		next = Min(next, conn->pong_deadline);
-	else if (conn->next_ping > 0)
-		next = Min(next, conn->next_ping);
-	if (conn->state == CONN_CONNECTED && conn->token_exp > 0)
-	{
-		int64		exp_us = now + (conn->token_exp + collab_jwt_leeway - now_unix()) * 1000000LL;
-
-		next = Min(next, exp_us);
-	}
+/* Arms the timer of the token's expiry (plus collab.jwt_leeway). */
+static void
+schedule_expiry(Conn *conn)
+{
 	ev_timer_stop(session_loop, &conn->timer);
-	if (next == INT64_MAX)
+	if (conn->state != CONN_CONNECTED || conn->token_exp <= 0)
 		return;
-	ev_timer_set(&conn->timer, Max(next - now, 1000) / 1e6, 0.0);
+	ev_timer_set(&conn->timer,
+				 Max(conn->token_exp + collab_jwt_leeway - now_unix(), 0) + 0.001, 0.0);
 	ev_timer_start(session_loop, &conn->timer);
 }
 
 /*
- * A deadline of conn passed: the CONNECT timeout, a heartbeat, the token's
- * expiry.  False when the connection must be dropped at once.
+ * The token expired: the client is told (AUTH_TOKEN_EXPIRED, then a
+ * DISCONNECT) and the connection closed.
  */
-static bool
-deadline_passed(Conn *conn)
+static void
+token_expired(Conn *conn)
 {
-	int64		now = lws_now_usecs();
+	StringInfoData buf;
 
-	if ((conn->state == CONN_OPEN || conn->state == CONN_REJECTED) && now >= conn->connect_deadline)
-		return false;
-	if (conn->pong_deadline > 0 && now >= conn->pong_deadline)
+	if (conn->state != CONN_CONNECTED || conn->token_exp <= 0)
+		return;
+	if (now_unix() < conn->token_exp + collab_jwt_leeway)
 	{
-		conn->close_reason = "timeout";
-		return false;
+		schedule_expiry(conn);
+		return;
 	}
-	if (conn->state == CONN_CONNECTED && conn->token_exp > 0 &&
-		now_unix() >= conn->token_exp + collab_jwt_leeway)
-	{
-		StringInfoData buf;
-
-		conn_send_error(conn, SIO_NO_ACK, CE_AUTH_TOKEN_EXPIRED,
-						"your token expired; reconnect with a new one (or send auth:refresh before it expires)",
-						NULL);
-		initStringInfo(&buf);
-		sio_encode_disconnect(&buf, NULL);
-		conn_send_buf(conn, &buf);
-		pfree(buf.data);
-		conn->token_exp = 0;
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
-		return true;
-	}
-	if (conn->pong_deadline == 0 && conn->next_ping > 0 && now >= conn->next_ping)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		sio_encode_ping(&buf);
-		conn_send_buf(conn, &buf);
-		pfree(buf.data);
-		conn->pong_deadline = now + (int64) collab_ping_timeout_ms * 1000;
-	}
-	schedule_timer(conn);
-	return true;
+	conn_send_error(conn, SIO_NO_ACK, CE_AUTH_TOKEN_EXPIRED,
+					"your token expired; reconnect with a new one (or send auth:refresh before it expires)",
+					NULL);
+	initStringInfo(&buf);
+	sio_encode_disconnect(&buf, NULL);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	conn->token_exp = 0;
+	conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
 }
 
-/* A connection's deadline passed; runs in the event loop, outside lws callbacks. */
+/* A token's expiry; runs in the event loop, outside lws callbacks. */
 static void
-conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	Conn	   *conn = (Conn *) w->data;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
-	if (conn->transport == NULL)
-		return;
 	PG_TRY();
 	{
-		if (!deadline_passed(conn))
-			conn_kill(conn);
+		token_expired(conn);
 	}
 	PG_CATCH();
 	{
@@ -195,106 +153,6 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_kill(conn);
 	}
 	PG_END_TRY();
-}
-
-/*
- * The count of unauthenticated connections from address, created with
- * zero when create.
- */
-static AddressCount *
-address_count(const char *address, bool create)
-{
-	char		key[64];
-	AddressCount *a;
-	bool		found;
-
-	if (unauthenticated == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(key);
-		ctl.entrysize = sizeof(AddressCount);
-		unauthenticated = hash_create("collab unauthenticated connections by address", 256, &ctl,
-									  HASH_ELEM | HASH_STRINGS);
-	}
-	memset(key, 0, sizeof(key));
-	strlcpy(key, address, sizeof(key));
-	a = hash_search(unauthenticated, key, create ? HASH_ENTER : HASH_FIND, &found);
-	if (a != NULL && !found)
-		a->unauthenticated = 0;
-	return a;
-}
-
-/* conn has authenticated, or is gone: its address has one slot more. */
-static void
-release_address_slot(Conn *conn)
-{
-	AddressCount *a;
-
-	if (!conn->unauthenticated)
-		return;
-	conn->unauthenticated = false;
-	a = address_count(conn->address, false);
-	if (a != NULL && --a->unauthenticated <= 0)
-		hash_search(unauthenticated, a->address, HASH_REMOVE, NULL);
-}
-
-/*
- * A new session on transport t, from a peer at address (with an Origin
- * header, or NULL): the Engine.IO open packet is sent and the CONNECT
- * deadline set.  NULL when the worker has no room for another connection;
- * *refusal then says why in words for a close frame, or is NULL when the
- * socket is simply dropped.
- */
-Conn *
-session_open(Transport *t, const char *address, const char *origin, const char **refusal)
-{
-	Conn	   *conn;
-	StringInfoData buf;
-	AddressCount *a;
-
-	*refusal = NULL;
-	if (conn_count() >= collab_max_connections)
-	{
-		ereport(LOG, (errmsg("collab worker refuses a connection: collab.max_connections (%d) reached",
-							 collab_max_connections)));
-		collab_metrics->connections_refused++;
-		return NULL;
-	}
-	a = address_count(address, true);
-	if (collab_max_unauthenticated_per_address > 0 &&
-		a->unauthenticated >= collab_max_unauthenticated_per_address)
-	{
-		collab_metrics->connections_refused++;
-		*refusal = "too many connections from this address have not authenticated yet "
-			"(collab.max_unauthenticated_per_address); try again later";
-		return NULL;
-	}
-	a->unauthenticated++;
-	conn = conn_create();
-	conn->unauthenticated = true;
-	conn_attach(conn, t);
-	ev_init(&conn->timer, conn_timer_cb);
-	conn->timer.data = conn;
-	strlcpy(conn->address, address, sizeof(conn->address));
-	if (origin)
-		conn->origin = MemoryContextStrdup(conn->cxt, origin);
-	conn->origin_ok = origin_allowed(conn->origin);
-	conn->rate_tokens = collab_rate_limit;
-	conn->rate_stamp = lws_now_usecs();
-	conn->close_reason = "disconnected";
-
-	initStringInfo(&buf);
-	sio_encode_open(&buf, conn->id, collab_ping_interval_ms, collab_ping_timeout_ms,
-					collab_max_message_size);
-	conn_send_buf(conn, &buf);
-	pfree(buf.data);
-
-	conn->connect_deadline = lws_now_usecs() + (int64) collab_connect_timeout_ms * 1000;
-	conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
-	schedule_timer(conn);
-	return conn;
 }
 
 /* The connection's rows are gone from the database (or could not be removed). */
@@ -307,20 +165,20 @@ disconnect_done(Job *job)
 }
 
 /*
- * conn's transport is gone, and with it the session: it leaves its rooms.
- * A session that ended on purpose (conn->ended_cleanly) releases what it
- * held in the database at once; one whose transport was lost (closed
- * without a close packet or DISCONNECT, or silent past the ping timeout)
- * is detached there, its locks kept for collab.disconnect_grace.
+ * The Socket.IO session is over: it leaves its rooms (conn->close_reason
+ * says why to the others).  A session that ended on purpose
+ * (conn->ended_cleanly: a DISCONNECT, a close packet, or closed by the
+ * server) releases what it held in the database at once; one whose
+ * transport was lost (closed without a close packet or DISCONNECT, or
+ * silent past the ping timeout) is detached there, its locks kept for
+ * collab.disconnect_grace.
  */
-void
-session_transport_lost(Conn *conn)
+static void
+end_session(Conn *conn)
 {
 	bool		lost = !conn->ended_cleanly && collab_disconnect_grace_ms > 0;
 
-	conn_detach(conn);
 	ev_timer_stop(session_loop, &conn->timer);
-	release_address_slot(conn);
 	rooms_leave_all(conn);
 	/* nobody will read the answers to its parked requests */
 	jobs_abandon(conn);
@@ -331,7 +189,7 @@ session_transport_lost(Conn *conn)
 								  : "SELECT collab.ws_disconnect($1, $2)::text",
 								  conn, disconnect_done);
 
-		/* the locks of a closed connection are released (or kept), however late */
+		/* the locks of a closed session are released (or kept), however late */
 		job->retry = JOB_RETRY_ALWAYS;
 		job->nargs = 2;
 		job->args[0] = job_strdup(conn->id);
@@ -341,19 +199,34 @@ session_transport_lost(Conn *conn)
 	conn_end(conn);
 }
 
+/* The Engine.IO session ended, and with it the Socket.IO session it carried. */
+static void
+session_ended(EioSession *eio)
+{
+	Conn	   *conn = (Conn *) eio->conn;
+
+	if (conn == NULL)
+		return;
+	if (eio->end_reason == EIO_END_TIMEOUT && strcmp(conn->close_reason, "disconnected") == 0)
+		conn->close_reason = "timeout";
+	if (eio->end_reason == EIO_END_CLOSED)
+		conn->ended_cleanly = true;
+	end_session(conn);
+}
+
 /* ----------------------------------------------------------------
  * Socket.IO CONNECT and authentication
  * ---------------------------------------------------------------- */
 
 /* A CONNECT to a namespace we do not serve: refused, the connection stays. */
 static void
-reject_namespace(Conn *conn, const char *nsp)
+reject_namespace(EioSession *eio, const char *nsp)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	sio_encode_connect_error(&buf, nsp, "Invalid namespace", NULL);
-	conn_send_buf(conn, &buf);
+	eio_send_text(eio, buf.data, buf.len);
 	pfree(buf.data);
 }
 
@@ -371,8 +244,8 @@ reject_connect(Conn *conn, CollabErrorCode code, const char *message)
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 	conn->state = CONN_REJECTED;
-	conn->connect_deadline = lws_now_usecs() + REJECT_LINGER_US;
-	schedule_timer(conn);
+	if (conn->eio)
+		eio_set_deadline(conn->eio, lws_now_usecs() + REJECT_LINGER_US);
 }
 
 /* Verifies a token; false, with the error's code and message, if it fails. */
@@ -408,11 +281,6 @@ connect_done(Job *job)
 		conn->registered = true;
 	if (conn->state != CONN_CONNECTING)
 		return;
-	if (job->failed && job->err_code != CE_INTERNAL)
-	{
-		reject_connect(conn, job->err_code, job->err_message);
-		return;
-	}
 	if (job->failed)
 	{
 		/* a refusal of the database's (too many connections, BUSY), or not */
@@ -433,7 +301,7 @@ connect_done(Job *job)
 	sio_encode_connect(&buf, NULL, conn->id);
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
-	schedule_timer(conn);
+	schedule_expiry(conn);
 }
 
 /*
@@ -485,6 +353,7 @@ keep_token_access(Conn *conn, const JwtClaims *claims)
 static void
 queue_connect(Conn *conn, const JwtClaims *claims)
 {
+	EioSession *eio = conn->eio;
 	Job		   *job = job_new(sizeof(Job),
 							  "SELECT collab.ws_connect($1, $2, $3::integer, $4, $5, $6, $7,"
 							  " ARRAY(SELECT jsonb_array_elements_text(($8::jsonb)->'groups')),"
@@ -492,7 +361,8 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 							  conn, connect_done);
 
 	conn->state = CONN_CONNECTING;
-	release_address_slot(conn);
+	eio_set_deadline(eio, 0);
+	eio_authenticated(eio);
 	job->timed = true;
 	job->nargs = 8;
 	job->args[0] = job_strdup(conn->id);
@@ -500,15 +370,20 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 	job->args[2] = job_strdup(psprintf("%d", MyProcPid));
 	job->args[3] = job_strdup(conn->user_id);
 	job->args[4] = job_strdup(conn->username);
-	job->args[5] = job_strdup(conn->address);
-	job->args[6] = conn->origin ? job_strdup(conn->origin) : NULL;
+	job->args[5] = job_strdup(eio->address);
+	job->args[6] = eio->origin ? job_strdup(eio->origin) : NULL;
 	job->args[7] = job_strdup(token_access_json(claims));
 	jobs_queue(job);
 }
 
+/*
+ * A CONNECT: to the main namespace, it begins a Socket.IO session on eio,
+ * authenticated by the token of its auth payload.
+ */
 static void
-handle_connect(Conn *conn, SioFrame *f)
+handle_connect(EioSession *eio, SioFrame *f)
 {
+	Conn	   *conn;
 	JsonObject	auth;
 	char	   *perr = NULL;
 	const char *token = NULL;
@@ -519,15 +394,20 @@ handle_connect(Conn *conn, SioFrame *f)
 
 	if (strcmp(f->nsp, "/") != 0)
 	{
-		reject_namespace(conn, f->nsp);
+		reject_namespace(eio, f->nsp);
 		return;
 	}
-	if (conn->state != CONN_OPEN)
+	if (eio->conn != NULL)
 	{
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		/* one session of the main namespace at a time */
+		eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 		return;
 	}
-	if (!conn->origin_ok)
+	conn = conn_create(eio);
+	ev_init(&conn->timer, expiry_cb);
+	conn->timer.data = conn;
+	conn->close_reason = "disconnected";
+	if (!eio->origin_ok)
 	{
 		reject_connect(conn, CE_FORBIDDEN, "this origin is not allowed to connect");
 		return;
@@ -571,6 +451,26 @@ handle_connect(Conn *conn, SioFrame *f)
 	jwt_claims_free(&claims);
 }
 
+/*
+ * A DISCONNECT of the main namespace: the Socket.IO session ends like a
+ * clean leave; the Engine.IO session stays open, and pinging, for a new
+ * CONNECT within collab.connect_timeout, and counts as unauthenticated
+ * again until then.  One of another namespace, which we never connected,
+ * changes nothing.
+ */
+static void
+handle_disconnect(EioSession *eio, SioFrame *f)
+{
+	Conn	   *conn = (Conn *) eio->conn;
+
+	if (strcmp(f->nsp, "/") != 0 || conn == NULL)
+		return;
+	conn->ended_cleanly = true;
+	end_session(conn);
+	eio_unauthenticated(eio);
+	eio_set_deadline(eio, connect_deadline());
+}
+
 /* auth:refresh: the new token's groups and issue time, for collab.ws_refresh. */
 typedef struct RefreshJob
 {
@@ -604,7 +504,7 @@ refresh_done(Job *job)
 	}
 	conn->token_exp = rj->exp;
 	keep_token_access(conn, &rj->claims);
-	schedule_timer(conn);
+	schedule_expiry(conn);
 	if (job->result && strcmp(job->result, "true") == 0)
 		access_live_recheck_rooms(conn);
 	if (rj->ack_id < 0)
@@ -777,23 +677,6 @@ integer_arg(Conn *conn, int64 ack_id, JsonObject *args, const char *key, bool re
 	return true;
 }
 
-static bool
-rate_allows(Conn *conn)
-{
-	int64		now;
-
-	if (collab_rate_limit <= 0)
-		return true;
-	now = lws_now_usecs();
-	conn->rate_tokens = Min((double) collab_rate_limit,
-							conn->rate_tokens + (now - conn->rate_stamp) * collab_rate_limit / 1e6);
-	conn->rate_stamp = now;
-	if (conn->rate_tokens < 1.0)
-		return false;
-	conn->rate_tokens -= 1.0;
-	return true;
-}
-
 static void
 rate_limited(Conn *conn, int64 ack_id)
 {
@@ -932,27 +815,25 @@ handle_event(Conn *conn, SioFrame *f)
 }
 
 /*
- * One message from the client: an Engine.IO packet, maybe carrying a
- * Socket.IO packet.  A malformed one closes the connection.
+ * One message packet ("4...") of eio: a Socket.IO packet.  A malformed one
+ * closes the connection.
  *
- * Every message counts against collab.rate_limit.  Over the limit, an
- * event is answered RATE_LIMITED; a ping, a CONNECT to another namespace
- * or a pong that answers no ping of ours is dropped unanswered; a pong to
- * our ping, a CONNECT to "/", a DISCONNECT or a close are still handled,
- * since dropping them would only cost the client its connection.
+ * Over collab.rate_limit (within false), an event is answered
+ * RATE_LIMITED, and a CONNECT to another namespace or an ACK is dropped
+ * unanswered; a CONNECT to "/" or a DISCONNECT is still handled, since
+ * dropping it would only cost the client its connection.
  */
-void
-session_receive(Conn *conn, const char *data, size_t len)
+static void
+session_message(EioSession *eio, const char *data, size_t len, bool within)
 {
+	Conn	   *conn = (Conn *) eio->conn;
 	SioFrame	f;
 	SioParseError err;
-	StringInfoData buf;
-	bool		within = rate_allows(conn);
 
 	err = sio_parse_frame(data, len, &f);
 	if (err != SIO_OK)
 	{
-		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn->state == CONN_CONNECTED)
+		if (err == SIO_ERR_BINARY_UNSUPPORTED && f.has_ack && conn && conn->state == CONN_CONNECTED)
 		{
 			if (within)
 				conn_send_error(conn, f.ack_id, CE_BAD_REQUEST, "binary attachments are not supported", NULL);
@@ -960,40 +841,9 @@ session_receive(Conn *conn, const char *data, size_t len)
 				rate_limited(conn, f.ack_id);
 			return;
 		}
-		ereport(DEBUG1, (errmsg("collab worker closes connection %s: %s", conn->id, sio_error_message(err))));
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+		ereport(DEBUG1, (errmsg("collab worker closes session %s: %s", eio->sid, sio_error_message(err))));
+		eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 		return;
-	}
-	switch (f.eio_type)
-	{
-		case SIO_EIO_PONG:
-			if (!within && conn->pong_deadline == 0)
-			{
-				collab_metrics->frames_dropped++;
-				return;
-			}
-			conn->pong_deadline = 0;
-			conn->next_ping = lws_now_usecs() + (int64) collab_ping_interval_ms * 1000;
-			schedule_timer(conn);
-			return;
-		case SIO_EIO_PING:
-			if (!within)
-			{
-				collab_metrics->frames_dropped++;
-				return;
-			}
-			initStringInfo(&buf);
-			sio_encode_pong(&buf, f.eio_data, f.eio_data_len);
-			conn_send_buf(conn, &buf);
-			pfree(buf.data);
-			return;
-		case SIO_EIO_CLOSE:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
-			return;
-		case SIO_EIO_MESSAGE:
-			break;
-		default:
-			return;				/* noop, upgrade: nothing to do on websocket */
 	}
 	switch (f.sio_type)
 	{
@@ -1003,15 +853,15 @@ session_receive(Conn *conn, const char *data, size_t len)
 				collab_metrics->frames_dropped++;
 				return;
 			}
-			handle_connect(conn, &f);
+			handle_connect(eio, &f);
 			break;
 		case SIO_DISCONNECT:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_NORMAL);
+			handle_disconnect(eio, &f);
 			break;
 		case SIO_EVENT:
-			if (conn->state != CONN_CONNECTED || strcmp(f.nsp, "/") != 0)
+			if (conn == NULL || conn->state != CONN_CONNECTED || strcmp(f.nsp, "/") != 0)
 			{
-				conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+				eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 				break;
 			}
 			if (!within)
@@ -1024,7 +874,7 @@ session_receive(Conn *conn, const char *data, size_t len)
 				collab_metrics->frames_dropped++;
 			break;				/* we never ask clients for acks */
 		default:
-			conn_close_after_flush(conn, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+			eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 			break;
 	}
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * session.h
- *	  The Engine.IO / Socket.IO session of a connection (session.c): what
- *	  a transport hands it.
+ *	  The Socket.IO sessions of the worker (session.c): what an Engine.IO
+ *	  session hands them.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,10 +14,7 @@
 #include "conn.h"
 #include "jwt.h"
 
-extern void session_init(struct ev_loop *loop, const char *worker_name, const JwtConfig *jwt);
-extern Conn *session_open(Transport *t, const char *address, const char *origin,
-						  const char **refusal);
-extern void session_receive(Conn *conn, const char *data, size_t len);
-extern void session_transport_lost(Conn *conn);
+extern void session_init(struct ev_loop *loop, const char *worker_name, int worker_slot,
+						 const JwtConfig *jwt);
 
 #endif							/* COLLAB_SESSION_H */

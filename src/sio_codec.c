@@ -816,17 +816,18 @@ append_nsp(StringInfo buf, const char *nsp)
 }
 
 void
-sio_encode_open(StringInfo buf, const char *sid, int ping_interval_ms,
-				int ping_timeout_ms, int64 max_payload)
+sio_encode_open(StringInfo buf, const char *sid, bool websocket_upgrade,
+				int ping_interval_ms, int ping_timeout_ms, int64 max_payload)
 {
 	/*
-	 * "upgrades" is empty: we serve the websocket transport only, so there
-	 * is nothing to upgrade to (the reference server also sends [] on a
-	 * websocket-only session).
+	 * "upgrades" names what a long-polling session may move to; a
+	 * WebSocket session has nothing to upgrade to (the reference server
+	 * also sends [] there).
 	 */
 	appendStringInfoString(buf, "0{\"sid\":");
 	sio_json_escape(buf, sid);
-	appendStringInfoString(buf, ",\"upgrades\":[],\"pingInterval\":");
+	appendStringInfoString(buf, websocket_upgrade ? ",\"upgrades\":[\"websocket\"]" : ",\"upgrades\":[]");
+	appendStringInfoString(buf, ",\"pingInterval\":");
 	sio_append_int64(buf, ping_interval_ms);
 	appendStringInfoString(buf, ",\"pingTimeout\":");
 	sio_append_int64(buf, ping_timeout_ms);

@@ -156,8 +156,11 @@ extern SioParseError sio_json_validate(const char *buf, size_t len);
  * verbatim and must already be valid JSON values.
  */
 
-/* 0{"sid":"...","upgrades":[],"pingInterval":N,"pingTimeout":N,"maxPayload":N} */
-extern void sio_encode_open(StringInfo buf, const char *sid,
+/*
+ * 0{"sid":"...","upgrades":[],"pingInterval":N,"pingTimeout":N,"maxPayload":N},
+ * with "upgrades":["websocket"] when websocket_upgrade
+ */
+extern void sio_encode_open(StringInfo buf, const char *sid, bool websocket_upgrade,
 							int ping_interval_ms, int ping_timeout_ms,
 							int64 max_payload);
 /* 1 */

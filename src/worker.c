@@ -48,11 +48,14 @@
 #include "access_live.h"
 #include "collab.h"
 #include "conn.h"
+#include "eio.h"
 #include "event_queue.h"
 #include "jobs.h"
 #include "jwt.h"
 #include "listen.h"
 #include "metrics.h"
+#include "poll_http.h"
+#include "relay.h"
 #include "rooms.h"
 #include "session.h"
 #include "worker.h"
@@ -759,7 +762,10 @@ start_worker(Datum main_arg)
 
 	raise_descriptor_limit();
 	vh = create_context();
-	session_init(worker_loop, worker_name, &worker_jwt);
+	session_init(worker_loop, worker_name, worker_slot, &worker_jwt);
+	poll_http_init(worker_loop);
+	if (collab_workers > 1)
+		relay_start(worker_loop, worker_slot);
 	before_shmem_exit(detach_event_queue, (Datum) 0);
 	if (!event_queue_attach(worker_slot))
 		ereport(ERROR,
@@ -801,7 +807,7 @@ serve(void)
 		int64		start;
 
 		MemoryContextSwitchTo(loopcxt);
-		metrics_set_gauges(conn_count(), rooms_count());
+		metrics_set_gauges(eio_count(), rooms_count());
 		collab_metrics->requests_waiting = jobs_parked();
 		schedule_retry();
 		/* one pass: wait for some I/O or timer, run its callbacks */
@@ -842,6 +848,7 @@ static void
 stop_worker(void)
 {
 	listen_stop(worker_loop);
+	relay_stop();
 	PG_TRY();
 	{
 		drain_events();

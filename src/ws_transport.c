@@ -2,15 +2,19 @@
  *
  * ws_transport.c
  *	  The worker's port under libwebsockets: HTTP requests (/healthz,
- *	  /metrics, the demo UI), and WebSocket connections as the transport
- *	  of sessions.
+ *	  /metrics, the demo UI, long-polling under /socket.io/), and WebSocket
+ *	  connections as a transport of Engine.IO sessions.
  *
  * Every libwebsockets callback runs inside a PG_TRY boundary
  * (ws_transport_callback): an error closes that one connection and the
- * worker lives on.  A WebSocket carries one session (session.c): what
- * arrives is reassembled into whole messages and handed to it, and what it
- * sends is written through the TransportOps below, straight to the socket
- * where the connection is plain.
+ * worker lives on.  Requests under /socket.io/ go by their transport: a
+ * WebSocket upgrade opens a session here, or, with the sid of a
+ * long-polling session, offers itself as that session's upgrade (a probe);
+ * HTTP requests are long-polling (poll_http.c).  A WebSocket carries one
+ * Engine.IO session (eio.c): what arrives is reassembled into whole
+ * messages and handed to it, and what it sends is written through the
+ * TransportOps below, straight to the socket where the connection is
+ * plain.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,24 +25,31 @@
 #include "utils/memutils.h"
 
 #include "collab.h"
-#include "conn.h"
+#include "eio.h"
 #include "metrics.h"
+#include "poll_http.h"
 #include "rooms.h"
-#include "session.h"
 #include "sio_codec.h"
 #include "static_files.h"
 #include "ws_transport.h"
 
-/* A WebSocket carrying a session. */
+#define WS_KIND		0x77736b74	/* "wskt": what the connection's user data is */
+
+/* A WebSocket carrying a session, or offered to one as its upgrade. */
 typedef struct WsTransport
 {
+	uint32		kind;			/* WS_KIND */
 	Transport	base;
 	struct lws *wsi;
 	bool		plain;			/* not TLS, not closing: send_plain() may write */
 	bool		closing;		/* its close frame is lws's to send */
 	size_t		held;			/* bytes of a frame that lws keeps to send */
 	StringInfoData rx;			/* reassembly of a fragmented message */
+	OutItem    *own_head;		/* packets of its own (a probe's answer), first */
+	OutItem    *own_tail;
 } WsTransport;
+
+#define ws_of(t)	((WsTransport *) ((char *) (t) - offsetof(WsTransport, base)))
 
 /* WebSocket close code 1013, "Try Again Later" (RFC 6455, IANA registry) */
 #define CLOSE_TRY_AGAIN_LATER	1013
@@ -61,25 +72,34 @@ transport_of(struct lws *wsi)
 {
 	WsTransport **slot = (WsTransport **) lws_wsi_user(wsi);
 
-	return slot ? *slot : NULL;
+	return slot && *slot && (*slot)->kind == WS_KIND ? *slot : NULL;
 }
 
 /* ----------------------------------------------------------------
  * Writing (the TransportOps of a WebSocket)
  * ---------------------------------------------------------------- */
 
+/* The session this WebSocket carries (not one it is only a probe of), or NULL. */
+static EioSession *
+carried(WsTransport *t)
+{
+	EioSession *eio = t->base.eio;
+
+	return eio && eio->transport == &t->base ? eio : NULL;
+}
+
 /*
  * lws keeps what the kernel did not take of a frame (at most one frame, see
  * ws_ready), and those bytes count against the worker's output budget
- * (conn.c) until they are out: at most bytes, which we learn in its next
+ * (eio.c) until they are out: at most bytes, which we learn in its next
  * writable callback, asked for here.
  */
 static void
 hold(WsTransport *t, size_t bytes)
 {
 	t->held = bytes;
-	if (t->base.conn)
-		conn_transport_holds(t->base.conn, bytes);
+	if (carried(t))
+		eio_transport_holds(carried(t), bytes);
 	lws_callback_on_writable(t->wsi);
 }
 
@@ -90,8 +110,8 @@ check_held(WsTransport *t)
 	if (t->held > 0 && !lws_partial_buffered(t->wsi))
 	{
 		t->held = 0;
-		if (t->base.conn)
-			conn_transport_holds(t->base.conn, 0);
+		if (carried(t))
+			eio_transport_holds(carried(t), 0);
 	}
 }
 
@@ -169,9 +189,9 @@ send_plain(WsTransport *t, OutFrame *frame)
 static bool
 ws_ready(Transport *base)
 {
-	WsTransport *t = (WsTransport *) base;
+	WsTransport *t = ws_of(base);
 
-	if (in_callback != 0)
+	if (in_callback != 0 || t->closing)
 		return false;
 	if (lws_partial_buffered(t->wsi))
 		return false;
@@ -182,7 +202,7 @@ ws_ready(Transport *base)
 static bool
 ws_write(Transport *base, OutFrame *frame)
 {
-	WsTransport *t = (WsTransport *) base;
+	WsTransport *t = ws_of(base);
 	bool		sent;
 
 	if (t->plain)
@@ -201,37 +221,57 @@ ws_write(Transport *base, OutFrame *frame)
 static void
 ws_want_writable(Transport *base)
 {
-	lws_callback_on_writable(((WsTransport *) base)->wsi);
+	lws_callback_on_writable(ws_of(base)->wsi);
 }
 
+/* A packet of the WebSocket's own ("3probe"), written before the session's. */
 static void
-ws_kill(Transport *base)
+ws_send_own(Transport *base, const char *data, size_t len)
 {
-	lws_set_timeout(((WsTransport *) base)->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	WsTransport *t = ws_of(base);
+	OutItem    *item = MemoryContextAlloc(transports_cxt, sizeof(OutItem));
+
+	item->frame = outframe_make(data, len);
+	item->frame->refcount++;
+	item->next = NULL;
+	if (t->own_tail)
+		t->own_tail->next = item;
+	else
+		t->own_head = item;
+	t->own_tail = item;
+	lws_callback_on_writable(t->wsi);
 }
 
+/* The session lets go of the WebSocket: it is closed, without more ado. */
 static void
-ws_kill_after(Transport *base, int seconds)
+ws_release(Transport *base)
 {
-	lws_set_timeout(((WsTransport *) base)->wsi, PENDING_TIMEOUT_USER_OK, seconds);
+	WsTransport *t = ws_of(base);
+
+	base->eio = NULL;
+	t->plain = false;
+	lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static const TransportOps ws_ops = {
+	.name = "websocket",
 	.ready = ws_ready,
 	.write = ws_write,
 	.want_writable = ws_want_writable,
-	.kill = ws_kill,
-	.kill_after = ws_kill_after,
+	.send_own = ws_send_own,
+	.release = ws_release,
 };
 
 /*
- * WRITEABLE: writes queued frames while the socket takes them: one syscall
- * per frame, but one trip through the event loop for the whole queue.
+ * WRITEABLE: writes the WebSocket's own packets, then the session's queued
+ * frames (a probe has none until the upgrade), while the socket takes
+ * them: one syscall per frame, but one trip through the event loop for the
+ * whole queue.
  */
 static int
 ws_writeable(WsTransport *t)
 {
-	Conn	   *conn = t->base.conn;
+	EioSession *eio = t->base.eio;
 	struct lws *wsi = t->wsi;
 
 	/* lws sends the close frame once the socket takes it, then closes */
@@ -241,9 +281,32 @@ ws_writeable(WsTransport *t)
 	/* lws writes what it holds before it calls here: wait until it is out */
 	if (t->held > 0)
 		return 0;
-	while (conn->out_head != NULL)
+	while (t->own_head != NULL)
 	{
-		OutFrame   *f = conn_queue_pop(conn);
+		OutItem    *item = t->own_head;
+		bool		whole;
+
+		t->own_head = item->next;
+		if (t->own_head == NULL)
+			t->own_tail = NULL;
+		whole = lws_write(wsi, item->frame->data + LWS_PRE, item->frame->len,
+						  LWS_WRITE_TEXT) >= (int) item->frame->len;
+		collab_metrics->messages_out++;
+		outframe_release(item->frame);
+		pfree(item);
+		if (!whole)
+			return -1;
+		if (lws_send_pipe_choked(wsi))
+		{
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+	}
+	if (eio == NULL || eio->transport != &t->base || !eio_may_flush(eio))
+		return 0;
+	while (eio->out_head != NULL)
+	{
+		OutFrame   *f = eio_queue_pop(eio);
 		bool		whole = true;
 		size_t		len = 0;
 
@@ -262,17 +325,17 @@ ws_writeable(WsTransport *t)
 			hold(t, len);
 			return 0;
 		}
-		if (conn->out_head != NULL && lws_send_pipe_choked(wsi))
+		if (eio->out_head != NULL && lws_send_pipe_choked(wsi))
 		{
 			lws_callback_on_writable(wsi);
 			return 0;
 		}
 	}
-	if (conn->close_after_flush)
+	if (eio->close_after_flush)
 	{
-		const char *text = conn->close_text;
+		const char *text = eio->close_text;
 
-		lws_close_reason(wsi, conn->close_status, (unsigned char *) text, text ? strlen(text) : 0);
+		lws_close_reason(wsi, eio->close_status, (unsigned char *) text, text ? strlen(text) : 0);
 		t->closing = true;
 		t->plain = false;
 		return -1;
@@ -284,7 +347,11 @@ ws_writeable(WsTransport *t)
  * A WebSocket's life
  * ---------------------------------------------------------------- */
 
-/* ESTABLISHED: a new WebSocket, and a new session on it. */
+/*
+ * ESTABLISHED: a new WebSocket, and a new session on it; or, with the sid
+ * of a long-polling session (checked in filter_upgrade), that session's
+ * probe.
+ */
 static int
 ws_established(struct lws *wsi)
 {
@@ -292,8 +359,10 @@ ws_established(struct lws *wsi)
 	WsTransport *t;
 	char		address[64];
 	char		origin[256];
+	char		sidbuf[64];
+	const char *sid;
 	bool		has_origin;
-	const char *refusal;
+	const char *refusal = NULL;
 
 	if (transports_cxt == NULL)
 	{
@@ -303,22 +372,57 @@ ws_established(struct lws *wsi)
 									   ALLOCSET_DEFAULT_SIZES);
 	}
 	t = MemoryContextAllocZero(transports_cxt, sizeof(WsTransport));
+	t->kind = WS_KIND;
 	t->base.ops = &ws_ops;
 	t->wsi = wsi;
 	t->plain = !lws_is_ssl(wsi);
 	t->rx.data = NULL;
-	lws_get_peer_simple(wsi, address, sizeof(address));
-	has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
 	*slot = t;
-	if (session_open(&t->base, address, has_origin ? origin : NULL, &refusal) == NULL)
+	sid = lws_get_urlarg_by_name(wsi, "sid=", sidbuf, sizeof(sidbuf));
+	if (sid != NULL)
 	{
-		*slot = NULL;
-		pfree(t);
-		if (refusal)
-			lws_close_reason(wsi, CLOSE_TRY_AGAIN_LATER, (unsigned char *) refusal, strlen(refusal));
-		return -1;
+		EioSession *eio = eio_lookup(sid);
+
+		if (eio != NULL && eio_attach_probe(eio, &t->base))
+			return 0;
 	}
-	return 0;
+	else
+	{
+		lws_get_peer_simple(wsi, address, sizeof(address));
+		has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
+		if (eio_open(&t->base, address, has_origin ? origin : NULL, &refusal) != NULL)
+			return 0;
+	}
+	*slot = NULL;
+	t->kind = 0;
+	pfree(t);
+	if (refusal)
+		lws_close_reason(wsi, CLOSE_TRY_AGAIN_LATER, (unsigned char *) refusal, strlen(refusal));
+	return -1;
+}
+
+/*
+ * A message longer than collab.max_message_size: the client is told, as
+ * the error event that socket.io-client shows, and the session closed.
+ */
+static void
+too_large(EioSession *eio)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, "{\"code\":");
+	sio_json_escape(&buf, collab_errors[CE_PAYLOAD_TOO_LARGE].code);
+	appendStringInfoString(&buf, ",\"message\":");
+	sio_json_escape(&buf, psprintf("messages are limited to %d bytes (collab.max_message_size)",
+								   collab_max_message_size));
+	appendStringInfoChar(&buf, '}');
+	sio_packet_end(&buf);
+	eio_send_text(eio, buf.data, buf.len);
+	pfree(buf.data);
+	eio_close_after_flush(eio, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
 }
 
 /* RECEIVE: a whole message goes to the session, pieces are assembled first. */
@@ -326,22 +430,24 @@ static int
 ws_receive(WsTransport *t, const char *in, size_t len)
 {
 	struct lws *wsi = t->wsi;
-	Conn	   *conn = t->base.conn;
+	EioSession *eio = t->base.eio;
+	bool		probe = eio->probe == &t->base;
 	bool		complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
 
-	if (conn->close_after_flush)
+	if (eio->close_after_flush && !probe)
 		return 0;
 	if (lws_frame_is_binary(wsi))
 	{
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
+		if (probe)
+			return -1;
+		eio_close_after_flush(eio, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
 		return 0;
 	}
 	if ((size_t) t->rx.len + len > (size_t) collab_max_message_size)
 	{
-		conn_send_error(conn, SIO_NO_ACK, CE_PAYLOAD_TOO_LARGE,
-						psprintf("messages are limited to %d bytes (collab.max_message_size)",
-								 collab_max_message_size), NULL);
-		conn_close_after_flush(conn, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+		if (probe)
+			return -1;
+		too_large(eio);
 		return 0;
 	}
 
@@ -353,7 +459,7 @@ ws_receive(WsTransport *t, const char *in, size_t len)
 	if (complete && t->rx.data == NULL)
 	{
 		collab_metrics->messages_in++;
-		session_receive(conn, in, len);
+		eio_receive(eio, &t->base, in, len);
 		return 0;
 	}
 	if (t->rx.data == NULL)
@@ -367,7 +473,7 @@ ws_receive(WsTransport *t, const char *in, size_t len)
 	if (!complete)
 		return 0;
 	collab_metrics->messages_in++;
-	session_receive(conn, t->rx.data, t->rx.len);
+	eio_receive(eio, &t->base, t->rx.data, t->rx.len);
 	pfree(t->rx.data);
 	t->rx.data = NULL;
 	t->rx.len = 0;
@@ -379,15 +485,24 @@ static void
 ws_closed(struct lws *wsi)
 {
 	WsTransport **slot = (WsTransport **) lws_wsi_user(wsi);
-	WsTransport *t = slot ? *slot : NULL;
+	WsTransport *t = transport_of(wsi);
 
 	if (t == NULL)
 		return;
 	*slot = NULL;
+	t->kind = 0;
 	if (t->rx.data != NULL)
 		pfree(t->rx.data);
-	if (t->base.conn)
-		session_transport_lost(t->base.conn);
+	while (t->own_head != NULL)
+	{
+		OutItem    *item = t->own_head;
+
+		t->own_head = item->next;
+		outframe_release(item->frame);
+		pfree(item);
+	}
+	if (t->base.eio)
+		eio_transport_closed(t->base.eio, &t->base);
 	pfree(t);
 }
 
@@ -397,7 +512,10 @@ ws_closed(struct lws *wsi)
 
 /*
  * Upgrade requests must be Engine.IO v4 over the WebSocket transport;
- * others get an HTTP error instead of the switch of protocols.
+ * others get an HTTP error instead of the switch of protocols.  One with a
+ * sid must name a long-polling session of this worker that may upgrade: a
+ * session of another worker stays on long-polling (the client carries on
+ * polling when its probe is refused), as does one already upgrading.
  */
 static int
 filter_upgrade(struct lws *wsi)
@@ -419,7 +537,19 @@ filter_upgrade(struct lws *wsi)
 		why = "unsupported protocol version: collab speaks Engine.IO v4 (EIO=4)";
 	else if ((v = lws_get_urlarg_by_name(wsi, "transport=", arg, sizeof(arg))) == NULL ||
 			 strcmp(v, "websocket") != 0)
-		why = "transport unknown: collab serves the websocket transport only";
+		why = "transport unknown: a WebSocket upgrade needs transport=websocket";
+	else if ((v = lws_get_urlarg_by_name(wsi, "sid=", arg, sizeof(arg))) != NULL)
+	{
+		EioSession *eio = eio_lookup(v);
+
+		if (eio_sid_owner(v) >= 0 && eio_sid_owner(v) != eio_local_slot())
+			why = "the session lives on another worker: it stays on long-polling";
+		else if (eio == NULL || eio->ending)
+			why = "Session ID unknown";
+		else if (eio->transport == NULL || strcmp(eio->transport->ops->name, "polling") != 0 ||
+				 eio->probe != NULL || eio->upgraded || eio->close_after_flush)
+			why = "the session cannot upgrade now";
+	}
 	if (why)
 	{
 		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, why);
@@ -433,18 +563,15 @@ http_request(struct lws *wsi, const char *uri)
 {
 	int			rc;
 
-	metrics_set_gauges(conn_count(), rooms_count());
+	if (strcmp(uri, "/socket.io/") == 0)
+		return poll_http_request(wsi, (void **) lws_wsi_user(wsi));
+	metrics_set_gauges(eio_count(), rooms_count());
 	rc = metrics_http(wsi, uri);
 	if (rc == -2)
 		rc = static_http(wsi, uri);
 	if (rc != -2)
 		return rc;
-	if (strncmp(uri, "/socket.io/", 11) == 0)
-		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-							   "collab serves Engine.IO v4 over the WebSocket transport only: "
-							   "use transports: ['websocket']");
-	else
-		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+	lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 	return -1;
 }
 
@@ -457,16 +584,27 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len
 	{
 		case LWS_CALLBACK_HTTP:
 			return http_request(wsi, (const char *) in);
+		case LWS_CALLBACK_HTTP_BODY:
+			return poll_http_body(wsi, (void **) lws_wsi_user(wsi), (const char *) in, len);
+		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+			return poll_http_body_done(wsi, (void **) lws_wsi_user(wsi));
+		case LWS_CALLBACK_HTTP_WRITEABLE:
+			return poll_http_writeable(wsi, (void **) lws_wsi_user(wsi));
+		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		case LWS_CALLBACK_CLOSED_HTTP:
+			/* lws frees the user data with the protocol: the request is over */
+			poll_http_closed(wsi, (void **) lws_wsi_user(wsi));
+			return 0;
 		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 			return filter_upgrade(wsi);
 		case LWS_CALLBACK_ESTABLISHED:
 			return ws_established(wsi);
 		case LWS_CALLBACK_RECEIVE:
 			t = transport_of(wsi);
-			return t && t->base.conn ? ws_receive(t, (const char *) in, len) : -1;
+			return t && t->base.eio ? ws_receive(t, (const char *) in, len) : -1;
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			t = transport_of(wsi);
-			return t && t->base.conn ? ws_writeable(t) : -1;
+			return t && (t->base.eio || t->own_head) ? ws_writeable(t) : -1;
 		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 			/* lws answers the close: nothing may follow it on the socket */
 			t = transport_of(wsi);
@@ -505,7 +643,8 @@ ws_transport_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		EmitErrorReport();
 		FlushErrorState();
 		/* close only connections, never the listening socket */
-		rc = (reason == LWS_CALLBACK_CLOSED) ? 0 : -1;
+		rc = (reason == LWS_CALLBACK_CLOSED || reason == LWS_CALLBACK_CLOSED_HTTP ||
+			  reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL) ? 0 : -1;
 	}
 	PG_END_TRY();
 	in_callback = outer;

@@ -5,11 +5,17 @@
 //   COLLAB_WS_URL            http://127.0.0.1:<collab.port>
 //   COLLAB_JWT_SECRET        the cluster's collab.jwt_secret (HS256)
 //   COLLAB_TEST_WORK         a scratch directory readable by the postgres user
+//   COLLAB_TRANSPORTS        how socket.io-client connects (connect(), tryConnect()):
+//                              websocket (the default here): transports: ['websocket']
+//                              polling:   transports: ['polling'] (HTTP long-polling only)
+//                              default:   socket.io-client's own default, long-polling
+//                                         first, then the upgrade to WebSocket
 //
 // Every socket a test opens is logged from its first packet on (onAny), so
 // waitFor() finds an event whether it arrived before or after the call.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -25,6 +31,14 @@ export const RAW_WS_URL = WS_URL.replace(/^http/, 'ws') + '/socket.io/?EIO=4&tra
 export const SECRET = process.env.COLLAB_JWT_SECRET;
 export const WORK = process.env.COLLAB_TEST_WORK;
 export const DEFAULT_TIMEOUT = 5000;
+
+/** The client setup of this run: 'websocket', 'polling' or 'default' (COLLAB_TRANSPORTS). */
+export const TRANSPORTS = process.env.COLLAB_TRANSPORTS || 'websocket';
+if (!['websocket', 'polling', 'default'].includes(TRANSPORTS)) {
+  throw new Error(`COLLAB_TRANSPORTS must be websocket, polling or default, not "${TRANSPORTS}"`);
+}
+/** socket.io-client options for that setup: none for its default transports. */
+export const transportOptions = () => (TRANSPORTS === 'default' ? {} : { transports: [TRANSPORTS] });
 export const DEFAULT_TTL_MS = 5 * 60 * 1000;
 
 export const ISO_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$/;
@@ -229,13 +243,24 @@ function attachLog(socket, label) {
   socket.on('connect', () => push({ event: '$connect', payload: socket.id, args: [] }));
 }
 
+/*
+ * Each client's long-polling requests go through an agent of its own, so
+ * that killSocket() can cut its connections.  Without keep-alive, as
+ * socket.io-client's own default in Node (the browser test has it).
+ */
+function pollingAgent() {
+  if (TRANSPORTS === 'websocket' || !WS_URL.startsWith('http:')) return {};
+  return { agent: new http.Agent({ keepAlive: false }) };
+}
+
 function socketOptions(auth, opts) {
   const { reconnection = false, nsp = '', label, ...rest } = opts;
   return {
     url: WS_URL + nsp,
     label,
     options: {
-      transports: ['websocket'],
+      ...transportOptions(),
+      ...pollingAgent(),
       ...(auth === undefined ? {} : { auth }),
       reconnection,
       forceNew: true,
@@ -476,11 +501,38 @@ export async function startTimedBystander(prefix, { everyMs = 40 } = {}) {
   };
 }
 
-/** Closes the TCP connection under a socket.io-client socket, without a close frame. */
-export function killSocket(socket) {
-  const ws = socket.io.engine.transport.ws;
-  assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
-  ws._socket.destroy();
+/**
+ * Cuts a socket.io-client socket off without a goodbye: the TCP connection
+ * under its WebSocket is destroyed without a close frame; on long-polling,
+ * the connections of its requests in flight are destroyed (the poll that
+ * waits at the server among them: the server sees its client go), waiting
+ * for one if the client is between two polls; its later requests fail
+ * before they leave.
+ */
+export async function killSocket(socket) {
+  const engine = socket.io.engine;
+  const agent = socket.io.opts.agent;
+  const inFlight = () => (agent ? Object.values(agent.sockets).flat() : []);
+  // a poll the server has (sent whole, no answer yet): its connection
+  // closing is what the server sees of the loss
+  const waitingPoll = () => engine.transport.name === 'polling' && !engine.upgrading && inFlight().some((s) => {
+    const req = s._httpMessage;
+    return req && req.method === 'GET' && req.writableFinished && !req.res;
+  });
+  // with the default transports the probe may be under way: wait for either
+  await eventually(() => engine.transport.name === 'websocket' || waitingPoll(),
+    'a WebSocket, or a poll waiting at the server', 2000, 5);
+  if (engine.transport.name === 'websocket') {
+    const ws = engine.transport.ws;
+    assert.ok(ws && ws._socket, 'socket has a ws transport with a TCP socket');
+    ws._socket.destroy();
+    return;
+  }
+  assert.ok(agent, 'a long-polling socket has an agent of its own');
+  // the network is gone: the goodbye the client posts when its poll fails
+  // (a close packet) must not reach the server either
+  agent.addRequest = (req) => process.nextTick(() => req.destroy(new Error('killSocket: network down')));
+  for (const s of inFlight()) s.destroy();
 }
 
 /* ------------------------------------------------------------------------
@@ -581,6 +633,97 @@ export function killRaw(client) {
   client.ws._socket.destroy();
 }
 
+/* ------------------------------------------------------------------------
+ * Raw Engine.IO long-polling clients (wire-level tests)
+ * ------------------------------------------------------------------------ */
+const pollClients = new Set();
+
+/**
+ * One HTTP request to /socket.io/?<query> with fetch (keep-alive, as a
+ * browser). Resolves with {status, headers, text, json (or null)}.
+ */
+export async function pollFetch(query, { method = 'GET', body, headers = {}, timeout = DEFAULT_TIMEOUT } = {}) {
+  const res = await fetch(`${WS_URL}/socket.io/?${query}`, {
+    method,
+    body,
+    headers: body === undefined ? headers : { 'content-type': 'text/plain;charset=UTF-8', ...headers },
+    signal: AbortSignal.timeout(timeout),
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** The packets of a polling answer. */
+export const packetsOf = (text) => text.split('\x1e');
+
+/**
+ * Opens a long-polling session (the handshake GET). The client has
+ * get(opts) / post(body, opts) for its sid, recv(pred) that polls until a
+ * packet matches (answering pings when autoPong), connect(token),
+ * emitAck(id, event, payload) and close(); .packets is everything received.
+ */
+export async function pollOpen({ headers = {}, autoPong = true } = {}) {
+  const r = await pollFetch('EIO=4&transport=polling', { headers });
+  assert.equal(r.status, 200, `handshake: ${r.status} ${r.text}`);
+  assert.ok(r.text.startsWith('0{'), `handshake answers the open packet: ${r.text}`);
+  const open = JSON.parse(r.text.slice(1));
+  const query = `EIO=4&transport=polling&sid=${encodeURIComponent(open.sid)}`;
+  const c = {
+    sid: open.sid,
+    open,
+    packets: [],
+    headers,
+    closed: false,
+    get: (opts = {}) => pollFetch(query, { headers, ...opts }),
+    post: (body, opts = {}) => pollFetch(query, { method: 'POST', body, headers, ...opts }),
+  };
+  pollClients.add(c);
+  /** Polls until a packet matches pred (a string prefix, RegExp or function); resolves with it. */
+  c.recv = async (pred, timeout = DEFAULT_TIMEOUT) => {
+    const test = typeof pred === 'function' ? pred : pred instanceof RegExp ? (p) => pred.test(p) : (p) => p.startsWith(pred);
+    const end = Date.now() + timeout;
+    for (;;) {
+      const seen = c.packets.find((p) => !p.__taken && test(p.valueOf()));
+      if (seen) { seen.__taken = true; return seen.valueOf(); }
+      if (Date.now() > end) throw new Error(`no polled packet matching ${pred} within ${timeout} ms; packets: ${JSON.stringify(c.packets.slice(-10).map(String))}`);
+      const r = await c.get({ timeout: Math.max(end - Date.now(), 100) });
+      if (r.status !== 200) throw new Error(`poll answered ${r.status} ${r.text}`);
+      for (const p of packetsOf(r.text)) {
+        c.packets.push(new String(p));
+        if (p === '2' && autoPong) await c.post('3');
+        if (p === '1') c.closed = true;
+      }
+    }
+  };
+  c.connect = async (token) => {
+    assert.equal((await c.post(`40${JSON.stringify({ token })}`)).text, 'ok');
+    const f = await c.recv(/^4[04]/);
+    if (!f.startsWith('40')) throw new Error(`polling CONNECT refused: ${f}`);
+    c.connectionId = JSON.parse(f.slice(2)).sid;
+    return c.connectionId;
+  };
+  c.emitAck = async (id, event, payload) => {
+    assert.equal((await c.post(`42${id}${JSON.stringify([event, payload])}`)).text, 'ok');
+    const f = await c.recv(`43${id}[`);
+    return JSON.parse(f.slice(2 + String(id).length))[0];
+  };
+  c.close = async () => {
+    if (c.closed) return;
+    c.closed = true;
+    await c.post('1').catch(() => {});
+  };
+  return c;
+}
+
+/** A polling session through CONNECT: resolves with the client (its .connectionId set). */
+export async function pollConnect(token, opts = {}) {
+  const c = await pollOpen(opts);
+  await c.connect(token);
+  return c;
+}
+
 /**
  * The worker still serves: a fresh client connects, joins a resource and
  * gets its ack. Used after each malformed-frame test.
@@ -605,6 +748,8 @@ export async function closeAll() {
   sockets.clear();
   for (const ws of raws) ws.terminate();
   raws.clear();
+  await Promise.all([...pollClients].map((c) => c.close()));
+  pollClients.clear();
 }
 
 export async function teardown() {

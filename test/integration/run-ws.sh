@@ -3,6 +3,16 @@
 # with Node's test runner, one file at a time (they change cluster-wide
 # settings with ALTER SYSTEM).
 #
+# socket.io-client connects three ways (COLLAB_TRANSPORTS, see helpers.mjs):
+# every file runs with transports: ['websocket']; the client-facing files
+# (CLIENT_FILES: presence, locks, saves, acks and errors as a UI sees them)
+# run again with transports: ['polling'] and with socket.io-client's
+# default transports (long-polling, then the upgrade).  The wire-level and
+# hostile files run once, over their own transport.  Files named on the
+# command line run once, with COLLAB_TRANSPORTS as set (websocket if unset),
+# or, with COLLAB_SETUPS="websocket polling ...", under the first setup and
+# then, those of them that are client-facing, under the others.
+#
 # Inside scripts/run-tests.sh the environment names the test cluster:
 #   PGHOST PGPORT PGUSER COLLAB_WS_URL COLLAB_JWT_SECRET COLLAB_TEST_WORK
 # Run by hand without COLLAB_WS_URL, it starts a throwaway cluster with the
@@ -19,9 +29,12 @@ if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/ws ] || [ ! -d 
 fi
 
 files=("$@")
+read -r -a setups <<<"${COLLAB_SETUPS:-${COLLAB_TRANSPORTS:-websocket}}"
 if [ ${#files[@]} -eq 0 ]; then
 	files=(integration/ws_*.test.mjs)
+	read -r -a setups <<<"${COLLAB_SETUPS:-websocket polling default}"
 fi
+CLIENT_FILES=(access access_live auth batch grace handoff locks observability presence restart revisions saves sql_bridge)
 
 own_cluster=
 if [ -z "${COLLAB_WS_URL:-}" ]; then
@@ -62,7 +75,19 @@ fi
 : "${PGHOST:?}" "${COLLAB_WS_URL:?}" "${COLLAB_JWT_SECRET:?}" "${COLLAB_TEST_WORK:?}"
 
 status=0
-node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || status=$?
+for setup in "${setups[@]}"; do
+	run=("${files[@]}")
+	if [ "$setup" != "${setups[0]}" ]; then
+		run=()
+		for f in "${CLIENT_FILES[@]}"; do
+			for g in "${files[@]}"; do
+				if [ "$g" = "integration/ws_$f.test.mjs" ]; then run+=("$g"); fi
+			done
+		done
+	fi
+	echo "=== socket.io-client transports: $setup (${#run[@]} files)"
+	COLLAB_TRANSPORTS=$setup node --test --test-concurrency=1 --test-reporter=spec "${run[@]}" || status=$?
+done
 if [ -n "$own_cluster" ] && [ $status -ne 0 ]; then
 	echo "--- server log (last 80 lines)"
 	tail -80 "$CLUSTER/server.log" || true

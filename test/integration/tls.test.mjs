@@ -1,5 +1,5 @@
-// wss:// through the worker's TLS listener (collab.ssl_cert_file and
-// collab.ssl_key_file). Run by test/integration/tls.sh, which makes a
+// wss:// and long-polling over https:// through the worker's TLS listener
+// (collab.ssl_cert_file and collab.ssl_key_file). Run by test/integration/tls.sh, which makes a
 // self-signed certificate (CN=localhost, SAN IP:127.0.0.1 and DNS:localhost)
 // and a cluster of its own whose worker serves it.
 //
@@ -12,6 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import tls from 'node:tls';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -95,6 +96,47 @@ test('wss:// with the certificate trusted as CA: connect, join as editor, lock:a
     await q('SELECT user_id, holder_id FROM collab.locks WHERE resource_id = $1', [rid]),
     [{ user_id: anna.sub, holder_id: s.id }],
     'the lease is in the database');
+  s.close();
+  await eventually(async () => (await presenceCount()) === 0, 'the closed connection leaves presence');
+});
+
+test('long-polling over https:// (transports: [\'polling\']): connect, join as editor, save; the requests are TLS', async () => {
+  const doc = await createDocument(['notes']);
+  const rid = doc.tab('notes');
+  const ben = newUser('Ben');
+  const s = await connect(ben, { ca: CA, transports: ['polling'], label: 'ben-https' });
+  sockets.add(s);
+  assert.equal(s.io.engine.transport.name, 'polling');
+  assert.equal(s.io.engine.transport.uri().startsWith(`https://127.0.0.1:${PORT}/`), true, 'the polls go to https://');
+  const ack = ok(await join(s, rid, 'editor'), 'editor join over https polling');
+  assert.equal(ack.role, 'editor');
+  const saved = await s.timeout(5000).emitWithAck('doc:save', { resourceId: rid, content: 'over https' });
+  assert.deepEqual(saved, { ok: true, version: 1 });
+  assert.deepEqual(await q('SELECT content FROM collab.resources WHERE id = $1', [rid]), [{ content: 'over https' }]);
+
+  // a handshake by hand: Node's https with the CA, the certificate verified
+  const raw = await new Promise((resolve, reject) => {
+    https.get(`${WSS_URL}/socket.io/?EIO=4&transport=polling`, { ca: CA, agent: false }, (res) => {
+      let body = '';
+      const authorized = res.socket.authorized;
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body, authorized }));
+    }).on('error', reject);
+  });
+  assert.equal(raw.status, 200);
+  assert.equal(raw.authorized, true);
+  assert.deepEqual(JSON.parse(raw.body.slice(1)).upgrades, ['websocket']);
+  s.close();
+  await eventually(async () => (await presenceCount()) === 0, 'the closed connection leaves presence');
+});
+
+test('socket.io-client\'s default transports over https://: long-polling first, then the upgrade to wss://', async () => {
+  const s = await connect(newUser('Cleo'), { ca: CA, transports: ['polling', 'websocket'], label: 'cleo-default' });
+  sockets.add(s);
+  await eventually(() => s.io.engine.transport.name === 'websocket', 'upgraded to wss://');
+  assert.equal(s.io.engine.transport.ws._socket.encrypted, true);
+  const doc = await createDocument(['t']);
+  ok(await join(s, doc.tab('t'), 'viewer'), 'join after the upgrade');
   s.close();
   await eventually(async () => (await presenceCount()) === 0, 'the closed connection leaves presence');
 });

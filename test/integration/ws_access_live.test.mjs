@@ -317,6 +317,8 @@ test('losing view: presence:left "revoked" to the room, access:revoked to the us
   ok(await join(a, rid, 'editor'));
   ok(await join(a, doc.id, 'viewer'));
   ok(await join(b, rid, 'viewer'));
+  // Ben's arrival has reached her (over long-polling, maybe after his ack)
+  await waitFor(a, 'presence:joined', (e) => e.resourceId === rid && e.user.userId === ben.sub);
   const ma = mark(a);
   const mb = mark(b);
   const t0 = Date.now();

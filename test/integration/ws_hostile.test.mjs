@@ -96,7 +96,6 @@ describe('unknown packet types', () => {
     ['an ACK for nothing (ignored)', '4312[{}]', {}],
     ['Engine.IO PING with data is answered with PONG and the data', '2probe', { frame: '3probe' }],
     ['Engine.IO CLOSE: closed normally', '1', { close: 1000 }],
-    ['Socket.IO DISCONNECT: closed normally', '41', { close: 1000 }],
   ];
   for (const [what, frame, want] of cases) {
     test(`${what}: ${want.close ? `close ${want.close}` : want.frame ? `answer ${want.frame}` : 'ignored, the connection stays'}`,

@@ -330,7 +330,7 @@ async function killedSocket() {
   ok(await join(a, rid));
   assert.equal(ok(await join(b, rid, 'editor')).role, 'editor');
   const id = b.id;
-  killSocket(b);
+  await killSocket(b);
   await expectCleanup(a, rid, ben, id, 'disconnected');
   a.close();
 }

@@ -63,6 +63,38 @@ describe('handshake', () => {
     client.ws.close();
   });
 
+  test('DISCONNECT (41) ends the Socket.IO session like a clean leave; the Engine.IO connection stays open and pinging, and a new CONNECT starts a new session', async () => {
+    const doc = await createDocument(['a']);
+    const u = newUser('Rejoiner');
+    const { client, sid } = await rawConnect(tokenFor(u), { autoPong: true });
+    const joined = await client.emitAck(1, 'presence:join', { resourceId: doc.tab('a'), mode: 'editor' });
+    assert.equal(joined.role, 'editor', JSON.stringify(joined));
+    client.send('41');
+    await eventually(async () => (await q('SELECT 1 FROM collab.connections WHERE connection_id = $1', [sid])).length === 0,
+      'the session is gone from collab.connections');
+    assert.deepEqual(await q('SELECT resource_id FROM collab.locks WHERE resource_id = $1', [doc.tab('a')]), [], 'its lock is released');
+    const n = client.frames.length;
+    await client.waitFrame('2', 3000, n);
+    assert.equal(client.isClosed, false, 'the connection stays open');
+    client.send(`40${JSON.stringify({ token: tokenFor(u) })}`);
+    const f = await client.waitFrame('40', 5000, n);
+    const sid2 = JSON.parse(f.slice(2)).sid;
+    assert.notEqual(sid2, sid, 'a new session has a new id');
+    assert.deepEqual(await q('SELECT user_id FROM collab.connections WHERE connection_id = $1', [sid2]), [{ user_id: u.sub }]);
+    const again = await client.emitAck(2, 'presence:join', { resourceId: doc.tab('a'), mode: 'editor' });
+    assert.equal(again.role, 'editor', JSON.stringify(again));
+    client.ws.close();
+  });
+
+  test('DISCONNECT of a namespace never connected changes nothing', async () => {
+    const { client, sid } = await rawConnect(tokenFor(newUser('Other')), { autoPong: true });
+    client.send('41/admin,');
+    const ack = await client.emitAck(3, 'presence:leave', { resourceId: 'document:none' });
+    assert.equal(ack.error.code, 'NOT_JOINED');
+    assert.deepEqual(await q('SELECT 1 AS one FROM collab.connections WHERE connection_id = $1', [sid]), [{ one: 1 }]);
+    client.ws.close();
+  });
+
   test('a client that never answers pings is closed', async () => {
     const { client } = await rawConnect(tokenFor(newUser('Silent')));
     await client.waitFrame('2', 3000);

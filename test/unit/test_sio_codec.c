@@ -613,8 +613,16 @@ test_encoders(void)
 	initStringInfo(&buf);
 
 	BEGIN_CASE("encode open packet (EIO-README handshake fields)");
-	sio_encode_open(&buf, "lv_VI97HAXpY6yYWAAAC", 25000, 20000, 1000000);
+	sio_encode_open(&buf, "lv_VI97HAXpY6yYWAAAC", false, 25000, 20000, 1000000);
 	EXPECT(buf_is(&buf, "0{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[],"
+				  "\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"));
+	EXPECT(sio_json_validate(buf.data + 1, buf.len - 1) == SIO_OK);
+	END_CASE();
+
+	BEGIN_CASE("encode open packet of a long-polling session: upgrades [\"websocket\"]");
+	resetStringInfo(&buf);
+	sio_encode_open(&buf, "lv_VI97HAXpY6yYWAAAC", true, 25000, 20000, 1000000);
+	EXPECT(buf_is(&buf, "0{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[\"websocket\"],"
 				  "\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}"));
 	EXPECT(sio_json_validate(buf.data + 1, buf.len - 1) == SIO_OK);
 	END_CASE();
