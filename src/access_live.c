@@ -181,6 +181,35 @@ access_live_joined(Conn *conn, const char *resource_id, const char *ack)
 		queue_room_job(conn, resource_id, ancestors_sql, ancestors_done);
 }
 
+/*
+ * A recovered session is in the room again (collab.ws_resume): its
+ * permissions are those given (a JSON array), and whether it may view the
+ * room's ancestors is asked again.
+ */
+void
+access_live_resumed(Conn *conn, const char *resource_id, const char *permissions, size_t len)
+{
+	RoomMember *m = rooms_member(conn, resource_id);
+
+	if (m == NULL)
+		return;
+	(void) parse_permissions(permissions, len, &m->perms);
+	m->viewable_ancestors = 0;
+	if (strchr(resource_id, '/') != NULL)
+		queue_room_job(conn, resource_id, ancestors_sql, ancestors_done);
+}
+
+/*
+ * A recovered session may no longer view a room it was in (it has left
+ * it): it hears so as a live connection that loses view does.
+ */
+void
+access_live_lost_view(Conn *conn, const char *resource_id)
+{
+	send_access_changed(conn, resource_id, "[]");
+	send_access_revoked(conn, resource_id);
+}
+
 static void
 ancestors_done(Job *job)
 {

@@ -15,6 +15,9 @@
 
 extern void access_live_joined(Conn *conn, const char *resource_id, const char *ack);
 extern void access_live_recheck_rooms(Conn *conn);
+extern void access_live_resumed(Conn *conn, const char *resource_id,
+								const char *permissions, size_t len);
+extern void access_live_lost_view(Conn *conn, const char *resource_id);
 extern void access_live_internal_event(JsonObject *ev);
 
 #endif							/* COLLAB_ACCESS_LIVE_H */

@@ -7,7 +7,8 @@
  * What a session sends goes to the Engine.IO session that carries it
  * (eio.c), which writes it to whichever transport it has; a session that
  * has ended sends nothing.  A session is freed once it has ended and no
- * job refers to it any more.
+ * job refers to it any more.  The events sent to a session are kept, a
+ * bounded number of them, for its recovery (conn.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,18 +32,37 @@ static MemoryContext conns_cxt = NULL;
  * Lifecycle
  * ---------------------------------------------------------------- */
 
+static const char id_alphabet[] =
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 static void
 make_conn_id(char *out)
 {
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	unsigned char raw[CONN_ID_LEN];
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		elog(ERROR, "could not generate a connection id");
 	for (int i = 0; i < CONN_ID_LEN; i++)
-		out[i] = alphabet[raw[i] & 63];
+		out[i] = id_alphabet[raw[i] & 63];
 	out[CONN_ID_LEN] = '\0';
+}
+
+/*
+ * A recovery pid: the owning worker's slot first, as in Engine.IO sids
+ * (eio_sid_owner() reads it), then random characters.  Only its session's
+ * client learns it.
+ */
+static void
+make_pid(char *out)
+{
+	unsigned char raw[CONN_PID_LEN];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		elog(ERROR, "could not generate a recovery pid");
+	out[0] = id_alphabet[eio_local_slot()];
+	for (int i = 1; i < CONN_PID_LEN; i++)
+		out[i] = id_alphabet[raw[i] & 63];
+	out[CONN_PID_LEN] = '\0';
 }
 
 /*
@@ -63,6 +83,11 @@ conn_create(EioSession *eio)
 	conn->cxt = cxt;
 	conn->state = CONN_OPEN;
 	make_conn_id(conn->id);
+	if (collab_recovery_window_ms > 0)
+	{
+		make_pid(conn->pid);
+		conn->history = MemoryContextAllocZero(cxt, sizeof(HistoryEntry) * CONN_HISTORY_EVENTS);
+	}
 	conn->eio = eio;
 	eio->conn = conn;
 	dlist_push_tail(&all_conns, &conn->all_node);
@@ -96,6 +121,7 @@ void
 conn_end(Conn *conn)
 {
 	conn_detach(conn);
+	conn_forget_history(conn);
 	dlist_delete(&conn->all_node);
 	nconns--;
 	conn->state = CONN_CLOSED;
@@ -184,6 +210,137 @@ conn_send_frame(Conn *conn, OutFrame *frame)
 	if (conn->eio == NULL || conn->state == CONN_CLOSED)
 		return;
 	eio_send_frame(conn->eio, frame);
+}
+
+/* Does conn get the events of its rooms (sent, or kept for its recovery)? */
+bool
+conn_takes_events(Conn *conn)
+{
+	return conn->state == CONN_CONNECTED || conn->state == CONN_DETACHED ||
+		conn->state == CONN_RESUMING;
+}
+
+/* Appends an event's offset as its last argument (before sio_packet_end). */
+void
+conn_append_offset(StringInfo buf, uint64 offset)
+{
+	appendStringInfoString(buf, ",\"");
+	sio_append_int64(buf, (int64) offset);
+	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * Sends an event of offset (its frame carries it), or, while the session
+ * is lost or recovering, only keeps it for the recovery; room is the room
+ * it came through.  The session remembers its last CONN_HISTORY_EVENTS
+ * events; one lost longer than that has missed events it cannot be given:
+ * it is no longer recoverable (hist_overflowed).
+ */
+void
+conn_send_event(Conn *conn, OutFrame *frame, uint64 offset, const char *room)
+{
+	bool		live = conn->state == CONN_CONNECTED;
+
+	if (conn->history != NULL && !conn->hist_overflowed)
+	{
+		HistoryEntry *e;
+
+		if (conn->hist_len == CONN_HISTORY_EVENTS)
+		{
+			if (!live && conn->hist_detached >= CONN_HISTORY_EVENTS)
+			{
+				conn->hist_overflowed = true;
+				conn_forget_history(conn);
+				return;
+			}
+			e = &conn->history[conn->hist_start];
+			conn->hist_evicted = e->offset;
+			outframe_release(e->frame);
+			if (e->room)
+				pfree(e->room);
+			conn->hist_start = (conn->hist_start + 1) % CONN_HISTORY_EVENTS;
+			conn->hist_len--;
+		}
+		e = &conn->history[(conn->hist_start + conn->hist_len) % CONN_HISTORY_EVENTS];
+		frame->refcount++;
+		e->frame = frame;
+		e->offset = offset;
+		e->room = (!live && room) ? MemoryContextStrdup(conn->cxt, room) : NULL;
+		conn->hist_len++;
+		if (!live)
+			conn->hist_detached++;
+	}
+	if (offset > conn->last_offset)
+		conn->last_offset = offset;
+	if (live)
+		conn_send_frame(conn, frame);
+}
+
+/*
+ * Sends again the kept events after offset `after`, in order, but those
+ * that came through one of skip_rooms (rooms it may no longer view).
+ * Returns how many were sent.
+ */
+int
+conn_replay(Conn *conn, uint64 after, char **skip_rooms, int nskip)
+{
+	int			n = 0;
+
+	if (conn->history == NULL)
+		return 0;
+	for (int i = 0; i < conn->hist_len; i++)
+	{
+		HistoryEntry *e = &conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS];
+		bool		skip = false;
+
+		if (e->offset <= after)
+			continue;
+		for (int j = 0; j < nskip && e->room && !skip; j++)
+			skip = strcmp(e->room, skip_rooms[j]) == 0;
+		if (skip)
+			continue;
+		conn_send_frame(conn, e->frame);
+		n++;
+	}
+	conn->hist_detached = 0;
+	return n;
+}
+
+/* Lets go of the kept events. */
+void
+conn_forget_history(Conn *conn)
+{
+	if (conn->history == NULL)
+		return;
+	for (int i = 0; i < conn->hist_len; i++)
+	{
+		HistoryEntry *e = &conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS];
+
+		outframe_release(e->frame);
+		if (e->room)
+			pfree(e->room);
+		e->frame = NULL;
+		e->room = NULL;
+	}
+	conn->hist_start = conn->hist_len = conn->hist_detached = 0;
+}
+
+/* The detached session of this worker with that recovery pid, or NULL. */
+Conn *
+conn_find_detached(const char *pid)
+{
+	dlist_iter	it;
+
+	if (pid == NULL || strlen(pid) != CONN_PID_LEN)
+		return NULL;
+	dlist_foreach(it, &all_conns)
+	{
+		Conn	   *c = dlist_container(Conn, all_node, it.cur);
+
+		if (c->state == CONN_DETACHED && strcmp(c->pid, pid) == 0)
+			return c;
+	}
+	return NULL;
 }
 
 /*

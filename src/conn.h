@@ -26,12 +26,18 @@
 #include "eio.h"
 
 #define CONN_ID_LEN		20
+/* recovery pids are formed as Engine.IO sids: the owning worker's slot first */
+#define CONN_PID_LEN	EIO_SID_LEN
+/* the events a session remembers for its recovery */
+#define CONN_HISTORY_EVENTS 256
 
 typedef enum ConnState
 {
 	CONN_OPEN,					/* CONNECT received, not authenticated yet */
 	CONN_CONNECTING,			/* authenticated, registration job queued */
 	CONN_CONNECTED,				/* Socket.IO session live */
+	CONN_DETACHED,				/* lost uncleanly, kept for its recovery */
+	CONN_RESUMING,				/* recovering: collab.ws_resume queued */
 	CONN_REJECTED,				/* CONNECT_ERROR sent, waiting to close */
 	CONN_CLOSED					/* ended, jobs may still refer to it */
 } ConnState;
@@ -47,6 +53,14 @@ typedef struct HeldLock
 } HeldLock;
 
 struct RoomMember;
+
+/* An event sent to the session, kept for its recovery. */
+typedef struct HistoryEntry
+{
+	OutFrame   *frame;
+	uint64		offset;
+	char	   *room;			/* the room it came through, when detached */
+} HistoryEntry;
 
 /*
  * A stream of jobs that must run in order (a connection's; jobs.c): how
@@ -86,6 +100,18 @@ struct Conn
 	bool		registered;		/* ws_connect committed */
 	bool		revoked;		/* its user's sessions were revoked: it ends */
 	uint64		fanout_stamp;	/* rooms.c: the last fan-out that reached it */
+
+	/* recovery */
+	char		pid[CONN_PID_LEN + 1];	/* "" when recovery is off */
+	uint64		last_offset;	/* of the last event sent to it */
+	HistoryEntry *history;		/* a ring of CONN_HISTORY_EVENTS, or NULL */
+	int			hist_start;
+	int			hist_len;
+	int			hist_detached;	/* entries added since it was lost */
+	uint64		hist_evicted;	/* offset of the newest entry dropped */
+	bool		hist_overflowed;	/* lost more than it can keep: no recovery */
+	uint64		resume_offset;	/* the recovering client's last offset */
+	ev_timer	recovery_timer; /* the end of collab.recovery_window (session.c) */
 	dlist_node	all_node;
 };
 
@@ -101,6 +127,12 @@ extern void conn_foreach(void (*fn) (Conn *conn, void *arg), void *arg);
 
 /* Sending and closing */
 extern void conn_send_frame(Conn *conn, OutFrame *frame);
+extern bool conn_takes_events(Conn *conn);
+extern void conn_send_event(Conn *conn, OutFrame *frame, uint64 offset, const char *room);
+extern void conn_append_offset(StringInfo buf, uint64 offset);
+extern int	conn_replay(Conn *conn, uint64 after, char **skip_rooms, int nskip);
+extern void conn_forget_history(Conn *conn);
+extern Conn *conn_find_detached(const char *pid);
 extern void conn_send_text(Conn *conn, const char *data, size_t len);
 extern void conn_send_buf(Conn *conn, StringInfo buf);
 extern void conn_send_ack(Conn *conn, int64 ack_id, const char *json, size_t len);

@@ -322,11 +322,13 @@ event_queue_take_overflow(void)
 /*
  * Takes every complete record out of the ring, calling cb for each, in
  * order, with whether this worker forwards them (event_queue_is_forwarder,
- * read under the same lock as the positions).  Payloads are copied out
+ * read under the same lock as the positions) and the record's position in
+ * the ring, the same for every worker (events' offsets are made of it).  Payloads are copied out
  * before cb runs, so cb may take its time.
  */
 int
-event_queue_drain(void (*cb) (const char *payload, bool forward, void *arg), void *arg)
+event_queue_drain(void (*cb) (const char *payload, bool forward, uint64 pos, void *arg),
+				  void *arg)
 {
 	uint64		read_pos;
 	uint64		write_pos;
@@ -352,6 +354,7 @@ event_queue_drain(void (*cb) (const char *payload, bool forward, void *arg), voi
 	while (read_pos < write_pos)
 	{
 		uint32		len;
+		uint64		pos = read_pos;
 
 		ring_copy_out(read_pos, (char *) &len, sizeof(len));
 		if (bufsize < (Size) len + 1)
@@ -368,7 +371,7 @@ event_queue_drain(void (*cb) (const char *payload, bool forward, void *arg), voi
 		ring->consumers[my_slot].read_pos = read_pos;
 		LWLockRelease(ring->lock);
 
-		cb(buf, forward, arg);
+		cb(buf, forward, pos, arg);
 		n++;
 	}
 	if (buf)

@@ -23,7 +23,8 @@ extern bool event_queue_attach(int slot);
 extern void event_queue_detach(void);
 extern bool event_queue_is_forwarder(void);
 extern bool event_queue_take_overflow(void);
-extern int	event_queue_drain(void (*cb) (const char *payload, bool forward, void *arg),
+extern int	event_queue_drain(void (*cb) (const char *payload, bool forward, uint64 pos,
+											  void *arg),
 							  void *arg);
 
 #endif							/* COLLAB_EVENT_QUEUE_H */

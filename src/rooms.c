@@ -11,7 +11,10 @@
  * conflicts with; a presence change on R reaches R and its ancestors, since
  * a document carries the presence of its tabs.  Each connection gets each
  * event once, and every recipient shares one encoded frame, except the
- * holder's copy of lock:acquired, which alone carries the token.  Internal
+ * holder's copy of lock:acquired, which alone carries the token.  Every
+ * event carries its offset as its last argument (connection state
+ * recovery, conn.h): the position of its payload in the shared event queue
+ * plus its index in the payload, the same in every worker.  Internal
  * events (COLLAB_INTERNAL_EVENT_PREFIX) are the workers' own and reach no
  * connection: they go to the handler given to rooms_init().
  *
@@ -62,6 +65,8 @@ static MemoryContext rooms_cxt = NULL;
 static int	nrooms = 0;
 static uint64 fanout_stamp = 0;
 static InternalEventHandler internal_event_handler = NULL;
+/* the offset of the last event of the queue this worker has read */
+static uint64 last_offset = 0;
 
 void
 rooms_init(InternalEventHandler on_internal_event)
@@ -82,6 +87,13 @@ int
 rooms_count(void)
 {
 	return nrooms;
+}
+
+/* The offset of the last event this worker has read from the queue. */
+uint64
+rooms_last_offset(void)
+{
+	return last_offset;
 }
 
 static void
@@ -271,7 +283,7 @@ typedef struct HolderEventJob
 
 static void holder_event_done(Job *job);
 static void send_holder_event(Conn *conn, const char *name, const char *payload, int len,
-							  int64 token);
+							  int64 token, uint64 offset, const char *room);
 
 /* Looks up the token of a lock granted on conn's behalf, then sends it the event. */
 static void
@@ -293,13 +305,15 @@ queue_holder_event(Conn *conn, const char *resource_id, const char *name,
 }
 
 /*
- * Sends the holder's own copy of an event: payload is the shared payload
- * without its closing brace, and the token (if >= 0) is added.
+ * Sends the holder's own copy of an event of offset: payload is the shared
+ * payload without its closing brace, and the token (if >= 0) is added.
  */
 static void
-send_holder_event(Conn *conn, const char *name, const char *payload, int len, int64 token)
+send_holder_event(Conn *conn, const char *name, const char *payload, int len, int64 token,
+				  uint64 offset, const char *room)
 {
 	StringInfoData buf;
+	OutFrame   *frame;
 
 	initStringInfo(&buf);
 	sio_event_begin(&buf, NULL, name, SIO_NO_ACK);
@@ -311,8 +325,16 @@ send_holder_event(Conn *conn, const char *name, const char *payload, int len, in
 		sio_append_int64(&buf, token);
 	}
 	appendStringInfoChar(&buf, '}');
+	if (offset > 0)
+		conn_append_offset(&buf, offset);
 	sio_packet_end(&buf);
-	conn_send_buf(conn, &buf);
+	frame = outframe_make(buf.data, buf.len);
+	frame->refcount++;
+	if (offset > 0)
+		conn_send_event(conn, frame, offset, room);
+	else
+		conn_send_frame(conn, frame);
+	outframe_release(frame);
 	pfree(buf.data);
 }
 
@@ -328,8 +350,9 @@ holder_event_done(Job *job)
 		conn_store_token(job->conn, hj->resource_id, token);
 	else
 		token = -1;
+	/* it follows the events sent since: it carries the latest offset */
 	send_holder_event(job->conn, hj->event_name, hj->event_payload,
-					  strlen(hj->event_payload), token);
+					  strlen(hj->event_payload), token, job->conn->last_offset, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -349,6 +372,7 @@ typedef struct Fanout
 	int			depth;			/* the resource's number of segments */
 	bool		acquired;		/* lock:acquired: the holder's copy has the token */
 	bool		drops_lock;		/* the holder's lock is gone */
+	uint64		offset;			/* its position in the event queue */
 	StringInfoData payload;		/* what clients get, without its closing brace */
 	OutFrame   *shared;			/* the frame of every recipient but the holder */
 } Fanout;
@@ -422,6 +446,7 @@ client_payload(JsonObject *ev, Fanout *f)
 	sio_arg_begin(&frame);
 	appendBinaryStringInfo(&frame, f->payload.data, f->payload.len);
 	appendStringInfoChar(&frame, '}');
+	conn_append_offset(&frame, f->offset);
 	sio_packet_end(&frame);
 	f->shared = outframe_make(frame.data, frame.len);
 	f->shared->refcount++;
@@ -454,13 +479,14 @@ deliver(RoomMember *m, Fanout *f)
 		(m->viewable_ancestors & (1 << (f->depth - 1))) == 0)
 		return;
 	conn->fanout_stamp = fanout_stamp;
-	if (conn->state != CONN_CONNECTED)
+	if (!conn_takes_events(conn))
 		return;
 	if (f->requester != NULL && strcmp(conn->id, f->requester) != 0)
 		return;
 	if (f->drops_lock && is_holder)
 		conn_forget_lock(conn, f->rid);
-	if (f->acquired && is_holder && conn_held_token(conn, f->rid) < 0)
+	if (f->acquired && is_holder && conn_held_token(conn, f->rid) < 0 &&
+		conn->state == CONN_CONNECTED)
 	{
 		/*
 		 * Granted on this connection's behalf (an edit hand-off): its copy
@@ -472,15 +498,15 @@ deliver(RoomMember *m, Fanout *f)
 	if (f->acquired && is_holder)
 	{
 		send_holder_event(conn, f->name, f->payload.data, f->payload.len,
-						  conn_held_token(conn, f->rid));
+						  conn_held_token(conn, f->rid), f->offset, m->room->id);
 		return;
 	}
-	conn_send_frame(conn, f->shared);
+	conn_send_event(conn, f->shared, f->offset, m->room->id);
 }
 
-/* Fans out one committed event. */
+/* Fans out one committed event, of that offset. */
 static void
-dispatch_event(const char *json, size_t len, bool count)
+dispatch_event(const char *json, size_t len, bool count, uint64 offset)
 {
 	JsonObject	ev;
 	char	   *perr = NULL;
@@ -517,6 +543,7 @@ dispatch_event(const char *json, size_t len, bool count)
 	if (root == NULL)
 		return;
 
+	f.offset = offset;
 	client_payload(&ev, &f);
 	fanout_stamp++;
 	dlist_foreach(rit, &root->rooms)
@@ -537,9 +564,12 @@ dispatch_event(const char *json, size_t len, bool count)
 /*
  * Fans out the events of one committed payload ({"v":1,"events":[...]},
  * see events.c) to the rooms they concern; count: counted in the metrics.
+ * pos is the payload's position in the event queue: its events' offsets
+ * are pos + 1, pos + 2, ... (a record takes more bytes than it has
+ * events, so offsets never collide and grow with the queue).
  */
 void
-rooms_fan_out(const char *payload, bool count)
+rooms_fan_out(const char *payload, bool count, uint64 pos)
 {
 	JsonObject	env;
 	JsonArray	events;
@@ -555,7 +585,8 @@ rooms_fan_out(const char *payload, bool count)
 	}
 	for (int i = 0; i < events.nelems; i++)
 		if (events.elems[i].kind == JSON_KIND_OBJECT)
-			dispatch_event(events.elems[i].value, events.elems[i].len, count);
+			dispatch_event(events.elems[i].value, events.elems[i].len, count, pos + i + 1);
+	last_offset = Max(last_offset, pos + events.nelems);
 	json_array_free(&events);
 	json_object_free(&env);
 }

@@ -14,6 +14,15 @@
  * the replies after their batch has committed.  Nothing here runs SQL or
  * knows which transport carries a session.
  *
+ * Connection state recovery (socket.io 4.6+): the CONNECT reply carries the
+ * session's pid, and session:ready, right after it, an offset.  A session
+ * lost uncleanly stays detached (conn.h) for collab.recovery_window; a
+ * CONNECT whose auth adds {pid, offset} of it, with a valid token of the
+ * same user, takes it up again once collab.ws_resume has checked the
+ * token's revocation and the access to every room: the same socket.id,
+ * rooms, roles and locks, and the events it missed.  Any other outcome is
+ * a new session, as for a CONNECT without pid.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -21,6 +30,7 @@
 #include <time.h>
 
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "pgtime.h"
 #include "utils/memutils.h"
 
@@ -45,6 +55,7 @@ static const char *session_worker_name = NULL;
 static const JwtConfig *session_jwt = NULL;
 
 static void session_opened(EioSession *eio);
+static void end_detached(Conn *conn);
 static void session_message(EioSession *eio, const char *data, size_t len, bool within);
 static void session_ended(EioSession *eio);
 
@@ -199,6 +210,77 @@ end_session(Conn *conn)
 	conn_end(conn);
 }
 
+/* The end of collab.recovery_window of a detached session. */
+static void
+recovery_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	Conn	   *conn = (Conn *) w->data;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		if (conn->state == CONN_DETACHED)
+			end_detached(conn);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A detached session is over (its window passed, its recovery was refused,
+ * or the worker lost events): it leaves its rooms and is freed.  Its row,
+ * detached, and its suspended leases are the sweep's (collab._end_graces).
+ */
+static void
+end_detached(Conn *conn)
+{
+	ev_timer_stop(session_loop, &conn->recovery_timer);
+	rooms_leave_all(conn);
+	conn_end(conn);
+}
+
+/*
+ * The session was lost uncleanly: detached in the database (its leases
+ * suspended, as end_session() does), it stays here, in its rooms, keeping
+ * its events, until a recovering CONNECT takes it up or
+ * collab.recovery_window passes.
+ */
+static void
+detach_session(Conn *conn)
+{
+	Job		   *job;
+
+	ev_timer_stop(session_loop, &conn->timer);
+	jobs_abandon(conn);
+	job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, $2)::text", conn, disconnect_done);
+	job->retry = JOB_RETRY_ALWAYS;
+	job->nargs = 2;
+	job->args[0] = job_strdup(conn->id);
+	job->args[1] = job_strdup(conn->close_reason);
+	jobs_queue(job);
+	/* its Engine.IO session is ending: nothing holds its replies any more */
+	conn->held = false;
+	conn_detach(conn);
+	conn->state = CONN_DETACHED;
+	conn->hist_detached = 0;
+	ev_timer_set(&conn->recovery_timer, collab_recovery_window_ms / 1000.0, 0.0);
+	ev_timer_start(session_loop, &conn->recovery_timer);
+}
+
+/* May this lost session be recovered (rather than ended)? */
+static bool
+recoverable(Conn *conn)
+{
+	return !conn->ended_cleanly && conn->pid[0] != '\0' && !conn->hist_overflowed &&
+		collab_disconnect_grace_ms > 0 && collab_recovery_window_ms > 0 &&
+		conn->registered && (conn->state == CONN_CONNECTED || conn->state == CONN_RESUMING);
+}
+
 /* The Engine.IO session ended, and with it the Socket.IO session it carried. */
 static void
 session_ended(EioSession *eio)
@@ -211,7 +293,35 @@ session_ended(EioSession *eio)
 		conn->close_reason = "timeout";
 	if (eio->end_reason == EIO_END_CLOSED)
 		conn->ended_cleanly = true;
-	end_session(conn);
+	if (recoverable(conn))
+		detach_session(conn);
+	else
+		end_session(conn);
+}
+
+static void
+end_detached_one(Conn *conn, void *arg)
+{
+	List	  **list = (List **) arg;
+
+	if (conn->state == CONN_DETACHED)
+		*list = lappend(*list, conn);
+}
+
+/*
+ * The worker missed events (the event queue overflowed): no detached
+ * session can be given what it missed, so they all end.
+ */
+void
+session_end_detached(void)
+{
+	List	   *list = NIL;
+	ListCell   *lc;
+
+	conn_foreach(end_detached_one, &list);
+	foreach(lc, list)
+		end_detached((Conn *) lfirst(lc));
+	list_free(list);
 }
 
 /* ----------------------------------------------------------------
@@ -267,6 +377,43 @@ check_token(const char *token, size_t len, JwtClaims *claims,
 }
 
 /*
+ * The CONNECT reply, {"sid", "pid"} (pid only with recovery on), then
+ * session:ready {connectionId, recovered} with offset: socket.io-client
+ * sends the offset of the last event it saw when it recovers, so it must
+ * see one first.  For a new session the offset is that of the last event
+ * the worker has read, before anything this session can receive; for a
+ * recovered one, the client's own, the events after it following.
+ */
+static void
+send_connected(Conn *conn, bool recovered, uint64 offset)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "40{\"sid\":");
+	sio_json_escape(&buf, conn->id);
+	if (conn->pid[0] != '\0')
+	{
+		appendStringInfoString(&buf, ",\"pid\":");
+		sio_json_escape(&buf, conn->pid);
+	}
+	appendStringInfoChar(&buf, '}');
+	conn_send_buf(conn, &buf);
+	resetStringInfo(&buf);
+	sio_event_begin(&buf, NULL, "session:ready", SIO_NO_ACK);
+	sio_arg_begin(&buf);
+	appendStringInfoString(&buf, "{\"connectionId\":");
+	sio_json_escape(&buf, conn->id);
+	appendStringInfoString(&buf, recovered ? ",\"recovered\":true}" : ",\"recovered\":false}");
+	conn_append_offset(&buf, offset);
+	sio_packet_end(&buf);
+	conn_send_buf(conn, &buf);
+	pfree(buf.data);
+	if (offset > conn->last_offset)
+		conn->last_offset = offset;
+}
+
+/*
  * The connection is registered (collab.ws_connect): the session is live.
  * A refusal of the database (AUTH_TOKEN_REVOKED, ...) is the client's
  * CONNECT_ERROR, with its message.
@@ -275,7 +422,6 @@ static void
 connect_done(Job *job)
 {
 	Conn	   *conn = job->conn;
-	StringInfoData buf;
 
 	if (!job->failed)
 		conn->registered = true;
@@ -297,10 +443,7 @@ connect_done(Job *job)
 		return;
 	}
 	conn->state = CONN_CONNECTED;
-	initStringInfo(&buf);
-	sio_encode_connect(&buf, NULL, conn->id);
-	conn_send_buf(conn, &buf);
-	pfree(buf.data);
+	send_connected(conn, false, rooms_last_offset());
 	schedule_expiry(conn);
 }
 
@@ -351,7 +494,7 @@ keep_token_access(Conn *conn, const JwtClaims *claims)
 
 /* Registers the authenticated connection (collab.ws_connect). */
 static void
-queue_connect(Conn *conn, const JwtClaims *claims)
+queue_connect(Conn *conn, const char *access_json)
 {
 	EioSession *eio = conn->eio;
 	Job		   *job = job_new(sizeof(Job),
@@ -372,13 +515,243 @@ queue_connect(Conn *conn, const JwtClaims *claims)
 	job->args[4] = job_strdup(conn->username);
 	job->args[5] = job_strdup(eio->address);
 	job->args[6] = eio->origin ? job_strdup(eio->origin) : NULL;
-	job->args[7] = job_strdup(token_access_json(claims));
+	job->args[7] = job_strdup(access_json);
 	jobs_queue(job);
+}
+
+/* ----------------------------------------------------------------
+ * Connection state recovery
+ * ---------------------------------------------------------------- */
+
+/* A recovering CONNECT's collab.ws_resume. */
+typedef struct ResumeJob
+{
+	Job			job;
+	char	   *access_json;	/* for a new session if it is refused */
+} ResumeJob;
+
+static void resume_done(Job *job);
+
+/* An offset as sent back by a client: a decimal string. */
+static bool
+parse_offset(const char *s, size_t len, uint64 *out)
+{
+	uint64		v = 0;
+
+	if (len == 0 || len > 19)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64) (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * A CONNECT whose auth has {pid, offset}, with claims verified: if pid
+ * names a session of this worker lost by the same user, which still has
+ * every event after offset, it is carried by eio again (its
+ * collab.ws_resume queued) and *conn, the new session, is dropped: true.
+ * Otherwise false, and *conn goes on as a new session; a detached session
+ * of the user that cannot be recovered ends.
+ */
+static bool
+try_recover(EioSession *eio, Conn *conn, const JwtClaims *claims,
+			const JsonMember *pidm, const JsonMember *offm)
+{
+	char		pid[CONN_PID_LEN + 1];
+	uint64		after;
+	Conn	   *old;
+	ResumeJob  *rj;
+
+	if (pidm == NULL || pidm->kind != JSON_KIND_STRING || pidm->len != CONN_PID_LEN)
+		return false;
+	memcpy(pid, pidm->value, CONN_PID_LEN);
+	pid[CONN_PID_LEN] = '\0';
+	old = conn_find_detached(pid);
+	/* a pid recovers only its own user's session */
+	if (old == NULL || strcmp(old->user_id, claims->sub) != 0)
+		return false;
+	if (offm == NULL || offm->kind != JSON_KIND_STRING ||
+		!parse_offset(offm->value, offm->len, &after) ||
+		old->hist_overflowed || after < old->hist_evicted || after > old->last_offset)
+	{
+		end_detached(old);
+		return false;
+	}
+	conn_end(conn);
+	ev_timer_stop(session_loop, &old->recovery_timer);
+	old->eio = eio;
+	eio->conn = old;
+	old->state = CONN_RESUMING;
+	old->resume_offset = after;
+	old->ended_cleanly = false;
+	old->close_reason = "disconnected";
+	old->token_exp = claims->exp;
+	keep_token_access(old, claims);
+	eio_set_deadline(eio, 0);
+	eio_authenticated(eio);
+
+	rj = (ResumeJob *) job_new(sizeof(ResumeJob),
+							   "SELECT collab.ws_resume($1, $2,"
+							   " ARRAY(SELECT jsonb_array_elements_text(($3::jsonb)->'groups')),"
+							   " (($3::jsonb)->>'iat')::bigint, $4, $5::integer)::text",
+							   old, resume_done);
+	rj->job.timed = true;
+	rj->job.nargs = 5;
+	rj->job.args[0] = job_strdup(old->id);
+	rj->job.args[1] = job_strdup(old->user_id);
+	rj->access_json = job_strdup(token_access_json(claims));
+	rj->job.args[2] = rj->access_json;
+	rj->job.args[3] = job_strdup(session_worker_name);
+	rj->job.args[4] = job_strdup(psprintf("%d", MyProcPid));
+	jobs_queue(&rj->job);
+	return true;
+}
+
+/*
+ * The database refused the recovery (nothing to return to, or a revoked
+ * token): the detached session ends, and a new one begins on its Engine.IO
+ * session, as for a CONNECT without pid (ws_connect then refuses a revoked
+ * token as it always does).
+ */
+static void
+recover_refused(Conn *old, const char *access_json)
+{
+	EioSession *eio = old->eio;
+	Conn	   *conn;
+	MemoryContext mcxt;
+
+	end_detached(old);
+	if (eio == NULL)
+		return;
+	conn = conn_create(eio);
+	ev_init(&conn->timer, expiry_cb);
+	conn->timer.data = conn;
+	ev_init(&conn->recovery_timer, recovery_timeout_cb);
+	conn->recovery_timer.data = conn;
+	conn->close_reason = "disconnected";
+	mcxt = MemoryContextSwitchTo(conn->cxt);
+	conn->user_id = pstrdup(old->user_id);
+	conn->username = pstrdup(old->username);
+	conn->token_exp = old->token_exp;
+	conn->token_iat = old->token_iat;
+	conn->ngroups = old->ngroups;
+	conn->groups = palloc0(sizeof(char *) * Max(old->ngroups, 1));
+	for (int i = 0; i < old->ngroups; i++)
+		conn->groups[i] = pstrdup(old->groups[i]);
+	MemoryContextSwitchTo(mcxt);
+	queue_connect(conn, access_json);
+}
+
+/*
+ * collab.ws_resume answered {"rooms": [{resourceId, role, permissions}],
+ * "locks": [{resourceId, token, expiresAt}], "left": [resourceId]}: the
+ * session is live again.  Its client gets the CONNECT reply with the same
+ * sid and pid (socket.recovered), session:ready, the events after its
+ * offset in order (those kept since, and those of the resumption itself),
+ * and for each room it may no longer view what a live revocation sends.
+ */
+static void
+resume_done(Job *job)
+{
+	ResumeJob  *rj = (ResumeJob *) job;
+	Conn	   *conn = job->conn;
+	JsonObject	res;
+	JsonArray	rooms;
+	JsonArray	locks;
+	JsonArray	left;
+	const JsonMember *m;
+	char	   *perr = NULL;
+	char	  **skip;
+	int			nskip = 0;
+
+	if (conn->state != CONN_RESUMING)
+		return;
+	if (job->failed || job->result == NULL ||
+		!json_object_parse(job->result, strlen(job->result), &res, &perr) ||
+		(m = json_object_get(&res, "rooms")) == NULL || m->kind != JSON_KIND_ARRAY ||
+		!json_array_parse(m->value, m->len, &rooms, &perr) ||
+		(m = json_object_get(&res, "locks")) == NULL || m->kind != JSON_KIND_ARRAY ||
+		!json_array_parse(m->value, m->len, &locks, &perr) ||
+		(m = json_object_get(&res, "left")) == NULL || m->kind != JSON_KIND_ARRAY ||
+		!json_array_parse(m->value, m->len, &left, &perr))
+	{
+		if (job->failed && job->err_code == CE_INTERNAL)
+			ereport(LOG, (errmsg("collab worker could not resume connection %s: %s",
+								 conn->id, job->err_message)));
+		recover_refused(conn, rj->access_json);
+		return;
+	}
+
+	/* its rooms, with what it may do there now */
+	for (int i = 0; i < rooms.nelems; i++)
+	{
+		JsonObject	room;
+		const char *rid;
+		size_t		l;
+		const JsonMember *perms;
+
+		if (rooms.elems[i].kind != JSON_KIND_OBJECT ||
+			!json_object_parse(rooms.elems[i].value, rooms.elems[i].len, &room, &perr))
+			continue;
+		if (json_object_get_string(&room, "resourceId", &rid, &l) == JSON_GET_OK &&
+			(perms = json_object_get(&room, "permissions")) != NULL)
+		{
+			rooms_join(conn, rid);
+			access_live_resumed(conn, rid, perms->value, perms->len);
+		}
+		json_object_free(&room);
+	}
+	skip = palloc0(sizeof(char *) * Max(left.nelems, 1));
+	for (int i = 0; i < left.nelems; i++)
+	{
+		const char *rid;
+		size_t		l;
+
+		if (json_member_string(&left.elems[i], &rid, &l) != JSON_GET_OK)
+			continue;
+		skip[nskip++] = pnstrdup(rid, l);
+		rooms_leave(conn, skip[nskip - 1]);
+	}
+	/* the locks it holds again, with their tokens */
+	while (conn->locks)
+		conn_forget_lock(conn, conn->locks->resource_id);
+	for (int i = 0; i < locks.nelems; i++)
+	{
+		JsonObject	lock;
+		const char *rid;
+		size_t		l;
+		int64		token;
+
+		if (locks.elems[i].kind != JSON_KIND_OBJECT ||
+			!json_object_parse(locks.elems[i].value, locks.elems[i].len, &lock, &perr))
+			continue;
+		if (json_object_get_string(&lock, "resourceId", &rid, &l) == JSON_GET_OK &&
+			json_object_get_int64(&lock, "token", &token) == JSON_GET_OK)
+			conn_store_token(conn, pnstrdup(rid, l), token);
+		json_object_free(&lock);
+	}
+
+	conn->state = CONN_CONNECTED;
+	send_connected(conn, true, conn->resume_offset);
+	(void) conn_replay(conn, conn->resume_offset, skip, nskip);
+	for (int i = 0; i < nskip; i++)
+		access_live_lost_view(conn, skip[i]);
+	schedule_expiry(conn);
+	json_array_free(&rooms);
+	json_array_free(&locks);
+	json_array_free(&left);
+	json_object_free(&res);
 }
 
 /*
  * A CONNECT: to the main namespace, it begins a Socket.IO session on eio,
- * authenticated by the token of its auth payload.
+ * authenticated by the token of its auth payload, or takes up a lost one
+ * (try_recover).
  */
 static void
 handle_connect(EioSession *eio, SioFrame *f)
@@ -388,6 +761,8 @@ handle_connect(EioSession *eio, SioFrame *f)
 	char	   *perr = NULL;
 	const char *token = NULL;
 	size_t		token_len = 0;
+	const JsonMember *pidm = NULL;
+	const JsonMember *offm = NULL;
 	CollabErrorCode code;
 	char	   *message;
 	JwtClaims	claims;
@@ -406,6 +781,8 @@ handle_connect(EioSession *eio, SioFrame *f)
 	conn = conn_create(eio);
 	ev_init(&conn->timer, expiry_cb);
 	conn->timer.data = conn;
+	ev_init(&conn->recovery_timer, recovery_timeout_cb);
+	conn->recovery_timer.data = conn;
 	conn->close_reason = "disconnected";
 	if (!eio->origin_ok)
 	{
@@ -432,6 +809,8 @@ handle_connect(EioSession *eio, SioFrame *f)
 			token = m->value;
 			token_len = m->len;
 		}
+		pidm = json_object_get(&auth, "pid");
+		offm = json_object_get(&auth, "offset");
 	}
 	if (token == NULL || token_len == 0)
 	{
@@ -443,11 +822,17 @@ handle_connect(EioSession *eio, SioFrame *f)
 		reject_connect(conn, code, message);
 		return;
 	}
+	if (pidm != NULL && collab_recovery_window_ms > 0 &&
+		try_recover(eio, conn, &claims, pidm, offm))
+	{
+		jwt_claims_free(&claims);
+		return;
+	}
 	conn->user_id = MemoryContextStrdup(conn->cxt, claims.sub);
 	conn->username = MemoryContextStrdup(conn->cxt, claims.display_name);
 	conn->token_exp = claims.exp;
 	keep_token_access(conn, &claims);
-	queue_connect(conn, &claims);
+	queue_connect(conn, token_access_json(&claims));
 	jwt_claims_free(&claims);
 }
 
@@ -614,6 +999,7 @@ typedef struct RequestJob
 	/* presence:join: the places of its ack and presence:state in the queue */
 	OutItem    *ack_slot;
 	OutItem    *state_slot;
+	uint64		state_offset;	/* of the last event before presence:state */
 } RequestJob;
 
 static void request_done(Job *job);
@@ -909,6 +1295,7 @@ join_done(RequestJob *rj)
 	access_live_joined(conn, rj->resource_id, job->result);
 	rj->ack_slot = rj->ack_id >= 0 ? conn_queue_slot(conn) : NULL;
 	rj->state_slot = conn_queue_slot(conn);
+	rj->state_offset = conn->last_offset;
 	job_follow_up(job, "SELECT collab._room_users($1)", rj->resource_id, join_users_done);
 }
 
@@ -958,6 +1345,8 @@ join_users_done(Job *job)
 	appendStringInfoString(&buf, ",\"users\":");
 	appendStringInfoString(&buf, users);
 	appendStringInfoChar(&buf, '}');
+	/* it follows the events queued before it (a reply, it is not replayed) */
+	conn_append_offset(&buf, rj->state_offset);
 	sio_packet_end(&buf);
 	conn_fill_slot(conn, rj->state_slot, outframe_make(buf.data, buf.len));
 	pfree(buf.data);

@@ -16,5 +16,6 @@
 
 extern void session_init(struct ev_loop *loop, const char *worker_name, int worker_slot,
 						 const JwtConfig *jwt);
+extern void session_end_detached(void);
 
 #endif							/* COLLAB_SESSION_H */

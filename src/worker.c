@@ -347,14 +347,14 @@ forward_done(Job *job)
  * events.c): nothing when no event of it is for them.
  */
 static void
-dispatch_payload(const char *payload, bool forwarder, void *arg)
+dispatch_payload(const char *payload, bool forwarder, uint64 pos, void *arg)
 {
 	Job		   *job;
 	char	   *pub = NULL;
 
 	PG_TRY();
 	{
-		rooms_fan_out(payload, forwarder);
+		rooms_fan_out(payload, forwarder, pos);
 	}
 	PG_CATCH();
 	{
@@ -391,6 +391,7 @@ drain_events(void)
 				(errmsg("collab event queue overflowed; closing %d connections so that they resynchronize",
 						conn_count())));
 		conn_close_all(LWS_CLOSE_STATUS_GOINGAWAY);
+		session_end_detached();
 	}
 }
 

@@ -34,7 +34,7 @@ if [ ${#files[@]} -eq 0 ]; then
 	files=(integration/ws_*.test.mjs)
 	read -r -a setups <<<"${COLLAB_SETUPS:-websocket polling default}"
 fi
-CLIENT_FILES=(access access_live auth batch grace handoff locks observability presence restart revisions saves sql_bridge)
+CLIENT_FILES=(access access_live auth batch grace handoff locks observability presence recovery restart revisions saves sql_bridge)
 
 own_cluster=
 if [ -z "${COLLAB_WS_URL:-}" ]; then
