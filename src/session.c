@@ -404,7 +404,9 @@ send_connected(Conn *conn, bool recovered, uint64 offset)
 	sio_arg_begin(&buf);
 	appendStringInfoString(&buf, "{\"connectionId\":");
 	sio_json_escape(&buf, conn->id);
-	appendStringInfoString(&buf, recovered ? ",\"recovered\":true}" : ",\"recovered\":false}");
+	appendStringInfoString(&buf, ",\"recovered\":");
+	appendStringInfoString(&buf, recovered ? "true" : "false");
+	appendStringInfoChar(&buf, '}');
 	conn_append_offset(&buf, offset);
 	sio_packet_end(&buf);
 	conn_send_buf(conn, &buf);

@@ -624,6 +624,28 @@ export interface ConnectError extends Error {
 	data?: ConnectErrorData;
 }
 
+/**
+ * `session:ready` *(extension)*: sent right after every CONNECT reply, with an
+ * offset, so that socket.io-client can recover the session after a brief
+ * loss (connection state recovery, docs/protocol.md).  After a recovery
+ * (`socket.recovered === true`) the events missed meanwhile follow it.
+ */
+export interface SessionReady {
+	/** The connection id (`socket.id`), the same after a recovery. */
+	connectionId: string;
+	/** Whether this CONNECT took up the session lost before (as `socket.recovered`). */
+	recovered: boolean;
+}
+
+/**
+ * An event's offset: every event of a room, `presence:state` and
+ * `session:ready` carry one as an extra last argument after the payload
+ * (`(payload, offset) => ...`), a string of digits that grows with every
+ * event.  socket.io-client keeps the last one and sends it back, with the
+ * CONNECT reply's `pid`, when it reconnects; a UI has no need of it.
+ */
+export type EventOffset = string;
+
 /* ------------------------------------------------------------------------
  * The events, for Socket<ServerToClientEvents, ClientToServerEvents>
  * ------------------------------------------------------------------------ */
@@ -654,10 +676,12 @@ export interface ServerToClientEvents {
 	"doc:saved": (p: DocSaved) => void;
 	/** To one connection: its permissions on the resource of one of its rooms changed. */
 	"access:changed": (p: AccessChanged) => void;
-	/** To one connection: it may no longer view the resource, and is out of its room. */
+	/** To one connection: it may no longer view the resource, and is out of its room (also on a recovery). */
 	"access:revoked": (p: AccessRevoked) => void;
 	/** To one connection: a failure without ack callback, or the end of the session. */
 	"error": (p: ErrorEvent) => void;
+	/** *Extension*: right after the CONNECT reply; carries the first offset. */
+	"session:ready": (p: SessionReady) => void;
 }
 
 /** Events the worker accepts (`socket.emit(...)`), each with an optional ack callback. */

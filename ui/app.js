@@ -22,7 +22,10 @@
 // acknowledgement): the page says until when, and once connected again it
 // takes them back (lock:acquire, a takeover with a new token). Others see
 // lock:suspended ("lost connection; their lock is kept until ...") until
-// lock:resumed, lock:released or lock:expired.
+// lock:resumed, lock:released or lock:expired. When socket.io-client
+// recovers the session (socket.recovered: the same connection, its rooms and
+// locks with their tokens, the missed events replayed), the page keeps what
+// it knew and only takes its locks back from the notice.
 
 import { diffTexts } from '/ui/diff.js';
 
@@ -158,6 +161,8 @@ const state = {
   locks: new Map(),         // resourceId -> { holder, acquiredAt, expiresAt, token? }
   requested: new Set(),     // resourceIds this connection asked for (lock:request)
   kept: new Map(),          // resourceId -> until (server time): our locks while the connection is lost
+  keptLocks: new Map(),     // resourceId -> our lock as it was, for a recovered session
+  lostRooms: new Map(),     // the rooms at the loss, for a recovered session
   graceMs: 0,               // how long the server keeps our locks after a lost connection
   ownEnds: new Set(),       // resourceIds whose lock this page gave up (release, dropped connection)
   rooms: new Map(),         // resourceId -> 'joining' | 'joined' | 'leaving'
@@ -316,6 +321,14 @@ async function onConnect() {
   const epoch = ++state.epoch;
   setConnection('connected', 'Connected');
   dismiss('connection');
+  // for tests and support: whether this connection took up the lost session
+  $('[data-testid="connection-status"]').dataset.recovered = socket.recovered ? 'true' : 'false';
+  if (socket.recovered) {
+    onRecovered();
+    return;
+  }
+  state.keptLocks.clear();
+  state.lostRooms.clear();
   // a new connection starts from nothing: rooms, presence and locks are re-learned
   state.rooms.clear();
   state.presence.clear();
@@ -366,6 +379,29 @@ async function onConnect() {
   render();
 }
 
+/*
+ * The same session again (connection state recovery): the server kept its
+ * rooms and locks, and replays what the page missed; the page takes back
+ * what it had.
+ */
+function onRecovered() {
+  for (const [rid, st] of state.lostRooms) if (st === 'joined') state.rooms.set(rid, 'joined');
+  state.lostRooms.clear();
+  for (const [rid, lock] of state.keptLocks) {
+    const key = tabKeyOf(rid);
+    const title = key ? tabOf(key).title : 'the report';
+    state.kept.delete(rid);
+    dismiss(`kept:${rid}`);
+    setLock(rid, lock);
+    notify({ key: `back:${rid}`, kind: 'success',
+      text: `Connection restored: you are still editing ${title}.${key && tabOf(key).dirty ? ' Save when you are ready.' : ''}` });
+    if (key === state.activeKey) focusEditorSoon();
+  }
+  state.keptLocks.clear();
+  syncRooms();
+  render();
+}
+
 /* A lock kept for us while the connection was lost: take it back. */
 async function reclaim(rid, epoch) {
   const key = tabKeyOf(rid);
@@ -400,9 +436,11 @@ function onDisconnect(reason) {
   state.connected = false;
   state.epoch++;
   const lost = [];
+  const lock0 = new Map();
   for (const [rid, lock] of state.locks) {
-    if (isMine(lock)) lost.push(rid);
+    if (isMine(lock)) { lost.push(rid); lock0.set(rid, lock); }
   }
+  state.lostRooms = new Map(state.rooms);
   state.rooms.clear();
   // the server forgets this connection's requests with it
   for (const rid of state.requested) dismiss(`requested:${rid}`);
@@ -416,6 +454,7 @@ function onDisconnect(reason) {
       // the server keeps it for us until then (lock:suspended to the others)
       const until = new Date(serverNow() + state.graceMs).toISOString();
       state.kept.set(rid, until);
+      state.keptLocks.set(rid, lock0.get(rid));
       notify({ key: `kept:${rid}`, kind: 'warning', sticky: true,
         text: `Connection lost, your lock on ${t ? t.title : 'the report'} is kept until ${clock(until, { seconds: true })}. Reconnecting…`
           + (t && t.dirty ? ' Your unsaved text is still here.' : '') });
@@ -722,6 +761,8 @@ function onLockSuspended(ev = {}) {
   const rid = ev.resourceId;
   if (!rid || !ev.holder) return;
   const old = state.locks.get(rid);
+  // our own lock, in the events a recovered session missed: we are back
+  if (isMine(old) && state.connected) return;
   setLock(rid, { ...(old || {}), resourceId: rid, holder: ev.holder, expiresAt: ev.expiresAt, suspendedUntil: ev.until });
   const key = tabKeyOf(rid);
   if (key === state.activeKey || rid === docId || state.requested.has(rid)) {

@@ -625,6 +625,8 @@ export async function rawConnect(token, opts = {}) {
   client.send(`40${JSON.stringify({ token })}`);
   const f = await client.waitFrame(/^4[04]/);
   if (!f.startsWith('40')) throw new Error(`raw CONNECT refused: ${f}`);
+  // the event that follows every CONNECT reply (connection state recovery)
+  await client.waitFrame('42["session:ready"');
   return { client, sid: JSON.parse(f.slice(2)).sid, open: JSON.parse(openFrame.slice(1)) };
 }
 
@@ -701,6 +703,7 @@ export async function pollOpen({ headers = {}, autoPong = true } = {}) {
     assert.equal((await c.post(`40${JSON.stringify({ token })}`)).text, 'ok');
     const f = await c.recv(/^4[04]/);
     if (!f.startsWith('40')) throw new Error(`polling CONNECT refused: ${f}`);
+    await c.recv('42["session:ready"');
     c.connectionId = JSON.parse(f.slice(2)).sid;
     return c.connectionId;
   };
