@@ -267,12 +267,56 @@ async function wsCycle(cfg, r, sess, nextId, user) {
   } else {
     // the connection is cut without a close frame
     cfg.rec({ k: 'note', client: cfg.clientId, conn: sess.conn, msg: 'cutting the TCP connection', t: now() });
+    const gone = new Promise((resolve) => sess.socket.once('disconnect', resolve));
     sess.destroyed = true;
     sess.dead = true;
     sess.socket.io.engine.transport.ws._socket.destroy();
     if (forced && cfg.cuts.shift()) cfg.comeBackTo = lock.res;
+    else if (!forced && r() < 0.6) await wsRecover(cfg, r, sess, nextId, user, lock, gone);
   }
   sess.lock = null;
+}
+
+/*
+ * After a cut: the writer connects again on the same socket, whose
+ * socket.io-client sends its pid and offset (connection state recovery),
+ * after a blip that is sometimes longer than collab.disconnect_grace.
+ * Recovered, it is the same connection: it saves once more with the token
+ * it held (accepted only if its lease was kept and is still live), then
+ * releases. Not recovered, it goes on as a new connection.
+ */
+async function wsRecover(cfg, r, sess, nextId, user, lock, gone) {
+  await gone;
+  await sleep(r.int(50, 700));
+  if (cfg.stopping()) return;
+  const socket = sess.socket;
+  const back = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    socket.once('connect', () => { clearTimeout(timer); resolve(true); });
+    socket.once('connect_error', () => { clearTimeout(timer); resolve(false); });
+    socket.connect();
+  });
+  if (!back) {
+    cfg.rec({ k: 'note', client: cfg.clientId, conn: sess.conn, msg: 'reconnect failed', t: now() });
+    socket.close();
+    return;
+  }
+  cfg.rec({ k: 'note', client: cfg.clientId, conn: sess.conn, msg: `reconnected: recovered ${socket.recovered} as ${socket.id}`, t: now() });
+  sess.dead = false;
+  sess.destroyed = false;
+  if (!socket.recovered) {
+    sess.conn = socket.id;
+    sess.joined.clear();
+    return;
+  }
+  const known = sess.known.get(lock.res);
+  if (!known) return;
+  const id = nextId();
+  const line = lineFor(id, lock.token);
+  const x = await wsOpWithId(cfg, sess, id, user, 'save',
+    { resourceId: lock.res, content: known.content + line + '\n', token: lock.token },
+    { token: lock.token, line, base: null, lockRes: lock.res });
+  if (x && x.ack.ok) await wsOp(cfg, sess, nextId, user, 'release', { resourceId: lock.res }, { token: lock.token });
 }
 
 // A save names its own operation id in its line, so the id is taken first.

@@ -113,7 +113,7 @@ const records = [];
 const rec = (x) => records.push(x);
 const common = { url: URL, secret: SECRET, docs, ttlMs, seed: SEED, pLong: 0.12, t0: now() };
 const stallMs = [Math.round(ttlMs * 1.4), Math.round(Math.min(ttlMs * 2.2, pingTimeoutMs * 0.8))];
-const chaos = { stalls: 0, stops: 0, longStops: 0, kills: 0, cuts: 0 };
+const chaos = { stalls: 0, stops: 0, longStops: 0, kills: 0, cuts: 0, recovered: 0, notRecovered: 0 };
 const sockets = new Set();
 const tasks = [];
 
@@ -125,7 +125,12 @@ for (let i = CHILDREN + 1; i <= WS_CLIENTS; i++) {
     // the first lock at once (a takeover), leaves the second to its grace
     cuts: i === CHILDREN + 1 ? [true, false] : [],
     stopping: () => stopping,
-    rec: (x) => { if (x.msg === 'cutting the TCP connection') chaos.cuts += 1; rec(x); },
+    rec: (x) => {
+      if (x.msg === 'cutting the TCP connection') chaos.cuts += 1;
+      if (x.msg?.startsWith('reconnected: recovered true')) chaos.recovered += 1;
+      if (x.msg?.startsWith('reconnected: recovered false')) chaos.notRecovered += 1;
+      rec(x);
+    },
     onSocket: (s) => { sockets.add(s); s.on('disconnect', () => sockets.delete(s)); },
   }));
 }
@@ -354,6 +359,7 @@ table('history', [
   ['child stops: asked past the lease / random / past the heartbeat', `${chaos.stalls} / ${chaos.stops} / ${chaos.longStops}`],
   ['child processes SIGKILLed', String(chaos.kills)],
   ['connections cut without a close frame', String(chaos.cuts)],
+  ['cut connections recovered (socket.recovered) / connected anew', `${chaos.recovered} / ${chaos.notRecovered}`],
   [`connections per worker, most at once (collab.workers = ${workerCount})`,
     Object.keys(perWorker).sort().map((w) => `${w}: ${perWorker[w]}`).join(', ') || 'none sampled'],
 ]);
