@@ -110,6 +110,7 @@ struct Conn
 	int			hist_detached;	/* entries added since it was lost */
 	uint64		hist_evicted;	/* offset of the newest entry dropped */
 	bool		hist_overflowed;	/* lost more than it can keep: no recovery */
+	bool		detach_committed;	/* collab.ws_detach() done: it may move */
 	uint64		resume_offset;	/* the recovering client's last offset */
 	ev_timer	recovery_timer; /* the end of collab.recovery_window (session.c) */
 	dlist_node	all_node;

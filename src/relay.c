@@ -10,7 +10,11 @@
  * reach any of them.  The worker that receives a poll or a post for a
  * session it does not own reads it whole (TLS ends there), sends it to the
  * owner, and writes the owner's answer back to its client; a poll may wait
- * at the owner, and is withdrawn when its client goes away.
+ * at the owner, and is withdrawn when its client goes away.  The same
+ * channel moves a detached Socket.IO session (connection state recovery)
+ * to the worker that its client's recovering CONNECT reached: a request of
+ * method M names its pid, and the answer carries the session, which the
+ * owner's handler (relay_set_migrate_handler) encodes and gives up.
  *
  * Each worker listens on a Unix stream socket in the abstract namespace,
  * named after the postmaster's pid and the worker's slot, so that the
@@ -19,7 +23,7 @@
  * (SO_PEERCRED).  A worker keeps one connection to each worker it forwards
  * to.  Messages are length-prefixed:
  *
- *   REQUEST  id, method (G or P), sid, body      forwarder -> owner
+ *   REQUEST  id, method (G, P or M), sid, body   forwarder -> owner
  *   ANSWER   id, status, content type, body      owner -> forwarder
  *   CANCEL   id                                  forwarder -> owner
  *
@@ -110,9 +114,12 @@ static dlist_head dead_peers = DLIST_STATIC_INIT(dead_peers);
 static ev_timer reap_timer;
 static RelayPeer *outgoing[COLLAB_MAX_WORKERS];
 static uint32 next_serial = 1;
+static RelayMigrateHandler migrate_handler = NULL;
 
 static void served_wake(PollRequest *r);
 static void drop_peer(RelayPeer *peer);
+static RelayCall *send_call(int slot, uint32 method, const char *sid, const char *body,
+							size_t len, RelayDone done, void *arg);
 
 static const PollRequestOps served_ops = {
 	.wake = served_wake,
@@ -339,7 +346,14 @@ handle_request(RelayPeer *peer, Reader *r)
 	s->id = id;
 	dlist_push_tail(&peer->calls, &s->node);
 	key_add(peer, id, s);
-	if (method == 'G')
+	if (method == 'M')
+	{
+		if (migrate_handler)
+			migrate_handler(sid, body, body_len, &a);
+		else
+			poll_answer_error(&a, 400, POLL_ERR_UNKNOWN_SID, "Session ID unknown");
+	}
+	else if (method == 'G')
 	{
 		if (poll_get(&s->req, sid, &a) == POLL_WAITING)
 			return;
@@ -633,6 +647,34 @@ RelayCall *
 relay_forward(int slot, bool post, const char *sid, const char *body, size_t len,
 			  RelayDone done, void *arg)
 {
+	return send_call(slot, post ? 'P' : 'G', sid, body, len, done, arg);
+}
+
+/* Who serves a migration request here (the Socket.IO sessions). */
+void
+relay_set_migrate_handler(RelayMigrateHandler handler)
+{
+	migrate_handler = handler;
+}
+
+/*
+ * Asks worker slot for its detached session of pid (request: what the
+ * handler there needs to accept); done gets its answer, status 200 with the
+ * session, another status if refused or if the worker is gone.  NULL (and
+ * done not called) when slot cannot be reached.
+ */
+RelayCall *
+relay_migrate(int slot, const char *pid, const char *request, size_t len,
+			  RelayDone done, void *arg)
+{
+	return send_call(slot, 'M', pid, request, len, done, arg);
+}
+
+/* Sends a request to worker slot; NULL if it cannot be reached. */
+static RelayCall *
+send_call(int slot, uint32 method, const char *sid, const char *body, size_t len,
+		  RelayDone done, void *arg)
+{
 	RelayPeer  *peer;
 	RelayCall  *call;
 	StringInfoData msg;
@@ -651,7 +693,7 @@ relay_forward(int slot, bool post, const char *sid, const char *body, size_t len
 	initStringInfo(&msg);
 	appendStringInfoChar(&msg, MSG_REQUEST);
 	put_u32(&msg, call->id);
-	put_u32(&msg, post ? 'P' : 'G');
+	put_u32(&msg, method);
 	put_bytes(&msg, sid, strlen(sid));
 	put_bytes(&msg, body, body ? len : 0);
 	dlist_push_tail(&peer->calls, &call->node);

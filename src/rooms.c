@@ -481,6 +481,9 @@ deliver(RoomMember *m, Fanout *f)
 	conn->fanout_stamp = fanout_stamp;
 	if (!conn_takes_events(conn))
 		return;
+	/* a session that came from another worker has had it there */
+	if (f->offset <= conn->last_offset)
+		return;
 	if (f->requester != NULL && strcmp(conn->id, f->requester) != 0)
 		return;
 	if (f->drops_lock && is_holder)

@@ -44,6 +44,7 @@
 #include "metrics.h"
 #include "resource_id.h"
 #include "rooms.h"
+#include "relay.h"
 #include "session.h"
 #include "sio_codec.h"
 
@@ -56,6 +57,7 @@ static const JwtConfig *session_jwt = NULL;
 
 static void session_opened(EioSession *eio);
 static void end_detached(Conn *conn);
+static void migrate_out(const char *pid, const char *request, size_t len, PollAnswer *a);
 static void session_message(EioSession *eio, const char *data, size_t len, bool within);
 static void session_ended(EioSession *eio);
 
@@ -76,6 +78,7 @@ session_init(struct ev_loop *loop, const char *worker_name, int worker_slot, con
 	session_worker_name = worker_name;
 	session_jwt = jwt;
 	eio_init(loop, worker_slot, &session_callbacks);
+	relay_set_migrate_handler(migrate_out);
 }
 
 /* Token times are unix seconds of the server's clock. */
@@ -175,6 +178,15 @@ disconnect_done(Job *job)
 							 job->conn->id, job->err_message)));
 }
 
+/* The lost session is detached in the database: another worker may take it up. */
+static void
+detach_done(Job *job)
+{
+	if (!job->failed)
+		job->conn->detach_committed = true;
+	disconnect_done(job);
+}
+
 /*
  * The Socket.IO session is over: it leaves its rooms (conn->close_reason
  * says why to the others).  A session that ended on purpose
@@ -257,7 +269,7 @@ detach_session(Conn *conn)
 
 	ev_timer_stop(session_loop, &conn->timer);
 	jobs_abandon(conn);
-	job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, $2)::text", conn, disconnect_done);
+	job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, $2)::text", conn, detach_done);
 	job->retry = JOB_RETRY_ALWAYS;
 	job->nargs = 2;
 	job->args[0] = job_strdup(conn->id);
@@ -533,6 +545,7 @@ typedef struct ResumeJob
 } ResumeJob;
 
 static void resume_done(Job *job);
+static void queue_resume(Conn *conn, const char *access_json);
 
 /* An offset as sent back by a client: a decimal string. */
 static bool
@@ -567,7 +580,6 @@ try_recover(EioSession *eio, Conn *conn, const JwtClaims *claims,
 	char		pid[CONN_PID_LEN + 1];
 	uint64		after;
 	Conn	   *old;
-	ResumeJob  *rj;
 
 	if (pidm == NULL || pidm->kind != JSON_KIND_STRING || pidm->len != CONN_PID_LEN)
 		return false;
@@ -596,22 +608,33 @@ try_recover(EioSession *eio, Conn *conn, const JwtClaims *claims,
 	keep_token_access(old, claims);
 	eio_set_deadline(eio, 0);
 	eio_authenticated(eio);
+	queue_resume(old, token_access_json(claims));
+	return true;
+}
+
+/*
+ * The session, carried again, is resumed in the database
+ * (collab.ws_resume, with the new token's groups and iat).
+ */
+static void
+queue_resume(Conn *conn, const char *access_json)
+{
+	ResumeJob  *rj;
 
 	rj = (ResumeJob *) job_new(sizeof(ResumeJob),
 							   "SELECT collab.ws_resume($1, $2,"
 							   " ARRAY(SELECT jsonb_array_elements_text(($3::jsonb)->'groups')),"
 							   " (($3::jsonb)->>'iat')::bigint, $4, $5::integer)::text",
-							   old, resume_done);
+							   conn, resume_done);
 	rj->job.timed = true;
 	rj->job.nargs = 5;
-	rj->job.args[0] = job_strdup(old->id);
-	rj->job.args[1] = job_strdup(old->user_id);
-	rj->access_json = job_strdup(token_access_json(claims));
+	rj->job.args[0] = job_strdup(conn->id);
+	rj->job.args[1] = job_strdup(conn->user_id);
+	rj->access_json = job_strdup(access_json);
 	rj->job.args[2] = rj->access_json;
 	rj->job.args[3] = job_strdup(session_worker_name);
 	rj->job.args[4] = job_strdup(psprintf("%d", MyProcPid));
 	jobs_queue(&rj->job);
-	return true;
 }
 
 /*
@@ -750,10 +773,338 @@ resume_done(Job *job)
 	json_object_free(&res);
 }
 
+/* ----------------------------------------------------------------
+ * Recovery on another worker: the session moves over the relay
+ * ---------------------------------------------------------------- */
+
+/*
+ * With collab.workers > 1 a recovering CONNECT may reach another worker
+ * than the one that kept the session (its pid names that one).  That
+ * worker asks the owner for it (relay_migrate); the owner reads the event
+ * queue to its end, so that the session has every event it is due, and
+ * answers with the session (id, pid, user, rooms with their permissions,
+ * locks with their tokens, the kept events after the client's offset, and
+ * how far it had read the queue), which it gives up.  Meanwhile the asking
+ * worker reads no events: afterwards it skips those it reads again up to
+ * where the owner had read (Conn.last_offset), and sends those after.  The
+ * session is then resumed here as one of its own.
+ */
+
+/* A migration under way, on the new session that waits for it (pinned). */
+typedef struct Migration
+{
+	Conn	   *conn;
+	char	   *access_json;
+	uint64		after;
+} Migration;
+
+static int	migrations_pending = 0;
+static void (*drain_event_queue) (void) = NULL;
+
+/* While a session moves here, the worker reads no events (see above). */
+bool
+session_holds_events(void)
+{
+	return migrations_pending > 0;
+}
+
+/* How the worker reads the event queue to its end (before a session leaves). */
+void
+session_set_event_drain(void (*drain) (void))
+{
+	drain_event_queue = drain;
+}
+
+static void
+put_u64(StringInfo buf, uint64 v)
+{
+	appendBinaryStringInfo(buf, (const char *) &v, sizeof(v));
+}
+
+static void
+put_str(StringInfo buf, const char *s, size_t len)
+{
+	uint32		l = (uint32) len;
+
+	appendBinaryStringInfo(buf, (const char *) &l, sizeof(l));
+	appendBinaryStringInfo(buf, s, len);
+}
+
+typedef struct Cursor
+{
+	const char *p;
+	const char *end;
+	bool		ok;
+} Cursor;
+
+static uint64
+get_u64(Cursor *c)
+{
+	uint64		v = 0;
+
+	if (!c->ok || c->end - c->p < (ptrdiff_t) sizeof(v))
+	{
+		c->ok = false;
+		return 0;
+	}
+	memcpy(&v, c->p, sizeof(v));
+	c->p += sizeof(v);
+	return v;
+}
+
+/* A string of the encoding, NUL-terminated, in CurrentMemoryContext. */
+static char *
+get_str(Cursor *c, uint32 *len)
+{
+	uint32		l;
+
+	if (!c->ok || c->end - c->p < (ptrdiff_t) sizeof(l))
+	{
+		c->ok = false;
+		return NULL;
+	}
+	memcpy(&l, c->p, sizeof(l));
+	c->p += sizeof(l);
+	if (c->end - c->p < (ptrdiff_t) l)
+	{
+		c->ok = false;
+		return NULL;
+	}
+	c->p += l;
+	if (len)
+		*len = l;
+	return pnstrdup(c->p - l, l);
+}
+
+/*
+ * The owner's side: request is "<user id>\n<offset>".  A detached session
+ * of that pid and user, detached in the database already, with every event
+ * after offset, is encoded into the answer and ends here; otherwise 404.
+ */
+static void
+migrate_out(const char *pid, const char *request, size_t len, PollAnswer *a)
+{
+	const char *nl = memchr(request, '\n', len);
+	char	   *user = nl ? pnstrdup(request, nl - request) : NULL;
+	uint64		after;
+	Conn	   *conn;
+	uint32		n = 0;
+
+	a->content_type = "text/plain; charset=UTF-8";
+	initStringInfo(&a->body);
+	a->status = 404;
+	if (nl == NULL || !parse_offset(nl + 1, request + len - nl - 1, &after))
+		return;
+	/* every event the session is due is read first */
+	if (drain_event_queue)
+		drain_event_queue();
+	conn = conn_find_detached(pid);
+	if (conn == NULL || strcmp(conn->user_id, user) != 0 || !conn->detach_committed ||
+		conn->hist_overflowed || after < conn->hist_evicted || after > conn->last_offset)
+		return;
+
+	appendStringInfoString(&a->body, "collab-session-1");
+	put_str(&a->body, conn->id, strlen(conn->id));
+	put_str(&a->body, conn->pid, strlen(conn->pid));
+	put_u64(&a->body, Max(conn->last_offset, rooms_last_offset()));
+	put_u64(&a->body, conn->hist_evicted);
+	for (RoomMember *m = conn->rooms; m; m = m->next_of_conn)
+		n++;
+	put_u64(&a->body, n);
+	for (RoomMember *m = conn->rooms; m; m = m->next_of_conn)
+	{
+		const char *rid = rooms_member_resource(m);
+
+		put_str(&a->body, rid, strlen(rid));
+		put_u64(&a->body, m->perms);
+		put_u64(&a->body, m->viewable_ancestors);
+	}
+	n = 0;
+	for (HeldLock *h = conn->locks; h; h = h->next)
+		n++;
+	put_u64(&a->body, n);
+	for (HeldLock *h = conn->locks; h; h = h->next)
+	{
+		put_str(&a->body, h->resource_id, strlen(h->resource_id));
+		put_u64(&a->body, (uint64) h->token);
+	}
+	n = 0;
+	for (int i = 0; i < conn->hist_len; i++)
+		if (conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS].offset > after)
+			n++;
+	put_u64(&a->body, n);
+	for (int i = 0; i < conn->hist_len; i++)
+	{
+		HistoryEntry *e = &conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS];
+
+		if (e->offset <= after)
+			continue;
+		put_u64(&a->body, e->offset);
+		put_str(&a->body, e->room ? e->room : "", e->room ? strlen(e->room) : 0);
+		put_str(&a->body, (const char *) e->frame->data + LWS_PRE, e->frame->len);
+	}
+	a->status = 200;
+	end_detached(conn);
+}
+
+/*
+ * The session from its owner, into conn, which waited for it: false if the
+ * encoding is not one.
+ */
+static bool
+migrate_in(Conn *conn, StringInfo body)
+{
+	Cursor		c;
+	const char *magic = "collab-session-1";
+	char	   *id;
+	char	   *pid;
+	uint64		n;
+	MemoryContext old;
+
+	if (body->len < (int) strlen(magic) || memcmp(body->data, magic, strlen(magic)) != 0)
+		return false;
+	c.p = body->data + strlen(magic);
+	c.end = body->data + body->len;
+	c.ok = true;
+	id = get_str(&c, NULL);
+	pid = get_str(&c, NULL);
+	if (!c.ok || strlen(id) != CONN_ID_LEN || strlen(pid) != CONN_PID_LEN)
+		return false;
+	strlcpy(conn->id, id, sizeof(conn->id));
+	strlcpy(conn->pid, pid, sizeof(conn->pid));
+	/* what it was sent, or passed over, up to where the owner read */
+	conn->last_offset = get_u64(&c);
+	conn->hist_evicted = get_u64(&c);
+	n = get_u64(&c);
+	for (uint64 i = 0; i < n && c.ok; i++)
+	{
+		char	   *rid = get_str(&c, NULL);
+		uint64		perms = get_u64(&c);
+		uint64		ancestors = get_u64(&c);
+		RoomMember *m;
+
+		if (!c.ok)
+			break;
+		m = rooms_join(conn, rid);
+		m->perms = (uint8) perms;
+		m->viewable_ancestors = (uint8) ancestors;
+	}
+	n = get_u64(&c);
+	for (uint64 i = 0; i < n && c.ok; i++)
+	{
+		char	   *rid = get_str(&c, NULL);
+		uint64		token = get_u64(&c);
+
+		if (c.ok)
+			conn_store_token(conn, rid, (int64) token);
+	}
+	n = get_u64(&c);
+	old = MemoryContextSwitchTo(conn->cxt);
+	for (uint64 i = 0; i < n && c.ok; i++)
+	{
+		uint64		offset = get_u64(&c);
+		uint32		rlen;
+		char	   *room = get_str(&c, &rlen);
+		uint32		flen;
+		char	   *frame = get_str(&c, &flen);
+
+		if (c.ok)
+		{
+			OutFrame   *f = outframe_make(frame, flen);
+
+			/* kept, not sent: the session is not live here yet */
+			f->refcount++;
+			conn_send_event(conn, f, offset, rlen > 0 ? room : NULL);
+			outframe_release(f);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	conn->registered = true;
+	return c.ok;
+}
+
+/* The owner answered (or the relay failed): resumed here, or a new session. */
+static void
+migrated(void *arg, PollAnswer *answer)
+{
+	Migration  *mg = (Migration *) arg;
+	Conn	   *conn = mg->conn;
+
+	migrations_pending--;
+	if (conn->state == CONN_CLOSED)
+	{
+		/* its client went away meanwhile */
+	}
+	else if (answer->status == 200 && migrate_in(conn, &answer->body))
+	{
+		conn->state = CONN_RESUMING;
+		conn->resume_offset = mg->after;
+		queue_resume(conn, mg->access_json);
+	}
+	else
+	{
+		/* a new session after all; what migrate_in() took is dropped */
+		rooms_leave_all(conn);
+		while (conn->locks)
+			conn_forget_lock(conn, conn->locks->resource_id);
+		conn_forget_history(conn);
+		conn->registered = false;
+		queue_connect(conn, mg->access_json);
+	}
+	conn_unpin(conn);
+}
+
+/*
+ * A recovering CONNECT for a session of another worker (pid names it):
+ * conn, authenticated, waits while the owner hands the session over.
+ * False if that cannot be asked (conn then goes on as a new session).
+ */
+static bool
+start_migration(EioSession *eio, Conn *conn, const JsonMember *pidm, const JsonMember *offm,
+				const char *access_json)
+{
+	char		pid[CONN_PID_LEN + 1];
+	int			owner;
+	uint64		after;
+	Migration  *mg;
+	StringInfoData req;
+
+	if (collab_workers < 2 || pidm->kind != JSON_KIND_STRING || pidm->len != CONN_PID_LEN ||
+		offm == NULL || offm->kind != JSON_KIND_STRING ||
+		!parse_offset(offm->value, offm->len, &after))
+		return false;
+	memcpy(pid, pidm->value, CONN_PID_LEN);
+	pid[CONN_PID_LEN] = '\0';
+	owner = eio_sid_owner(pid);
+	if (owner < 0 || owner == eio_local_slot() || owner >= collab_workers)
+		return false;
+	mg = MemoryContextAllocZero(conn->cxt, sizeof(Migration));
+	mg->conn = conn;
+	mg->after = after;
+	mg->access_json = MemoryContextStrdup(conn->cxt, access_json);
+	initStringInfo(&req);
+	appendStringInfoString(&req, conn->user_id);
+	appendStringInfoChar(&req, '\n');
+	appendBinaryStringInfo(&req, offm->value, offm->len);
+	conn_pin(conn);
+	migrations_pending++;
+	eio_set_deadline(eio, 0);
+	eio_authenticated(eio);
+	if (relay_migrate(owner, pid, req.data, req.len, migrated, mg) == NULL)
+	{
+		migrations_pending--;
+		conn_unpin(conn);
+		pfree(req.data);
+		return false;
+	}
+	pfree(req.data);
+	return true;
+}
+
 /*
  * A CONNECT: to the main namespace, it begins a Socket.IO session on eio,
  * authenticated by the token of its auth payload, or takes up a lost one
- * (try_recover).
+ * (try_recover, start_migration).
  */
 static void
 handle_connect(EioSession *eio, SioFrame *f)
@@ -834,7 +1185,9 @@ handle_connect(EioSession *eio, SioFrame *f)
 	conn->username = MemoryContextStrdup(conn->cxt, claims.display_name);
 	conn->token_exp = claims.exp;
 	keep_token_access(conn, &claims);
-	queue_connect(conn, token_access_json(&claims));
+	if (pidm == NULL || collab_recovery_window_ms <= 0 ||
+		!start_migration(eio, conn, pidm, offm, token_access_json(&claims)))
+		queue_connect(conn, token_access_json(&claims));
 	jwt_claims_free(&claims);
 }
 

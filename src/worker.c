@@ -379,6 +379,9 @@ dispatch_payload(const char *payload, bool forwarder, uint64 pos, void *arg)
 static void
 drain_events(void)
 {
+	/* a session moves here from another worker: its events wait (session.c) */
+	if (session_holds_events())
+		return;
 	events_readable = false;
 	(void) event_queue_drain(dispatch_payload, NULL);
 	if (event_queue_take_overflow())
@@ -764,6 +767,7 @@ start_worker(Datum main_arg)
 	raise_descriptor_limit();
 	vh = create_context();
 	session_init(worker_loop, worker_name, worker_slot, &worker_jwt);
+	session_set_event_drain(drain_events);
 	poll_http_init(worker_loop);
 	if (collab_workers > 1)
 		relay_start(worker_loop, worker_slot);

@@ -30,6 +30,11 @@
 //             how many it holds, RSS per connection
 //   growth    lock round trip (C client) with 10^3 resource rows, then again after both
 //             stacks were loaded to AB_BIG_ROWS rows
+//   recovery  a viewer in a room loses its WebSocket (engine.close(), no close
+//             packet) and connects again with its pid and offset: connect ->
+//             CONNECT reply with socket.recovered, against a fresh io() ->
+//             connect -> presence:join ack (both stacks with connection
+//             state recovery: the baseline's BASELINE_RECOVERY)
 //
 // Environment (set by run.sh): COLLAB_WS_URL, BASELINE_URL, AB_JWT_SECRET (both
 // stacks accept the same tokens), BASELINE_PID, REDIS_PID, REDIS_PORT,
@@ -50,7 +55,7 @@ import { Child } from '../child.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
 const SECRET = env('AB_JWT_SECRET');
-const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,stall,growth').split(',').map((s) => s.trim()).filter(Boolean);
+const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,stall,recovery,growth').split(',').map((s) => s.trim()).filter(Boolean);
 const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 300));
 const WARMUP = Number(env('AB_WARMUP', 5));
@@ -86,7 +91,8 @@ const STALL_PAUSE_MS = Number(env('AB_STALL_PAUSE_MS', 250));
 const STALL_PROCS = Number(env('AB_STALL_PROCS', 2));
 // the latency phases run AB_RUNS times (0: as many as fit in AB_BUDGET_S), one
 // run of every phase after the other, a run started only if it fits in the budget
-const REPEATED = ['lock', 'save', 'contend', 'presence', 'stall'];
+const REPEATED = ['lock', 'save', 'contend', 'presence', 'stall', 'recovery'];
+const RECOVERY_ITERS = Number(env('AB_RECOVERY_ITERS', 120));
 const RUNS = Number(env('AB_RUNS', 3));
 const BUDGET_S = Number(env('AB_BUDGET_S', 720));
 const BIG_ROWS = Number(env('AB_BIG_ROWS', 1000000));
@@ -509,6 +515,63 @@ async function phaseSave() {
     R.phases.save[n] = summary(lat[n]);
     log(`  ${n.padEnd(8)} doc:save -> ack ${fmtS(R.phases.save[n])}`);
     socks[n].close();
+  }
+}
+
+/*
+ * A socket that saw an event with an offset (socket.io-client sends it back
+ * when it reconnects): collab's session:ready, or the baseline's own
+ * presence:joined.
+ */
+function offsetSeen(s) {
+  if (s._lastOffset !== undefined) return Promise.resolve();
+  return new Promise((resolve) => s.onAny(function seen() {
+    setImmediate(() => { if (s._lastOffset !== undefined) { s.offAny(seen); resolve(); } });
+  }));
+}
+
+async function phaseRecovery() {
+  log(`\n== recovery: a viewer's WebSocket closed without a close packet, then connect -> recovered CONNECT, against io() -> connect -> join ack; ${RECOVERY_ITERS} per stack`);
+  const lat = {};
+  for (const n of Object.keys(T)) lat[n] = { recover: [], fresh: [], refused: 0 };
+  const per = Math.ceil(RECOVERY_ITERS / BLOCKS);
+  await measured('recovery', async () => {
+    for (let b = -1; b < BLOCKS; b++) {
+      for (const n of turn(b)) {
+        for (let i = 0; i < (b < 0 ? 5 : per); i++) {
+          const t0 = hr();
+          const s = await sioConnect(T[n], 'recovery');
+          const j = await ackTimed(s, 'presence:join', { resourceId: tab('a'), mode: 'viewer' });
+          const fresh = msBetween(t0, hr());
+          must(j.ack.ok, `${n} recovery join: ${JSON.stringify(j.ack).slice(0, 300)}`);
+          await offsetSeen(s);
+          const gone = new Promise((resolve) => s.once('disconnect', resolve));
+          s.io.engine.close();
+          await gone;
+          // the server sees the close before the client is back, as after a real blip
+          await sleep(20);
+          const t1 = hr();
+          await new Promise((resolve, reject) => {
+            s.once('connect', resolve);
+            s.once('connect_error', (e) => reject(new Error(`${n} recovery: ${e.message}`)));
+            s.connect();
+          });
+          const rec = msBetween(t1, hr());
+          if (b >= 0) {
+            lat[n].fresh.push(fresh);
+            if (s.recovered) lat[n].recover.push(rec); else lat[n].refused++;
+          }
+          s.close();
+        }
+      }
+    }
+  });
+  R.phases.recovery = {};
+  for (const n of Object.keys(T)) {
+    const r = { recover: summary(lat[n].recover), fresh: summary(lat[n].fresh), refused: lat[n].refused };
+    r.ratio = ratio(r.recover.p50, r.fresh.p50);
+    R.phases.recovery[n] = r;
+    log(`  ${n.padEnd(8)} recovered ${fmtS(r.recover)} (${r.refused} not recovered); fresh connect + join ${fmtS(r.fresh)}; p50 ratio ${fr(r.ratio)}`);
   }
 }
 
@@ -1142,6 +1205,10 @@ function targetRows(runs, once) {
       });
     }
   }
+  if (any('recovery')) {
+    perRun('recovery round trip p50 < fresh connect + rejoin p50 (collab)', (P) => P.recovery?.collab.ratio, fr, (m) => m < 1);
+    perRun('every recovery recovered (collab)', (P) => P.recovery?.collab.refused, (x) => `${x} not recovered`, (m) => m === 0);
+  }
   if (once.idle && once.idle.collab) {
     const c = once.idle.collab; const b = once.idle.baseline;
     const lim = Number(env('AB_NOFILE', 0));
@@ -1326,6 +1393,7 @@ async function runPhase(ph, pgc) {
   else if (ph === 'contend') await phaseContend();
   else if (ph === 'presence') { for (const g of MEMBERS) await phasePresence(g); }
   else if (ph === 'stall') await phaseStall();
+  else if (ph === 'recovery') await phaseRecovery();
   else if (ph === 'idle') await phaseIdle(pgc);
   else if (ph === 'growth') await phaseGrowth(pgc);
   else throw new Error('unknown phase ' + ph);

@@ -182,7 +182,11 @@ function verifyJwt(token) {
 
 /* ------------------------------------------------------------ server */
 const httpServer = http.createServer();
-const io = new Server(httpServer, { transports: ['websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true } });
+// connection state recovery, as collab offers it (BASELINE_RECOVERY=0: off):
+// every broadcast then carries an offset and is kept for two minutes
+const RECOVERY = process.env.BASELINE_RECOVERY !== '0'
+  ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {};
+const io = new Server(httpServer, { transports: ['websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true }, ...RECOVERY });
 
 io.use((socket, next) => {
   const [code, claims] = verifyJwt(socket.handshake.auth && socket.handshake.auth.token);
