@@ -83,7 +83,8 @@ conn_create(EioSession *eio)
 	conn->cxt = cxt;
 	conn->state = CONN_OPEN;
 	make_conn_id(conn->id);
-	if (collab_recovery_window_ms > 0)
+	/* recovery needs the database to keep the lost connection (the grace) */
+	if (collab_recovery_window_ms > 0 && collab_disconnect_grace_ms > 0)
 	{
 		make_pid(conn->pid);
 		conn->history = MemoryContextAllocZero(cxt, sizeof(HistoryEntry) * CONN_HISTORY_EVENTS);

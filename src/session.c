@@ -1029,8 +1029,12 @@ migrated(void *arg, PollAnswer *answer)
 {
 	Migration  *mg = (Migration *) arg;
 	Conn	   *conn = mg->conn;
+	char		id[CONN_ID_LEN + 1];
+	char		pid[CONN_PID_LEN + 1];
 
 	migrations_pending--;
+	strlcpy(id, conn->id, sizeof(id));
+	strlcpy(pid, conn->pid, sizeof(pid));
 	if (conn->state == CONN_CLOSED)
 	{
 		/* its client went away meanwhile */
@@ -1049,6 +1053,10 @@ migrated(void *arg, PollAnswer *answer)
 			conn_forget_lock(conn, conn->locks->resource_id);
 		conn_forget_history(conn);
 		conn->registered = false;
+		strlcpy(conn->id, id, sizeof(conn->id));
+		strlcpy(conn->pid, pid, sizeof(conn->pid));
+		conn->last_offset = 0;
+		conn->hist_evicted = 0;
 		queue_connect(conn, mg->access_json);
 	}
 	conn_unpin(conn);

@@ -38,6 +38,8 @@ async function heldTab() {
   assert.equal(held.role, 'editor');
   assert.equal(ok(await save(a, rid, 'by Anna')).version, 1);
   ok(await join(b, rid, 'viewer'));
+  // Anna has heard Ben join: no answer to her is under way when her connection is cut
+  await waitFor(a, 'presence:joined', (e) => e.user.userId === ben.sub);
   return { doc, rid, anna, ben, a, b, token: held.lock.token };
 }
 
@@ -242,6 +244,7 @@ test('the TTL keeps running during the grace: a lease that passes it expires (lo
     await waitForLockTtl(a, doc.tab('probe'), ttl);
     const held = ok(await join(a, rid, 'editor'));
     ok(await join(b, rid));
+    await waitFor(a, 'presence:joined', (e) => e.user.userId === ben.sub);
     const since = mark(b);
     await killSocket(a);
     const sus = await waitFor(b, 'lock:suspended', (e) => e.resourceId === rid, { since });

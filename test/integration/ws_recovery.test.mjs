@@ -74,6 +74,8 @@ async function twoTabs() {
   ok(await join(b, plan, 'editor'));
   ok(await join(a, plan, 'viewer'));
   ok(await join(b, notes, 'viewer'));
+  // Anna has heard Ben's last join: no answer to her is under way when her connection goes
+  await waitFor(a, 'presence:joined', (e) => e.resourceId === notes && e.user.userId === ben.sub);
   return { doc, notes, plan, anna, ben, a, b, token: held.lock.token };
 }
 
@@ -358,4 +360,31 @@ test('more missed events than a session keeps: no recovery', async () => {
   assert.notEqual(a.id, aid);
   a.close();
   b.close();
+});
+
+test('with collab.disconnect_grace = 0 there is nothing to recover: no pid, a loss ends the session', async () => {
+  await setGrace(0);
+  try {
+    const doc = await createDocument(['a']);
+    const [anna, ben] = [newUser('Anna'), newUser('Ben')];
+    const a = await connect(anna);
+    const b = await connect(ben);
+    await waitFor(a, 'session:ready');
+    assert.equal(a._pid, undefined, 'no pid in the CONNECT reply');
+    ok(await join(a, doc.tab('a'), 'editor'));
+    ok(await join(b, doc.tab('a'), 'viewer'));
+    await waitFor(a, 'presence:joined', (e) => e.user.userId === ben.sub);
+    const aid = a.id;
+    const sinceB = mark(b);
+    await lose(a, b);
+    const rel = await waitFor(b, 'lock:released', (e) => e.resourceId === doc.tab('a'), { since: sinceB });
+    assert.equal(rel.reason, 'disconnected');
+    await reconnect(a);
+    assert.ok(!a.recovered, 'not recovered');
+    assert.notEqual(a.id, aid);
+    a.close();
+    b.close();
+  } finally {
+    await setGrace(GRACE_MS);
+  }
 });
