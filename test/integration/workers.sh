@@ -16,6 +16,7 @@ env -u COLLAB_WS_URL -u PGHOST -u PGPORT -u COLLAB_TEST_WORK COLLAB_WORKERS=2 \
 	integration/workers.test.mjs \
 	integration/workers_polling.test.mjs \
 	integration/workers_recovery.test.mjs \
+	integration/ws_recovery.test.mjs \
 	integration/ws_presence.test.mjs \
 	integration/ws_locks.test.mjs \
 	integration/ws_handoff.test.mjs \
