@@ -85,10 +85,7 @@ conn_create(EioSession *eio)
 	make_conn_id(conn->id);
 	/* recovery needs the database to keep the lost connection (the grace) */
 	if (collab_recovery_window_ms > 0 && collab_disconnect_grace_ms > 0)
-	{
 		make_pid(conn->pid);
-		conn->history = MemoryContextAllocZero(cxt, sizeof(HistoryEntry) * CONN_HISTORY_EVENTS);
-	}
 	conn->eio = eio;
 	eio->conn = conn;
 	dlist_push_tail(&all_conns, &conn->all_node);
@@ -242,6 +239,10 @@ conn_send_event(Conn *conn, OutFrame *frame, uint64 offset, const char *room)
 {
 	bool		live = conn->state == CONN_CONNECTED;
 
+	/* allocated with the first event: an idle connection costs nothing */
+	if (conn->history == NULL && conn->pid[0] != '\0')
+		conn->history = MemoryContextAllocZero(conn->cxt,
+											   sizeof(HistoryEntry) * CONN_HISTORY_EVENTS);
 	if (conn->history != NULL && !conn->hist_overflowed)
 	{
 		HistoryEntry *e;
