@@ -25,6 +25,7 @@
 #include "utils/memutils.h"
 
 #include "collab.h"
+#include "conn.h"
 #include "eio.h"
 #include "metrics.h"
 #include "poll_http.h"
@@ -411,15 +412,10 @@ too_large(EioSession *eio)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
-	sio_arg_begin(&buf);
-	appendStringInfoString(&buf, "{\"code\":");
-	sio_json_escape(&buf, collab_errors[CE_PAYLOAD_TOO_LARGE].code);
-	appendStringInfoString(&buf, ",\"message\":");
-	sio_json_escape(&buf, psprintf("messages are limited to %d bytes (collab.max_message_size)",
-								   collab_max_message_size));
-	appendStringInfoChar(&buf, '}');
-	sio_packet_end(&buf);
+	conn_encode_error_event(&buf, CE_PAYLOAD_TOO_LARGE,
+							psprintf("messages are limited to %d bytes (collab.max_message_size)",
+									 collab_max_message_size),
+							NULL);
 	eio_send_text(eio, buf.data, buf.len);
 	pfree(buf.data);
 	eio_close_after_flush(eio, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
