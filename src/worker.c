@@ -341,20 +341,47 @@ forward_done(Job *job)
 							 job->err_message)));
 }
 
+/* Queues one NOTIFY of an envelope of public events (events.c). */
+static void
+forward_envelope(char *envelope)
+{
+	Job		   *job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
+							  NULL, forward_done);
+
+	job->own_batch = true;
+	/* in order, and never lost to a busy lock at commit */
+	job->retry = JOB_RETRY_ALWAYS;
+	job->nargs = 1;
+	job->args[0] = job_strdup(envelope);
+	pfree(envelope);
+	jobs_queue(job);
+}
+
 /*
  * Fans out one committed payload to our connections, and, in the
- * forwarding worker, queues its public form for NOTIFY listeners (see
- * events.c): nothing when no event of it is for them.
+ * forwarding worker, adds its public form to the NOTIFY listeners' next
+ * envelope (see events.c): nothing when no event of it is for them.
  */
 static void
 dispatch_payload(const char *payload, bool forwarder, void *arg)
 {
-	Job		   *job;
-	char	   *pub = NULL;
-
 	PG_TRY();
 	{
-		rooms_fan_out(payload, forwarder);
+		JsonObject	env;
+		JsonArray	events;
+		char	   *perr = NULL;
+
+		if (json_object_parse(payload, strlen(payload), &env, &perr) &&
+			json_member_array(json_object_get(&env, "events"), &events))
+		{
+			rooms_fan_out(&events, forwarder);
+			if (forwarder)
+				collab_forward_add(&events, forward_envelope);
+			json_array_free(&events);
+		}
+		else
+			ereport(LOG, (errmsg("collab worker ignores a malformed event payload")));
+		json_object_free(&env);
 	}
 	PG_CATCH();
 	{
@@ -362,18 +389,6 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-
-	if (!forwarder || !collab_public_payload(payload, strlen(payload), &pub) || pub == NULL)
-		return;
-	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
-				  NULL, forward_done);
-	job->own_batch = true;
-	/* in order, and never lost to a busy lock at commit */
-	job->retry = JOB_RETRY_ALWAYS;
-	job->nargs = 1;
-	job->args[0] = job_strdup(pub);
-	pfree(pub);
-	jobs_queue(job);
 }
 
 static void
@@ -381,6 +396,7 @@ drain_events(void)
 {
 	events_readable = false;
 	(void) event_queue_drain(dispatch_payload, NULL);
+	collab_forward_flush(forward_envelope);
 	if (event_queue_take_overflow())
 	{
 		/*
