@@ -182,7 +182,7 @@ test('socket.io-client against the standby: connect_error with the 503, then it 
     assert.match(String(e.description?.message ?? e.description), /Unexpected server response: 503/);
   }
   ws.close();
-  // polling (socket.io-client's default first transport): the status and the body
+  // polling (socket.io-client's default first transport): the status
   const polling = client(S.ws, 'probe-polling', { transports: ['polling'], reconnection: false });
   const e = await connected(polling).then(() => null, (x) => x);
   assert.ok(e, 'refused');
