@@ -118,8 +118,12 @@ after(async () => {
   for (const s of clients) s.close();
   await primary?.end().catch(() => {});
   await standby?.end().catch(() => {});
-  for (const d of [P.dir, S.dir]) await cluster('destroy', d).catch(() => {});
-  if (process.exitCode) console.log(`kept ${WORK}`);
+  for (const d of [P.dir, S.dir]) {
+    // the servers' logs stay with a failed run
+    if (fs.existsSync(path.join(d, 'server.log'))) fs.copyFileSync(path.join(d, 'server.log'), `${d}.log`);
+    await cluster('destroy', d).catch(() => {});
+  }
+  if (process.exitCode) console.log(`kept ${WORK} (the servers' logs)`);
   else fs.rmSync(WORK, { recursive: true, force: true });
 });
 
