@@ -547,20 +547,11 @@ check(cPublishes > 0 && cParsed === cPublishes, `every collab_publish_event() ca
 
 // the worker's own sends: sio_event_begin(&buf, NULL, "name", ...)
 const own = new Map();	// event -> shape
-for (const m of wsC.matchAll(/sio_event_begin\(\s*&(\w+),\s*NULL,\s*"([^"]+)"/g)) {
+for (const m of wsC.matchAll(/sio_event_begin\(\s*&?(\w+),\s*NULL,\s*"([^"]+)"/g)) {
 	const end = wsC.indexOf("sio_packet_end", m.index);
 	const r = replayC(wsC.slice(m.index, end), m[1]);
 	if (r.error) check(false, `the "${m[2]}" event built by the worker can be read`, r.error);
-	else if (!own.has(m[2])) own.set(m[2], r.keys);
-	else {
-		// built in several places (error): a key missing from one of them is optional
-		const prev = own.get(m[2]);
-		const merged = new Map();
-		for (const k of new Set([...prev.keys(), ...r.keys.keys()])) {
-			merged.set(k, { optional: !prev.has(k) || !r.keys.has(k) || prev.get(k).optional || r.keys.get(k).optional });
-		}
-		own.set(m[2], merged);
-	}
+	else own.set(m[2], r.keys);
 }
 // events named with COLLAB_INTERNAL_EVENT_PREFIX (src/collab.h) are the
 // workers' own bookkeeping, which rooms.c never sends to a browser
