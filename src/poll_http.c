@@ -426,9 +426,8 @@ poll_http_request(struct lws *wsi, void **slot)
 
 	has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
 	origin_ok = eio_allows_origin(has_origin ? origin : NULL);
-	if (options)
-		return preflight(wsi, has_origin ? origin : NULL, origin_ok);
 
+	/* the query is checked first, so that every request with a bad one, a preflight too, is a 400 */
 	eio_v = url_arg(wsi, "EIO=", eio_arg, sizeof(eio_arg));
 	transport_v = url_arg(wsi, "transport=", transport, sizeof(transport));
 	sid = url_arg(wsi, "sid=", sidbuf, sizeof(sidbuf));
@@ -442,6 +441,8 @@ poll_http_request(struct lws *wsi, void **slot)
 	if (strcmp(transport_v, "polling") != 0)
 		return refuse(wsi, has_origin ? origin : NULL, origin_ok, 400, POLL_ERR_UNKNOWN_TRANSPORT,
 					  "Transport unknown");
+	if (options)
+		return preflight(wsi, has_origin ? origin : NULL, origin_ok);
 	if (!get && !post)
 		return refuse(wsi, has_origin ? origin : NULL, origin_ok, 400,
 					  *sid ? POLL_ERR_BAD_REQUEST : POLL_ERR_BAD_HANDSHAKE_METHOD,
