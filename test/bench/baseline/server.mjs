@@ -182,7 +182,8 @@ function verifyJwt(token) {
 
 /* ------------------------------------------------------------ server */
 const httpServer = http.createServer();
-const io = new Server(httpServer, { transports: ['websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true } });
+// long-polling and the upgrade, as collab offers them, for the transports phases
+const io = new Server(httpServer, { transports: ['polling', 'websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true } });
 
 io.use((socket, next) => {
   const [code, claims] = verifyJwt(socket.handshake.auth && socket.handshake.auth.token);
