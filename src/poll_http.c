@@ -28,6 +28,7 @@
 
 #include <libwebsockets.h>
 
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "collab.h"
@@ -39,6 +40,9 @@
 
 /* A declared body beyond this is refused without being read. */
 #define POLL_DRAIN_MAX		(16 * 1024 * 1024)
+
+/* How long a keep-alive connection may idle between requests, as lws's own default. */
+#define POLL_IDLE_SECONDS	5.0
 
 typedef enum HttpPollState
 {
@@ -65,13 +69,36 @@ typedef struct HttpPoll
 	char	   *origin;			/* NULL: no Origin header */
 	bool		origin_ok;
 	StringInfoData body;		/* a POST's body */
-	ev_timer	body_timer;		/* the body must be whole by then */
+	ev_timer	timer;			/* the body must be whole, or the wait over, by then */
 	ev_io		gone_io;		/* a waiting request's socket: has its client left? */
 	bool		tls;
 	PollAnswer	answer;			/* HP_ANSWER: what to write */
 } HttpPoll;
 
 #define POLL_HTTP_KIND	0x706f6c6c	/* "poll" */
+
+/*
+ * Timeouts are kept here, in libev's timer heap, rather than by
+ * libwebsockets: lws keeps the timeouts of all connections in one sorted
+ * list that each new timeout walks from its head, and a long-polling
+ * client sets one per request on each of its two connections, so that with
+ * a thousand clients those walks took most of the worker's time in a
+ * fan-out.  A waiting GET has its own deadline (HttpPoll.timer); a
+ * keep-alive connection that answered a long-polling request waits for
+ * its next one as an IdleConn, found by its wsi, closed after
+ * POLL_IDLE_SECONDS.  The wsi's opaque user data points at its IdleConn, so
+ * that a timer never acts on a connection that has gone and whose memory
+ * or descriptor came back for another.
+ */
+typedef struct IdleConn
+{
+	struct lws *wsi;			/* the hash key */
+	struct lws_context *context;
+	int			fd;
+	ev_timer	timer;
+} IdleConn;
+
+static HTAB *idle_conns = NULL;
 
 static MemoryContext requests_cxt = NULL;
 static struct ev_loop *requests_loop = NULL;
@@ -100,9 +127,67 @@ request_of_req(PollRequest *r)
 void
 poll_http_init(struct ev_loop *loop)
 {
+	HASHCTL		ctl;
+
 	requests_loop = loop;
 	requests_cxt = AllocSetContextCreate(TopMemoryContext, "collab polling requests",
 										 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(struct lws *);
+	ctl.entrysize = sizeof(IdleConn);
+	ctl.hcxt = requests_cxt;
+	idle_conns = hash_create("collab idle polling connections", 1024, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* An idle connection's time is up: closed, if it is still the one it was. */
+static void
+idle_expired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	IdleConn   *ic = (IdleConn *) w->data;
+	struct lws *wsi = ic->wsi;
+	bool		same = wsi_from_fd(ic->context, ic->fd) == wsi &&
+		lws_get_opaque_user_data(wsi) == ic;
+
+	ev_timer_stop(loop, &ic->timer);
+	hash_search(idle_conns, &wsi, HASH_REMOVE, NULL);
+	if (same)
+	{
+		lws_set_opaque_user_data(wsi, NULL);
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+}
+
+/* wsi answered a long-polling request and waits for its next one. */
+static void
+idle_begin(struct lws *wsi)
+{
+	IdleConn   *ic;
+	bool		found;
+
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	ic = hash_search(idle_conns, &wsi, HASH_ENTER, &found);
+	if (found)
+		ev_timer_stop(requests_loop, &ic->timer);
+	ic->context = lws_get_context(wsi);
+	ic->fd = lws_get_socket_fd(wsi);
+	ev_timer_init(&ic->timer, idle_expired, POLL_IDLE_SECONDS, 0.);
+	ic->timer.data = ic;
+	ev_timer_start(requests_loop, &ic->timer);
+	lws_set_opaque_user_data(wsi, ic);
+}
+
+/* A request arrives on wsi, or wsi closes: it is not idle. */
+void
+poll_http_busy(struct lws *wsi)
+{
+	IdleConn   *ic = hash_search(idle_conns, &wsi, HASH_FIND, NULL);
+
+	if (ic == NULL)
+		return;
+	ev_timer_stop(requests_loop, &ic->timer);
+	hash_search(idle_conns, &wsi, HASH_REMOVE, NULL);
+	lws_set_opaque_user_data(wsi, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -169,7 +254,7 @@ static void
 free_request(HttpPoll *hp)
 {
 	hp->kind = 0;
-	ev_timer_stop(requests_loop, &hp->body_timer);
+	ev_timer_stop(requests_loop, &hp->timer);
 	ev_io_stop(requests_loop, &hp->gone_io);
 	if (hp->origin)
 		pfree(hp->origin);
@@ -192,6 +277,8 @@ finish(struct lws *wsi, void **slot, HttpPoll *hp, PollAnswer *a)
 	*slot = NULL;
 	rc = write_answer(wsi, hp->origin, hp->origin_ok, a, NULL, NULL);
 	free_request(hp);
+	if (rc == 0)
+		idle_begin(wsi);
 	return rc;
 }
 
@@ -231,7 +318,8 @@ relay_done(void *arg, PollAnswer *answer)
 }
 
 /*
- * A body that has not arrived whole within collab.ping_timeout: its
+ * A body that has not arrived whole within collab.ping_timeout, or a GET
+ * still waiting long after its session should have answered it: its
  * connection is dropped (lws's own timeout for a body is its context's,
  * for every request alike).
  */
@@ -247,9 +335,9 @@ static void
 await_body(HttpPoll *hp)
 {
 	hp->state = HP_BODY;
-	ev_timer_init(&hp->body_timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
-	hp->body_timer.data = hp;
-	ev_timer_start(requests_loop, &hp->body_timer);
+	ev_timer_init(&hp->timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
+	hp->timer.data = hp;
+	ev_timer_start(requests_loop, &hp->timer);
 }
 
 /*
@@ -302,6 +390,12 @@ static void
 wait_for_answer(struct lws *wsi, HttpPoll *hp)
 {
 	hp->state = HP_WAITING;
+	/* a ping answers it within collab.ping_interval: this is only a backstop */
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	ev_timer_init(&hp->timer, body_late,
+				  (collab_ping_interval_ms + collab_ping_timeout_ms) / 1000.0 + 5, 0.);
+	hp->timer.data = hp;
+	ev_timer_start(requests_loop, &hp->timer);
 	hp->tls = lws_is_ssl(wsi);
 	ev_io_init(&hp->gone_io, socket_readable, lws_get_socket_fd(wsi), EV_READ);
 	hp->gone_io.data = hp;
@@ -497,10 +591,8 @@ poll_http_request(struct lws *wsi, void **slot)
 		else if (poll_get(&hp->req, sid, &a) == POLL_ANSWERED)
 			return finish(wsi, slot, hp, &a);
 		/* it waits: no header table held meanwhile, and no idle timeout before its answer */
-		wait_for_answer(wsi, hp);
 		lws_http_headers_detach(wsi);
-		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
-						(collab_ping_interval_ms + collab_ping_timeout_ms) / 1000 + 5);
+		wait_for_answer(wsi, hp);
 		return 0;
 	}
 
@@ -578,7 +670,7 @@ poll_http_body_done(struct lws *wsi, void **slot)
 
 	if (hp == NULL || hp->state != HP_BODY)
 		return 0;
-	ev_timer_stop(requests_loop, &hp->body_timer);
+	ev_timer_stop(requests_loop, &hp->timer);
 	if (hp->refused)
 	{
 		hp->state = HP_ANSWER;
@@ -631,6 +723,7 @@ poll_http_closed(struct lws *wsi, void **slot)
 {
 	HttpPoll   *hp = request_of(slot);
 
+	poll_http_busy(wsi);
 	if (hp == NULL)
 		return;
 	*slot = NULL;

@@ -512,6 +512,33 @@ describe('hostile polling', () => {
       await resetWorkerConf('collab.max_unauthenticated_per_address', 'collab.connect_timeout');
     }
   });
+  test('an idle keep-alive connection is closed after 5 s without a request; one that keeps polling is not', { timeout: 20000 }, async () => {
+    const url = new URL(WS_URL);
+    const t0 = Date.now();
+    const idle = await rawHttp(`GET /socket.io/?${HANDSHAKE} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    const answer = await idle.ended;
+    const took = Date.now() - t0;
+    assert.match(answer, /^HTTP\/1\.1 200 [^]*\r\n\r\n0\{"sid"/, 'the handshake was answered on it');
+    assert.ok(took >= 4500 && took < 9000, `closed after about 5 s idle: ${took} ms`);
+    // a session polling all along on one keep-alive connection keeps it past that
+    const c = await pollConnect(tokenFor(newUser('KeptAlive')));
+    const live = await rawHttp('');
+    let closed = false;
+    live.ended.then(() => { closed = true; });
+    const end = Date.now() + 6500;
+    let polls = 0;
+    while (Date.now() < end) {
+      const before = live.data().length;
+      live.socket.write(`GET /socket.io/?${query(c.sid)} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+      await eventually(() => live.data().length > before && /\r\n\r\n[^]*$/.test(live.data().slice(before)), 'the poll is answered', 3000, 5);
+      await eventually(() => { const m = /content-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(live.data().slice(before)); return m && live.data().length - before >= m.index + m[0].length + Number(m[1]); }, 'the whole answer', 3000, 5);
+      if (live.data().slice(before).endsWith('2')) await c.post('3');
+      polls += 1;
+    }
+    assert.equal(closed, false, `the connection that kept polling is open (${polls} polls)`);
+    live.socket.destroy();
+    await c.close();
+  });
   test('the bystander is still served', async () => bystander.served('hostile polling'));
 });
 
