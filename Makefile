@@ -30,6 +30,7 @@ OBJS = \
 	src/resource_id.o \
 	src/resource_id_sql.o \
 	src/revisions.o \
+	src/role.o \
 	src/rooms.o \
 	src/sampling.o \
 	src/save_guard.o \

@@ -2097,6 +2097,32 @@ COMMENT ON FUNCTION collab._next_token() IS
 	'The next fencing token (internal: epoch * 2^36 + the epoch''s count)';
 
 /* ------------------------------------------------------------------------
+ * The save path: a row's shape checked when it is inserted
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The three CHECK constraints of collab.resources (a valid id, the kind
+ * and the parent that the id names) become one BEFORE INSERT trigger in C
+ * (src/save_guard.c), with the same SQLSTATE, message and constraint names.
+ * A table CHECK is evaluated by every UPDATE, and PostgreSQL reads its
+ * expression back from the catalog for every statement that writes the
+ * table: most of a plain UPDATE's instructions, on every save.  An UPDATE
+ * cannot change these columns (the guard, collab._guard_update(), refuses
+ * it), so checking new rows keeps every row in shape.
+ */
+CREATE FUNCTION collab._resources_shape() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'collab_resources_shape' LANGUAGE C;
+REVOKE ALL ON FUNCTION collab._resources_shape() FROM PUBLIC;
+CREATE TRIGGER resources_shape BEFORE INSERT ON collab.resources
+	FOR EACH ROW EXECUTE FUNCTION collab._resources_shape();
+ALTER TABLE collab.resources
+	DROP CONSTRAINT resources_id_check,
+	DROP CONSTRAINT resources_parent_matches_id,
+	DROP CONSTRAINT resources_kind_matches_id;
+COMMENT ON FUNCTION collab._resources_shape() IS
+	'Trigger: a new collab.resources row has a valid id, and the kind and parent that its id names';
+
+/* ------------------------------------------------------------------------
  * Comments on every object
  * ------------------------------------------------------------------------ */
 

@@ -140,9 +140,13 @@ struct varlena;
 extern void collab_require_resource_id(struct varlena *t);
 
 /* events.c */
+struct JsonArray;
+
 extern void collab_publish_event(const char *json, int len);
 extern bool collab_event_routing_member(const char *key);
 extern bool collab_public_payload(const char *payload, size_t len, char **out);
+extern void collab_forward_add(const struct JsonArray *events, void (*emit) (char *envelope));
+extern void collab_forward_flush(void (*emit) (char *envelope));
 
 /* leases.c */
 extern TimestampTz collab_lease_expiry(TimestampTz from);

@@ -253,6 +253,30 @@ conn_send_ack(Conn *conn, int64 ack_id, const char *json, size_t len)
 	pfree(buf.data);
 }
 
+/*
+ * The error event {code, message, resourceId?} as one Socket.IO packet
+ * (ErrorEvent in types/collab.d.ts), for a request without an ack or for
+ * what is not a request's fault.
+ */
+void
+conn_encode_error_event(StringInfo buf, CollabErrorCode code, const char *message,
+						const char *resource_id)
+{
+	sio_event_begin(buf, NULL, "error", SIO_NO_ACK);
+	sio_arg_begin(buf);
+	appendStringInfoString(buf, "{\"code\":");
+	sio_json_escape(buf, collab_errors[code].code);
+	appendStringInfoString(buf, ",\"message\":");
+	sio_json_escape(buf, message);
+	if (resource_id)
+	{
+		appendStringInfoString(buf, ",\"resourceId\":");
+		sio_json_escape(buf, resource_id);
+	}
+	appendStringInfoChar(buf, '}');
+	sio_packet_end(buf);
+}
+
 /* An ack {ok:false,error:{code,message}} or, without ack, an error event. */
 void
 conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code, const char *message,
@@ -272,23 +296,10 @@ conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code, const char *mess
 		appendStringInfoString(&buf, ",\"message\":");
 		sio_json_escape(&buf, message);
 		appendStringInfoString(&buf, "}}");
+		sio_packet_end(&buf);
 	}
 	else
-	{
-		sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
-		sio_arg_begin(&buf);
-		appendStringInfoString(&buf, "{\"code\":");
-		sio_json_escape(&buf, name);
-		appendStringInfoString(&buf, ",\"message\":");
-		sio_json_escape(&buf, message);
-		if (resource_id)
-		{
-			appendStringInfoString(&buf, ",\"resourceId\":");
-			sio_json_escape(&buf, resource_id);
-		}
-		appendStringInfoChar(&buf, '}');
-	}
-	sio_packet_end(&buf);
+		conn_encode_error_event(&buf, code, message, resource_id);
 	conn_send_buf(conn, &buf);
 	pfree(buf.data);
 }

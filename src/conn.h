@@ -106,6 +106,8 @@ extern void conn_send_buf(Conn *conn, StringInfo buf);
 extern void conn_send_ack(Conn *conn, int64 ack_id, const char *json, size_t len);
 extern void conn_send_error(Conn *conn, int64 ack_id, CollabErrorCode code,
 							const char *message, const char *resource_id);
+extern void conn_encode_error_event(StringInfo buf, CollabErrorCode code, const char *message,
+									const char *resource_id);
 extern void conn_close_after_flush(Conn *conn, int status);
 extern void conn_kill(Conn *conn);
 

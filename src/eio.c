@@ -1035,9 +1035,10 @@ shed_session(EioSession *eio)
 
 /*
  * The sum passed collab.max_output_buffer: sheds the slowest readers until
- * it is a tenth below it (so that the next shedding is not the next
- * packet's), then, if what shed sessions' transports still hold keeps it
- * above, drops the oldest of those at once.
+ * what the others have is a tenth below it (so that the next shedding is
+ * not the next packet's; what shed sessions' transports still hold goes
+ * with their close, and never makes a fresh session look slow), then, if
+ * those bytes keep the sum above, drops the oldest shed sessions at once.
  */
 static void
 shed_slowest(void)
@@ -1047,6 +1048,7 @@ shed_slowest(void)
 	ShedCandidate *cands;
 	int			n = 0;
 	int			nshed = 0;
+	int64		held_by_shed = 0;
 	dlist_iter	it;
 
 	cands = palloc(sizeof(ShedCandidate) * Max(nsessions, 1));
@@ -1059,13 +1061,16 @@ shed_slowest(void)
 		cands[n].eio = e;
 		cands[n].since = waiting_since(e);
 		cands[n].bytes = e->out_bytes + e->transport_bytes;
+		if (e->shed)
+			held_by_shed += e->transport_bytes;
 		n++;
 	}
 	qsort(cands, n, sizeof(ShedCandidate), slowest_first);
-	for (int i = 0; i < n && output_bytes > target; i++)
+	for (int i = 0; i < n && output_bytes - held_by_shed > target; i++)
 		if (!cands[i].eio->shed)
 		{
 			shed_session(cands[i].eio);
+			held_by_shed += cands[i].eio->transport_bytes;
 			nshed++;
 		}
 	for (int i = 0; i < n && output_bytes > target; i++)

@@ -276,10 +276,9 @@ static bool
 append_public_user(StringInfo buf, const JsonMember *user)
 {
 	JsonObject	u;
-	char	   *perr = NULL;
 	bool		first = true;
 
-	if (user->kind != JSON_KIND_OBJECT || !json_object_parse(user->value, user->len, &u, &perr))
+	if (!json_member_object(user, &u))
 		return false;
 	appendStringInfoChar(buf, '{');
 	for (int i = 0; i < u.nmembers; i++)
@@ -303,12 +302,11 @@ static bool
 append_public_event(StringInfo buf, const JsonMember *elem)
 {
 	JsonObject	ev;
-	char	   *perr = NULL;
 	const char *name;
 	size_t		l;
 	bool		first = true;
 
-	if (elem->kind != JSON_KIND_OBJECT || !json_object_parse(elem->value, elem->len, &ev, &perr))
+	if (!json_member_object(elem, &ev))
 		return false;
 	if (json_object_get_string(&ev, "event", &name, &l) != JSON_GET_OK ||
 		strncmp(name, COLLAB_INTERNAL_EVENT_PREFIX, strlen(COLLAB_INTERNAL_EVENT_PREFIX)) == 0)
@@ -338,6 +336,58 @@ append_public_event(StringInfo buf, const JsonMember *elem)
 }
 
 /*
+ * Appends the public forms of events to buf, each preceded by a comma when
+ * *n (events in buf) is not 0.
+ */
+static void
+append_public_array(const JsonArray *events, StringInfo buf, int *n)
+{
+	for (int i = 0; i < events->nelems; i++)
+	{
+		int			before = buf->len;
+
+		if (*n > 0)
+			appendStringInfoChar(buf, ',');
+		if (append_public_event(buf, &events->elems[i]))
+			(*n)++;
+		else
+		{
+			/* nothing of it: not even its comma */
+			buf->len = before;
+			buf->data[before] = '\0';
+		}
+	}
+}
+
+/*
+ * Appends the public forms of payload's events ({"v":1,"events":[...]})
+ * to buf, each preceded by a comma when *n (events in buf) is not 0; false
+ * if payload is not such an envelope.
+ */
+static bool
+append_public_events(const char *payload, size_t len, StringInfo buf, int *n)
+{
+	JsonObject	env;
+	JsonArray	events;
+	char	   *perr = NULL;
+	const JsonMember *v;
+
+	if (!json_object_parse(payload, len, &env, &perr))
+		return false;
+	v = json_object_get(&env, "v");
+	if (v == NULL || v->kind != JSON_KIND_NUMBER ||
+		!json_member_array(json_object_get(&env, "events"), &events))
+	{
+		json_object_free(&env);
+		return false;
+	}
+	append_public_array(&events, buf, n);
+	json_array_free(&events);
+	json_object_free(&env);
+	return true;
+}
+
+/*
  * The public form of a payload {"v":1,"events":[...]}: its events but the
  * internal ones, without routing members and without user.connectionId.
  * *out is NULL when no event is left.  False if payload is not such an
@@ -346,52 +396,76 @@ append_public_event(StringInfo buf, const JsonMember *elem)
 bool
 collab_public_payload(const char *payload, size_t len, char **out)
 {
-	JsonObject	env;
-	JsonArray	events;
-	char	   *perr = NULL;
-	const JsonMember *v;
-	const JsonMember *m;
 	StringInfoData buf;
 	int			n = 0;
 
 	*out = NULL;
-	if (!json_object_parse(payload, len, &env, &perr))
-		return false;
-	v = json_object_get(&env, "v");
-	m = json_object_get(&env, "events");
-	if (v == NULL || v->kind != JSON_KIND_NUMBER || m == NULL || m->kind != JSON_KIND_ARRAY ||
-		!json_array_parse(m->value, m->len, &events, &perr))
-	{
-		json_object_free(&env);
-		return false;
-	}
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"v\":");
-	appendStringInfoString(&buf, v->value);
-	appendStringInfoString(&buf, ",\"events\":[");
-	for (int i = 0; i < events.nelems; i++)
+	appendStringInfoString(&buf, EVENT_ENVELOPE_HEAD);
+	if (!append_public_events(payload, len, &buf, &n))
 	{
-		int			before = buf.len;
-
-		if (n > 0)
-			appendStringInfoChar(&buf, ',');
-		if (append_public_event(&buf, &events.elems[i]))
-			n++;
-		else
-		{
-			/* nothing of it: not even its comma */
-			buf.len = before;
-			buf.data[before] = '\0';
-		}
+		pfree(buf.data);
+		return false;
 	}
-	appendStringInfoString(&buf, "]}");
-	json_array_free(&events);
-	json_object_free(&env);
+	appendStringInfoString(&buf, EVENT_ENVELOPE_TAIL);
 	if (n > 0)
 		*out = buf.data;
 	else
 		pfree(buf.data);
 	return true;
+}
+
+/*
+ * The forwarding worker's NOTIFY payloads: the public events of the
+ * payloads it reads (the events array of each, parsed by the worker),
+ * joined into as few envelopes under the NOTIFY limit as they fit in, in
+ * order.  One notification per envelope rather than per
+ * committed transaction: listeners read an envelope's events one by one
+ * either way.  emit receives each full envelope (palloc'd in the caller's
+ * context).
+ */
+static StringInfoData forward_buf;
+static int	forward_n = 0;
+
+void
+collab_forward_flush(void (*emit) (char *envelope))
+{
+	if (forward_n == 0)
+		return;
+	appendStringInfoString(&forward_buf, EVENT_ENVELOPE_TAIL);
+	emit(pstrdup(forward_buf.data));
+	resetStringInfo(&forward_buf);
+	forward_n = 0;
+}
+
+void
+collab_forward_add(const JsonArray *events, void (*emit) (char *envelope))
+{
+	StringInfoData one;
+	int			n = 0;
+
+	if (forward_buf.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&forward_buf);
+		MemoryContextSwitchTo(old);
+	}
+	initStringInfo(&one);
+	append_public_array(events, &one, &n);
+	if (n > 0)
+	{
+		if (forward_n > 0 &&
+			forward_buf.len + 1 + one.len + strlen(EVENT_ENVELOPE_TAIL) > EVENT_PAYLOAD_MAX)
+			collab_forward_flush(emit);
+		if (forward_n == 0)
+			appendStringInfoString(&forward_buf, EVENT_ENVELOPE_HEAD);
+		else
+			appendStringInfoChar(&forward_buf, ',');
+		appendBinaryStringInfo(&forward_buf, one.data, one.len);
+		forward_n += n;
+	}
+	pfree(one.data);
 }
 
 /* collab.public_payload(payload text): NULL when nothing is left */

@@ -39,7 +39,8 @@
 static bool precheck_input(const char *json, size_t len, char **errmsg);
 static const char *parse_error_text(JsonParseErrorType rc);
 static bool parse_container(const char *json, size_t len, bool want_object,
-							JsonMember **members, int *count, char **errmsg);
+							bool validated, JsonMember **members, int *count,
+							char **errmsg);
 static bool decode_string(const char *tok, size_t toklen, char **out,
 						  size_t *outlen, const char **err);
 static bool check_duplicates(JsonMember *members, int count, char **errmsg);
@@ -60,7 +61,7 @@ json_object_parse(const char *json, size_t len, JsonObject *out, char **errmsg)
 	if (errmsg)
 		*errmsg = NULL;
 
-	if (!parse_container(json, len, true, &out->members, &out->nmembers,
+	if (!parse_container(json, len, true, false, &out->members, &out->nmembers,
 						 errmsg))
 		return false;
 	if (!check_duplicates(out->members, out->nmembers, errmsg))
@@ -79,8 +80,38 @@ json_array_parse(const char *json, size_t len, JsonArray *out, char **errmsg)
 	if (errmsg)
 		*errmsg = NULL;
 
-	return parse_container(json, len, false, &out->elems, &out->nelems,
+	return parse_container(json, len, false, false, &out->elems, &out->nelems,
 						   errmsg);
+}
+
+/*
+ * A member's object or array value: a part of a text that an earlier parse
+ * has validated whole, so only its top level is walked.
+ */
+bool
+json_member_object(const JsonMember *m, JsonObject *out)
+{
+	out->nmembers = 0;
+	out->members = NULL;
+	if (m == NULL || m->kind != JSON_KIND_OBJECT ||
+		!parse_container(m->value, m->len, true, true, &out->members, &out->nmembers, NULL))
+		return false;
+	if (!check_duplicates(out->members, out->nmembers, NULL))
+	{
+		json_object_free(out);
+		return false;
+	}
+	return true;
+}
+
+bool
+json_member_array(const JsonMember *m, JsonArray *out)
+{
+	out->nelems = 0;
+	out->elems = NULL;
+	if (m == NULL || m->kind != JSON_KIND_ARRAY)
+		return false;
+	return parse_container(m->value, m->len, false, true, &out->elems, &out->nelems, NULL);
 }
 
 void
@@ -410,10 +441,11 @@ next_token(JsonLexContext *lex)
 
 /*
  * Validate json[0..len) and collect the members (want_object) or elements
- * of the top-level container.
+ * of the top-level container.  validated: json is known valid (a value
+ * taken from a text parsed before), only its top level is walked.
  */
 static bool
-parse_container(const char *json, size_t len, bool want_object,
+parse_container(const char *json, size_t len, bool want_object, bool validated,
 				JsonMember **members, int *count, char **errmsg)
 {
 	JsonLexContext *lex;
@@ -431,20 +463,23 @@ parse_container(const char *json, size_t len, bool want_object,
 		json = "";
 		len = 0;
 	}
-	if (!precheck_input(json, len, errmsg))
-		return false;
-
-	/* Pass 1: full validation by jsonapi, no callbacks needed. */
-	memset(&sem, 0, sizeof(sem));
-	lex = makeJsonLexContextCstringLen(unconstify(char *, json), (int) len,
-									   PG_UTF8, false);
-	rc = pg_parse_json(lex, &sem);
-	pfree(lex);
-	if (rc != JSON_SUCCESS)
+	if (!validated)
 	{
-		if (errmsg)
-			*errmsg = psprintf("invalid JSON: %s", parse_error_text(rc));
-		return false;
+		if (!precheck_input(json, len, errmsg))
+			return false;
+
+		/* Pass 1: full validation by jsonapi, no callbacks needed. */
+		memset(&sem, 0, sizeof(sem));
+		lex = makeJsonLexContextCstringLen(unconstify(char *, json), (int) len,
+										   PG_UTF8, false);
+		rc = pg_parse_json(lex, &sem);
+		pfree(lex);
+		if (rc != JSON_SUCCESS)
+		{
+			if (errmsg)
+				*errmsg = psprintf("invalid JSON: %s", parse_error_text(rc));
+			return false;
+		}
 	}
 
 	/* Pass 2: walk the top level of the (now known valid) text. */

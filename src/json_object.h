@@ -93,6 +93,13 @@ extern bool json_array_parse(const char *json, size_t len, JsonArray *out,
 extern void json_object_free(JsonObject *obj);
 extern void json_array_free(JsonArray *arr);
 
+/*
+ * The object (array) value of a member of a parsed text, which that parse
+ * validated: false if m is NULL or not an object (array).
+ */
+extern bool json_member_object(const JsonMember *m, JsonObject *out);
+extern bool json_member_array(const JsonMember *m, JsonArray *out);
+
 /* Member by de-escaped key, or NULL. */
 extern const JsonMember *json_object_get(const JsonObject *obj,
 										 const char *key);

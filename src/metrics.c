@@ -10,7 +10,8 @@
  * reset.  Health is judged from what the workers last achieved, not by
  * running SQL from the HTTP callback: the database is reachable when a
  * transaction of any running worker committed within the last few sweep
- * intervals (the forwarding worker's sweep commits every interval).
+ * intervals (the forwarding worker's sweep commits every interval), and
+ * the worker answering serves a primary (role.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +26,7 @@
 
 #include "collab.h"
 #include "metrics.h"
+#include "role.h"
 
 typedef struct MetricsSlot
 {
@@ -298,13 +300,18 @@ metrics_http(struct lws *wsi, const char *uri)
 	if (strcmp(uri, "/healthz") == 0)
 	{
 		CollabMetrics total;
+		bool		standby;
 		bool		db;
 
 		(void) metrics_total(&total);
-		db = database_ok(&total);
-		appendStringInfo(&body, "{\"status\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
-						 db ? "ok" : "unavailable", db ? "ok" : "unreachable", total.connections);
-		rc = http_reply(wsi, db ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+		/* a standby serves nothing: never healthy, whatever it committed */
+		standby = role_is_standby();
+		db = !standby && database_ok(&total);
+		appendStringInfo(&body, "{\"status\":\"%s\",\"role\":\"%s\",\"worker\":\"ok\",\"database\":\"%s\",\"connections\":%d}",
+						 db ? "ok" : "unavailable", role_name(),
+						 standby ? "in recovery" : db ? "ok" : "unreachable", total.connections);
+		rc = http_reply(wsi, db ? HTTP_STATUS_OK :
+						(standby ? ROLE_STANDBY_STATUS : HTTP_STATUS_SERVICE_UNAVAILABLE),
 						"application/json", &body);
 	}
 	else if (strcmp(uri, "/metrics") == 0)

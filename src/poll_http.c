@@ -37,6 +37,7 @@
 #include "poll_http.h"
 #include "poll_transport.h"
 #include "relay.h"
+#include "role.h"
 
 /* A declared body beyond this is refused without being read. */
 #define POLL_DRAIN_MAX		(16 * 1024 * 1024)
@@ -544,6 +545,19 @@ poll_http_request(struct lws *wsi, void **slot)
 	if (post && *sid == '\0')
 		return refuse(wsi, has_origin ? origin : NULL, origin_ok, 400,
 					  POLL_ERR_BAD_HANDSHAKE_METHOD, "Bad handshake method");
+	if (*sid == '\0' && role_is_standby())
+	{
+		int			rc;
+
+		/* no session on a standby (role.c) */
+		a.status = ROLE_STANDBY_STATUS;
+		a.content_type = "application/json";
+		initStringInfo(&a.body);
+		role_refusal_body(&a.body);
+		rc = write_answer(wsi, has_origin ? origin : NULL, origin_ok, &a, NULL, NULL);
+		poll_answer_free(&a);
+		return rc;
+	}
 
 	lws_get_peer_simple(wsi, address, sizeof(address));
 	if (post && lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)

@@ -480,16 +480,15 @@ deliver(RoomMember *m, Fanout *f)
 
 /* Fans out one committed event. */
 static void
-dispatch_event(const char *json, size_t len, bool count)
+dispatch_event(const JsonMember *elem, bool count)
 {
 	JsonObject	ev;
-	char	   *perr = NULL;
 	Fanout		f;
 	char		key[ROOT_KEY_LEN];
 	RootEntry  *root;
 	dlist_iter	rit;
 
-	if (!json_object_parse(json, len, &ev, &perr))
+	if (!json_member_object(elem, &ev))
 	{
 		ereport(LOG, (errmsg("collab worker ignores a malformed event")));
 		return;
@@ -535,27 +534,14 @@ dispatch_event(const char *json, size_t len, bool count)
 }
 
 /*
- * Fans out the events of one committed payload ({"v":1,"events":[...]},
- * see events.c) to the rooms they concern; count: counted in the metrics.
+ * Fans out the events of one committed payload (the events array of its
+ * envelope {"v":1,"events":[...]}, see events.c) to the rooms they
+ * concern; count: counted in the metrics.
  */
 void
-rooms_fan_out(const char *payload, bool count)
+rooms_fan_out(const JsonArray *events, bool count)
 {
-	JsonObject	env;
-	JsonArray	events;
-	char	   *perr = NULL;
-	const JsonMember *m;
-
-	if (!json_object_parse(payload, strlen(payload), &env, &perr) ||
-		(m = json_object_get(&env, "events")) == NULL || m->kind != JSON_KIND_ARRAY ||
-		!json_array_parse(m->value, m->len, &events, &perr))
-	{
-		ereport(LOG, (errmsg("collab worker ignores a malformed event payload")));
-		return;
-	}
-	for (int i = 0; i < events.nelems; i++)
-		if (events.elems[i].kind == JSON_KIND_OBJECT)
-			dispatch_event(events.elems[i].value, events.elems[i].len, count);
-	json_array_free(&events);
-	json_object_free(&env);
+	for (int i = 0; i < events->nelems; i++)
+		if (events->elems[i].kind == JSON_KIND_OBJECT)
+			dispatch_event(&events->elems[i], count);
 }

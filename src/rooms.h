@@ -48,6 +48,6 @@ extern void rooms_leave_all(Conn *conn);
 extern void rooms_foreach_member_under(const char *resource_id,
 									   void (*fn) (RoomMember *m, void *arg), void *arg);
 extern int	rooms_count(void);
-extern void rooms_fan_out(const char *payload, bool count);
+extern void rooms_fan_out(const JsonArray *events, bool count);
 
 #endif							/* COLLAB_ROOMS_H */

@@ -13,6 +13,9 @@
  * whose diagnosis needs the tables (which error a dead token deserves) are
  * left to the SQL helper collab._token_error() (collab_token_error()).
  *
+ * Rows are checked for shape (id, kind and parent agree) when inserted,
+ * by collab._resources_shape(); an UPDATE cannot change those columns.
+ *
  * The lease and the helpers belong to the extension owner; the guard and
  * collab.save() run their queries as that role (owner.c).
  *
@@ -36,6 +39,7 @@
 
 #include "collab.h"
 #include "payloads.h"
+#include "resource_id.h"
 
 
 /*
@@ -356,6 +360,93 @@ collab_guard_update(PG_FUNCTION_ARGS)
 	publish_doc_saved(id_str, old_version + 1, saver.user_id, saver.username, saver.holder_id, now,
 					  p.has_restored ? &p.restored_from : NULL);
 	return PointerGetDatum(saved_row(&u, old_version + 1, &saver, now, stored));
+}
+
+/*
+ * A new row of collab.resources breaks its named rule: reported as the
+ * CHECK constraint of that name would be.
+ */
+pg_attribute_noreturn()
+static void
+shape_violation(Relation rel, const char *constraint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
+					RelationGetRelationName(rel), constraint),
+			 errtableconstraint(rel, constraint)));
+}
+
+/*
+ * collab._resources_shape(): BEFORE INSERT FOR EACH ROW on collab.resources.
+ *
+ * A row's id is a valid resource id, its kind the kind of the id's last
+ * segment, its parent the id without that segment.  Checked when a row is
+ * inserted only: the guard refuses every UPDATE of id, parent_id and kind,
+ * so a save does not evaluate these rules (a table CHECK would, and
+ * PostgreSQL reads a CHECK's expression back from the catalog for every
+ * statement that writes the table).
+ */
+PG_FUNCTION_INFO_V1(collab_resources_shape);
+Datum
+collab_resources_shape(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	row;
+	bool		isnull;
+	Datum		d;
+	text	   *id;
+	const char *s;
+	int			len;
+	int			last = 0;		/* where the last segment starts */
+	int			colon;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(td->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "collab._resources_shape() must be a BEFORE INSERT row trigger");
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	row = td->tg_trigtuple;
+
+	/* NULL ids are left to the primary key */
+	d = heap_getattr(row, attnum(desc, "id"), desc, &isnull);
+	if (isnull)
+		return PointerGetDatum(row);
+	id = DatumGetTextPP(d);
+	s = VARDATA_ANY(id);
+	len = VARSIZE_ANY_EXHDR(id);
+	if (resource_id_check(s, len, NULL) != RID_OK)
+		shape_violation(rel, "resources_id_check");
+
+	for (int i = len - 1; i > 0; i--)
+		if (s[i] == '/')
+		{
+			last = i + 1;
+			break;
+		}
+	for (colon = last; s[colon] != ':'; colon++)
+		;						/* a valid id has a colon in every segment */
+
+	d = heap_getattr(row, attnum(desc, "kind"), desc, &isnull);
+	if (isnull)
+		shape_violation(rel, "resources_kind_matches_id");
+	{
+		text	   *kind = DatumGetTextPP(d);
+
+		if (VARSIZE_ANY_EXHDR(kind) != colon - last ||
+			memcmp(VARDATA_ANY(kind), s + last, colon - last) != 0)
+			shape_violation(rel, "resources_kind_matches_id");
+	}
+
+	d = heap_getattr(row, attnum(desc, "parent_id"), desc, &isnull);
+	if (last == 0 ? !isnull :
+		isnull || VARSIZE_ANY_EXHDR(DatumGetTextPP(d)) != last - 1 ||
+		memcmp(VARDATA_ANY(DatumGetTextPP(d)), s, last - 1) != 0)
+		shape_violation(rel, "resources_parent_matches_id");
+
+	return PointerGetDatum(row);
 }
 
 /*

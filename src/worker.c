@@ -12,6 +12,10 @@
  * them out to its rooms (rooms.c) and, if it is the forwarding worker,
  * forwards them to NOTIFY listeners in a batch of their own.
  *
+ * On a hot standby the worker starts too, and serves only /healthz and
+ * /metrics (role.c); the main loop notices the promotion, does the
+ * start-up work of a primary and serves from then on.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,6 +30,7 @@
 #include <openssl/ssl.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -56,6 +61,7 @@
 #include "metrics.h"
 #include "poll_http.h"
 #include "relay.h"
+#include "role.h"
 #include "rooms.h"
 #include "session.h"
 #include "worker.h"
@@ -125,7 +131,8 @@ collab_register_workers(void)
 	{
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		/* on a hot standby too: it answers /healthz there (role.c) */
+		worker.bgw_start_time = BgWorkerStart_ConsistentState;
 		worker.bgw_restart_time = 1;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "collab");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "collab_worker_main");
@@ -223,7 +230,7 @@ flush_refusals(void)
 {
 	Job		   *job;
 
-	if (flush_queued || !collab_refusals_due(GetCurrentTimestamp()))
+	if (flush_queued || role_is_standby() || !collab_refusals_due(GetCurrentTimestamp()))
 		return;
 	job = job_new(sizeof(Job), "SELECT collab._flush_sampled_refusals()::text", NULL, flush_done);
 	job->retry = JOB_RETRY_NEVER;
@@ -235,7 +242,7 @@ flush_refusals(void)
 static void
 sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
-	if (!sweep_queued && event_queue_is_forwarder())
+	if (!sweep_queued && !role_is_standby() && event_queue_is_forwarder())
 	{
 		Job		   *job = job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done);
 
@@ -341,20 +348,47 @@ forward_done(Job *job)
 							 job->err_message)));
 }
 
+/* Queues one NOTIFY of an envelope of public events (events.c). */
+static void
+forward_envelope(char *envelope)
+{
+	Job		   *job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
+							  NULL, forward_done);
+
+	job->own_batch = true;
+	/* in order, and never lost to a busy lock at commit */
+	job->retry = JOB_RETRY_ALWAYS;
+	job->nargs = 1;
+	job->args[0] = job_strdup(envelope);
+	pfree(envelope);
+	jobs_queue(job);
+}
+
 /*
  * Fans out one committed payload to our connections, and, in the
- * forwarding worker, queues its public form for NOTIFY listeners (see
- * events.c): nothing when no event of it is for them.
+ * forwarding worker, adds its public form to the NOTIFY listeners' next
+ * envelope (see events.c): nothing when no event of it is for them.
  */
 static void
 dispatch_payload(const char *payload, bool forwarder, void *arg)
 {
-	Job		   *job;
-	char	   *pub = NULL;
-
 	PG_TRY();
 	{
-		rooms_fan_out(payload, forwarder);
+		JsonObject	env;
+		JsonArray	events;
+		char	   *perr = NULL;
+
+		if (json_object_parse(payload, strlen(payload), &env, &perr) &&
+			json_member_array(json_object_get(&env, "events"), &events))
+		{
+			rooms_fan_out(&events, forwarder);
+			if (forwarder)
+				collab_forward_add(&events, forward_envelope);
+			json_array_free(&events);
+		}
+		else
+			ereport(LOG, (errmsg("collab worker ignores a malformed event payload")));
+		json_object_free(&env);
 	}
 	PG_CATCH();
 	{
@@ -362,18 +396,6 @@ dispatch_payload(const char *payload, bool forwarder, void *arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-
-	if (!forwarder || !collab_public_payload(payload, strlen(payload), &pub) || pub == NULL)
-		return;
-	job = job_new(sizeof(Job), "SELECT pg_catalog.pg_notify('" COLLAB_EVENT_CHANNEL "', $1)::text",
-				  NULL, forward_done);
-	job->own_batch = true;
-	/* in order, and never lost to a busy lock at commit */
-	job->retry = JOB_RETRY_ALWAYS;
-	job->nargs = 1;
-	job->args[0] = job_strdup(pub);
-	pfree(pub);
-	jobs_queue(job);
 }
 
 static void
@@ -381,6 +403,7 @@ drain_events(void)
 {
 	events_readable = false;
 	(void) event_queue_drain(dispatch_payload, NULL);
+	collab_forward_flush(forward_envelope);
 	if (event_queue_take_overflow())
 	{
 		/*
@@ -572,6 +595,44 @@ release_this_run(void)
 						  collab_request_timeout_ms, &found, &n) &&
 		found && DatumGetInt32(n) > 0)
 		ereport(LOG, (errmsg("collab worker detached %d connection(s) at its stop", DatumGetInt32(n))));
+}
+
+static void
+extend_done(Job *job)
+{
+	if (job->failed)
+		ereport(LOG, (errmsg("collab worker could not extend the live leases after the promotion: %s",
+							 job->err_message)));
+	else if (job->result && strcmp(job->result, "0") != 0)
+		ereport(LOG, (errmsg("collab worker extended %s live lease(s) by collab.disconnect_grace after the promotion",
+							 job->result)));
+}
+
+/*
+ * The start-up work of a primary, before it serves: at the worker's start
+ * on a primary, or once the standby it started on has been promoted.  A
+ * server on a timeline after the first was promoted (or ended an archive
+ * recovery): worker 1 asks for every live lease to be extended by
+ * collab.disconnect_grace, so that holders cut off by the failover can
+ * come back and save.  The function does that once per timeline, so a
+ * later start changes nothing; asking at every start also covers a worker
+ * that was not running when its server was promoted.
+ */
+static void
+start_primary(void)
+{
+	if (worker_slot == 0 && GetWALInsertionTimeLine() > 1)
+	{
+		Job		   *job = job_new(sizeof(Job),
+								  "SELECT collab.extend_leases_after_promotion(collab.disconnect_grace())::text",
+								  NULL, extend_done);
+
+		/* a path held elsewhere holds it up: tried again until it runs */
+		job->retry = JOB_RETRY_ALWAYS;
+		jobs_queue(job);
+	}
+	release_previous_run();
+	role_set_primary();
 }
 
 /*
@@ -776,7 +837,9 @@ start_worker(Datum main_arg)
 	adopt_fd(vh, event_queue_wake_fd(worker_slot), FD_EVENT_QUEUE);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], FD_POSTMASTER);
 	ev_init(&retry_timer, retry_cb);
-	release_previous_run();
+	role_init();
+	if (!role_is_standby())
+		start_primary();
 	listen_start(worker_loop, vh);
 	lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
 					 (lws_usec_t) collab_sweep_interval_ms * 1000);
@@ -784,9 +847,10 @@ start_worker(Datum main_arg)
 	ev_timer_start(worker_loop, &tick_timer);
 
 	ereport(LOG,
-			(errmsg("%s listening on %s port %d for database \"%s\"",
+			(errmsg("%s listening on %s port %d for database \"%s\"%s",
 					worker_name, collab_listen_addresses,
-					collab_port, collab_database)));
+					collab_port, collab_database,
+					role_is_standby() ? " (a standby: no session until the server is promoted)" : "")));
 }
 
 /*
@@ -822,6 +886,11 @@ serve(void)
 			load_jwt_config();
 			warn_if_access_control_off();
 			collab_metrics->config_reloads++;
+		}
+		if (role_promoted())
+		{
+			ereport(LOG, (errmsg("%s: the server was promoted; it serves as the primary", worker_name)));
+			start_primary();
 		}
 		/* events of other sessions, then our own jobs (each batch drains its events) */
 		worked = events_readable || jobs_pending();
@@ -871,7 +940,8 @@ stop_worker(void)
 	ev_loop_destroy(worker_loop);
 	worker_loop = NULL;
 	jobs_discard();
-	release_this_run();
+	if (!role_is_standby())
+		release_this_run();
 }
 
 void

@@ -25,9 +25,11 @@
 #include "utils/memutils.h"
 
 #include "collab.h"
+#include "conn.h"
 #include "eio.h"
 #include "metrics.h"
 #include "poll_http.h"
+#include "role.h"
 #include "rooms.h"
 #include "sio_codec.h"
 #include "static_files.h"
@@ -411,15 +413,10 @@ too_large(EioSession *eio)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	sio_event_begin(&buf, NULL, "error", SIO_NO_ACK);
-	sio_arg_begin(&buf);
-	appendStringInfoString(&buf, "{\"code\":");
-	sio_json_escape(&buf, collab_errors[CE_PAYLOAD_TOO_LARGE].code);
-	appendStringInfoString(&buf, ",\"message\":");
-	sio_json_escape(&buf, psprintf("messages are limited to %d bytes (collab.max_message_size)",
-								   collab_max_message_size));
-	appendStringInfoChar(&buf, '}');
-	sio_packet_end(&buf);
+	conn_encode_error_event(&buf, CE_PAYLOAD_TOO_LARGE,
+							psprintf("messages are limited to %d bytes (collab.max_message_size)",
+									 collab_max_message_size),
+							NULL);
 	eio_send_text(eio, buf.data, buf.len);
 	pfree(buf.data);
 	eio_close_after_flush(eio, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
@@ -511,6 +508,35 @@ ws_closed(struct lws *wsi)
  * ---------------------------------------------------------------- */
 
 /*
+ * A new session's upgrade on a standby (role.c): 503 and the JSON body
+ * that a polling handshake gets, instead of the switch of protocols.
+ * Returns what the filter returns: the connection closes.
+ */
+static int
+refuse_on_standby(struct lws *wsi)
+{
+	unsigned char buf[LWS_PRE + 1024];
+	unsigned char *start = buf + LWS_PRE;
+	unsigned char *p = start;
+	unsigned char *end = buf + sizeof(buf) - 1;
+	StringInfoData body;
+
+	initStringInfo(&body);
+	role_refusal_body(&body);
+	if (lws_add_http_common_headers(wsi, ROLE_STANDBY_STATUS, "application/json", body.len, &p, end) == 0 &&
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+									 (unsigned char *) "no-store", 8, &p, end) == 0 &&
+		lws_finalize_http_header(wsi, &p, end) == 0 && end - p > body.len)
+	{
+		memcpy(p, body.data, body.len);
+		p += body.len;
+		(void) lws_write(wsi, start, lws_ptr_diff(p, start), LWS_WRITE_HTTP);
+	}
+	pfree(body.data);
+	return 1;
+}
+
+/*
  * Upgrade requests must be Engine.IO v4 over the WebSocket transport;
  * others get an HTTP error instead of the switch of protocols.  One with a
  * sid must name a long-polling session of this worker that may upgrade: a
@@ -555,6 +581,9 @@ filter_upgrade(struct lws *wsi)
 		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, why);
 		return 1;
 	}
+	/* a new session, not the upgrade of one */
+	if (role_is_standby() && lws_get_urlarg_by_name(wsi, "sid=", arg, sizeof(arg)) == NULL)
+		return refuse_on_standby(wsi);
 	return 0;
 }
 

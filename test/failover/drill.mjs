@@ -124,8 +124,11 @@ const db = new Proxy('database', P.pg);
 await db.listen();
 const LB_URL = `http://127.0.0.1:${lb.port}`;
 
-// Before the failover, the standby's worker port (the worker does not run on a standby yet).
-const standbyBefore = { health: await healthz(S.ws), grant: await grantOnStandby() };
+// Before the failover, the standby's worker: /healthz, a browser, a polling handshake.
+const standbyWorker = async () => (await rows(standbyPg, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'collab worker'")).map((w) => w.pid);
+const standbyPg = await pgAt(S.dir, S.pg);
+const standbyBefore = { health: await healthz(S.ws), grant: await grantOnStandby(), polling: await pollingHandshake(S.ws),
+  workers: await standbyWorker() };
 
 async function grantOnStandby() {
   const s = io(`http://127.0.0.1:${S.ws}`, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: 2000,
@@ -137,11 +140,16 @@ async function grantOnStandby() {
     });
   } catch (e) {
     s.close();
-    return { connected: false, granted: false, why: e.message };
+    return { connected: false, granted: false, why: `${e.message}: ${e.description?.message ?? e.description}` };
   }
   const ack = await s.timeout(3000).emitWithAck('presence:join', { resourceId: docs[0].tabs[0], mode: 'editor' }).catch((e) => ({ error: e.message }));
   s.close();
   return { connected: true, granted: ack?.ok === true && ack.role === 'editor', ack };
+}
+
+async function pollingHandshake(port) {
+  const res = await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
+  return { status: res.status, body: await res.text() };
 }
 
 /* ------------------------------------------------------------------------
@@ -373,24 +381,27 @@ await sleep(100); // acknowledgements the old primary sent are in by now
 tDown = now();
 
 // what the standby has at the promotion (a hot standby answers reads)
-const standby = await pgAt(S.dir, S.pg);
+const standby = standbyPg;
+const workersAtPromotion = await standbyWorker();
 const leasesAtPromotion = (await rows(standby,
   `SELECT token::int8 AS token, resource_id, holder_id, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at
      FROM collab.leases WHERE expires_at > clock_timestamp() AND resource_id = ANY ($1)`, [resourceIds]))
   .map((l) => ({ ...l, token: Number(l.token) }));
-await standby.end();
 const promotedAt = Date.now();
 const tPromote = now();
 await cluster('promote', S.dir);
 const tPromoted = now();
 log(`standby promoted in ${(tPromoted - tPromote).toFixed(0)} ms`);
 
-// what the worker is to do at promotion, done here until it does
+// the new primary's worker extends the live leases by itself, before it serves
 const newPrimary = await pgAt(S.dir, S.pg);
-const [{ grace }] = await rows(newPrimary, "SELECT coalesce(current_setting('collab.disconnect_grace', true), '30s')::interval::text AS grace");
-const extended = Number((await rows(newPrimary, 'SELECT collab.extend_leases_after_promotion($1::interval) AS n', [grace]))[0].n);
-const extendedAgain = Number((await rows(newPrimary, 'SELECT collab.extend_leases_after_promotion($1::interval) AS n', [grace]))[0].n);
-log(`collab.extend_leases_after_promotion('${grace}'): ${extended} lease(s) extended, then ${extendedAgain}`);
+const [{ graceMs }] = await rows(newPrimary, 'SELECT (extract(epoch FROM collab.disconnect_grace()) * 1000)::float8 AS "graceMs"');
+const extension = await until('the worker to extend the live leases', async () => (await rows(newPrimary,
+  `SELECT leases_extended AS n, (extract(epoch FROM leases_extended_by) * 1000)::float8 AS "byMs",
+          (extract(epoch FROM leases_extended_at) * 1000)::float8 AS at
+     FROM collab.token_epochs WHERE timeline = (collab._token_issuer()).timeline AND leases_extended_at IS NOT NULL`))[0], 30000, 20);
+const extendedAgain = Number((await rows(newPrimary, 'SELECT collab.extend_leases_after_promotion(collab.disconnect_grace()) AS n'))[0].n);
+log(`the worker extended ${extension.n} live lease(s) by ${extension.byMs} ms, ${(extension.at - promotedAt).toFixed(0)} ms after the promotion started; a second call: ${extendedAgain}`);
 db.setTarget(S.pg);
 log('the database address moved to the new primary');
 
@@ -398,6 +409,7 @@ await until('the load balancer to route to the new primary', () => tSwitch !== n
 await until('a browser request served by the new primary', () => firstServed !== null, 30000, 20);
 log(`first browser request served ${(firstServed - tPromote).toFixed(0)} ms after the promotion started`);
 const newHealth = await healthz(S.ws);
+const workersAfter = await standbyWorker();
 await sleep(SECONDS * 1000);
 
 stopping = true;
@@ -427,6 +439,7 @@ const readData = async (c) => ({
 });
 const nowData = await readData(newPrimary);
 await newPrimary.end();
+await standbyPg.end();
 // The old primary's data after crash recovery holds everything it committed;
 // started without collab (no worker) and read-only, on a port nobody knows.
 const oldPort = await freePort();
@@ -489,16 +502,42 @@ const must = (what, cond, detail = '') => {
 };
 console.log('\nassertions');
 must('no violation of the history checks', result.violations.length === 0, `${result.violations.length}`);
-must('the standby grants nothing', !standbyBefore.grant.granted, standbyBefore.grant.connected ? 'its worker answered' : `no worker listens there (${standbyBefore.grant.why})`);
+must('the standby grants nothing: socket.io-client\'s connect is refused with 503',
+  !standbyBefore.grant.connected && /^websocket error: Unexpected server response: 503$/.test(standbyBefore.grant.why),
+  standbyBefore.grant.connected ? 'it connected' : standbyBefore.grant.why);
+const REFUSAL = '{"code":3,"message":"this server is a standby: connect to the primary","role":"standby"}';
+must('a polling handshake on the standby is refused with 503 and the body naming the role',
+  standbyBefore.polling.status === 503 && standbyBefore.polling.body === REFUSAL, JSON.stringify(standbyBefore.polling));
+must('the standby\'s /healthz answers 503 with role "standby"',
+  standbyBefore.health.status === 503 && JSON.stringify(standbyBefore.health.body) ===
+  '{"status":"unavailable","role":"standby","worker":"ok","database":"in recovery","connections":0}', JSON.stringify(standbyBefore.health));
+must('the standby\'s worker ran without restarting until the promotion, and after it',
+  standbyBefore.workers.length === 1 && JSON.stringify(workersAtPromotion) === JSON.stringify(standbyBefore.workers) &&
+  JSON.stringify(workersAfter) === JSON.stringify(standbyBefore.workers), `pids ${standbyBefore.workers} / ${workersAtPromotion} / ${workersAfter}`);
+const workerLog = fs.readFileSync(path.join(S.dir, 'server.log'), 'utf8').split('\n').filter((l) => l.includes(`[${standbyBefore.workers[0]}]`));
+const workerErrors = workerLog.filter((l) => /(ERROR|FATAL|PANIC):/.test(l));
+must('the standby\'s worker logged no error (it tried no write)', workerErrors.length === 0, workerErrors.slice(0, 3).join(' | '));
+must('the standby\'s worker noticed the promotion by itself', workerLog.some((l) => l.endsWith('the server was promoted; it serves as the primary')),
+  workerLog.filter((l) => l.includes('promot')).join(' | ') || 'not in its log');
+must('the new primary\'s /healthz answers 200 with role "primary"',
+  newHealth.status === 200 && newHealth.body?.status === 'ok' && newHealth.body.role === 'primary' && newHealth.body.database === 'ok',
+  JSON.stringify(newHealth.body ?? newHealth));
 must('the new primary started a later epoch for its timeline', !!newEpochRow && newEpochRow.reason === 'promotion' &&
   epochsOld.every((e) => e < newEpochRow.epoch), JSON.stringify(nowData.epochs));
+// The worker extends before it serves: exactly the leases live then, each
+// by collab.disconnect_grace, once.
 const extensionRows = nowData.audit.filter((a) => a.action === 'renew' && a.reason === 'promotion');
-// The drill calls the extension after the new primary's worker has started
-// serving, so a lease granted in between is extended too; it counts apart.
-const extendedLater = extensionRows.filter((a) => !leasesAtPromotion.some((l) => l.token === a.token)).length;
-must('the lease extension after the promotion ran once for the timeline',
-  extendedAgain === 0 && extensionRows.length === extended,
-  `${extended} then ${extendedAgain}; ${leasesAtPromotion.length} live when the standby was promoted, ${extendedLater} of the extended granted after it`);
+const liveAtExtension = leasesAtPromotion.filter((l) => l.expires_at > extension.at);
+const extendedRight = extensionRows.filter((a) => {
+  const l = leasesAtPromotion.find((x) => x.token === a.token);
+  return l && Math.abs(a.expiresAt - l.expires_at - graceMs) < 1;
+});
+must('the new primary\'s worker extended every live lease by collab.disconnect_grace, once, before it served',
+  extendedAgain === 0 && extension.byMs === graceMs && extensionRows.length === extension.n &&
+  extendedRight.length === extensionRows.length && liveAtExtension.every((l) => extensionRows.some((a) => a.token === l.token)) &&
+  extension.at <= promotedAt + (firstServed - tPromote),
+  `${extension.n} extended by ${extension.byMs} ms (${extendedRight.length} by exactly the grace), ` +
+  `${liveAtExtension.length} of ${leasesAtPromotion.length} replicated leases still live then; a second call: ${extendedAgain}`);
 must('every browser reconnected by itself and was served by the new primary',
   ws.every((w) => w.connects.some((t) => t > tDown) && w.servedAfter !== null),
   ws.filter((w) => !(w.connects.some((t) => t > tDown) && w.servedAfter !== null)).map((w) => w.id).join(', ') || `${ws.length} of ${ws.length}`);
@@ -532,12 +571,19 @@ must('holders who join their resource again take their leases over before anyone
   regained === rejoined.length,
   `${regained} of ${rejoined.length} (of ${wsLive.length} live at the promotion) went first to the same user, by a takeover`);
 
-// What the worker does not do yet across a promotion: reported, not failed.
-console.log('\npending: what the worker does not do yet across a promotion, as observed');
-const pending = (what, observed) => console.log(`  PENDING  ${what}: ${observed}`);
-pending('standby /healthz answers 503 with role "standby"', JSON.stringify(standbyBefore.health));
-pending('new primary /healthz carries role "primary"', JSON.stringify(newHealth.body ?? newHealth));
-pending('the worker itself extends live leases by collab.disconnect_grace at promotion', 'the drill calls collab.extend_leases_after_promotion() in its place');
+// ... and save: with a new token after the takeover (socket.io), with
+// their token of before if its lease was replicated (SQL).
+const ops = foldHistory(records);
+const savedAfter = rejoined.filter((l) => ops.some((o) => o.op === 'save' && o.outcome === 'ok' && o.t > tDown &&
+  o.res === l.resource_id && o.user === holderOf(l)));
+must('holders who came back within the grace saved again', savedAfter.length === rejoined.length,
+  `${savedAfter.length} of ${rejoined.length} socket.io holders`);
+const replicatedGrants = new Set(nowData.audit.filter((a) => a.action === 'grant' && a.at < promotedAt).map((a) => a.token));
+const preFailover = ops.filter((o) => o.preFailover && o.outcome !== 'unknown');
+const preReplicated = preFailover.filter((o) => replicatedGrants.has(o.token));
+must('SQL holders save with their pre-failover token when its lease was replicated',
+  preReplicated.every((o) => o.outcome === 'ok' || o.code === 'VERSION_CONFLICT') && (!SYNC || preReplicated.length === preFailover.length),
+  `${preReplicated.filter((o) => o.outcome === 'ok').length} of ${preReplicated.length} replicated accepted (${preFailover.length} pre-failover saves)`);
 
 if (result.violations.length) {
   console.log(`\n${result.violations.length} violation(s):`);

@@ -1,5 +1,6 @@
 #!/bin/bash
-# The failover drill (see README.md): checks the checker first, then for each
+# The failover drill (see README.md): checks the checker and the worker on a
+# standby (standby.test.mjs) first, then for each
 # replication mode starts a primary of its own, and drill.mjs adds the
 # standby, the load, the failover and the history check.  Removes its
 # clusters; keeps the run's directory (clusters' logs, histories) when a
@@ -22,6 +23,9 @@ fi
 
 echo "--- checker self-test (doctored failover histories)"
 node --test --test-reporter=spec failover/checker.test.mjs
+
+echo "--- the worker on a standby and across its promotion (own primary and standby)"
+node --test --test-reporter=spec failover/standby.test.mjs
 
 drill() {
 	local mode=$1 work primary status=0 secret wsport sync_conf=()

@@ -502,6 +502,17 @@ export async function startTimedBystander(prefix, { everyMs = 40 } = {}) {
 }
 
 /**
+ * What the server calls a loss made with killSocket(): 'disconnected', as
+ * it sees the transport close.  On long-polling it sees that only if a
+ * poll is waiting at the server: one answered a moment before the cut (a
+ * ping at pingInterval) leaves it nothing to see close, and the session
+ * ends at the ping timeout, 'timeout'.  killed(reason) maps either to
+ * 'disconnected', and no other reason.
+ */
+export const killed = (reason) =>
+  (reason === 'timeout' && TRANSPORTS !== 'websocket' ? 'disconnected' : reason);
+
+/**
  * Cuts a socket.io-client socket off without a goodbye: the TCP connection
  * under its WebSocket is destroyed without a close frame; on long-polling,
  * the connections of its requests in flight are destroyed (the poll that

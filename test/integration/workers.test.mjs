@@ -225,7 +225,7 @@ test('/metrics and /healthz count the connections of both workers', async () => 
   }, 'collab_workers 2 and collab_connections equal to the registered connections');
   const health = await (await fetch(`${WS_URL}/healthz`)).json();
   const [{ n }] = await q('SELECT count(*)::int AS n FROM collab.connections WHERE detached_at IS NULL');
-  assert.deepEqual(health, { status: 'ok', worker: 'ok', database: 'ok', connections: n });
+  assert.deepEqual(health, { status: 'ok', role: 'primary', worker: 'ok', database: 'ok', connections: n });
   s1.close();
   s2.close();
 });

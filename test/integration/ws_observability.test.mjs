@@ -28,7 +28,9 @@ test('/healthz reports the worker and the database', async () => {
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /^application\/json/);
   const body = await res.json();
+  assert.deepEqual(Object.keys(body), ['status', 'role', 'worker', 'database', 'connections']);
   assert.equal(body.status, 'ok');
+  assert.equal(body.role, 'primary');
   assert.equal(body.worker, 'ok');
   assert.equal(body.database, 'ok');
   assert.equal(typeof body.connections, 'number');

@@ -547,7 +547,7 @@ check(cPublishes > 0 && cParsed === cPublishes, `every collab_publish_event() ca
 
 // the worker's own sends: sio_event_begin(&buf, NULL, "name", ...)
 const own = new Map();	// event -> shape
-for (const m of wsC.matchAll(/sio_event_begin\(\s*&(\w+),\s*NULL,\s*"([^"]+)"/g)) {
+for (const m of wsC.matchAll(/sio_event_begin\(\s*&?(\w+),\s*NULL,\s*"([^"]+)"/g)) {
 	const end = wsC.indexOf("sio_packet_end", m.index);
 	const r = replayC(wsC.slice(m.index, end), m[1]);
 	if (r.error) check(false, `the "${m[2]}" event built by the worker can be read`, r.error);
