@@ -10,7 +10,7 @@
 //   PGHOST PGPORT COLLAB_WS_URL COLLAB_JWT_SECRET   the cluster (from run.sh)
 //   STRESS_WORK          directory for the histories (kept: history.json)
 //   STRESS_SECONDS       length of the run (default 120)
-//   STRESS_WS_CLIENTS    socket.io-client writers (default 24)
+//   STRESS_WS_CLIENTS    socket.io-client writers on WebSocket (default 20)
 //   STRESS_CHILDREN      how many of them run in child processes (default 6)
 //   STRESS_SQL_CLIENTS   SQL-API writers, the first one also an administrator (default 4)
 //   STRESS_POLL_CLIENTS  socket.io writers on long-polling only (default 3)
@@ -36,7 +36,7 @@ const int = (k, d) => {
 };
 
 const SECONDS = int('STRESS_SECONDS', 120);
-const WS_CLIENTS = int('STRESS_WS_CLIENTS', 24);
+const WS_CLIENTS = int('STRESS_WS_CLIENTS', 20);
 const CHILDREN = Math.min(int('STRESS_CHILDREN', 6), WS_CLIENTS);
 const SQL_CLIENTS = int('STRESS_SQL_CLIENTS', 4);
 const POLL_CLIENTS = int('STRESS_POLL_CLIENTS', 3);
