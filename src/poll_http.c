@@ -82,14 +82,13 @@ typedef struct HttpPoll
  * Timeouts are kept here, in libev's timer heap, rather than by
  * libwebsockets: lws keeps the timeouts of all connections in one sorted
  * list that each new timeout walks from its head, and a long-polling
- * client sets one per request on each of its two connections, so that with
- * a thousand clients those walks took most of the worker's time in a
- * fan-out.  A waiting GET has its own deadline (HttpPoll.timer); a
- * keep-alive connection that answered a long-polling request waits for
- * its next one as an IdleConn, found by its wsi, closed after
- * POLL_IDLE_SECONDS.  The wsi's opaque user data points at its IdleConn, so
- * that a timer never acts on a connection that has gone and whose memory
- * or descriptor came back for another.
+ * client would set one per request on each of its two connections, each
+ * insertion then costing as much as there are connections.  A waiting GET
+ * has its own deadline (HttpPoll.timer); a keep-alive connection that
+ * answered a long-polling request waits for its next one as an IdleConn,
+ * found by its wsi, closed after POLL_IDLE_SECONDS.  The wsi's opaque user
+ * data points at its IdleConn, so that a timer never acts on a connection
+ * that has gone and whose memory or descriptor came back for another.
  */
 typedef struct IdleConn
 {
@@ -215,18 +214,23 @@ add_cors(struct lws *wsi, const char *origin, bool origin_ok, unsigned char **p,
 }
 
 /*
- * Writes an answer (headers and body, in one lws_write each) and ends the
- * HTTP transaction: -1 when the connection must be closed.
+ * Writes an answer and ends the HTTP transaction: -1 when the connection
+ * must be closed.  Headers and body go out in one write (one send(), one
+ * segment for the client to read): the port speaks HTTP/1.1 only, where
+ * the body simply follows the headers.
  */
+#define ANSWER_HEADERS_MAX	2048
+
 static int
 write_answer(struct lws *wsi, const char *origin, bool origin_ok, PollAnswer *a,
 			 const char *extra_name, const char *extra_value)
 {
-	unsigned char hdr[LWS_PRE + 2048];
-	unsigned char *start = hdr + LWS_PRE;
-	unsigned char *p = start;
-	unsigned char *end = hdr + sizeof(hdr) - 1;
 	int			len = a->body.data ? a->body.len : 0;
+	unsigned char *buf = palloc(LWS_PRE + ANSWER_HEADERS_MAX + len);
+	unsigned char *start = buf + LWS_PRE;
+	unsigned char *p = start;
+	unsigned char *end = start + ANSWER_HEADERS_MAX - 1;
+	int			n;
 
 	if (lws_add_http_common_headers(wsi, (unsigned int) a->status, a->content_type,
 									(lws_filepos_t) len, &p, end) ||
@@ -234,20 +238,20 @@ write_answer(struct lws *wsi, const char *origin, bool origin_ok, PollAnswer *a,
 									 (const unsigned char *) "no-store", 8, &p, end) ||
 		add_cors(wsi, origin, origin_ok, &p, end) ||
 		(extra_name && add_header(wsi, extra_name, extra_value, &p, end)) ||
-		lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	if (len > 0)
+		lws_finalize_http_header(wsi, &p, end))
 	{
-		unsigned char *buf = palloc(LWS_PRE + len);
-
-		memcpy(buf + LWS_PRE, a->body.data, len);
-		if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < len)
-		{
-			pfree(buf);
-			return -1;
-		}
 		pfree(buf);
+		return -1;
 	}
+	if (len > 0)
+		memcpy(p, a->body.data, len);
+	n = (int) (p - start) + len;
+	if (lws_write(wsi, start, n, LWS_WRITE_HTTP_HEADERS) < n)
+	{
+		pfree(buf);
+		return -1;
+	}
+	pfree(buf);
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
