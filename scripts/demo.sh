@@ -86,7 +86,6 @@ Run it again with Ben's token in a second terminal to see lock:denied and presen
 cd $(pwd)/test && node --input-type=module <<'JS'
 import { io } from "socket.io-client";
 const socket = io("$url", {
-  transports: ["websocket"],
   auth: { token: "$anna" },
 });
 socket.on("connect", () => {

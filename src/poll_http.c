@@ -28,6 +28,7 @@
 
 #include <libwebsockets.h>
 
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "collab.h"
@@ -40,6 +41,9 @@
 
 /* A declared body beyond this is refused without being read. */
 #define POLL_DRAIN_MAX		(16 * 1024 * 1024)
+
+/* How long a keep-alive connection may idle between requests, as lws's own default. */
+#define POLL_IDLE_SECONDS	5.0
 
 typedef enum HttpPollState
 {
@@ -66,13 +70,35 @@ typedef struct HttpPoll
 	char	   *origin;			/* NULL: no Origin header */
 	bool		origin_ok;
 	StringInfoData body;		/* a POST's body */
-	ev_timer	body_timer;		/* the body must be whole by then */
+	ev_timer	timer;			/* the body must be whole, or the wait over, by then */
 	ev_io		gone_io;		/* a waiting request's socket: has its client left? */
 	bool		tls;
 	PollAnswer	answer;			/* HP_ANSWER: what to write */
 } HttpPoll;
 
 #define POLL_HTTP_KIND	0x706f6c6c	/* "poll" */
+
+/*
+ * Timeouts are kept here, in libev's timer heap, rather than by
+ * libwebsockets: lws keeps the timeouts of all connections in one sorted
+ * list that each new timeout walks from its head, and a long-polling
+ * client would set one per request on each of its two connections, each
+ * insertion then costing as much as there are connections.  A waiting GET
+ * has its own deadline (HttpPoll.timer); a keep-alive connection that
+ * answered a long-polling request waits for its next one as an IdleConn,
+ * found by its wsi, closed after POLL_IDLE_SECONDS.  The wsi's opaque user
+ * data points at its IdleConn, so that a timer never acts on a connection
+ * that has gone and whose memory or descriptor came back for another.
+ */
+typedef struct IdleConn
+{
+	struct lws *wsi;			/* the hash key */
+	struct lws_context *context;
+	int			fd;
+	ev_timer	timer;
+} IdleConn;
+
+static HTAB *idle_conns = NULL;
 
 static MemoryContext requests_cxt = NULL;
 static struct ev_loop *requests_loop = NULL;
@@ -101,9 +127,67 @@ request_of_req(PollRequest *r)
 void
 poll_http_init(struct ev_loop *loop)
 {
+	HASHCTL		ctl;
+
 	requests_loop = loop;
 	requests_cxt = AllocSetContextCreate(TopMemoryContext, "collab polling requests",
 										 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(struct lws *);
+	ctl.entrysize = sizeof(IdleConn);
+	ctl.hcxt = requests_cxt;
+	idle_conns = hash_create("collab idle polling connections", 1024, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* An idle connection's time is up: closed, if it is still the one it was. */
+static void
+idle_expired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	IdleConn   *ic = (IdleConn *) w->data;
+	struct lws *wsi = ic->wsi;
+	bool		same = wsi_from_fd(ic->context, ic->fd) == wsi &&
+		lws_get_opaque_user_data(wsi) == ic;
+
+	ev_timer_stop(loop, &ic->timer);
+	hash_search(idle_conns, &wsi, HASH_REMOVE, NULL);
+	if (same)
+	{
+		lws_set_opaque_user_data(wsi, NULL);
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+}
+
+/* wsi answered a long-polling request and waits for its next one. */
+static void
+idle_begin(struct lws *wsi)
+{
+	IdleConn   *ic;
+	bool		found;
+
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	ic = hash_search(idle_conns, &wsi, HASH_ENTER, &found);
+	if (found)
+		ev_timer_stop(requests_loop, &ic->timer);
+	ic->context = lws_get_context(wsi);
+	ic->fd = lws_get_socket_fd(wsi);
+	ev_timer_init(&ic->timer, idle_expired, POLL_IDLE_SECONDS, 0.);
+	ic->timer.data = ic;
+	ev_timer_start(requests_loop, &ic->timer);
+	lws_set_opaque_user_data(wsi, ic);
+}
+
+/* A request arrives on wsi, or wsi closes: it is not idle. */
+void
+poll_http_busy(struct lws *wsi)
+{
+	IdleConn   *ic = hash_search(idle_conns, &wsi, HASH_FIND, NULL);
+
+	if (ic == NULL)
+		return;
+	ev_timer_stop(requests_loop, &ic->timer);
+	hash_search(idle_conns, &wsi, HASH_REMOVE, NULL);
+	lws_set_opaque_user_data(wsi, NULL);
 }
 
 /* ----------------------------------------------------------------
@@ -130,18 +214,23 @@ add_cors(struct lws *wsi, const char *origin, bool origin_ok, unsigned char **p,
 }
 
 /*
- * Writes an answer (headers and body, in one lws_write each) and ends the
- * HTTP transaction: -1 when the connection must be closed.
+ * Writes an answer and ends the HTTP transaction: -1 when the connection
+ * must be closed.  Headers and body go out in one write (one send(), one
+ * segment for the client to read): the port speaks HTTP/1.1 only, where
+ * the body simply follows the headers.
  */
+#define ANSWER_HEADERS_MAX	2048
+
 static int
 write_answer(struct lws *wsi, const char *origin, bool origin_ok, PollAnswer *a,
 			 const char *extra_name, const char *extra_value)
 {
-	unsigned char hdr[LWS_PRE + 2048];
-	unsigned char *start = hdr + LWS_PRE;
-	unsigned char *p = start;
-	unsigned char *end = hdr + sizeof(hdr) - 1;
 	int			len = a->body.data ? a->body.len : 0;
+	unsigned char *buf = palloc(LWS_PRE + ANSWER_HEADERS_MAX + len);
+	unsigned char *start = buf + LWS_PRE;
+	unsigned char *p = start;
+	unsigned char *end = start + ANSWER_HEADERS_MAX - 1;
+	int			n;
 
 	if (lws_add_http_common_headers(wsi, (unsigned int) a->status, a->content_type,
 									(lws_filepos_t) len, &p, end) ||
@@ -149,20 +238,20 @@ write_answer(struct lws *wsi, const char *origin, bool origin_ok, PollAnswer *a,
 									 (const unsigned char *) "no-store", 8, &p, end) ||
 		add_cors(wsi, origin, origin_ok, &p, end) ||
 		(extra_name && add_header(wsi, extra_name, extra_value, &p, end)) ||
-		lws_finalize_write_http_header(wsi, start, &p, end))
-		return -1;
-	if (len > 0)
+		lws_finalize_http_header(wsi, &p, end))
 	{
-		unsigned char *buf = palloc(LWS_PRE + len);
-
-		memcpy(buf + LWS_PRE, a->body.data, len);
-		if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < len)
-		{
-			pfree(buf);
-			return -1;
-		}
 		pfree(buf);
+		return -1;
 	}
+	if (len > 0)
+		memcpy(p, a->body.data, len);
+	n = (int) (p - start) + len;
+	if (lws_write(wsi, start, n, LWS_WRITE_HTTP_HEADERS) < n)
+	{
+		pfree(buf);
+		return -1;
+	}
+	pfree(buf);
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -170,7 +259,7 @@ static void
 free_request(HttpPoll *hp)
 {
 	hp->kind = 0;
-	ev_timer_stop(requests_loop, &hp->body_timer);
+	ev_timer_stop(requests_loop, &hp->timer);
 	ev_io_stop(requests_loop, &hp->gone_io);
 	if (hp->origin)
 		pfree(hp->origin);
@@ -193,6 +282,8 @@ finish(struct lws *wsi, void **slot, HttpPoll *hp, PollAnswer *a)
 	*slot = NULL;
 	rc = write_answer(wsi, hp->origin, hp->origin_ok, a, NULL, NULL);
 	free_request(hp);
+	if (rc == 0)
+		idle_begin(wsi);
 	return rc;
 }
 
@@ -232,7 +323,8 @@ relay_done(void *arg, PollAnswer *answer)
 }
 
 /*
- * A body that has not arrived whole within collab.ping_timeout: its
+ * A body that has not arrived whole within collab.ping_timeout, or a GET
+ * still waiting long after its session should have answered it: its
  * connection is dropped (lws's own timeout for a body is its context's,
  * for every request alike).
  */
@@ -248,9 +340,9 @@ static void
 await_body(HttpPoll *hp)
 {
 	hp->state = HP_BODY;
-	ev_timer_init(&hp->body_timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
-	hp->body_timer.data = hp;
-	ev_timer_start(requests_loop, &hp->body_timer);
+	ev_timer_init(&hp->timer, body_late, collab_ping_timeout_ms / 1000.0, 0.);
+	hp->timer.data = hp;
+	ev_timer_start(requests_loop, &hp->timer);
 }
 
 /*
@@ -303,6 +395,12 @@ static void
 wait_for_answer(struct lws *wsi, HttpPoll *hp)
 {
 	hp->state = HP_WAITING;
+	/* a ping answers it within collab.ping_interval: this is only a backstop */
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	ev_timer_init(&hp->timer, body_late,
+				  (collab_ping_interval_ms + collab_ping_timeout_ms) / 1000.0 + 5, 0.);
+	hp->timer.data = hp;
+	ev_timer_start(requests_loop, &hp->timer);
 	hp->tls = lws_is_ssl(wsi);
 	ev_io_init(&hp->gone_io, socket_readable, lws_get_socket_fd(wsi), EV_READ);
 	hp->gone_io.data = hp;
@@ -427,9 +525,8 @@ poll_http_request(struct lws *wsi, void **slot)
 
 	has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
 	origin_ok = eio_allows_origin(has_origin ? origin : NULL);
-	if (options)
-		return preflight(wsi, has_origin ? origin : NULL, origin_ok);
 
+	/* the query is checked first, so that every request with a bad one, a preflight too, is a 400 */
 	eio_v = url_arg(wsi, "EIO=", eio_arg, sizeof(eio_arg));
 	transport_v = url_arg(wsi, "transport=", transport, sizeof(transport));
 	sid = url_arg(wsi, "sid=", sidbuf, sizeof(sidbuf));
@@ -443,6 +540,8 @@ poll_http_request(struct lws *wsi, void **slot)
 	if (strcmp(transport_v, "polling") != 0)
 		return refuse(wsi, has_origin ? origin : NULL, origin_ok, 400, POLL_ERR_UNKNOWN_TRANSPORT,
 					  "Transport unknown");
+	if (options)
+		return preflight(wsi, has_origin ? origin : NULL, origin_ok);
 	if (!get && !post)
 		return refuse(wsi, has_origin ? origin : NULL, origin_ok, 400,
 					  *sid ? POLL_ERR_BAD_REQUEST : POLL_ERR_BAD_HANDSHAKE_METHOD,
@@ -510,10 +609,8 @@ poll_http_request(struct lws *wsi, void **slot)
 		else if (poll_get(&hp->req, sid, &a) == POLL_ANSWERED)
 			return finish(wsi, slot, hp, &a);
 		/* it waits: no header table held meanwhile, and no idle timeout before its answer */
-		wait_for_answer(wsi, hp);
 		lws_http_headers_detach(wsi);
-		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
-						(collab_ping_interval_ms + collab_ping_timeout_ms) / 1000 + 5);
+		wait_for_answer(wsi, hp);
 		return 0;
 	}
 
@@ -591,7 +688,7 @@ poll_http_body_done(struct lws *wsi, void **slot)
 
 	if (hp == NULL || hp->state != HP_BODY)
 		return 0;
-	ev_timer_stop(requests_loop, &hp->body_timer);
+	ev_timer_stop(requests_loop, &hp->timer);
 	if (hp->refused)
 	{
 		hp->state = HP_ANSWER;
@@ -644,6 +741,7 @@ poll_http_closed(struct lws *wsi, void **slot)
 {
 	HttpPoll   *hp = request_of(slot);
 
+	poll_http_busy(wsi);
 	if (hp == NULL)
 		return;
 	*slot = NULL;

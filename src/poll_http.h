@@ -21,5 +21,6 @@ extern int	poll_http_body(struct lws *wsi, void **slot, const char *in, size_t l
 extern int	poll_http_body_done(struct lws *wsi, void **slot);
 extern int	poll_http_writeable(struct lws *wsi, void **slot);
 extern void poll_http_closed(struct lws *wsi, void **slot);
+extern void poll_http_busy(struct lws *wsi);
 
 #endif							/* COLLAB_POLL_HTTP_H */

@@ -755,12 +755,13 @@ create_context(void)
 	/* large replies (a room's user list) go out in big chunks */
 	info.pt_serv_buf_size = 64 * 1024;
 	/*
-	 * Room in lws's descriptor table beyond collab.max_connections, so that
-	 * a burst of connections is adopted and then refused with a close (see
-	 * ws_session.c) rather than dropped at adoption.  The open-files limit
-	 * bounds what we accept anyway.
+	 * lws's descriptor table is as large as the open-files limit
+	 * (fd_limit_per_thread left 0), which leaves room beyond
+	 * collab.max_connections for a burst of connections to be adopted and
+	 * then refused with a close rather than dropped at adoption.  A smaller
+	 * table would make lws look up each ready descriptor's connection by a
+	 * scan of the table instead of by index.
 	 */
-	info.fd_limit_per_thread = (unsigned int) collab_max_connections + 4096;
 	info.timeout_secs = 10;
 	if (collab_ssl_cert_file && *collab_ssl_cert_file)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

@@ -612,6 +612,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len
 	switch (reason)
 	{
 		case LWS_CALLBACK_HTTP:
+			poll_http_busy(wsi);
 			return http_request(wsi, (const char *) in);
 		case LWS_CALLBACK_HTTP_BODY:
 			return poll_http_body(wsi, (void **) lws_wsi_user(wsi), (const char *) in, len);
@@ -625,6 +626,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len
 			poll_http_closed(wsi, (void **) lws_wsi_user(wsi));
 			return 0;
 		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			poll_http_busy(wsi);
 			return filter_upgrade(wsi);
 		case LWS_CALLBACK_ESTABLISHED:
 			return ws_established(wsi);

@@ -12,8 +12,7 @@
  * import { io, Socket } from "socket.io-client";
  * import type { ServerToClientEvents, ClientToServerEvents } from "./collab";
  *
- * const socket = io("ws://db-host:8080", {
- *   transports: ["websocket"],
+ * const socket = io("http://db-host:8080", {
  *   auth: { token: jwt },
  * }) as Socket<ServerToClientEvents, ClientToServerEvents>;
  */

@@ -285,8 +285,9 @@ function start() {
   state.me = { userId: typeof claims.sub === 'string' ? claims.sub : null, username: displayNameOf(claims) };
   renderMe();
 
+  // the client's default transports: long-polling first, then the upgrade
+  // to WebSocket where the network lets it through
   socket = window.io(location.origin, {
-    transports: ['websocket'],
     auth: { token: state.token },
   });
   socket.on('connect', onConnect);
@@ -316,10 +317,18 @@ function setConnection(stateName, text) {
   node.textContent = text;
 }
 
+/** The connection's transport ("polling" or "websocket"), on the status node for tests and curious users. */
+function showTransport() {
+  const engine = socket.io.engine;
+  $('[data-testid="connection-status"]').dataset.transport = engine.transport.name;
+  engine.once('upgrade', showTransport);
+}
+
 async function onConnect() {
   state.connected = true;
   const epoch = ++state.epoch;
   setConnection('connected', 'Connected');
+  showTransport();
   dismiss('connection');
   // for tests and support: whether this connection took up the lost session
   $('[data-testid="connection-status"]').dataset.recovered = socket.recovered ? 'true' : 'false';
@@ -932,7 +941,9 @@ async function release(rid) {
   const ack = await emit('lock:release', { resourceId: rid });
   dismiss(`request-from:${rid}`);
   if (ack.ok) {
-    clearLock(rid);
+    // the events that followed the ack (on long-polling, in the same answer)
+    // ran before this line: a hand-off's lock:acquired is not ours to clear
+    if (isMine(state.locks.get(rid))) clearLock(rid);
   } else {
     state.ownEnds.delete(rid);
     notify({ key: `release:${rid}`, kind: 'error', text: `Could not release: ${errorText(ack)}` });
@@ -973,7 +984,9 @@ async function renew(rid) {
   const lock = state.locks.get(rid);
   if (!isMine(lock)) return;
   const ack = await emit('lock:renew', { resourceId: rid });
-  if (ack.ok && ack.lock) {
+  if (ack.ok && ack.lock && !isMine(state.locks.get(rid))) {
+    // released or expired by an event that came with the ack: not ours any more
+  } else if (ack.ok && ack.lock) {
     setLock(rid, { ...ack.lock, token: ack.lock.token ?? lock.token });
   } else if (ack.error && (ack.error.code === 'LOCK_EXPIRED' || ack.error.code === 'LOCK_NOT_HELD')) {
     clearLock(rid);

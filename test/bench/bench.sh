@@ -17,6 +17,8 @@ RESULTS=test/bench/results
 
 if [ -n "${BENCH_QUICK:-}" ]; then
 	export BENCH_ROUNDS=${BENCH_ROUNDS:-1} AB_RUNS=${AB_RUNS:-1}
+	# fewer long-polling rounds and upgrades: each costs a few round trips of HTTP
+	export AB_POLL_ROUNDS=${AB_POLL_ROUNDS:-30} AB_UPGRADE_ITERS=${AB_UPGRADE_ITERS:-20}
 fi
 mkdir -p "$RESULTS"
 # verdicts of an earlier run must not pass for this one's

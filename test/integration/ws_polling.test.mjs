@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
   WS_URL, newUser, tokenFor, connect, ok, join, save, createDocument, q, teardown, eventually, waitFor,
-  rawOpen, startBystander, setWorkerConf, resetWorkerConf, metric, sleep,
+  rawOpen, rawConnect, startBystander, setWorkerConf, resetWorkerConf, metric, sleep,
   pollFetch, pollOpen, pollConnect, packetsOf,
 } from './helpers.mjs';
 
@@ -118,6 +118,29 @@ describe('handshake and errors', () => {
     assert.match(c.data(), /^HTTP\/1\.1 400 /);
     c.socket.destroy();
     await pollFetch(query(c.data().match(/0\{"sid":"([^"]+)"/)[1]), { method: 'POST', body: '1' });
+  });
+  test('an invalid EIO or transport in any HTTP request of a live session (GET, POST, preflight, WebSocket upgrade): 400 with its code; the session is untouched', async () => {
+    const c = await pollConnect(tokenFor(newUser('Untouched')));
+    const sid = encodeURIComponent(c.sid);
+    const bad = [
+      [`EIO=3&transport=polling&sid=${sid}`, 5, /^Unsupported protocol version/],
+      [`transport=polling&sid=${sid}`, 5, /^Unsupported protocol version/],
+      [`EIO=4&transport=flashsocket&sid=${sid}`, 0, 'Transport unknown'],
+      [`EIO=4&sid=${sid}`, 0, 'Transport unknown'],
+      [`EIO=4&transport=websocket&sid=${sid}`, 3, 'Bad request: transport=websocket needs a WebSocket upgrade'],
+    ];
+    for (const [qs, code, message] of bad) {
+      assertError(await pollFetch(qs), 400, code, message, `GET ${qs}`);
+      assertError(await pollFetch(qs, { method: 'POST', body: '3' }), 400, code, message, `POST ${qs}`);
+      assertError(await pollFetch(qs, { method: 'OPTIONS', headers: { origin: 'http://x.example', 'access-control-request-method': 'POST' } }),
+        400, code, message, `OPTIONS ${qs}`);
+    }
+    for (const qs of [`EIO=3&transport=websocket&sid=${sid}`, `EIO=4&transport=polling&sid=${sid}`, `EIO=4&transport=flashsocket&sid=${sid}`]) {
+      await assert.rejects(rawOpen({ query: qs }), (e) => e.statusCode === 400, `a WebSocket upgrade with ${qs}`);
+    }
+    // the session was not touched by any of them
+    assert.equal((await c.emitAck(1, 'presence:leave', { resourceId: 'document:x' })).error.code, 'NOT_JOINED');
+    await c.close();
   });
   test('the bystander is still served', async () => bystander.served('polling errors'));
 });
@@ -394,6 +417,18 @@ describe('hostile polling', () => {
     await assertGone(victim.sid, 'intruder');
   });
 
+  test('polls and posts with a WebSocket session\'s sid: 400 {"code":3} (its transport is not polling); the WebSocket session goes on', async () => {
+    const { client: ws, sid } = await rawConnect(tokenFor(newUser('OnWebSocket')));
+    const open = JSON.parse(ws.frames[0].slice(1));
+    assertError(await pollFetch(query(open.sid)), 400, 3, /^Bad request/, 'a poll with a WebSocket sid');
+    assertError(await pollFetch(query(open.sid), { method: 'POST', body: leave(1, 'document:x') }), 400, 3, /^Bad request/,
+      'a post with a WebSocket sid');
+    assert.equal(ws.frames.some((f) => typeof f === 'string' && f.startsWith('431')), false, 'the posted packet was not handled');
+    assert.equal((await ws.emitAck(2, 'presence:leave', { resourceId: 'document:x' })).error.code, 'NOT_JOINED');
+    assert.deepEqual(await q('SELECT count(*)::int AS n FROM collab.connections WHERE connection_id = $1', [sid]), [{ n: 1 }]);
+    ws.ws.close();
+  });
+
   test('a post while another post\'s body is still arriving: 400, and the session is closed', async () => {
     const c = await pollConnect(tokenFor(newUser('TwoPosts')));
     const slow = await rawHttp(postHead(c.sid, 100), 'x'.repeat(10));
@@ -476,6 +511,33 @@ describe('hostile polling', () => {
     } finally {
       await resetWorkerConf('collab.max_unauthenticated_per_address', 'collab.connect_timeout');
     }
+  });
+  test('an idle keep-alive connection is closed after 5 s without a request; one that keeps polling is not', { timeout: 20000 }, async () => {
+    const url = new URL(WS_URL);
+    const t0 = Date.now();
+    const idle = await rawHttp(`GET /socket.io/?${HANDSHAKE} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+    const answer = await idle.ended;
+    const took = Date.now() - t0;
+    assert.match(answer, /^HTTP\/1\.1 200 [^]*\r\n\r\n0\{"sid"/, 'the handshake was answered on it');
+    assert.ok(took >= 4500 && took < 9000, `closed after about 5 s idle: ${took} ms`);
+    // a session polling all along on one keep-alive connection keeps it past that
+    const c = await pollConnect(tokenFor(newUser('KeptAlive')));
+    const live = await rawHttp('');
+    let closed = false;
+    live.ended.then(() => { closed = true; });
+    const end = Date.now() + 6500;
+    let polls = 0;
+    while (Date.now() < end) {
+      const before = live.data().length;
+      live.socket.write(`GET /socket.io/?${query(c.sid)} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+      await eventually(() => live.data().length > before && /\r\n\r\n[^]*$/.test(live.data().slice(before)), 'the poll is answered', 3000, 5);
+      await eventually(() => { const m = /content-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(live.data().slice(before)); return m && live.data().length - before >= m.index + m[0].length + Number(m[1]); }, 'the whole answer', 3000, 5);
+      if (live.data().slice(before).endsWith('2')) await c.post('3');
+      polls += 1;
+    }
+    assert.equal(closed, false, `the connection that kept polling is open (${polls} polls)`);
+    live.socket.destroy();
+    await c.close();
   });
   test('the bystander is still served', async () => bystander.served('hostile polling'));
 });

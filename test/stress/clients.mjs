@@ -106,7 +106,7 @@ export async function runWsClient(cfg) {
 function wsConnect(cfg, user) {
   return new Promise((resolve, reject) => {
     const socket = io(cfg.url, {
-      transports: ['websocket'],
+      ...transportOptions(cfg),
       auth: { token: makeJwt(cfg.secret, user, `Writer ${user}`) },
       reconnection: false,
       forceNew: true,
@@ -270,7 +270,8 @@ async function wsCycle(cfg, r, sess, nextId, user) {
     const gone = new Promise((resolve) => sess.socket.once('disconnect', resolve));
     sess.destroyed = true;
     sess.dead = true;
-    sess.socket.io.engine.transport.ws._socket.destroy();
+    if (cfg.cut) await cfg.cut(sess);
+    else sess.socket.io.engine.transport.ws._socket.destroy();
     if (forced && cfg.cuts.shift()) cfg.comeBackTo = lock.res;
     else if (!forced && r() < 0.6) await wsRecover(cfg, r, sess, nextId, user, lock, gone);
   }
@@ -317,6 +318,45 @@ async function wsRecover(cfg, r, sess, nextId, user, lock, gone) {
     { resourceId: lock.res, content: known.content + line + '\n', token: lock.token },
     { token: lock.token, line, base: null, lockRes: lock.res });
   if (x && x.ack.ok) await wsOp(cfg, sess, nextId, user, 'release', { resourceId: lock.res }, { token: lock.token });
+}
+
+/* ------------------------------------------------------------------------
+ * socket.io-client writers on long-polling or the default transports
+ * ------------------------------------------------------------------------ */
+
+/** socket.io-client's transports for cfg.transport: websocket (unset), polling, or default (none given). */
+function transportOptions(cfg) {
+  const t = cfg.transport ?? 'websocket';
+  return t === 'default' ? {} : { transports: [t] };
+}
+
+/**
+ * The socket.io writer on cfg.transport ('polling' or 'default'), its
+ * requests through a TCP proxy of its own: a cut drops every connection of
+ * the client at once (the waiting poll, a post, or the WebSocket it upgraded
+ * to) and refuses new ones until the client has noticed, as a network that
+ * goes away does.  cfg.proxy: a started Proxy (test/failover/proxy.mjs).
+ */
+const OUTAGE_MS = 500;
+const IDLE_BEFORE_CUT_MS = 100;
+export async function runProxiedWsClient(cfg) {
+  const { proxy } = cfg;
+  const backend = Number(new URL(cfg.url).port);
+  proxy.setTarget(backend);
+  // The holder idles a moment first, so that on long-polling its next poll
+  // waits at the server (whose socket going away is a loss seen at once;
+  // without a waiting poll the loss shows only at the next missed ping,
+  // after the lease has expired).  The network then stays away for a
+  // while: the client, seeing its requests fail, sends a close packet on a
+  // new connection, which must not arrive (it would make the loss a clean
+  // close).  Meanwhile the writer's reconnections fail and are retried.
+  const cut = async () => {
+    await sleep(IDLE_BEFORE_CUT_MS);
+    proxy.setTarget(null);
+    proxy.cutAll();
+    setTimeout(() => proxy.setTarget(backend), OUTAGE_MS);
+  };
+  return runWsClient({ ...cfg, url: `http://127.0.0.1:${proxy.port}`, cut });
 }
 
 // A save names its own operation id in its line, so the id is taken first.

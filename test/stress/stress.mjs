@@ -10,9 +10,11 @@
 //   PGHOST PGPORT COLLAB_WS_URL COLLAB_JWT_SECRET   the cluster (from run.sh)
 //   STRESS_WORK          directory for the histories (kept: history.json)
 //   STRESS_SECONDS       length of the run (default 120)
-//   STRESS_WS_CLIENTS    socket.io-client writers (default 24)
+//   STRESS_WS_CLIENTS    socket.io-client writers on WebSocket (default 20)
 //   STRESS_CHILDREN      how many of them run in child processes (default 6)
 //   STRESS_SQL_CLIENTS   SQL-API writers, the first one also an administrator (default 4)
+//   STRESS_POLL_CLIENTS  socket.io writers on long-polling only (default 3)
+//   STRESS_DEFAULT_CLIENTS  socket.io writers on the client's default transports (default 2)
 //   STRESS_DOCS, STRESS_TABS   documents and tabs per document (default 2 and 3)
 //   STRESS_SEED          seed of every random choice (default: random, printed)
 import { fork } from 'node:child_process';
@@ -22,7 +24,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { io } from 'socket.io-client';
 import { check, CHECKS } from './checker.mjs';
-import { runWsClient, runSqlClient, makeJwt, now, sleep, rng, seedFor } from './clients.mjs';
+import { runWsClient, runProxiedWsClient, runSqlClient, makeJwt, now, sleep, rng, seedFor } from './clients.mjs';
+import { Proxy } from '../failover/proxy.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
@@ -33,9 +36,11 @@ const int = (k, d) => {
 };
 
 const SECONDS = int('STRESS_SECONDS', 120);
-const WS_CLIENTS = int('STRESS_WS_CLIENTS', 24);
+const WS_CLIENTS = int('STRESS_WS_CLIENTS', 20);
 const CHILDREN = Math.min(int('STRESS_CHILDREN', 6), WS_CLIENTS);
 const SQL_CLIENTS = int('STRESS_SQL_CLIENTS', 4);
+const POLL_CLIENTS = int('STRESS_POLL_CLIENTS', 3);
+const DEFAULT_CLIENTS = int('STRESS_DEFAULT_CLIENTS', 2);
 const DOCS = Math.max(1, int('STRESS_DOCS', 2));
 const TABS = Math.max(1, int('STRESS_TABS', 3));
 const SEED = int('STRESS_SEED', Math.floor(Math.random() * 2 ** 31));
@@ -82,7 +87,8 @@ for (let d = 1; d <= DOCS; d++) {
 const resourceIds = docs.flatMap((d) => [d.id, ...d.tabs]);
 const [{ base: auditBase }] = await q('SELECT coalesce(max(id), 0)::int8 AS base FROM collab.audit');
 
-log(`seed ${SEED}; ${SECONDS} s; ${WS_CLIENTS} socket.io writers (${CHILDREN} in child processes), ${SQL_CLIENTS} SQL writers; ` +
+log(`seed ${SEED}; ${SECONDS} s; ${WS_CLIENTS} socket.io writers (${CHILDREN} in child processes), ` +
+  `${POLL_CLIENTS} on long-polling, ${DEFAULT_CLIENTS} on the default transports, ${SQL_CLIENTS} SQL writers; ` +
   `${DOCS} documents x ${TABS} tabs; collab.lock_ttl ${ttlMs} ms, ping ${pingMs}/${pingTimeoutMs} ms`);
 
 /* ------------------------------------------------------------------------
@@ -141,6 +147,29 @@ for (let k = 1; k <= SQL_CLIENTS; k++) {
     stopping: () => stopping, rec,
   }));
 }
+
+// socket.io writers on long-polling and on the default transports (polling,
+// then the upgrade), each behind a proxy of its own that can drop all of its
+// connections; the first of each kind drops its first two locked cycles and
+// comes back elsewhere: its graces end
+const proxies = [];
+async function startTransportWriters(transport, prefix, n) {
+  for (let i = 1; i <= n; i++) {
+    const clientId = `${prefix}${String(i).padStart(2, '0')}`;
+    const proxy = new Proxy(`${clientId}'s network`);
+    await proxy.listen();
+    proxies.push(proxy);
+    tasks.push(runProxiedWsClient({
+      ...common, clientId, transport, proxy, pStall: 0, stallMs, pCut: 0.15, stall: null,
+      cuts: i === 1 ? [false, false] : [],
+      stopping: () => stopping,
+      rec: (x) => { if (x.msg === 'cutting the TCP connection') chaos.cuts += 1; rec(x); },
+      onSocket: (s) => { sockets.add(s); s.on('disconnect', () => sockets.delete(s)); },
+    }));
+  }
+}
+await startTransportWriters('polling', 'p', POLL_CLIENTS);
+await startTransportWriters('default', 'd', DEFAULT_CLIENTS);
 
 // child-process writers
 const children = new Map(); // clientId -> {proc, stopped, timer, file, exited}
@@ -243,6 +272,7 @@ if (!finished) {
   for (const c of children.values()) c.proc.kill('SIGKILL');
 }
 for (const s of sockets) s.close();
+await Promise.all(proxies.map((p) => p.close()));
 
 // every lease ends (released at disconnect, or expired and swept) and its
 // events reach the observer
@@ -325,11 +355,15 @@ for (const o of result.ops) {
 table('operations (ok / fail / unknown; failure codes)', [...byOp.entries()].sort().map(([k, b]) => [k,
   `${String(b.ok).padStart(6)} ${String(b.fail).padStart(6)} ${String(b.unknown).padStart(6)}   ${[...b.codes].map(([c, n]) => `${c} ${n}`).join(', ')}`]));
 // holders whose connection was lost uncleanly, and how their leases ended
-const graces = { suspended: 0, ended: 0, expired: 0, takenOver: 0 };
+const graces = { suspended: 0, ended: 0, expired: 0, takenOver: 0, endedPolling: 0, endedDefault: 0 };
 for (const l of result.leases.values()) {
   if (l.suspended.length === 0) continue;
   graces.suspended += 1;
-  if (l.end?.action === 'release' && l.end.reason === 'disconnected') graces.ended += 1;
+  if (l.end?.action === 'release' && l.end.reason === 'disconnected') {
+    graces.ended += 1;
+    if (/^p\d/.test(l.user)) graces.endedPolling += 1;
+    if (/^d\d/.test(l.user)) graces.endedDefault += 1;
+  }
   if (l.end?.action === 'expire') graces.expired += 1;
   if (l.end?.reason === 'takeover') graces.takenOver += 1;
 }
@@ -352,6 +386,11 @@ table('history', [
   ['expiries (audit)', String(c['audit expire'] ?? 0)],
   ['holders lost: leases suspended / graces ended (released "disconnected") / expired while suspended / taken over',
     `${graces.suspended} / ${graces.ended} / ${graces.expired} / ${graces.takenOver}`],
+  ['graces ended of holders on long-polling / on the default transports',
+    `${graces.endedPolling} / ${graces.endedDefault}`],
+  ['saves acknowledged to writers on long-polling / on the default transports',
+    `${result.ops.filter((o) => o.op === 'save' && o.outcome === 'ok' && /^p\d/.test(o.client)).length} / ` +
+    `${result.ops.filter((o) => o.op === 'save' && o.outcome === 'ok' && /^d\d/.test(o.client)).length}`],
   ['denials (audit)', String(c['audit deny'] ?? 0)],
   ['reads checked', String(c.reads ?? 0)],
   ['revisions checked (content, token, saver, path, time, chain)', String(c['revisions checked'] ?? 0)],
@@ -386,6 +425,16 @@ const coverage = [
   ['holders back within the grace (takeovers)', graces.takenOver],
 ];
 if (CHILDREN > 0) coverage.push(['child stops past the lease', chaos.stalls]);
+if (POLL_CLIENTS > 0) {
+  coverage.push(['saves acknowledged over long-polling', result.ops.filter((o) => o.op === 'save' && o.outcome === 'ok' && /^p\d/.test(o.client)).length]);
+}
+if (DEFAULT_CLIENTS > 0) {
+  coverage.push(['saves acknowledged on the default transports', result.ops.filter((o) => o.op === 'save' && o.outcome === 'ok' && /^d\d/.test(o.client)).length]);
+}
+if (POLL_CLIENTS + DEFAULT_CLIENTS > 0) {
+  // most default-transport writers hold their locks on the WebSocket they upgraded to
+  coverage.push(['holders on long-polling or the default transports that dropped past the grace', graces.endedPolling + graces.endedDefault]);
+}
 if (workerCount > 1 && SECONDS >= 20) coverage.push(['worker serving clients beside the first', Object.keys(perWorker).length - 1]);
 for (const [what, n] of coverage) {
   if (n === 0) { failed = true; console.log(`\nno ${what} in this run: it proves nothing (make it longer)`); }

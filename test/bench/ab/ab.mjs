@@ -21,6 +21,11 @@
 //             ws/members.mjs with AB_MEMBERS=node, or both with AB_MEMBERS=c,node)
 //             in one room per stack; a socket.io-client joiner joins and leaves;
 //             join -> the LAST member's presence:joined, for N in AB_SIZES
+//   poll      the presence fan-out with every client on HTTP long-polling
+//             (members-poll.mjs), for N in AB_POLL_SIZES (100, 1000)
+//   upgrade   socket.io-client on its default transports: io() -> connected,
+//             -> the first ack (presence:join), -> upgraded to WebSocket;
+//             and io() -> the first ack on WebSocket alone, for reference
 //   stall     100 bystanders (stall-clients.mjs) looping lock and save round
 //             trips on documents of their own, first on an idle server, then
 //             while 10 database sessions each hold another document for 5 s
@@ -55,7 +60,7 @@ import { Child } from '../child.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
 const SECRET = env('AB_JWT_SECRET');
-const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,stall,recovery,growth').split(',').map((s) => s.trim()).filter(Boolean);
+const PHASES = env('AB_PHASES', 'idle,lock,save,contend,presence,poll,upgrade,stall,recovery,growth').split(',').map((s) => s.trim()).filter(Boolean);
 const SIZES = env('AB_SIZES', '10,100,500,1000').split(',').map(Number);
 const ROUNDS = Number(env('AB_ROUNDS', 300));
 const WARMUP = Number(env('AB_WARMUP', 5));
@@ -91,8 +96,12 @@ const STALL_PAUSE_MS = Number(env('AB_STALL_PAUSE_MS', 250));
 const STALL_PROCS = Number(env('AB_STALL_PROCS', 2));
 // the latency phases run AB_RUNS times (0: as many as fit in AB_BUDGET_S), one
 // run of every phase after the other, a run started only if it fits in the budget
-const REPEATED = ['lock', 'save', 'contend', 'presence', 'stall', 'recovery'];
+const REPEATED = ['lock', 'save', 'contend', 'presence', 'poll', 'upgrade', 'stall', 'recovery'];
 const RECOVERY_ITERS = Number(env('AB_RECOVERY_ITERS', 120));
+// the transports phases: long-polling members, and connections that upgrade
+const POLL_SIZES = env('AB_POLL_SIZES', '100,1000').split(',').map(Number);
+const POLL_ROUNDS = Number(env('AB_POLL_ROUNDS', 100));
+const UPGRADE_ITERS = Number(env('AB_UPGRADE_ITERS', 60));
 const RUNS = Number(env('AB_RUNS', 3));
 const BUDGET_S = Number(env('AB_BUDGET_S', 720));
 const BIG_ROWS = Number(env('AB_BIG_ROWS', 1000000));
@@ -248,10 +257,10 @@ async function undisturbed(name, run) {
 
 /* ------------------------------------------------------------ clients */
 let userSeq = 0;
-function sioConnect(t, name) {
+function sioConnect(t, name, opts = {}) {
   userSeq++;
   const token = makeToken(SECRET, { sub: `ab-${name}-${userSeq}`, name: `AB ${name} ${userSeq}` });
-  const s = io(t.url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true, perMessageDeflate: false });
+  const s = io(t.url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true, perMessageDeflate: false, ...opts });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${t.name} ${name}: connect timeout`)), 15000);
     s.on('connect', () => { clearTimeout(timer); resolve(s); });
@@ -947,6 +956,121 @@ async function presenceRooms(gen, pinned) {
   for (const n of Object.keys(T)) for (const c of ctx[n].members) c.kill();
 }
 
+/*
+ * The presence fan-out over HTTP long-polling: members-poll.mjs members and
+ * a socket.io-client joiner on transports ['polling'], in both stacks, with
+ * the cores shared out as in the presence phase.
+ */
+async function phasePoll() {
+  const pinned = PIN ? pinCores(true) : null;
+  const rid = tab('a');
+  log(`\n== poll: the presence fan-out on long-polling, rooms of ${POLL_SIZES.join(', ')} members per stack (${PROCS} member processes each), ${POLL_ROUNDS} rounds each, alternating` +
+    (pinned ? `; servers on CPU ${pinned.servers}, load generator on CPU ${pinned.generator}` : ''));
+  const ctx = {};
+  const P = {};
+  R.phases.poll = P;
+  try {
+    for (const n of Object.keys(T)) {
+      const members = Array.from({ length: PROCS }, (_, i) => child('members-poll.mjs', {
+        COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
+      }));
+      await Promise.all(members.map((c) => c.next('ready', 20000)));
+      const joiner = await sioConnect(T[n], 'poll-joiner', { transports: ['polling'] });
+      ctx[n] = { name: n, members, joiner, rid };
+    }
+    for (const N of POLL_SIZES) {
+      for (const n of Object.keys(T)) {
+        const tg = hr();
+        await Promise.all(ctx[n].members.map((c, i) => {
+          const share = Math.floor(N / PROCS) + (i < N % PROCS ? 1 : 0);
+          return c.call({ cmd: 'grow', total: share, resourceId: rid, concurrency: 20, offset: i * 1000000 }, 'grown', 300000);
+        }));
+        ctx[n].N = N;
+        log(`  ${n}: room of ${N} long-polling members grown in ${f1(msBetween(tg, hr()) / 1000)} s`);
+      }
+      await sleep(500);
+      const rows = { collab: [], baseline: [] };
+      await measured(`poll N=${N}`, async () => {
+        for (let r = 0; r < WARMUP + POLL_ROUNDS; r++) {
+          for (const n of turn(r)) {
+            const row = await presenceRound(ctx[n], r);
+            if (r >= WARMUP) rows[n].push(row);
+          }
+        }
+      });
+      P[N] = {};
+      for (const n of Object.keys(T)) {
+        const col = (k) => summary(rows[n].map((x) => x[k]));
+        P[N][n] = { last: col('last'), first: col('first'), ack: col('ack'), leaveLast: col('leaveLast') };
+        log(`  N=${N} ${n.padEnd(8)} polling: join -> LAST member ${fmtS(P[N][n].last)}; FIRST p50 ${f2(P[N][n].first.p50)}; ` +
+          `join -> ack p50 ${f2(P[N][n].ack.p50)}; leave -> LAST p50 ${f2(P[N][n].leaveLast.p50)} p99 ${f2(P[N][n].leaveLast.p99)}; ` +
+          `duplicates ${rows[n].reduce((a, x) => a + x.dupes, 0)}`);
+      }
+      log(`  N=${N} polling fan-out p99 collab / baseline: ${fr(ratio(P[N].collab.last.p99, P[N].baseline.last.p99))}`);
+    }
+  } finally {
+    for (const n of Object.keys(ctx)) {
+      ctx[n].joiner.close();
+      for (const c of ctx[n].members) c.proc.send({ cmd: 'close' });
+    }
+    await sleep(1500);
+    for (const n of Object.keys(ctx)) for (const c of ctx[n].members) c.kill();
+    if (pinned) pinCores(false);
+  }
+}
+
+/*
+ * socket.io-client as a page creates it, on its default transports
+ * (long-polling, then the upgrade): from io() to 'connect', to the ack of
+ * the first event (a viewer's presence:join), and to the engine's
+ * 'upgrade' (WebSocket in use); then, for reference, io() to the first
+ * ack on transports ['websocket'].  Blocks of 10 connections alternate
+ * between the stacks.
+ */
+async function upgradeOnce(t, websocketOnly) {
+  userSeq++;
+  const token = makeToken(SECRET, { sub: `ab-upgrade-${userSeq}`, name: `AB upgrade ${userSeq}` });
+  const t0 = hr();
+  const s = io(t.url, { auth: { token }, reconnection: false, forceNew: true, perMessageDeflate: false, ...(websocketOnly ? { transports: ['websocket'] } : {}) });
+  try {
+    const upgraded = websocketOnly ? null : new Promise((resolve) => s.io.once('open', () => s.io.engine.once('upgrade', () => resolve(hr()))));
+    await new Promise((resolve, reject) => {
+      s.once('connect', resolve);
+      s.once('connect_error', (e) => reject(new Error(`${t.name} upgrade: connect_error ${e.message}`)));
+    });
+    const tc = hr();
+    const ack = await s.timeout(10000).emitWithAck('presence:join', { resourceId: tab('lock'), mode: 'viewer' });
+    const ta = hr();
+    must(ack.ok, `${t.name} upgrade join: ${JSON.stringify(ack).slice(0, 200)}`);
+    const tu = upgraded && await Promise.race([upgraded, sleep(10000).then(() => null)]);
+    must(websocketOnly || tu !== null, `${t.name}: no upgrade within 10 s`);
+    return { connect: msBetween(t0, tc), ack: msBetween(t0, ta), upgraded: tu ? msBetween(t0, tu) : NaN };
+  } finally {
+    s.close();
+  }
+}
+async function phaseUpgrade() {
+  log(`\n== upgrade: socket.io-client on its default transports, io() -> connected, -> first ack, -> upgraded; ${UPGRADE_ITERS} connections per stack, in blocks of 10, alternating`);
+  const rows = { collab: [], baseline: [], collabWs: [], baselineWs: [] };
+  await measured('upgrade', async () => {
+    for (let b = 0; b * 10 < UPGRADE_ITERS; b++) {
+      for (const n of turn(b)) {
+        for (let i = 0; i < 10 && b * 10 + i < UPGRADE_ITERS; i++) rows[n].push(await upgradeOnce(T[n], false));
+        for (let i = 0; i < 10 && b * 10 + i < UPGRADE_ITERS; i++) rows[`${n}Ws`].push(await upgradeOnce(T[n], true));
+      }
+    }
+  });
+  const P = {};
+  for (const n of Object.keys(T)) {
+    const col = (k, w = '') => summary(rows[n + w].map((x) => x[k]));
+    P[n] = { connect: col('connect'), ack: col('ack'), upgraded: col('upgraded'), wsAck: col('ack', 'Ws') };
+    log(`  ${n.padEnd(8)} default transports: io() -> connected ${fmtS(P[n].connect)}; -> first ack ${fmtS(P[n].ack)}; -> upgraded ${fmtS(P[n].upgraded)}`);
+    log(`  ${n.padEnd(8)} WebSocket only:     io() -> first ack ${fmtS(P[n].wsAck)}`);
+  }
+  log(`  io() -> first ack on the default transports, collab / baseline: p50 ${fr(ratio(P.collab.ack.p50, P.baseline.ack.p50))}, p99 ${fr(ratio(P.collab.ack.p99, P.baseline.ack.p99))}`);
+  R.phases.upgrade = P;
+}
+
 async function phaseIdle(pgc) {
   log(`\n== idle: ${IDLE_CONNS} idle connections per stack (${IDLE_PROCS} raw-socket processes, at most ${IDLE_SECS} s of opening), one stack after the other`);
   R.phases.idle = {};
@@ -1140,6 +1264,16 @@ function scenarios(runs) {
   for (const N of sizes) {
     F.push([`presence, ${N} clients: join → joiner's ack (lists ${N + 1} users)`, (P) => P.presence?.[N] && [P.presence[N].collab.ack, P.presence[N].baseline.ack]]);
   }
+  const pollSizes = [...new Set(runs.flatMap((r) => Object.keys(r.phases.poll || {}).map(Number)))].sort((x, y) => x - y);
+  for (const N of pollSizes) {
+    F.push([`long-polling fan-out, ${N} clients: join → LAST member's \`presence:joined\``, (P) => P.poll?.[N] && [P.poll[N].collab.last, P.poll[N].baseline.last]]);
+  }
+  if (any('upgrade')) {
+    F.push(['default transports: `io()` → connected (long-polling)', (P) => P.upgrade && [P.upgrade.collab.connect, P.upgrade.baseline.connect]]);
+    F.push(['default transports: `io()` → first ack', (P) => P.upgrade && [P.upgrade.collab.ack, P.upgrade.baseline.ack]]);
+    F.push(['default transports: `io()` → upgraded to WebSocket', (P) => P.upgrade && [P.upgrade.collab.upgraded, P.upgrade.baseline.upgraded]]);
+    F.push(['WebSocket only, for reference: `io()` → first ack', (P) => P.upgrade && [P.upgrade.collab.wsAck, P.upgrade.baseline.wsAck]]);
+  }
   if (any('lock')) {
     F.push(['lock uncontended: `lock:acquire` → ack (C client)', (P) => P.lock && [P.lock.collab.acquire, P.lock.baseline.acquire]]);
     F.push(['lock uncontended: `lock:release` → ack (C client)', (P) => P.lock && [P.lock.collab.release, P.lock.baseline.release]]);
@@ -1176,6 +1310,15 @@ function targetRows(runs, once) {
   if (runs.some((r) => r.phases.presence?.[1000])) {
     perRun('fan-out p99, 1000 clients ≤ 20 ms', (P) => P.presence?.[1000]?.collab.last.p99, fms, (m) => m <= 20);
     perRun('fan-out p99, 1000 clients ≤ 0.5x baseline', (P) => P.presence?.[1000] && ratio(P.presence[1000].collab.last.p99, P.presence[1000].baseline.last.p99), fr, (m) => m <= 0.5);
+  }
+  for (const N of [...new Set(runs.flatMap((r) => Object.keys(r.phases.poll || {}).map(Number)))].sort((x, y) => x - y)) {
+    perRun(`long-polling fan-out p99, ${N} clients ≤ 1.0x baseline's long-polling`,
+      (P) => P.poll?.[N] && ratio(P.poll[N].collab.last.p99, P.poll[N].baseline.last.p99), fr, (m) => m <= 1);
+  }
+  if (any('upgrade')) {
+    // measured and compared; the contract sets no bound on it
+    perRun('default transports, `io()` → first ack, p50 vs baseline (reported)',
+      (P) => P.upgrade && ratio(P.upgrade.collab.ack.p50, P.upgrade.baseline.ack.p50), fr, () => null);
   }
   if (any('lock')) {
     perRun('lock round trip p99 ≤ 1.0x baseline (C client)', (P) => P.lock && ratio(P.lock.collab.acquire.p99, P.lock.baseline.acquire.p99), fr, (m) => m <= 1);
@@ -1394,6 +1537,8 @@ async function runPhase(ph, pgc) {
   else if (ph === 'presence') { for (const g of MEMBERS) await phasePresence(g); }
   else if (ph === 'stall') await phaseStall();
   else if (ph === 'recovery') await phaseRecovery();
+  else if (ph === 'poll') await phasePoll();
+  else if (ph === 'upgrade') await phaseUpgrade();
   else if (ph === 'idle') await phaseIdle(pgc);
   else if (ph === 'growth') await phaseGrowth(pgc);
   else throw new Error('unknown phase ' + ph);

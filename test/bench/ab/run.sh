@@ -53,7 +53,7 @@ nofile=$(ulimit -n)
 [ "$nofile" = unlimited ] && nofile=1048576
 idle=${AB_IDLE_CONNS:-50000}
 workers=${AB_WORKERS:-1}
-phases=${AB_PHASES:-idle,lock,save,contend,presence,stall,recovery,growth}
+phases=${AB_PHASES:-idle,lock,save,contend,presence,poll,upgrade,stall,recovery,growth}
 idle_workers=$(( (idle + nofile - 1001) / (nofile - 1000) ))
 [ "$idle_workers" -ge "$workers" ] || idle_workers=$workers
 [[ ",$phases," == *,idle,* ]] || idle_workers=$workers

@@ -186,7 +186,8 @@ const httpServer = http.createServer();
 // every broadcast then carries an offset and is kept for two minutes
 const RECOVERY = process.env.BASELINE_RECOVERY !== '0'
   ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } } : {};
-const io = new Server(httpServer, { transports: ['websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true }, ...RECOVERY });
+// long-polling and the upgrade, as collab offers them, for the transports phases
+const io = new Server(httpServer, { transports: ['polling', 'websocket'], perMessageDeflate: false, serveClient: false, cors: { origin: true }, ...RECOVERY });
 
 io.use((socket, next) => {
   const [code, claims] = verifyJwt(socket.handshake.auth && socket.handshake.auth.token);
