@@ -112,7 +112,15 @@ function wsConnect(cfg, user) {
       forceNew: true,
       timeout: 5000,
     });
-    const sess = { socket, conn: null, dead: false, destroyed: false, joined: new Set(), lock: null, known: new Map() };
+    const sess = {
+      socket, conn: null, dead: false, destroyed: false, joined: new Set(), lock: null, known: new Map(),
+      suspended: new Set(), onSuspended: null,
+    };
+    // suspensions heard, kept from the first packet on (one may come with a join's ack)
+    socket.on('lock:suspended', (e) => {
+      sess.suspended.add(e.resourceId);
+      sess.onSuspended?.(e.resourceId);
+    });
     socket.on('connect', () => {
       sess.conn = socket.id;
       cfg.onSocket?.(socket);
@@ -174,6 +182,22 @@ async function wsCycle(cfg, r, sess, nextId, user) {
   if (back || !sess.joined.has(target) || r() < 0.6) {
     res = await op('join', { resourceId: target, mode: 'editor' });
     if (!res) return;
+    if (back && res.ack.ok && res.ack.role !== 'editor' && res.ack.lock?.holder?.userId === user) {
+      // back before the server saw the cut connection go: in the room now,
+      // it hears the suspension of its own lock, then takes the lock over
+      const suspended = sess.suspended.has(target) || await new Promise((resolve) => {
+        const timer = setTimeout(() => { sess.onSuspended = null; resolve(false); }, 5000);
+        sess.onSuspended = (rid) => {
+          if (rid !== target) return;
+          clearTimeout(timer);
+          sess.onSuspended = null;
+          resolve(true);
+        };
+      });
+      if (suspended && !(await op('leave', { resourceId: target }))) return;
+      if (suspended) res = await op('join', { resourceId: target, mode: 'editor' });
+      if (!res) return;
+    }
     if (res.ack.ok) sess.joined.add(target);
     if (res.ack.ok && res.ack.role === 'editor' && res.ack.lock?.token) {
       sess.lock = { res: target, token: res.ack.lock.token, lastRenew: res.t };
