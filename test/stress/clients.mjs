@@ -76,11 +76,13 @@ function docOf(docs, res) {
 /**
  * cfg: { url, secret, clientId, docs: [{id, tabs}], ttlMs, pLong, seed, t0,
  *        stopping(): bool, rec(record), stall(ms) | null, stallMs: [lo, hi],
- *        pStall, pCut, onSocket(socket), cuts?: [bool] }
+ *        pStall, pCut, onSocket(socket), cuts?: [bool], reserved?: tab id }
  * cuts: the writer's next cycles that hold a lock end with a cut, one per
  * entry; after a cut whose entry is true it reconnects and joins the same
  * resource again as editor at once (within collab.disconnect_grace: it
  * takes its lock over), after one whose entry is false it goes elsewhere.
+ * reserved: a tab nobody else writes, which it works on while it has cuts
+ * to make.
  */
 export async function runWsClient(cfg) {
   const r = rng(seedFor(cfg.seed, cfg.clientId));
@@ -172,7 +174,8 @@ async function wsOp(cfg, sess, nextId, user, op, payload, fields = {}) {
 async function wsCycle(cfg, r, sess, nextId, user) {
   const op = (name, payload, fields) => wsOp(cfg, sess, nextId, user, name, payload, fields);
   const back = cfg.comeBackTo;
-  const target = back ?? pickTarget(r, cfg);
+  // a writer with cuts still to make works on its own tab until it has made them
+  const target = back ?? (cfg.cuts?.length > 0 && cfg.reserved ? cfg.reserved : pickTarget(r, cfg));
   cfg.comeBackTo = null;
   sess.lock = null;
   sess.known.clear();

@@ -84,6 +84,18 @@ for (let d = 1; d <= DOCS; d++) {
   await q("SELECT collab.grant($1, '*', 'edit')", [id]);
   docs.push({ id, tabs: tabs.map((t) => `${id}/tab:${t}`) });
 }
+// the writers' documents; one more whose tabs are each reserved for one of
+// the writers whose first locked cycles end with a cut, so that every run
+// has its suspensions, takeover and ended graces, however busy the others
+const shared = docs.slice();
+const reserved = [];
+{
+  const tabs = ['r1', 'r2', 'r3'];
+  const [{ id }] = await q('SELECT collab.create_document($1, $2, $3::text[]) AS id', [`${runKey}-cuts`, 'Stress document of the cut writers', tabs]);
+  await q("SELECT collab.grant($1, '*', 'edit')", [id]);
+  docs.push({ id, tabs: tabs.map((t) => `${id}/tab:${t}`) });
+  reserved.push(...docs[docs.length - 1].tabs);
+}
 const resourceIds = docs.flatMap((d) => [d.id, ...d.tabs]);
 const [{ base: auditBase }] = await q('SELECT coalesce(max(id), 0)::int8 AS base FROM collab.audit');
 
@@ -117,7 +129,7 @@ for (const id of resourceIds) {
 let stopping = false;
 const records = [];
 const rec = (x) => records.push(x);
-const common = { url: URL, secret: SECRET, docs, ttlMs, seed: SEED, pLong: 0.12, t0: now() };
+const common = { url: URL, secret: SECRET, docs: shared, ttlMs, seed: SEED, pLong: 0.12, t0: now() };
 const stallMs = [Math.round(ttlMs * 1.4), Math.round(Math.min(ttlMs * 2.2, pingTimeoutMs * 0.8))];
 const chaos = { stalls: 0, stops: 0, longStops: 0, kills: 0, cuts: 0, recovered: 0, notRecovered: 0 };
 const sockets = new Set();
@@ -130,6 +142,7 @@ for (let i = CHILDREN + 1; i <= WS_CLIENTS; i++) {
     // the first cuts its first two locked cycles short: it comes back for
     // the first lock at once (a takeover), leaves the second to its grace
     cuts: i === CHILDREN + 1 ? [true, false] : [],
+    reserved: i === CHILDREN + 1 ? reserved[0] : null,
     stopping: () => stopping,
     rec: (x) => {
       if (x.msg === 'cutting the TCP connection') chaos.cuts += 1;
@@ -162,6 +175,7 @@ async function startTransportWriters(transport, prefix, n) {
     tasks.push(runProxiedWsClient({
       ...common, clientId, transport, proxy, pStall: 0, stallMs, pCut: 0.15, stall: null,
       cuts: i === 1 ? [false, false] : [],
+      reserved: i === 1 ? reserved[transport === 'polling' ? 1 : 2] : null,
       stopping: () => stopping,
       rec: (x) => { if (x.msg === 'cutting the TCP connection') chaos.cuts += 1; rec(x); },
       onSocket: (s) => { sockets.add(s); s.on('disconnect', () => sockets.delete(s)); },
