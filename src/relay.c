@@ -126,38 +126,40 @@ static const PollRequestOps served_ops = {
 };
 
 /* ----------------------------------------------------------------
- * Encoding
+ * Encoding: big-endian lengths and numbers, raw bytes (relay.h); the
+ * messages between workers and the sessions they move use it alike.
  * ---------------------------------------------------------------- */
 
-static void
-put_u32(StringInfo buf, uint32 v)
+void
+relay_put_u32(StringInfo buf, uint32 v)
 {
 	uint32		n = pg_hton32(v);
 
 	appendBinaryStringInfo(buf, (const char *) &n, 4);
 }
 
-static void
-put_bytes(StringInfo buf, const char *data, size_t len)
+void
+relay_put_u64(StringInfo buf, uint64 v)
 {
-	put_u32(buf, (uint32) len);
+	uint64		n = pg_hton64(v);
+
+	appendBinaryStringInfo(buf, (const char *) &n, 8);
+}
+
+void
+relay_put_bytes(StringInfo buf, const char *data, size_t len)
+{
+	relay_put_u32(buf, (uint32) len);
 	if (len > 0)
 		appendBinaryStringInfo(buf, data, len);
 }
 
-typedef struct Reader
-{
-	const char *p;
-	const char *end;
-	bool		ok;
-} Reader;
-
-static uint32
-get_u32(Reader *r)
+uint32
+relay_get_u32(RelayReader *r)
 {
 	uint32		n;
 
-	if (r->end - r->p < 4)
+	if (!r->ok || r->end - r->p < 4)
 	{
 		r->ok = false;
 		return 0;
@@ -167,12 +169,28 @@ get_u32(Reader *r)
 	return pg_ntoh32(n);
 }
 
-static const char *
-get_bytes(Reader *r, uint32 *len)
+uint64
+relay_get_u64(RelayReader *r)
+{
+	uint64		n;
+
+	if (!r->ok || r->end - r->p < 8)
+	{
+		r->ok = false;
+		return 0;
+	}
+	memcpy(&n, r->p, 8);
+	r->p += 8;
+	return pg_ntoh64(n);
+}
+
+/* Bytes written by relay_put_bytes(), in place: NULL (and !r->ok) if cut short. */
+const char *
+relay_get_bytes(RelayReader *r, uint32 *len)
 {
 	const char *v;
 
-	*len = get_u32(r);
+	*len = relay_get_u32(r);
 	if (!r->ok || (size_t) (r->end - r->p) < *len)
 	{
 		r->ok = false;
@@ -284,7 +302,7 @@ send_message(RelayPeer *peer, StringInfo msg)
 		drop_peer(peer);
 		return false;
 	}
-	put_u32(&peer->out, (uint32) msg->len);
+	relay_put_u32(&peer->out, (uint32) msg->len);
 	appendBinaryStringInfo(&peer->out, msg->data, msg->len);
 	flush_out(peer);
 	return true;
@@ -300,10 +318,10 @@ send_answer(RelayPeer *peer, uint32 id, PollAnswer *a)
 
 	initStringInfo(&msg);
 	appendStringInfoChar(&msg, MSG_ANSWER);
-	put_u32(&msg, id);
-	put_u32(&msg, (uint32) a->status);
-	put_bytes(&msg, a->content_type, strlen(a->content_type));
-	put_bytes(&msg, a->body.data, a->body.len);
+	relay_put_u32(&msg, id);
+	relay_put_u32(&msg, (uint32) a->status);
+	relay_put_bytes(&msg, a->content_type, strlen(a->content_type));
+	relay_put_bytes(&msg, a->body.data, a->body.len);
 	(void) send_message(peer, &msg);
 	pfree(msg.data);
 }
@@ -321,14 +339,14 @@ served_free(Served *s)
 
 /* A request forwarded here (REQUEST): served by its session's transport. */
 static void
-handle_request(RelayPeer *peer, Reader *r)
+handle_request(RelayPeer *peer, RelayReader *r)
 {
-	uint32		id = get_u32(r);
-	uint32		method = get_u32(r);
+	uint32		id = relay_get_u32(r);
+	uint32		method = relay_get_u32(r);
 	uint32		sid_len;
-	const char *sid_p = get_bytes(r, &sid_len);
+	const char *sid_p = relay_get_bytes(r, &sid_len);
 	uint32		body_len;
-	const char *body = get_bytes(r, &body_len);
+	const char *body = relay_get_bytes(r, &body_len);
 	char		sid[64];
 	Served	   *s;
 	PollAnswer	a;
@@ -366,9 +384,9 @@ handle_request(RelayPeer *peer, Reader *r)
 
 /* The forwarder's client went away (CANCEL). */
 static void
-handle_cancel(RelayPeer *peer, Reader *r)
+handle_cancel(RelayPeer *peer, RelayReader *r)
 {
-	uint32		id = get_u32(r);
+	uint32		id = relay_get_u32(r);
 	Served	   *s = r->ok ? key_find(peer, id) : NULL;
 
 	if (s == NULL)
@@ -379,14 +397,14 @@ handle_cancel(RelayPeer *peer, Reader *r)
 
 /* The owner's answer to a request we forwarded (ANSWER). */
 static void
-handle_answer(RelayPeer *peer, Reader *r)
+handle_answer(RelayPeer *peer, RelayReader *r)
 {
-	uint32		id = get_u32(r);
-	uint32		status = get_u32(r);
+	uint32		id = relay_get_u32(r);
+	uint32		status = relay_get_u32(r);
 	uint32		ct_len;
-	const char *ct = get_bytes(r, &ct_len);
+	const char *ct = relay_get_bytes(r, &ct_len);
 	uint32		body_len;
-	const char *body = get_bytes(r, &body_len);
+	const char *body = relay_get_bytes(r, &body_len);
 	RelayCall  *call;
 	PollAnswer	a;
 
@@ -416,14 +434,14 @@ handle_input(RelayPeer *peer)
 {
 	while (peer->in.len - peer->in_off >= 4)
 	{
-		Reader		r;
+		RelayReader r;
 		uint32		len;
 		int			type;
 
 		r.p = peer->in.data + peer->in_off;
 		r.end = peer->in.data + peer->in.len;
 		r.ok = true;
-		len = get_u32(&r);
+		len = relay_get_u32(&r);
 		if (len == 0 || len > max_message())
 		{
 			ereport(LOG, (errmsg("collab worker drops a relay connection: malformed message")));
@@ -692,10 +710,10 @@ send_call(int slot, uint32 method, const char *sid, const char *body, size_t len
 	call->arg = arg;
 	initStringInfo(&msg);
 	appendStringInfoChar(&msg, MSG_REQUEST);
-	put_u32(&msg, call->id);
-	put_u32(&msg, method);
-	put_bytes(&msg, sid, strlen(sid));
-	put_bytes(&msg, body, body ? len : 0);
+	relay_put_u32(&msg, call->id);
+	relay_put_u32(&msg, method);
+	relay_put_bytes(&msg, sid, strlen(sid));
+	relay_put_bytes(&msg, body, body ? len : 0);
 	dlist_push_tail(&peer->calls, &call->node);
 	key_add(peer, call->id, call);
 	if (!send_message(peer, &msg))
@@ -721,7 +739,7 @@ relay_cancel(RelayCall *call)
 	pfree(call);
 	initStringInfo(&msg);
 	appendStringInfoChar(&msg, MSG_CANCEL);
-	put_u32(&msg, id);
+	relay_put_u32(&msg, id);
 	(void) send_message(peer, &msg);
 	pfree(msg.data);
 }

@@ -27,6 +27,21 @@ typedef void (*RelayDone) (void *arg, PollAnswer *answer);
 typedef void (*RelayMigrateHandler) (const char *pid, const char *request, size_t len,
 									 PollAnswer *answer);
 
+/* A message being read: relay_get_*() clear ok when it is cut short. */
+typedef struct RelayReader
+{
+	const char *p;
+	const char *end;
+	bool		ok;
+} RelayReader;
+
+extern void relay_put_u32(StringInfo buf, uint32 v);
+extern void relay_put_u64(StringInfo buf, uint64 v);
+extern void relay_put_bytes(StringInfo buf, const char *data, size_t len);
+extern uint32 relay_get_u32(RelayReader *r);
+extern uint64 relay_get_u64(RelayReader *r);
+extern const char *relay_get_bytes(RelayReader *r, uint32 *len);
+
 extern void relay_start(struct ev_loop *loop, int worker_slot);
 extern void relay_stop(void);
 extern RelayCall *relay_forward(int slot, bool post, const char *sid,

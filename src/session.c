@@ -815,65 +815,16 @@ session_set_event_drain(void (*drain) (void))
 	drain_event_queue = drain;
 }
 
-static void
-put_u64(StringInfo buf, uint64 v)
-{
-	appendBinaryStringInfo(buf, (const char *) &v, sizeof(v));
-}
-
-static void
-put_str(StringInfo buf, const char *s, size_t len)
-{
-	uint32		l = (uint32) len;
-
-	appendBinaryStringInfo(buf, (const char *) &l, sizeof(l));
-	appendBinaryStringInfo(buf, s, len);
-}
-
-typedef struct Cursor
-{
-	const char *p;
-	const char *end;
-	bool		ok;
-} Cursor;
-
-static uint64
-get_u64(Cursor *c)
-{
-	uint64		v = 0;
-
-	if (!c->ok || c->end - c->p < (ptrdiff_t) sizeof(v))
-	{
-		c->ok = false;
-		return 0;
-	}
-	memcpy(&v, c->p, sizeof(v));
-	c->p += sizeof(v);
-	return v;
-}
-
-/* A string of the encoding, NUL-terminated, in CurrentMemoryContext. */
+/* A string of the move's encoding (relay.c), NUL-terminated, in CurrentMemoryContext. */
 static char *
-get_str(Cursor *c, uint32 *len)
+get_str(RelayReader *r, uint32 *len)
 {
 	uint32		l;
+	const char *v = relay_get_bytes(r, &l);
 
-	if (!c->ok || c->end - c->p < (ptrdiff_t) sizeof(l))
-	{
-		c->ok = false;
-		return NULL;
-	}
-	memcpy(&l, c->p, sizeof(l));
-	c->p += sizeof(l);
-	if (c->end - c->p < (ptrdiff_t) l)
-	{
-		c->ok = false;
-		return NULL;
-	}
-	c->p += l;
 	if (len)
 		*len = l;
-	return pnstrdup(c->p - l, l);
+	return v == NULL ? NULL : pnstrdup(v, l);
 }
 
 /*
@@ -904,44 +855,44 @@ migrate_out(const char *pid, const char *request, size_t len, PollAnswer *a)
 		return;
 
 	appendStringInfoString(&a->body, "collab-session-1");
-	put_str(&a->body, conn->id, strlen(conn->id));
-	put_str(&a->body, conn->pid, strlen(conn->pid));
-	put_u64(&a->body, Max(conn->last_offset, rooms_last_offset()));
-	put_u64(&a->body, conn->hist_evicted);
+	relay_put_bytes(&a->body, conn->id, strlen(conn->id));
+	relay_put_bytes(&a->body, conn->pid, strlen(conn->pid));
+	relay_put_u64(&a->body, Max(conn->last_offset, rooms_last_offset()));
+	relay_put_u64(&a->body, conn->hist_evicted);
 	for (RoomMember *m = conn->rooms; m; m = m->next_of_conn)
 		n++;
-	put_u64(&a->body, n);
+	relay_put_u64(&a->body, n);
 	for (RoomMember *m = conn->rooms; m; m = m->next_of_conn)
 	{
 		const char *rid = rooms_member_resource(m);
 
-		put_str(&a->body, rid, strlen(rid));
-		put_u64(&a->body, m->perms);
-		put_u64(&a->body, m->viewable_ancestors);
+		relay_put_bytes(&a->body, rid, strlen(rid));
+		relay_put_u64(&a->body, m->perms);
+		relay_put_u64(&a->body, m->viewable_ancestors);
 	}
 	n = 0;
 	for (HeldLock *h = conn->locks; h; h = h->next)
 		n++;
-	put_u64(&a->body, n);
+	relay_put_u64(&a->body, n);
 	for (HeldLock *h = conn->locks; h; h = h->next)
 	{
-		put_str(&a->body, h->resource_id, strlen(h->resource_id));
-		put_u64(&a->body, (uint64) h->token);
+		relay_put_bytes(&a->body, h->resource_id, strlen(h->resource_id));
+		relay_put_u64(&a->body, (uint64) h->token);
 	}
 	n = 0;
 	for (int i = 0; i < conn->hist_len; i++)
 		if (conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS].offset > after)
 			n++;
-	put_u64(&a->body, n);
+	relay_put_u64(&a->body, n);
 	for (int i = 0; i < conn->hist_len; i++)
 	{
 		HistoryEntry *e = &conn->history[(conn->hist_start + i) % CONN_HISTORY_EVENTS];
 
 		if (e->offset <= after)
 			continue;
-		put_u64(&a->body, e->offset);
-		put_str(&a->body, e->room ? e->room : "", e->room ? strlen(e->room) : 0);
-		put_str(&a->body, (const char *) e->frame->data + LWS_PRE, e->frame->len);
+		relay_put_u64(&a->body, e->offset);
+		relay_put_bytes(&a->body, e->room ? e->room : "", e->room ? strlen(e->room) : 0);
+		relay_put_bytes(&a->body, (const char *) e->frame->data + LWS_PRE, e->frame->len);
 	}
 	a->status = 200;
 	end_detached(conn);
@@ -954,7 +905,7 @@ migrate_out(const char *pid, const char *request, size_t len, PollAnswer *a)
 static bool
 migrate_in(Conn *conn, StringInfo body)
 {
-	Cursor		c;
+	RelayReader c;
 	const char *magic = "collab-session-1";
 	char	   *id;
 	char	   *pid;
@@ -973,14 +924,14 @@ migrate_in(Conn *conn, StringInfo body)
 	strlcpy(conn->id, id, sizeof(conn->id));
 	strlcpy(conn->pid, pid, sizeof(conn->pid));
 	/* what it was sent, or passed over, up to where the owner read */
-	conn->last_offset = get_u64(&c);
-	conn->hist_evicted = get_u64(&c);
-	n = get_u64(&c);
+	conn->last_offset = relay_get_u64(&c);
+	conn->hist_evicted = relay_get_u64(&c);
+	n = relay_get_u64(&c);
 	for (uint64 i = 0; i < n && c.ok; i++)
 	{
 		char	   *rid = get_str(&c, NULL);
-		uint64		perms = get_u64(&c);
-		uint64		ancestors = get_u64(&c);
+		uint64		perms = relay_get_u64(&c);
+		uint64		ancestors = relay_get_u64(&c);
 		RoomMember *m;
 
 		if (!c.ok)
@@ -989,20 +940,20 @@ migrate_in(Conn *conn, StringInfo body)
 		m->perms = (uint8) perms;
 		m->viewable_ancestors = (uint8) ancestors;
 	}
-	n = get_u64(&c);
+	n = relay_get_u64(&c);
 	for (uint64 i = 0; i < n && c.ok; i++)
 	{
 		char	   *rid = get_str(&c, NULL);
-		uint64		token = get_u64(&c);
+		uint64		token = relay_get_u64(&c);
 
 		if (c.ok)
 			conn_store_token(conn, rid, (int64) token);
 	}
-	n = get_u64(&c);
+	n = relay_get_u64(&c);
 	old = MemoryContextSwitchTo(conn->cxt);
 	for (uint64 i = 0; i < n && c.ok; i++)
 	{
-		uint64		offset = get_u64(&c);
+		uint64		offset = relay_get_u64(&c);
 		uint32		rlen;
 		char	   *room = get_str(&c, &rlen);
 		uint32		flen;
