@@ -243,6 +243,20 @@ recovery_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	PG_END_TRY();
 }
 
+/* A new Socket.IO session on eio, its timers ready, not yet authenticated. */
+static Conn *
+new_session(EioSession *eio)
+{
+	Conn	   *conn = conn_create(eio);
+
+	ev_init(&conn->timer, expiry_cb);
+	conn->timer.data = conn;
+	ev_init(&conn->recovery_timer, recovery_timeout_cb);
+	conn->recovery_timer.data = conn;
+	conn->close_reason = "disconnected";
+	return conn;
+}
+
 /*
  * A detached session is over (its window passed, its recovery was refused,
  * or the worker lost events): it leaves its rooms and is freed.  Its row,
@@ -653,12 +667,7 @@ recover_refused(Conn *old, const char *access_json)
 	end_detached(old);
 	if (eio == NULL)
 		return;
-	conn = conn_create(eio);
-	ev_init(&conn->timer, expiry_cb);
-	conn->timer.data = conn;
-	ev_init(&conn->recovery_timer, recovery_timeout_cb);
-	conn->recovery_timer.data = conn;
-	conn->close_reason = "disconnected";
+	conn = new_session(eio);
 	mcxt = MemoryContextSwitchTo(conn->cxt);
 	conn->user_id = pstrdup(old->user_id);
 	conn->username = pstrdup(old->username);
@@ -1090,12 +1099,7 @@ handle_connect(EioSession *eio, SioFrame *f)
 		eio_close_after_flush(eio, LWS_CLOSE_STATUS_PROTOCOL_ERR);
 		return;
 	}
-	conn = conn_create(eio);
-	ev_init(&conn->timer, expiry_cb);
-	conn->timer.data = conn;
-	ev_init(&conn->recovery_timer, recovery_timeout_cb);
-	conn->recovery_timer.data = conn;
-	conn->close_reason = "disconnected";
+	conn = new_session(eio);
 	if (!eio->origin_ok)
 	{
 		reject_connect(conn, CE_FORBIDDEN, "this origin is not allowed to connect");
