@@ -15,55 +15,27 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, until, WAIT } from './browser.mjs';
 import {
   WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf, uniq, setGrace, metric,
 } from '../integration/helpers.mjs';
 import { Proxy } from '../failover/proxy.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUTPUT = process.env.COLLAB_BROWSER_OUTPUT || path.join(HERE, 'output');
 const DEMO_TABS = ['patient-info', 'diagnosis', 'procedure-notes', 'anesthesia'];
-const WAIT = 8000;
 
 let browser;
 const pageErrors = [];
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM)`);
-  // playwright starts Chromium with a fresh, temporary --user-data-dir of its own
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
   await teardown();
 });
-
-/** Retries an assertion (an async function that throws) until it passes. */
-async function until(what, fn, timeout = WAIT) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > end) {
-        e.message = `${what}: ${e.message}`;
-        throw e;
-      }
-      await sleep(100);
-    }
-  }
-}
 
 /** A person in their own browser context, on the demo page of the document (served from base). */
 async function openDemo(user, docKey, base = WS_URL, { blockWebSockets = false } = {}) {

@@ -12,29 +12,19 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { WS_URL, newUser, tokenFor, q, uniq, teardown, sleep } from '../integration/helpers.mjs';
+import { launchChromium, until, WAIT } from './browser.mjs';
+import { WS_URL, newUser, tokenFor, q, uniq, teardown } from '../integration/helpers.mjs';
 import { diffTexts, diffSequences, sideOf } from '../../ui/diff.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUTPUT = process.env.COLLAB_BROWSER_OUTPUT || path.join(HERE, 'output');
-const WAIT = 8000;
 
 let browser;
 const pageErrors = [];
 const mine = [];
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -42,22 +32,6 @@ after(async () => {
   await q('DELETE FROM collab.resources WHERE id = ANY ($1)', [mine]);
   await teardown();
 });
-
-/** Retries an assertion (an async function that throws) until it passes. */
-async function until(what, fn, timeout = WAIT) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > end) {
-        e.message = `${what}: ${e.message}`;
-        throw e;
-      }
-      await sleep(100);
-    }
-  }
-}
 
 /** A person in their own browser context, on the demo page of the document, tab on screen. */
 async function openDemo(user, docKey, tab) {

@@ -10,29 +10,21 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, until, WAIT } from './browser.mjs';
 import {
   WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setGrace, resetWorkerConf,
 } from '../integration/helpers.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUTPUT = process.env.COLLAB_BROWSER_OUTPUT || path.join(HERE, 'output');
 const DEMO_TABS = ['patient-info', 'diagnosis'];
-const WAIT = 8000;
 const OFFLINE_MS = 5000;
 
 let browser;
 const pageErrors = [];
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (or set CHROMIUM)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchChromium();
   await setGrace(30000);
 });
 
@@ -41,22 +33,6 @@ after(async () => {
   await resetWorkerConf('collab.disconnect_grace');
   await teardown();
 });
-
-/** Retries an assertion (an async function that throws) until it passes. */
-async function until(what, fn, timeout = WAIT) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > end) {
-        e.message = `${what}: ${e.message}`;
-        throw e;
-      }
-      await sleep(100);
-    }
-  }
-}
 
 async function openDemo(user, docKey) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
