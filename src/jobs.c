@@ -829,17 +829,19 @@ release_conn(Job *job)
  * the batch's commit may already show changes whose events the clients
  * then also receive; events describe state, so that is harmless.
  */
-static void
-run_follow_ups(Job *batch)
+/*
+ * Runs body(arg) in a transaction of its own, connected to SPI and with a
+ * snapshot, and commits; false if it raised an error, which is reported,
+ * its transaction rolled back and the statement deadline disarmed.  For
+ * the worker's work outside the batches: its start-up queries and the
+ * follow-up queries of a batch.
+ */
+bool
+jobs_in_transaction(void (*body) (void *arg), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
-	bool		any = false;
+	volatile bool ok = true;
 
-	for (Job *j = batch; j; j = j->next)
-		if (j->then_sql)
-			any = true;
-	if (!any)
-		return;
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
@@ -847,43 +849,64 @@ run_follow_ups(Job *batch)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
-		for (Job *j = batch; j; j = j->next)
-		{
-			Datum		value;
-			char		null = ' ';
-			int			rc;
-
-			if (!j->then_sql)
-				continue;
-			value = CStringGetTextDatum(j->then_arg);
-			jobs_deadline_arm(jobs_statement_timeout_ms());
-			rc = SPI_execute_plan(statement_plan(j->then_sql, 1), &value, &null, true, 1);
-			jobs_deadline_disarm();
-			if (rc == SPI_OK_SELECT && SPI_processed == 1)
-			{
-				char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-				j->then_result = u ? MemoryContextStrdup(j->gen->cxt, u) : NULL;
-				if (u)
-					pfree(u);
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
+		body(arg);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
 	{
-		/* the follow-ups get no result, and their callbacks say so */
 		jobs_deadline_disarm();
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		ok = false;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
+	return ok;
+}
+
+/* The follow-up queries of a batch's jobs, in one transaction. */
+static void
+follow_ups(void *arg)
+{
+	for (Job *j = (Job *) arg; j; j = j->next)
+	{
+		Datum		value;
+		char		null = ' ';
+		int			rc;
+
+		if (!j->then_sql)
+			continue;
+		value = CStringGetTextDatum(j->then_arg);
+		jobs_deadline_arm(jobs_statement_timeout_ms());
+		rc = SPI_execute_plan(statement_plan(j->then_sql, 1), &value, &null, true, 1);
+		jobs_deadline_disarm();
+		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			char	   *u = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			j->then_result = u ? MemoryContextStrdup(j->gen->cxt, u) : NULL;
+			if (u)
+				pfree(u);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+}
+
+static void
+run_follow_ups(Job *batch)
+{
+	bool		any = false;
+
+	for (Job *j = batch; j; j = j->next)
+		if (j->then_sql)
+			any = true;
+	/* after an error the follow-ups get no result, and their callbacks say so */
+	if (any)
+		(void) jobs_in_transaction(follow_ups, batch);
 }
 
 /*

@@ -100,6 +100,7 @@ extern int	jobs_parked(void);
 extern void jobs_abandon(Conn *conn);
 
 extern int	jobs_statement_timeout_ms(void);
+extern bool jobs_in_transaction(void (*body) (void *arg), void *arg);
 extern void jobs_deadline_arm(int ms);
 extern void jobs_deadline_disarm(void);
 

@@ -427,52 +427,50 @@ detach_event_queue(int code, Datum arg)
 	event_queue_detach();
 }
 
+/* A start-up query: one row, one column, or none. */
+typedef struct StartupQuery
+{
+	const char *query;
+	int			nargs;
+	Oid		   *types;
+	Datum	   *values;
+	const char *nulls;
+	int			deadline_ms;
+	bool		found;			/* a row came back */
+	Datum		value;			/* its first column */
+} StartupQuery;
+
+static void
+startup_query(void *arg)
+{
+	StartupQuery *sq = arg;
+
+	jobs_deadline_arm(sq->deadline_ms);
+	if (SPI_execute_with_args(sq->query, sq->nargs, sq->types, sq->values, sq->nulls, false, 0) == SPI_OK_SELECT &&
+		SPI_processed >= 1)
+	{
+		bool		isnull;
+
+		sq->found = true;
+		sq->value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	jobs_deadline_disarm();
+}
+
 /*
- * Runs query (one row, one column, or none) in a transaction of its own
- * within deadline_ms; false if it failed (logged).  *found: a row came
- * back; *value its first column.
+ * Runs query in a transaction of its own within deadline_ms; false if it
+ * failed (logged).  *found: a row came back; *value its first column.
  */
 static bool
 run_startup_query(const char *query, int nargs, Oid *types, Datum *values, const char *nulls,
 				  int deadline_ms, bool *found, Datum *value)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	volatile bool ok = true;
+	StartupQuery sq = {query, nargs, types, values, nulls, deadline_ms, false, (Datum) 0};
+	bool		ok = jobs_in_transaction(startup_query, &sq);
 
-	*found = false;
-	SetCurrentStatementStartTimestamp();
-	PG_TRY();
-	{
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		jobs_deadline_arm(deadline_ms);
-		if (SPI_execute_with_args(query, nargs, types, values, nulls, false, 0) == SPI_OK_SELECT &&
-			SPI_processed >= 1)
-		{
-			bool		isnull;
-
-			*found = true;
-			if (value)
-				*value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		}
-		jobs_deadline_disarm();
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		jobs_deadline_disarm();
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
+	*found = ok && sq.found;
+	if (value && *found)
+		*value = sq.value;
 	return ok;
 }
 
@@ -523,54 +521,40 @@ previous_done(Job *job)
  * only).  Worker 1 does the same for those of workers that collab.workers
  * no longer runs.
  */
+/* Queues the detach of each connection of the previous run; *n: how many. */
+static void
+detach_previous(void *arg)
+{
+	int		   *n = arg;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(worker_name), Int32GetDatum(collab_workers)};
+	char		nulls[2] = {' ', worker_slot == 0 ? ' ' : 'n'};
+
+	jobs_deadline_arm(jobs_statement_timeout_ms());
+	if (SPI_execute_with_args("SELECT id FROM collab.ws_previous_connections($1, $2) id",
+							  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "collab worker could not list the connections of its previous run");
+	jobs_deadline_disarm();
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, 'disconnected')::text",
+								  NULL, previous_done);
+
+		job->retry = JOB_RETRY_ALWAYS;
+		job->nargs = 1;
+		job->args[0] = job_strdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		jobs_queue(job);
+		(*n)++;
+	}
+}
+
 static void
 release_previous_run(void)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
 	int			n = 0;
 
-	SetCurrentStatementStartTimestamp();
-	PG_TRY();
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		values[2] = {CStringGetTextDatum(worker_name), Int32GetDatum(collab_workers)};
-		char		nulls[2] = {' ', worker_slot == 0 ? ' ' : 'n'};
-
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		jobs_deadline_arm(jobs_statement_timeout_ms());
-		if (SPI_execute_with_args("SELECT id FROM collab.ws_previous_connections($1, $2) id",
-								  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "collab worker could not list the connections of its previous run");
-		jobs_deadline_disarm();
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			Job		   *job = job_new(sizeof(Job), "SELECT collab.ws_detach($1, 'disconnected')::text",
-									  NULL, previous_done);
-
-			job->retry = JOB_RETRY_ALWAYS;
-			job->nargs = 1;
-			job->args[0] = job_strdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-			jobs_queue(job);
-			n++;
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		/* jobs made here were never queued, or will still run */
-		jobs_deadline_disarm();
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
+	/* after an error, jobs made here were never queued, or will still run */
+	(void) jobs_in_transaction(detach_previous, &n);
 
 	/* what is not held up is released before the first client comes */
 	while (jobs_pending())
