@@ -636,12 +636,15 @@ async function phaseContend() {
  * stack from serving everyone else?  STALL_CLIENTS bystanders (socket.io-client,
  * in STALL_PROCS child processes) loop lock:acquire, doc:save, lock:release
  * and a pause of STALL_PAUSE_MS on tabs of documents s10..s89, one tab each.
- * They are measured in two windows of about STALL_HOLD_S seconds, run after
- * run in alternating order: on an otherwise idle server, and while
- * STALL_HOLDERS database sessions each hold a document of s90..s99 in an open
- * transaction and, on each held document, a victim client asks for the lock
- * of a tab (again 500 ms after every answer).  A stack whose event loop never
- * waits for the database answers the bystanders as fast in both windows.
+ * They are measured in three windows of about STALL_HOLD_S seconds each:
+ * on an otherwise idle server, then while STALL_HOLDERS database sessions
+ * each hold a document of s90..s99 in an open transaction and, on each held
+ * document, a victim client asks for the lock of a tab (again 500 ms after
+ * every answer), then idle again.  The idle figure pools the windows before
+ * and after, so that what drifts while the bystanders run (the tables they
+ * grow, the host's other work) weighs on both figures alike rather than on
+ * whichever window comes second.  A stack whose event loop never waits for
+ * the database answers the bystanders as fast in every window.
  *
  * The holds are what each design has: for collab, `BEGIN; SELECT
  * collab.acquire(document); SELECT pg_sleep(...); SELECT collab.release(token);
@@ -716,12 +719,13 @@ async function victimLoop(sock, rid, out, stopped) {
   }
 }
 
-/* the bystanders' round trips sent in [from, to) microseconds */
-function stallWindow(got, from, to) {
+/* the bystanders' round trips sent in the windows [from, to) (microseconds) */
+function stallWindow(got, windows) {
   const all = []; const kinds = [[], [], []]; const failed = {};
+  const within = (t) => windows.some(([from, to]) => t >= from && t < to);
   for (const g of got) {
     for (let i = 0; i < g.ms.length; i++) {
-      if (g.sentUs[i] < from || g.sentUs[i] >= to) continue;
+      if (!within(g.sentUs[i])) continue;
       all.push(g.ms[i]);
       kinds[g.kind[i]].push(g.ms[i]);
       if (g.code[i]) failed[g.code[i]] = (failed[g.code[i]] || 0) + 1;
@@ -729,20 +733,21 @@ function stallWindow(got, from, to) {
   }
   return {
     all: summary(all), acquire: summary(kinds[0]), save: summary(kinds[1]), release: summary(kinds[2]),
-    failed, nFailed: Object.values(failed).reduce((a, b) => a + b, 0), seconds: (to - from) / 1e6,
+    failed, nFailed: Object.values(failed).reduce((a, b) => a + b, 0),
+    seconds: windows.reduce((a, [from, to]) => a + (to - from) / 1e6, 0),
   };
 }
 
-async function stallStack(n, ctx, idleFirst) {
+async function stallStack(n, ctx) {
   await Promise.all(ctx.kids.map((c) => c.call({ cmd: 'start', pauseMs: STALL_PAUSE_MS, contentBytes: CONTENT_BYTES }, 'started')));
   await sleep(1000);   // every bystander in its loop
-  const win = {};
+  const win = { idle: [] };
   const victims = { ms: [], codes: {} };
-  for (const w of idleFirst ? ['idle', 'stall'] : ['stall', 'idle']) {
+  for (const w of ['idle', 'stall', 'idle']) {
     if (w === 'idle') {
       const t0 = nowUs();
       await sleep(STALL_HOLD_S * 1000);
-      win.idle = [t0, nowUs()];
+      win.idle.push([t0, nowUs()]);
     } else {
       let held = 0;
       let heldAll;
@@ -755,15 +760,15 @@ async function stallStack(n, ctx, idleFirst) {
       let stop = false;
       const vs = Promise.all(ctx.victims.map((s, k) => victimLoop(s, `${heldRid(k)}/tab:1`, victims, () => stop)));
       await holds;
-      win.stall = [t1, nowUs()];
+      win.stall = [[t1, nowUs()]];
       stop = true;
       await vs;
     }
     await sleep(1500);   // what the window left behind is answered before the next one
   }
   const got = await Promise.all(ctx.kids.map((c) => c.call({ cmd: 'stop' }, 'stopped', 120000)));
-  const r = { order: idleFirst ? 'idle, stall' : 'stall, idle' };
-  for (const w of ['idle', 'stall']) r[w] = stallWindow(got, ...win[w]);
+  const r = { order: 'idle, stall, idle' };
+  for (const w of ['idle', 'stall']) r[w] = stallWindow(got, win[w]);
   const vm = [...victims.ms].sort((a, b) => a - b);
   r.victims = { n: vm.length, codes: victims.codes, p50: pct(vm, 0.5), max: vm[vm.length - 1] ?? NaN };
   return r;
@@ -796,8 +801,7 @@ async function phaseStall() {
   const res = {};
   try {
     await measured('stall', async () => {
-      // the windows' order alternates from run to run, and the stacks differ in it
-      for (const n of turn(0)) res[n] = await stallStack(n, ctx[n], (FLIP + (n === 'collab' ? 0 : 1)) % 2 === 0);
+      for (const n of turn(0)) res[n] = await stallStack(n, ctx[n]);
     });
   } finally {
     for (const n of Object.keys(ctx)) {
@@ -1439,7 +1443,7 @@ function report(meta) {
   if (stalls.length) {
     L.push('', `Stall: ${STALL_CLIENTS} bystanders (socket.io-client, ${STALL_PROCS} processes) each loop \`lock:acquire\`, \`doc:save\` (${CONTENT_BYTES} B), ` +
       `\`lock:release\` and a pause of ${STALL_PAUSE_MS} ms on a tab of their own; measured for ${STALL_HOLD_S} s on an otherwise idle server ` +
-      `and for as long as ${STALL_HOLDERS} database sessions each hold another document in an open transaction (collab: \`collab.acquire\` then ` +
+      `before and again after (pooled: the idle figure), and in between for as long as ${STALL_HOLDERS} database sessions each hold another document in an open transaction (collab: \`collab.acquire\` then ` +
       `\`pg_sleep(${STALL_HOLD_S})\`; the baseline: its Redis lock key and the document's rows \`FOR UPDATE\`), while a client per held document ` +
       'asks for the lock of one of its tabs. A round trip counts in the window in which it was sent. "held documents" gives the answers to those clients and how long they took.', '',
       '| stack | run | windows | idle p50 / p99 ms | stall p50 / p99 ms | stall / idle p99 | round trips idle / stall | failed idle / stall | held documents: answers; p50 / longest ms |',
