@@ -825,6 +825,25 @@ async function phaseStall() {
   }
 }
 
+/*
+ * Waits (at most 60 s) until the joiner finds nobody else in the room: a
+ * server notices a killed long-polling member of an earlier run only after
+ * its ping timeout, and a round's count of users must be the members it
+ * grew.
+ */
+async function roomEmpty(ctx) {
+  const until = Date.now() + 60000;
+  for (;;) {
+    const j = await ackTimed(ctx.joiner, 'presence:join', { resourceId: ctx.rid, mode: 'viewer' });
+    must(j.ack.ok, `${ctx.name} join: ${JSON.stringify(j.ack).slice(0, 200)}`);
+    const l = await ackTimed(ctx.joiner, 'presence:leave', { resourceId: ctx.rid });
+    must(l.ack.ok, `${ctx.name} leave: ${JSON.stringify(l.ack).slice(0, 200)}`);
+    if (j.ack.users.length === 1) return;
+    must(Date.now() < until, `${ctx.name}: ${j.ack.users.length - 1} earlier members still in ${ctx.rid} after 60 s`);
+    await sleep(500);
+  }
+}
+
 async function presenceRound(ctx, round) {
   const { members, joiner, rid, N } = ctx;
   await Promise.all(members.map((c) => c.call({ cmd: 'arm', round, kind: 'joined', connId: joiner.id }, 'armed')));
@@ -981,6 +1000,7 @@ async function phasePoll() {
       await Promise.all(members.map((c) => c.next('ready', 20000)));
       const joiner = await sioConnect(T[n], 'poll-joiner', { transports: ['polling'] });
       ctx[n] = { name: n, members, joiner, rid };
+      await roomEmpty(ctx[n]);
     }
     for (const N of POLL_SIZES) {
       for (const n of Object.keys(T)) {
