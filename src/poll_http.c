@@ -28,6 +28,7 @@
 
 #include <libwebsockets.h>
 
+#include "lib/ilist.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -63,6 +64,8 @@ typedef struct HttpPoll
 	bool		local;			/* req is with a session of this worker */
 	bool		refused;		/* the body is read only to answer the refusal */
 	bool		woken;			/* a waiting GET may be answered */
+	bool		flush_due;		/* in woken_requests */
+	dlist_node	in_woken;
 	int			owner;			/* the worker that owns the sid */
 	RelayCall  *call;			/* forwarded, waiting for the owner's answer */
 	char		sid[EIO_SID_LEN + 1];
@@ -102,6 +105,9 @@ static HTAB *idle_conns = NULL;
 
 static MemoryContext requests_cxt = NULL;
 static struct ev_loop *requests_loop = NULL;
+
+/* Woken GETs that poll_http_flush() has yet to hand to lws. */
+static dlist_head woken_requests = DLIST_STATIC_INIT(woken_requests);
 
 static void http_wake(PollRequest *r);
 
@@ -258,6 +264,8 @@ write_answer(struct lws *wsi, const char *origin, bool origin_ok, PollAnswer *a,
 static void
 free_request(HttpPoll *hp)
 {
+	if (hp->flush_due)
+		dlist_delete(&hp->in_woken);
 	hp->kind = 0;
 	ev_timer_stop(requests_loop, &hp->timer);
 	ev_io_stop(requests_loop, &hp->gone_io);
@@ -302,7 +310,10 @@ answer_later(HttpPoll *hp, PollAnswer *a)
 	lws_callback_on_writable(hp->wsi);
 }
 
-/* A waiting GET of ours may be answered (poll_transport.c asks). */
+/*
+ * A waiting GET of ours may be answered (poll_transport.c asks): it is, in
+ * its writable callback, which poll_http_flush() brings forward.
+ */
 static void
 http_wake(PollRequest *r)
 {
@@ -310,6 +321,41 @@ http_wake(PollRequest *r)
 
 	hp->woken = true;
 	lws_callback_on_writable(hp->wsi);
+	if (!hp->flush_due)
+	{
+		hp->flush_due = true;
+		dlist_push_tail(&woken_requests, &hp->in_woken);
+	}
+}
+
+/*
+ * Serves the writable callbacks of the GETs woken since the last call now,
+ * rather than when the event loop next polls: a fan-out then answers its
+ * long-polling members one after the other, as it writes its WebSocket
+ * members' frames, before the rest of its batch (the WAL flush, the
+ * joiner's list of users) and before the requests those members send next.
+ * A waiting GET's socket has nothing queued (its client waits for the
+ * answer), so it is writable; lws_service_fd() is the interface through
+ * which an application's own loop hands lws a ready descriptor, and lws
+ * answers as from its own poll.  Called by the worker's loop only, never
+ * inside a libwebsockets callback.
+ */
+void
+poll_http_flush(void)
+{
+	while (!dlist_is_empty(&woken_requests))
+	{
+		HttpPoll   *hp = dlist_container(HttpPoll, in_woken,
+										 dlist_pop_head_node(&woken_requests));
+		struct lws_pollfd pfd;
+
+		hp->flush_due = false;
+		pfd.fd = lws_get_socket_fd(hp->wsi);
+		pfd.events = LWS_POLLIN | LWS_POLLOUT;
+		pfd.revents = LWS_POLLOUT;
+		/* hp may be freed from here on */
+		(void) lws_service_fd(lws_get_context(hp->wsi), &pfd);
+	}
 }
 
 /* The owner's answer to a forwarded request. */

@@ -22,5 +22,6 @@ extern int	poll_http_body_done(struct lws *wsi, void **slot);
 extern int	poll_http_writeable(struct lws *wsi, void **slot);
 extern void poll_http_closed(struct lws *wsi, void **slot);
 extern void poll_http_busy(struct lws *wsi);
+extern void poll_http_flush(void);
 
 #endif							/* COLLAB_POLL_HTTP_H */

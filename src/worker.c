@@ -407,6 +407,7 @@ drain_events(void)
 	events_readable = false;
 	(void) event_queue_drain(dispatch_payload, NULL);
 	collab_forward_flush(forward_envelope);
+	poll_http_flush();
 	if (event_queue_take_overflow())
 	{
 		/*
@@ -888,7 +889,11 @@ serve(void)
 		flush_refusals();
 		start = lws_now_usecs();
 		while (jobs_pending() && !got_sigterm && lws_now_usecs() - start < PASS_BUDGET_US)
+		{
 			jobs_run_batch();
+			/* the replies' packets for waiting GETs */
+			poll_http_flush();
+		}
 		/* timers that job replies set out here: let lws arm its timer */
 		if (worked)
 			lws_cancel_service(worker_context);
