@@ -129,15 +129,33 @@ payload_presence_user(StringInfo buf, const char *user_id, const char *username,
  * Events
  * ---------------------------------------------------------------- */
 
+/* Opens the JSON of event name about resource_id: {"event":...,"resourceId":... */
+static void
+event_begin(StringInfo ev, const char *name, const char *resource_id)
+{
+	initStringInfo(ev);
+	appendStringInfoString(ev, "{\"event\":\"");
+	appendStringInfoString(ev, name);
+	appendStringInfoString(ev, "\",\"resourceId\":");
+	escape_json(ev, resource_id);
+}
+
+/* Closes the event's JSON and publishes it with the transaction (events.c). */
+static void
+event_publish(StringInfo ev)
+{
+	appendStringInfoChar(ev, '}');
+	collab_publish_event(ev->data, ev->len);
+	pfree(ev->data);
+}
+
 /* A lease was granted (not renewed). */
 void
 publish_lock_acquired(const Lease *l)
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:acquired\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
+	event_begin(&ev, "lock:acquired", l->resource_id);
 	appendStringInfoString(&ev, ",\"holder\":");
 	payload_user_ref(&ev, l->user_id, l->username);
 	appendStringInfoString(&ev, ",\"holderId\":");
@@ -146,9 +164,7 @@ publish_lock_acquired(const Lease *l)
 	collab_append_ts(&ev, l->acquired_at);
 	appendStringInfoString(&ev, ",\"expiresAt\":");
 	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* holder_id (user_id, username) was denied resource_id: held is in the way. */
@@ -158,9 +174,7 @@ publish_lock_denied(const char *resource_id, const char *user_id, const char *us
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:denied\",\"resourceId\":");
-	escape_json(&ev, resource_id);
+	event_begin(&ev, "lock:denied", resource_id);
 	appendStringInfoString(&ev, ",\"requester\":");
 	payload_user_ref(&ev, user_id, username);
 	appendStringInfoString(&ev, ",\"requesterHolderId\":");
@@ -171,9 +185,8 @@ publish_lock_denied(const char *resource_id, const char *user_id, const char *us
 	escape_json(&ev, held->resource_id);
 	appendStringInfoString(&ev, ",\"expiresAt\":");
 	collab_append_ts(&ev, held->expires_at);
-	appendStringInfoString(&ev, ",\"reason\":\"held\"}");
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	appendStringInfoString(&ev, ",\"reason\":\"held\"");
+	event_publish(&ev);
 }
 
 /* A live lease was released; reason is what clients are told ("forced", ...). */
@@ -182,9 +195,7 @@ publish_lock_released(const Lease *l, const char *reason, TimestampTz released_a
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:released\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
+	event_begin(&ev, "lock:released", l->resource_id);
 	appendStringInfoString(&ev, ",\"previousHolder\":");
 	payload_user_ref(&ev, l->user_id, l->username);
 	appendStringInfoString(&ev, ",\"holderId\":");
@@ -193,9 +204,7 @@ publish_lock_released(const Lease *l, const char *reason, TimestampTz released_a
 	escape_json(&ev, reason);
 	appendStringInfoString(&ev, ",\"releasedAt\":");
 	collab_append_ts(&ev, released_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* An expired lease was removed. */
@@ -204,18 +213,14 @@ publish_lock_expired(const Lease *l)
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:expired\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
+	event_begin(&ev, "lock:expired", l->resource_id);
 	appendStringInfoString(&ev, ",\"previousHolder\":");
 	payload_user_ref(&ev, l->user_id, l->username);
 	appendStringInfoString(&ev, ",\"holderId\":");
 	escape_json(&ev, l->holder_id);
 	appendStringInfoString(&ev, ",\"expiredAt\":");
 	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /*
@@ -227,9 +232,7 @@ publish_lock_suspended(const Lease *l)
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:suspended\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
+	event_begin(&ev, "lock:suspended", l->resource_id);
 	appendStringInfoString(&ev, ",\"holder\":");
 	payload_user_ref(&ev, l->user_id, l->username);
 	appendStringInfoString(&ev, ",\"holderId\":");
@@ -238,9 +241,7 @@ publish_lock_suspended(const Lease *l)
 	collab_append_ts(&ev, l->suspended_until);
 	appendStringInfoString(&ev, ",\"expiresAt\":");
 	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /*
@@ -254,9 +255,7 @@ publish_lock_resumed(const Lease *l, const char *previous_holder_id)
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:resumed\",\"resourceId\":");
-	escape_json(&ev, l->resource_id);
+	event_begin(&ev, "lock:resumed", l->resource_id);
 	appendStringInfoString(&ev, ",\"holder\":");
 	payload_user_ref(&ev, l->user_id, l->username);
 	appendStringInfoString(&ev, ",\"holderId\":");
@@ -268,9 +267,7 @@ publish_lock_resumed(const Lease *l, const char *previous_holder_id)
 	}
 	appendStringInfoString(&ev, ",\"expiresAt\":");
 	collab_append_ts(&ev, l->expires_at);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* A viewer asked holder_id, the holder of resource_id's lock, for it. */
@@ -280,18 +277,14 @@ publish_lock_requested(const char *resource_id, const char *user_id, const char 
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"lock:requested\",\"resourceId\":");
-	escape_json(&ev, resource_id);
+	event_begin(&ev, "lock:requested", resource_id);
 	appendStringInfoString(&ev, ",\"requester\":");
 	payload_user_ref(&ev, user_id, username);
 	appendStringInfoString(&ev, ",\"requestedAt\":");
 	collab_append_ts(&ev, requested_at);
 	appendStringInfoString(&ev, ",\"to\":");
 	escape_json(&ev, holder_id);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /*
@@ -305,9 +298,7 @@ publish_doc_saved(const char *resource_id, int64 version, const char *user_id,
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"doc:saved\",\"resourceId\":");
-	escape_json(&ev, resource_id);
+	event_begin(&ev, "doc:saved", resource_id);
 	appendStringInfo(&ev, ",\"version\":" INT64_FORMAT ",\"savedBy\":", version);
 	payload_user_ref(&ev, user_id, username);
 	appendStringInfoString(&ev, ",\"holderId\":");
@@ -316,9 +307,7 @@ publish_doc_saved(const char *resource_id, int64 version, const char *user_id,
 	collab_append_ts(&ev, saved_at);
 	if (restored_from)
 		appendStringInfo(&ev, ",\"restoredFrom\":" INT64_FORMAT, *restored_from);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* user_json (a PresenceUser, as stored with the presence row) joined resource_id. */
@@ -327,14 +316,10 @@ publish_presence_joined(const char *resource_id, const char *user_json)
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"presence:joined\",\"resourceId\":");
-	escape_json(&ev, resource_id);
+	event_begin(&ev, "presence:joined", resource_id);
 	appendStringInfoString(&ev, ",\"user\":");
 	appendStringInfoString(&ev, user_json);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* user_json left resource_id ("left", "disconnected" or "timeout"). */
@@ -343,16 +328,12 @@ publish_presence_left(const char *resource_id, const char *user_json, const char
 {
 	StringInfoData ev;
 
-	initStringInfo(&ev);
-	appendStringInfoString(&ev, "{\"event\":\"presence:left\",\"resourceId\":");
-	escape_json(&ev, resource_id);
+	event_begin(&ev, "presence:left", resource_id);
 	appendStringInfoString(&ev, ",\"user\":");
 	appendStringInfoString(&ev, user_json);
 	appendStringInfoString(&ev, ",\"reason\":");
 	escape_json(&ev, reason);
-	appendStringInfoChar(&ev, '}');
-	collab_publish_event(ev.data, ev.len);
-	pfree(ev.data);
+	event_publish(&ev);
 }
 
 /* ----------------------------------------------------------------
