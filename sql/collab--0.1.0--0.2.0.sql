@@ -159,6 +159,12 @@ ALTER TABLE collab.ws_connections
 	ADD COLUMN detached_rooms jsonb;
 COMMENT ON COLUMN collab.ws_connections.detached_at IS 'When the connection was lost uncleanly (NULL: connected); it may return until collab.recovery_window has passed';
 COMMENT ON COLUMN collab.ws_connections.detached_rooms IS 'A detached connection''s rooms, [{resourceId, role, joinedAt}], in which its return places it again';
+-- The sweep looks for detached connections every collab.sweep_interval, in
+-- the worker's event loop: through this index it reads the detached
+-- connections only, not every connection's row.
+CREATE INDEX ws_connections_detached_idx ON collab.ws_connections (detached_at)
+	WHERE detached_at IS NOT NULL;
+COMMENT ON INDEX collab.ws_connections_detached_idx IS 'The detached connections, for the sweep';
 -- what a detached connection's lease went through (collab.audit_log)
 ALTER TYPE collab.audit_action ADD VALUE 'suspend';
 ALTER TYPE collab.audit_action ADD VALUE 'resume';
