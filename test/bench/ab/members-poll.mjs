@@ -1,9 +1,9 @@
-// Child process of ab.mjs, the polling counterpart of ../ws/members.mjs (the
-// same IPC messages): passive room members on Engine.IO v4 HTTP
-// long-polling.  Each member keeps one GET waiting (a keep-alive connection
-// of its own) and posts on another connection of its own, as a browser
-// does; it answers pings, and timestamps each presence event when the poll
-// answer that carried it has been read to its end.
+// Child process of ab.mjs, the polling counterpart of ../ws/members.mjs,
+// measured by the same ../ws/member-room.mjs: passive room members on
+// Engine.IO v4 HTTP long-polling.  Each member keeps one GET waiting (a
+// keep-alive connection of its own) and posts on another connection of its
+// own, as a browser does; it answers pings, and timestamps each presence
+// event when the poll answer that carried it has been read to its end.
 //
 // Like ../ws/lite-client.mjs, it leaves payloads as strings and parses only
 // what it needs: socket.io-client by the thousand in one process would
@@ -13,8 +13,7 @@
 // COLLAB_JWT_SECRET, BENCH_CHILD_NO.  process.hrtime.bigint() is
 // CLOCK_MONOTONIC, the parent's clock.
 import http from 'node:http';
-import { performance } from 'node:perf_hooks';
-import { makeToken } from '../ws/token.mjs';
+import { serveMembers } from '../ws/member-room.mjs';
 
 const URL_ = new URL(process.env.COLLAB_WS_URL);
 const SECRET = process.env.COLLAB_JWT_SECRET;
@@ -99,94 +98,11 @@ class PollClient {
   }
 }
 
-const members = [];
-let armed = null;
-let stray = 0;
-let seqNo = 0;
-
-function onEvent(m, raw, t) {
-  const a = armed;
-  if (a === null || !raw.startsWith(a.prefix)) return;
-  const ev = JSON.parse(raw.slice(2))[1];
-  if (ev.user.connectionId !== a.connId) { stray++; return; }
-  if (m.seen === a.seq) { a.dupes++; return; }
-  m.seen = a.seq;
-  a.count++;
-  if (a.first === null || t < a.first) a.first = t;
-  if (a.last === null || t > a.last) a.last = t;
-  if (a.count === members.length) finish(a);
-}
-
-function finish(a) {
-  const cpu = process.cpuUsage(a.cpu0);
-  const elu = performance.eventLoopUtilization(a.elu0);
-  armed = null;
-  process.send({
-    cmd: 'done', round: a.round, kind: a.kind, count: a.count, dupes: a.dupes,
-    first: a.first, last: a.last, tArm: a.tArm, tDone: process.hrtime.bigint(),
-    cpuUs: cpu.user + cpu.system, elu: elu.utilization,
-  });
-}
-
-async function grow(total, resourceId, concurrency, offset) {
-  const t0 = process.hrtime.bigint();
-  const todo = [];
-  for (let i = members.length; i < total; i++) todo.push(offset + i);
-  let next = 0;
-  async function one() {
-    while (next < todo.length) {
-      const n = todo[next++];
-      const token = makeToken(SECRET, { sub: `poll-member-${childNo}-${n}`, name: `Poll member ${childNo}.${n}` });
-      const m = { seen: -1 };
-      m.client = new PollClient(token, (raw, t) => onEvent(m, raw, t));
-      await m.client.connect();
-      const ack = await m.client.emit('presence:join', { resourceId, mode: 'viewer' });
-      if (!/^\[\{"ok": ?true/.test(ack)) throw new Error('join failed: ' + ack.slice(0, 300));
-      members.push(m);
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, todo.length) }, one));
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-
-process.on('message', async (msg) => {
-  try {
-    switch (msg.cmd) {
-      case 'grow': {
-        const ms = await grow(msg.total, msg.resourceId, msg.concurrency, msg.offset);
-        process.send({ cmd: 'grown', count: members.length, ms });
-        break;
-      }
-      case 'arm':
-        seqNo++;
-        armed = {
-          seq: seqNo, round: msg.round, kind: msg.kind, connId: msg.connId,
-          prefix: `42["presence:${msg.kind}"`, count: 0, dupes: 0, first: null, last: null,
-          cpu0: process.cpuUsage(), elu0: performance.eventLoopUtilization(), tArm: process.hrtime.bigint(),
-        };
-        process.send({ cmd: 'armed', round: msg.round, kind: msg.kind });
-        break;
-      case 'disarm': {
-        const a = armed;
-        armed = null;
-        process.send({ cmd: 'disarmed', round: msg.round, count: a ? a.count : -1, members: members.length });
-        break;
-      }
-      case 'cpu': {
-        const c = process.cpuUsage();
-        process.send({ cmd: 'cpu', us: c.user + c.system, elu: performance.eventLoopUtilization(), stray });
-        break;
-      }
-      case 'close':
-        for (const m of members) m.client.close();
-        setTimeout(() => process.exit(0), 500);
-        break;
-      default:
-        throw new Error('unknown command ' + msg.cmd);
-    }
-  } catch (e) {
-    process.send({ cmd: 'error', message: String(e && e.stack || e) });
-  }
+serveMembers({
+  secret: SECRET,
+  childNo,
+  sub: 'poll-member',
+  name: 'Poll member',
+  connect: (token, onEvent) => new PollClient(token, onEvent),
+  closeDelayMs: 500,
 });
-process.on('disconnect', () => process.exit(0));
-process.send({ cmd: 'ready' });
