@@ -33,6 +33,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+# shellcheck source=save_fixtures.sh
+. "$ROOT/test/bench/save_fixtures.sh"
 
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -148,73 +150,11 @@ for _ in $(seq 1 100); do
 	sleep 0.2
 done
 grep -Eq 'collab worker [0-9]+ listening' "$CLUSTER/server.log" || die "the worker did not start"
-q $SDB <<SQL
-\o /dev/null
-SELECT collab.create_document('bench', 'Operation report (bench)',
-	array(SELECT g::text FROM generate_series(0, 63) g));
-\o
-
--- One lock per pgbench client: client N holds document:bench/tab:N.
-CREATE TABLE bench_tokens (client int PRIMARY KEY, resource_id text NOT NULL, token bigint NOT NULL);
-INSERT INTO bench_tokens
-SELECT g, a.resource_id, a.token
-  FROM generate_series(0, 63) g,
-	   LATERAL collab.acquire('document:bench/tab:' || g, 'user-' || g, 'Dr. Bench ' || g, 'bench-conn-' || g) a
- WHERE a.granted;
-DO \$\$ BEGIN
-	IF (SELECT count(*) FROM bench_tokens) <> 64 THEN RAISE 'not every bench lock was granted'; END IF;
-END \$\$;
-
--- The baseline: the same shape and rows, no guard trigger.
-CREATE TABLE bench_plain (LIKE collab.resources INCLUDING ALL);
-ALTER TABLE bench_plain ADD FOREIGN KEY (parent_id) REFERENCES bench_plain (id) ON DELETE CASCADE;
-INSERT INTO bench_plain SELECT * FROM collab.resources ORDER BY id;
--- A hand-written history: one row per save, written with the UPDATE.
-CREATE TABLE bench_history (
-	resource_id	text COLLATE "C" NOT NULL,
-	version		bigint NOT NULL,
-	content		text NOT NULL,
-	saved_by	text NOT NULL,
-	saved_at	timestamptz NOT NULL,
-	PRIMARY KEY (resource_id, version)
-);
-VACUUM ANALYZE;
-SQL
+save_fixtures_sql 64 | q $SDB
 
 # A realistic 2 kB tab: clinical prose (compressible like real text).
-RANDOM=42
-words=(patient presented with acute abdominal pain laparoscopic appendectomy was performed under
-	general anesthesia the appendix inflamed without perforation hemostasis achieved irrigation
-	trocar sites closed with absorbable sutures estimated blood loss minimal no complications
-	postoperative course uneventful diagnosis confirmed histology pending antibiotics continued
-	for hours vital signs stable discharge planned follow-up in clinic days wound care instructions
-	given allergies none known medication paracetamol ibuprofen mobilisation encouraged)
-content=""
-while [ ${#content} -lt $CONTENT_BYTES ]; do content+="${words[RANDOM % ${#words[@]}]} "; done
-content=${content:0:$CONTENT_BYTES}
-
-cat >"$WORK/save_plain.sql" <<'EOF'
-\if :tok = 0
-SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
-\endif
-\set r random(1, 1000000000)
-UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid;
-EOF
-cat >"$WORK/save_history.sql" <<'EOF'
-\if :tok = 0
-SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
-\endif
-\set r random(1, 1000000000)
-WITH u AS (UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid RETURNING id, version, content, saved_at)
-INSERT INTO bench_history SELECT id, version, content, 'user-' || :client_id::text, saved_at FROM u;
-EOF
-cat >"$WORK/save_fenced.sql" <<'EOF'
-\if :tok = 0
-SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :client_id \gset
-\endif
-\set r random(1, 1000000000)
-SELECT collab.save(:rid, :tok, :r::text || :content::text);
-EOF
+content=$(save_content "$CONTENT_BYTES")
+save_scripts "$WORK" client_id
 
 # sum of the versions of the tabs the clients write
 version_sum() {
@@ -255,7 +195,7 @@ save_round() {
 	( sleep 1; sample_waits $SDB $((SECS > 3 ? SECS - 2 : 1)) >"$WORK/waits_${variant}_$round" ) &
 	sampler=$!
 	run_pgbench "$out" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECS" \
-		-D tok=0 -D content="$content" -f "$WORK/save_$variant.sql" $SDB
+		-D tok=0 -D content="$content" -f "$WORK/$variant.sql" $SDB
 	wait $sampler || die "wait-event sampling failed"
 	after=$(version_sum "$table")
 	hist1=$(history_rows "$variant")

@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+# shellcheck source=save_fixtures.sh
+. "$ROOT/test/bench/save_fixtures.sh"
 
 VARIANTS=${PROFILE_VARIANTS:-plain history fenced plain_tx guarded}
 N1=${PROFILE_SAVES1:-100}
@@ -82,59 +84,15 @@ for _ in $(seq 1 100); do
 	grep -Eq 'collab worker [0-9]+ listening' "$CLUSTER/server.log" && break
 	sleep 0.2
 done
-q $DB <<SQL
-\o /dev/null
-SELECT collab.create_document('bench', 'Operation report (bench)',
-	array(SELECT g::text FROM generate_series(0, 7) g));
-\o
-CREATE TABLE bench_tokens (client int PRIMARY KEY, resource_id text NOT NULL, token bigint NOT NULL);
-INSERT INTO bench_tokens
-SELECT g, a.resource_id, a.token
-  FROM generate_series(0, 7) g,
-	   LATERAL collab.acquire('document:bench/tab:' || g, 'user-' || g, 'Dr. Bench ' || g, 'bench-conn-' || g) a
- WHERE a.granted;
-CREATE TABLE bench_plain (LIKE collab.resources INCLUDING ALL);
-ALTER TABLE bench_plain ADD FOREIGN KEY (parent_id) REFERENCES bench_plain (id) ON DELETE CASCADE;
-INSERT INTO bench_plain SELECT * FROM collab.resources ORDER BY id;
-CREATE TABLE bench_history (
-	resource_id	text COLLATE "C" NOT NULL,
-	version		bigint NOT NULL,
-	content		text NOT NULL,
-	saved_by	text NOT NULL,
-	saved_at	timestamptz NOT NULL,
-	PRIMARY KEY (resource_id, version)
-);
-VACUUM ANALYZE;
-SQL
+save_fixtures_sql 8 | q $DB
 
 # the same 2 kB of prose as test/bench/run.sh
-RANDOM=42
-words=(patient presented with acute abdominal pain laparoscopic appendectomy was performed under
-	general anesthesia the appendix inflamed without perforation hemostasis achieved irrigation
-	trocar sites closed with absorbable sutures estimated blood loss minimal no complications
-	postoperative course uneventful diagnosis confirmed histology pending antibiotics continued
-	for hours vital signs stable discharge planned follow-up in clinic days wound care instructions
-	given allergies none known medication paracetamol ibuprofen mobilisation encouraged)
-content=""
-while [ ${#content} -lt $CONTENT_BYTES ]; do content+="${words[RANDOM % ${#words[@]}]} "; done
-content=${content:0:$CONTENT_BYTES}
+content=$(save_content "$CONTENT_BYTES")
 
 # Each variant writes the tab of its own client number, so that no variant
 # finds another's dead tuples.
-head='\if :tok = 0
-SELECT resource_id AS rid, token AS tok FROM bench_tokens WHERE client = :cl \gset
-\endif
-\set r random(1, 1000000000)'
-printf '%s\n%s\n' "$head" \
-	"UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid;" \
-	>"$WORK/plain.sql"
-printf '%s\n%s\n%s\n' "$head" \
-	"WITH u AS (UPDATE bench_plain SET content = :r::text || :content::text, version = version + 1, saved_at = clock_timestamp() WHERE id = :rid RETURNING id, version, content, saved_at)" \
-	"INSERT INTO bench_history SELECT id, version, content, 'user-' || :cl::text, saved_at FROM u;" \
-	>"$WORK/history.sql"
-printf '%s\n%s\n' "$head" \
-	"SELECT collab.save(:rid, :tok, :r::text || :content::text);" \
-	>"$WORK/fenced.sql"
+save_scripts "$WORK" cl
+head=$(save_script_head cl)
 printf '%s\n%s\n' "$head" \
 	"BEGIN;
 SELECT pg_catalog.set_config('bench.lock_token', :tok::text, true);
