@@ -523,27 +523,42 @@ for (const m of publishCalls) {
 check(parsedCalls === publishCalls.length,
 	`every collab._publish() call in ${sqlFile} is jsonb_build_object('event', '<name>', ...) (${parsedCalls}/${publishCalls.length})`);
 
-// C: collab_publish_event(buf.data, ...) after building {"event":"name",...}
+// C: collab_publish_event(buf.data, ...) after building {"event":"name",...},
+// or event_publish(&buf) after event_begin(&buf, "name", ...)
 const cFiles = [...cSources.keys()].filter((f) => f !== "events.c");
 let cPublishes = 0;
 let cParsed = 0;
+/* one published event, replayed: counted, and its shape recorded if it can be read */
+function cPublished(f, r, name) {
+	cPublishes++;
+	if (r.error || typeof r.value?.event !== "string" || (name !== undefined && r.value.event !== name)) {
+		check(false, `the event published in src/${f} can be read`, r.error ?? `no "event" member${name ? ` "${name}"` : ""}`);
+		return;
+	}
+	cParsed++;
+	publish(r.value.event, [...r.keys.keys()], `src/${f}`, [...r.keys].filter(([, k]) => k.optional).map(([k]) => k));
+}
 for (const f of cFiles) {
 	const text = cSources.get(f);
 	const helpers = cHelpers(text);
 	for (const m of text.matchAll(/collab_publish_event\(\s*(\w+)\.data/g)) {
-		cPublishes++;
 		const fnStart = text.lastIndexOf("\n{", m.index);
 		const buildAt = Math.max(fnStart, text.lastIndexOf(`initStringInfo(&${m[1]})`, m.index));
-		const r = replayC(text.slice(buildAt, m.index), m[1], helpers);
-		if (r.error || typeof r.value?.event !== "string") {
-			check(false, `the event published in src/${f} can be read`, r.error ?? "no \"event\" member");
-			continue;
-		}
-		cParsed++;
-		publish(r.value.event, [...r.keys.keys()], `src/${f}`, [...r.keys].filter(([, k]) => k.optional).map(([k]) => k));
+		cPublished(f, replayC(text.slice(buildAt, m.index), m[1], helpers));
+	}
+	// payloads.c's builders: event_begin(&ev, "name", resource_id) opens
+	// {"event":"name","resourceId":..., and event_publish(&ev) closes and publishes
+	for (const m of text.matchAll(/\bevent_publish\(\s*&(\w+)\s*\)/g)) {
+		const fnStart = text.lastIndexOf("\n{", m.index);
+		const begin = [...text.slice(fnStart, m.index).matchAll(new RegExp(`event_begin\\(\\s*&${m[1]},\\s*"([^"]+)",[^;]*;`, "g"))].pop();
+		const body = begin && text.slice(fnStart + begin.index + begin[0].length, m.index);
+		cPublished(f, begin
+			? replayC(`\n\tappendStringInfoString(&${m[1]}, "{\\"event\\":\\"${begin[1]}\\",\\"resourceId\\":");` +
+				`\n\tescape_json(&${m[1]}, resource_id);${body}\tappendStringInfoChar(&${m[1]}, '}');\n`, m[1], helpers)
+			: { error: "no event_begin() before event_publish()" }, begin?.[1]);
 	}
 }
-check(cPublishes > 0 && cParsed === cPublishes, `every collab_publish_event() call in src/*.c builds a readable event (${cParsed}/${cPublishes})`);
+check(cPublishes > 0 && cParsed === cPublishes, `every collab_publish_event() or event_publish() call in src/*.c builds a readable event (${cParsed}/${cPublishes})`);
 
 // the worker's own sends: sio_event_begin(&buf, NULL, "name", ...)
 const own = new Map();	// event -> shape
