@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium, until, WAIT } from './browser.mjs';
+import { launchChromium, until, WAIT, openDemo, notice, openTab, badgeText } from './browser.mjs';
 import {
   WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setConf, resetConf, uniq, setGrace, metric,
 } from '../integration/helpers.mjs';
@@ -37,41 +37,8 @@ after(async () => {
   await teardown();
 });
 
-/** A person in their own browser context, on the demo page of the document (served from base). */
-async function openDemo(user, docKey, base = WS_URL, { blockWebSockets = false } = {}) {
-  // ignoreHTTPSErrors: a wss:// test cluster has a self-signed certificate
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
-  context.setDefaultTimeout(WAIT);
-  // a network whose proxy breaks WebSockets: every one the page opens is closed at once, unconnected
-  const blocked = [];
-  if (blockWebSockets) {
-    await context.routeWebSocket(/.*/, (ws) => {
-      blocked.push(ws.url());
-      ws.close();
-    });
-  }
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${user.name}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${user.name}: console: ${m.text()}`); });
-  const url = `${base}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}`;
-  const res = await page.goto(url);
-  assert.equal(res.status(), 200, 'the worker serves the page');
-  const p = { user, context, page, blocked, id: (testid) => page.getByTestId(testid) };
-  await until(`${user.name} is connected`, async () => {
-    assert.equal(await p.id('connection-status').textContent(), 'Connected');
-  });
-  return p;
-}
-
-async function openTab(p, key) {
-  await p.id(`tab-${key}`).click();
-  await until(`${p.user.name} has ${key} on screen`, async () => {
-    assert.equal(await p.id(`tab-${key}`).getAttribute('aria-selected'), 'true');
-    assert.notEqual(await p.id('lock-badge').getAttribute('data-state'), 'unknown');
-  });
-}
-
-const badgeText = async (p) => (await p.id('lock-badge').textContent()).replace(/\s+/g, ' ').trim();
+/** A person in their own browser context, on the demo page of the document (browser.mjs). */
+const open = (user, docKey, opts) => openDemo(browser, user, docKey, pageErrors, opts);
 
 async function expectEditing(p) {
   await until(`${p.user.name} holds the lock`, async () => {
@@ -95,7 +62,6 @@ async function expectViewing(p, holder) {
 }
 
 /** The notice whose text contains `text`. */
-const notice = (p, text) => p.page.getByTestId('notice').filter({ hasText: text });
 
 async function avatarNames(p, testid) {
   return p.id(testid).getByTestId('avatar').evaluateAll((els) => els.map((e) => e.dataset.name));
@@ -119,9 +85,9 @@ test('two doctors hand the diagnosis tab over while a third edits procedure note
   const cleo = newUser('Dr. Cleo Lind');
 
   // --- everyone opens the report; the tabs are the document's
-  const a = await openDemo(anna, docKey);
-  const b = await openDemo(ben, docKey);
-  const c = await openDemo(cleo, docKey);
+  const a = await open(anna, docKey);
+  const b = await open(ben, docKey);
+  const c = await open(cleo, docKey);
   for (const p of [a, b, c]) {
     assert.equal(await p.id('doc-title').textContent(), docKey.toUpperCase());
     assert.match(await p.id('me').textContent(), new RegExp(`Signed in as ${p.user.name}`));
@@ -256,8 +222,8 @@ test('WebSockets blocked: the page stays on long-polling, and two doctors see ea
   const anna = newUser('Dr. Anna Berg');
   const ben = newUser('Dr. Ben Kaya');
   const polling0 = await metric('collab_polling_sessions');
-  const a = await openDemo(anna, docKey, WS_URL, { blockWebSockets: true });
-  const b = await openDemo(ben, docKey, WS_URL, { blockWebSockets: true });
+  const a = await open(anna, docKey, { blockWebSockets: true });
+  const b = await open(ben, docKey, { blockWebSockets: true });
   const transport = async (p) => p.id('connection-status').getAttribute('data-transport');
   for (const p of [a, b]) {
     assert.equal(await transport(p), 'polling', `${p.user.name} connected over long-polling`);
@@ -328,7 +294,7 @@ test('WebSockets blocked: the page stays on long-polling, and two doctors see ea
 
 test('WebSockets allowed: the page upgrades from long-polling to WebSocket', async () => {
   const doc = await createDocument(DEMO_TABS, 'op');
-  const a = await openDemo(newUser('Dr. Anna Berg'), doc.id.slice('document:'.length));
+  const a = await open(newUser('Dr. Anna Berg'), doc.id.slice('document:'.length));
   await until('the page upgraded', async () => {
     assert.equal(await a.id('connection-status').getAttribute('data-transport'), 'websocket');
   });
@@ -342,8 +308,8 @@ test('an open editor keeps its lock alive; a lock nobody renews expires on every
     const docKey = doc.id.slice('document:'.length);
     const anna = newUser('Dr. Anna Berg');
     const ben = newUser('Dr. Ben Kaya');
-    const a = await openDemo(anna, docKey);
-    const b = await openDemo(ben, docKey);
+    const a = await open(anna, docKey);
+    const b = await open(ben, docKey);
 
     await openTab(a, 'anesthesia');
     await a.id('btn-edit').click();
@@ -401,9 +367,9 @@ test('who may do what: two doctors edit, a nurse only views, a second report is 
   }
   try {
     const key = report.slice('document:'.length);
-    const a = await openDemo(anna, key);
-    const b = await openDemo(ben, key);
-    const c = await openDemo(carla, key);
+    const a = await open(anna, key);
+    const b = await open(ben, key);
+    const c = await open(carla, key);
 
     // --- Carla: view only, said plainly, and no way to edit
     await openTab(c, 'diagnosis');
@@ -469,13 +435,13 @@ test('who may do what: two doctors edit, a nurse only views, a second report is 
 
     // --- the second report: Anna's alone
     const key2 = second.slice('document:'.length);
-    const a2 = await openDemo(anna, key2);
+    const a2 = await open(anna, key2);
     await openTab(a2, 'diagnosis');
     await until('Anna may edit her second report', async () => {
       assert.equal(await a2.id('btn-edit').isVisible(), true);
       assert.equal(await a2.id('view-only').isVisible(), false);
     });
-    const b2 = await openDemo(ben, key2);
+    const b2 = await open(ben, key2);
     await until('for Ben the second report does not exist', async () => {
       assert.equal(await notice(b2, `There is no report "${key2}"`).count(), 1);
       assert.equal(await b2.id('btn-edit').isVisible(), false);
@@ -519,8 +485,8 @@ test('a lost connection: the holder\'s lock is kept for the grace, both screens 
     const docKey = doc.id.slice('document:'.length);
     const anna = newUser('Dr. Anna Berg');
     const ben = newUser('Dr. Ben Kaya');
-    const a = await openDemo(anna, docKey, `http://127.0.0.1:${net.port}`);
-    const b = await openDemo(ben, docKey);
+    const a = await open(anna, docKey, { base: `http://127.0.0.1:${net.port}` });
+    const b = await open(ben, docKey);
     await openTab(a, 'diagnosis');
     await a.id('btn-edit').click();
     await expectEditing(a);

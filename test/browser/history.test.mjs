@@ -12,8 +12,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium, until, WAIT } from './browser.mjs';
-import { WS_URL, newUser, tokenFor, q, uniq, teardown } from '../integration/helpers.mjs';
+import { launchChromium, until, openDemo, notice } from './browser.mjs';
+import { newUser, q, uniq, teardown } from '../integration/helpers.mjs';
 import { diffTexts, diffSequences, sideOf } from '../../ui/diff.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -34,21 +34,7 @@ after(async () => {
 });
 
 /** A person in their own browser context, on the demo page of the document, tab on screen. */
-async function openDemo(user, docKey, tab) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, ignoreHTTPSErrors: true });
-  context.setDefaultTimeout(WAIT);
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${user.name}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${user.name}: console: ${m.text()}`); });
-  const url = `${WS_URL}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}&tab=${tab}`;
-  assert.equal((await page.goto(url)).status(), 200, 'the worker serves the page');
-  const p = { user, context, page, id: (testid) => page.getByTestId(testid) };
-  await until(`${user.name} is connected, ${tab} on screen`, async () => {
-    assert.equal(await p.id('connection-status').textContent(), 'Connected');
-    assert.notEqual(await p.id('lock-badge').getAttribute('data-state'), 'unknown');
-  });
-  return p;
-}
+const open = (user, docKey, tab) => openDemo(browser, user, docKey, pageErrors, { tab, height: 1000 });
 
 /** The history list as shown: [version, author, time text] per item, top to bottom. */
 async function shownHistory(p) {
@@ -64,7 +50,6 @@ async function shownHistory(p) {
 }
 
 const item = (p, version) => p.page.locator(`[data-testid="history-item"][data-version="${version}"]`);
-const notice = (p, text) => p.page.getByTestId('notice').filter({ hasText: text });
 
 test('the page\'s diff gives both texts back, with as few changes as there can be', () => {
   let seed = 20260301;
@@ -129,8 +114,8 @@ test('history panel: versions newest first, paged; a diff in colour; the holder 
   const stored = await q(`SELECT version::int, saved_by_name, collab._ts(saved_at) AS saved_at FROM collab.history($1, NULL, 500)`, [rid]);
   assert.equal(stored.length, 12);
 
-  const a = await openDemo(anna, docKey, 'diagnosis');
-  const v = await openDemo(vera, docKey, 'diagnosis');
+  const a = await open(anna, docKey, 'diagnosis');
+  const v = await open(vera, docKey, 'diagnosis');
 
   // --- the newest ten, newest first, with author and time; Show older brings the rest
   for (const p of [a, v]) {

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium, until, WAIT } from './browser.mjs';
+import { launchChromium, until, openDemo, notice, openTab, badgeText } from './browser.mjs';
 import {
-  WS_URL, createDocument, newUser, tokenFor, q, teardown, sleep, setGrace, resetWorkerConf,
+  createDocument, newUser, q, teardown, sleep, setGrace, resetWorkerConf,
 } from '../integration/helpers.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -34,31 +34,7 @@ after(async () => {
   await teardown();
 });
 
-async function openDemo(user, docKey) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ignoreHTTPSErrors: true });
-  context.setDefaultTimeout(WAIT);
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${user.name}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`${user.name}: console: ${m.text()}`); });
-  const res = await page.goto(`${WS_URL}/?token=${encodeURIComponent(tokenFor(user))}&doc=${encodeURIComponent(docKey)}`);
-  assert.equal(res.status(), 200);
-  const p = { user, context, page, id: (testid) => page.getByTestId(testid) };
-  await until(`${user.name} is connected`, async () => {
-    assert.equal(await p.id('connection-status').textContent(), 'Connected');
-  });
-  return p;
-}
-
-async function openTab(p, key) {
-  await p.id(`tab-${key}`).click();
-  await until(`${p.user.name} has ${key} on screen`, async () => {
-    assert.equal(await p.id(`tab-${key}`).getAttribute('aria-selected'), 'true');
-    assert.notEqual(await p.id('lock-badge').getAttribute('data-state'), 'unknown');
-  });
-}
-
-const badgeText = async (p) => (await p.id('lock-badge').textContent()).replace(/\s+/g, ' ').trim();
-const notice = (p, text) => p.page.getByTestId('notice').filter({ hasText: text });
+const open = (user, docKey) => openDemo(browser, user, docKey, pageErrors);
 
 async function screenshot(p, name) {
   fs.mkdirSync(OUTPUT, { recursive: true });
@@ -74,8 +50,8 @@ test('the holder\'s network drops for 5 s: its session is recovered, it keeps th
   const rid = doc.tab('diagnosis');
   const anna = newUser('Dr. Anna Berg');
   const ben = newUser('Dr. Ben Kaya');
-  const a = await openDemo(anna, docKey);
-  const b = await openDemo(ben, docKey);
+  const a = await open(anna, docKey);
+  const b = await open(ben, docKey);
   await openTab(a, 'diagnosis');
   await a.id('btn-edit').click();
   await until('Anna holds the lock', async () => {
