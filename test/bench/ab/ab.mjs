@@ -909,6 +909,19 @@ function pinCores(on) {
   return on ? { servers: srv.join(','), generator: gen.join(',') } : null;
 }
 
+/* Grows each stack's room to N members, shared out over its member processes. */
+async function growRooms(ctx, N, rid, what) {
+  for (const n of Object.keys(T)) {
+    const tg = hr();
+    await Promise.all(ctx[n].members.map((c, i) => {
+      const share = Math.floor(N / PROCS) + (i < N % PROCS ? 1 : 0);
+      return c.call({ cmd: 'grow', total: share, resourceId: rid, concurrency: 20, offset: i * 1000000 }, 'grown', 300000);
+    }));
+    ctx[n].N = N;
+    log(`  ${n}: room of ${N}${what} grown in ${f1(msBetween(tg, hr()) / 1000)} s`);
+  }
+}
+
 async function phasePresence(gen) {
   R.presencePinned = PIN ? pinCores(true) : null;
   try {
@@ -939,15 +952,7 @@ async function presenceRooms(gen, pinned) {
   // the first generator's figures make the main table and the targets
   if (!R.phases.presence) R.phases.presence = P;
   for (const N of SIZES) {
-    for (const n of Object.keys(T)) {
-      const tg = hr();
-      await Promise.all(ctx[n].members.map((c, i) => {
-        const share = Math.floor(N / PROCS) + (i < N % PROCS ? 1 : 0);
-        return c.call({ cmd: 'grow', total: share, resourceId: rid, concurrency: 20, offset: i * 1000000 }, 'grown', 300000);
-      }));
-      ctx[n].N = N;
-      log(`  ${n}: room of ${N} grown in ${f1(msBetween(tg, hr()) / 1000)} s`);
-    }
+    await growRooms(ctx, N, rid, '');
     await sleep(500);
     const rows = { collab: [], baseline: [] };
     await measured(`presence N=${N} (${gen} members)`, async () => {
@@ -1003,15 +1008,7 @@ async function phasePoll() {
       await roomEmpty(ctx[n]);
     }
     for (const N of POLL_SIZES) {
-      for (const n of Object.keys(T)) {
-        const tg = hr();
-        await Promise.all(ctx[n].members.map((c, i) => {
-          const share = Math.floor(N / PROCS) + (i < N % PROCS ? 1 : 0);
-          return c.call({ cmd: 'grow', total: share, resourceId: rid, concurrency: 20, offset: i * 1000000 }, 'grown', 300000);
-        }));
-        ctx[n].N = N;
-        log(`  ${n}: room of ${N} long-polling members grown in ${f1(msBetween(tg, hr()) / 1000)} s`);
-      }
+      await growRooms(ctx, N, rid, ' long-polling members');
       await sleep(500);
       const rows = { collab: [], baseline: [] };
       await measured(`poll N=${N}`, async () => {
