@@ -165,6 +165,17 @@ COMMENT ON COLUMN collab.ws_connections.detached_rooms IS 'A detached connection
 CREATE INDEX ws_connections_detached_idx ON collab.ws_connections (detached_at)
 	WHERE detached_at IS NOT NULL;
 COMMENT ON INDEX collab.ws_connections_detached_idx IS 'The detached connections, for the sweep';
+-- The tables whose rows come and go with every lock and connection keep
+-- their pages when vacuumed.  A vacuum that truncated one to nothing would
+-- make the plans the worker keeps sequential scans (an empty table costs
+-- nothing to scan), and the table, refilled faster than pruning frees its
+-- pages for inserts, would then be read whole by every lock decision until
+-- the next vacuum.  Kept pages are reused through the free space map, so
+-- each table stays at the size its busiest moment needed.
+ALTER TABLE collab.leases SET (vacuum_truncate = off);
+ALTER TABLE collab.ws_presence SET (vacuum_truncate = off);
+ALTER TABLE collab.ws_lock_requests SET (vacuum_truncate = off);
+ALTER TABLE collab.ws_connections SET (vacuum_truncate = off);
 -- what a detached connection's lease went through (collab.audit_log)
 ALTER TYPE collab.audit_action ADD VALUE 'suspend';
 ALTER TYPE collab.audit_action ADD VALUE 'resume';
@@ -400,36 +411,52 @@ COMMENT ON FUNCTION collab._ws_remove_detached(text, text, boolean) IS 'Internal
 -- The sweep's part (collab.sweep()): graces that have ended, and detached
 -- connections whose grace and recovery window have both passed.  Paths
 -- and connections that another transaction holds are left to the next
--- sweep, as the expiries are.
-CREATE FUNCTION collab._end_graces() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- sweep, as the expiries are.  With a deadline it stops there, once it has
+-- done 100 things, and answers true (more may be due), so that the
+-- worker's sweeps stay short after a mass disconnection and each one
+-- commits what it did.
+-- Its queries are planned at each call (once a sweep): the detached
+-- connections go from none to a whole worker's at once, and a plan kept
+-- from when there were none sorted them all at every sweep.
+CREATE FUNCTION collab._end_graces(p_deadline timestamptz DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
 	l collab.leases;
 	v_token bigint;
 	v_id text;
 	v_conn text;
-	v_keep interval := greatest(collab.disconnect_grace(), collab.recovery_window());
+	-- a value, not clock_timestamp() in the query: the index can serve it
+	v_gone_before timestamptz := clock_timestamp() - greatest(collab.disconnect_grace(), collab.recovery_window());
+	v_done integer := 0;
 BEGIN
 	FOR v_token, v_id IN
 		SELECT x.token, x.resource_id FROM collab.leases x
 		 WHERE x.suspended_until <= clock_timestamp()
 		 ORDER BY x.suspended_until
 	LOOP
-		CONTINUE WHEN NOT collab._try_lock_path(v_id);
-		SELECT * INTO l FROM collab.leases x WHERE x.token = v_token FOR UPDATE;
-		CONTINUE WHEN NOT FOUND OR NOT l.suspended_until <= clock_timestamp();
-		IF l.expires_at <= clock_timestamp() THEN
-			PERFORM collab._expire_lease(l);
-			PERFORM collab._hand_off(l.resource_id);
-		ELSE
-			-- lock:released, then the hand-off to a queued lock:request
-			PERFORM collab._drop_lease(l, 'release', 'disconnected');
+		IF collab._try_lock_path(v_id) THEN
+			SELECT * INTO l FROM collab.leases x WHERE x.token = v_token FOR UPDATE;
+			IF FOUND AND l.suspended_until <= clock_timestamp() THEN
+				IF l.expires_at <= clock_timestamp() THEN
+					PERFORM collab._expire_lease(l);
+					PERFORM collab._hand_off(l.resource_id);
+				ELSE
+					-- lock:released, then the hand-off to a queued lock:request
+					PERFORM collab._drop_lease(l, 'release', 'disconnected');
+				END IF;
+			END IF;
+		END IF;
+		-- at least 100 per call, whatever the query itself took
+		v_done := v_done + 1;
+		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+			RETURN true;
 		END IF;
 	END LOOP;
 	FOR v_conn IN
 		SELECT c.connection_id FROM collab.ws_connections c
-		 WHERE c.detached_at <= clock_timestamp() - v_keep
+		 WHERE c.detached_at <= v_gone_before
 		 ORDER BY c.detached_at
+		 LIMIT 1000
 		 FOR UPDATE SKIP LOCKED
 	LOOP
 		-- a row it must lock that is busy (a lock request being served)
@@ -439,17 +466,22 @@ BEGIN
 		EXCEPTION WHEN lock_not_available THEN
 			NULL;
 		END;
+		v_done := v_done + 1;
+		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+			RETURN true;
+		END IF;
 	END LOOP;
+	RETURN false;
 END
 $$;
-COMMENT ON FUNCTION collab._end_graces() IS 'Internal (collab.sweep()): releases suspended leases whose grace has ended (reason disconnected, then the hand-off) and removes detached connections past their grace and recovery window';
+COMMENT ON FUNCTION collab._end_graces(timestamptz) IS 'Internal (collab.sweep(), collab._sweep_until()): releases suspended leases whose grace has ended (reason disconnected, then the hand-off) and removes detached connections past their grace and recovery window; true when it stopped at its deadline';
 
 
 REVOKE ALL ON FUNCTION collab.disconnect_grace(), collab.recovery_window(),
 	collab._publish_lock_suspended(text, text, text, text, timestamptz, timestamptz),
 	collab._publish_lock_resumed(text, text, text, text, timestamptz),
 	collab.ws_detach(text, text), collab.ws_resume(text, text, text[], bigint, text, integer),
-	collab._ws_remove_detached(text, text, boolean), collab._end_graces()
+	collab._ws_remove_detached(text, text, boolean), collab._end_graces(timestamptz)
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION collab.disconnect_grace(), collab.recovery_window() TO collab_app, collab_admin;
 
@@ -1196,8 +1228,11 @@ BEGIN
 	c := collab._ws_conn(p_conn);
 	PERFORM collab._lock_path(p_resource_id);
 	PERFORM collab._ws_require_edit(p_conn, p_resource_id);
+	-- the path's range first, as an index condition (see PATH_LEASES_WHERE in src/leases.c)
 	SELECT * INTO l FROM collab.leases x
-	 WHERE (x.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
+	 WHERE x.resource_id >= COALESCE((collab.ancestors(p_resource_id))[1], p_resource_id)
+	   AND x.resource_id < p_resource_id || '0'
+	   AND (x.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
 			OR (x.resource_id > p_resource_id || '/' AND x.resource_id < p_resource_id || '0'))
 	   AND x.expires_at > clock_timestamp()
 	 ORDER BY x.resource_id LIMIT 1;
@@ -1280,6 +1315,39 @@ END
 $$;
 COMMENT ON FUNCTION collab._access_log_maintain() IS 'Drops entries of the access trail older than collab.access_log_retention (up to 10000 per call)';
 
+-- One expired lease: its path first, as every lock decision takes it, and
+-- without waiting (the sweeping transaction holds the rows of the leases
+-- expired so far, which an operation holding this path may be waiting for):
+-- a busy path is left to that operation, or to the next sweep.  The lease,
+-- re-read in case a renewal or a release committed first, is expired,
+-- recorded, announced and handed off; NULL when it was not.
+CREATE FUNCTION collab._expire_due(p_token bigint, p_resource_id text) RETURNS collab.leases
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	l collab.leases;
+BEGIN
+	IF NOT collab._try_lock_path(p_resource_id) THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO l FROM collab.leases c WHERE c.token = p_token FOR UPDATE;
+	IF NOT FOUND OR l.expires_at > clock_timestamp() THEN
+		RETURN NULL;
+	END IF;
+	PERFORM collab._expire_lease(l);
+	PERFORM collab._hand_off(l.resource_id);
+	RETURN l;
+END
+$$;
+COMMENT ON FUNCTION collab._expire_due(bigint, text) IS 'Internal (the sweeps): expires one lease if it is still due and its path is free';
+
+-- The leases due to expire, oldest first.
+CREATE FUNCTION collab._leases_due(OUT token bigint, OUT resource_id text) RETURNS SETOF record
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT c.token, c.resource_id FROM collab.leases c WHERE c.expires_at <= clock_timestamp()
+	 ORDER BY c.expires_at
+$$;
+COMMENT ON FUNCTION collab._leases_due() IS 'Internal (the sweeps): the leases whose TTL has ended';
+
 CREATE OR REPLACE FUNCTION collab.sweep(
 	OUT resource_id text, OUT token bigint, OUT user_id text, OUT username text,
 	OUT holder_id text, OUT expired_at timestamptz)
@@ -1287,25 +1355,13 @@ RETURNS SETOF record
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	l collab.leases;
-	v_token bigint;
-	v_resource_id text;
+	d record;
 BEGIN
 	PERFORM collab._require_read_committed();
 	PERFORM collab._access_log_maintain();
-	FOR v_token, v_resource_id IN
-		SELECT c.token, c.resource_id FROM collab.leases c WHERE c.expires_at <= clock_timestamp()
-		 ORDER BY c.expires_at
-	LOOP
-		-- The path first, as every lock decision takes it, and without
-		-- waiting: this transaction holds the rows of the leases expired so
-		-- far, which an operation holding this path may be waiting for.  A
-		-- busy path is left to that operation, or to the next sweep.
-		CONTINUE WHEN NOT collab._try_lock_path(v_resource_id);
-		-- re-read in case a renewal or a release committed first
-		SELECT * INTO l FROM collab.leases c WHERE c.token = v_token FOR UPDATE;
-		CONTINUE WHEN NOT FOUND OR l.expires_at > clock_timestamp();
-		PERFORM collab._expire_lease(l);
-		PERFORM collab._hand_off(l.resource_id);
+	FOR d IN SELECT * FROM collab._leases_due() LOOP
+		l := collab._expire_due(d.token, d.resource_id);
+		CONTINUE WHEN l.token IS NULL;
 		resource_id := l.resource_id;
 		token := l.token;
 		user_id := l.user_id;
@@ -1318,6 +1374,29 @@ BEGIN
 	PERFORM collab._end_graces();
 END
 $$;
+
+-- The worker's sweep: what collab.sweep() does, stopped at p_deadline so
+-- that its event loop never waits long for it; true when it stopped there
+-- (more may be due, and the worker sweeps again soon).
+CREATE FUNCTION collab._sweep_until(p_deadline timestamptz) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	d record;
+	v_done integer := 0;
+BEGIN
+	PERFORM collab._access_log_maintain();
+	FOR d IN SELECT * FROM collab._leases_due() LOOP
+		PERFORM collab._expire_due(d.token, d.resource_id);
+		v_done := v_done + 1;
+		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+			RETURN true;
+		END IF;
+	END LOOP;
+	RETURN collab._end_graces(p_deadline);
+END
+$$;
+COMMENT ON FUNCTION collab._sweep_until(timestamptz) IS 'Internal (the worker): collab.sweep() until a deadline; true when it stopped there';
+REVOKE ALL ON FUNCTION collab._expire_due(bigint, text), collab._leases_due(), collab._sweep_until(timestamptz) FROM PUBLIC;
 
 /* What collab_app sees: no browser connection's id (docs/access-control.md) */
 CREATE OR REPLACE VIEW collab.locks AS

@@ -97,6 +97,23 @@ typedef struct PlanDef
 	const char *sql_010;		/* for a 0.1.0 schema, where it differs */
 } PlanDef;
 
+/*
+ * The leases on the path of $1: its ancestors, itself and its descendants.
+ * They all sort between its root and $1 followed by '0' (the character
+ * after '/'), and that range comes first as an index condition of its own:
+ * whatever the planner believes of the table's size, the primary key is
+ * then read for the document's subtree only.  As one OR of two conditions,
+ * a generic plan made from the statistics of a nearly empty table read the
+ * whole index, and while a long transaction elsewhere keeps dead entries
+ * from being removed, every lock decision read all of them.
+ */
+#define PATH_LEASES_WHERE \
+	"c.resource_id OPERATOR(pg_catalog.>=) COALESCE((collab.ancestors($1))[1], $1) " \
+	"  AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0') " \
+	"  AND (c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) " \
+	"       OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') " \
+	"           AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0'))) "
+
 /* A query of the lease columns, in both forms. */
 #define LEASE_PLAN(rest, n, ...) \
 	{"SELECT " LEASE_COLUMNS " FROM collab.leases c " rest, n, {__VA_ARGS__}, \
@@ -114,18 +131,12 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	 * in the hope of an early match, which an empty path never gives.
 	 */
 	[P_PATH_HAS_LEASES] = {
-		"SELECT FROM collab.leases c "
-		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
-		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
-		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) ",
+		"SELECT FROM collab.leases c WHERE " PATH_LEASES_WHERE,
 		1, {TEXTOID}
 	},
 	/* the resource, its ancestors and its descendants */
 	[P_PATH_LEASES] = LEASE_PLAN(
-		" WHERE c.resource_id OPERATOR(pg_catalog.=) ANY (collab.ancestors($1) OPERATOR(pg_catalog.||) $1) "
-		"    OR (c.resource_id OPERATOR(pg_catalog.>) ($1 OPERATOR(pg_catalog.||) '/') "
-		"        AND c.resource_id OPERATOR(pg_catalog.<) ($1 OPERATOR(pg_catalog.||) '0')) "
-		" ORDER BY c.resource_id FOR UPDATE",
+		" WHERE " PATH_LEASES_WHERE " ORDER BY c.resource_id FOR UPDATE",
 		1, TEXTOID),
 	/* no row lock: see acquire_lease() */
 	[P_OWN_LEASE] = LEASE_PLAN("WHERE c.resource_id OPERATOR(pg_catalog.=) $1", 1, TEXTOID),

@@ -92,6 +92,7 @@ static bool sweep_queued = false;
 static bool flush_queued = false;
 
 static lws_sorted_usec_list_t sweep_sul;
+static void sweep_timer_cb(lws_sorted_usec_list_t *sul);
 static ev_timer tick_timer;
 static ev_timer retry_timer;
 
@@ -205,6 +206,15 @@ warn_if_access_control_off(void)
  * Timers and foreign descriptors
  * ---------------------------------------------------------------- */
 
+/*
+ * A sweep runs in the event loop, so it stops after SWEEP_BUDGET_MS, with
+ * what it did committed; when it stopped there (thousands of connections
+ * detached at once, say), the next one follows after SWEEP_AGAIN_MS, so
+ * that the backlog shrinks while requests keep being served in between.
+ */
+#define SWEEP_BUDGET_MS		10
+#define SWEEP_AGAIN_MS		20
+
 static void
 sweep_done(Job *job)
 {
@@ -213,6 +223,9 @@ sweep_done(Job *job)
 	if (job->failed)
 		ereport(job->err_code == CE_BUSY ? DEBUG1 : LOG,
 				(errmsg("collab lock sweep failed: %s", job->err_message)));
+	else if (job->result && strcmp(job->result, "true") == 0)
+		lws_sul_schedule(worker_context, 0, &sweep_sul, sweep_timer_cb,
+						 (lws_usec_t) SWEEP_AGAIN_MS * 1000);
 }
 
 static void
@@ -244,7 +257,10 @@ sweep_timer_cb(lws_sorted_usec_list_t *sul)
 {
 	if (!sweep_queued && !role_is_standby() && event_queue_is_forwarder())
 	{
-		Job		   *job = job_new(sizeof(Job), "SELECT count(*)::text FROM collab.sweep()", NULL, sweep_done);
+		Job		   *job = job_new(sizeof(Job),
+									  "SELECT collab._sweep_until(clock_timestamp() + interval '"
+									  CppAsString2(SWEEP_BUDGET_MS) " ms')::text",
+									  NULL, sweep_done);
 
 		/* a busy lease is left to the next sweep */
 		job->retry = JOB_RETRY_NEVER;
@@ -894,9 +910,20 @@ serve(void)
 			/* the replies' packets for waiting GETs */
 			poll_http_flush();
 		}
-		/* timers that job replies set out here: let lws arm its timer */
 		if (worked)
+		{
+			/* timers that job replies set out here: let lws arm its timer */
 			lws_cancel_service(worker_context);
+
+			/*
+			 * Table statistics, as a backend reports them between queries
+			 * (at most once a second, PGSTAT_MIN_INTERVAL): without them
+			 * autovacuum never learns of the worker's writes, the dead
+			 * lease and presence rows pile up, and the plans the worker
+			 * keeps are never made again as its tables grow.
+			 */
+			pgstat_report_stat(false);
+		}
 		MemoryContextReset(loopcxt);
 	}
 }

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import {
   newUser, connect, emitAck, ok, fails, join, save, createDocument, q, teardown, uniq,
-  locksOn, setWorkerConf, resetWorkerConf, startTimedBystander, eventually, ref, metric,
+  locksOn, setWorkerConf, resetWorkerConf, startTimedBystander, eventually, ref, metric, acquire,
 } from './helpers.mjs';
 
 const REQUEST_TIMEOUT_MS = 2000;
@@ -229,4 +229,49 @@ test('a statement that runs past its deadline (collab.request_timeout, at most 1
     await resetWorkerConf('collab.access_rule');
     await q(`DROP FUNCTION ${rule}(text, text[], text, text)`);
   }
+});
+
+test('100 000 connections detached past their window at once (a worker restart after a mass disconnection): the sweep removes them in short slices, and nobody waits for it', { timeout: 120000 }, async () => {
+  const N = 100000;
+  const prefix = uniq('gone');
+  // as a stopped worker leaves them: detached, their grace and recovery window over
+  await q(`INSERT INTO collab.ws_connections (connection_id, worker, worker_pid, user_id, username, detached_at)
+           SELECT $1 || '-' || g, $1, 0, $1 || '-u' || (g % 1000), 'Gone', clock_timestamp() - interval '1 day'
+             FROM generate_series(1, $2::int) g`, [prefix, N]);
+  const left = async () => (await q('SELECT count(*)::int AS n FROM collab.ws_connections WHERE worker = $1', [prefix]))[0].n;
+  await bystander.measure(`the sweep of ${N} detached connections`, async () => {
+    // one sweep of them all would take the event loop for longer than a
+    // statement may run, be stopped at its deadline and start over for ever
+    const t0 = performance.now();
+    const counts = [];
+    await eventually(async () => {
+      counts.push(await left());
+      return counts[counts.length - 1] === 0;
+    }, `the sweep removed all ${N} detached connections`, 90000, 500);
+    console.log(`# ${N} detached connections removed by the sweep in ${(since(t0) / 1000).toFixed(1)} s, ` +
+      `left at each look: ${counts.join(' ')}`);
+    assert.ok(counts.every((n, i) => i === 0 || n <= counts[i - 1]), `the count only went down: ${counts.join(' ')}`);
+  }, { maxMs: 500 });
+  assert.equal(await left(), 0);
+});
+
+test('the worker reports its table statistics as a backend does: autovacuum sees the lease rows it inserts and deletes', async () => {
+  const doc = await createDocument(['a']);
+  const anna = await connect(newUser('Anna'));
+  ok(await join(anna, doc.tab('a'), 'viewer'));
+  const stat = async () => (await q(`SELECT n_tup_ins::int AS ins, n_tup_del::int AS del FROM pg_stat_user_tables
+                                      WHERE relid = 'collab.leases'::regclass`))[0];
+  const before = await stat();
+  const N = 20;   // 40 messages, under the rate limit of 50 a second
+  for (let i = 0; i < N; i++) {
+    ok(await acquire(anna, doc.tab('a')));
+    ok(await emitAck(anna, 'lock:release', { resourceId: doc.tab('a') }));
+  }
+  // reported within about a second of the writes (PGSTAT_MIN_INTERVAL);
+  // unreported, the dead rows would wait for a vacuum nobody starts
+  await eventually(async () => {
+    const now = await stat();
+    return now.ins - before.ins >= N && now.del - before.del >= N;
+  }, `the worker's ${N} inserts and ${N} deletes of leases in pg_stat_user_tables`, 10000, 200);
+  anna.close();
 });

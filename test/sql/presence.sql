@@ -7,7 +7,8 @@ SELECT collab.grant('document:pr', '*', 'edit');
 SELECT collab.ws_connect('pr-c1', 'collab worker 1', 1, 'u1', 'Ann', NULL, NULL);
 SELECT collab.ws_connect('pr-c2', 'collab worker 1', 1, 'u2', 'Bob', NULL, NULL);
 
-SELECT relname, relpersistence FROM pg_class
+-- and the tables that churn keep their pages when vacuumed (docs/design.md)
+SELECT relname, relpersistence, 'vacuum_truncate=off' = ANY (reloptions) AS keeps_pages FROM pg_class
  WHERE oid IN ('collab.ws_presence'::regclass, 'collab.ws_connections'::regclass,
 			   'collab.ws_lock_requests'::regclass, 'collab.leases'::regclass)
  ORDER BY relname;
