@@ -408,12 +408,22 @@ END
 $$;
 COMMENT ON FUNCTION collab._ws_remove_detached(text, text, boolean) IS 'Internal: removes a detached connection, releasing its leases with a reason; without waiting for a busy path (false: left for later) unless told to';
 
+-- A slice of the worker's sweep is over once it has done at least 100
+-- things, whatever its query took, and its deadline has passed (none:
+-- never).  A plain expression, inlined where the sweeps call it.
+CREATE FUNCTION collab._slice_over(p_done integer, p_deadline timestamptz) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+	SELECT p_done >= 100 AND clock_timestamp() > p_deadline
+$$;
+COMMENT ON FUNCTION collab._slice_over(integer, timestamptz) IS 'Internal (the sweeps): whether a slice of the worker''s sweep is over';
+REVOKE ALL ON FUNCTION collab._slice_over(integer, timestamptz) FROM PUBLIC;
+
 -- The sweep's part (collab.sweep()): graces that have ended, and detached
 -- connections whose grace and recovery window have both passed.  Paths
 -- and connections that another transaction holds are left to the next
--- sweep, as the expiries are.  With a deadline it stops there, once it has
--- done 100 things, and answers true (more may be due), so that the
--- worker's sweeps stay short after a mass disconnection and each one
+-- sweep, as the expiries are.  With a deadline it stops when its slice is
+-- over (collab._slice_over()) and answers true (more may be due), so that
+-- the worker's sweeps stay short after a mass disconnection and each one
 -- commits what it did.
 -- Its queries are planned at each call (once a sweep): the detached
 -- connections go from none to a whole worker's at once, and a plan kept
@@ -446,9 +456,8 @@ BEGIN
 				END IF;
 			END IF;
 		END IF;
-		-- at least 100 per call, whatever the query itself took
 		v_done := v_done + 1;
-		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+		IF collab._slice_over(v_done, p_deadline) THEN
 			RETURN true;
 		END IF;
 	END LOOP;
@@ -467,7 +476,7 @@ BEGIN
 			NULL;
 		END;
 		v_done := v_done + 1;
-		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+		IF collab._slice_over(v_done, p_deadline) THEN
 			RETURN true;
 		END IF;
 	END LOOP;
@@ -1388,7 +1397,7 @@ BEGIN
 	FOR d IN SELECT * FROM collab._leases_due() LOOP
 		PERFORM collab._expire_due(d.token, d.resource_id);
 		v_done := v_done + 1;
-		IF v_done >= 100 AND clock_timestamp() > p_deadline THEN
+		IF collab._slice_over(v_done, p_deadline) THEN
 			RETURN true;
 		END IF;
 	END LOOP;
