@@ -21,8 +21,10 @@
 //             ws/members.mjs with AB_MEMBERS=node, or both with AB_MEMBERS=c,node)
 //             in one room per stack; a socket.io-client joiner joins and leaves;
 //             join -> the LAST member's presence:joined, for N in AB_SIZES
-//   poll      the presence fan-out with every client on HTTP long-polling
-//             (members-poll.mjs), for N in AB_POLL_SIZES (100, 1000)
+//   poll      the presence fan-out with every client on HTTP long-polling,
+//             for N in AB_POLL_SIZES (100, 1000); members held by members.c in
+//             its poll mode (members-c.mjs), or by members-poll.mjs with
+//             AB_POLL_MEMBERS=node
 //   upgrade   socket.io-client on its default transports: io() -> connected,
 //             -> the first ack (presence:join), -> upgraded to WebSocket;
 //             and io() -> the first ack on WebSocket alone, for reference
@@ -100,6 +102,11 @@ const REPEATED = ['lock', 'save', 'contend', 'presence', 'poll', 'upgrade', 'sta
 const RECOVERY_ITERS = Number(env('AB_RECOVERY_ITERS', 120));
 // the transports phases: long-polling members, and connections that upgrade
 const POLL_SIZES = env('AB_POLL_SIZES', '100,1000').split(',').map(Number);
+// long-polling members: 'c' (members-c.mjs driving members.c in its poll mode)
+// or 'node' (members-poll.mjs, whose JavaScript keeps its core busy at 1000)
+const POLL_MEMBERS = env('AB_POLL_MEMBERS', 'c');
+const POLL_MEMBER_SCRIPTS = { c: 'members-c.mjs', node: 'members-poll.mjs' };
+if (!POLL_MEMBER_SCRIPTS[POLL_MEMBERS]) throw new Error(`AB_POLL_MEMBERS: unknown generator ${POLL_MEMBERS} (c or node)`);
 const POLL_ROUNDS = Number(env('AB_POLL_ROUNDS', 100));
 const UPGRADE_ITERS = Number(env('AB_UPGRADE_ITERS', 60));
 const RUNS = Number(env('AB_RUNS', 3));
@@ -938,7 +945,7 @@ async function presenceRooms(gen, pinned) {
   const ctx = {};
   for (const n of Object.keys(T)) {
     const members = Array.from({ length: PROCS }, (_, i) => child(MEMBER_SCRIPTS[gen], {
-      COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
+      COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i), AB_MEMBERS_TRANSPORT: 'websocket',
     }));
     await Promise.all(members.map((c) => c.next('ready', 20000)));
     const joiner = await sioConnect(T[n], 'joiner');
@@ -985,22 +992,28 @@ async function presenceRooms(gen, pinned) {
 }
 
 /*
- * The presence fan-out over HTTP long-polling: members-poll.mjs members and
- * a socket.io-client joiner on transports ['polling'], in both stacks, with
- * the cores shared out as in the presence phase.
+ * The presence fan-out over HTTP long-polling: long-polling members (members.c
+ * in its poll mode, or members-poll.mjs with AB_POLL_MEMBERS=node) and a
+ * socket.io-client joiner on transports ['polling'], in both stacks, with the
+ * cores shared out as in the presence phase.  The Node members are busy
+ * 88-96 % of a round with rooms of 1000: their queue, not the servers, would
+ * make the last receipt.  R.pollMembers (ab.json) says which generator ran.
  */
 async function phasePoll() {
   const pinned = PIN ? pinCores(true) : null;
   const rid = tab('a');
-  log(`\n== poll: the presence fan-out on long-polling, rooms of ${POLL_SIZES.join(', ')} members per stack (${PROCS} member processes each), ${POLL_ROUNDS} rounds each, alternating` +
+  const script = POLL_MEMBER_SCRIPTS[POLL_MEMBERS];
+  log(`\n== poll (${POLL_MEMBERS} members, ${script}${POLL_MEMBERS === 'c' ? ' poll mode' : ''}): the presence fan-out on long-polling, rooms of ${POLL_SIZES.join(', ')} members per stack ` +
+    `(${PROCS} member processes each), ${POLL_ROUNDS} rounds each, alternating` +
     (pinned ? `; servers on CPU ${pinned.servers}, load generator on CPU ${pinned.generator}` : ''));
   const ctx = {};
   const P = {};
   R.phases.poll = P;
+  R.pollMembers = POLL_MEMBERS;
   try {
     for (const n of Object.keys(T)) {
-      const members = Array.from({ length: PROCS }, (_, i) => child('members-poll.mjs', {
-        COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i),
+      const members = Array.from({ length: PROCS }, (_, i) => child(script, {
+        COLLAB_WS_URL: T[n].url, COLLAB_JWT_SECRET: SECRET, BENCH_CHILD_NO: String((n === 'collab' ? 0 : 50) + i), AB_MEMBERS_TRANSPORT: 'poll',
       }));
       await Promise.all(members.map((c) => c.next('ready', 20000)));
       const joiner = await sioConnect(T[n], 'poll-joiner', { transports: ['polling'] });
@@ -1022,10 +1035,13 @@ async function phasePoll() {
       P[N] = {};
       for (const n of Object.keys(T)) {
         const col = (k) => summary(rows[n].map((x) => x[k]));
-        P[N][n] = { last: col('last'), first: col('first'), ack: col('ack'), leaveLast: col('leaveLast') };
+        P[N][n] = { last: col('last'), first: col('first'), ack: col('ack'), leaveLast: col('leaveLast'), genUsPerMsg: col('genUsPerMsg'), genCUsPerMsg: col('genCUsPerMsg'), genElu: col('genElu') };
         log(`  N=${N} ${n.padEnd(8)} polling: join -> LAST member ${fmtS(P[N][n].last)}; FIRST p50 ${f2(P[N][n].first.p50)}; ` +
           `join -> ack p50 ${f2(P[N][n].ack.p50)}; leave -> LAST p50 ${f2(P[N][n].leaveLast.p50)} p99 ${f2(P[N][n].leaveLast.p99)}; ` +
           `duplicates ${rows[n].reduce((a, x) => a + x.dupes, 0)}`);
+        log(`  N=${N} ${n.padEnd(8)} ${POLL_MEMBERS} members: CPU per member message p50 ${f2(P[N][n].genUsPerMsg.p50)} us p99 ${f2(P[N][n].genUsPerMsg.p99)} us` +
+          (POLL_MEMBERS === 'c' ? ` (the C processes alone p50 ${f2(P[N][n].genCUsPerMsg.p50)} p99 ${f2(P[N][n].genCUsPerMsg.p99)} us)` : '') +
+          `; busiest member process busy p50 ${f1(100 * P[N][n].genElu.p50)} % p99 ${f1(100 * P[N][n].genElu.p99)} % of the round`);
       }
       log(`  N=${N} polling fan-out p99 collab / baseline: ${fr(ratio(P[N].collab.last.p99, P[N].baseline.last.p99))}`);
     }
@@ -1503,6 +1519,11 @@ function report(meta) {
           `${cpu('collab')} | ${cpu('baseline')} | ${f1(100 * m((q) => q.collab.genElu.p50))} % / ${f1(100 * m((q) => q.baseline.genElu.p50))} % |`);
       }
     }
+  }
+  if (runs.some((r) => r.phases.poll)) {
+    L.push('', `The long-polling rows: room members held by \`${POLL_MEMBER_SCRIPTS[POLL_MEMBERS]}\`` +
+      (POLL_MEMBERS === 'c' ? ' driving members.c in its poll mode (a keep-alive connection for the GETs and one for the POSTs per member, plain sockets and epoll)' : '') +
+      ', cores shared out as in the presence phase.');
   }
   if (once.growth) {
     const G = once.growth;

@@ -10,7 +10,9 @@
 //
 // Environment: COLLAB_WS_URL, COLLAB_JWT_SECRET, BENCH_CHILD_NO as for
 // members.mjs; AB_MEMBERS_BIN the compiled members.c (run.sh builds it; when
-// unset it is compiled here with gcc into a temporary directory).
+// unset it is compiled here with gcc into a temporary directory);
+// AB_MEMBERS_TRANSPORT the members' transport, websocket (default) or poll
+// (Engine.IO long-polling, the C counterpart of members-poll.mjs).
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +25,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SECRET = process.env.COLLAB_JWT_SECRET;
 const childNo = Number(process.env.BENCH_CHILD_NO || 0);
 const url = new URL(process.env.COLLAB_WS_URL);
+const transport = process.env.AB_MEMBERS_TRANSPORT || 'websocket';
+if (transport !== 'websocket' && transport !== 'poll') throw new Error(`AB_MEMBERS_TRANSPORT: ${transport} (websocket or poll)`);
 
 let bin = process.env.AB_MEMBERS_BIN;
 let tmpDir = null;
@@ -32,7 +36,7 @@ if (!bin) {
   execFileSync('gcc', ['-O2', '-Wall', '-o', bin, path.join(HERE, 'members.c')], { stdio: 'inherit' });
 }
 
-const c = spawn(bin, [url.hostname, url.port || '80'], { stdio: ['pipe', 'pipe', 'inherit'] });
+const c = spawn(bin, [url.hostname, url.port || '80', transport], { stdio: ['pipe', 'pipe', 'inherit'] });
 let members = 0;
 let armed = null;     // { round, kind, cpu0 }
 let closing = false;

@@ -11,7 +11,14 @@
  * receipt" would measure the load generator.  Here a received event costs
  * one read, a frame header, a prefix compare and a memmem.
  *
- * Usage: members HOST PORT
+ * Usage: members HOST PORT [websocket|poll]
+ *	websocket (default): one WebSocket connection per member.
+ *	poll: Engine.IO HTTP long-polling, as a browser without WebSocket (and
+ *	members-poll.mjs) does it: per member one keep-alive connection for its
+ *	GETs, one GET waiting at all times, and another for its POSTs, one POST
+ *	in flight at a time (packets sent meanwhile wait and leave together,
+ *	joined by \x1e, as engine.io-client batches them).  An event's time is
+ *	taken right after the read that completed the GET's answer carrying it.
  * Commands (stdin, one per line) and replies (stdout):
  *	token JWT						queue one member (no reply)
  *	grow RESOURCE|- CONCURRENCY		connect the queued members (and join them
@@ -30,15 +37,25 @@
  *									malformed RESOURCE, each refused without
  *									storage -> refused A1 A2 ...
  *	cpu								-> cpu CPUUS STRAY
- *	close							close every connection and exit
+ *	close							close every connection and exit (poll:
+ *									first post every member's close packet
+ *									and wait, at most 1 s, for the answers,
+ *									so that the servers end the sessions now)
  * Times are CLOCK_MONOTONIC nanoseconds (Node's process.hrtime.bigint()),
  * taken right after the read that delivered the frame.  Any failure prints
- * "error MESSAGE" and exits 1; MEMBERS_TRACE=1 copies every received packet
- * to stderr.
+ * "error MESSAGE" and exits 1 (in poll mode also every answer but 200);
+ * MEMBERS_TRACE=1 copies every received packet to stderr.
  *
  * WebSocket (RFC 6455) client side: masked frames out; unmasked frames in,
  * 7/16/64-bit lengths, ping -> pong, close; fragmented messages are refused
  * (neither server under test sends them).
+ *
+ * HTTP/1.1 client side (poll): bodies by Content-Length (both servers' 200
+ * answers), chunked (the baseline's errors: Node's writeHead() without a
+ * length) or up to the close; a connection the server closes (both close
+ * a keep-alive connection idle for 5 s) is opened again for the next
+ * request, and a request whose reused connection closes before any byte
+ * of its answer is sent again once on a new one, as browsers do.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -81,6 +98,33 @@ typedef struct conn
 				outcap;
 	int			want_out;		/* EPOLLOUT registered */
 	long		seen;			/* arm sequence of the last counted event */
+
+	/*
+	 * poll mode: the member (in conns) is also its GET connection; its POST
+	 * connection is a second conn, not in conns, whose member points back.
+	 */
+	int			http;			/* an HTTP connection of poll mode */
+	struct conn *member;		/* the member this connection serves */
+	struct conn *post;			/* the member's POST connection */
+	char	   *sid;			/* the session id, URL-encoded */
+	int			connecting;		/* connect() in progress */
+	int			inreq;			/* a request sent, its answer not yet read */
+	int			served;			/* answers read on this socket */
+	char	   *req;			/* the request in flight, to send it again */
+	size_t		reqlen,
+				reqcap;
+	size_t		hl;				/* header length of the answer being read, 0:
+								 * its header is not complete */
+	int			status;
+	long long	clen;			/* Content-Length, -1: none */
+	int			chunked;
+	int			conn_close;		/* the server closes after this answer */
+	char	   *pq;				/* packets waiting for the POST in flight,
+								 * joined by \x1e */
+	size_t		pqlen,
+				pqcap;
+	int			closewait;		/* close: its close packet not yet answered */
+	int			pollreq;		/* req holds the GET of the session's polls */
 } conn;
 
 static const char *host, *port;
@@ -127,6 +171,14 @@ static int64_t *probe_ms;		/* 2 per round trip: acquire, release (ns) */
 
 static int64_t idle_ns;			/* time spent in epoll_wait */
 static int	trace;				/* MEMBERS_TRACE=1: received packets to stderr */
+
+/* poll mode */
+static int	polling;
+static char *chunkbuf;			/* a chunked body, decoded */
+static size_t chunkcap;
+static int	closing;			/* close: the close packets are on their way */
+static int	close_pending;		/* members whose close packet is unanswered */
+static int64_t close_deadline;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
@@ -277,6 +329,20 @@ send_text(conn *c, const char *s)
 	send_frame(c, 1, s, strlen(s));
 }
 
+static void post_packet(conn *m, const char *s);
+static void poll_start(conn *c);
+static void poll_opened(conn *c, const char *p, size_t n);
+
+/* one Engine.IO packet to the server, on the member's transport */
+static void
+send_packet(conn *c, const char *s)
+{
+	if (c->http)
+		post_packet(c, s);
+	else
+		send_text(c, s);
+}
+
 static void start_next(void);
 
 static void
@@ -300,6 +366,12 @@ start_conn(conn *c)
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,.data.ptr = c};
 	int			one = 1;
 
+	if (polling)
+	{
+		poll_start(c);
+		inflight++;
+		return;
+	}
 	c->fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		fail("socket: %s", strerror(errno));
@@ -391,7 +463,7 @@ probe_send(conn *c)
 	snprintf(buf, sizeof(buf), "42%ld[\"lock:%s\",{\"resourceId\":\"%s\"}]",
 			 ++probe_id, probe_release ? "release" : "acquire", probe_rid);
 	probe_t0 = now_ns();
-	send_text(c, buf);
+	send_packet(c, buf);
 }
 
 /* the ack of the probe's request in flight: time it, send the next one */
@@ -443,7 +515,7 @@ on_packet(conn *c, char *p, size_t n, int64_t t)
 		fprintf(stderr, "member %d state %d: %.300s\n", c->no, (int) c->st, p);
 	if (n == 1 && p[0] == '2')
 	{
-		send_text(c, "3");
+		send_packet(c, "3");
 		return;
 	}
 	switch (c->st)
@@ -451,12 +523,14 @@ on_packet(conn *c, char *p, size_t n, int64_t t)
 		case S_OPEN:
 			if (n < 1 || p[0] != '0')
 				fail("member %d: expected the open packet, got %.100s", c->no, p);
+			if (c->http)
+				poll_opened(c, p, n);
 			{
 				size_t		tl = strlen(c->token);
 				char	   *m = xrealloc(NULL, tl + 32);
 
 				snprintf(m, tl + 32, "40{\"token\":\"%s\"}", c->token);
-				send_text(c, m);
+				send_packet(c, m);
 				free(m);
 			}
 			c->st = S_CONNECT;
@@ -472,7 +546,7 @@ on_packet(conn *c, char *p, size_t n, int64_t t)
 					return;
 				}
 				snprintf(buf, sizeof(buf), "421[\"presence:join\",{\"resourceId\":\"%s\",\"mode\":\"viewer\"}]", grow_rid);
-				send_text(c, buf);
+				send_packet(c, buf);
 				c->st = S_JOIN;
 				return;
 			}
@@ -683,6 +757,545 @@ on_writable(conn *c)
 	flush_out(c);
 }
 
+/* ----------------------------------------------------------------
+ * poll mode: Engine.IO long-polling over HTTP/1.1
+ * ---------------------------------------------------------------- */
+
+static void
+http_open(conn *h)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,.data.ptr = h};
+	int			one = 1;
+
+	h->fd = socket(addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (h->fd < 0)
+		fail("socket: %s", strerror(errno));
+	setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(h->fd, addr->ai_addr, addr->ai_addrlen) < 0 && errno != EINPROGRESS)
+		fail("member %d: connect: %s", h->no, strerror(errno));
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, h->fd, &ev) < 0)
+		fail("epoll_ctl: %s", strerror(errno));
+	h->connecting = 1;
+	h->want_out = 1;
+	h->served = 0;
+	h->inlen = h->outlen = h->hl = 0;
+}
+
+/* closes h's socket; its input buffer's bytes stay where they are */
+static void
+http_close(conn *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);			/* which takes it out of the epoll set */
+	h->fd = -1;
+	h->connecting = h->want_out = 0;
+	h->inlen = h->outlen = h->hl = 0;
+}
+
+static void
+close_exit(void)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i]->http)
+		{
+			http_close(conns[i]);
+			http_close(conns[i]->post);
+		}
+	exit(0);
+}
+
+/* close: m's close packet was answered, or will never be */
+static void
+close_done(conn *m)
+{
+	if (!m->closewait)
+		return;
+	m->closewait = 0;
+	if (--close_pending == 0)
+		close_exit();
+}
+
+static void http_send(conn *h);
+
+/*
+ * h's connection broke (or the server closed it while idle, which both do
+ * after 5 s without a request: it is opened again for the next one).
+ */
+static void
+http_lost(conn *h, const char *why)
+{
+	/* a reused connection the server closed as the request went out */
+	int			again = h->inreq && h->served > 0 && h->inlen == 0 && h->hl == 0;
+
+	http_close(h);
+	if (!h->inreq)
+		return;
+	if (again)
+	{
+		http_send(h);
+		return;
+	}
+	if (closing)
+	{
+		h->inreq = 0;
+		if (h != h->member)
+			close_done(h->member);
+		return;
+	}
+	fail("member %d: %s connection: %s", h->no, h == h->member ? "GET" : "POST", why);
+}
+
+static void
+http_flush(conn *h)
+{
+	while (h->outlen > 0)
+	{
+		ssize_t		n = send(h->fd, h->out, h->outlen, MSG_NOSIGNAL);
+
+		if (n < 0)
+		{
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			http_lost(h, strerror(errno));
+			return;
+		}
+		memmove(h->out, h->out + n, h->outlen - n);
+		h->outlen -= n;
+	}
+	if ((h->outlen > 0) != h->want_out)
+		set_events(h, h->outlen > 0);
+}
+
+/* sends h->req, on a new connection if the server closed the last one */
+static void
+http_send(conn *h)
+{
+	h->inreq = 1;
+	if (h->fd < 0)
+		http_open(h);
+	queue_raw(h, h->req, h->reqlen);
+	if (!h->connecting)
+		http_flush(h);
+}
+
+/* a request of h's member on h: GET (body NULL) or POST */
+static void
+http_request(conn *h, const char *method, const char *body, size_t blen)
+{
+	conn	   *m = h->member;
+	size_t		cap = 512 + strlen(host) + strlen(port) + (m->sid ? strlen(m->sid) : 0) + blen;
+	int			n;
+
+	reserve(&h->req, &h->reqcap, cap);
+	n = snprintf(h->req, cap, "%s /socket.io/?EIO=4&transport=polling%s%s HTTP/1.1\r\n"
+				 "Host: %s:%s\r\n"
+				 "Connection: keep-alive\r\n"
+				 "Accept: */*\r\n",
+				 method, m->sid ? "&sid=" : "", m->sid ? m->sid : "", host, port);
+	if (body != NULL)
+		n += snprintf(h->req + n, cap - n, "Content-Type: text/plain;charset=UTF-8\r\n"
+					  "Content-Length: %zu\r\n", blen);
+	n += snprintf(h->req + n, cap - n, "\r\n");
+	if (blen > 0)
+		memcpy(h->req + n, body, blen);
+	h->reqlen = n + blen;
+	http_send(h);
+}
+
+/* the member's queued packets, in one POST */
+static void
+post_flush(conn *m)
+{
+	http_request(m->post, "POST", m->pq, m->pqlen);
+	m->pqlen = 0;
+}
+
+/* one packet to post: now, or with the next POST if one is in flight */
+static void
+post_packet(conn *m, const char *s)
+{
+	size_t		n = strlen(s);
+
+	reserve(&m->pq, &m->pqcap, m->pqlen + n + 1);
+	if (m->pqlen > 0)
+		m->pq[m->pqlen++] = '\x1e';
+	memcpy(m->pq + m->pqlen, s, n);
+	m->pqlen += n;
+	if (!m->post->inreq)
+		post_flush(m);
+}
+
+/* a member: its POST connection, and the handshake on its GET connection */
+static void
+poll_start(conn *c)
+{
+	conn	   *h = calloc(1, sizeof(conn));
+
+	if (h == NULL)
+		fail("out of memory");
+	h->fd = -1;
+	h->no = c->no;
+	h->http = 1;
+	h->member = c;
+	c->post = h;
+	c->http = 1;
+	c->member = c;
+	c->st = S_OPEN;
+	http_request(c, "GET", NULL, 0);
+}
+
+/* the open packet 0{"sid":"...",...}: the session id of every next request */
+static void
+poll_opened(conn *c, const char *p, size_t n)
+{
+	static const char key[] = "\"sid\"";
+	const char *end = p + n;
+	const char *q = memmem(p, n, key, sizeof(key) - 1);
+	const char *v;
+	char	   *o;
+
+	if (q == NULL)
+		fail("member %d: no sid in the open packet: %.300s", c->no, p);
+	q += sizeof(key) - 1;
+	while (q < end && (*q == ' ' || *q == ':'))
+		q++;
+	if (q >= end || *q != '"')
+		fail("member %d: no sid in the open packet: %.300s", c->no, p);
+	v = ++q;
+	while (q < end && *q != '"')
+		q++;
+	free(c->sid);
+	o = c->sid = xrealloc(NULL, 3 * (q - v) + 1);
+	for (; v < q; v++)
+	{
+		unsigned char ch = *v;
+
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			ch == '-' || ch == '_' || ch == '.' || ch == '~')
+			*o++ = ch;
+		else
+			o += sprintf(o, "%%%02X", ch);
+	}
+	*o = '\0';
+}
+
+/* the answer to a GET: its packets, then the next GET at once */
+static void
+get_done(conn *m, int status, char *body, size_t n, int64_t t)
+{
+	char	   *p = body;
+	char	   *end = body + n;
+
+	if (closing)
+		return;					/* the session's last poll */
+	if (status != 200)
+		fail("member %d: GET answered %d: %.300s", m->no, status, body);
+	for (;;)
+	{
+		char	   *q = memchr(p, '\x1e', end - p);
+		char	   *e = q ? q : end;
+		char		save = *e;
+
+		*e = '\0';				/* body[n] is a NUL too */
+		on_packet(m, p, e - p, t);
+		*e = save;
+		if (q == NULL)
+			break;
+		p = q + 1;
+	}
+	if (m->sid == NULL)
+		fail("member %d: the handshake gave no session: %.300s", m->no, body);
+	/* every poll of the session is the same request: built once */
+	if (m->pollreq)
+		http_send(m);
+	else
+	{
+		http_request(m, "GET", NULL, 0);
+		m->pollreq = 1;
+	}
+}
+
+/* the answer to a POST ("ok"): the packets queued meanwhile go next */
+static void
+post_done(conn *m, int status, const char *body)
+{
+	if (status != 200 && !closing)
+		fail("member %d: POST answered %d: %.300s", m->no, status, body);
+	if (m->pqlen > 0 && (status == 200 || !closing))
+		post_flush(m);
+	else if (closing)
+		close_done(m);
+}
+
+/*
+ * The chunked body in p[0..n): its length, decoded into chunkbuf, and in
+ * *used what it took of p (the trailer included); -1 while incomplete.
+ */
+static long long
+dechunk(conn *h, const char *p, size_t n, size_t *used)
+{
+	size_t		off = 0,
+				len = 0;
+
+	for (;;)
+	{
+		const char *eol = memmem(p + off, n - off, "\r\n", 2);
+		unsigned long long sz;
+		char	   *e;
+
+		if (eol == NULL)
+			return -1;
+		/* hex digits, then an extension or the CRLF found: strtoull stops there */
+		sz = strtoull(p + off, &e, 16);
+		if (e == p + off || sz > ((unsigned long long) 1 << 30))
+			fail("member %d: bad chunk size: %.40s", h->no, p + off);
+		off = eol - p + 2;
+		if (sz == 0)
+		{
+			/* trailer fields, up to an empty line */
+			for (;;)
+			{
+				eol = memmem(p + off, n - off, "\r\n", 2);
+				if (eol == NULL)
+					return -1;
+				if (eol == p + off)
+				{
+					*used = off + 2;
+					reserve(&chunkbuf, &chunkcap, len + 1);
+					return len;
+				}
+				off = eol - p + 2;
+			}
+		}
+		if (n - off < sz + 2)
+			return -1;
+		reserve(&chunkbuf, &chunkcap, len + sz + 1);
+		memcpy(chunkbuf + len, p + off, sz);
+		len += sz;
+		off += sz + 2;
+	}
+}
+
+/* the status line and the header fields that frame the body */
+static void
+http_head(conn *h, const char *end)
+{
+	const char *p = h->in;
+	const char *stop = end + 2;	/* every line with its CRLF */
+	const char *eol;
+
+	if (end - p < 12 || memcmp(p, "HTTP/1.", 7) != 0)
+		fail("member %d: not an HTTP answer: %.*s", h->no, (int) (end - p > 200 ? 200 : end - p), p);
+	h->status = atoi(p + 9);
+	h->clen = -1;
+	h->chunked = 0;
+	h->conn_close = p[7] == '0';	/* HTTP/1.0: unless keep-alive */
+	/* the CRLF at end ends the search for every line's */
+	for (p = (char *) memmem(p, stop - p, "\r\n", 2) + 2; p < stop; p = eol + 2)
+	{
+		const char *colon;
+		char		v[64];
+		size_t		nl,
+					vl;
+
+		eol = memmem(p, stop - p, "\r\n", 2);
+		colon = memchr(p, ':', eol - p);
+		if (colon == NULL)
+			continue;
+		nl = colon - p;
+		for (colon++; colon < eol && (*colon == ' ' || *colon == '\t'); colon++)
+			;
+		vl = eol - colon < (long) sizeof(v) - 1 ? (size_t) (eol - colon) : sizeof(v) - 1;
+		for (size_t i = 0; i < vl; i++)
+			v[i] = colon[i] >= 'A' && colon[i] <= 'Z' ? colon[i] + 32 : colon[i];
+		v[vl] = '\0';
+		if (nl == 14 && strncasecmp(p, "content-length", nl) == 0)
+			h->clen = strtoll(v, NULL, 10);
+		else if (nl == 17 && strncasecmp(p, "transfer-encoding", nl) == 0)
+			h->chunked = strstr(v, "chunked") != NULL;
+		else if (nl == 10 && strncasecmp(p, "connection", nl) == 0)
+		{
+			if (strstr(v, "close"))
+				h->conn_close = 1;
+			else if (strstr(v, "keep-alive"))
+				h->conn_close = 0;
+		}
+	}
+	h->hl = end + 4 - h->in;
+}
+
+/*
+ * A complete answer, body[0..n) (in h->in or chunkbuf, with a byte to
+ * spare after it); consumed is how much of h->in it took.
+ */
+static void
+http_answer(conn *h, char *body, size_t n, size_t consumed, int64_t t)
+{
+	int			closes = h->conn_close;
+	int			status = h->status;
+	char		save = body[n];
+
+	body[n] = '\0';
+	h->inreq = 0;
+	h->served++;
+	h->hl = 0;
+	/*
+	 * Closed before the next request, which then opens another connection.
+	 * Neither that nor anything else below moves h->in: the body stays
+	 * readable.
+	 */
+	if (closes)
+		http_close(h);
+	else
+		h->inlen -= consumed;
+	if (trace && (status != 200 || h != h->member))
+		fprintf(stderr, "member %d %s answer %d: %.300s\n", h->no, h == h->member ? "GET" : "POST", status, body);
+	if (h == h->member)
+		get_done(h, status, body, n, t);
+	else
+		post_done(h->member, status, body);
+	body[n] = save;
+	if (h->inlen > 0)
+		memmove(h->in, h->in + consumed, h->inlen);
+}
+
+/* the answers complete in h->in */
+static void
+http_parse(conn *h, int64_t t)
+{
+	int			fd = h->fd;
+
+	while (h->fd == fd && h->inlen > 0)
+	{
+		if (h->hl == 0)
+		{
+			char	   *end = memmem(h->in, h->inlen, "\r\n\r\n", 4);
+
+			if (end == NULL)
+			{
+				if (h->inlen > 16384)
+					fail("member %d: HTTP answer header too long", h->no);
+				return;
+			}
+			if (!h->inreq)
+				fail("member %d: an answer to no request: %.*s", h->no, (int) (end - h->in > 200 ? 200 : end - h->in), h->in);
+			http_head(h, end);
+		}
+		if (h->chunked)
+		{
+			size_t		used;
+			long long	n = dechunk(h, h->in + h->hl, h->inlen - h->hl, &used);
+
+			if (n < 0)
+				return;
+			http_answer(h, chunkbuf, n, h->hl + used, t);
+		}
+		else if (h->clen >= 0 || h->status == 204 || h->status == 304)
+		{
+			size_t		n = h->clen > 0 ? h->clen : 0;
+
+			if (h->inlen - h->hl < n)
+				return;
+			http_answer(h, h->in + h->hl, n, h->hl + n, t);
+		}
+		else
+			return;				/* the body ends with the connection */
+	}
+}
+
+static void
+http_readable(conn *h)
+{
+	int			fd = h->fd;
+
+	for (;;)
+	{
+		ssize_t		n;
+		size_t		room;
+		int64_t		t;
+
+		/* keep one spare byte for the NUL put after a body */
+		reserve(&h->in, &h->incap, h->inlen + 65536 + 1);
+		room = h->incap - h->inlen - 1;
+		n = recv(fd, h->in + h->inlen, room, 0);
+		if (n < 0)
+		{
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			http_lost(h, strerror(errno));
+			return;
+		}
+		if (n == 0)
+		{
+			if (h->inreq && h->hl > 0 && !h->chunked && h->clen < 0)
+			{
+				/* a body that ends with the connection */
+				h->conn_close = 1;
+				http_answer(h, h->in + h->hl, h->inlen - h->hl, h->inlen, now_ns());
+				return;
+			}
+			http_lost(h, "closed by the server");
+			return;
+		}
+		t = now_ns();
+		h->inlen += n;
+		http_parse(h, t);
+		if (h->fd != fd)
+			return;				/* closed, perhaps opened again */
+		if ((size_t) n < room)
+			return;				/* drained */
+	}
+}
+
+static void
+http_event(conn *h, uint32_t events)
+{
+	int			fd = h->fd;
+
+	if (fd < 0)
+		return;					/* closed earlier in this batch */
+	if (h->connecting)
+	{
+		int			err = 0;
+		socklen_t	el = sizeof(err);
+
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		if (err)
+		{
+			http_lost(h, strerror(err));
+			return;
+		}
+		h->connecting = 0;
+		http_flush(h);
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		http_readable(h);
+	if ((events & EPOLLOUT) && h->fd == fd)
+		http_flush(h);
+}
+
+/* close: every member's close packet, so that the servers end the sessions now */
+static void
+poll_close(void)
+{
+	closing = 1;
+	close_deadline = now_ns() + 1000000000;
+	for (int i = 0; i < nconns; i++)
+	{
+		conn	   *m = conns[i];
+
+		if (m->http && m->sid != NULL)
+		{
+			m->closewait = 1;
+			close_pending++;
+			post_packet(m, "1");
+		}
+	}
+	if (close_pending == 0)
+		close_exit();
+}
+
 static void
 on_command(char *line)
 {
@@ -765,6 +1378,8 @@ on_command(char *line)
 	}
 	else if (strcmp(cmd, "cpu") == 0)
 		reply("cpu %lld %ld", (long long) cpu_us(), stray);
+	else if (strcmp(cmd, "close") == 0 && polling)
+		poll_close();
 	else if (strcmp(cmd, "close") == 0)
 	{
 		for (int i = 0; i < nconns; i++)
@@ -793,11 +1408,13 @@ main(int argc, char **argv)
 				ccap = 0;
 	int			rc;
 
-	if (argc != 3)
+	if (argc < 3 || argc > 4 ||
+		(argc == 4 && strcmp(argv[3], "poll") != 0 && strcmp(argv[3], "websocket") != 0))
 	{
-		fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
+		fprintf(stderr, "usage: %s HOST PORT [websocket|poll]\n", argv[0]);
 		return 2;
 	}
+	polling = argc == 4 && strcmp(argv[3], "poll") == 0;
 	trace = getenv("MEMBERS_TRACE") != NULL && strcmp(getenv("MEMBERS_TRACE"), "1") == 0;
 	host = argv[1];
 	port = argv[2];
@@ -815,8 +1432,11 @@ main(int argc, char **argv)
 	{
 		struct epoll_event evs[256];
 		int64_t		t0 = now_ns();
-		int			n = epoll_wait(ep, evs, 256, -1);
+		int			n;
 
+		if (closing && t0 >= close_deadline)
+			close_exit();
+		n = epoll_wait(ep, evs, 256, closing ? (int) ((close_deadline - t0) / 1000000 + 1) : -1);
 		idle_ns += now_ns() - t0;
 		if (n < 0)
 		{
@@ -856,6 +1476,11 @@ main(int argc, char **argv)
 						clen -= ll;
 					}
 				}
+				continue;
+			}
+			if (c->http)
+			{
+				http_event(c, evs[i].events);
 				continue;
 			}
 			if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))

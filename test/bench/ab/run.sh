@@ -14,8 +14,9 @@
 # of the latency phases (3; 0: as many as fit in AB_BUDGET_S, 720 s), and
 # exits 0 whatever they are; it exits non-zero only when the benchmark could
 # not run.  Knobs (environment): see ab.mjs and README.md (AB_PHASES, AB_RUNS,
-# AB_BUDGET_S, AB_SIZES, AB_MEMBERS=c|node|c,node, AB_ROUNDS, AB_LOCK_ITERS,
-# AB_SAVE_ITERS, AB_STALL_*, AB_IDLE_CONNS, AB_BIG_ROWS, ...); AB_WORKERS
+# AB_BUDGET_S, AB_SIZES, AB_MEMBERS=c|node|c,node, AB_POLL_MEMBERS=c|node,
+# AB_ROUNDS, AB_LOCK_ITERS, AB_SAVE_ITERS, AB_STALL_*, AB_IDLE_CONNS,
+# AB_BIG_ROWS, ...); AB_WORKERS
 # (collab.workers, default 1);
 # AB_QUIET_WAIT=30 seconds to wait for a
 # quiet machine first; AB_KEEP=1 leaves everything running (and says how to reach it).
