@@ -30,6 +30,8 @@
 #   BENCH_ONLY=saves   the save comparison alone, printed, no report written
 #                      (for iteration on the save path)
 #   BENCH_KEEP=1       keep the work directory (pgbench logs, server log)
+#   BENCH_CONF         extra postgresql.conf lines, one per line (for
+#                      experiments: "synchronous_commit = off", ...)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -66,16 +68,21 @@ trap cleanup EXIT
 
 t_start=$(date +%s)
 WS_PORT=$(bash "$ROOT/scripts/cluster.sh" free-port)
-bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" \
-	"collab.workers = 1" \
-	"collab.database = 'bench_save'" \
-	"collab.port = $WS_PORT" \
-	"collab.jwt_secret = '$(openssl rand -hex 32)'" \
-	"collab.lock_ttl = '1h'" \
-	"shared_buffers = '256MB'" \
-	"max_wal_size = '4GB'" \
-	"checkpoint_timeout = '30min'" \
-	"autovacuum_naptime = '10s'" >/dev/null || die "cluster start failed"
+conf=(
+	"collab.workers = 1"
+	"collab.database = 'bench_save'"
+	"collab.port = $WS_PORT"
+	"collab.jwt_secret = '$(openssl rand -hex 32)'"
+	"collab.lock_ttl = '1h'"
+	"shared_buffers = '256MB'"
+	"max_wal_size = '4GB'"
+	"checkpoint_timeout = '30min'"
+	"autovacuum_naptime = '10s'"
+)
+if [ -n "${BENCH_CONF:-}" ]; then
+	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$BENCH_CONF"
+fi
+bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "cluster start failed"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 echo "bench: cluster $CLUSTER (port $PGPORT), $(nproc) cores, save rounds ${SECS}s, latency rounds ${LAT_SECS}s"
 
