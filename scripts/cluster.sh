@@ -2,6 +2,8 @@
 # Throwaway PostgreSQL clusters for tests, demos and benchmarks.
 #
 #   cluster.sh start DIR [CONF_LINE...]   initdb + start; prints PORT=... on stdout
+#                                         (CLUSTER_CONF: more lines, one per line,
+#                                         after them: a benchmark's AB_CONF, ...)
 #   cluster.sh stop DIR [MODE]            stop (MODE: fast|immediate), keep the data
 #   cluster.sh restart DIR [SERVER_OPTIONS]  start an existing, stopped cluster again
 #                                         (SERVER_OPTIONS: for postgres, as pg_ctl -o)
@@ -74,6 +76,7 @@ start)
 		echo "max_connections = 200"
 		echo "log_line_prefix = '%m [%p] %q%a '"
 		for line in "$@"; do echo "$line"; done
+		[ -z "${CLUSTER_CONF:-}" ] || printf '%s\n' "$CLUSTER_CONF"
 	} >>"$dir/data/postgresql.conf"
 	echo "$port" >"$dir/port"
 	as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||

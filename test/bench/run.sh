@@ -79,10 +79,7 @@ conf=(
 	"checkpoint_timeout = '30min'"
 	"autovacuum_naptime = '10s'"
 )
-if [ -n "${BENCH_CONF:-}" ]; then
-	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$BENCH_CONF"
-fi
-bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "cluster start failed"
+CLUSTER_CONF=${BENCH_CONF:-} bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "cluster start failed"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres
 echo "bench: cluster $CLUSTER (port $PGPORT), $(nproc) cores, save rounds ${SECS}s, latency rounds ${LAT_SECS}s"
 

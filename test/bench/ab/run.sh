@@ -128,11 +128,8 @@ conf=(
 	"max_wal_size = '4GB'"
 	"checkpoint_timeout = '30min'"
 )
-if [ -n "${AB_CONF:-}" ]; then
-	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$AB_CONF"
-fi
 # cluster.sh keeps this shell's descriptor limit for the server (setpriv)
-bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
+CLUSTER_CONF=${AB_CONF:-} bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 
 # Both stacks get the same rows: document:bench with its tabs, and 99 more

@@ -92,11 +92,8 @@ conf=(
 	"collab.max_connections = 20000"
 	"collab.ping_interval = '25s'"
 )
-if [ -n "${BENCH_WS_CONF:-}" ]; then
-	while IFS= read -r line; do [ -n "$line" ] && conf+=("$line"); done <<<"$BENCH_WS_CONF"
-fi
 # cluster.sh keeps this shell's descriptor limit for the server (setpriv)
-bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
+CLUSTER_CONF=${BENCH_WS_CONF:-} bash "$ROOT/scripts/cluster.sh" start "$CLUSTER" "${conf[@]}" >/dev/null || die "could not start the cluster"
 export PGHOST="$CLUSTER" PGPORT=$(cat "$CLUSTER/port") PGUSER=postgres PGDATABASE=postgres
 export COLLAB_WS_URL="http://127.0.0.1:$WS_PORT" COLLAB_JWT_SECRET="$SECRET"
 
