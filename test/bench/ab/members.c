@@ -256,8 +256,9 @@ set_events(conn *c, int out)
 	c->want_out = out;
 }
 
-static void
-flush_out(conn *c)
+/* Writes what the socket takes of c->out; 0, or the errno of a failed send. */
+static int
+send_queued(conn *c)
 {
 	while (c->outlen > 0)
 	{
@@ -267,13 +268,23 @@ flush_out(conn *c)
 		{
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			fail("member %d: send: %s", c->no, strerror(errno));
+			return errno;
 		}
 		memmove(c->out, c->out + n, c->outlen - n);
 		c->outlen -= n;
 	}
 	if ((c->outlen > 0) != c->want_out)
 		set_events(c, c->outlen > 0);
+	return 0;
+}
+
+static void
+flush_out(conn *c)
+{
+	int			err = send_queued(c);
+
+	if (err != 0)
+		fail("member %d: send: %s", c->no, strerror(err));
 }
 
 static void
@@ -848,22 +859,10 @@ http_lost(conn *h, const char *why)
 static void
 http_flush(conn *h)
 {
-	while (h->outlen > 0)
-	{
-		ssize_t		n = send(h->fd, h->out, h->outlen, MSG_NOSIGNAL);
+	int			err = send_queued(h);
 
-		if (n < 0)
-		{
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			http_lost(h, strerror(errno));
-			return;
-		}
-		memmove(h->out, h->out + n, h->outlen - n);
-		h->outlen -= n;
-	}
-	if ((h->outlen > 0) != h->want_out)
-		set_events(h, h->outlen > 0);
+	if (err != 0)
+		http_lost(h, strerror(err));
 }
 
 /* sends h->req, on a new connection if the server closed the last one */
