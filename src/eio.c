@@ -275,7 +275,8 @@ deadlines_passed(EioSession *eio)
 	}
 	if (eio->pong_deadline > 0 && now >= eio->pong_deadline)
 	{
-		eio_end(eio, EIO_END_TIMEOUT);
+		/* a session the server is closing ends as closed, whichever comes first */
+		eio_end(eio, eio->close_after_flush ? EIO_END_CLOSED : EIO_END_TIMEOUT);
 		return;
 	}
 	if (eio->flush_deadline > 0 && now >= eio->flush_deadline)
@@ -285,7 +286,8 @@ deadlines_passed(EioSession *eio)
 	}
 	if (eio->probe_deadline > 0 && now >= eio->probe_deadline)
 		drop_probe(eio);
-	if (eio->pong_deadline == 0 && eio->next_ping > 0 && now >= eio->next_ping)
+	if (!eio->close_after_flush && eio->pong_deadline == 0 && eio->next_ping > 0 &&
+		now >= eio->next_ping)
 	{
 		StringInfoData buf;
 

@@ -12,7 +12,7 @@ import net from 'node:net';
 import {
   WS_URL, newUser, tokenFor, connect, ok, join, save, createDocument, q, teardown, eventually, waitFor,
   rawOpen, rawConnect, startBystander, setWorkerConf, resetWorkerConf, metric, sleep,
-  pollFetch, pollOpen, pollConnect, packetsOf,
+  pollFetch, pollOpen, pollConnect, packetsOf, nowSec,
 } from './helpers.mjs';
 
 let bystander;
@@ -277,6 +277,35 @@ describe('messages', () => {
     });
   }
   test('the bystander is still served', async () => bystander.served('polling messages'));
+});
+
+describe('a session the server closes', () => {
+  // a ping's deadline longer than the wait for the token's expiry
+  before(() => setWorkerConf('collab.ping_timeout', '5s'));
+  after(() => resetWorkerConf('collab.ping_timeout'));
+
+  test('a token that expires while a ping is unanswered, the client polling no more: the room hears "disconnected" (the server ended it), not "timeout"', async () => {
+    const doc = await createDocument(['t']);
+    const u = newUser('Unpolled');
+    const watcher = await connect(newUser('Watcher'));
+    ok(await join(watcher, doc.tab('t')));
+    const c = await pollConnect(tokenFor(u, { exp: nowSec() + 3 }), { autoPong: false });
+    const ack = await c.emitAck(1, 'presence:join', { resourceId: doc.tab('t'), mode: 'editor' });
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    assert.equal(ack.role, 'editor');
+    // the first ping, never answered; no poll takes the expiry's DISCONNECT,
+    // so the ping's deadline passes before the close could be flushed
+    await c.recv('2', 3000);
+    const released = await waitFor(watcher, 'lock:released', (e) => e.resourceId === doc.tab('t'), 15000);
+    assert.equal(released.reason, 'disconnected');
+    assert.equal(released.previousHolder.userId, u.sub);
+    const left = await waitFor(watcher, 'presence:left', (e) => e.resourceId === doc.tab('t') && e.user?.userId === u.sub, 15000);
+    assert.equal(left.reason, 'disconnected');
+    // ended, not kept for a recovery
+    await assertGone(c.sid, 'expired');
+    assert.deepEqual(await q('SELECT connection_id FROM collab.connections WHERE connection_id = $1', [c.connectionId]), []);
+    watcher.close();
+  });
 });
 
 describe('the upgrade to WebSocket', () => {
