@@ -690,19 +690,27 @@ on_http(conn *c, int64_t t)
 	parse_frames(c, t);
 }
 
+/*
+ * Reads what the socket has into c->in, room bytes at most (set here); one
+ * spare byte stays for the NUL put after a text payload or a body.
+ */
+static ssize_t
+recv_more(conn *c, size_t *room)
+{
+	reserve(&c->in, &c->incap, c->inlen + 65536 + 1);
+	*room = c->incap - c->inlen - 1;
+	return recv(c->fd, c->in + c->inlen, *room, 0);
+}
+
 static void
 on_readable(conn *c)
 {
 	for (;;)
 	{
-		ssize_t		n;
 		size_t		room;
+		ssize_t		n = recv_more(c, &room);
 		int64_t		t;
 
-		/* keep one spare byte for the NUL put after a text payload */
-		reserve(&c->in, &c->incap, c->inlen + 65536 + 1);
-		room = c->incap - c->inlen - 1;
-		n = recv(c->fd, c->in + c->inlen, room, 0);
 		if (n < 0)
 		{
 			if (errno == EAGAIN || errno == EINTR)
@@ -1209,14 +1217,10 @@ http_readable(conn *h)
 
 	for (;;)
 	{
-		ssize_t		n;
 		size_t		room;
+		ssize_t		n = recv_more(h, &room);
 		int64_t		t;
 
-		/* keep one spare byte for the NUL put after a body */
-		reserve(&h->in, &h->incap, h->inlen + 65536 + 1);
-		room = h->incap - h->inlen - 1;
-		n = recv(fd, h->in + h->inlen, room, 0);
 		if (n < 0)
 		{
 			if (errno == EAGAIN || errno == EINTR)
