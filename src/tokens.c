@@ -29,7 +29,9 @@
  * running with synchronous_commit = off gets its commit acknowledged before
  * the flush; after a crash the sequence could then hand out a value that a
  * client already holds.  So a transaction that issued tokens flushes WAL
- * before it commits whenever its commit would not.
+ * before it commits whenever its commit would not.  The transaction that
+ * starts an epoch commits synchronously: its row is what keeps the epoch's
+ * count from starting over.
  *
  *-------------------------------------------------------------------------
  */
@@ -177,8 +179,16 @@ current_epoch(Oid table, TokenEpoch *out)
 
 	if (out->epoch < 1 || out->epoch > TOKEN_MAX_EPOCH)
 		elog(ERROR, "fencing token epoch " INT64_FORMAT " is out of range", out->epoch);
-	/* a row of our own transaction (or subtransaction) may still roll back */
-	if (!isnull && !TransactionIdIsCurrentTransactionId(xmin))
+	/*
+	 * A row of our own transaction (or subtransaction) may still roll back,
+	 * so it is not cached; and it must not be lost once a token of its epoch
+	 * is out: started again after a crash, the epoch would count from 1
+	 * again.  So its transaction commits synchronously, whatever
+	 * synchronous_commit says.
+	 */
+	if (!isnull && TransactionIdIsCurrentTransactionId(xmin))
+		ForceSyncCommit();
+	else if (!isnull)
 	{
 		cached_epoch = *out;
 		cached_epoch_valid = true;
