@@ -81,14 +81,15 @@ REVOKE ALL ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestam
 	collab._publish_lock_requested(text, text, text, timestamptz, text)
 	FROM PUBLIC;
 
+-- The presence row's PresenceUser, in C with the builder (src/payloads.c);
+-- the trigger on UPDATE decides itself whether the statement set user_json,
+-- so that no WHEN clause is read back from the catalog per statement.
 CREATE OR REPLACE FUNCTION collab._ws_presence_json() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	NEW.user_json := collab._presence_user(NEW.user_id, NEW.username, NEW.connection_id,
-		NEW.role, NEW.joined_at, NEW.resource_id);
-	RETURN NEW;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'collab_ws_presence_json' LANGUAGE C;
+ALTER FUNCTION collab._ws_presence_json() RESET ALL;
+DROP TRIGGER ws_presence_json_update ON collab.ws_presence;
+CREATE TRIGGER ws_presence_json_update BEFORE UPDATE ON collab.ws_presence
+	FOR EACH ROW EXECUTE FUNCTION collab._ws_presence_json();
 
 CREATE OR REPLACE FUNCTION collab._children_json(p_resource_id text) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$

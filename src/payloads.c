@@ -9,6 +9,7 @@
  * the PL/pgSQL functions call them through the SQL functions at the end of
  * this file (collab._user_ref(), collab._lock_info(), ...), so that a
  * payload is written in one place whichever language decides to send it.
+ * The trigger that stores each presence row's PresenceUser is here too.
  * Events carry routing members (holderId, requesterHolderId, to) that the
  * worker strips before a client sees them (rooms.c); docs/events.md and
  * types/collab.d.ts describe what remains.
@@ -17,10 +18,15 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/json.h"
+#include "utils/rel.h"
 
 #include "collab.h"
 #include "payloads.h"
@@ -422,6 +428,72 @@ collab_presence_user_sql(PG_FUNCTION_ARGS)
 						  PG_GETARG_TIMESTAMPTZ(4),
 						  required_arg(fcinfo, 5, "a resource id"));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/* A presence row's column as text; an error for NULL, as the builders give. */
+static char *
+presence_column(HeapTuple row, TupleDesc desc, const char *name)
+{
+	char	   *v = SPI_getvalue(row, desc, SPI_fnumber(desc, name));
+
+	if (v == NULL)
+		elog(ERROR, "collab presence row without %s", name);
+	return v;
+}
+
+/*
+ * collab._ws_presence_json(): the BEFORE INSERT OR UPDATE trigger that keeps
+ * a presence row's PresenceUser in user_json.  An UPDATE that sets
+ * user_json itself (a role change rewrites its member, leases.c) keeps what
+ * it set; any other row is built again.  That test is made here rather than
+ * in a WHEN clause, which PostgreSQL would read back from the catalog for
+ * every statement that updates the table.
+ */
+PG_FUNCTION_INFO_V1(collab_ws_presence_json);
+Datum
+collab_ws_presence_json(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	row;
+	int			a_json;
+	bool		isnull;
+	Datum		joined_at;
+	StringInfoData buf;
+	Datum		value;
+	bool		value_null = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "collab._ws_presence_json() must be fired BEFORE, FOR EACH ROW");
+	desc = td->tg_relation->rd_att;
+	a_json = SPI_fnumber(desc, "user_json");
+	if (a_json <= 0)
+		elog(ERROR, "collab.ws_presence has no column \"user_json\"");
+	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		bool		old_null,
+					new_null;
+		Datum		old_json = heap_getattr(td->tg_trigtuple, a_json, desc, &old_null);
+		Datum		new_json = heap_getattr(row, a_json, desc, &new_null);
+
+		if (old_null != new_null ||
+			(!new_null && !datum_image_eq(old_json, new_json, false, -1)))
+			return PointerGetDatum(row);
+	}
+	joined_at = heap_getattr(row, SPI_fnumber(desc, "joined_at"), desc, &isnull);
+	if (isnull)
+		elog(ERROR, "collab presence row without joined_at");
+	initStringInfo(&buf);
+	payload_presence_user(&buf, presence_column(row, desc, "user_id"),
+						  presence_column(row, desc, "username"),
+						  presence_column(row, desc, "connection_id"),
+						  presence_column(row, desc, "role"),
+						  DatumGetTimestampTz(joined_at),
+						  presence_column(row, desc, "resource_id"));
+	value = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
+	return PointerGetDatum(heap_modify_tuple_by_cols(row, desc, 1, &a_json, &value, &value_null));
 }
 
 /* collab._publish_presence_joined(resource_id, user_json) */
