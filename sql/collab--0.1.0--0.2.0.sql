@@ -703,17 +703,32 @@ COMMENT ON FUNCTION collab._check_permission(text) IS 'The permission named by p
  */
 
 -- The strongest permission the grants give: on the resource or an ancestor,
--- to '*', to the user, or to one of the groups (NULL: none).  A custom plan
--- for the arrays of each call would be chosen again on every call, and
--- planning costs four times the lookup: the generic plan is kept.
+-- to '*', to the user, or to one of the groups (NULL: none).  Written once,
+-- as a one-row SQL function that a statement calling it in FROM gets inlined
+-- into its own plan (lock:acquire reads it with the membership, in
+-- src/leases.c); every name is qualified, since the caller's search_path is
+-- in force where it is inlined.
+CREATE FUNCTION collab._granted_permission(p_user_id text, p_groups text[], p_resource_id text)
+RETURNS TABLE (permission collab.permission)
+LANGUAGE sql STABLE AS $$
+	SELECT pg_catalog.max(g.permission) FROM collab.acl g
+	 WHERE g.resource_id OPERATOR(pg_catalog.=) ANY
+			(collab.ancestors(p_resource_id) OPERATOR(pg_catalog.||) p_resource_id)
+	   AND g.subject OPERATOR(pg_catalog.=) ANY
+			(ARRAY['*', 'user:' OPERATOR(pg_catalog.||) p_user_id]
+			 OPERATOR(pg_catalog.||)
+			 ARRAY(SELECT 'group:' OPERATOR(pg_catalog.||) x FROM pg_catalog.unnest(p_groups) x))
+$$;
+COMMENT ON FUNCTION collab._granted_permission(text, text[], text) IS 'One row: the strongest permission the grants give a user with these groups on a resource (collab._granted()), for statements that inline it';
+
+-- The same as a value.  A custom plan for the arrays of each call would be
+-- chosen again on every call, and planning costs four times the lookup: the
+-- generic plan is kept.
 CREATE FUNCTION collab._granted(p_user_id text, p_groups text[], p_resource_id text)
 RETURNS collab.permission
 LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
-	RETURN (SELECT max(g.permission) FROM collab.acl g
-	 WHERE g.resource_id = ANY (collab.ancestors(p_resource_id) || p_resource_id)
-	   AND g.subject = ANY (ARRAY['*', 'user:' || p_user_id]
-							|| ARRAY(SELECT 'group:' || x FROM unnest(p_groups) x)));
+	RETURN (SELECT g.permission FROM collab._granted_permission(p_user_id, p_groups, p_resource_id) g);
 END
 $$;
 COMMENT ON FUNCTION collab._granted(text, text[], text) IS 'The strongest permission the grants give a user with these groups on a resource, inherited from its ancestors; NULL for none';
@@ -802,13 +817,22 @@ END
 $$;
 COMMENT ON FUNCTION collab._permissions(collab.permission) IS 'A permission and those it implies, as the permissions array of the protocol';
 
--- Whether a token issued at p_issued_at (NULL: no iat) of p_user_id is refused.
+-- Whether a token issued at p_issued_at (NULL: no iat) of p_user_id is
+-- refused: written once, as collab._granted_permission() is, for the same
+-- statement.
+CREATE FUNCTION collab._session_revoked(p_user_id text, p_issued_at timestamptz)
+RETURNS TABLE (revoked boolean)
+LANGUAGE sql STABLE AS $$
+	SELECT EXISTS (SELECT FROM collab.session_revocations r
+				    WHERE r.user_id OPERATOR(pg_catalog.=) p_user_id
+					  AND (p_issued_at IS NULL OR p_issued_at OPERATOR(pg_catalog.<=) r.revoked_before))
+$$;
+COMMENT ON FUNCTION collab._session_revoked(text, timestamptz) IS 'One row: whether a token of this user issued at this time was revoked (collab._revoked()), for statements that inline it';
+
 CREATE FUNCTION collab._revoked(p_user_id text, p_issued_at timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-	RETURN EXISTS (SELECT FROM collab.session_revocations r
-				    WHERE r.user_id = p_user_id
-					  AND (p_issued_at IS NULL OR p_issued_at <= r.revoked_before));
+	RETURN (SELECT r.revoked FROM collab._session_revoked(p_user_id, p_issued_at) r);
 END
 $$;
 COMMENT ON FUNCTION collab._revoked(text, timestamptz) IS 'Whether a token of this user issued at this time (NULL: unknown) was revoked by collab.revoke_sessions()';

@@ -18,7 +18,7 @@
  * collab._token_error(), ...), so that each message is written once.
  *
  * A lock:acquire needs edit permission, checked under the path lock
- * (collab._ws_require_edit()); collab.acquire() refuses a caller other than
+ * (P_MEMBER_EDITS, collab._ws_require_edit()); collab.acquire() refuses a caller other than
  * the worker a holder id that is a browser connection's.
  *
  * A lease whose holder's connection was lost (suspended, collab.ws_detach())
@@ -82,6 +82,7 @@ typedef enum PlanId
 	P_ANSWER_REQUEST,
 	P_HAS_REQUESTS,
 	P_MEMBER,
+	P_MEMBER_EDITS,
 	P_SET_ROLE,
 	P_IS_CONNECTION,
 	P_IS_ATTACHED,
@@ -184,13 +185,25 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 
 	/*
-	 * The role and its member of user_json, the PresenceUser that
-	 * payload_presence_user() builds (see set_role).  In JSON text a quote
-	 * inside a string is escaped, so the pattern can only be that member.
-	 * Should the stored text be in another format, user_json stays as it
-	 * was and the trigger builds it again.  No new row version for a role
-	 * that stays.
+	 * The member, and whether its grants alone let it edit: true when its
+	 * session is not revoked and the grants on the path give edit.  Grants
+	 * are additive (collab._level() only raises what the grants give), so
+	 * true needs no other look; anything else is decided by
+	 * collab._ws_require_edit(), which also names the error.  Both helpers
+	 * are SQL functions that the planner inlines here.
 	 */
+	[P_MEMBER_EDITS] = {
+		"SELECT p.user_id, p.username, "
+		"       c.connection_id IS NOT NULL AND NOT r.revoked "
+		"       AND g.permission OPERATOR(pg_catalog.>=) 'edit'::collab.permission "
+		"  FROM collab.ws_presence p "
+		"  LEFT JOIN collab.ws_connections c ON c.connection_id OPERATOR(pg_catalog.=) p.connection_id "
+		"  LEFT JOIN LATERAL collab._session_revoked(c.user_id, c.token_issued_at) r ON true "
+		"  LEFT JOIN LATERAL collab._granted_permission(c.user_id, c.groups, $2) g ON true "
+		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
+		2, {TEXTOID, TEXTOID}
+	},
+
 	[P_SET_ROLE] = {
 		"UPDATE collab.ws_presence p SET role = $3, user_json = pg_catalog.replace(p.user_json, $4, $5) "
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2 "
@@ -1024,20 +1037,25 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 		char	   *uid,
 				   *uname;
 
+		bool		isnull;
+		Datum		edits;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		run(P_MEMBER, key, NULL, SPI_OK_SELECT);
+		/*
+		 * Membership and edit permission, read under the path lock that a
+		 * grant or revoke on the path takes too, in one statement
+		 */
+		require_read_committed();
+		collab_lock_path_of(key[1]);
+		run(P_MEMBER_EDITS, key, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			not_joined(key);
 		uid = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		uname = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		/*
-		 * Edit permission, decided under the path lock that a grant or revoke
-		 * on the path takes too (collab._ws_require_edit)
-		 */
-		require_read_committed();
-		collab_lock_path_of(key[1]);
-		run(P_REQUIRE_EDIT, key, NULL, SPI_OK_SELECT);
+		edits = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		if (isnull || !DatumGetBool(edits))
+			run(P_REQUIRE_EDIT, key, NULL, SPI_OK_SELECT);
 		/* the presence row vouches for the resource (see collab.ws_presence) */
 		acquire_lease(TextDatumGetCString(key[1]), uid, uname, conn, true, &a);
 		if (a.granted)
