@@ -705,9 +705,8 @@ COMMENT ON FUNCTION collab._check_permission(text) IS 'The permission named by p
 -- The strongest permission the grants give: on the resource or an ancestor,
 -- to '*', to the user, or to one of the groups (NULL: none).  Written once,
 -- as a one-row SQL function that a statement calling it in FROM gets inlined
--- into its own plan (lock:acquire reads it with the membership, in
--- src/leases.c); every name is qualified, since the caller's search_path is
--- in force where it is inlined.
+-- into its own plan (collab._ws_grants_edit()); every name is qualified,
+-- since the caller's search_path is in force where it is inlined.
 CREATE FUNCTION collab._granted_permission(p_user_id text, p_groups text[], p_resource_id text)
 RETURNS TABLE (permission collab.permission)
 LANGUAGE sql STABLE AS $$
@@ -818,8 +817,7 @@ $$;
 COMMENT ON FUNCTION collab._permissions(collab.permission) IS 'A permission and those it implies, as the permissions array of the protocol';
 
 -- Whether a token issued at p_issued_at (NULL: no iat) of p_user_id is
--- refused: written once, as collab._granted_permission() is, for the same
--- statement.
+-- refused: written once, and inlined, as collab._granted_permission() is.
 CREATE FUNCTION collab._session_revoked(p_user_id text, p_issued_at timestamptz)
 RETURNS TABLE (revoked boolean)
 LANGUAGE sql STABLE AS $$
@@ -853,14 +851,36 @@ END
 $$;
 COMMENT ON FUNCTION collab._issued_at(bigint) IS 'A token''s iat as a time, at most now; NULL for none';
 
+-- One row: true when the connection's grants alone let it edit the
+-- resource: a registered connection whose session is not revoked, with
+-- grants that give edit.  Grants are additive (collab._level() only raises
+-- what they give), so true is the answer without asking the rule; false or
+-- NULL leave the decision to collab._ws_require_edit().  An SQL function
+-- that a statement inlines (lock:acquire reads it with the membership, in
+-- src/leases.c), with every name qualified.
+CREATE FUNCTION collab._ws_grants_edit(p_conn text, p_resource_id text)
+RETURNS TABLE (edits boolean)
+LANGUAGE sql STABLE AS $$
+	SELECT NOT r.revoked AND g.permission OPERATOR(pg_catalog.>=) 'edit'::collab.permission
+	  FROM collab.ws_connections c,
+		   LATERAL collab._session_revoked(c.user_id, c.token_issued_at) r,
+		   LATERAL collab._granted_permission(c.user_id, c.groups, p_resource_id) g
+	 WHERE c.connection_id OPERATOR(pg_catalog.=) p_conn
+$$;
+COMMENT ON FUNCTION collab._ws_grants_edit(text, text) IS 'One row, or none for an unknown connection: whether the connection''s grants alone let it edit the resource (not revoked, edit granted), for statements that inline it';
+
 -- What a connection may do on a resource.  The caller holds the path
 -- lock, so that a grant or revoke is seen whole (a new snapshot: the caller
 -- runs this in a statement after taking the lock).
 CREATE FUNCTION collab._ws_require_edit(p_conn text, p_resource_id text) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	c collab.ws_connections := collab._ws_conn(p_conn);
+	c collab.ws_connections;
 BEGIN
+	IF (SELECT e.edits FROM collab._ws_grants_edit(p_conn, p_resource_id) e) THEN
+		RETURN;
+	END IF;
+	c := collab._ws_conn(p_conn);
 	IF collab._revoked(c.user_id, c.token_issued_at) THEN
 		PERFORM collab._raise_revoked();
 	END IF;

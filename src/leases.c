@@ -185,21 +185,14 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 	},
 
 	/*
-	 * The member, and whether its grants alone let it edit: true when its
-	 * session is not revoked and the grants on the path give edit.  Grants
-	 * are additive (collab._level() only raises what the grants give), so
-	 * true needs no other look; anything else is decided by
-	 * collab._ws_require_edit(), which also names the error.  Both helpers
-	 * are SQL functions that the planner inlines here.
+	 * The member, and whether its grants alone let it edit
+	 * (collab._ws_grants_edit(), which the planner inlines here): when they
+	 * do not, collab._ws_require_edit() decides, and names the error.
 	 */
 	[P_MEMBER_EDITS] = {
-		"SELECT p.user_id, p.username, "
-		"       c.connection_id IS NOT NULL AND NOT r.revoked "
-		"       AND g.permission OPERATOR(pg_catalog.>=) 'edit'::collab.permission "
+		"SELECT p.user_id, p.username, e.edits "
 		"  FROM collab.ws_presence p "
-		"  LEFT JOIN collab.ws_connections c ON c.connection_id OPERATOR(pg_catalog.=) p.connection_id "
-		"  LEFT JOIN LATERAL collab._session_revoked(c.user_id, c.token_issued_at) r ON true "
-		"  LEFT JOIN LATERAL collab._granted_permission(c.user_id, c.groups, $2) g ON true "
+		"  LEFT JOIN LATERAL collab._ws_grants_edit(p.connection_id, $2) e ON true "
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2",
 		2, {TEXTOID, TEXTOID}
 	},
