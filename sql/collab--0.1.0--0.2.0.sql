@@ -86,7 +86,6 @@ REVOKE ALL ON FUNCTION collab._lock_info(text, text, text, timestamptz, timestam
 -- so that no WHEN clause is read back from the catalog per statement.
 CREATE OR REPLACE FUNCTION collab._ws_presence_json() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'collab_ws_presence_json' LANGUAGE C;
-ALTER FUNCTION collab._ws_presence_json() RESET ALL;
 DROP TRIGGER ws_presence_json_update ON collab.ws_presence;
 CREATE TRIGGER ws_presence_json_update BEFORE UPDATE ON collab.ws_presence
 	FOR EACH ROW EXECUTE FUNCTION collab._ws_presence_json();

@@ -18,8 +18,8 @@
  * collab._token_error(), ...), so that each message is written once.
  *
  * A lock:acquire needs edit permission, checked under the path lock
- * (P_MEMBER_EDITS, collab._ws_require_edit()); collab.acquire() refuses a caller other than
- * the worker a holder id that is a browser connection's.
+ * (P_MEMBER_EDITS, collab._ws_require_edit()); collab.acquire() refuses a
+ * caller other than the worker a holder id that is a browser connection's.
  *
  * A lease whose holder's connection was lost (suspended, collab.ws_detach())
  * is a live lease here like any other, with one exception: the same user,
@@ -197,6 +197,14 @@ static const PlanDef plan_defs[NUM_PLANS] = {
 		2, {TEXTOID, TEXTOID}
 	},
 
+	/*
+	 * The role and its member of user_json, the PresenceUser that
+	 * payload_presence_user() builds (see set_role).  In JSON text a quote
+	 * inside a string is escaped, so the pattern can only be that member.
+	 * Should the stored text be in another format, user_json stays as it
+	 * was and the trigger builds it again.  No new row version for a role
+	 * that stays.
+	 */
 	[P_SET_ROLE] = {
 		"UPDATE collab.ws_presence p SET role = $3, user_json = pg_catalog.replace(p.user_json, $4, $5) "
 		" WHERE p.connection_id OPERATOR(pg_catalog.=) $1 AND p.resource_id OPERATOR(pg_catalog.=) $2 "
@@ -1029,7 +1037,6 @@ collab_ws_acquire(PG_FUNCTION_ARGS)
 		char	   *conn = TextDatumGetCString(key[0]);
 		char	   *uid,
 				   *uname;
-
 		bool		isnull;
 		Datum		edits;
 

@@ -430,11 +430,21 @@ collab_presence_user_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
+static int
+presence_attnum(TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	if (n <= 0)
+		elog(ERROR, "collab.ws_presence has no column \"%s\"", name);
+	return n;
+}
+
 /* A presence row's column as text; an error for NULL, as the builders give. */
 static char *
 presence_column(HeapTuple row, TupleDesc desc, const char *name)
 {
-	char	   *v = SPI_getvalue(row, desc, SPI_fnumber(desc, name));
+	char	   *v = SPI_getvalue(row, desc, presence_attnum(desc, name));
 
 	if (v == NULL)
 		elog(ERROR, "collab presence row without %s", name);
@@ -467,9 +477,7 @@ collab_ws_presence_json(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		elog(ERROR, "collab._ws_presence_json() must be fired BEFORE, FOR EACH ROW");
 	desc = td->tg_relation->rd_att;
-	a_json = SPI_fnumber(desc, "user_json");
-	if (a_json <= 0)
-		elog(ERROR, "collab.ws_presence has no column \"user_json\"");
+	a_json = presence_attnum(desc, "user_json");
 	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
@@ -482,7 +490,7 @@ collab_ws_presence_json(PG_FUNCTION_ARGS)
 			(!new_null && !datum_image_eq(old_json, new_json, false, -1)))
 			return PointerGetDatum(row);
 	}
-	joined_at = heap_getattr(row, SPI_fnumber(desc, "joined_at"), desc, &isnull);
+	joined_at = heap_getattr(row, presence_attnum(desc, "joined_at"), desc, &isnull);
 	if (isnull)
 		elog(ERROR, "collab presence row without joined_at");
 	initStringInfo(&buf);
