@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   newUser, connect, join, acquire, renew, release, save, emitAck, ok, fails, q, uniq, mark,
-  waitFor, teardown, resourceRow, locksOn, sleep, eventually,
+  waitFor, teardown, resourceRow, locksOn, sleep, eventually, setWorkerConf, resetWorkerConf,
 } from './helpers.mjs';
 
 // documents without the grant to every user that helpers' createDocument() gives
@@ -124,6 +124,40 @@ test('the join ack carries the permissions; a viewer by grant cannot edit', asyn
   assert.deepEqual(await q('SELECT count(*)::int AS n FROM collab.ws_lock_requests WHERE connection_id = $1', [v.id]), [{ n: 0 }]);
   assert.ok(v.connected, 'Vera is still connected');
   assert.deepEqual(await save(a, rid, 'by Anna'), { ok: true, version: 1 });
+});
+
+test('a rule that cannot be called fails the decisions that need it, not those the grants settle', async () => {
+  const doc = await bareDocument(['a']);
+  const anna = newUser('Anna');
+  const vera = newUser('Vera');
+  await grant(doc.id, `user:${anna.sub}`, 'edit');
+  await grant(doc.id, `user:${vera.sub}`, 'view');
+  const a = await connect(anna);
+  const v = await connect(vera);
+  const rid = doc.tab('a');
+  ok(await join(a, rid, 'viewer'));
+  ok(await join(v, rid, 'viewer'));
+  await setWorkerConf('collab.access_rule', 'public.collab_test_no_such_rule');
+  try {
+    // Anna's grant gives edit: taking the lock and saving ask nothing more
+    const got = ok(await acquire(a, rid), 'lock:acquire that the grant settles');
+    assert.equal(typeof got.lock.token, 'number');
+    assert.deepEqual((await locksOn(rid)).map((l) => l.holder_id), [a.id]);
+    assert.deepEqual(await save(a, rid, 'by Anna'), { ok: true, version: 1 });
+    // Vera's grant gives view: editing would need the rule, which fails
+    const before = await resourceRow(rid);
+    fails(await save(v, rid, 'by Vera', { token: got.lock.token }), 'INTERNAL', 'doc:save that needs the rule');
+    fails(await emitAck(v, 'lock:request', { resourceId: rid }), 'INTERNAL', 'lock:request that needs the rule');
+    ok(await release(a, rid));
+    fails(await acquire(v, rid), 'INTERNAL', 'lock:acquire that needs the rule');
+    assert.deepEqual(await resourceRow(rid), before, 'nothing changed');
+    assert.deepEqual(await locksOn(rid), [], 'nobody holds the lock');
+    assert.ok(v.connected, 'Vera is still connected');
+  } finally {
+    await resetWorkerConf('collab.access_rule');
+  }
+  // with the rule unset, the same refusal is the grants' own
+  fails(await acquire(v, rid), 'FORBIDDEN', 'lock:acquire with view only');
 });
 
 test('a grant on one tab opens that tab only', async () => {
