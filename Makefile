@@ -38,6 +38,7 @@ OBJS = \
 	src/static_files.o \
 	src/sio_codec.o \
 	src/tokens.o \
+	src/trigger_rows.o \
 	src/worker.o \
 	src/ws_transport.o
 

@@ -24,12 +24,12 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/rel.h"
 
 #include "collab.h"
 #include "payloads.h"
+#include "trigger_rows.h"
 
 /* ----------------------------------------------------------------
  * Times and shared objects
@@ -430,21 +430,11 @@ collab_presence_user_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 
-static int
-presence_attnum(TupleDesc desc, const char *name)
-{
-	int			n = SPI_fnumber(desc, name);
-
-	if (n <= 0)
-		elog(ERROR, "collab.ws_presence has no column \"%s\"", name);
-	return n;
-}
-
 /* A presence row's column as text; an error for NULL, as the builders give. */
 static char *
-presence_column(HeapTuple row, TupleDesc desc, const char *name)
+presence_column(HeapTuple row, Relation rel, const char *name)
 {
-	char	   *v = SPI_getvalue(row, desc, presence_attnum(desc, name));
+	char	   *v = SPI_getvalue(row, RelationGetDescr(rel), collab_attnum(rel, name));
 
 	if (v == NULL)
 		elog(ERROR, "collab presence row without %s", name);
@@ -464,6 +454,7 @@ Datum
 collab_ws_presence_json(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	row;
 	int			a_json;
@@ -476,30 +467,23 @@ collab_ws_presence_json(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		elog(ERROR, "collab._ws_presence_json() must be fired BEFORE, FOR EACH ROW");
-	desc = td->tg_relation->rd_att;
-	a_json = presence_attnum(desc, "user_json");
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	a_json = collab_attnum(rel, "user_json");
 	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		bool		old_null,
-					new_null;
-		Datum		old_json = heap_getattr(td->tg_trigtuple, a_json, desc, &old_null);
-		Datum		new_json = heap_getattr(row, a_json, desc, &new_null);
-
-		if (old_null != new_null ||
-			(!new_null && !datum_image_eq(old_json, new_json, false, -1)))
-			return PointerGetDatum(row);
-	}
-	joined_at = heap_getattr(row, presence_attnum(desc, "joined_at"), desc, &isnull);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) &&
+		!collab_column_unchanged(td->tg_trigtuple, row, desc, a_json))
+		return PointerGetDatum(row);
+	joined_at = heap_getattr(row, collab_attnum(rel, "joined_at"), desc, &isnull);
 	if (isnull)
 		elog(ERROR, "collab presence row without joined_at");
 	initStringInfo(&buf);
-	payload_presence_user(&buf, presence_column(row, desc, "user_id"),
-						  presence_column(row, desc, "username"),
-						  presence_column(row, desc, "connection_id"),
-						  presence_column(row, desc, "role"),
+	payload_presence_user(&buf, presence_column(row, rel, "user_id"),
+						  presence_column(row, rel, "username"),
+						  presence_column(row, rel, "connection_id"),
+						  presence_column(row, rel, "role"),
 						  DatumGetTimestampTz(joined_at),
-						  presence_column(row, desc, "resource_id"));
+						  presence_column(row, rel, "resource_id"));
 	value = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
 	return PointerGetDatum(heap_modify_tuple_by_cols(row, desc, 1, &a_json, &value, &value_null));
 }

@@ -33,13 +33,13 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "collab.h"
 #include "payloads.h"
 #include "resource_id.h"
+#include "trigger_rows.h"
 
 
 /*
@@ -61,33 +61,10 @@ static const char save_sql[] =
 "WHERE id OPERATOR(pg_catalog.=) $1 RETURNING version";
 static const Oid save_types[2] = {TEXTOID, TEXTOID};
 
-static bool
-column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int att)
-{
-	bool		na,
-				nb;
-	Datum		va = heap_getattr(a, att, desc, &na);
-	Datum		vb = heap_getattr(b, att, desc, &nb);
-	Form_pg_attribute fa = TupleDescAttr(desc, att - 1);
-
-	if (na || nb)
-		return na == nb;
-	return datum_image_eq(va, vb, fa->attbyval, fa->attlen);
-}
-
-static int
-attnum(TupleDesc desc, const char *name)
-{
-	int			n = SPI_fnumber(desc, name);
-
-	if (n <= 0)
-		elog(ERROR, "collab.resources has no column \"%s\"", name);
-	return n;
-}
-
 /* An UPDATE of collab.resources, as far as the guard looks at it. */
 typedef struct GuardedUpdate
 {
+	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	oldt;
 	HeapTuple	newt;
@@ -131,25 +108,26 @@ typedef struct Saver
 static void
 read_update(TriggerData *td, GuardedUpdate *u)
 {
-	u->desc = td->tg_relation->rd_att;
+	u->rel = td->tg_relation;
+	u->desc = RelationGetDescr(u->rel);
 	u->oldt = td->tg_trigtuple;
 	u->newt = td->tg_newtuple;
-	u->a_id = attnum(u->desc, "id");
-	u->a_content = attnum(u->desc, "content");
-	u->a_version = attnum(u->desc, "version");
-	u->a_by = attnum(u->desc, "saved_by");
-	u->a_byname = attnum(u->desc, "saved_by_name");
-	u->a_at = attnum(u->desc, "saved_at");
+	u->a_id = collab_attnum(u->rel, "id");
+	u->a_content = collab_attnum(u->rel, "content");
+	u->a_version = collab_attnum(u->rel, "version");
+	u->a_by = collab_attnum(u->rel, "saved_by");
+	u->a_byname = collab_attnum(u->rel, "saved_by_name");
+	u->a_at = collab_attnum(u->rel, "saved_at");
 }
 
 /* What identifies a resource never changes. */
 static void
 forbid_key_changes(GuardedUpdate *u)
 {
-	if (!column_unchanged(u->oldt, u->newt, u->desc, u->a_id) ||
-		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "parent_id")) ||
-		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "kind")) ||
-		!column_unchanged(u->oldt, u->newt, u->desc, attnum(u->desc, "created_at")))
+	if (!collab_column_unchanged(u->oldt, u->newt, u->desc, u->a_id) ||
+		!collab_column_unchanged(u->oldt, u->newt, u->desc, collab_attnum(u->rel, "parent_id")) ||
+		!collab_column_unchanged(u->oldt, u->newt, u->desc, collab_attnum(u->rel, "kind")) ||
+		!collab_column_unchanged(u->oldt, u->newt, u->desc, collab_attnum(u->rel, "created_at")))
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_BAD_REQUEST)),
 				 errmsg("resource ids, parents, kinds and creation times cannot change")));
@@ -192,7 +170,7 @@ title_only(GuardedUpdate *u, const char *id)
 	Datum		v[4];
 	bool		n[4];
 
-	if (!column_unchanged(u->oldt, u->newt, u->desc, u->a_content))
+	if (!collab_column_unchanged(u->oldt, u->newt, u->desc, u->a_content))
 		ereport(ERROR,
 				(errcode(collab_errcode(CE_LOCK_NOT_HELD)),
 				 errmsg("no lock token presented for resource \"%s\"", id),
@@ -411,7 +389,7 @@ collab_resources_shape(PG_FUNCTION_ARGS)
 	row = td->tg_trigtuple;
 
 	/* NULL ids are left to the primary key */
-	d = heap_getattr(row, attnum(desc, "id"), desc, &isnull);
+	d = heap_getattr(row, collab_attnum(rel, "id"), desc, &isnull);
 	if (isnull)
 		return PointerGetDatum(row);
 	id = DatumGetTextPP(d);
@@ -429,7 +407,7 @@ collab_resources_shape(PG_FUNCTION_ARGS)
 	for (colon = last; s[colon] != ':'; colon++)
 		;						/* a valid id has a colon in every segment */
 
-	d = heap_getattr(row, attnum(desc, "kind"), desc, &isnull);
+	d = heap_getattr(row, collab_attnum(rel, "kind"), desc, &isnull);
 	if (isnull)
 		shape_violation(rel, "resources_kind_matches_id");
 	{
@@ -440,7 +418,7 @@ collab_resources_shape(PG_FUNCTION_ARGS)
 			shape_violation(rel, "resources_kind_matches_id");
 	}
 
-	d = heap_getattr(row, attnum(desc, "parent_id"), desc, &isnull);
+	d = heap_getattr(row, collab_attnum(rel, "parent_id"), desc, &isnull);
 	if (last == 0 ? !isnull :
 		isnull || VARSIZE_ANY_EXHDR(DatumGetTextPP(d)) != last - 1 ||
 		memcmp(VARDATA_ANY(DatumGetTextPP(d)), s, last - 1) != 0)
