@@ -860,7 +860,8 @@ async function presenceRound(ctx, round) {
   must(ack.ack.ok && ack.ack.users.length === N + 1, `${ctx.name} join ack: ${JSON.stringify(ack.ack).slice(0, 200)} (${ack.ack.users && ack.ack.users.length} users)`);
   let got = await dones;
   must(got.every((g) => g.status === 'fulfilled'), `${ctx.name} N=${N} round ${round}: not every member got presence:joined`);
-  const row = { ack: ack.ms, last: msBetween(t0, got.reduce((m, g) => (g.value.last > m ? g.value.last : m), 0n)) };
+  // at: the round's start, ms on CLOCK_MONOTONIC (as perf record -k CLOCK_MONOTONIC)
+  const row = { at: Number(t0) / 1e6, ack: ack.ms, last: msBetween(t0, got.reduce((m, g) => (g.value.last > m ? g.value.last : m), 0n)) };
   // the FIRST receipt: how long before the server starts writing the fan-out
   row.first = msBetween(t0, got.reduce((m, g) => (m === null || g.value.first < m ? g.value.first : m), null));
   // the generator's CPU per received member message, from arm to its last receipt
