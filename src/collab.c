@@ -53,6 +53,7 @@ int			collab_max_connections_per_user = 32;
 int			collab_max_unauthenticated_per_address = 256;
 int			collab_connect_timeout_ms = 10000;
 int			collab_max_output_buffer_kb = 256 * 1024;
+bool		collab_synchronous_grants = false;
 
 bool		collab_worker_session = false;
 
@@ -123,6 +124,16 @@ collab_define_reloadable_settings(void)
 							"Clock skew allowed when checking exp and nbf.",
 							NULL, &collab_jwt_leeway, 30, 0, 600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	/*
+	 * Superuser setting, as collab.lock_ttl: it decides what a crash may
+	 * take from a holder.
+	 */
+	DefineCustomBoolVariable("collab.synchronous_grants",
+							 "Whether the worker answers lock:acquire and lock:request only once their commit is flushed.",
+							 "Off: the grant commits asynchronously after its fencing token's WAL record is flushed; "
+							 "a crash may undo a grant made just before it, never reissue its token.",
+							 &collab_synchronous_grants, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("collab.lock_ttl",
 							"Time an editor lock lives without renewal.",
 							NULL, &collab_lock_ttl_ms, 5 * 60 * 1000, 100, INT_MAX,

@@ -49,6 +49,7 @@ extern int	collab_max_connections_per_user;
 extern int	collab_max_unauthenticated_per_address;
 extern int	collab_connect_timeout_ms;
 extern int	collab_max_output_buffer_kb;
+extern bool collab_synchronous_grants;
 
 /*
  * This process is a collab worker: its lock decisions never wait for a

@@ -9,17 +9,22 @@
  * job cannot harm the others.  After the commit each job's done callback
  * gets its answer; what a job is for is its queuer's business.
  *
- * A reply acknowledges only what is durable.  A batch whose every job
- * allows it (events_first: a viewer's join, whose only logged write is its
- * access-trail entry) commits without waiting for its WAL flush: its
- * events go out to the rooms first, then the flush (and, with synchronous
- * replication, the standby) is waited for, and only then are the replies
- * sent, so that a join's content leaves the server only once its entry is
- * durable and the room does not wait for the disk.  Other batches wait for
- * the flush at commit, which costs a lock or a save less: an asynchronous
- * commit wakes the WAL writer, and waiting for its flush afterwards made
- * the lock round trip slower (test/bench/ab).  A crash before the flush
- * ends every connection anyway.
+ * A reply acknowledges only what is durable, with one exception the
+ * deployment chooses.  A batch whose every job allows it (events_first: a
+ * viewer's join, whose only logged write is its access-trail entry)
+ * commits without waiting for its WAL flush: its events go out to the
+ * rooms first, then the flush (and, with synchronous replication, the
+ * standby) is waited for, and only then are the replies sent, so that a
+ * join's content leaves the server only once its entry is durable and the
+ * room does not wait for the disk.  A batch of lock decisions alone
+ * (grant: lock:acquire, lock:request) does not wait for its flush at all,
+ * unless collab.synchronous_grants is on or synchronous standbys are
+ * named: tokens.c flushes the WAL record behind each token first, so a
+ * crash can undo such a grant but never hand its token out again, and a
+ * save under it flushes it with its own commit.  Other batches wait for
+ * the flush at commit, which costs a save less than an asynchronous commit
+ * and a flush afterwards (the commit wakes the WAL writer).  A crash before
+ * the flush ends every connection anyway.
  *
  * Every client is served by the one event loop that runs these batches,
  * so no job may wait for another session.  The worker takes path locks
@@ -669,6 +674,7 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 	Job		   *next;
 	bool		wrote_wal;
 	bool		events_first;
+	bool		lazy;
 
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -679,14 +685,19 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 	/*
 	 * Jobs of their own batch forward events that are already committed; a
 	 * NOTIFY lost in a crash is lost to its listeners anyway, so they do not
-	 * wait for the flush at all.  A batch of events_first jobs waits for it
-	 * after its events have gone out (reply).
+	 * wait for the flush at all, nor do lock decisions that may go without
+	 * it (see the top).  A batch of events_first jobs, lock decisions among
+	 * them or not, waits for it after its events have gone out (reply).
 	 */
 	batch_commit_lsn = InvalidXLogRecPtr;
-	events_first = !batch->own_batch;
+	lazy = !batch->own_batch && !collab_synchronous_grants &&
+		(SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0');
 	for (Job *j = batch; j; j = j->next)
-		events_first &= j->events_first;
-	if (batch->own_batch || events_first)
+		lazy &= j->grant;
+	events_first = !batch->own_batch && !lazy;
+	for (Job *j = batch; j; j = j->next)
+		events_first &= j->events_first || j->grant;
+	if (batch->own_batch || events_first || lazy)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 

@@ -53,6 +53,9 @@ struct Job
 								 * commit without waiting for the WAL flush */
 	bool		events_first;	/* its batch's events may go out before the
 								 * WAL flush that its reply waits for */
+	bool		grant;			/* a lock decision, answered without waiting
+								 * for the WAL flush unless
+								 * collab.synchronous_grants says so */
 	JobRetry	retry;
 
 	/* The answer, for done */

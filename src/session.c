@@ -1305,6 +1305,7 @@ typedef struct EventSpec
 	bool		needs_mode;
 	bool		is_save;
 	EventArgs	args;
+	bool		is_grant;		/* a lock decision alone (jobs.c) */
 } EventSpec;
 
 /* The job of a client event. */
@@ -1325,10 +1326,10 @@ static void request_done(Job *job);
 static const EventSpec event_specs[] = {
 	{"presence:join", "SELECT ack, token::text FROM collab.ws_join($1, $2, $3, false)", AFTER_JOIN, true, false},
 	{"presence:leave", "SELECT collab.ws_leave($1, $2)::text", AFTER_LEAVE, false, false},
-	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:acquire", "SELECT collab.ws_acquire($1, $2)::text", AFTER_NOTHING, false, false, ARGS_NONE, true},
 	{"lock:renew", "SELECT collab.ws_renew($1, $2)::text", AFTER_NOTHING, false, false},
 	{"lock:release", "SELECT collab.ws_release($1, $2)::text", AFTER_NOTHING, false, false},
-	{"lock:request", "SELECT collab.ws_request($1, $2)::text", AFTER_NOTHING, false, false},
+	{"lock:request", "SELECT collab.ws_request($1, $2)::text", AFTER_NOTHING, false, false, ARGS_NONE, true},
 	{"doc:save", "SELECT collab.ws_save($1, $2, $3, $4::bigint, $5::bigint, $6::bigint)::text", AFTER_NOTHING, false, true},
 	{"doc:history", "SELECT collab.ws_history($1, $2, $3::bigint, $4::bigint)::text", AFTER_NOTHING, false, false, ARGS_HISTORY},
 	{"doc:revision", "SELECT collab.ws_revision($1, $2, $3::bigint)::text", AFTER_NOTHING, false, false, ARGS_REVISION},
@@ -1514,6 +1515,7 @@ handle_event(Conn *conn, SioFrame *f)
 	rj->job.args[0] = job_strdup(conn->id);
 	rj->job.args[1] = rj->resource_id;
 	rj->job.nargs = 2;
+	rj->job.grant = spec->is_grant;
 	if (event_args(conn, spec, &args, rj))
 		jobs_queue(&rj->job);
 }

@@ -24,12 +24,17 @@
  * database still at 0.1.0 (no collab.token_epochs yet) gets plain sequence
  * values, as 0.1.0 did.
  *
- * The sequence's WAL record precedes any use of a value.  That record is
- * durable once the granting transaction's commit is flushed, but a session
- * running with synchronous_commit = off gets its commit acknowledged before
- * the flush; after a crash the sequence could then hand out a value that a
- * client already holds.  So a transaction that issued tokens flushes WAL
- * before it commits whenever its commit would not.  The transaction that
+ * The sequence's WAL record precedes any use of a value: it logs values
+ * ahead, and recovery goes on above the last value it logged.  That record
+ * is durable once the granting transaction's commit is flushed, but a
+ * transaction committing with synchronous_commit = off (a session's choice,
+ * or the worker's grants, see collab.synchronous_grants) is acknowledged
+ * before the flush; after a crash the sequence could then hand out a value
+ * that a client already holds.  So a transaction that issued tokens flushes
+ * WAL up to the end of the sequence's latest record before it commits
+ * whenever its commit would not.  The sequence logs many values in one
+ * record, so that record is nearly always on disk already; the grant itself
+ * may then be lost in a crash, its token never.  The transaction that
  * starts an epoch commits synchronously: its row is what keeps the epoch's
  * count from starting over.
  *
@@ -37,6 +42,7 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -46,6 +52,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -89,7 +96,8 @@ typedef struct TokenEpoch
 static TokenEpoch cached_epoch;
 static bool cached_epoch_valid = false;
 
-static bool issued_in_xact = false;
+/* The end of the sequence record that covers this transaction's tokens. */
+static XLogRecPtr token_record_end = InvalidXLogRecPtr;
 static bool callback_registered = false;
 
 static void
@@ -97,21 +105,37 @@ tokens_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT)
 	{
-		/*
-		 * Our own last WAL record (the lease row) follows the sequence
-		 * record that covers the token, so flushing up to it suffices.
-		 */
-		if (issued_in_xact && synchronous_commit == SYNCHRONOUS_COMMIT_OFF &&
-			XactLastRecEnd != InvalidXLogRecPtr)
-			XLogFlush(XactLastRecEnd);
-		issued_in_xact = false;
+		if (token_record_end != InvalidXLogRecPtr &&
+			synchronous_commit == SYNCHRONOUS_COMMIT_OFF)
+			XLogFlush(token_record_end);
+		token_record_end = InvalidXLogRecPtr;
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
 	{
 		/* an aborted grant's token is simply never used */
-		issued_in_xact = false;
+		token_record_end = InvalidXLogRecPtr;
 	}
+}
+
+/*
+ * The sequence's page LSN is the end of its latest WAL record, the one that
+ * logged the value just handed out (or values beyond it).
+ */
+static void
+note_token_record(Oid seq)
+{
+	/* nextval_internal() holds the sequence's lock until the end of the transaction */
+	Relation	rel = relation_open(seq, NoLock);
+	Buffer		buf = ReadBuffer(rel, 0);
+	XLogRecPtr	lsn;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	lsn = PageGetLSN(BufferGetPage(buf));
+	UnlockReleaseBuffer(buf);
+	relation_close(rel, NoLock);
+	if (lsn > token_record_end)
+		token_record_end = lsn;
 }
 
 static Oid
@@ -215,13 +239,14 @@ collab_issue_token(void)
 	if (!OidIsValid(table))
 	{
 		/* the extension is still at 0.1.0: its plain sequence values */
-		issued_in_xact = true;
-		return nextval_internal(seq, false);
+		value = nextval_internal(seq, false);
+		note_token_record(seq);
+		return value;
 	}
 
 	current_epoch(table, &e);
-	issued_in_xact = true;
 	value = nextval_internal(seq, false);
+	note_token_record(seq);
 	n = value - e.base;
 	if (n >= TOKEN_COUNTER_LIMIT)
 		ereport(ERROR,

@@ -80,6 +80,43 @@ test('with a synchronous standby, an acknowledgement the new primary lacks is a 
   assert.ok(k.filter((x) => x === 'F3 acknowledged-and-lost').length === 2, k.join('; '));
 });
 
+/*
+ * w2 (connection c3) acquires tab:b by lock:acquire just before the crash;
+ * the grant is in neither primary's data (the worker answered before its
+ * WAL flush, which the crash took).
+ */
+function undoneGrant(h, { op = 'acquire', savedUnder = false } = {}) {
+  const token = E1 + 3;
+  h.records.push(
+    { k: 'invoke', id: 'w2#1', client: 'w2', user: 'w2', conn: 'c3', kind: 'ws', op, res: TAB_B, t: 900 },
+    { k: 'ok', id: 'w2#1', t: 910, role: 'editor', grant: { res: TAB_B, token } });
+  if (savedUnder) {
+    h.records.push(
+      { k: 'invoke', id: 'w2#2', client: 'w2', user: 'w2', conn: 'c3', kind: 'ws', op: 'save', res: TAB_B, token, line: lineFor('w2#2', token), t: 920 },
+      { k: 'ok', id: 'w2#2', t: 930, version: 1 });
+  }
+  return h;
+}
+
+test('a lock:acquire answered just before the crash and undone by it, with nothing under its token', () => {
+  const r = checkFailover(undoneGrant(history()));
+  assert.deepEqual(r.violations, []);
+  assert.equal(r.stats['grants undone by the crash'], 1);
+  assert.equal(r.stats['grants lost'], 1);
+});
+
+test('a grant in neither primary\'s data: a violation under a save, with a synchronous standby, or by a join', () => {
+  let k = kinds(checkFailover(undoneGrant(history(), { savedUnder: true })));
+  assert.ok(k.includes('F3 grant-vanished'), k.join('; '));
+  const h = undoneGrant(history());
+  h.synchronous = true;
+  k = kinds(checkFailover(h));
+  assert.ok(k.includes('F3 grant-vanished'), k.join('; '));
+  assert.ok(k.includes('3 observed-grant-unknown'), k.join('; '));
+  k = kinds(checkFailover(undoneGrant(history(), { op: 'join' })));
+  assert.ok(k.includes('F3 grant-vanished'), k.join('; '));
+});
+
 test('the new primary reissuing a token the old one granted (not replicated)', () => {
   const h = history();
   h.now.audit[2].token = E1 + 2;

@@ -479,6 +479,7 @@ table(`failover drill, ${SYNC ? 'synchronous standby (synchronous_commit = remot
   ['tokens issued before the failover (old primary, all it committed)', `${st['tokens issued by the old primary']} (epoch ${epochsOld.join(', ')}, up to ${st['highest old token']})`],
   ['tokens issued after the failover (new primary)', `${st['tokens issued by the new primary']} (epoch ${epochsNew.join(', ')}, from ${st['lowest new token']}; timeline ${newEpochRow?.timeline}, ${newEpochRow?.reason})`],
   ['grants the standby never received', `${oldData.audit.filter((a) => a.action === 'grant').length - nowData.audit.filter((a) => a.action === 'grant' && a.at < promotedAt).length} (acknowledged to a client: ${st['grants lost']})`],
+  ['grants undone by the old primary\'s crash (answered before their WAL flush)', String(st['grants undone by the crash'])],
   ['sequence values the new primary handed out again (harmless: another epoch)', String(reissuedRaw)],
   ['acknowledged saves lost (acknowledged by the old primary, not replicated)', String(st['saves lost'])],
   ['other acknowledgements lost (releases, reads of lost versions)', `${st['releases lost']}, ${st['reads of lost versions']}`],

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Crash and restart under load (crash_load.mjs) on a throwaway cluster of its
-# own: the test kills the collab worker with SIGKILL and stops the cluster
+# own, with collab.synchronous_grants off and then on: the test kills the collab worker with SIGKILL and stops the cluster
 # with pg_ctl -m immediate, which would break every other suite sharing a
 # cluster.  Then, on the same cluster started with a small
 # collab.max_connections, the connection flood test of ws_hostile.test.mjs
@@ -52,7 +52,15 @@ wait_listening() {
 wait_listening
 
 status=0
+# with collab.synchronous_grants off (the default), then on
 node --test --test-reporter=spec integration/crash_load.mjs || status=$?
+if [ $status -eq 0 ]; then
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "ALTER SYSTEM SET collab.synchronous_grants = on" >/dev/null
+	bash "$ROOT/scripts/cluster.sh" stop "$CLUSTER"
+	bash "$ROOT/scripts/cluster.sh" restart "$CLUSTER"
+	wait_listening
+	node --test --test-reporter=spec integration/crash_load.mjs || status=$?
+fi
 
 if [ $status -eq 0 ]; then
 	# the connection limit, which needs a restart to change

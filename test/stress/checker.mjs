@@ -662,8 +662,8 @@ export function checkFailover(input) {
   const violations = [];
   const v = (c, kind, msg) => violations.push({ check: c, kind, msg });
   const stats = {
-    'saves lost': 0, 'grants lost': 0, 'releases lost': 0, 'reads of lost versions': 0,
-    'audit rows lost': 0, 'pre-failover saves': 0,
+    'saves lost': 0, 'grants lost': 0, 'grants undone by the crash': 0, 'releases lost': 0,
+    'reads of lost versions': 0, 'audit rows lost': 0, 'pre-failover saves': 0,
   };
   const bump = (k, n = 1) => { stats[k] = (stats[k] ?? 0) + n; };
 
@@ -724,6 +724,22 @@ export function checkFailover(input) {
   const nowGrants = new Set(now.audit.filter((a) => a.action === 'grant').map((a) => a.token));
   const lostGrants = new Set(lostAudit.filter((a) => a.action === 'grant').map((a) => a.token));
   const lostReleases = new Set(lostAudit.filter((a) => a.action === 'release').map((a) => a.token));
+  // A grant that the worker answered before its WAL flush (lock:acquire or
+  // lock:request, collab.synchronous_grants off, no synchronous standby) may
+  // be undone by the old primary's crash: then it is in neither primary's
+  // data.  Only if nothing was acknowledged under its token, whose save or
+  // renewal would have flushed the grant with its own commit.
+  const oldGrants = new Set(old.audit.filter((a) => a.action === 'grant').map((a) => a.token));
+  const usedTokens = new Set(ops.filter((o) => o.outcome === 'ok' && ['save', 'renew'].includes(o.op)).map((o) => o.token));
+  const undoneIds = new Set();
+  for (const o of ops) {
+    if (!synchronous && o.outcome === 'ok' && o.grant && o.ackT < tDown && o.kind === 'ws' &&
+        ['acquire', 'request'].includes(o.op) && !oldGrants.has(o.grant.token) &&
+        !nowGrants.has(o.grant.token) && !usedTokens.has(o.grant.token)) {
+      undoneIds.add(o.id);
+      bump('grants undone by the crash');
+    }
+  }
   const lose = (o, what) => {
     lostIds.add(o.id);
     bump(what);
@@ -738,7 +754,7 @@ export function checkFailover(input) {
       if (fromOld && k.lost.has(o.line)) lose(o, 'saves lost');
       else if (fromOld) v('F3', 'save-vanished', `save ${o.id} by ${o.client} on ${o.res} (token ${o.token}) was acknowledged by the old primary and is in neither primary's data`);
     }
-    if (o.grant && !nowGrants.has(o.grant.token)) {
+    if (o.grant && !nowGrants.has(o.grant.token) && !undoneIds.has(o.id)) {
       if (fromOld && lostGrants.has(o.grant.token)) lose(o, 'grants lost');
       else if (fromOld) v('F3', 'grant-vanished', `${o.op} ${o.id} by ${o.client} was granted token ${o.grant.token} on ${o.grant.res} by the old primary, whose audit trail lacks it`);
     }
@@ -772,7 +788,8 @@ export function checkFailover(input) {
   }
 
   /* the old primary's own history: what completed before it died */
-  const before = input.records.filter((r) => r.t < tDown);
+  const before = input.records.filter((r) => r.t < tDown)
+    .map((r) => (undoneIds.has(r.id) && r.k === 'ok' ? { ...r, k: 'lost' } : r));
   const oldHistory = check({
     ttlMs: input.ttlMs, records: before, events: input.events.filter((e) => e.t < tDown),
     audit: old.audit, resources: old.resources.filter((r) => input.resourceIds.includes(r.id)),
@@ -787,7 +804,7 @@ export function checkFailover(input) {
   const preFailover = new Set(ops.filter((o) => o.preFailover).map((o) => o.id));
   const records = input.records.map((r) => {
     if (r.k === 'invoke' || r.k === 'note') return r;
-    if (lostIds.has(r.id) && r.k === 'ok') return { ...r, k: 'lost' };
+    if ((lostIds.has(r.id) || undoneIds.has(r.id)) && r.k === 'ok') return { ...r, k: 'lost' };
     if (r.t < tDown && r.k === 'fail') return { ...r, k: 'judged-old' };
     if (preFailover.has(r.id) && r.k === 'fail') return { ...r, k: 'judged-f4' };
     return r;
