@@ -674,6 +674,7 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 	Job		   *next;
 	bool		wrote_wal;
 	bool		events_first;
+	bool		lazy_grants;
 	bool		lazy;
 
 	StartTransactionCommand();
@@ -686,17 +687,19 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 	 * Jobs of their own batch forward events that are already committed; a
 	 * NOTIFY lost in a crash is lost to its listeners anyway, so they do not
 	 * wait for the flush at all, nor do lock decisions that may go without
-	 * it (see the top).  A batch of events_first jobs, lock decisions among
-	 * them or not, waits for it after its events have gone out (reply).
+	 * it (see the top).  A batch of events_first jobs, such lock decisions
+	 * among them or not, waits for it after its events have gone out
+	 * (reply).
 	 */
 	batch_commit_lsn = InvalidXLogRecPtr;
-	lazy = !batch->own_batch && !collab_synchronous_grants &&
+	lazy_grants = !collab_synchronous_grants &&
 		(SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0');
+	lazy = !batch->own_batch && lazy_grants;
 	for (Job *j = batch; j; j = j->next)
 		lazy &= j->grant;
 	events_first = !batch->own_batch && !lazy;
 	for (Job *j = batch; j; j = j->next)
-		events_first &= j->events_first || j->grant;
+		events_first &= j->events_first || (j->grant && lazy_grants);
 	if (batch->own_batch || events_first || lazy)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
