@@ -67,25 +67,33 @@ expect_eq "no token is in the audit trail twice" \
 
 TESTDB=postgres q "DROP DATABASE $TESTDB" >/dev/null
 
+# A checkpoint, then one grant committed asynchronously with the WAL writer
+# slowed, so that nothing but the grant itself can flush WAL, and a crash;
+# prints the grant's token.  Arguments: resource, user id, name, holder.
+grant_after_checkpoint_then_crash() {
+	local token
+	q "CHECKPOINT" >/dev/null
+	TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
+	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+	token=$("${PSQL[@]}" -d $TESTDB -c "SET synchronous_commit = off" \
+		-c "SELECT token FROM collab.acquire('$1', '$2', '$3', '$4')" | tail -1)
+	bash ../../scripts/cluster.sh stop "$CLUSTER" immediate >/dev/null
+	bash ../../scripts/cluster.sh restart "$CLUSTER" >/dev/null
+	TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
+	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+	echo "$token"
+}
+
 # The first grant of a database starts its token epoch (a row of
 # collab.token_epochs, the base its count starts from).  Made under
 # asynchronous commit and lost in a crash, the epoch would start again at
-# the same number and count from 1: its first token would come back.  The
-# WAL writer is slowed so that nothing but the grant itself can flush it.
+# the same number and count from 1: its first token would come back.
 export TESTDB=restart_epoch_test
 TESTDB=postgres q "DROP DATABASE IF EXISTS $TESTDB" >/dev/null
 TESTDB=postgres q "CREATE DATABASE $TESTDB" >/dev/null
 q "CREATE EXTENSION collab" >/dev/null
 q "SELECT collab.create_document('epoch', NULL, ARRAY['a', 'b'])" >/dev/null
-q "CHECKPOINT" >/dev/null
-TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
-first=$("${PSQL[@]}" -d $TESTDB -c "SET synchronous_commit = off" \
-	-c "SELECT token FROM collab.acquire('document:epoch/tab:a', 'u-anna', 'Anna', 'e1')" | tail -1)
-bash ../../scripts/cluster.sh stop "$CLUSTER" immediate
-bash ../../scripts/cluster.sh restart "$CLUSTER"
-TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+first=$(grant_after_checkpoint_then_crash 'document:epoch/tab:a' u-anna Anna e1)
 next=$(q "SELECT token FROM collab.acquire('document:epoch/tab:b', 'u-ben', 'Ben', 'e2')")
 expect_eq "a token after the crash ($next) is above the epoch's first, granted asynchronously ($first)" \
 	"$([ "$next" -gt "$first" ] && echo yes || echo no)" "yes"
@@ -93,18 +101,9 @@ expect_eq "the epoch-starting grant was made durable before it was acknowledged"
 	"$(q "SELECT username FROM collab.locks WHERE resource_id = 'document:epoch/tab:a'")" "Anna"
 
 # A grant in the running epoch, the first after a checkpoint (so its nextval
-# WAL-logs the sequence), committed asynchronously with the WAL writer
-# slowed: the crash may take its lease, never its token.
+# WAL-logs the sequence): the crash may take its lease, never its token.
 q "SELECT collab.create_document('epoch2', NULL, ARRAY['c', 'd'])" >/dev/null
-q "CHECKPOINT" >/dev/null
-TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
-lazy=$("${PSQL[@]}" -d $TESTDB -c "SET synchronous_commit = off" \
-	-c "SELECT token FROM collab.acquire('document:epoch2/tab:c', 'u-anna', 'Anna', 'e3')" | tail -1)
-bash ../../scripts/cluster.sh stop "$CLUSTER" immediate
-bash ../../scripts/cluster.sh restart "$CLUSTER"
-TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+lazy=$(grant_after_checkpoint_then_crash 'document:epoch2/tab:c' u-anna Anna e3)
 echo "# the asynchronous grant's lease after the crash: $(q "SELECT count(*) FROM collab.locks WHERE resource_id = 'document:epoch2/tab:c'") row(s)"
 next=$(q "SELECT token FROM collab.acquire('document:epoch2/tab:d', 'u-ben', 'Ben', 'e4')")
 expect_eq "a token after the crash ($next) is above an asynchronous grant's right after a checkpoint ($lazy)" \
