@@ -64,10 +64,22 @@ function unpause() {
   resume();
 }
 
-function grantFrom(ack, e, what, via = 'join') {
+/**
+ * The phase whose server answers a request sent now on connection connId.
+ * Sent on the live connection, it is answered by the current phase's server
+ * (or not at all, if a crash ends the connection first), even when the test
+ * reads the answer only after it has counted the crash: execFileSync holds
+ * the event loop.  Sent while disconnected, it waits in socket.io-client's
+ * buffer for the next server: null, the phase when the answer is read.
+ */
+function sendingPhase(e, connId) {
+  return e.s.connected && e.s.id === connId ? phase : null;
+}
+
+function grantFrom(ack, e, what, via = 'join', sentIn = null) {
   const token = Number(ack.lock?.token);
   assert.ok(Number.isSafeInteger(token) && token > 0, `${what}: a positive integer token in ${JSON.stringify(ack)}`);
-  grants.push({ token, phase, editor: e.user.name, via });
+  grants.push({ token, phase: sentIn ?? phase, editor: e.user.name, via });
   e.currentToken = token;
 }
 
@@ -83,10 +95,11 @@ async function runEditor(e) {
     const connId = e.s.id;
     try {
       if (e.heldBy !== connId) {
+        const sentIn = sendingPhase(e, connId);
         const ack = await join(e.s, e.rid, 'editor');
         if (!ack.ok) throw Object.assign(new Error(JSON.stringify(ack)), { ack });
         assert.equal(ack.role, 'editor', `${e.user.name} (re)joins its own tab as editor: ${JSON.stringify(ack)}`);
-        grantFrom(ack, e, `${e.user.name} join`);
+        grantFrom(ack, e, `${e.user.name} join`, 'join', sentIn);
         e.heldBy = connId;
       }
       n += 1;
@@ -104,9 +117,10 @@ async function runEditor(e) {
         if (!r.ok) throw Object.assign(new Error(JSON.stringify(r)), { ack: r });
         releaseAcked.add(e.currentToken);
         e.heldBy = null;
+        const sentIn = sendingPhase(e, connId);
         const a = await acquire(e.s, e.rid);
         if (!a.ok) throw Object.assign(new Error(JSON.stringify(a)), { ack: a });
-        grantFrom(a, e, `${e.user.name} acquire`, 'acquire');
+        grantFrom(a, e, `${e.user.name} acquire`, 'acquire', sentIn);
         e.heldBy = connId;
       }
     } catch (err) {
