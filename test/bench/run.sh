@@ -126,17 +126,18 @@ wal_per() {
 		printf "%.0f %.2f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
 }
 # sample_waits DB SECONDS: what pgbench's backends wait on, sampled every
-# 50 ms; prints the three most frequent ("CPU" = not waiting).
+# 50 ms; prints the three most frequent ("CPU" = not waiting).  psql's \watch
+# runs each sample as a statement of its own: a transaction left open across
+# the round (a loop in one DO block) would hold back the xmin horizon, so that
+# no updated row could be pruned, and slow every variant by its own measure.
 sample_waits() {
-	q "$1" -c "CREATE TEMP TABLE w (ev text)" -c "DO \$\$ BEGIN
-		FOR i IN 1..($2 * 20) LOOP
-			INSERT INTO w SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
-			 WHERE application_name = 'pgbench' AND state = 'active' AND backend_type = 'client backend';
-			PERFORM pg_sleep(0.05);
-		END LOOP; END \$\$" \
-		-c "SELECT string_agg(format('%s %s%%', ev, pct), ', ' ORDER BY n DESC) FROM (
-			SELECT ev, count(*) AS n, round(100.0 * count(*) / sum(count(*)) OVER ()) AS pct
-			  FROM w GROUP BY ev ORDER BY n DESC LIMIT 3) t"
+	local samples
+	samples=$(printf '%s\n' "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+		 WHERE application_name = 'pgbench' AND state = 'active' AND backend_type = 'client backend'" '\watch 0.05' |
+		{ timeout "$2" "${PSQL[@]}" -d "$1" || [ $? -eq 124 ]; } | grep -v '^$' || true)
+	[ -n "$samples" ] || { echo "no samples"; return; }
+	sort <<<"$samples" | uniq -c | sort -rn | awk -v t="$(wc -l <<<"$samples")" '
+		NR <= 3 { printf "%s%s %.0f%%", (NR > 1 ? ", " : ""), $2, 100 * $1 / t } END { print "" }'
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
