@@ -10,7 +10,12 @@
  * committing backend reserves room just before commit, copies its payloads
  * in after commit (still holding its advisory locks, so the events of one
  * resource are in lock order), and wakes the worker through an eventfd the
- * worker polls.
+ * worker polls.  A stream of saves would wake it once per commit, a context
+ * switch each on the cores the saves run on: so after a backend's wake-up
+ * the worker is "held", and further backends' appends leave it to come back
+ * by itself (the worker's hold timer, EVENT_HOLD_MS) until it finds nothing
+ * new.  The first event after a quiet spell still wakes it at once, and a
+ * worker's own appends always do: they answer its clients.
  * Every worker (collab.workers of them) reads the whole ring with its own
  * read position and eventfd, and fans the events out to its own
  * connections; the lowest-numbered running worker also forwards them to
@@ -43,6 +48,7 @@ typedef struct EventConsumer
 	pid_t		pid;			/* 0: no worker in this slot */
 	uint64		read_pos;		/* bytes this worker has consumed */
 	bool		overflowed;		/* events bypassed the ring while it read */
+	bool		held;			/* a backend woke it; it comes back by itself */
 } EventConsumer;
 
 typedef struct EventRing
@@ -206,8 +212,9 @@ ring_copy_out(uint64 pos, char *dst, Size len)
 }
 
 /*
- * Appends payloads for which room was reserved, and wakes every worker.
- * Runs after commit, so it must not fail: nothing here can raise an error.
+ * Appends payloads for which room was reserved, and wakes every worker that
+ * is not held (a worker's appends wake every one).  Runs after commit, so it
+ * must not fail: nothing here can raise an error.
  */
 void
 event_queue_append(List *payloads, Size reserved)
@@ -228,7 +235,13 @@ event_queue_append(List *payloads, Size reserved)
 	}
 	ring->reserved -= reserved;
 	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
-		wake[i] = ring->consumers[i].pid != 0;
+	{
+		EventConsumer *c = &ring->consumers[i];
+
+		wake[i] = c->pid != 0 && (my_slot >= 0 || !c->held);
+		if (wake[i] && my_slot < 0)
+			c->held = true;
+	}
 	LWLockRelease(ring->lock);
 	for (int i = 0; i < COLLAB_MAX_WORKERS; i++)
 	{
@@ -256,6 +269,7 @@ event_queue_attach(int slot)
 	ring->consumers[slot].pid = MyProcPid;
 	ring->consumers[slot].read_pos = ring->write_pos;
 	ring->consumers[slot].overflowed = false;
+	ring->consumers[slot].held = false;
 	ring->consumer_db = MyDatabaseId;
 	LWLockRelease(ring->lock);
 	my_slot = slot;
@@ -325,10 +339,15 @@ event_queue_take_overflow(void)
  * read under the same lock as the positions) and the record's position in
  * the ring, the same for every worker (events' offsets are made of it).  Payloads are copied out
  * before cb runs, so cb may take its time.
+ *
+ * *held tells whether the worker must come back by itself (backends no
+ * longer wake it).  When the worker comes back (release), finding nothing
+ * new ends the hold, under the lock that appends take, so that the next
+ * append wakes it.
  */
 int
 event_queue_drain(void (*cb) (const char *payload, bool forward, uint64 pos, void *arg),
-				  void *arg)
+				  void *arg, bool release, bool *held)
 {
 	uint64		read_pos;
 	uint64		write_pos;
@@ -338,6 +357,7 @@ event_queue_drain(void (*cb) (const char *payload, bool forward, uint64 pos, voi
 	char	   *buf = NULL;
 	Size		bufsize = 0;
 
+	*held = false;
 	if (my_slot < 0)
 		return 0;
 	/* clear the wake-up counter first: a later append wakes us again */
@@ -345,10 +365,13 @@ event_queue_drain(void (*cb) (const char *payload, bool forward, uint64 pos, voi
 	{
 		/* EAGAIN: nothing new signalled, but look anyway */
 	}
-	LWLockAcquire(ring->lock, LW_SHARED);
+	LWLockAcquire(ring->lock, LW_EXCLUSIVE);
 	read_pos = ring->consumers[my_slot].read_pos;
 	write_pos = ring->write_pos;
 	forward = is_forwarder_locked();
+	if (release && read_pos == write_pos)
+		ring->consumers[my_slot].held = false;
+	*held = ring->consumers[my_slot].held;
 	LWLockRelease(ring->lock);
 
 	while (read_pos < write_pos)

@@ -95,6 +95,7 @@ static lws_sorted_usec_list_t sweep_sul;
 static void sweep_timer_cb(lws_sorted_usec_list_t *sul);
 static ev_timer tick_timer;
 static ev_timer retry_timer;
+static ev_timer hold_timer;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -291,6 +292,15 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 }
 
+/* A held worker reads the event queue again (drain_events). */
+static bool hold_due = false;
+
+static void
+hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	hold_due = true;
+}
+
 /* Wakes the loop when the next parked job is due. */
 static void
 schedule_retry(void)
@@ -417,11 +427,21 @@ dispatch_payload(const char *payload, bool forwarder, uint64 pos, void *arg)
 static void
 drain_events(void)
 {
+	bool		held;
+
 	/* a session moves here from another worker: its events wait (session.c) */
 	if (session_holds_events())
 		return;
 	events_readable = false;
-	(void) event_queue_drain(dispatch_payload, NULL);
+	/* only the hold timer's pass may end a hold: other passes come sooner */
+	(void) event_queue_drain(dispatch_payload, NULL, hold_due, &held);
+	hold_due = false;
+	/* backends no longer wake us: come back soon, as the next of them would */
+	if (held && !ev_is_active(&hold_timer))
+	{
+		ev_timer_set(&hold_timer, EVENT_HOLD_MS / 1000.0, 0.0);
+		ev_timer_start(worker_loop, &hold_timer);
+	}
 	collab_forward_flush(forward_envelope);
 	poll_http_flush();
 	if (event_queue_take_overflow())
@@ -843,6 +863,7 @@ start_worker(Datum main_arg)
 	adopt_fd(vh, event_queue_wake_fd(worker_slot), FD_EVENT_QUEUE);
 	adopt_fd(vh, postmaster_alive_fds[POSTMASTER_FD_WATCH], FD_POSTMASTER);
 	ev_init(&retry_timer, retry_cb);
+	ev_init(&hold_timer, hold_cb);
 	role_init();
 	if (!role_is_standby())
 		start_primary();
@@ -958,6 +979,7 @@ stop_worker(void)
 	worker_context = NULL;
 	ev_timer_stop(worker_loop, &tick_timer);
 	ev_timer_stop(worker_loop, &retry_timer);
+	ev_timer_stop(worker_loop, &hold_timer);
 	ev_loop_destroy(worker_loop);
 	worker_loop = NULL;
 	jobs_discard();

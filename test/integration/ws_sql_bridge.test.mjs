@@ -4,9 +4,10 @@
 // The views collab.connections and collab.presence show live sockets.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import {
   ISO_RE, DEFAULT_TTL_MS, newUser, connect, join, acquire, save, ok, fails, createDocument, q, waitFor,
-  received, ref, teardown, resourceRow, locksOn, eventually, pool,
+  received, ref, teardown, resourceRow, locksOn, eventually, pool, mark,
 } from './helpers.mjs';
 
 after(teardown);
@@ -164,4 +165,55 @@ test('collab.connections and collab.presence show live sockets and their rooms',
   await eventually(async () => (await q('SELECT 1 FROM collab.connections WHERE connection_id = $1', [id])).length === 0,
     'the closed socket leaves collab.connections');
   assert.deepEqual(await q('SELECT * FROM collab.presence WHERE connection_id = $1', [id]), []);
+});
+
+test('a stream of SQL saves from four sessions at once reaches the room and NOTIFY listeners whole and in order', async () => {
+  // The worker is woken by the first of them and reads the rest on its own
+  // (src/event_queue.c): none may be lost, repeated, reordered or left behind.
+  const tabs = ['s0', 's1', 's2', 's3'];
+  const N = 60;
+  const doc = await createDocument(tabs);
+  const p = await connect(newUser('Parent'));
+  ok(await join(p, doc.id, 'viewer'));
+  const listener = new pg.Client({ database: 'postgres' });
+  await listener.connect();
+  const notified = [];
+  listener.on('notification', (n) => {
+    for (const e of JSON.parse(n.payload).events) {
+      if (e.event === 'doc:saved' && e.resourceId.startsWith(doc.id + '/')) notified.push(e);
+    }
+  });
+  await listener.query('LISTEN collab_events');
+  try {
+    const leases = [];
+    for (const t of tabs) {
+      const [g] = await q('SELECT granted, token FROM collab.acquire($1, $2, $3, $4)',
+        [doc.tab(t), backend.userId, backend.username, `backend-stream-${t}`]);
+      assert.equal(g.granted, true);
+      leases.push({ rid: doc.tab(t), token: g.token });
+    }
+    const since = mark(p);
+    // one session per tab (the pool has four), each saving as fast as it can
+    await Promise.all(leases.map(async ({ rid, token }) => {
+      for (let i = 1; i <= N; i++) {
+        const [{ v }] = await q('SELECT collab.save($1, $2, $3) AS v', [rid, token, `version ${i}`]);
+        assert.equal(v, String(i));
+      }
+    }));
+    const want = Array.from({ length: N }, (_, i) => i + 1);
+    for (const { rid } of leases) {
+      await waitFor(p, 'doc:saved', (x) => x.resourceId === rid && x.version === N, { since });
+      assert.deepEqual(received(p, 'doc:saved', (x) => x.resourceId === rid, since).map((x) => x.version), want,
+        `the room got every save of ${rid} once, in order`);
+    }
+    await eventually(() => notified.filter((x) => x.version === N).length === tabs.length,
+      'the last save of every tab reaches the NOTIFY listener');
+    for (const { rid } of leases) {
+      assert.deepEqual(notified.filter((x) => x.resourceId === rid).map((x) => x.version), want,
+        `the listener got every save of ${rid} once, in order`);
+    }
+  } finally {
+    await listener.end();
+    p.close();
+  }
 });
