@@ -96,6 +96,7 @@ static void sweep_timer_cb(lws_sorted_usec_list_t *sul);
 static ev_timer tick_timer;
 static ev_timer retry_timer;
 static ev_timer hold_timer;
+static bool hold_due = false;	/* hold_timer fired since the last drain */
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -293,8 +294,6 @@ retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* A held worker reads the event queue again (drain_events). */
-static bool hold_due = false;
-
 static void
 hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
