@@ -694,12 +694,15 @@ run_batch(Job *batch, Job **ran_head, Job **ran_tail)
 	batch_commit_lsn = InvalidXLogRecPtr;
 	lazy_grants = !collab_synchronous_grants &&
 		(SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0');
-	lazy = !batch->own_batch && lazy_grants;
+	lazy = events_first = !batch->own_batch;
 	for (Job *j = batch; j; j = j->next)
-		lazy &= j->grant;
-	events_first = !batch->own_batch && !lazy;
-	for (Job *j = batch; j; j = j->next)
-		events_first &= j->events_first || (j->grant && lazy_grants);
+	{
+		bool		lazy_grant = j->grant && lazy_grants;
+
+		lazy &= lazy_grant;
+		events_first &= j->events_first || lazy_grant;
+	}
+	events_first &= !lazy;
 	if (batch->own_batch || events_first || lazy)
 		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
