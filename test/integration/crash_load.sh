@@ -1,8 +1,8 @@
 #!/bin/bash
 # Crash and restart under load (crash_load.mjs) on a throwaway cluster of its
-# own, with collab.synchronous_grants off and then on: the test kills the collab worker with SIGKILL and stops the cluster
-# with pg_ctl -m immediate, which would break every other suite sharing a
-# cluster.  Then, on the same cluster started with a small
+# own, with collab.synchronous_grants off and then on: the test kills the
+# collab worker with SIGKILL and stops the cluster with pg_ctl -m immediate,
+# which would break every other suite sharing a cluster.  Then, on the same cluster started with a small
 # collab.max_connections, the connection flood test of ws_hostile.test.mjs
 # checks the refusals beyond the limit.
 #

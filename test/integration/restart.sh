@@ -7,6 +7,17 @@ cd "$(dirname "$0")"
 CLUSTER="$COLLAB_TEST_WORK/cluster"
 export TESTDB=restart_test
 
+# The WAL writer slowed, so that nothing but a transaction's own commit
+# flushes WAL before the crash that follows; then back to its default.
+slow_wal_writer() {
+	TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
+	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+}
+reset_wal_writer() {
+	TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
+	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+}
+
 TESTDB=postgres q "DROP DATABASE IF EXISTS $TESTDB" >/dev/null
 TESTDB=postgres q "CREATE DATABASE $TESTDB" >/dev/null
 TESTDB=postgres q "ALTER DATABASE $TESTDB SET lc_messages = 'C'" >/dev/null
@@ -21,8 +32,7 @@ q "SELECT collab.save('document:crash/tab:diagnosis', $held, 'before the crash')
 # with the WAL writer slowed so that nothing but the grants flushes WAL:
 # their commits may be lost, their tokens must still never come back
 # (src/tokens.c flushes the sequence's record that covers them).
-TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+slow_wal_writer
 max=$("${PSQL[@]}" -d $TESTDB <<'SQL'
 SET synchronous_commit = off;
 SELECT max(token) FROM (
@@ -40,8 +50,7 @@ echo "highest token handed out before the crash: $max"
 
 bash ../../scripts/cluster.sh stop "$CLUSTER" immediate
 bash ../../scripts/cluster.sh restart "$CLUSTER"
-TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
-TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+reset_wal_writer
 
 expect_eq "the committed lease survived the crash" \
 	"$(q "SELECT username FROM collab.locks WHERE resource_id = 'document:crash/tab:diagnosis'")" "Anna"
@@ -73,14 +82,12 @@ TESTDB=postgres q "DROP DATABASE $TESTDB" >/dev/null
 grant_after_checkpoint_then_crash() {
 	local token
 	q "CHECKPOINT" >/dev/null
-	TESTDB=postgres q "ALTER SYSTEM SET wal_writer_delay = '10s'" >/dev/null
-	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+	slow_wal_writer
 	token=$("${PSQL[@]}" -d $TESTDB -c "SET synchronous_commit = off" \
 		-c "SELECT token FROM collab.acquire('$1', '$2', '$3', '$4')" | tail -1)
 	bash ../../scripts/cluster.sh stop "$CLUSTER" immediate >/dev/null
 	bash ../../scripts/cluster.sh restart "$CLUSTER" >/dev/null
-	TESTDB=postgres q "ALTER SYSTEM RESET wal_writer_delay" >/dev/null
-	TESTDB=postgres q "SELECT pg_reload_conf()" >/dev/null
+	reset_wal_writer
 	echo "$token"
 }
 
